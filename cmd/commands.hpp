@@ -1,0 +1,41 @@
+#pragma once
+// The subcommand table: each cmd/<name>.cpp defines its options on a CLI11 app and
+// returns the function that validates them and runs the command.
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace wsx::cli {
+
+using runner = std::function<int()>;
+
+struct command {
+    const char* name;
+    const char* summary;
+    runner (*setup)(CLI::App& app);
+};
+
+struct doc_section;
+/// Prose sections of the manual that no option carries (exit status, environment).
+std::vector<doc_section> manual_sections();
+
+runner setup_connect(CLI::App& app);
+runner setup_serve(CLI::App& app);
+
+/// Problems found while validating options; all are reported together.
+class problems {
+public:
+    void add(std::string p) { list_.push_back(std::move(p)); }
+    /// Prints each problem as `wsx: error: ...` and returns true when there were any.
+    bool report(const std::string& command) const;
+
+private:
+    std::vector<std::string> list_;
+};
+
+/// Option parsing helpers shared by subcommands: they record a problem and return a default.
+std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, const std::string& value);
+std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value);
+
+}  // namespace wsx::cli

@@ -1,0 +1,233 @@
+// wsx connect: parse options → connect_options → validate (every problem at once) → run.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "connect_app.hpp"
+#include "proxy.hpp"
+#include "units.hpp"
+
+namespace wsx::cli {
+
+namespace {
+struct connect_args {
+    std::string url;
+    std::vector<std::string> headers, subprotocols, cookies, send, expect, expect_json;
+    std::string origin, host, auth, token, token_query, proxy;
+    bool compress = false, no_context_takeover = false;
+    int window_bits = 15;
+    std::string cacert, cert, key, sni;
+    bool insecure = false;
+    bool binary = false, null = false, hex = false, base64 = false, jsonl = false, timestamps = false;
+    std::uint64_t count = 0;
+    std::string timeout, idle_timeout, connect_timeout = "10s", wait = "5s", ping_interval, ping_timeout;
+    bool reconnect = false;
+    std::string backoff_initial = "250ms", backoff_max = "30s", buffer_limit = "16MiB", max_message_size = "64MiB";
+    double backoff_factor = 2.0;
+    int max_retries = -1;
+    bool stats = false, stats_json = false, verbose = false, no_color = false;
+    bool interactive = false, no_interactive = false;
+    std::string history_file;
+};
+}  // namespace
+
+runner setup_connect(CLI::App& app) {
+    auto a = std::make_shared<connect_args>();
+    app.add_option("url", a->url, "ws://, wss:// or ws+unix:///path.sock:/resource URL")->required()->type_name("URL");
+
+    const char* h = "Handshake";
+    app.add_option("-H,--header", a->headers, "Extra request header 'Name: value' (repeatable)")->group(h)->type_name("HEADER");
+    app.add_option("--subprotocol", a->subprotocols, "Offer a subprotocol (repeatable)")->group(h)->type_name("NAME");
+    app.add_option("--origin", a->origin, "Origin header")->group(h)->type_name("URL");
+    app.add_option("--host", a->host, "Host header instead of the URL's host")->group(h)->type_name("NAME");
+    app.add_option("--cookie", a->cookies, "Cookie 'name=value' (repeatable)")->group(h)->type_name("COOKIE");
+    app.add_option("--auth", a->auth, "Basic authentication (also user:pass@ in the URL)")->group(h)->type_name("USER:PASS");
+    app.add_option("--token", a->token, "Bearer token (Authorization header)")->group(h)->type_name("TOKEN");
+    app.add_option("--token-query", a->token_query, "Send --token as the query parameter NAME instead of a header")
+        ->group(h)->type_name("NAME");
+    app.add_option("--proxy", a->proxy,
+                   "Proxy: http://host:port (CONNECT) or socks5[h]://[user:pass@]host:port; default from "
+                   "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY")
+        ->group(h)->type_name("URL");
+    app.add_flag("--compress", a->compress, "Offer permessage-deflate compression")->group(h);
+    app.add_option("--compress-window-bits", a->window_bits, "Deflate window bits (9-15)")
+        ->group(h)->check(CLI::Range(9, 15))->type_name("N")->capture_default_str();
+    app.add_flag("--compress-no-context-takeover", a->no_context_takeover, "Ask for no context takeover")->group(h);
+
+    const char* t = "TLS";
+    app.add_option("--cacert", a->cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
+    app.add_option("--cert", a->cert, "Client certificate (PEM)")->group(t)->type_name("FILE");
+    app.add_option("--key", a->key, "Client certificate key (PEM)")->group(t)->type_name("FILE");
+    app.add_flag("-k,--insecure", a->insecure, "Do not verify the server certificate")->group(t);
+    app.add_option("--sni", a->sni, "Server name to send and verify instead of the URL host")->group(t)->type_name("NAME");
+
+    const char* io = "Input and output";
+    app.add_flag("-b,--binary", a->binary, "Send stdin chunks as binary messages; write received messages raw")->group(io);
+    app.add_flag("-0,--null", a->null, "NUL-separated records instead of lines, both ways")->group(io);
+    app.add_flag("--hex", a->hex, "Print received binary messages as hex")->group(io);
+    app.add_flag("--base64", a->base64, "Print received binary messages as base64")->group(io);
+    app.add_flag("--jsonl", a->jsonl, "Print every event (message, ping, pong, close) as a JSON line")->group(io);
+    app.add_flag("-t,--timestamps", a->timestamps, "Prefix received messages with the time")->group(io);
+    app.add_flag("-i,--interactive", a->interactive, "Use the interactive console even if stdin is not a terminal")->group(io);
+    app.add_flag("--no-interactive", a->no_interactive, "Pipe mode even on a terminal")->group(io);
+    app.add_flag("--no-color", a->no_color, "No colours (also when NO_COLOR is set)")->group(io);
+    app.add_option("--history-file", a->history_file, "Console history file (default ~/.local/state/wsx/history)")
+        ->group(io)->type_name("PATH");
+
+    const char* s = "Scripting";
+    app.add_option("--send", a->send, "Send MSG after connecting (repeatable); stdin is then not read")->group(s)->type_name("MSG");
+    app.add_option("--expect", a->expect, "Wait for a message matching REGEX (repeatable, in order)")->group(s)->type_name("REGEX");
+    app.add_option("--expect-json", a->expect_json, "Wait for a JSON message with path=value, e.g. user.id=7 (repeatable)")
+        ->group(s)->type_name("PATH=VALUE");
+    app.add_option("-n,--count", a->count, "Exit after N received messages")->group(s)->type_name("N");
+    app.add_option("--timeout", a->timeout, "Overall deadline (default 10s with --expect or -n)")->group(s)->type_name("DURATION");
+    app.add_option("--idle-timeout", a->idle_timeout, "Give up when nothing arrives for this long")->group(s)->type_name("DURATION");
+    app.add_option("--connect-timeout", a->connect_timeout, "Deadline for DNS, TCP, TLS and upgrade")
+        ->group(s)->type_name("DURATION")->capture_default_str();
+    app.add_option("--wait", a->wait, "After stdin ends, wait this long for the server's Close")
+        ->group(s)->type_name("DURATION")->capture_default_str();
+    app.add_option("--max-message-size", a->max_message_size, "Largest message accepted")
+        ->group(s)->type_name("SIZE")->capture_default_str();
+
+    const char* k = "Keepalive and reconnect";
+    app.add_option("--ping-interval", a->ping_interval, "Send a ping this often")->group(k)->type_name("DURATION");
+    app.add_option("--ping-timeout", a->ping_timeout, "A pong missing this long is a timeout (or a reconnect)")
+        ->group(k)->type_name("DURATION");
+    app.add_flag("--reconnect", a->reconnect, "Reconnect with exponential backoff when the connection drops")->group(k);
+    app.add_option("--backoff-initial", a->backoff_initial, "First reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
+    app.add_option("--backoff-max", a->backoff_max, "Longest reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
+    app.add_option("--backoff-factor", a->backoff_factor, "Delay multiplier per attempt")
+        ->group(k)->check(CLI::Range(1.0, 100.0))->type_name("F")->capture_default_str();
+    app.add_option("--max-retries", a->max_retries, "Give up after N failed attempts in a row (-1: never)")
+        ->group(k)->type_name("N")->capture_default_str();
+    app.add_option("--buffer-limit", a->buffer_limit, "Stdin held while disconnected before input pauses")
+        ->group(k)->type_name("SIZE")->capture_default_str();
+
+    const char* r = "Reporting";
+    app.add_flag("--stats", a->stats, "On exit, print timings and counters to stderr")->group(r);
+    app.add_flag("--stats-json", a->stats_json, "On exit, print timings and counters as JSON to stderr")->group(r);
+    app.add_flag("-v,--verbose", a->verbose, "Print the handshake request and response headers to stderr")->group(r);
+
+    app.footer(
+        "Examples:\n"
+        "  wsx connect ws://127.0.0.1:8080/                      # interactive console\n"
+        "  seq 100 | wsx connect ws://127.0.0.1:8080/            # pipe: a message per line\n"
+        "  wsx connect wss://example.test/ws --send ping --expect pong   # CI check\n"
+        "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"hi\"}' --expect-json op=hello -n 1\n"
+        "  wsx connect ws://127.0.0.1:8080/ --reconnect --ping-interval 10s --ping-timeout 5s\n"
+        "\nExit status: 0 ok, 1 failure, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected,\n"
+        "7 abnormal close, 8 timeout, 9 expectation not met, 130 interrupted.");
+
+    return [a]() -> int {
+        problems p;
+        connect_options o;
+        std::string err;
+        if (auto ep = parse_ws_url(a->url, &err)) o.client.url = *ep;
+        else p.add(err);
+        for (const auto& hv : a->headers) {
+            auto colon = hv.find(':');
+            if (colon == std::string::npos || colon == 0) {
+                p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
+                continue;
+            }
+            std::string value = hv.substr(colon + 1);
+            value.erase(0, value.find_first_not_of(" \t"));
+            o.client.headers.emplace_back(hv.substr(0, colon), value);
+        }
+        o.client.subprotocols = a->subprotocols;
+        o.client.origin = a->origin;
+        o.client.host_override = a->host;
+        o.client.cookies = a->cookies;
+        if (!a->auth.empty() && a->auth.find(':') == std::string::npos) p.add("--auth: expected USER:PASS");
+        o.client.basic_auth = a->auth;
+        o.client.token = a->token;
+        o.client.token_query = a->token_query;
+        if (!a->token_query.empty() && a->token.empty()) p.add("--token-query needs --token");
+        if (!a->proxy.empty()) {
+            if (auto px = parse_proxy_url(a->proxy, &err)) o.client.proxy = *px;
+            else p.add("--proxy: " + err);
+        } else if (!o.client.url.is_unix() && !o.client.url.host.empty()) {
+            auto px = proxy_from_environment(o.client.url.tls, o.client.url.host, o.client.url.port,
+                                             [](const char* n) { return std::getenv(n); }, &err);
+            if (px) o.client.proxy = *px;
+            else if (!err.empty()) p.add(err);
+        }
+        o.client.deflate = {.enabled = a->compress, .window_bits = a->window_bits, .no_context_takeover = a->no_context_takeover};
+        o.client.tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
+        if (o.client.url.tls || !a->cacert.empty() || !a->cert.empty()) {
+            try {
+                make_client_tls(o.client.tls);  // surface unreadable files now, before any network activity
+            } catch (const failure& f) {
+                p.add(f.what());
+            }
+        }
+        o.client.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
+        if (auto d = parse_duration(a->connect_timeout); d && d->count() == 0)
+            p.add("--connect-timeout must be greater than 0");
+        o.client.session.max_message_size = size_arg(p, "--max-message-size", a->max_message_size);
+        o.client.session.send_queue_limit = 4u << 20;
+        o.client.session.ping_interval = duration_arg(p, "--ping-interval", a->ping_interval);
+        o.client.session.ping_timeout = duration_arg(p, "--ping-timeout", a->ping_timeout);
+        if (o.client.session.ping_timeout.count() > 0 && o.client.session.ping_interval.count() == 0)
+            p.add("--ping-timeout needs --ping-interval");
+        o.idle_timeout = duration_arg(p, "--idle-timeout", a->idle_timeout);
+        o.client.session.idle_timeout = o.idle_timeout;
+        o.wait = duration_arg(p, "--wait", a->wait);
+        o.client.session.close_timeout = o.wait.count() > 0 ? o.wait : std::chrono::milliseconds(1);
+        o.timeout = duration_arg(p, "--timeout", a->timeout);
+
+        int modes = a->binary + a->null;
+        if (modes > 1) p.add("--binary and --null cannot be combined");
+        o.framing = a->binary ? input_framing::binary : a->null ? input_framing::nul : input_framing::lines;
+        if (a->hex && a->base64) p.add("--hex and --base64 cannot be combined");
+        o.display = a->hex ? binary_display::hex : a->base64 ? binary_display::base64 : binary_display::raw;
+        o.jsonl = a->jsonl;
+        o.timestamps = a->timestamps;
+        o.send = a->send;
+        for (const auto& e : a->expect) {
+            expectation x;
+            x.text = e;
+            try {
+                x.re = std::regex(e, std::regex::ECMAScript);
+                o.expects.push_back(std::move(x));
+            } catch (const std::regex_error& re) {
+                p.add(fmt::format("--expect '{}': invalid regular expression ({})", e, re.what()));
+            }
+        }
+        for (const auto& e : a->expect_json) {
+            auto j = json_expectation::parse(e, &err);
+            if (!j) {
+                p.add(fmt::format("--expect-json '{}': {}", e, err));
+                continue;
+            }
+            expectation x;
+            x.text = e;
+            x.is_json = true;
+            x.json = *j;
+            o.expects.push_back(std::move(x));
+        }
+        o.count = a->count;
+        o.reconnect = a->reconnect;
+        o.backoff_initial = duration_arg(p, "--backoff-initial", a->backoff_initial);
+        o.backoff_max = duration_arg(p, "--backoff-max", a->backoff_max);
+        o.backoff_factor = a->backoff_factor;
+        if (a->max_retries < -1) p.add("--max-retries: use -1 (never give up) or a count >= 0");
+        o.max_retries = a->max_retries;
+        o.buffer_limit = size_arg(p, "--buffer-limit", a->buffer_limit);
+        o.stats = a->stats;
+        o.stats_json = a->stats_json;
+        o.verbose = a->verbose;
+        o.colour = !a->no_color && std::getenv("NO_COLOR") == nullptr && ::isatty(1) == 1;
+        o.history_file = a->history_file;
+        if (a->interactive && a->no_interactive) p.add("--interactive and --no-interactive cannot be combined");
+        o.interactive = a->interactive ? interactive_mode::always
+                        : a->no_interactive ? interactive_mode::never
+                                            : interactive_mode::automatic;
+        if (p.report("connect")) return static_cast<int>(exit_code::usage);
+        return run_connect(o);
+    };
+}
+
+}  // namespace wsx::cli

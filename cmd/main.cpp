@@ -1,0 +1,118 @@
+// wsx: one binary, five WebSocket tools. This file is the table of contents:
+// the command table, parsing, dispatch, and exceptions turned into exit codes.
+#include <csignal>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "generate.hpp"
+#include "exit_code.hpp"
+#include "units.hpp"
+
+namespace wsx::cli {
+
+namespace {
+const command commands[] = {
+    {"connect", "Connect to a WebSocket server: interactive console, pipe, or scripted checks", setup_connect},
+    {"serve", "Run a WebSocket server (echo)", setup_serve},
+};
+}  // namespace
+
+std::vector<doc_section> manual_sections() {
+    return {
+        {"EXIT STATUS",
+         "Every command uses the same exit codes, so scripts can tell failures apart.\n\n"
+         "  0    success\n"
+         "  1    other runtime failure\n"
+         "  2    usage error (bad option or argument)\n"
+         "  3    name resolution failed\n"
+         "  4    TCP connection failed (refused, unreachable, proxy refused)\n"
+         "  5    TLS failed (handshake, certificate verification)\n"
+         "  6    HTTP upgrade rejected (status line and body are printed)\n"
+         "  7    connection closed abnormally (1006, or a close code other than 1000/1001)\n"
+         "  8    timeout (connect, idle, ping, expect, overall)\n"
+         "  9    expectation or threshold not met (--expect, -n)\n"
+         "  130  interrupted (SIGINT)"},
+        {"ENVIRONMENT",
+         "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower-case forms) choose a proxy for wss:// and ws:// "
+         "URLs; NO_PROXY lists hosts reached directly. NO_COLOR turns colours off. XDG_STATE_HOME "
+         "locates the console history (wsx/history)."},
+        {"DIAGNOSTICS",
+         "Data goes to standard output; everything else (errors, progress, the listening address) goes to "
+         "standard error. Errors are one line: wsx: error: WHAT: DETAIL, with a hint on how to fix it "
+         "where there is one."},
+    };
+}
+
+bool problems::report(const std::string& command) const {
+    for (const auto& p : list_) std::cerr << "wsx: error: " << p << '\n';
+    if (!list_.empty()) std::cerr << fmt::format("Run 'wsx {} --help' for usage.\n", command);
+    return !list_.empty();
+}
+
+std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, const std::string& value) {
+    if (value.empty()) return {};
+    if (auto d = parse_duration(value)) return *d;
+    p.add(fmt::format("{} '{}': not a duration (use e.g. 500ms, 2s, 1.5m)", option, value));
+    return {};
+}
+
+std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value) {
+    if (value.empty()) return 0;
+    if (auto s = parse_size(value)) return *s;
+    p.add(fmt::format("{} '{}': not a size (use e.g. 65536, 64KiB, 16MiB)", option, value));
+    return 0;
+}
+
+}  // namespace wsx::cli
+
+int main(int argc, char** argv) {
+    using namespace wsx;
+    std::signal(SIGPIPE, SIG_IGN);
+    CLI::App app{"wsx: WebSocket toolkit: client, server, load generator, pub/sub relay and proxy", "wsx"};
+    app.set_version_flag("-V,--version", "wsx " WSX_VERSION);
+    app.require_subcommand(1);
+    app.fallthrough(false);
+    app.footer(
+        "Examples:\n"
+        "  wsx serve 127.0.0.1:8080                 # echo server\n"
+        "  wsx connect ws://127.0.0.1:8080/         # interactive console\n"
+        "  seq 3 | wsx connect ws://127.0.0.1:8080/ # pipe: one message per line\n"
+        "\nRun 'wsx COMMAND --help' for the options of a command.");
+
+    cli::runner run;
+    for (const auto& c : cli::commands) {
+        CLI::App* sub = app.add_subcommand(c.name, c.summary);
+        auto r = c.setup(*sub);
+        sub->callback([&run, r] { run = r; });
+    }
+    auto gen = cli::add_generate_command(app, cli::manual_sections());
+    gen.app->callback([&run, r = gen.run] { run = r; });
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::string which;
+        for (auto* sub : app.get_subcommands()) which = sub->get_name();
+        std::cerr << "wsx: error: " << e.what() << '\n'
+                  << (which.empty() ? std::string("Run 'wsx --help' for usage.\n")
+                                    : fmt::format("Run 'wsx {} --help' for usage.\n", which));
+        return static_cast<int>(exit_code::usage);
+    }
+    if (!run) return static_cast<int>(exit_code::usage);
+    try {
+        return run();
+    } catch (const failure& f) {
+        std::cerr << "wsx: error: " << f.what() << '\n';
+        return static_cast<int>(f.code());
+    } catch (const std::exception& e) {
+        std::cerr << "wsx: error: " << e.what() << '\n';
+        return static_cast<int>(exit_code::failure);
+    }
+}

@@ -1,0 +1,217 @@
+#include "client.hpp"
+
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <fmt/format.h>
+
+#include "codec.hpp"
+#include "exit_code.hpp"
+
+namespace wsx {
+namespace {
+
+using clock = steady_clock;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+std::string ms(std::chrono::nanoseconds d) {
+    return fmt::format("{}ms", duration_cast<milliseconds>(d).count());
+}
+
+[[noreturn]] void timed_out(const client_options& o, std::string_view step) {
+    throw failure(exit_code::timeout, fmt::format("timed out after {} {} {} (raise --connect-timeout)",
+                                                  ms(o.connect_timeout), step, o.url.to_string()));
+}
+
+void print_headers(std::ostream& out, char mark, const auto& fields) {
+    for (const auto& f : fields) out << mark << ' ' << f.name_string() << ": " << f.value() << '\n';
+}
+
+// Resolves host:port with a deadline. Maps errors to exit codes.
+net::awaitable<tcp::resolver::results_type> resolve(const client_options& o, const std::string& host, std::uint16_t port,
+                                                    clock::time_point deadline) {
+    auto ex = co_await net::this_coro::executor;
+    tcp::resolver resolver(ex);
+    net::steady_timer timer(ex, deadline);
+    bool expired = false;
+    timer.async_wait([&](error_code ec) {
+        if (!ec) {
+            expired = true;
+            resolver.cancel();
+        }
+    });
+    error_code ec;
+    auto results = co_await resolver.async_resolve(host, std::to_string(port), net::redirect_error(net::use_awaitable, ec));
+    timer.cancel();
+    if (expired) timed_out(o, "resolving");
+    if (ec) throw failure(exit_code::resolve, fmt::format("cannot resolve '{}': {}", host, ec.message()));
+    co_return results;
+}
+
+// TCP connect to the server or to the proxy, then the proxy handshake.
+net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, connect_result& r, clock::time_point deadline) {
+    const auto t0 = clock::now();
+    const bool via_proxy = o.proxy.has_value();
+    const std::string& host = via_proxy ? o.proxy->host : o.url.host;
+    const std::uint16_t port = via_proxy ? o.proxy->port : o.url.port;
+    auto results = co_await resolve(o, host, port, deadline);
+    const auto t1 = clock::now();
+    r.timings.dns = t1 - t0;
+
+    tcp.expires_at(deadline);
+    error_code ec;
+    auto ep = co_await tcp.async_connect(results, net::redirect_error(net::use_awaitable, ec));
+    if (ec == beast::error::timeout) timed_out(o, "connecting to");
+    if (ec)
+        throw failure(exit_code::connect, fmt::format("cannot connect to {}{}: {}", format_host_port(host, port),
+                                                      via_proxy ? " (proxy)" : "", ec.message()));
+    tcp.socket().set_option(tcp::no_delay(true), ec);
+    r.remote = format_host_port(ep.address().to_string(), ep.port());
+    const auto t2 = clock::now();
+    r.timings.tcp = t2 - t1;
+    if (!via_proxy) co_return;
+
+    try {
+        if (o.proxy->type == proxy_config::kind::http) {
+            co_await http_connect_handshake(tcp, *o.proxy, o.url.host, o.url.port);
+        } else {
+            std::string target = o.url.host;
+            if (o.proxy->type == proxy_config::kind::socks5) {
+                // socks5:// resolves locally; socks5h:// lets the proxy resolve.
+                auto targets = co_await resolve(o, o.url.host, o.url.port, deadline);
+                target = targets.begin()->endpoint().address().to_string();
+            }
+            co_await socks5_handshake(tcp, *o.proxy, target, o.url.port);
+        }
+    } catch (const boost::system::system_error& e) {
+        if (e.code() == beast::error::timeout) timed_out(o, "in the proxy handshake for");
+        throw failure(exit_code::connect, fmt::format("proxy {} failed: {}", format_host_port(host, port), e.code().message()));
+    }
+    r.timings.proxy = clock::now() - t2;
+}
+
+template <class Layer>
+net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options& o, connect_result& r,
+                             clock::time_point deadline, std::ostream* verbose) {
+    const auto t0 = clock::now();
+    beast::get_lowest_layer(ws).expires_never();
+    websocket::stream_base::timeout to{};
+    to.handshake_timeout = std::max<clock::duration>(deadline - t0, std::chrono::milliseconds(1));
+    to.idle_timeout = websocket::stream_base::none();
+    to.keep_alive_pings = false;
+    ws.set_option(to);
+    apply_deflate(ws, o.deflate, false);
+    ws.auto_fragment(false);
+
+    std::string target = o.url.target;
+    if (!o.token.empty() && !o.token_query.empty()) {
+        target += target.find('?') == std::string::npos ? '?' : '&';
+        target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
+        target += '=';
+        target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
+    }
+    ws.set_option(websocket::stream_base::decorator([&o, &r](websocket::request_type& req) {
+        req.set(http::field::user_agent, o.user_agent);
+        if (!o.subprotocols.empty()) {
+            std::string list;
+            for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;
+            req.set(http::field::sec_websocket_protocol, list);
+        }
+        if (!o.origin.empty()) req.set(http::field::origin, o.origin);
+        if (!o.cookies.empty()) {
+            std::string c;
+            for (const auto& k : o.cookies) c += (c.empty() ? "" : "; ") + k;
+            req.set(http::field::cookie, c);
+        }
+        std::string userpass = o.basic_auth;
+        if (userpass.empty() && !o.url.username.empty()) userpass = o.url.username + ":" + o.url.password;
+        if (!userpass.empty()) req.set(http::field::authorization, "Basic " + base64_encode(userpass));
+        if (!o.token.empty() && o.token_query.empty()) req.set(http::field::authorization, "Bearer " + o.token);
+        for (const auto& [name, value] : o.headers) req.set(name, value);
+        r.request = http::request<http::empty_body>(req);
+    }));
+
+    const std::string host = o.host_override.empty() ? o.url.host_header() : o.host_override;
+    error_code ec;
+    co_await ws.async_handshake(r.response, host, target, net::redirect_error(net::use_awaitable, ec));
+    if (verbose) {
+        *verbose << "> " << r.request.method_string() << ' ' << r.request.target() << " HTTP/1.1\n";
+        print_headers(*verbose, '>', r.request);
+        if (r.response.version() != 0 || r.response.result_int() != 0) {
+            *verbose << "< HTTP/1.1 " << r.response.result_int() << ' ' << r.response.reason() << '\n';
+            print_headers(*verbose, '<', r.response);
+        }
+        verbose->flush();
+    }
+    if (ec == beast::error::timeout) timed_out(o, "waiting for the upgrade from");
+    if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 0 && r.response.result_int() != 101)) {
+        std::string body = r.response.body();
+        if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
+        if (body.size() > 200) body = body.substr(0, 200) + "...";
+        throw failure(exit_code::upgrade,
+                      fmt::format("upgrade rejected by {}: HTTP {} {}{}{}", o.url.to_string(), r.response.result_int(),
+                                  std::string(r.response.reason()), body.empty() ? "" : ": ", escape_for_terminal(body)));
+    }
+    if (ec) throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
+    r.subprotocol = std::string(r.response[http::field::sec_websocket_protocol]);
+    if (!r.subprotocol.empty() &&
+        std::find(o.subprotocols.begin(), o.subprotocols.end(), r.subprotocol) == o.subprotocols.end())
+        throw failure(exit_code::upgrade,
+                      fmt::format("server chose subprotocol '{}', which was not offered", escape_for_terminal(r.subprotocol)));
+    // After the handshake, pings and deadlines are the session's business.
+    to.handshake_timeout = o.session.close_timeout;
+    ws.set_option(to);
+    r.timings.upgrade = clock::now() - t0;
+}
+
+}  // namespace
+
+net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose) {
+    auto ex = co_await net::this_coro::executor;
+    connect_result r;
+    const auto start = clock::now();
+    const auto deadline = start + o.connect_timeout;
+
+    if (o.url.is_unix()) {
+        if (o.url.tls) throw failure(exit_code::usage, "wss+unix:// is not supported: use ws+unix://");
+        websocket::stream<unix_layer> ws(ex);
+        auto& sock = beast::get_lowest_layer(ws);
+        sock.expires_at(deadline);
+        error_code ec;
+        co_await sock.async_connect(net::local::stream_protocol::endpoint(o.url.unix_path),
+                                    net::redirect_error(net::use_awaitable, ec));
+        if (ec == beast::error::timeout) timed_out(o, "connecting to");
+        if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to unix socket {}: {}", o.url.unix_path, ec.message()));
+        r.remote = o.url.unix_path;
+        r.timings.tcp = clock::now() - start;
+        co_await upgrade(ws, o, r, deadline, verbose);
+        r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, o.session);
+    } else if (o.url.tls) {
+        auto ctx = make_client_tls(o.tls);
+        websocket::stream<tls_layer> ws(ex, *ctx);
+        auto& tls = ws.next_layer().next_layer();
+        co_await open_tcp(beast::get_lowest_layer(ws), o, r, deadline);
+        const auto t0 = clock::now();
+        prepare_client_stream(tls, o.tls, o.url.host);
+        beast::get_lowest_layer(ws).expires_at(deadline);
+        error_code ec;
+        co_await tls.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
+        if (ec == beast::error::timeout) timed_out(o, "in the TLS handshake with");
+        if (ec)
+            throw failure(exit_code::tls, fmt::format("TLS handshake with {} failed: {}", format_host_port(o.url.host, o.url.port),
+                                                      describe_tls_error(ec, &tls)));
+        r.timings.tls = clock::now() - t0;
+        co_await upgrade(ws, o, r, deadline, verbose);
+        r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, o.session);
+        r.session->hold(ctx);
+    } else {
+        websocket::stream<tcp_layer> ws(ex);
+        co_await open_tcp(beast::get_lowest_layer(ws), o, r, deadline);
+        co_await upgrade(ws, o, r, deadline, verbose);
+        r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, o.session);
+    }
+    r.timings.total = clock::now() - start;
+    co_return r;
+}
+
+}  // namespace wsx

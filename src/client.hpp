@@ -1,0 +1,73 @@
+#pragma once
+/// Client connect: resolve, TCP (or a unix socket), proxy, TLS, then the WebSocket upgrade.
+#include <chrono>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "endpoint.hpp"
+#include "proxy.hpp"
+#include "session.hpp"
+#include "tls.hpp"
+
+namespace wsx {
+
+struct deflate_options {
+    bool enabled = false;
+    int window_bits = 15;             ///< 9..15, for both directions
+    bool no_context_takeover = false;  ///< ask for no context takeover both ways
+};
+
+struct client_options {
+    endpoint url;
+    std::vector<std::pair<std::string, std::string>> headers;  ///< extra request headers
+    std::vector<std::string> subprotocols;
+    std::string origin;
+    std::string host_override;       ///< Host header instead of the URL's
+    std::vector<std::string> cookies;
+    std::string basic_auth;          ///< user:pass (the URL's credentials when empty)
+    std::string token;               ///< bearer token
+    std::string token_query;         ///< send the token as ?NAME=TOKEN instead of a header
+    std::optional<proxy_config> proxy;
+    tls_client_options tls;
+    deflate_options deflate;
+    std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
+    session_options session;
+    std::string user_agent = "wsx/" WSX_VERSION;
+};
+
+/// Where the time of a connect went (curl -w style).
+struct connect_timings {
+    std::chrono::nanoseconds dns{0}, tcp{0}, proxy{0}, tls{0}, upgrade{0}, total{0};
+};
+
+struct connect_result {
+    std::shared_ptr<ws_session> session;
+    connect_timings timings;
+    std::string subprotocol;   ///< the server's choice, empty if none
+    std::string remote;        ///< peer address as host:port
+    http::request<http::empty_body> request;     ///< what was sent (for -v)
+    http::response<http::string_body> response;  ///< what came back (for -v)
+};
+
+/// Connects and upgrades. Throws wsx::failure with the exit code of the step that failed
+/// (resolve, connect, tls, upgrade, timeout) and a one-line message naming the cause.
+/// `verbose`, when set, receives the request and response headers as they happen.
+net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose = nullptr);
+
+/// Applies permessage-deflate settings to a stream of any role.
+template <class Stream>
+void apply_deflate(Stream& ws, const deflate_options& d, bool server) {
+    websocket::permessage_deflate pmd;
+    pmd.client_enable = !server && d.enabled;
+    pmd.server_enable = server && d.enabled;
+    pmd.client_max_window_bits = d.window_bits;
+    pmd.server_max_window_bits = d.window_bits;
+    pmd.client_no_context_takeover = d.no_context_takeover;
+    pmd.server_no_context_takeover = d.no_context_takeover;
+    ws.set_option(pmd);
+}
+
+}  // namespace wsx

@@ -1,0 +1,655 @@
+#include "connect_app.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <ctime>
+#include <deque>
+#include <iostream>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "codec.hpp"
+#include "repl.hpp"
+#include "units.hpp"
+
+namespace wsx {
+
+bool expectation::matches(std::string_view message) const {
+    if (is_json) return json.matches_text(message);
+    return std::regex_search(message.begin(), message.end(), re);
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+using std::chrono::nanoseconds;
+
+double unix_now() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string clock_stamp() {
+    auto now = std::chrono::system_clock::now();
+    auto t = std::chrono::system_clock::to_time_t(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    return fmt::format("{:02}:{:02}:{:02}.{:03}", tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+std::string shorten(std::string_view s, std::size_t max = 120) {
+    std::string e = escape_for_terminal(s.substr(0, max));
+    if (s.size() > max) e += "...";
+    return e;
+}
+
+std::string describe_close(int code, std::string_view reason) {
+    return reason.empty() ? fmt::format("{}", code) : fmt::format("{} \"{}\"", code, shorten(reason, 123));
+}
+
+/// Buffered stdout that never throws: data goes out in large writes, flushed at the end
+/// of each batch of events (or at once on a terminal).
+class output {
+public:
+    output() : tty_(::isatty(1) == 1) { buf_.reserve(1 << 16); }
+    bool broken() const { return broken_; }
+    bool tty() const { return tty_; }
+    void write(std::string_view s) {
+        if (broken_) return;
+        buf_.append(s);
+        if (tty_ || buf_.size() >= (1 << 16)) flush();
+    }
+    void flush() {
+        std::size_t off = 0;
+        while (off < buf_.size() && !broken_) {
+            ssize_t n = ::write(1, buf_.data() + off, buf_.size() - off);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) {
+                    fd_set w;
+                    FD_ZERO(&w);
+                    FD_SET(1, &w);
+                    ::select(2, nullptr, &w, nullptr, nullptr);
+                    continue;
+                }
+                broken_ = true;  // EPIPE: the reader went away
+                break;
+            }
+            off += static_cast<std::size_t>(n);
+        }
+        buf_.clear();
+    }
+    bool pending() const { return !buf_.empty(); }
+
+private:
+    std::string buf_;
+    bool tty_;
+    bool broken_ = false;
+};
+
+class connect_app final : public channel_events, public repl_controller, public std::enable_shared_from_this<connect_app> {
+public:
+    connect_app(net::io_context& ioc, const connect_options& o)
+        : ioc_(ioc), o_(o), signals_(ioc, SIGINT, SIGTERM), deadline_(ioc), backoff_(ioc), rng_(std::random_device{}()) {}
+
+    int run();
+
+    // channel_events
+    void on_message(std::string&& payload, bool binary) override;
+    void on_ping(std::string_view payload) override;
+    void on_pong(std::string_view payload, nanoseconds rtt) override;
+    void on_writable() override;
+    void on_close(const close_info& info) override;
+
+    // repl_controller
+    void send_text(std::string text) override { send_record(std::move(text), false); }
+    void send_binary(std::string bytes) override { send_record(std::move(bytes), true); }
+    void send_ping(std::string payload) override;
+    void close_connection(int code, std::string reason) override;
+    std::string stats_text() override;
+    void quit() override { input_finished(); }
+
+private:
+    bool goal_set() const { return o_.count > 0 || !o_.expects.empty(); }
+    bool goal_reached() const {
+        return (o_.count == 0 || received_ >= o_.count) && next_expect_ >= o_.expects.size();
+    }
+    std::string goal_status() const;
+    void connect();
+    void on_connected(connect_result r);
+    void on_connect_failed(exit_code code, std::string message);
+    bool try_reconnect(std::string why);
+    void start_stdin();
+    void read_stdin();
+    void on_stdin(error_code ec, std::size_t n);
+    void send_record(std::string payload, bool binary);
+    void input_finished();
+    void close_if_done();
+    void begin_close(std::uint16_t code, std::string reason);
+    void finish(exit_code code, std::string message);
+    void stop();
+    void note(std::string_view line, bool error = false);
+    void print_message(std::string_view payload, bool binary, std::string_view dir);
+    void log_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code = {},
+                   std::string_view reason = {});
+    void schedule_flush();
+    void add_session_stats();
+    void print_stats();
+
+    net::io_context& ioc_;
+    const connect_options& o_;
+    net::signal_set signals_;
+    net::steady_timer deadline_;
+    net::steady_timer backoff_;
+    std::mt19937 rng_;
+    output out_;
+    std::unique_ptr<repl> repl_;
+
+    std::shared_ptr<ws_session> session_;
+    connect_result last_connect_;
+    bool connected_once_ = false;
+    int attempts_ = 0;          // consecutive failed attempts
+    int reconnects_ = 0;
+
+    // stdin
+    std::unique_ptr<net::posix::stream_descriptor> stdin_;
+    int stdin_flags_ = -1;
+    std::vector<char> inbuf_ = std::vector<char>(1 << 16);
+    std::optional<record_splitter> splitter_;
+    bool reading_ = false, paused_ = false, input_done_ = false, warned_hold_ = false;
+    std::deque<std::pair<std::string, bool>> outbox_;
+    std::uint64_t outbox_bytes_ = 0;
+
+    // progress and outcome
+    std::uint64_t received_ = 0;
+    std::size_t next_expect_ = 0;
+    std::string last_received_;
+    bool closing_ = false;            // we started the closing handshake on purpose
+    bool finished_ = false;
+    bool flush_posted_ = false;
+    exit_code code_ = exit_code::ok;
+    std::string message_;
+    close_info last_close_;
+    session_stats totals_;
+    std::uint64_t pongs_ = 0;
+};
+
+int connect_app::run() {
+    auto self = shared_from_this();
+    signals_.async_wait([self](error_code ec, int) {
+        if (ec) return;
+        // A second signal ends the process at once.
+        self->signals_.async_wait([self](error_code ec2, int) {
+            if (ec2) return;
+            if (self->repl_) self->repl_->stop();
+            std::_Exit(static_cast<int>(exit_code::interrupted));
+        });
+        self->finish(exit_code::interrupted, "");
+    });
+    const bool tty = ::isatty(0) == 1;
+    const bool interactive = o_.interactive == interactive_mode::always ||
+                             (o_.interactive == interactive_mode::automatic && tty && !goal_set() && o_.send.empty());
+    if (interactive) {
+        repl_ = std::make_unique<repl>(ioc_.get_executor(), *this,
+                                       repl_options{.history_file = o_.history_file, .colour = o_.colour,
+                                                    .timestamps = o_.timestamps});
+        repl_->start();
+    } else if (o_.send.empty()) {
+        start_stdin();
+    } else {
+        input_done_ = true;  // --send replaces stdin
+    }
+    auto timeout = o_.timeout;
+    if (timeout.count() == 0 && goal_set()) timeout = 10s;  // a script waiting for a message must not hang
+    if (timeout.count() > 0) {
+        deadline_.expires_after(timeout);
+        deadline_.async_wait([self, timeout](error_code ec) {
+            if (ec || self->finished_) return;
+            std::string what = fmt::format("timed out after {}", format_duration(timeout));
+            if (!self->goal_reached() && self->goal_set()) what += " " + self->goal_status();
+            self->finish(exit_code::timeout, what);
+        });
+    }
+    connect();
+    ioc_.run();
+    if (repl_) repl_->stop();
+    out_.flush();
+    if (stdin_flags_ >= 0) ::fcntl(0, F_SETFL, stdin_flags_);
+    if (o_.stats || o_.stats_json) print_stats();
+    if (code_ != exit_code::ok && !message_.empty()) std::cerr << "wsx: error: " << message_ << std::endl;
+    return static_cast<int>(code_);
+}
+
+std::string connect_app::goal_status() const {
+    std::string last = received_ == 0 ? "no message received" : fmt::format("last message received: '{}'", shorten(last_received_));
+    if (next_expect_ < o_.expects.size())
+        return fmt::format("waiting for {} '{}' (expectation {} of {}); {}",
+                           o_.expects[next_expect_].is_json ? "--expect-json" : "--expect", o_.expects[next_expect_].text,
+                           next_expect_ + 1, o_.expects.size(), last);
+    return fmt::format("waiting for message {} of {} (-n); {}", received_ + 1, o_.count, last);
+}
+
+void connect_app::connect() {
+    auto self = shared_from_this();
+    net::co_spawn(
+        ioc_, [self]() -> net::awaitable<void> {
+            std::optional<connect_result> r;
+            exit_code code = exit_code::ok;
+            std::string msg;
+            try {
+                r = co_await async_connect(self->o_.client, self->o_.verbose ? &std::cerr : nullptr);
+            } catch (const failure& f) {
+                code = f.code();
+                msg = f.what();
+            } catch (const std::exception& e) {
+                code = exit_code::failure;
+                msg = e.what();
+            }
+            if (self->finished_) co_return;
+            if (r) self->on_connected(std::move(*r));
+            else self->on_connect_failed(code, std::move(msg));
+        },
+        net::detached);
+}
+
+void connect_app::on_connected(connect_result r) {
+    attempts_ = 0;
+    session_ = r.session;
+    last_connect_ = std::move(r);
+    if (connected_once_) ++reconnects_;
+    connected_once_ = true;
+    if (repl_)
+        repl_->print_info(fmt::format("connected to {}{}", o_.client.url.to_string(),
+                                      last_connect_.subprotocol.empty() ? "" : " (" + last_connect_.subprotocol + ")"));
+    else if (reconnects_ > 0)
+        note(fmt::format("reconnected to {}", o_.client.url.to_string()));
+    log_event("open", "in", {});
+    session_->start(shared_from_this());
+    for (const auto& m : o_.send) {
+        log_event("message", "out", m);
+        session_->send(m, false);
+    }
+    // What stdin produced during an outage goes out now, in order.
+    while (!outbox_.empty()) {
+        auto [payload, binary] = std::move(outbox_.front());
+        outbox_.pop_front();
+        outbox_bytes_ -= payload.size();
+        session_->send(std::move(payload), binary);
+    }
+    if (paused_) on_writable();
+    close_if_done();
+}
+
+void connect_app::on_connect_failed(exit_code code, std::string message) {
+    if (code == exit_code::usage || !try_reconnect(message)) finish(code, std::move(message));
+}
+
+bool connect_app::try_reconnect(std::string why) {
+    if (!o_.reconnect || finished_ || closing_) return false;
+    if (o_.max_retries >= 0 && attempts_ >= o_.max_retries) {
+        if (o_.max_retries > 0) why += fmt::format(" (gave up after {} retries)", attempts_);
+        return false;
+    }
+    ++attempts_;
+    double base = std::chrono::duration<double>(o_.backoff_initial).count() * std::pow(o_.backoff_factor, attempts_ - 1);
+    base = std::min(base, std::chrono::duration<double>(o_.backoff_max).count());
+    // Jitter in [base/2, base] so a fleet of clients does not reconnect in lockstep.
+    double delay = std::uniform_real_distribution<double>(base / 2, base)(rng_);
+    note(fmt::format("{}; reconnecting in {} (attempt {})", why,
+                     format_duration(std::chrono::duration_cast<nanoseconds>(std::chrono::duration<double>(delay))),
+                     attempts_));
+    backoff_.expires_after(std::chrono::duration_cast<nanoseconds>(std::chrono::duration<double>(delay)));
+    backoff_.async_wait([self = shared_from_this()](error_code ec) {
+        if (!ec && !self->finished_) self->connect();
+    });
+    return true;
+}
+
+void connect_app::start_stdin() {
+    int fd = ::dup(0);
+    if (fd < 0) {
+        input_done_ = true;
+        return;
+    }
+    stdin_flags_ = ::fcntl(0, F_GETFL);
+    splitter_.emplace(o_.framing == input_framing::lines  ? record_splitter::mode::lines
+                      : o_.framing == input_framing::nul ? record_splitter::mode::nul
+                                                         : record_splitter::mode::chunks,
+                      std::size_t{64} << 20);
+    stdin_ = std::make_unique<net::posix::stream_descriptor>(ioc_, fd);
+    read_stdin();
+}
+
+void connect_app::read_stdin() {
+    if (reading_ || input_done_ || !stdin_ || finished_) return;
+    reading_ = true;
+    stdin_->async_read_some(net::buffer(inbuf_), beast::bind_front_handler(&connect_app::on_stdin, shared_from_this()));
+}
+
+void connect_app::on_stdin(error_code ec, std::size_t n) {
+    reading_ = false;
+    if (finished_) return;
+    const bool binary = o_.framing == input_framing::binary;
+    auto deliver = [&](std::string_view rec) { send_record(std::string(rec), binary); };
+    if (n > 0) splitter_->feed(std::string_view(inbuf_.data(), n), deliver);
+    if (ec) {
+        if (ec != net::error::eof) note(fmt::format("reading stdin: {}", ec.message()), true);
+        splitter_->finish(deliver);
+        input_finished();
+        return;
+    }
+    const std::uint64_t backlog = session_ ? session_->queued_bytes() : outbox_bytes_;
+    const std::uint64_t limit = session_ ? o_.client.session.send_queue_limit : o_.buffer_limit;
+    if (backlog > limit) {
+        paused_ = true;
+        if (!session_ && !warned_hold_) {
+            warned_hold_ = true;
+            note(fmt::format("holding {} of input while disconnected (--buffer-limit); pausing stdin until reconnected",
+                             format_bytes(outbox_bytes_)));
+        }
+        return;
+    }
+    read_stdin();
+}
+
+void connect_app::on_writable() {
+    if (!paused_) return;
+    paused_ = false;
+    read_stdin();
+}
+
+void connect_app::send_record(std::string payload, bool binary) {
+    if (finished_) return;
+    log_event("message", "out", payload);
+    if (session_ && session_->is_open()) {
+        session_->send(std::move(payload), binary);
+        return;
+    }
+    if (!o_.reconnect && connected_once_ && !session_) return;  // the connection is over; nothing will take it
+    outbox_bytes_ += payload.size();
+    outbox_.emplace_back(std::move(payload), binary);
+}
+
+void connect_app::input_finished() {
+    if (input_done_) return;
+    input_done_ = true;
+    if (repl_ && !session_) return finish(code_, message_);
+    close_if_done();
+}
+
+void connect_app::close_if_done() {
+    if (!session_ || closing_ || !outbox_.empty()) return;
+    if (goal_set()) {
+        if (goal_reached()) begin_close(1000, "");
+        return;
+    }
+    if (input_done_) begin_close(1000, "");
+}
+
+void connect_app::begin_close(std::uint16_t code, std::string reason) {
+    closing_ = true;
+    if (session_) session_->close(code, std::move(reason));
+}
+
+void connect_app::on_message(std::string&& payload, bool binary) {
+    ++received_;
+    print_message(payload, binary, "in");
+    if (next_expect_ < o_.expects.size() && o_.expects[next_expect_].matches(payload)) ++next_expect_;
+    if (goal_set()) last_received_ = payload.substr(0, 256);
+    if (goal_set() && goal_reached()) close_if_done();
+    if (out_.broken()) finish(exit_code::ok, "");
+}
+
+void connect_app::on_ping(std::string_view payload) {
+    log_event("ping", "in", payload);
+}
+
+void connect_app::on_pong(std::string_view payload, nanoseconds rtt) {
+    ++pongs_;
+    log_event("pong", "in", payload);
+    if (repl_) {
+        if (rtt.count() > 0) repl_->print_info(fmt::format("pong '{}': rtt {}", shorten(payload), format_duration(rtt)));
+        else repl_->print_info(fmt::format("pong '{}'", shorten(payload)));
+    }
+}
+
+void connect_app::send_ping(std::string payload) {
+    if (!session_) return note("not connected", true);
+    log_event("ping", "out", payload);
+    session_->ping(std::move(payload));
+}
+
+void connect_app::close_connection(int code, std::string reason) {
+    if (!session_) return finish(code_, message_);
+    input_done_ = true;
+    begin_close(static_cast<std::uint16_t>(code), std::move(reason));
+}
+
+void connect_app::on_close(const close_info& info) {
+    add_session_stats();
+    last_close_ = info;
+    session_.reset();
+    log_event("close", "in", {}, info.code, info.reason);
+    if (finished_) return stop();
+    const std::string what = info.clean ? fmt::format("connection closed by server: {}", describe_close(info.code, info.reason))
+                                        : fmt::format("connection lost: {}", info.what.empty() ? "closed without a Close frame" : info.what);
+    if (repl_) repl_->print_info(what);
+    if (closing_) {
+        // We asked for the close (stdin EOF, -n, --expect, /close, /quit).
+        if (!info.clean && info.timed_out)
+            return finish(exit_code::timeout, fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait)));
+        if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed " + goal_status());
+        return finish(exit_code::ok, "");
+    }
+    if (try_reconnect(what)) return;
+    if (info.timed_out) return finish(exit_code::timeout, what);
+    if (!info.normal())
+        return finish(exit_code::abnormal_close,
+                      info.clean ? fmt::format("connection closed abnormally by server: {}", describe_close(info.code, info.reason))
+                                 : what + " (1006)");
+    if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed " + goal_status());
+    finish(exit_code::ok, "");
+}
+
+void connect_app::finish(exit_code code, std::string message) {
+    if (finished_) return;
+    finished_ = true;
+    code_ = code;
+    message_ = std::move(message);
+    deadline_.cancel();
+    backoff_.cancel();
+    if (stdin_) {
+        error_code ignored;
+        stdin_->cancel(ignored);
+    }
+    if (session_ && code == exit_code::ok) {
+        // Normal end: complete the closing handshake (bounded by --wait) before exiting.
+        if (!closing_) begin_close(1000, "");
+        return;
+    }
+    if (session_ && code == exit_code::interrupted) {
+        closing_ = true;
+        session_->close(1001, "interrupted");
+        auto t = std::make_shared<net::steady_timer>(ioc_, 1s);
+        t->async_wait([t, self = shared_from_this()](error_code) {
+            if (self->session_) self->session_->abort("interrupted");
+        });
+        return;
+    }
+    if (session_) return session_->abort(message_);
+    stop();
+}
+
+void connect_app::stop() {
+    signals_.cancel();
+    deadline_.cancel();
+    backoff_.cancel();
+    if (stdin_) {
+        error_code ignored;
+        stdin_->cancel(ignored);
+        stdin_->close(ignored);
+    }
+    if (repl_) repl_->stop();
+    out_.flush();
+    ioc_.stop();
+}
+
+void connect_app::note(std::string_view line, bool error) {
+    if (repl_) {
+        error ? repl_->print_error(line) : repl_->print_info(line);
+        return;
+    }
+    std::cerr << "wsx: " << (error ? "error: " : "") << line << std::endl;
+}
+
+void connect_app::schedule_flush() {
+    if (flush_posted_ || !out_.pending()) return;
+    flush_posted_ = true;
+    net::post(ioc_, [self = shared_from_this()] {
+        self->flush_posted_ = false;
+        self->out_.flush();
+    });
+}
+
+void connect_app::log_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code,
+                            std::string_view reason) {
+    if (!o_.jsonl || (kind == "message" && dir == "in")) return;
+    event e{.kind = kind, .direction = dir, .binary = false, .data = data, .close_code = code, .reason = reason,
+            .timestamp = unix_now()};
+    out_.write(to_jsonl(e));
+    schedule_flush();
+}
+
+void connect_app::print_message(std::string_view payload, bool binary, std::string_view dir) {
+    if (repl_) return repl_->print_incoming(payload, binary);
+    if (o_.jsonl) {
+        event e{.kind = "message", .direction = dir, .binary = binary, .data = payload, .close_code = {}, .reason = {},
+                .timestamp = unix_now()};
+        out_.write(to_jsonl(e));
+    } else {
+        if (o_.timestamps) out_.write(clock_stamp() + " ");
+        if (binary && o_.display == binary_display::hex) {
+            out_.write(to_hex(payload));
+            out_.write("\n");
+        } else if (binary && o_.display == binary_display::base64) {
+            out_.write(base64_encode(payload));
+            out_.write("\n");
+        } else if (o_.framing == input_framing::binary) {
+            out_.write(payload);
+        } else {
+            out_.write(payload);
+            out_.write(o_.framing == input_framing::nul ? std::string_view("\0", 1) : std::string_view("\n"));
+        }
+    }
+    schedule_flush();
+}
+
+void connect_app::add_session_stats() {
+    if (!session_) return;
+    const auto& s = session_->stats();
+    totals_.messages_in += s.messages_in;
+    totals_.messages_out += s.messages_out;
+    totals_.bytes_in += s.bytes_in;
+    totals_.bytes_out += s.bytes_out;
+    totals_.pings_sent += s.pings_sent;
+    totals_.pongs_received += s.pongs_received;
+    totals_.dropped_messages += s.dropped_messages;
+    totals_.rtt_sum += s.rtt_sum;
+    if (s.rtt_min.count() && (!totals_.rtt_min.count() || s.rtt_min < totals_.rtt_min)) totals_.rtt_min = s.rtt_min;
+    totals_.rtt_max = std::max(totals_.rtt_max, s.rtt_max);
+    if (totals_.first_message == steady_clock::time_point{} && s.first_message != steady_clock::time_point{})
+        totals_.first_message = s.first_message, totals_.opened = s.opened;
+}
+
+std::string connect_app::stats_text() {
+    session_stats t = totals_;
+    if (session_) {
+        const auto& s = session_->stats();
+        t.messages_in += s.messages_in;
+        t.messages_out += s.messages_out;
+        t.bytes_in += s.bytes_in;
+        t.bytes_out += s.bytes_out;
+        t.pings_sent += s.pings_sent;
+        t.pongs_received += s.pongs_received;
+        t.rtt_sum += s.rtt_sum;
+        if (s.rtt_min.count() && (!t.rtt_min.count() || s.rtt_min < t.rtt_min)) t.rtt_min = s.rtt_min;
+        t.rtt_max = std::max(t.rtt_max, s.rtt_max);
+        if (t.first_message == steady_clock::time_point{}) t.first_message = s.first_message, t.opened = s.opened;
+    }
+    const auto& tm = last_connect_.timings;
+    std::string out;
+    out += fmt::format("url:           {}\n", o_.client.url.to_string());
+    out += fmt::format("remote:        {}\n", last_connect_.remote.empty() ? "-" : last_connect_.remote);
+    out += fmt::format("dns:           {}\n", format_duration(tm.dns));
+    out += fmt::format("tcp connect:   {}\n", format_duration(tm.tcp));
+    if (o_.client.proxy) out += fmt::format("proxy:         {}\n", format_duration(tm.proxy));
+    if (o_.client.url.tls) out += fmt::format("tls handshake: {}\n", format_duration(tm.tls));
+    out += fmt::format("upgrade:       {}\n", format_duration(tm.upgrade));
+    out += fmt::format("connect total: {}\n", format_duration(tm.total));
+    out += fmt::format("first message: {}\n", t.first_message == steady_clock::time_point{}
+                                                  ? std::string("-")
+                                                  : format_duration(t.first_message - t.opened) + " after open");
+    out += fmt::format("sent:          {} messages, {}\n", t.messages_out, format_bytes(t.bytes_out));
+    out += fmt::format("received:      {} messages, {}\n", t.messages_in, format_bytes(t.bytes_in));
+    if (t.pings_sent || t.pongs_received) {
+        out += fmt::format("pings:         {} sent, {} pongs", t.pings_sent, t.pongs_received);
+        if (t.pongs_received && t.rtt_max.count())
+            out += fmt::format(", rtt min {} avg {} max {}", format_duration(t.rtt_min),
+                               format_duration(t.rtt_sum / std::max<std::uint64_t>(1, t.pongs_received)), format_duration(t.rtt_max));
+        out += "\n";
+    }
+    if (reconnects_) out += fmt::format("reconnects:    {}\n", reconnects_);
+    if (!session_ && connected_once_)
+        out += fmt::format("close:         {}{}\n", describe_close(last_close_.code, last_close_.reason),
+                           last_close_.clean ? (last_close_.by_peer ? " (by server)" : " (by client)") : " (abnormal)");
+    return out;
+}
+
+void connect_app::print_stats() {
+    if (o_.stats) std::cerr << stats_text();
+    if (!o_.stats_json) return;
+    session_stats t = totals_;
+    const auto& tm = last_connect_.timings;
+    auto sec = [](nanoseconds d) { return std::chrono::duration<double>(d).count(); };
+    nlohmann::json j = {
+        {"url", o_.client.url.to_string()},
+        {"remote", last_connect_.remote},
+        {"subprotocol", last_connect_.subprotocol},
+        {"time_dns", sec(tm.dns)},
+        {"time_connect", sec(tm.tcp)},
+        {"time_proxy", sec(tm.proxy)},
+        {"time_tls", sec(tm.tls)},
+        {"time_upgrade", sec(tm.upgrade)},
+        {"time_total_connect", sec(tm.total)},
+        {"time_first_message", t.first_message == steady_clock::time_point{} ? nlohmann::json(nullptr)
+                                                                                : nlohmann::json(sec(t.first_message - t.opened))},
+        {"messages_sent", t.messages_out},
+        {"bytes_sent", t.bytes_out},
+        {"messages_received", t.messages_in},
+        {"bytes_received", t.bytes_in},
+        {"pings_sent", t.pings_sent},
+        {"pongs_received", t.pongs_received},
+        {"rtt_min", sec(t.rtt_min)},
+        {"rtt_avg", t.pongs_received ? sec(t.rtt_sum / t.pongs_received) : 0.0},
+        {"rtt_max", sec(t.rtt_max)},
+        {"reconnects", reconnects_},
+        {"close_code", connected_once_ ? nlohmann::json(last_close_.code) : nlohmann::json(nullptr)},
+        {"close_reason", last_close_.reason},
+        {"exit_code", static_cast<int>(code_)},
+    };
+    std::cerr << j.dump() << std::endl;
+}
+
+}  // namespace
+
+int run_connect(const connect_options& o) {
+    net::io_context ioc(1);
+    auto app = std::make_shared<connect_app>(ioc, o);
+    return app->run();
+}
+
+}  // namespace wsx

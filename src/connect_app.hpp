@@ -1,0 +1,56 @@
+#pragma once
+/// `wsx connect`: stdio (pipe codec or interactive console) bridged to a WebSocket client.
+#include <chrono>
+#include <cstdint>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "client.hpp"
+#include "exit_code.hpp"
+#include "json_match.hpp"
+
+namespace wsx {
+
+/// One --expect / --expect-json, matched in order against incoming messages.
+struct expectation {
+    std::string text;                        ///< as given, for messages
+    bool is_json = false;
+    std::regex re;                           ///< --expect (ECMAScript, searched in the message)
+    json_expectation json;                   ///< --expect-json
+    bool matches(std::string_view message) const;
+};
+
+enum class input_framing { lines, nul, binary };
+enum class binary_display { raw, hex, base64 };
+enum class interactive_mode { automatic, always, never };
+
+struct connect_options {
+    client_options client;
+    input_framing framing = input_framing::lines;
+    binary_display display = binary_display::raw;
+    bool jsonl = false;
+    bool timestamps = false;
+    std::vector<std::string> send;
+    std::vector<expectation> expects;
+    std::uint64_t count = 0;                          ///< 0: unlimited
+    std::chrono::nanoseconds timeout{0};              ///< overall deadline; 0: none
+    std::chrono::nanoseconds idle_timeout{0};
+    std::chrono::nanoseconds wait{std::chrono::seconds(5)};
+    bool reconnect = false;
+    std::chrono::nanoseconds backoff_initial{std::chrono::milliseconds(250)};
+    std::chrono::nanoseconds backoff_max{std::chrono::seconds(30)};
+    double backoff_factor = 2.0;
+    int max_retries = -1;                             ///< -1: unlimited
+    std::uint64_t buffer_limit = 16ull << 20;         ///< stdin bytes held while disconnected
+    bool stats = false, stats_json = false;
+    bool verbose = false;
+    bool colour = true;
+    std::string history_file;
+    interactive_mode interactive = interactive_mode::automatic;
+};
+
+/// Runs the client to completion and returns the process exit code.
+int run_connect(const connect_options& o);
+
+}  // namespace wsx

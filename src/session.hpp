@@ -1,0 +1,119 @@
+#pragma once
+/// session<Layer>: one WebSocket connection after its handshake, client or server side.
+/// Owns the read loop, a byte-capped write queue, pings and the closing handshake.
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "channel.hpp"
+#include "net.hpp"
+#include "ws_layer.hpp"
+
+namespace wsx {
+
+using tcp_layer = ws_layer<beast::tcp_stream>;
+using tls_layer = ws_layer<beast::ssl_stream<beast::tcp_stream>>;
+using unix_stream = beast::basic_stream<net::local::stream_protocol>;
+using unix_layer = ws_layer<unix_stream>;
+
+/// What happens when a message is sent while the queue holds `send_queue_limit` bytes.
+enum class overflow_policy { queue, drop, close };
+
+struct session_options {
+    std::uint64_t max_message_size = 64ull << 20;  ///< larger incoming messages close with 1009
+    std::size_t send_queue_limit = 16u << 20;      ///< bytes queued before `overflow` applies
+    overflow_policy overflow = overflow_policy::queue;
+    std::chrono::nanoseconds ping_interval{0};     ///< 0: no pings
+    std::chrono::nanoseconds ping_timeout{0};      ///< 0: pongs are not awaited
+    std::chrono::nanoseconds idle_timeout{0};      ///< 0: no limit; else close 1001 when nothing arrives
+    std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
+};
+
+/// The type-erased face of a session.
+class ws_session : public std::enable_shared_from_this<ws_session> {
+public:
+    virtual ~ws_session() = default;
+    /// Starts reading; events go to `events` until on_close.
+    virtual void start(std::shared_ptr<channel_events> events) = 0;
+    /// Queues a message. Applies the overflow policy when the queue is full.
+    virtual void send(std::string payload, bool binary) = 0;
+    virtual void ping(std::string payload = {}) = 0;
+    /// Sends Close after everything queued; keeps delivering messages until the peer's Close.
+    virtual void close(std::uint16_t code = 1000, std::string reason = {}) = 0;
+    /// Drops the connection now (no closing handshake); `what` explains why.
+    virtual void abort(std::string what, error_code ec = {}) = 0;
+    virtual std::size_t queued_bytes() const noexcept = 0;
+    virtual bool is_open() const noexcept = 0;
+    virtual net::any_io_executor get_executor() = 0;
+    const session_stats& stats() const noexcept { return stats_; }
+    /// Keeps something the stream depends on (e.g. its TLS context) alive as long as the session.
+    void hold(std::shared_ptr<const void> p) { held_.push_back(std::move(p)); }
+
+protected:
+    session_stats stats_;
+    std::vector<std::shared_ptr<const void>> held_;
+};
+
+template <class Layer>
+class session final : public ws_session {
+public:
+    session(websocket::stream<Layer>&& ws, beast::role_type role, session_options opts);
+
+    void start(std::shared_ptr<channel_events> events) override;
+    void send(std::string payload, bool binary) override;
+    void ping(std::string payload) override;
+    void close(std::uint16_t code, std::string reason) override;
+    void abort(std::string what, error_code ec) override;
+    std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+    bool is_open() const noexcept override { return !finished_ && !close_requested_; }
+    net::any_io_executor get_executor() override { return ws_.get_executor(); }
+
+private:
+    void do_read();
+    void on_read(error_code ec, std::size_t n);
+    void do_write();
+    void on_write(error_code ec, std::size_t n);
+    void do_close();
+    void on_control(websocket::frame_type kind, beast::string_view payload);
+    void arm_ping();
+    void arm_idle();
+    void finish(close_info info);
+    std::shared_ptr<session> self() { return std::static_pointer_cast<session>(shared_from_this()); }
+
+    struct queued {
+        std::string payload;
+        bool binary;
+    };
+
+    websocket::stream<Layer> ws_;
+    beast::role_type role_;
+    session_options opts_;
+    std::shared_ptr<channel_events> events_;
+    beast::flat_buffer rbuf_;
+    std::deque<queued> queue_;
+    std::size_t queued_bytes_ = 0;
+    bool writing_ = false;
+    bool blocked_ = false;            // a send was refused or dropped: tell on_writable later
+    bool close_requested_ = false;
+    bool close_sent_ = false;
+    bool finished_ = false;
+    bool ping_in_flight_ = false;
+    bool timed_out_ = false;
+    std::uint16_t close_code_ = 1000;
+    std::string close_reason_;
+    std::string abort_what_;
+    std::string ping_payload_;
+    steady_clock::time_point ping_sent_{};
+    bool awaiting_pong_ = false;
+    steady_clock::time_point last_activity_{};
+    net::steady_timer ping_timer_;
+    net::steady_timer idle_timer_;
+    net::steady_timer close_timer_;
+    net::steady_timer pong_timer_;
+};
+
+extern template class session<tcp_layer>;
+extern template class session<tls_layer>;
+extern template class session<unix_layer>;
+
+}  // namespace wsx
