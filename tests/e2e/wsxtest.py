@@ -1,0 +1,158 @@
+"""Shared helpers for the end-to-end tests: run the real wsx binary over loopback.
+
+Every wait has a deadline; every process started is stopped in tearDown/cleanup.
+"""
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+WSX = os.environ.get("WSX") or shutil.which("wsx")
+SOURCE_DIR = os.environ.get("WSX_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers")
+PYTHON = "/usr/bin/python3"
+
+if not WSX:
+    sys.exit("WSX is not set: point it at the wsx binary")
+
+
+def read_line_matching(stream, pattern, timeout=10.0, collected=None):
+    """Reads lines from a pipe until one matches `pattern` (regex); returns the match.
+
+    Raises AssertionError with what was read when the deadline passes or the stream ends.
+    """
+    deadline = time.monotonic() + timeout
+    seen = [] if collected is None else collected
+    fd = stream.fileno()
+    buf = b""
+    rx = re.compile(pattern)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no line matching {pattern!r} within {timeout}s; got: {seen!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"stream ended before a line matching {pattern!r}; got: {seen!r}")
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            text = line.decode("utf-8", "replace")
+            seen.append(text)
+            m = rx.search(text)
+            if m:
+                return m
+
+
+class Process:
+    """A background process with its stderr captured; stopped by stop() or at cleanup."""
+
+    def __init__(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=None, **kw):
+        self.args = args
+        self.proc = subprocess.Popen(args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, **kw)
+        self.stderr_lines = []
+
+    def wait_for(self, pattern, timeout=10.0):
+        return read_line_matching(self.proc.stderr, pattern, timeout, self.stderr_lines)
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def rest_of_stderr(self, timeout=5.0):
+        """Everything left on stderr once the process has ended."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        rest = self.proc.stderr.read().decode("utf-8", "replace")
+        return "\n".join(self.stderr_lines + [rest])
+
+
+class WsxTestCase(unittest.TestCase):
+    """Base class: starts processes that are always stopped, runs wsx with deadlines."""
+
+    def setUp(self):
+        self._procs = []
+        self.tmp = tempfile.mkdtemp(prefix="wsx-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def tearDown(self):
+        for p in reversed(self._procs):
+            p.stop(signal.SIGKILL)
+            for s in (p.proc.stderr, p.proc.stdout, p.proc.stdin):
+                if s:
+                    s.close()
+
+    def start(self, args, **kw):
+        p = Process(args, **kw)
+        self._procs.append(p)
+        return p
+
+    def start_server(self, *extra, scheme="ws"):
+        """Starts `wsx serve 127.0.0.1:0 ...` and returns (process, url)."""
+        p = self.start([WSX, "serve", "127.0.0.1:0", *extra])
+        m = p.wait_for(r"listening on (wss?://127\.0\.0\.1:\d+)")
+        return p, m.group(1) + "/"
+
+    def start_peer(self, script, *args):
+        """Starts a python test peer from tests/e2e/peers; returns (process, port)."""
+        p = self.start([PYTHON, os.path.join(PEERS, script), *args], stdout=subprocess.PIPE)
+        m = read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)", 10)
+        return p, int(m.group(1))
+
+    def wsx(self, *args, input=b"", timeout=30, env=None):
+        """Runs wsx to completion; returns CompletedProcess (stdout/stderr as bytes)."""
+        return subprocess.run([WSX, *args], input=input, capture_output=True, timeout=timeout, env=env)
+
+    def assertExit(self, result, code):
+        self.assertEqual(result.returncode, code,
+                         f"exit {result.returncode}, wanted {code}; stderr: {result.stderr.decode(errors='replace')}")
+
+
+_certs = None
+
+
+def certs():
+    """A test CA, a server certificate for 127.0.0.1/localhost, a client certificate, and a
+    second CA that signed nothing here. Made once per test process with openssl."""
+    global _certs
+    if _certs:
+        return _certs
+    d = tempfile.mkdtemp(prefix="wsx-certs-")
+    def run(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True, timeout=60)
+    for ca in ("ca", "otherca"):
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+            "-subj", f"/CN=wsx test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for name, ext in (("server", "server.ext"), ("client", "client.ext")):
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN=wsx test {name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "30", "-extfile", ext, "-out", f"{name}.pem")
+    _certs = {k: os.path.join(d, f"{k}.pem") for k in ("ca", "otherca", "server", "client")}
+    _certs.update({k + "_key": os.path.join(d, f"{k}.key") for k in ("server", "client")})
+    return _certs
+
+
+def main():
+    unittest.main(verbosity=2)
