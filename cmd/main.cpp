@@ -16,6 +16,7 @@ namespace {
 const command commands[] = {
     {"connect", "Connect to a WebSocket server: interactive console, pipe, or scripted checks", setup_connect},
     {"serve", "Run a WebSocket server (echo)", setup_serve},
+    {"bench", "Load-test a WebSocket server: latency percentiles, throughput, thresholds", setup_bench},
 };
 }  // namespace
 
