@@ -24,6 +24,15 @@ bool starts_with_icase(std::string_view s, std::string_view prefix) {
     return true;
 }
 
+// Built with append: GCC 12 reports a false -Wrestrict for `"/" + s` at -O3.
+std::string with_leading_slash(std::string_view path) {
+    std::string out;
+    out.reserve(path.size() + 1);
+    if (path.empty() || path.front() != '/') out.push_back('/');
+    out.append(path.data(), path.size());
+    return out;
+}
+
 }  // namespace
 
 std::string format_host_port(std::string_view host, std::uint16_t port) {
@@ -62,7 +71,7 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
         if (colon != std::string_view::npos) ep.target = std::string(rest.substr(colon + 1));
         if (ep.unix_path.empty())
             return fail(fmt::format("invalid URL '{}': missing socket path (ws+unix:///path/to.sock:/resource)", text));
-        if (ep.target.empty() || ep.target[0] != '/') ep.target.insert(0, "/");
+        if (ep.target.empty() || ep.target[0] != '/') ep.target = with_leading_slash(ep.target);
         return ep;
     }
 
@@ -102,9 +111,11 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
         ep.username = u.user();
         ep.password = u.password();
     }
-    std::string target(u.encoded_path());
-    if (target.empty() || target[0] != '/') target.insert(0, "/");
-    if (u.has_query()) target += "?" + std::string(u.encoded_query());
+    std::string target = with_leading_slash(u.encoded_path());
+    if (u.has_query()) {
+        target.push_back('?');
+        target.append(u.encoded_query().data(), u.encoded_query().size());
+    }
     ep.target = std::move(target);
     return ep;
 }
