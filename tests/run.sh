@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs wsx: the one entry point for people and CI.
+#
+#   tests/run.sh demo    install, build (Release), start a local echo server and talk to it
+#   tests/run.sh test    install, build (Release), run every test (unit + end to end) with CTest
+#   tests/run.sh asan    the same test run on an AddressSanitizer + UBSan build (build-asan/)
+#   tests/run.sh ci      test, then asan
+#   tests/run.sh deps    only install dependencies
+#
+# Idempotent: packages already present are not reinstalled, and builds are incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+JOBS=${JOBS:-$(nproc)}
+
+APT_PACKAGES=(
+  g++ cmake ninja-build pkg-config ccache
+  libboost1.81-dev libssl-dev openssl libcli11-dev libfmt-dev nlohmann-json3-dev libreadline-dev
+  catch2 libhiredis-dev libcpp-jwt-dev
+  python3 python3-websockets redis-server procps
+  zsh fish groff-base man-db chromium
+)
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+deps() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Independent peers for interop tests and benchmarks (npm `ws`), pinned by the lock file.
+  if [ ! -d tests/node_modules/ws ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then
+    (cd tests && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
+build() {  # build DIR TYPE [extra cmake args]
+  local dir=$1 type=$2; shift 2
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  ninja -C "$dir" -j"$JOBS"
+}
+
+run_tests() {  # run_tests DIR
+  (cd "$1" && ctest --output-on-failure -j"$JOBS" --timeout 600)
+}
+
+demo() {
+  local wsx=build/wsx log port
+  log=$(mktemp)
+  "$wsx" serve 127.0.0.1:0 2>"$log" &
+  local server=$!
+  trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
+  for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.05; done
+  port=$(grep -o 'listening on ws://127.0.0.1:[0-9]*' "$log" | grep -o '[0-9]*$')
+  [ -n "$port" ] || { cat "$log"; echo "server did not start" >&2; exit 1; }
+  echo "== wsx serve: echo server on ws://127.0.0.1:$port/"
+  echo "== pipe: three lines in, three echoes out"
+  printf 'hello\n{"op":"ping","n":1}\nbye\n' | "$wsx" connect "ws://127.0.0.1:$port/"
+  echo "== scripted check: --send, --expect-json, --stats"
+  "$wsx" connect "ws://127.0.0.1:$port/" --send '{"op":"hello","n":7}' --expect-json op=hello -n 1 --stats
+  if "$wsx" bench --help >/dev/null 2>&1; then
+    echo "== wsx bench: 4 connections, 2 seconds"
+    "$wsx" bench "ws://127.0.0.1:$port/" -c 4 -d 2s
+  fi
+  echo "== try it yourself: $wsx connect ws://127.0.0.1:$port/  (the server stops when this script ends)"
+}
+
+case "${1:-test}" in
+  deps) deps ;;
+  demo) deps; build build Release; demo ;;
+  test) deps; build build Release; run_tests build ;;
+  asan) deps; build build-asan RelWithDebInfo -DWSX_SANITIZE=ON; ASAN_OPTIONS=detect_leaks=1 run_tests build-asan ;;
+  ci) deps; build build Release; run_tests build
+      build build-asan RelWithDebInfo -DWSX_SANITIZE=ON; ASAN_OPTIONS=detect_leaks=1 run_tests build-asan ;;
+  *) echo "usage: tests/run.sh demo|test|asan|ci|deps" >&2; exit 2 ;;
+esac
