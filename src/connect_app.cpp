@@ -135,7 +135,7 @@ private:
     void note(std::string_view line, bool error = false);
     void print_message(std::string_view payload, bool binary, std::string_view dir);
     void log_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code = {},
-                   std::string_view reason = {});
+                   std::string_view reason = {}, bool binary = false);
     void schedule_flush();
     void add_session_stats();
     void print_stats();
@@ -364,7 +364,7 @@ void connect_app::on_writable() {
 
 void connect_app::send_record(std::string payload, bool binary) {
     if (finished_) return;
-    log_event("message", "out", payload);
+    log_event("message", "out", payload, {}, {}, binary);
     if (session_ && session_->is_open()) {
         session_->send(std::move(payload), binary);
         return;
@@ -516,9 +516,9 @@ void connect_app::schedule_flush() {
 }
 
 void connect_app::log_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code,
-                            std::string_view reason) {
+                            std::string_view reason, bool binary) {
     if (!o_.jsonl || (kind == "message" && dir == "in")) return;
-    event e{.kind = kind, .direction = dir, .binary = false, .data = data, .close_code = code, .reason = reason,
+    event e{.kind = kind, .direction = dir, .binary = binary, .data = data, .close_code = code, .reason = reason,
             .timestamp = unix_now()};
     out_.write(to_jsonl(e));
     schedule_flush();

@@ -52,6 +52,62 @@ def read_line_matching(stream, pattern, timeout=10.0, collected=None):
                 return m
 
 
+class LineCollector:
+    """Reads a pipe in a background thread and keeps its lines (bytes, without "\n"), so a
+    test can wait for a condition on everything read so far without blocking the writer."""
+
+    def __init__(self, stream):
+        import threading
+        self.lines = []
+        self.partial = b""
+        self.ended = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream):
+        fd = stream.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            with self._cond:
+                if not chunk:
+                    self.ended = True
+                    self._cond.notify_all()
+                    return
+                data = self.partial + chunk
+                *done, self.partial = data.split(b"\n")
+                self.lines.extend(done)
+                self._cond.notify_all()
+
+    def wait_until(self, predicate, timeout=10.0, what="condition"):
+        """Waits until predicate(lines) is true; fails with the lines read on the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.ended and not predicate(self.lines)):
+                    tail = self.lines[-5:]
+                    raise AssertionError(f"{what} not reached within {timeout}s "
+                                         f"({'stream ended, ' if self.ended else ''}{len(self.lines)} lines, last {tail!r})")
+                self._cond.wait(left)
+
+    def wait_for_line(self, line, timeout=10.0):
+        self.wait_until(lambda ls: line in ls, timeout, f"line {line!r}")
+
+    def wait_for_end(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self.ended:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"stream still open after {timeout}s")
+                self._cond.wait(left)
+        return self.lines + ([self.partial] if self.partial else [])
+
+
 class Process:
     """A background process with its stderr captured; stopped by stop() or at cleanup."""
 
@@ -119,6 +175,30 @@ class WsxTestCase(unittest.TestCase):
     def wsx(self, *args, input=b"", timeout=30, env=None):
         """Runs wsx to completion; returns CompletedProcess (stdout/stderr as bytes)."""
         return subprocess.run([WSX, *args], input=input, capture_output=True, timeout=timeout, env=env)
+
+    def wsx_open_stdin(self, *args, timeout=30, env=None):
+        """Runs wsx to completion with a stdin that never reaches EOF (the write end stays open
+        until wsx exits), so only wsx's own rules end the run. Returns CompletedProcess; on a
+        deadline the process is killed and the test fails with its stderr."""
+        r, w = os.pipe()
+        try:
+            p = subprocess.Popen([WSX, *args], stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        finally:
+            os.close(r)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            raise AssertionError(f"wsx {' '.join(args)} still running after {timeout}s; stderr: "
+                                 f"{err.decode(errors='replace')}")
+        finally:
+            os.close(w)
+        return subprocess.CompletedProcess([WSX, *args], p.returncode, out, err)
+
+    def error_lines(self, result):
+        """The `wsx: error: ...` lines of a finished run's stderr."""
+        return [l for l in result.stderr.decode(errors="replace").splitlines() if l.startswith("wsx: error:")]
 
     def assertExit(self, result, code):
         self.assertEqual(result.returncode, code,
