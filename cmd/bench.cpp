@@ -1,17 +1,451 @@
 // wsx bench: parse options → bench_options → validate (every problem at once) → run → reports.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "bench.hpp"
+#include "bench_report.hpp"
+#include "codec.hpp"
 #include "commands.hpp"
 #include "exit_code.hpp"
-
-#include <iostream>
+#include "load_model.hpp"
+#include "proxy.hpp"
+#include "units.hpp"
 
 namespace wsx::cli {
 
+namespace {
+struct bench_args {
+    std::string url;
+    std::string scenario = "echo";
+    std::string connections = "10", connect_rate, duration, messages, warmup, threads;
+    std::string in_flight = "1", rate, rate_per_conn;
+    std::string size, payload, payload_file;
+    bool binary = false;
+    std::string publishers = "1", publish_url, settle = "250ms";
+    std::vector<std::string> subscribe_messages;
+    std::string reply_timeout = "10s", connect_timeout = "10s";
+    std::vector<std::string> headers, subprotocols, cookies;
+    std::string origin, host, auth, token, token_query, proxy;
+    std::string cacert, cert, key, sni;
+    bool insecure = false;
+    std::string json, html, hgrm, compare;
+    std::vector<std::string> fail_if, targets;
+    bool find_max = false, no_progress = false;
+    // merge
+    std::vector<std::string> merge_inputs;
+};
+
+// Reads an unsigned count, recording a problem naming the option when it is not one.
+std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t min_value) {
+    if (value.empty()) return 0;
+    std::uint64_t v = 0;
+    std::size_t used = 0;
+    bool ok = value.find_first_not_of("0123456789") == std::string::npos;
+    if (ok) {
+        try {
+            v = std::stoull(value, &used);
+        } catch (const std::exception&) {
+            ok = false;
+        }
+    }
+    if (!ok) {
+        p.add(fmt::format("{} '{}': expected a whole number >= {}", option, value, min_value));
+        return min_value;
+    }
+    if (v < min_value) p.add(fmt::format("{} must be at least {} (got {})", option, min_value, v));
+    return v;
+}
+
+double rate_arg(problems& p, const std::string& option, const std::string& value) {
+    if (value.empty()) return 0;
+    auto r = parse_rate(value);
+    if (!r || *r <= 0) {
+        p.add(fmt::format("{} '{}': expected a positive rate, e.g. 5000, 10k, 100/s", option, value));
+        return 0;
+    }
+    return *r;
+}
+
+bool write_output(const std::string& path, const std::string& content, const char* option) {
+    if (path == "-") {
+        std::cout << content << std::flush;
+        return true;
+    }
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << content;
+    f.close();
+    if (!f) {
+        std::cerr << fmt::format("wsx: error: {} {}: cannot write the file\n", option, path);
+        return false;
+    }
+    return true;
+}
+
+std::optional<bench_result> read_result(const std::string& path, std::string* error) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) {
+        *error = fmt::format("{}: cannot read the file", path);
+        return std::nullopt;
+    }
+    std::stringstream ss;
+    ss << f.rdbuf();
+    try {
+        return bench_from_json(nlohmann::json::parse(ss.str()));
+    } catch (const std::exception& e) {
+        *error = fmt::format("{}: {}", path, e.what());
+        return std::nullopt;
+    }
+}
+
+std::string filler(std::size_t n, bool binary) {
+    static constexpr char text[] = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = binary ? static_cast<char>((i * 31 + 7) & 0xff) : text[i % (sizeof text - 1)];
+    return s;
+}
+
+// Writes the requested reports and evaluates --fail-if. Returns the exit code.
+int report(const bench_args& a, const bench_result& r, const std::vector<threshold>& fail_if,
+           const std::optional<bench_result>& baseline, bool human) {
+    if (human) std::cout << render_text(r);
+    if (baseline) std::cout << '\n' << render_compare(*baseline, r);
+    bool ok = true;
+    if (!a.json.empty()) ok &= write_output(a.json, bench_to_json(r).dump(2) + "\n", "--json");
+    if (!a.html.empty()) ok &= write_output(a.html, render_html(r), "--html");
+    if (!a.hgrm.empty()) ok &= write_output(a.hgrm, render_hgrm(r), "--hgrm");
+    std::cout << std::flush;
+    int missed = 0;
+    for (const auto& t : fail_if) {
+        if (threshold_holds(r, t)) {
+            std::cerr << fmt::format("wsx: error: --fail-if {}: {} was {}\n", t.text, t.figure, threshold_actual(r, t));
+            ++missed;
+        }
+    }
+    if (r.interrupted) return static_cast<int>(exit_code::interrupted);
+    if (missed) return static_cast<int>(exit_code::expectation);
+    if (!ok) return static_cast<int>(exit_code::failure);
+    return 0;
+}
+
+void add_client_options(CLI::App& app, bench_args& a) {
+    const char* h = "Handshake";
+    app.add_option("-H,--header", a.headers, "Extra request header 'Name: value' (repeatable)")->group(h)->type_name("HEADER");
+    app.add_option("--subprotocol", a.subprotocols, "Offer a subprotocol (repeatable)")->group(h)->type_name("NAME");
+    app.add_option("--origin", a.origin, "Origin header")->group(h)->type_name("URL");
+    app.add_option("--host", a.host, "Host header instead of the URL's host")->group(h)->type_name("NAME");
+    app.add_option("--cookie", a.cookies, "Cookie 'name=value' (repeatable)")->group(h)->type_name("COOKIE");
+    app.add_option("--auth", a.auth, "Basic authentication (also user:pass@ in the URL)")->group(h)->type_name("USER:PASS");
+    app.add_option("--token", a.token, "Bearer token (Authorization header)")->group(h)->type_name("TOKEN");
+    app.add_option("--token-query", a.token_query, "Send --token as the query parameter NAME instead of a header")
+        ->group(h)->type_name("NAME");
+    app.add_option("--proxy", a.proxy,
+                   "Proxy: http://host:port (CONNECT) or socks5[h]://[user:pass@]host:port; default from "
+                   "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY")
+        ->group(h)->type_name("URL");
+    app.add_option("--connect-timeout", a.connect_timeout, "Deadline for each connection's TCP, TLS and upgrade")
+        ->group(h)->type_name("DURATION")->capture_default_str();
+    const char* t = "TLS";
+    app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
+    app.add_option("--cert", a.cert, "Client certificate (PEM)")->group(t)->type_name("FILE");
+    app.add_option("--key", a.key, "Client certificate key (PEM)")->group(t)->type_name("FILE");
+    app.add_flag("-k,--insecure", a.insecure, "Do not verify the server certificate")->group(t);
+    app.add_option("--sni", a.sni, "Server name to send and verify instead of the URL host")->group(t)->type_name("NAME");
+}
+
+runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
+    app.add_option("files", a->merge_inputs, "JSON results written by wsx bench --json")->required()->type_name("FILE");
+    app.add_option("--json", a->json, "Write the merged result as JSON (- for stdout)")->type_name("FILE");
+    app.add_option("--html", a->html, "Write the merged HTML report")->type_name("FILE");
+    app.add_option("--hgrm", a->hgrm, "Write the merged latency distribution (HdrHistogram .hgrm, microseconds)")->type_name("FILE");
+    app.add_option("--fail-if", a->fail_if, "Exit 9 when this holds for the merged result (repeatable)")->type_name("EXPR");
+    app.footer("Merges runs made at the same time on several machines: histograms add up exactly, so the\n"
+               "merged percentiles are those of all samples together.");
+    return [a]() -> int {
+        problems p;
+        std::vector<bench_result> runs;
+        for (const auto& f : a->merge_inputs) {
+            std::string err;
+            if (auto r = read_result(f, &err)) runs.push_back(std::move(*r));
+            else p.add(err);
+        }
+        std::vector<threshold> fail_if;
+        for (const auto& e : a->fail_if) {
+            std::string err;
+            if (auto t = parse_threshold(e, &err)) fail_if.push_back(*t);
+            else p.add("--fail-if " + err);
+        }
+        if (p.report("bench merge")) return static_cast<int>(exit_code::usage);
+        bench_result m;
+        try {
+            m = merge_results(runs);
+        } catch (const std::invalid_argument& e) {
+            throw failure(exit_code::usage, fmt::format("bench merge: {}", e.what()));
+        }
+        return report(*a, m, fail_if, std::nullopt, a->json != "-");
+    };
+}
+
+}  // namespace
+
 runner setup_bench(CLI::App& app) {
-    auto url = std::make_shared<std::string>();
-    app.add_option("url", *url, "ws:// or wss:// URL of the server under test")->type_name("URL");
-    return [] {
-        std::cerr << "wsx: error: bench: not implemented yet\n";
-        return static_cast<int>(exit_code::failure);
+    auto a = std::make_shared<bench_args>();
+    app.add_option("url", a->url, "ws:// or wss:// URL of the server under test")->type_name("URL");
+
+    const char* l = "Load";
+    app.add_option("-s,--scenario", a->scenario,
+                   "echo (round trips), connect (handshake storm), send (fire and forget), fanout (publish/subscribe)")
+        ->group(l)->type_name("NAME")->capture_default_str();
+    app.add_option("-c,--connections", a->connections, "Connections (fanout: subscribers)")
+        ->group(l)->type_name("N")->capture_default_str();
+    app.add_option("--connect-rate", a->connect_rate, "Open at most this many connections per second (ramp-up)")
+        ->group(l)->type_name("RATE");
+    app.add_option("-d,--duration", a->duration, "Run this long (default 10s unless -n is given)")->group(l)->type_name("DURATION");
+    app.add_option("-n,--messages", a->messages, "Stop after N measured messages in total (connect: handshakes)")
+        ->group(l)->type_name("N");
+    app.add_option("--warmup", a->warmup, "Leave out of the results what is sent during this first part of the run")
+        ->group(l)->type_name("DURATION");
+    app.add_option("--threads", a->threads, "Event-loop threads (default: one per core)")->group(l)->type_name("N");
+    app.add_option("--in-flight", a->in_flight, "Closed loop: messages outstanding per connection (1 = ping-pong)")
+        ->group(l)->type_name("K")->capture_default_str();
+    app.add_option("--rate", a->rate,
+                   "Open loop: send this many messages per second in total, whether or not replies have "
+                   "arrived; latency counts from the intended send time")
+        ->group(l)->type_name("RATE");
+    app.add_option("--rate-per-conn", a->rate_per_conn, "Open loop: messages per second per connection")
+        ->group(l)->type_name("RATE");
+    app.add_option("--reply-timeout", a->reply_timeout, "A connection waiting this long for a reply gives up (errors: timeout)")
+        ->group(l)->type_name("DURATION")->capture_default_str();
+
+    const char* m = "Messages";
+    app.add_option("--size", a->size,
+                   "Message size, stamp included (default 32; at least 32 for text, 16 for binary)")
+        ->group(m)->type_name("SIZE");
+    app.add_option("--payload", a->payload, "Send this text after the stamp instead of filler")->group(m)->type_name("TEXT");
+    app.add_option("--payload-file", a->payload_file, "Send this file's bytes after the stamp")->group(m)->type_name("FILE");
+    app.add_flag("-b,--binary", a->binary, "Send binary messages (text by default)")->group(m);
+
+    const char* f = "Fanout";
+    app.add_option("--publishers", a->publishers, "Publishing connections")->group(f)->type_name("N")->capture_default_str();
+    app.add_option("--publish-url", a->publish_url, "Where publishers connect (default: the URL)")->group(f)->type_name("URL");
+    app.add_option("--subscribe-message", a->subscribe_messages, "Sent by each subscriber once connected (repeatable)")
+        ->group(f)->type_name("MSG");
+    app.add_option("--settle", a->settle, "Pause between the last subscriber connecting and the first publication")
+        ->group(f)->type_name("DURATION")->capture_default_str();
+
+    add_client_options(app, *a);
+
+    const char* r = "Reports";
+    app.add_option("--json", a->json, "Write the result as JSON, schema wsx.bench.v1 (- for stdout)")->group(r)->type_name("FILE");
+    app.add_option("--html", a->html, "Write a self-contained HTML report with plots")->group(r)->type_name("FILE");
+    app.add_option("--hgrm", a->hgrm, "Write the latency distribution in HdrHistogram's .hgrm format (microseconds)")
+        ->group(r)->type_name("FILE");
+    app.add_option("--compare", a->compare, "Print the change of every figure against a JSON result")->group(r)->type_name("FILE");
+    app.add_option("--fail-if", a->fail_if,
+                   "Exit 9 when this holds, e.g. p99>20ms, errors>0, rate<50k, connect_fail>1% (repeatable)")
+        ->group(r)->type_name("EXPR");
+    app.add_flag("--no-progress", a->no_progress, "No live progress line on a terminal")->group(r);
+
+    const char* s = "Rate search";
+    app.add_flag("--find-max-rate", a->find_max, "Search the highest open-loop rate meeting --target (starts at --rate)")->group(s);
+    app.add_option("--target", a->targets, "Condition each rate must meet, e.g. 'p99<10ms' (repeatable)")->group(s)->type_name("EXPR");
+
+    app.footer(
+        "Examples:\n"
+        "  wsx bench ws://127.0.0.1:8080/ -c 100 -d 10s                 # ping-pong, 100 connections\n"
+        "  wsx bench ws://127.0.0.1:8080/ -c 100 --in-flight 32         # pipelined: maximum rate\n"
+        "  wsx bench ws://127.0.0.1:8080/ --rate 20k --fail-if 'p99>5ms' # open loop, CI gate\n"
+        "  wsx bench ws://127.0.0.1:8080/ -s connect -c 50 -n 5000      # handshake storm\n"
+        "  wsx bench ws://127.0.0.1:8080/ --find-max-rate --target 'p99<10ms' -d 5s\n"
+        "  wsx bench merge a.json b.json --html all.html                # runs from several machines\n"
+        "\nFigures for --fail-if, --target and --compare: min p50 p90 p99 p99.9 p99.99 max mean\n"
+        "handshake_p50 handshake_p99 handshake_max rate send_rate rx_bytes tx_bytes errors connect_fail\n"
+        "connections delivery cpu cpu_per_msg.\n"
+        "\nExit status: 0 ok, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected (when no connection\n"
+        "could be made), 8 timeout, 9 a --fail-if threshold held (or no rate met --target), 130 interrupted.");
+
+    CLI::App* merge = app.add_subcommand("merge", "Merge JSON results of several runs into one report");
+    runner merge_run = setup_merge(*merge, a);
+    auto merge_chosen = std::make_shared<bool>(false);
+    merge->callback([merge_chosen] { *merge_chosen = true; });
+
+    return [a, merge_run, merge_chosen]() -> int {
+        if (*merge_chosen) return merge_run();
+        problems p;
+        bench_options o;
+        std::string err;
+        if (a->url.empty()) p.add("bench needs a URL, e.g. wsx bench ws://127.0.0.1:8080/");
+        else if (auto ep = parse_ws_url(a->url, &err)) o.client.url = *ep;
+        else p.add(err);
+        if (o.client.url.is_unix()) p.add("bench does not support ws+unix:// URLs yet; use ws:// or wss://");
+
+        if (auto sc = parse_scenario(a->scenario)) o.scenario = *sc;
+        else p.add(fmt::format("--scenario '{}': expected echo, connect, send or fanout", a->scenario));
+        o.connections = unsigned(count_arg(p, "-c/--connections", a->connections, 1));
+        o.connect_rate = rate_arg(p, "--connect-rate", a->connect_rate);
+        o.duration = duration_arg(p, "--duration", a->duration);
+        if (!a->duration.empty() && o.duration.count() == 0 && parse_duration(a->duration))
+            p.add("--duration must be greater than 0");
+        o.messages = count_arg(p, "-n/--messages", a->messages, 1);
+        if (a->duration.empty() && a->messages.empty()) o.duration = std::chrono::seconds(a->find_max ? 5 : 10);
+        o.warmup = duration_arg(p, "--warmup", a->warmup);
+        if (o.duration.count() > 0 && o.warmup >= o.duration) p.add("--warmup must be shorter than --duration");
+        unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+        o.threads = a->threads.empty() ? cores : unsigned(count_arg(p, "--threads", a->threads, 1));
+        o.in_flight = unsigned(count_arg(p, "--in-flight", a->in_flight, 1));
+        if (!a->rate.empty() && !a->rate_per_conn.empty()) p.add("--rate and --rate-per-conn cannot be combined");
+        o.rate = rate_arg(p, "--rate", a->rate);
+        if (!a->rate_per_conn.empty()) {
+            o.rate = rate_arg(p, "--rate-per-conn", a->rate_per_conn);
+            o.rate_per_conn = true;
+        }
+        if (o.rate > 0 && a->in_flight != "1") p.add("--in-flight is for the closed loop; it cannot be combined with --rate");
+        if (o.scenario == bench_scenario::connect && o.rate > 0)
+            p.add("--rate does not apply to the connect scenario; use --connect-rate");
+        o.reply_timeout = duration_arg(p, "--reply-timeout", a->reply_timeout);
+        if (o.reply_timeout.count() == 0) p.add("--reply-timeout must be greater than 0");
+
+        o.binary = a->binary;
+        const std::size_t stamp = message_stamp::size(o.binary);
+        int payload_sources = !a->size.empty() + !a->payload.empty() + !a->payload_file.empty();
+        if (payload_sources > 1) p.add("--size, --payload and --payload-file cannot be combined");
+        if (!a->payload.empty()) {
+            o.body = a->payload;
+        } else if (!a->payload_file.empty()) {
+            std::ifstream in(a->payload_file, std::ios::binary);
+            if (!in) p.add(fmt::format("--payload-file {}: cannot read the file", a->payload_file));
+            std::stringstream ss;
+            ss << in.rdbuf();
+            o.body = ss.str();
+        } else {
+            std::uint64_t size = a->size.empty() ? 32 : size_arg(p, "--size", a->size);
+            if (!a->size.empty() && parse_size(a->size) && size < stamp)
+                p.add(fmt::format("--size must be at least {} bytes for {} messages: each carries a sequence number and "
+                                  "a timestamp",
+                                  stamp, o.binary ? "binary" : "text"));
+            else if (size > (64u << 20))
+                p.add("--size is limited to 64MiB");
+            else if (size >= stamp)
+                o.body = filler(std::size_t(size - stamp), o.binary);
+        }
+        if (!o.binary && !is_valid_utf8(o.body)) p.add("the payload is not valid UTF-8: add --binary");
+
+        o.publishers = unsigned(count_arg(p, "--publishers", a->publishers, 1));
+        o.publish_url = a->publish_url;
+        if (!a->publish_url.empty() && !parse_ws_url(a->publish_url, &err)) p.add("--publish-url: " + err);
+        o.subscribe_messages = a->subscribe_messages;
+        o.settle = duration_arg(p, "--settle", a->settle);
+        if (o.scenario == bench_scenario::fanout && o.rate == 0) o.rate = 1000;
+        if (o.scenario != bench_scenario::fanout &&
+            (!a->publish_url.empty() || !a->subscribe_messages.empty() || a->publishers != "1"))
+            p.add("--publishers, --publish-url and --subscribe-message need --scenario fanout");
+
+        for (const auto& hv : a->headers) {
+            auto colon = hv.find(':');
+            if (colon == std::string::npos || colon == 0) {
+                p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
+                continue;
+            }
+            std::string value = hv.substr(colon + 1);
+            value.erase(0, value.find_first_not_of(" \t"));
+            o.client.headers.emplace_back(hv.substr(0, colon), value);
+        }
+        o.client.subprotocols = a->subprotocols;
+        o.client.origin = a->origin;
+        o.client.host_override = a->host;
+        o.client.cookies = a->cookies;
+        if (!a->auth.empty() && a->auth.find(':') == std::string::npos) p.add("--auth: expected USER:PASS");
+        o.client.basic_auth = a->auth;
+        o.client.token = a->token;
+        o.client.token_query = a->token_query;
+        if (!a->token_query.empty() && a->token.empty()) p.add("--token-query needs --token");
+        if (!a->proxy.empty()) {
+            if (auto px = parse_proxy_url(a->proxy, &err)) o.client.proxy = *px;
+            else p.add("--proxy: " + err);
+        } else if (!o.client.url.host.empty()) {
+            auto px = proxy_from_environment(o.client.url.tls, o.client.url.host, o.client.url.port,
+                                             [](const char* n) { return std::getenv(n); }, &err);
+            if (px) o.client.proxy = *px;
+            else if (!err.empty()) p.add(err);
+        }
+        o.client.tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
+        if (o.client.url.tls || !a->cacert.empty() || !a->cert.empty()) {
+            try {
+                make_client_tls(o.client.tls);  // unreadable files are reported before any connection
+            } catch (const failure& fl) {
+                p.add(fl.what());
+            }
+        }
+        o.client.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
+        if (o.client.connect_timeout.count() == 0) p.add("--connect-timeout must be greater than 0");
+
+        std::vector<threshold> fail_if, targets;
+        for (const auto& e : a->fail_if) {
+            if (auto t = parse_threshold(e, &err)) fail_if.push_back(*t);
+            else p.add("--fail-if " + err);
+        }
+        for (const auto& e : a->targets) {
+            if (auto t = parse_threshold(e, &err)) targets.push_back(*t);
+            else p.add("--target " + err);
+        }
+        if (a->find_max) {
+            if (targets.empty()) p.add("--find-max-rate needs --target, e.g. --target 'p99<10ms'");
+            if (o.scenario != bench_scenario::echo) p.add("--find-max-rate works with the echo scenario");
+            if (o.duration.count() == 0) p.add("--find-max-rate runs each step for --duration; -n cannot be used");
+        } else if (!targets.empty()) {
+            p.add("--target is for --find-max-rate; use --fail-if to gate a single run");
+        }
+        std::optional<bench_result> baseline;
+        if (!a->compare.empty()) {
+            if (auto b = read_result(a->compare, &err)) baseline = std::move(*b);
+            else p.add("--compare " + err);
+        }
+        if (p.report("bench")) return static_cast<int>(exit_code::usage);
+
+        const bool tty = ::isatty(2) == 1 && !a->no_progress;
+        if (tty) {
+            o.on_progress = [](const bench_progress& pr) {
+                std::cerr << fmt::format("\r\x1b[K{:6.1f}s  conns {}{}  sent {}  received {}  {:.0f} msg/s  p99 {}  errors {}",
+                                         pr.elapsed_s, pr.established, pr.failed ? fmt::format(" ({} failed)", pr.failed) : "",
+                                         pr.sent, pr.received, pr.rate,
+                                         format_duration(std::chrono::nanoseconds(pr.p99_ns)), pr.errors)
+                          << std::flush;
+            };
+        }
+        std::pair<int, std::string> first_failure{0, {}};
+        bench_result result;
+        if (a->find_max) {
+            rate_search_options rs;
+            if (o.rate > 0) rs.start_rate = o.rate_per_conn ? o.rate * o.connections : o.rate;
+            result = find_max_rate(o, targets, rs, [tty](const rate_step& st) {
+                if (tty) std::cerr << "\r\x1b[K";
+                std::cerr << fmt::format("rate {:.0f}/s: achieved {:.0f}/s, p99 {}, errors {} → {}\n", st.rate, st.achieved,
+                                         format_duration(std::chrono::nanoseconds(st.p99_ns)), st.errors,
+                                         st.ok ? "ok" : "missed");
+            }, &first_failure);
+        } else {
+            result = run_bench(o, &first_failure);
+        }
+        if (tty) std::cerr << "\r\x1b[K" << std::flush;
+        if (result.conn_established == 0 && first_failure.first != 0 && !result.interrupted) {
+            std::cerr << fmt::format("wsx: error: no connection could be made ({} attempted): {}\n", result.conn_attempted,
+                                     first_failure.second);
+            return first_failure.first;
+        }
+        for (const auto& w : result.warnings) std::cerr << "wsx: warning: " << w << '\n';
+        int rc = report(*a, result, fail_if, baseline, a->json != "-");
+        if (a->find_max && !result.max_rate && rc == 0) {
+            std::cerr << "wsx: error: --find-max-rate: no rate tried met the target\n";
+            rc = static_cast<int>(exit_code::expectation);
+        }
+        return rc;
     };
 }
 

@@ -1,0 +1,1323 @@
+#include "bench.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include "codec.hpp"
+#include "exit_code.hpp"
+#include "tls.hpp"
+
+namespace wsx {
+
+std::string_view scenario_name(bench_scenario s) noexcept {
+    switch (s) {
+        case bench_scenario::echo: return "echo";
+        case bench_scenario::connect: return "connect";
+        case bench_scenario::send: return "send";
+        case bench_scenario::fanout: return "fanout";
+    }
+    return "echo";
+}
+
+std::optional<bench_scenario> parse_scenario(std::string_view s) noexcept {
+    for (auto v : {bench_scenario::echo, bench_scenario::connect, bench_scenario::send, bench_scenario::fanout})
+        if (scenario_name(v) == s) return v;
+    return std::nullopt;
+}
+
+std::uint64_t bench_result::error_count() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& [k, v] : errors) n += v;
+    return n;
+}
+
+double bench_result::cpu_per_message_ns() const noexcept {
+    // CPU covers the whole run (warmup and connecting included), so divide by every message
+    // the run handled, not only the measured ones.
+    std::uint64_t all = 0;
+    for (const auto& i : series) all += std::max(i.sent, i.received);
+    if (all == 0) all = std::max(sent, received);
+    return all ? (cpu_user_s + cpu_system_s) * 1e9 / double(all) : 0;
+}
+
+double bench_result::cpu_utilisation() const noexcept {
+    // After a merge, threads is the sum over runs and wall the longest run: an upper bound.
+    const double capacity = cpu_wall_s * std::max(1u, config.threads);
+    return capacity > 0 ? (cpu_user_s + cpu_system_s) / capacity : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire helpers
+
+namespace message_stamp {
+namespace {
+constexpr char hex_digits[] = "0123456789abcdef";
+void put_hex(char* out, std::uint64_t v) noexcept {
+    for (int i = 15; i >= 0; --i) {
+        out[i] = hex_digits[v & 0xf];
+        v >>= 4;
+    }
+}
+bool get_hex(const char* in, std::uint64_t& v) noexcept {
+    v = 0;
+    for (int i = 0; i < 16; ++i) {
+        char c = in[i];
+        unsigned d;
+        if (c >= '0' && c <= '9') d = unsigned(c - '0');
+        else if (c >= 'a' && c <= 'f') d = unsigned(c - 'a' + 10);
+        else return false;
+        v = (v << 4) | d;
+    }
+    return true;
+}
+void put_le(char* out, std::uint64_t v) noexcept {
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+std::uint64_t get_le(const char* in) noexcept {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+    return v;
+}
+}  // namespace
+
+void write(char* out, bool binary, std::uint64_t seq, std::uint64_t time_ns) noexcept {
+    if (binary) {
+        put_le(out, seq);
+        put_le(out + 8, time_ns);
+    } else {
+        put_hex(out, seq);
+        put_hex(out + 16, time_ns);
+    }
+}
+
+bool read(std::string_view payload, bool binary, std::uint64_t& seq, std::uint64_t& time_ns) noexcept {
+    if (payload.size() < size(binary)) return false;
+    if (binary) {
+        seq = get_le(payload.data());
+        time_ns = get_le(payload.data() + 8);
+        return true;
+    }
+    return get_hex(payload.data(), seq) && get_hex(payload.data() + 16, time_ns);
+}
+}  // namespace message_stamp
+
+namespace bench_frame {
+namespace {
+// Writes the frame header for a masked client frame and returns the header size.
+std::size_t put_header(char* h, unsigned op, std::uint64_t len, std::uint32_t key) noexcept {
+    std::size_t n = 0;
+    h[n++] = static_cast<char>(0x80 | (op & 0x0f));
+    if (len < 126) {
+        h[n++] = static_cast<char>(0x80 | len);
+    } else if (len <= 0xffff) {
+        h[n++] = static_cast<char>(0x80 | 126);
+        h[n++] = static_cast<char>(len >> 8);
+        h[n++] = static_cast<char>(len & 0xff);
+    } else {
+        h[n++] = static_cast<char>(0x80 | 127);
+        for (int i = 7; i >= 0; --i) h[n++] = static_cast<char>((len >> (8 * i)) & 0xff);
+    }
+    std::memcpy(h + n, &key, 4);
+    return n + 4;
+}
+std::size_t header_size(std::uint64_t len) noexcept { return (len < 126 ? 2 : len <= 0xffff ? 4 : 10) + 4; }
+
+// XORs data with the 4-byte key (key bytes in memory order), 8 bytes at a time.
+void apply_mask(char* data, std::size_t n, std::uint32_t key) noexcept {
+    std::uint64_t k8 = (std::uint64_t(key) << 32) | key;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t v;
+        std::memcpy(&v, data + i, 8);
+        v ^= k8;
+        std::memcpy(data + i, &v, 8);
+    }
+    const auto* kb = reinterpret_cast<const unsigned char*>(&key);
+    for (; i < n; ++i) data[i] = static_cast<char>(data[i] ^ kb[i & 3]);
+}
+}  // namespace
+
+void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key) {
+    const std::size_t at = out.size();
+    const std::size_t hs = header_size(payload.size());
+    out.resize(at + hs + payload.size());
+    char* p = out.data() + at;
+    put_header(p, op, payload.size(), key);
+    if (!payload.empty()) std::memcpy(p + hs, payload.data(), payload.size());
+    apply_mask(p + hs, payload.size(), key);
+}
+
+void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint64_t time_ns, std::string_view body,
+                    std::uint32_t key) {
+    const std::size_t ss = message_stamp::size(binary);
+    const std::size_t len = ss + body.size();
+    const std::size_t at = out.size();
+    const std::size_t hs = header_size(len);
+    out.resize(at + hs + len);
+    char* p = out.data() + at;
+    put_header(p, binary ? 2 : 1, len, key);
+    message_stamp::write(p + hs, binary, seq, time_ns);
+    if (!body.empty()) std::memcpy(p + hs + ss, body.data(), body.size());
+    apply_mask(p + hs, len, key);
+}
+
+parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used) noexcept {
+    if (size < 2) return parse_status::need_more;
+    const auto b0 = static_cast<unsigned char>(data[0]);
+    const auto b1 = static_cast<unsigned char>(data[1]);
+    if (b0 & 0x70) return parse_status::error;  // no extension was negotiated
+    f.fin = (b0 & 0x80) != 0;
+    f.opcode = b0 & 0x0f;
+    const bool masked = (b1 & 0x80) != 0;
+    std::uint64_t len = b1 & 0x7f;
+    std::size_t pos = 2;
+    if (len == 126) {
+        if (size < 4) return parse_status::need_more;
+        len = (std::uint64_t(static_cast<unsigned char>(data[2])) << 8) | static_cast<unsigned char>(data[3]);
+        pos = 4;
+    } else if (len == 127) {
+        if (size < 10) return parse_status::need_more;
+        len = 0;
+        for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(data[2 + i]);
+        pos = 10;
+    }
+    const bool control = f.opcode >= 8;
+    if (control && (len > 125 || !f.fin)) return parse_status::error;
+    if ((f.opcode > 2 && f.opcode < 8) || f.opcode > 10) return parse_status::error;
+    if (len > limit) return parse_status::error;
+    std::uint32_t key = 0;
+    if (masked) {
+        if (size < pos + 4) return parse_status::need_more;
+        std::memcpy(&key, data + pos, 4);
+        pos += 4;
+    }
+    if (size - pos < len) return parse_status::need_more;
+    if (masked) apply_mask(data + pos, std::size_t(len), key);
+    f.payload = std::string_view(data + pos, std::size_t(len));
+    used = pos + std::size_t(len);
+    return parse_status::ok;
+}
+}  // namespace bench_frame
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+constexpr std::uint64_t no_end = UINT64_MAX;
+constexpr std::chrono::milliseconds tick_period{100};
+constexpr std::uint64_t second_ns = 1'000'000'000;
+constexpr unsigned publisher_shift = 48;  // fanout: the publisher's index sits above the sequence
+
+enum class conn_role { echo, sender, publisher, subscriber, storm };
+
+// State every thread reads; the few fields written during the run are atomics.
+struct run_shared {
+    const bench_options& o;
+    clock::time_point origin;
+    std::uint64_t warmup_end_ns = 0;
+    std::uint64_t end_ns = no_end;
+    tcp::resolver::results_type endpoints, publish_endpoints;
+    endpoint publish_url;
+    std::shared_ptr<ssl::context> tls;
+    std::atomic<bool> stopping{false};
+    std::atomic<std::uint64_t> next_attempt{0};      // connect scenario: attempts scheduled so far
+    std::atomic<std::int64_t> handshakes_left{0};    // connect scenario with -n
+    std::atomic<unsigned> subscribers_settled{0};    // fanout: connected or failed
+    std::atomic<unsigned> publishers_done{0};
+    std::atomic<std::uint64_t> published_total{0};   // fanout: every message publishers sent
+    std::mutex failure_mutex;
+    std::optional<std::pair<int, std::string>> first_failure;
+
+    explicit run_shared(const bench_options& opts) : o(opts) {}
+    std::uint64_t now_ns() const noexcept {
+        return std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - origin).count());
+    }
+    clock::time_point at(std::uint64_t ns) const noexcept { return origin + std::chrono::nanoseconds(ns); }
+    void note_failure(exit_code c, const std::string& msg) {
+        std::lock_guard lock(failure_mutex);
+        if (!first_failure) first_failure.emplace(static_cast<int>(c), msg);
+    }
+};
+
+struct conn_base {
+    virtual ~conn_base() = default;
+    /// Housekeeping every tick: deadlines and end-of-run checks.
+    virtual void tick(std::uint64_t now_ns) = 0;
+    /// Ends the connection now (interrupted run).
+    virtual void interrupt() = 0;
+};
+
+struct conn_spec {
+    conn_role role;
+    unsigned index;       // global index among connections of its role
+};
+
+// One thread's share of the run: its io_context, connections, histograms and counters.
+struct worker {
+    run_shared& s;
+    net::io_context ioc{1};
+    std::vector<conn_spec> specs;
+    std::vector<std::shared_ptr<conn_base>> conns;
+    unsigned active = 0;  // connections launched and not yet finished
+    net::steady_timer ticker{ioc};
+
+    histogram latency, handshake, interval;
+    std::uint64_t sent = 0, received = 0, bytes_sent = 0, bytes_received = 0;
+    std::uint64_t i_sent = 0, i_received = 0, i_errors = 0, i_bytes_sent = 0, i_bytes_received = 0;
+    std::uint64_t first_measured_ns = no_end, last_measured_ns = 0;
+    std::uint64_t attempted = 0, established = 0, failed = 0, subscribers_established = 0;
+    std::map<std::string, std::uint64_t> errors, connect_errors;
+    std::map<int, std::uint64_t> close_codes;
+    std::vector<bench_interval> series;
+    std::uint64_t next_boundary_ns = second_ns;
+    std::uint64_t error_total = 0;
+
+    // Published at each tick for the progress line (relaxed: figures for people).
+    std::atomic<std::uint64_t> p_sent{0}, p_received{0}, p_errors{0}, p_established{0}, p_failed{0};
+    std::atomic<std::uint64_t> p_interval_received{0}, p_interval_p99{0};
+
+    explicit worker(run_shared& shared) : s(shared) {}
+
+    bool measured(std::uint64_t t_ns) const noexcept { return t_ns >= s.warmup_end_ns; }
+
+    void count_sent(std::uint64_t t_ns, std::size_t bytes) noexcept {
+        ++i_sent;
+        i_bytes_sent += bytes;
+        if (measured(t_ns)) {
+            ++sent;
+            bytes_sent += bytes;
+            if (t_ns < first_measured_ns) first_measured_ns = t_ns;
+        }
+    }
+    void count_received(std::uint64_t sent_ns, std::uint64_t now_ns, std::size_t bytes, bool has_latency) noexcept {
+        ++i_received;
+        i_bytes_received += bytes;
+        const std::uint64_t lat = now_ns > sent_ns ? now_ns - sent_ns : 0;
+        if (has_latency) interval.record(lat);
+        if (measured(sent_ns)) {
+            ++received;
+            bytes_received += bytes;
+            if (has_latency) latency.record(lat);
+            if (now_ns > last_measured_ns) last_measured_ns = now_ns;
+        }
+    }
+    void error(const std::string& kind, std::uint64_t n = 1) {
+        if (n == 0) return;
+        errors[kind] += n;
+        i_errors += n;
+        error_total += n;
+    }
+    void connect_failed(const std::string& reason, exit_code code, const std::string& message) {
+        ++failed;
+        ++connect_errors[reason];
+        s.note_failure(code, message);
+    }
+
+    void close_interval(std::uint64_t start_ns) {
+        bench_interval iv;
+        iv.start_s = double(start_ns) / 1e9;
+        iv.sent = i_sent;
+        iv.received = i_received;
+        iv.errors = i_errors;
+        iv.bytes_sent = i_bytes_sent;
+        iv.bytes_received = i_bytes_received;
+        p_interval_received.store(i_received, std::memory_order_relaxed);
+        p_interval_p99.store(interval.value_at_percentile(99), std::memory_order_relaxed);
+        iv.latency = interval;
+        series.push_back(std::move(iv));
+        interval.reset();
+        i_sent = i_received = i_errors = i_bytes_sent = i_bytes_received = 0;
+    }
+
+    void publish_progress() {
+        p_sent.store(sent, std::memory_order_relaxed);
+        p_received.store(received, std::memory_order_relaxed);
+        p_errors.store(error_total, std::memory_order_relaxed);
+        p_established.store(established, std::memory_order_relaxed);
+        p_failed.store(failed, std::memory_order_relaxed);
+    }
+
+    void on_tick() {
+        const std::uint64_t now = s.now_ns();
+        while (now >= next_boundary_ns) {
+            close_interval(next_boundary_ns - second_ns);
+            next_boundary_ns += second_ns;
+        }
+        const bool stopping = s.stopping.load(std::memory_order_relaxed);
+        // Ticking may finish connections, which removes them from `conns`: iterate a copy.
+        auto snapshot = conns;
+        for (auto& c : snapshot) {
+            if (stopping) c->interrupt();
+            else c->tick(now);
+        }
+        publish_progress();
+        if (active == 0) return finish();
+        ticker.expires_at(s.at((now / 100'000'000 + 1) * 100'000'000));
+        ticker.async_wait([this](error_code ec) {
+            if (!ec) on_tick();
+        });
+    }
+
+    void finish() {
+        ticker.cancel();
+        if (i_sent || i_received || i_errors) close_interval(next_boundary_ns - second_ns);
+        publish_progress();
+    }
+
+    void connection_done(conn_base* c) {
+        auto it = std::find_if(conns.begin(), conns.end(), [c](const auto& p) { return p.get() == c; });
+        if (it != conns.end()) conns.erase(it);
+        --active;
+    }
+
+    void run();
+};
+
+std::uint32_t seed32() {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    return rng() | 1u;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One established connection: hand-rolled client framing over the socket.
+
+template <class Stream>
+class connection final : public conn_base, public std::enable_shared_from_this<connection<Stream>> {
+public:
+    connection(Stream&& stream, worker& w, conn_spec spec, std::string leftover)
+        : stream_(std::move(stream)), w_(w), s_(w.s), o_(w.s.o), spec_(spec), timer_(w.ioc), rng_(seed32()) {
+        rbuf_.resize(std::max<std::size_t>(64 * 1024, leftover.size() * 2));
+        std::memcpy(rbuf_.data(), leftover.data(), leftover.size());
+        rend_ = leftover.size();
+        budget_ = no_end;
+        if (o_.messages > 0 && spec_.role != conn_role::subscriber) {
+            // Spread the total over the connections that send; the first ones take the remainder.
+            const std::uint64_t senders = spec_.role == conn_role::publisher ? o_.publishers : o_.connections;
+            budget_ = o_.messages / senders + (spec_.index < o_.messages % senders ? 1 : 0);
+        }
+        if (spec_.role == conn_role::subscriber) pub_last_.assign(o_.publishers, no_end);
+    }
+
+    void start() {
+        auto self = this->shared_from_this();
+        const std::uint64_t now = s_.now_ns();
+        last_progress_ns_ = now;
+        if (spec_.role == conn_role::subscriber) {
+            for (const auto& m : o_.subscribe_messages) bench_frame::append(pending_, o_.binary ? 2 : 1, m, next_key());
+        }
+        open_loop_ = o_.rate > 0 && (spec_.role == conn_role::echo || spec_.role == conn_role::sender ||
+                                     spec_.role == conn_role::publisher);
+        if (spec_.role == conn_role::publisher && !open_loop_) open_loop_ = true;  // fanout always paces
+        if (open_loop_) {
+            double per_conn = o_.rate;
+            if (!o_.rate_per_conn) per_conn /= spec_.role == conn_role::publisher ? o_.publishers : o_.connections;
+            interval_ns_ = 1e9 / per_conn;
+            // A random phase keeps connections from sending in lockstep.
+            t0_ns_ = now + std::uint64_t(double(rng_ % 1000) / 1000.0 * interval_ns_);
+            schedule();
+        } else if (spec_.role == conn_role::echo) {
+            for (unsigned i = 0; i < o_.in_flight && can_send(now); ++i) send_one(now);
+        } else if (spec_.role == conn_role::sender) {
+            refill(now);
+        }
+        flush();
+        do_read();
+        check_done(now);
+    }
+
+    void tick(std::uint64_t now) override {
+        if (done_) return;
+        if (closing_) {
+            if (now >= close_deadline_ns_) end();
+            return;
+        }
+        if (outstanding_ > 0 && now - std::min(now, last_progress_ns_) > std::uint64_t(o_.reply_timeout.count())) {
+            w_.error("timeout", outstanding_);
+            outstanding_ = 0;
+            sending_over_ = true;
+            return start_close();
+        }
+        if (spec_.role == conn_role::subscriber) {
+            const unsigned pubs = s_.publishers_done.load(std::memory_order_acquire);
+            if (pubs >= o_.publishers) {
+                const std::uint64_t total = s_.published_total.load(std::memory_order_acquire);
+                if (pubs_done_ns_ == 0) pubs_done_ns_ = now;
+                if (received_all_ >= total) return start_close();
+                if (now - pubs_done_ns_ > std::uint64_t(o_.reply_timeout.count())) {
+                    w_.error("lost", total - received_all_);
+                    return start_close();
+                }
+            }
+        }
+        check_done(now);
+    }
+
+    void interrupt() override {
+        if (done_) return;
+        outstanding_ = 0;
+        sending_over_ = true;
+        if (!closing_) start_close();
+        else end();
+    }
+
+private:
+    std::uint32_t next_key() noexcept {
+        rng_ ^= rng_ << 13;
+        rng_ ^= rng_ >> 17;
+        rng_ ^= rng_ << 5;
+        return rng_;
+    }
+
+    bool can_send(std::uint64_t now) const noexcept {
+        if (sending_over_ || closing_) return false;
+        if (now >= s_.end_ns) return false;
+        if (s_.stopping.load(std::memory_order_relaxed)) return false;
+        if (budget_ == 0 && now >= s_.warmup_end_ns) return false;
+        return true;
+    }
+
+    void send_one(std::uint64_t t_ns) {
+        const std::uint64_t seq = (std::uint64_t(spec_.role == conn_role::publisher ? spec_.index : 0) << publisher_shift) |
+                                  next_seq_++;
+        bench_frame::append_stamped(pending_, o_.binary, seq, t_ns, o_.body, next_key());
+        const std::size_t size = message_stamp::size(o_.binary) + o_.body.size();
+        w_.count_sent(t_ns, size);
+        if (t_ns >= s_.warmup_end_ns && budget_ != no_end) --budget_;
+        ++sent_all_;
+        if (spec_.role == conn_role::echo) {
+            if (outstanding_ == 0) last_progress_ns_ = s_.now_ns();
+            ++outstanding_;
+        }
+    }
+
+    // Fire-and-forget: keep about 64 KiB queued behind the write on the wire.
+    void refill(std::uint64_t now) {
+        const std::size_t size = message_stamp::size(o_.binary) + o_.body.size() + 14;
+        std::size_t n = std::max<std::size_t>(1, (64 * 1024) / size);
+        while (n-- > 0 && can_send(now)) send_one(now);
+        if (!can_send(now)) sending_over_ = true;
+    }
+
+    // Open loop: send every message whose intended time has come, then sleep until the next.
+    void schedule() {
+        if (done_ || closing_) return;
+        const std::uint64_t now = s_.now_ns();
+        for (;;) {
+            const std::uint64_t t = t0_ns_ + std::uint64_t(double(sched_index_) * interval_ns_);
+            if (t > now) {
+                flush();
+                timer_.expires_at(s_.at(t));
+                timer_.async_wait([self = this->shared_from_this()](error_code ec) {
+                    if (!ec) self->schedule();
+                });
+                return;
+            }
+            if (!can_send(t)) {
+                sending_over_ = true;
+                break;
+            }
+            ++sched_index_;
+            if (pending_.size() + out_.size() > o_.max_backlog) {
+                // The server is not reading: skip rather than grow without bound, and say so.
+                w_.error("backlog");
+                continue;
+            }
+            send_one(t);
+        }
+        flush();
+        check_done(now);
+    }
+
+    void flush() {
+        if (writing_ || pending_.empty() || done_) return;
+        out_.swap(pending_);
+        writing_ = true;
+        net::async_write(stream_, net::buffer(out_), [self = this->shared_from_this()](error_code ec, std::size_t) {
+            self->on_write(ec);
+        });
+    }
+
+    void on_write(error_code ec) {
+        writing_ = false;
+        out_.clear();
+        if (done_) return;
+        if (ec) return lost("write", ec);
+        const std::uint64_t now = s_.now_ns();
+        if (spec_.role == conn_role::sender && !open_loop_) refill(now);
+        if (spec_.role == conn_role::publisher || spec_.role == conn_role::sender) w_.last_measured_ns = std::max(w_.last_measured_ns, now);
+        flush();
+        if (closing_ && !writing_ && close_received_) return end();
+        check_done(now);
+    }
+
+    void do_read() {
+        if (rbuf_.size() - rend_ < 16 * 1024) {
+            if (rstart_ > 0) {
+                std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+                rend_ -= rstart_;
+                rstart_ = 0;
+            }
+            if (rbuf_.size() - rend_ < 16 * 1024) rbuf_.resize(rbuf_.size() * 2);
+        }
+        stream_.async_read_some(net::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
+                                [self = this->shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
+    }
+
+    void on_read(error_code ec, std::size_t n) {
+        if (done_) return;
+        if (ec) {
+            if (closing_) return end();
+            return lost(ec == net::error::eof ? "disconnected" : "read", ec);
+        }
+        rend_ += n;
+        const std::uint64_t now = s_.now_ns();
+        replies_ = 0;
+        bench_frame::frame f;
+        std::size_t used = 0;
+        for (;;) {
+            auto st = bench_frame::parse(rbuf_.data() + rstart_, rend_ - rstart_, o_.client.session.max_message_size, f, used);
+            if (st == bench_frame::parse_status::need_more) break;
+            if (st == bench_frame::parse_status::error) {
+                w_.error("protocol");
+                return lost_quietly();
+            }
+            rstart_ += used;
+            if (!on_frame(f, now)) return;
+        }
+        if (rstart_ == rend_) rstart_ = rend_ = 0;
+        if (rend_ - rstart_ > 0 && rstart_ > 0 && rbuf_.size() - rend_ < 16 * 1024) {
+            // A large frame is arriving: make room for all of it.
+            std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+            rend_ -= rstart_;
+            rstart_ = 0;
+        }
+        if (spec_.role == conn_role::echo && !open_loop_) {
+            for (std::uint64_t i = 0; i < replies_ && can_send(now); ++i) send_one(now);
+        }
+        flush();
+        check_done(now);
+        if (!done_) do_read();
+    }
+
+    // Returns false when the connection ended.
+    bool on_frame(const bench_frame::frame& f, std::uint64_t now) {
+        switch (f.opcode) {
+            case 0:
+                if (!in_fragment_) {
+                    w_.error("protocol");
+                    lost_quietly();
+                    return false;
+                }
+                fragment_.append(f.payload);
+                if (f.fin) {
+                    in_fragment_ = false;
+                    on_message(fragment_, now);
+                    fragment_.clear();
+                }
+                return true;
+            case 1:
+            case 2:
+                if (in_fragment_) {
+                    w_.error("protocol");
+                    lost_quietly();
+                    return false;
+                }
+                if (f.fin) {
+                    on_message(f.payload, now);
+                } else {
+                    in_fragment_ = true;
+                    fragment_.assign(f.payload);
+                }
+                return true;
+            case 8: {
+                int code = 1005;
+                if (f.payload.size() >= 2)
+                    code = (static_cast<unsigned char>(f.payload[0]) << 8) | static_cast<unsigned char>(f.payload[1]);
+                ++w_.close_codes[code];
+                close_received_ = true;
+                if (!closing_) {
+                    // The server ended the conversation while we still had work.
+                    if (!sending_over_ || outstanding_ > 0) w_.error("closed_by_server");
+                    if (outstanding_ > 0) w_.error("unanswered", outstanding_);
+                    outstanding_ = 0;
+                    sending_over_ = true;
+                    start_close(code == 1005 ? 1000 : 1000);
+                }
+                if (!writing_) end();
+                return false;
+            }
+            case 9:
+                bench_frame::append(pending_, 10, f.payload, next_key());
+                return true;
+            default:
+                return true;  // pong
+        }
+    }
+
+    void on_message(std::string_view payload, std::uint64_t now) {
+        switch (spec_.role) {
+            case conn_role::echo: return on_echo(payload, now);
+            case conn_role::subscriber: return on_delivery(payload, now);
+            default:
+                // Replies a sink or a broadcast server sends to senders are read and dropped.
+                w_.i_bytes_received += payload.size();
+                return;
+        }
+    }
+
+    bool body_ok(std::string_view payload) const noexcept {
+        const std::size_t ss = message_stamp::size(o_.binary);
+        return payload.size() == ss + o_.body.size() &&
+               std::memcmp(payload.data() + ss, o_.body.data(), o_.body.size()) == 0;
+    }
+
+    void on_echo(std::string_view payload, std::uint64_t now) {
+        std::uint64_t seq = 0, t = 0;
+        ++replies_;
+        last_progress_ns_ = now;
+        if (outstanding_ > 0) --outstanding_;
+        if (!message_stamp::read(payload, o_.binary, seq, t) || t > now || !body_ok(payload)) {
+            w_.error("corrupt");
+            return;
+        }
+        if (seq != expect_seq_) {
+            w_.error(seq < expect_seq_ ? "duplicate" : "out_of_order");
+            if (seq > expect_seq_) expect_seq_ = seq + 1;
+            return;
+        }
+        ++expect_seq_;
+        w_.count_received(t, now, payload.size(), true);
+    }
+
+    void on_delivery(std::string_view payload, std::uint64_t now) {
+        std::uint64_t seq = 0, t = 0;
+        ++received_all_;
+        last_progress_ns_ = now;
+        if (!message_stamp::read(payload, o_.binary, seq, t) || t > now || !body_ok(payload)) {
+            w_.error("corrupt");
+            return;
+        }
+        const std::uint64_t pub = seq >> publisher_shift;
+        const std::uint64_t n = seq & ((1ULL << publisher_shift) - 1);
+        if (pub >= pub_last_.size()) {
+            w_.error("corrupt");
+            return;
+        }
+        if (pub_last_[pub] != no_end && n <= pub_last_[pub]) {
+            w_.error(n == pub_last_[pub] ? "duplicate" : "out_of_order");
+            return;
+        }
+        pub_last_[pub] = n;
+        w_.count_received(t, now, payload.size(), true);
+    }
+
+    void check_done(std::uint64_t now) {
+        if (done_ || closing_) return;
+        if (!sending_over_ && !can_send(now)) {
+            // Open loop: the schedule decides; closed loop ends when no more may be sent.
+            if (!open_loop_ || now >= s_.end_ns || budget_ == 0 || s_.stopping.load(std::memory_order_relaxed))
+                sending_over_ = true;
+        }
+        if (!sending_over_) return;
+        switch (spec_.role) {
+            case conn_role::echo:
+                if (outstanding_ == 0) start_close();
+                break;
+            case conn_role::sender:
+            case conn_role::publisher:
+                if (!writing_ && pending_.empty()) {
+                    if (spec_.role == conn_role::publisher && !counted_publish_) {
+                        counted_publish_ = true;
+                        s_.published_total.fetch_add(sent_all_, std::memory_order_acq_rel);
+                        s_.publishers_done.fetch_add(1, std::memory_order_acq_rel);
+                    }
+                    start_close();
+                }
+                break;
+            default:
+                break;
+        }
+    }
+
+    void start_close(std::uint16_t code = 1000) {
+        if (closing_ || done_) return;
+        if (spec_.role == conn_role::publisher && !counted_publish_) {
+            counted_publish_ = true;
+            s_.published_total.fetch_add(sent_all_, std::memory_order_acq_rel);
+            s_.publishers_done.fetch_add(1, std::memory_order_acq_rel);
+        }
+        closing_ = true;
+        timer_.cancel();
+        close_deadline_ns_ = s_.now_ns() + 1'000'000'000;
+        char p[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+        bench_frame::append(pending_, 8, std::string_view(p, 2), next_key());
+        flush();
+        if (close_received_ && !writing_) end();
+    }
+
+    void lost(const char* what, error_code ec) {
+        if (!sending_over_ || outstanding_ > 0) w_.error(ec == net::error::eof || ec == net::error::connection_reset ? "disconnected" : what);
+        lost_quietly();
+    }
+
+    void lost_quietly() {
+        if (outstanding_ > 0) w_.error("unanswered", outstanding_);
+        outstanding_ = 0;
+        sending_over_ = true;
+        if (spec_.role == conn_role::publisher && !counted_publish_) {
+            counted_publish_ = true;
+            s_.published_total.fetch_add(sent_all_, std::memory_order_acq_rel);
+            s_.publishers_done.fetch_add(1, std::memory_order_acq_rel);
+        }
+        end();
+    }
+
+    void end() {
+        if (done_) return;
+        done_ = true;
+        timer_.cancel();
+        error_code ec;
+        auto& sock = beast::get_lowest_layer(stream_);
+        if constexpr (std::is_same_v<Stream, tcp::socket>) {
+            sock.shutdown(tcp::socket::shutdown_both, ec);
+            sock.close(ec);
+        } else {
+            sock.socket().shutdown(tcp::socket::shutdown_both, ec);
+            sock.close();
+        }
+        w_.connection_done(this);
+    }
+
+    Stream stream_;
+    worker& w_;
+    run_shared& s_;
+    const bench_options& o_;
+    conn_spec spec_;
+    net::steady_timer timer_;
+    std::uint32_t rng_;
+
+    std::vector<char> rbuf_;
+    std::size_t rstart_ = 0, rend_ = 0;
+    std::string out_, pending_;
+    bool writing_ = false;
+    std::string fragment_;
+    bool in_fragment_ = false;
+
+    std::uint64_t budget_;
+    std::uint64_t next_seq_ = 0, expect_seq_ = 0, outstanding_ = 0, replies_ = 0, sent_all_ = 0, received_all_ = 0;
+    std::uint64_t last_progress_ns_ = 0, pubs_done_ns_ = 0, close_deadline_ns_ = 0;
+    bool open_loop_ = false, sending_over_ = false, closing_ = false, close_received_ = false, done_ = false;
+    bool counted_publish_ = false;
+    double interval_ns_ = 0;
+    std::uint64_t t0_ns_ = 0, sched_index_ = 0;
+    std::vector<std::uint64_t> pub_last_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Connecting: TCP, proxy, TLS and the HTTP upgrade, with failures sorted by reason.
+
+struct opened_failure {
+    std::string reason;
+    exit_code code;
+    std::string message;
+};
+
+std::string sec_websocket_accept(std::string_view key) {
+    std::string in(key);
+    in += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    EVP_Digest(in.data(), in.size(), md, &len, EVP_sha1(), nullptr);
+    return base64_encode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key) {
+    std::string target = url.target;
+    if (!o.token.empty() && !o.token_query.empty()) {
+        target += target.find('?') == std::string::npos ? '?' : '&';
+        target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
+        target += '=';
+        target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
+    }
+    http::request<http::empty_body> req(http::verb::get, target, 11);
+    req.set(http::field::host, o.host_override.empty() ? url.host_header() : o.host_override);
+    req.set(http::field::upgrade, "websocket");
+    req.set(http::field::connection, "Upgrade");
+    req.set(http::field::sec_websocket_key, key);
+    req.set(http::field::sec_websocket_version, "13");
+    req.set(http::field::user_agent, o.user_agent);
+    if (!o.subprotocols.empty()) {
+        std::string list;
+        for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;
+        req.set(http::field::sec_websocket_protocol, list);
+    }
+    if (!o.origin.empty()) req.set(http::field::origin, o.origin);
+    if (!o.cookies.empty()) {
+        std::string c;
+        for (const auto& k : o.cookies) c += (c.empty() ? "" : "; ") + k;
+        req.set(http::field::cookie, c);
+    }
+    std::string userpass = o.basic_auth;
+    if (userpass.empty() && !url.username.empty()) userpass = url.username + ":" + url.password;
+    if (!userpass.empty()) req.set(http::field::authorization, "Basic " + base64_encode(userpass));
+    if (!o.token.empty() && o.token_query.empty()) req.set(http::field::authorization, "Bearer " + o.token);
+    for (const auto& [name, value] : o.headers) req.set(name, value);
+    return req;
+}
+
+template <class Stream>
+net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const client_options& o, const endpoint& url,
+                                                      beast::flat_buffer& buffer) {
+    std::string raw(16, '\0');
+    thread_local std::mt19937 rng{std::random_device{}()};
+    for (auto& c : raw) c = static_cast<char>(rng());
+    const std::string key = base64_encode(raw);
+    auto req = upgrade_request(o, url, key);
+    error_code ec;
+    co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
+    if (!ec) {
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(64 * 1024);
+        co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        if (!ec) {
+            auto& res = parser.get();
+            if (res.result_int() != 101) {
+                std::string body = res.body();
+                if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
+                if (body.size() > 200) body = body.substr(0, 200) + "...";
+                co_return opened_failure{fmt::format("HTTP {}", res.result_int()), exit_code::upgrade,
+                                         fmt::format("upgrade rejected by {}: HTTP {} {}{}{}", url.to_string(), res.result_int(),
+                                                     std::string(res.reason()), body.empty() ? "" : ": ",
+                                                     escape_for_terminal(body))};
+            }
+            if (res[http::field::sec_websocket_accept] != sec_websocket_accept(key))
+                co_return opened_failure{"bad accept", exit_code::upgrade,
+                                         fmt::format("upgrade with {} failed: wrong Sec-WebSocket-Accept", url.to_string())};
+            std::string proto(res[http::field::sec_websocket_protocol]);
+            if (!proto.empty() && std::find(o.subprotocols.begin(), o.subprotocols.end(), proto) == o.subprotocols.end())
+                co_return opened_failure{"subprotocol", exit_code::upgrade,
+                                         fmt::format("server chose subprotocol '{}', which was not offered",
+                                                     escape_for_terminal(proto))};
+            if (!res[http::field::sec_websocket_extensions].empty())
+                co_return opened_failure{"extension", exit_code::upgrade, "server enabled an extension that was not offered"};
+            co_return std::nullopt;
+        }
+    }
+    if (ec == beast::error::timeout)
+        co_return opened_failure{"timeout", exit_code::timeout,
+                                 fmt::format("timed out waiting for the upgrade from {} (raise --connect-timeout)", url.to_string())};
+    co_return opened_failure{"upgrade", exit_code::upgrade, fmt::format("upgrade with {} failed: {}", url.to_string(), ec.message())};
+}
+
+opened_failure tcp_failure(const error_code& ec, const std::string& where, bool proxy) {
+    if (ec == beast::error::timeout)
+        return {"timeout", exit_code::timeout, fmt::format("timed out connecting to {} (raise --connect-timeout)", where)};
+    std::string reason = ec == net::error::connection_refused   ? "refused"
+                         : ec == net::error::host_unreachable   ? "unreachable"
+                         : ec == net::error::network_unreachable ? "unreachable"
+                         : ec == net::error::connection_reset    ? "reset"
+                         : ec == net::error::no_buffer_space || ec == net::error::no_descriptors ? "no resources"
+                                                                                                  : ec.message();
+    return {reason, exit_code::connect,
+            fmt::format("cannot connect to {}{}: {}", where, proxy ? " (proxy)" : "", ec.message())};
+}
+
+// Opens one connection. On success calls ready(stream, leftover bytes, handshake ns).
+template <bool Tls, class Ready>
+net::awaitable<std::optional<opened_failure>> open_connection(run_shared& s, const endpoint& url,
+                                                              const tcp::resolver::results_type& eps, Ready ready) {
+    const auto& o = s.o.client;
+    auto ex = co_await net::this_coro::executor;
+    const auto t0 = clock::now();
+    beast::tcp_stream tcp(ex);
+    tcp.expires_at(t0 + o.connect_timeout);
+    error_code ec;
+    const bool via_proxy = o.proxy.has_value();
+    const std::string where = via_proxy ? format_host_port(o.proxy->host, o.proxy->port) : format_host_port(url.host, url.port);
+    co_await tcp.async_connect(eps, net::redirect_error(net::use_awaitable, ec));
+    if (ec) co_return tcp_failure(ec, where, via_proxy);
+    tcp.socket().set_option(tcp::no_delay(true), ec);
+    if (via_proxy) {
+        try {
+            if (o.proxy->type == proxy_config::kind::http) {
+                co_await http_connect_handshake(tcp, *o.proxy, url.host, url.port);
+            } else {
+                co_await socks5_handshake(tcp, *o.proxy, url.host, url.port);
+            }
+        } catch (const failure& f) {
+            co_return opened_failure{"proxy", f.code(), f.what()};
+        } catch (const boost::system::system_error& e) {
+            co_return tcp_failure(e.code(), where, true);
+        }
+    }
+    beast::flat_buffer buffer;
+    if constexpr (Tls) {
+        beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp), *s.tls);
+        prepare_client_stream(stream, o.tls, url.host);
+        co_await stream.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
+        if (ec == beast::error::timeout)
+            co_return opened_failure{"timeout", exit_code::timeout,
+                                     fmt::format("timed out in the TLS handshake with {} (raise --connect-timeout)", where)};
+        if (ec)
+            co_return opened_failure{"tls", exit_code::tls,
+                                     fmt::format("TLS handshake with {} failed: {}", where, describe_tls_error(ec, &stream))};
+        if (auto f = co_await upgrade(stream, o, url, buffer)) co_return f;
+        beast::get_lowest_layer(stream).expires_never();
+        const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
+        auto data = buffer.data();
+        ready(std::move(stream), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs));
+    } else {
+        if (auto f = co_await upgrade(tcp, o, url, buffer)) co_return f;
+        tcp.expires_never();
+        const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
+        auto data = buffer.data();
+        ready(tcp.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs));
+    }
+    co_return std::nullopt;
+}
+
+net::awaitable<void> sleep_until(clock::time_point t) {
+    net::steady_timer timer(co_await net::this_coro::executor, t);
+    error_code ec;
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+}
+
+// A connection of the load: wait for its turn, connect, then hand over to connection<>.
+net::awaitable<void> launch(worker& w, conn_spec spec) {
+    run_shared& s = w.s;
+    const auto& o = s.o;
+    if (o.connect_rate > 0) co_await sleep_until(s.at(std::uint64_t(double(spec.index) / o.connect_rate * 1e9)));
+    if (spec.role == conn_role::publisher) {
+        // Publish only once every subscriber is connected (or failed), plus the settle time.
+        while (s.subscribers_settled.load(std::memory_order_acquire) < o.connections && !s.stopping.load())
+            co_await sleep_until(clock::now() + std::chrono::milliseconds(5));
+        co_await sleep_until(clock::now() + o.settle);
+    }
+    if (s.stopping.load()) {
+        w.connection_done(nullptr);
+        co_return;
+    }
+    const bool publisher = spec.role == conn_role::publisher;
+    const endpoint& url = publisher ? s.publish_url : o.client.url;
+    const auto& eps = publisher ? s.publish_endpoints : s.endpoints;
+    ++w.attempted;
+    auto on_ready = [&w, spec](auto&& stream, std::string leftover, std::uint64_t hs_ns) {
+        using S = std::decay_t<decltype(stream)>;
+        ++w.established;
+        if (spec.role == conn_role::subscriber) ++w.subscribers_established;
+        w.handshake.record(hs_ns);
+        auto c = std::make_shared<connection<S>>(std::move(stream), w, spec, std::move(leftover));
+        w.conns.push_back(c);
+        c->start();
+    };
+    std::optional<opened_failure> f;
+    if (url.tls) f = co_await open_connection<true>(s, url, eps, on_ready);
+    else f = co_await open_connection<false>(s, url, eps, on_ready);
+    if (spec.role == conn_role::subscriber) s.subscribers_settled.fetch_add(1, std::memory_order_acq_rel);
+    if (f) {
+        w.connect_failed(f->reason, f->code, f->message);
+        if (publisher) {
+            s.publishers_done.fetch_add(1, std::memory_order_acq_rel);
+        }
+        w.connection_done(nullptr);
+    }
+}
+
+// The connect scenario: one slot opening, upgrading and closing connections in a loop.
+net::awaitable<void> storm(worker& w) {
+    run_shared& s = w.s;
+    const auto& o = s.o;
+    for (;;) {
+        if (s.stopping.load() || s.now_ns() >= s.end_ns) break;
+        if (o.messages > 0 && s.handshakes_left.fetch_sub(1) <= 0) break;
+        if (o.connect_rate > 0) {
+            const std::uint64_t k = s.next_attempt.fetch_add(1);
+            const std::uint64_t when = std::uint64_t(double(k) / o.connect_rate * 1e9);
+            if (when >= s.end_ns) break;
+            co_await sleep_until(s.at(when));
+        }
+        const std::uint64_t t_start = s.now_ns();
+        ++w.attempted;
+        w.count_sent(t_start, 0);
+        std::optional<tcp::socket> plain;
+        std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+        std::string leftover;
+        std::uint64_t hs = 0;
+        auto on_ready = [&](auto&& stream, std::string left, std::uint64_t hs_ns) {
+            using S = std::decay_t<decltype(stream)>;
+            if constexpr (std::is_same_v<S, tcp::socket>) plain.emplace(std::move(stream));
+            else secure.emplace(std::move(stream));
+            leftover = std::move(left);
+            hs = hs_ns;
+        };
+        std::optional<opened_failure> f;
+        if (o.client.url.tls) f = co_await open_connection<true>(s, o.client.url, s.endpoints, on_ready);
+        else f = co_await open_connection<false>(s, o.client.url, s.endpoints, on_ready);
+        if (f) {
+            w.connect_failed(f->reason, f->code, f->message);
+            ++w.i_errors;
+            continue;
+        }
+        ++w.established;
+        w.handshake.record(hs);
+        w.count_received(t_start, t_start + hs, 0, true);
+        // Close politely: our Close, then read until the server's Close or end of stream.
+        std::string frame;
+        bench_frame::append(frame, 8, std::string_view("\x03\xe8", 2), seed32());
+        auto finish_close = [&](auto& stream) -> net::awaitable<void> {
+            error_code ec;
+            beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+            co_await net::async_write(stream, net::buffer(frame), net::redirect_error(net::use_awaitable, ec));
+            std::string buf = leftover;
+            std::array<char, 4096> chunk;
+            while (!ec) {
+                bench_frame::frame fr;
+                std::size_t used = 0;
+                bool closed = false;
+                while (bench_frame::parse(buf.data(), buf.size(), 1 << 20, fr, used) == bench_frame::parse_status::ok) {
+                    if (fr.opcode == 8) {
+                        int code = fr.payload.size() >= 2 ? (static_cast<unsigned char>(fr.payload[0]) << 8) |
+                                                                static_cast<unsigned char>(fr.payload[1])
+                                                          : 1005;
+                        ++w.close_codes[code];
+                        closed = true;
+                        break;
+                    }
+                    buf.erase(0, used);
+                }
+                if (closed) break;
+                std::size_t n = co_await stream.async_read_some(net::buffer(chunk), net::redirect_error(net::use_awaitable, ec));
+                buf.append(chunk.data(), n);
+            }
+        };
+        if (plain) {
+            beast::tcp_stream t(std::move(*plain));
+            co_await finish_close(t);
+            error_code ec;
+            t.socket().shutdown(tcp::socket::shutdown_both, ec);
+            t.close();
+        } else {
+            co_await finish_close(*secure);
+            beast::get_lowest_layer(*secure).close();
+        }
+    }
+    w.connection_done(nullptr);
+}
+
+void worker::run() {
+    active = unsigned(specs.size());
+    for (const auto& spec : specs) {
+        if (spec.role == conn_role::storm) net::co_spawn(ioc, storm(*this), net::detached);
+        else net::co_spawn(ioc, launch(*this, spec), net::detached);
+    }
+    if (active == 0) return finish();
+    ticker.expires_at(s.at(100'000'000));
+    ticker.async_wait([this](error_code ec) {
+        if (!ec) on_tick();
+    });
+    ioc.run();
+}
+
+double cpu_seconds(const timeval& tv) { return double(tv.tv_sec) + double(tv.tv_usec) / 1e6; }
+
+std::string utc_now() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+tcp::resolver::results_type resolve_or_throw(net::io_context& ioc, const client_options& c, const endpoint& url) {
+    tcp::resolver r(ioc);
+    const bool proxy = c.proxy.has_value();
+    const std::string host = proxy ? c.proxy->host : url.host;
+    const std::uint16_t port = proxy ? c.proxy->port : url.port;
+    error_code ec;
+    auto res = r.resolve(host, std::to_string(port), ec);
+    if (ec) throw failure(exit_code::resolve, fmt::format("cannot resolve '{}': {}", host, ec.message()));
+    return res;
+}
+
+}  // namespace
+
+bench_result run_bench(const bench_options& o, std::pair<int, std::string>* first_failure) {
+    run_shared s(o);
+    {
+        net::io_context rio;
+        s.endpoints = resolve_or_throw(rio, o.client, o.client.url);
+        s.publish_url = o.client.url;
+        if (o.scenario == bench_scenario::fanout && !o.publish_url.empty()) {
+            std::string err;
+            auto u = parse_ws_url(o.publish_url, &err);
+            if (!u) throw failure(exit_code::usage, "--publish-url: " + err);
+            s.publish_url = *u;
+        }
+        s.publish_endpoints = s.publish_url.host == o.client.url.host && s.publish_url.port == o.client.url.port
+                                  ? s.endpoints
+                                  : resolve_or_throw(rio, o.client, s.publish_url);
+    }
+    if (o.client.url.tls || s.publish_url.tls) s.tls = make_client_tls(o.client.tls);
+
+    std::vector<conn_spec> specs;
+    if (o.scenario == bench_scenario::connect) {
+        for (unsigned i = 0; i < o.connections; ++i) specs.push_back({conn_role::storm, i});
+        s.handshakes_left = std::int64_t(o.messages);
+    } else {
+        const conn_role r = o.scenario == bench_scenario::echo   ? conn_role::echo
+                            : o.scenario == bench_scenario::send ? conn_role::sender
+                                                                 : conn_role::subscriber;
+        for (unsigned i = 0; i < o.connections; ++i) specs.push_back({r, i});
+        if (o.scenario == bench_scenario::fanout)
+            for (unsigned i = 0; i < o.publishers; ++i) specs.push_back({conn_role::publisher, i});
+    }
+    const unsigned nthreads = std::max(1u, std::min<unsigned>(o.threads, unsigned(specs.size())));
+    std::vector<std::unique_ptr<worker>> workers;
+    for (unsigned i = 0; i < nthreads; ++i) workers.push_back(std::make_unique<worker>(s));
+    for (std::size_t i = 0; i < specs.size(); ++i) workers[i % nthreads]->specs.push_back(specs[i]);
+
+    bench_result r;
+    r.started_at = utc_now();
+    rusage ru0{}, ru1{};
+    getrusage(RUSAGE_SELF, &ru0);
+    s.origin = clock::now();
+    s.warmup_end_ns = std::uint64_t(o.warmup.count());
+    if (o.duration.count() > 0) s.end_ns = std::uint64_t(o.duration.count());
+
+    net::io_context monitor(1);
+    net::signal_set signals(monitor, SIGINT, SIGTERM);
+    net::steady_timer progress(monitor);
+    std::atomic<unsigned> finished{0};
+    signals.async_wait([&](error_code ec, int) {
+        if (ec) return;
+        r.interrupted = true;
+        s.stopping = true;
+    });
+    std::function<void()> arm_progress = [&] {
+        progress.expires_after(std::chrono::seconds(1));
+        progress.async_wait([&](error_code ec) {
+            if (ec) return;
+            if (o.on_progress) {
+                bench_progress p;
+                p.elapsed_s = double(s.now_ns()) / 1e9;
+                for (auto& w : workers) {
+                    p.sent += w->p_sent.load(std::memory_order_relaxed);
+                    p.received += w->p_received.load(std::memory_order_relaxed);
+                    p.errors += w->p_errors.load(std::memory_order_relaxed);
+                    p.established += w->p_established.load(std::memory_order_relaxed);
+                    p.failed += w->p_failed.load(std::memory_order_relaxed);
+                    p.rate += double(w->p_interval_received.load(std::memory_order_relaxed));
+                    p.p99_ns = std::max(p.p99_ns, w->p_interval_p99.load(std::memory_order_relaxed));
+                }
+                o.on_progress(p);
+            }
+            arm_progress();
+        });
+    };
+    arm_progress();
+    std::vector<std::thread> threads;
+    for (auto& w : workers) {
+        threads.emplace_back([&, wp = w.get()] {
+            wp->run();
+            net::post(monitor, [&] {
+                if (++finished == workers.size()) {
+                    signals.cancel();
+                    progress.cancel();
+                }
+            });
+        });
+    }
+    monitor.run();
+    for (auto& t : threads) t.join();
+    const double wall = double(s.now_ns()) / 1e9;
+    getrusage(RUSAGE_SELF, &ru1);
+
+    // Merge the per-thread figures.
+    r.config.scenario = std::string(scenario_name(o.scenario));
+    r.config.url = o.client.url.to_string();
+    if (o.scenario == bench_scenario::fanout) r.config.publish_url = s.publish_url.to_string();
+    r.config.connections = o.connections;
+    r.config.publishers = o.scenario == bench_scenario::fanout ? o.publishers : 0;
+    r.config.connect_rate = o.connect_rate;
+    r.config.duration_s = double(o.duration.count()) / 1e9;
+    r.config.messages = o.messages;
+    r.config.warmup_s = double(o.warmup.count()) / 1e9;
+    r.config.threads = nthreads;
+    r.config.in_flight = o.rate > 0 || o.scenario != bench_scenario::echo ? 0 : o.in_flight;
+    r.config.rate = o.rate_per_conn ? o.rate * (o.scenario == bench_scenario::fanout ? o.publishers : o.connections) : o.rate;
+    r.config.message_size = o.scenario == bench_scenario::connect ? 0 : message_stamp::size(o.binary) + o.body.size();
+    r.config.binary = o.binary;
+
+    std::uint64_t first = no_end, last = 0;
+    for (auto& w : workers) {
+        r.conn_attempted += w->attempted;
+        r.conn_established += w->established;
+        r.conn_failed += w->failed;
+        for (auto& [k, v] : w->connect_errors) r.connect_errors[k] += v;
+        r.handshake.merge(w->handshake);
+        r.latency.merge(w->latency);
+        r.sent += w->sent;
+        r.received += w->received;
+        r.bytes_sent += w->bytes_sent;
+        r.bytes_received += w->bytes_received;
+        for (auto& [k, v] : w->errors) r.errors[k] += v;
+        for (auto& [k, v] : w->close_codes) r.close_codes[k] += v;
+        first = std::min(first, w->first_measured_ns);
+        last = std::max(last, w->last_measured_ns);
+        for (auto& iv : w->series) {
+            std::size_t k = std::size_t(iv.start_s + 0.5);
+            while (r.series.size() <= k) {
+                bench_interval e;
+                e.start_s = double(r.series.size());
+                r.series.push_back(std::move(e));
+            }
+            auto& d = r.series[k];
+            d.sent += iv.sent;
+            d.received += iv.received;
+            d.errors += iv.errors;
+            d.bytes_sent += iv.bytes_sent;
+            d.bytes_received += iv.bytes_received;
+            d.latency.merge(iv.latency);
+        }
+    }
+    if (o.scenario == bench_scenario::fanout) {
+        // Every subscriber that connected should have received every measured publication.
+        std::uint64_t subs = 0;
+        for (auto& w : workers) subs += w->subscribers_established;
+        r.expected = r.sent * subs;
+    }
+    // The measured window runs from the first measured send to the last measured reply; the
+    // replies drained after a timed run's end were sent inside it, so the window stops at the end.
+    if (first == no_end) first = s.warmup_end_ns;
+    last = std::min(last, s.end_ns);
+    if (last < first) last = first;
+    r.elapsed_s = double(last - first) / 1e9;
+    r.cpu_user_s = cpu_seconds(ru1.ru_utime) - cpu_seconds(ru0.ru_utime);
+    r.cpu_system_s = cpu_seconds(ru1.ru_stime) - cpu_seconds(ru0.ru_stime);
+    r.cpu_wall_s = wall;
+    if (r.cpu_utilisation() > 0.9 && r.received + r.sent > 0)
+        r.warnings.push_back(fmt::format(
+            "the generator used {:.0f}% of its {} thread(s): it may be what limits these figures; add --threads, "
+            "or run wsx bench on another machine than the server",
+            r.cpu_utilisation() * 100, nthreads));
+    if (r.conn_established == 0 && s.first_failure && first_failure) *first_failure = *s.first_failure;
+    return r;
+}
+
+}  // namespace wsx

@@ -1,0 +1,108 @@
+"""wsx bench: bad options and unreachable servers give clear errors and documented exit codes."""
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wsxtest import WsxTestCase, main  # noqa: E402
+
+
+def free_port():
+    """A port nothing listens on (bound then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class BenchOptions(WsxTestCase):
+    def test_every_problem_is_named_at_once(self):
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "-c", "0", "--rate=-5", "--size", "8", "--fail-if", "p99>20",
+                     "--scenario", "storm", "--warmup", "bogus")
+        self.assertExit(r, 2)
+        err = r.stderr.decode()
+        self.assertIn("wsx: error: -c/--connections must be at least 1 (got 0)", err)
+        self.assertIn("wsx: error: --rate '-5': expected a positive rate", err)
+        self.assertIn("wsx: error: --size must be at least 32 bytes for text messages", err)
+        self.assertIn("wsx: error: --fail-if 'p99>20': give a unit, e.g. 20ms", err)
+        self.assertIn("wsx: error: --scenario 'storm'", err)
+        self.assertIn("wsx: error: --warmup 'bogus': not a duration", err)
+        self.assertIn("Run 'wsx bench --help' for usage.", err)
+        for line in err.strip().splitlines():
+            self.assertTrue(line.startswith("wsx: error: ") or line.startswith("Run 'wsx bench"), line)
+
+    def test_more_conflicts(self):
+        cases = [
+            (["--rate", "10", "--rate-per-conn", "5"], "--rate and --rate-per-conn cannot be combined"),
+            (["--rate", "10", "--in-flight", "4"], "--in-flight is for the closed loop"),
+            (["--size", "64", "--payload", "x"], "cannot be combined"),
+            (["-d", "1s", "--warmup", "2s"], "--warmup must be shorter than --duration"),
+            (["--find-max-rate"], "--find-max-rate needs --target"),
+            (["--target", "p99<1ms"], "--target is for --find-max-rate"),
+            (["--publishers", "3"], "need --scenario fanout"),
+            (["-n", "abc"], "-n/--messages 'abc': expected a whole number"),
+            (["--payload-file", "/nonexistent/x"], "--payload-file /nonexistent/x: cannot read the file"),
+            (["--compare", "/nonexistent/b.json"], "--compare /nonexistent/b.json: cannot read the file"),
+            (["--fail-if", "latency>1ms"], "unknown figure 'latency'"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                r = self.wsx("bench", "ws://127.0.0.1:1/", *args)
+                self.assertExit(r, 2)
+                self.assertIn(message, r.stderr.decode())
+        r = self.wsx("bench")
+        self.assertExit(r, 2)
+        self.assertIn("bench needs a URL", r.stderr.decode())
+        r = self.wsx("bench", "http://127.0.0.1:1/")
+        self.assertExit(r, 2)
+
+    def test_unreachable_server_exits_4(self):
+        port = free_port()
+        r = self.wsx("bench", f"ws://127.0.0.1:{port}/", "-c", "3", "-n", "10", timeout=30)
+        self.assertExit(r, 4)
+        err = r.stderr.decode()
+        self.assertIn("wsx: error: no connection could be made (3 attempted): cannot connect to 127.0.0.1:", err)
+        self.assertIn("refused", err.lower())
+        self.assertEqual(r.stdout, b"")
+
+    def test_unresolvable_host_exits_3(self):
+        r = self.wsx("bench", "ws://nonexistent.invalid/", "-n", "1", timeout=30)
+        self.assertExit(r, 3)
+        self.assertIn("cannot resolve 'nonexistent.invalid'", r.stderr.decode())
+
+    def test_rejected_upgrade_exits_6(self):
+        # A plain HTTP server that answers 403 to everything.
+        import http.server
+        import threading
+
+        class Deny(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"go away\n"
+                self.send_response(403)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deny)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        r = self.wsx("bench", f"ws://127.0.0.1:{srv.server_address[1]}/", "-c", "2", "-n", "10", timeout=30)
+        self.assertExit(r, 6)
+        self.assertIn("upgrade rejected by ws://127.0.0.1:", r.stderr.decode())
+        self.assertIn("HTTP 403", r.stderr.decode())
+
+    def test_connect_fail_threshold_passes_when_all_connect(self):
+        _, url = self.start_server()
+        r = self.wsx("bench", url, "-c", "2", "-n", "100", "--fail-if", "connect_fail>0")
+        self.assertExit(r, 0)
+        self.assertIn("Connections", r.stdout.decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""wsx bench scenarios other than echo: connect (handshake storm), send (fire and forget)
+and fanout (publishers and subscribers on a broadcast server)."""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wsxtest import PYTHON, SOURCE_DIR, WsxTestCase, main, read_line_matching  # noqa: E402
+
+DATA = os.path.join(SOURCE_DIR, "tests", "data", "bench")
+
+
+class BenchScenarios(WsxTestCase):
+    def run_json(self, *args, code=0):
+        path = os.path.join(self.tmp, "r.json")
+        r = self.wsx("bench", *args, "--json", path, timeout=60)
+        self.assertExit(r, code)
+        with open(path) as f:
+            return r, json.load(f)
+
+    def test_connect_storm(self):
+        _, url = self.start_server()
+        r, j = self.run_json(url, "-s", "connect", "-c", "4", "-n", "200")
+        self.assertEqual(j["config"]["scenario"], "connect")
+        self.assertEqual(j["connections"]["attempted"], 200)
+        self.assertEqual(j["connections"]["established"], 200)
+        self.assertEqual(j["connections"]["failed"], 0)
+        self.assertEqual(j["connections"]["handshake"]["count"], 200)
+        self.assertEqual(j["latency"]["histogram"]["count"], 200)
+        self.assertEqual(j["close_codes"], {"1000": 200})
+        self.assertGreater(j["messages"]["rate"], 0)
+        out = r.stdout.decode()
+        self.assertIn("Handshakes", out)
+        self.assertIn("Handshake latency", out)
+
+    def test_connect_rate_limits_handshakes(self):
+        _, url = self.start_server()
+        _, j = self.run_json(url, "-s", "connect", "-c", "4", "--connect-rate", "50", "-d", "1s")
+        self.assertGreaterEqual(j["connections"]["established"], 40)
+        self.assertLessEqual(j["connections"]["established"], 51)
+
+    def test_send_into_a_sink(self):
+        _, url = self.start_server()
+        _, j = self.run_json(url, "-s", "send", "-c", "2", "-n", "20000")
+        self.assertEqual(j["messages"]["sent"], 20000)
+        self.assertEqual(j["messages"]["bytes_sent"], 20000 * 32)
+        self.assertEqual(j["errors"], {})
+        self.assertGreater(j["messages"]["send_rate"], 0)
+        _, j = self.run_json(url, "-s", "send", "-c", "1", "--rate", "500", "-d", "1s")
+        self.assertGreater(j["messages"]["sent"], 400)
+        self.assertLess(j["messages"]["sent"], 560)
+
+    def test_fanout_delivers_to_every_subscriber(self):
+        p = self.start([PYTHON, os.path.join(DATA, "broadcast_server.py")], stdout=subprocess.PIPE)
+        port = read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)", 10).group(1)
+        url = f"ws://127.0.0.1:{port}/"
+        r, j = self.run_json(url, "-s", "fanout", "-c", "5", "--publishers", "2", "--rate", "200", "-n", "200",
+                             "--reply-timeout", "3s")
+        self.assertEqual(j["config"]["publishers"], 2)
+        self.assertEqual(j["messages"]["sent"], 200)
+        self.assertEqual(j["messages"]["expected"], 1000)
+        self.assertEqual(j["messages"]["received"], 1000)
+        self.assertEqual(j["errors"], {})
+        self.assertEqual(j["latency"]["histogram"]["count"], 1000)
+        self.assertIn("Delivery latency", r.stdout.decode())
+        self.assertIn("delivered 1,000 of 1,000 expected", r.stdout.decode())
+
+    def test_fanout_against_an_echo_server_reports_lost_deliveries(self):
+        # wsx serve echoes to the sender only: subscribers receive nothing.
+        _, url = self.start_server()
+        _, j = self.run_json(url, "-s", "fanout", "-c", "2", "--rate", "100", "-n", "20", "--reply-timeout", "500ms")
+        self.assertEqual(j["messages"]["received"], 0)
+        self.assertEqual(j["errors"].get("lost"), 40)
+
+
+if __name__ == "__main__":
+    main()
