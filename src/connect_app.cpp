@@ -130,6 +130,7 @@ private:
     void input_finished();
     void close_if_done();
     void begin_close(std::uint16_t code, std::string reason);
+    std::string describe_end(const close_info& info) const;
     void finish(exit_code code, std::string message);
     void stop();
     void note(std::string_view line, bool error = false);
@@ -209,7 +210,7 @@ int connect_app::run() {
         deadline_.expires_after(timeout);
         deadline_.async_wait([self, timeout](error_code ec) {
             if (ec || self->finished_) return;
-            std::string what = fmt::format("timed out after {}", format_duration(timeout));
+            std::string what = fmt::format("timed out after {} (--timeout)", format_duration(timeout));
             if (!self->goal_reached() && self->goal_set()) what += " " + self->goal_status();
             self->finish(exit_code::timeout, what);
         });
@@ -396,6 +397,9 @@ void connect_app::begin_close(std::uint16_t code, std::string reason) {
 }
 
 void connect_app::on_message(std::string&& payload, bool binary) {
+    // Once -n/--expect are satisfied the output is complete: what arrives while the closing
+    // handshake runs is not printed, so `-n 3` prints exactly three messages.
+    if (goal_set() && goal_reached()) return;
     ++received_;
     print_message(payload, binary, "in");
     if (next_expect_ < o_.expects.size() && o_.expects[next_expect_].matches(payload)) ++next_expect_;
@@ -435,14 +439,13 @@ void connect_app::on_close(const close_info& info) {
     session_.reset();
     log_event("close", "in", {}, info.code, info.reason);
     if (finished_) return stop();
-    const std::string what = info.clean ? fmt::format("connection closed by server: {}", describe_close(info.code, info.reason))
-                                        : fmt::format("connection lost: {}", info.what.empty() ? "closed without a Close frame" : info.what);
+    const std::string what = describe_end(info);
     if (repl_) repl_->print_info(what);
     if (closing_) {
         // We asked for the close (stdin EOF, -n, --expect, /close, /quit).
         if (!info.clean && info.timed_out)
             return finish(exit_code::timeout, fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait)));
-        if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed " + goal_status());
+        if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed while " + goal_status());
         return finish(exit_code::ok, "");
     }
     if (try_reconnect(what)) return;
@@ -450,9 +453,21 @@ void connect_app::on_close(const close_info& info) {
     if (!info.normal())
         return finish(exit_code::abnormal_close,
                       info.clean ? fmt::format("connection closed abnormally by server: {}", describe_close(info.code, info.reason))
-                                 : what + " (1006)");
-    if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed " + goal_status());
+                                 : what);
+    if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed while " + goal_status());
     finish(exit_code::ok, "");
+}
+
+std::string connect_app::describe_end(const close_info& info) const {
+    // A timeout of ours ends the connection even when the server then answers our Close:
+    // name the timeout, not the server's echo of it.
+    if (info.timed_out && info.what == "idle timeout")
+        return fmt::format("idle timeout: nothing received for {} (--idle-timeout)", format_duration(o_.idle_timeout));
+    if (info.timed_out && info.what.starts_with("no pong"))
+        return fmt::format("{} (--ping-timeout)", info.what);
+    if (info.clean) return fmt::format("connection closed by server: {}", describe_close(info.code, info.reason));
+    return fmt::format("connection lost without a Close frame (1006): {}",
+                       info.what.empty() ? std::string("closed by the peer") : info.what);
 }
 
 void connect_app::finish(exit_code code, std::string message) {

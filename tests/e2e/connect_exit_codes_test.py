@@ -1,0 +1,205 @@
+"""Every exit code of `wsx connect`, each reached by a real scenario over loopback.
+
+Behaviour these tests rely on:
+- each failure prints exactly one `wsx: error: ...` line on stderr naming what failed;
+  usage errors may add one `Run 'wsx connect --help' for usage.` hint line.
+- a refused upgrade prints the HTTP status and (the first line of) the body.
+- a peer close with a code other than 1000/1001, or a connection lost without a Close
+  frame (1006), is exit 7 and prints the code and reason.
+- --expect that is still unmatched when the connection closes is exit 9; still unmatched
+  when --timeout passes is exit 8 (a timeout); both say what was expected and what arrived.
+- -n N: exit 0 once N messages have arrived (the closing handshake is completed first).
+- stdin that stays open keeps the connection open: only a deadline ends such a run.
+"""
+import socket
+import unittest
+
+import wsxtest
+from wsxtest import WsxTestCase
+
+
+def dead_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class ExitCodeTest(WsxTestCase):
+    def assertOneError(self, r, *fragments):
+        lines = self.error_lines(r)
+        self.assertEqual(len(lines), 1, r.stderr.decode(errors="replace"))
+        for f in fragments:
+            self.assertIn(f, lines[0])
+        return lines[0]
+
+    # 0 ------------------------------------------------------------------
+    def test_0_ok(self):
+        _, url = self.start_server()
+        r = self.wsx("connect", url, input=b"hi\n")
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, b"hi\n")
+        self.assertEqual(self.error_lines(r), [])
+
+    def test_0_count_exits_after_n_messages(self):
+        _, url = self.start_server()
+        r = self.wsx_open_stdin("connect", url, "--send", "a", "--send", "b", "--send", "c", "--send", "d", "-n", "3",
+                                "--timeout", "5s")
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, b"a\nb\nc\n")
+
+    def test_0_count_with_stdin_that_stays_open(self):
+        peer, port = self.start_peer("ws_server.py", "--mode", "burst")
+        r = self.wsx("connect", f"ws://127.0.0.1:{port}/", "-n", "3", "--timeout", "5s", input=b"100\n")
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, b"0\n1\n2\n", "exactly N messages are printed")
+
+    # 2 ------------------------------------------------------------------
+    def test_2_bad_url_scheme(self):
+        r = self.wsx("connect", "http://127.0.0.1:1/")
+        self.assertExit(r, 2)
+        line = self.assertOneError(r, "http://127.0.0.1:1/")
+        self.assertRegex(line, r"ws://|wss://|scheme")
+
+    def test_2_bad_duration(self):
+        r = self.wsx("connect", "ws://127.0.0.1:1/", "--timeout", "5parsecs")
+        self.assertExit(r, 2)
+        self.assertOneError(r, "--timeout", "5parsecs")
+
+    def test_2_unknown_option(self):
+        r = self.wsx("connect", "ws://127.0.0.1:1/", "--frobnicate")
+        self.assertExit(r, 2)
+        self.assertOneError(r, "--frobnicate")
+
+    def test_2_missing_url(self):
+        r = self.wsx("connect")
+        self.assertExit(r, 2)
+        self.assertOneError(r, "url")
+
+    def test_2_reports_every_problem_before_connecting(self):
+        r = self.wsx("connect", "ws://127.0.0.1:1/", "--timeout", "x", "--wait", "y", "--hex", "--base64")
+        self.assertExit(r, 2)
+        errors = "\n".join(self.error_lines(r))
+        for f in ("--timeout", "--wait", "--hex"):
+            self.assertIn(f, errors)
+
+    # 3 ------------------------------------------------------------------
+    def test_3_name_does_not_resolve(self):
+        r = self.wsx("connect", "ws://no-such-host.invalid/", "--connect-timeout", "5s", input=b"x\n")
+        self.assertExit(r, 3)
+        self.assertOneError(r, "no-such-host.invalid")
+
+    # 4 ------------------------------------------------------------------
+    def test_4_connection_refused(self):
+        port = dead_port()
+        r = self.wsx("connect", f"ws://127.0.0.1:{port}/", input=b"x\n")
+        self.assertExit(r, 4)
+        self.assertOneError(r, f"127.0.0.1:{port}", "refused")
+
+    # 5 ------------------------------------------------------------------
+    def test_5_certificate_from_another_ca(self):
+        c = wsxtest.certs()
+        _, url = self.start_server("--tls-cert", c["server"], "--tls-key", c["server_key"])
+        self.assertTrue(url.startswith("wss://"))
+        r = self.wsx("connect", url, "--cacert", c["otherca"], input=b"x\n")
+        self.assertExit(r, 5)
+        self.assertOneError(r, "TLS", "verif")
+
+    # 6 ------------------------------------------------------------------
+    def test_6_upgrade_rejected_shows_status_and_body(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "reject", "--status", "403", "--body", "go away, bot")
+        r = self.wsx("connect", f"ws://127.0.0.1:{port}/chat", input=b"x\n")
+        self.assertExit(r, 6)
+        self.assertOneError(r, "403", "Forbidden", "go away, bot")
+
+    def test_6_plain_http_server(self):
+        # A non-WebSocket HTTP server answering 200 is not an upgrade either.
+        _, port = self.start_peer("ws_server.py", "--mode", "reject", "--status", "200", "--body", "hello web")
+        r = self.wsx("connect", f"ws://127.0.0.1:{port}/", input=b"x\n")
+        self.assertExit(r, 6)
+        self.assertOneError(r, "200", "hello web")
+
+    # 7 ------------------------------------------------------------------
+    def test_7_server_closes_with_1011(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "close", "--close-code", "1011", "--close-reason", "boom")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", timeout=15)
+        self.assertExit(r, 7)
+        self.assertOneError(r, "1011", "boom")
+
+    def test_7_server_drops_tcp_without_close(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "drop", "--close-after", "1")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--send", "hello", "--expect", "nothing-like-this",
+                                "--timeout", "10s", timeout=15)
+        self.assertExit(r, 7)
+        self.assertOneError(r, "1006")
+
+    def test_7_drop_while_piping(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "drop", "--close-after", "1")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--send", "x", "-n", "5", timeout=15)
+        self.assertExit(r, 7)
+
+    def test_0_server_closes_with_1000_and_1001(self):
+        for code in (1000, 1001):
+            with self.subTest(code=code):
+                _, port = self.start_peer("ws_server.py", "--mode", "close", "--close-code", str(code),
+                                          "--close-reason", "bye")
+                r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", timeout=15)
+                self.assertExit(r, 0)
+
+    # 8 ------------------------------------------------------------------
+    def test_8_overall_timeout(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "silent")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--timeout", "300ms", timeout=15)
+        self.assertExit(r, 8)
+        self.assertOneError(r, "timed out", "300ms")
+
+    def test_8_idle_timeout(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "silent")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--idle-timeout", "300ms", timeout=15)
+        self.assertExit(r, 8)
+        self.assertOneError(r, "idle")
+
+    def test_8_idle_timeout_is_reset_by_traffic(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "burst")
+        # 400ms of idle allowed; the burst answers quickly, then silence ends it.
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--idle-timeout", "400ms", "--send", "3",
+                                "-n", "4", timeout=15)
+        self.assertExit(r, 8)
+        self.assertEqual(r.stdout, b"0\n1\n2\n")
+
+    def test_8_connect_timeout_when_upgrade_never_answered(self):
+        # A listening socket that is never accepted: the kernel completes TCP, nobody answers.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        self.addCleanup(s.close)
+        port = s.getsockname()[1]
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--connect-timeout", "300ms", timeout=15)
+        self.assertExit(r, 8)
+        self.assertOneError(r, "timed out", "300ms", f"127.0.0.1:{port}")
+
+    def test_8_expect_timeout(self):
+        _, url = self.start_server()
+        r = self.wsx_open_stdin("connect", url, "--send", "hello", "--expect", "^bye$", "--timeout", "500ms", timeout=15)
+        self.assertExit(r, 8)
+        self.assertOneError(r, "^bye$", "hello")
+
+    # 9 ------------------------------------------------------------------
+    def test_9_expect_mismatch_at_close(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "close", "--close-after", "1", "--close-code", "1000")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--send", "hello", "--expect", "^bye$",
+                                "--timeout", "5s", timeout=15)
+        self.assertExit(r, 9)
+        self.assertOneError(r, "^bye$", "hello")
+
+    def test_9_count_not_reached_at_close(self):
+        _, port = self.start_peer("ws_server.py", "--mode", "close", "--close-after", "1", "--close-code", "1000")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--send", "hello", "-n", "2", "--timeout", "5s",
+                                timeout=15)
+        self.assertExit(r, 9)
+        self.assertOneError(r, "2")
+
+
+if __name__ == "__main__":
+    wsxtest.main()

@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""An independent WebSocket server (python3-websockets) for end-to-end tests of `wsx connect`.
+
+Listens on 127.0.0.1 (port 0 unless --port), prints `listening on 127.0.0.1:PORT` on stdout
+once ready, then one line per event (stdout, flushed):
+  `open PATH`            a connection completed its handshake
+  `extensions NAMES`     negotiated extensions (`-` when none)
+  `message text|binary LENGTH`
+  `closed CODE REASON`   the connection ended (CODE as seen by the server; 1006 when dropped)
+Modes (--mode):
+  echo     send every message back with the same opcode (default)
+  info     first send one JSON text message describing the handshake (path, request headers
+           with lower-case names, subprotocol, extensions, client certificate subject), then echo
+  close    close with --close-code/--close-reason after --close-after messages (0: at once)
+  drop     drop the TCP connection without a Close frame after --close-after messages
+  silent   complete the handshake, then never send a message
+  reject   answer the upgrade with --status and --body (plain HTTP)
+  burst    on each received message "N", send N numbered text messages "0".."N-1"
+TLS: --tls-cert/--tls-key; --client-ca FILE requires a client certificate signed by it.
+Runs until killed.
+"""
+import argparse
+import asyncio
+import http
+import json
+import ssl
+import sys
+
+import websockets
+
+
+def log(*parts):
+    print(*parts, flush=True)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--mode", default="echo", choices=["echo", "info", "close", "drop", "silent", "reject", "burst"])
+    p.add_argument("--close-code", type=int, default=1000)
+    p.add_argument("--close-reason", default="")
+    p.add_argument("--close-after", type=int, default=0, help="messages to echo before close/drop")
+    p.add_argument("--status", type=int, default=403)
+    p.add_argument("--body", default="forbidden")
+    p.add_argument("--subprotocol", action="append", default=[], help="supported subprotocols, in preference order")
+    p.add_argument("--no-compression", action="store_true", help="refuse permessage-deflate")
+    p.add_argument("--ping-interval", type=float, default=None, help="server pings every N seconds")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--client-ca")
+    return p.parse_args()
+
+
+async def main():
+    a = parse_args()
+
+    async def process_request(path, headers):
+        if a.mode == "reject":
+            return http.HTTPStatus(a.status), [("Content-Type", "text/plain")], a.body.encode()
+        return None
+
+    async def handler(ws, path):
+        log("open", path)
+        log("extensions", " ".join(e.name for e in ws.extensions) or "-")
+        try:
+            if a.mode == "info":
+                hdrs = {}
+                for k, v in ws.request_headers.raw_items():
+                    hdrs[k.lower()] = hdrs[k.lower()] + ", " + v if k.lower() in hdrs else v
+                peer = ws.transport.get_extra_info("peercert")
+                subject = None
+                if peer:
+                    subject = ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
+                await ws.send(json.dumps({
+                    "path": path,
+                    "headers": hdrs,
+                    "subprotocol": ws.subprotocol,
+                    "extensions": [e.name for e in ws.extensions],
+                    "client_cert": subject,
+                }))
+            if a.mode in ("close", "drop") and a.close_after == 0:
+                await finish(ws)
+                return
+            count = 0
+            async for msg in ws:
+                log("message", "binary" if isinstance(msg, bytes) else "text", len(msg))
+                if a.mode == "silent":
+                    continue
+                if a.mode == "burst":
+                    for i in range(int(msg)):
+                        await ws.send(str(i))
+                    continue
+                await ws.send(msg)
+                count += 1
+                if a.mode in ("close", "drop") and count >= a.close_after:
+                    await finish(ws)
+                    return
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            code = ws.close_code if ws.close_code is not None else 1006
+            log("closed", code, ws.close_reason or "")
+
+    async def finish(ws):
+        if a.mode == "close":
+            await ws.close(a.close_code, a.close_reason)
+        else:
+            ws.transport.abort()
+            await ws.wait_closed()
+
+    ssl_ctx = None
+    if a.tls_cert:
+        ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.client_ca:
+            ssl_ctx.verify_mode = ssl.CERT_REQUIRED
+            ssl_ctx.load_verify_locations(a.client_ca)
+
+    server = await websockets.serve(
+        handler, "127.0.0.1", a.port, ssl=ssl_ctx, process_request=process_request,
+        subprotocols=a.subprotocol or None, compression=None if a.no_compression else "deflate",
+        ping_interval=a.ping_interval, max_size=None)
+    port = server.sockets[0].getsockname()[1]
+    log(f"listening on 127.0.0.1:{port}")
+    await asyncio.Future()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)
