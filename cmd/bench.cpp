@@ -116,7 +116,8 @@ std::string filler(std::size_t n, bool binary) {
 int report(const bench_args& a, const bench_result& r, const std::vector<threshold>& fail_if,
            const std::optional<bench_result>& baseline, bool human) {
     if (human) std::cout << render_text(r);
-    if (baseline) std::cout << '\n' << render_compare(*baseline, r);
+    // With --json -, stdout carries the JSON alone; the comparison goes to stderr.
+    if (baseline) (human ? std::cout : std::cerr) << '\n' << render_compare(*baseline, r);
     bool ok = true;
     if (!a.json.empty()) ok &= write_output(a.json, bench_to_json(r).dump(2) + "\n", "--json");
     if (!a.html.empty()) ok &= write_output(a.html, render_html(r), "--html");

@@ -1159,6 +1159,11 @@ tcp::resolver::results_type resolve_or_throw(net::io_context& ioc, const client_
 
 bench_result run_bench(const bench_options& o, std::pair<int, std::string>* first_failure) {
     run_shared s(o);
+    // Thousands of connections need thousands of descriptors: lift the soft limit to the hard one.
+    if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     {
         net::io_context rio;
         s.endpoints = resolve_or_throw(rio, o.client, o.client.url);
@@ -1209,8 +1214,10 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
         r.interrupted = true;
         s.stopping = true;
     });
+    int progress_ticks = 0;
     std::function<void()> arm_progress = [&] {
-        progress.expires_after(std::chrono::seconds(1));
+        // Just after each whole second, once the workers have closed that second's interval.
+        progress.expires_at(s.origin + std::chrono::seconds(++progress_ticks) + std::chrono::milliseconds(150));
         progress.async_wait([&](error_code ec) {
             if (ec) return;
             if (o.on_progress) {

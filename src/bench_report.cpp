@@ -38,6 +38,23 @@ std::string per_second(double v) {
     return fmt::format("{:.2f}", v);
 }
 
+// Drops the blanks that padding leaves at the end of lines.
+std::string rstrip_lines(const std::string& text) {
+    std::string out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        std::size_t nl = text.find('\n', start);
+        std::size_t end = nl == std::string::npos ? text.size() : nl;
+        std::size_t last = end;
+        while (last > start && text[last - 1] == ' ') --last;
+        out.append(text, start, last - start);
+        if (nl == std::string::npos) break;
+        out += '\n';
+        start = nl + 1;
+    }
+    return out;
+}
+
 std::string mb(double bytes_per_s) { return fmt::format("{:.2f}", bytes_per_s / 1e6); }
 
 std::string pct(double v) {
@@ -602,7 +619,7 @@ std::string render_text(const bench_result& r, const text_report_options& o) {
     if (cpu > 0 && r.cpu_per_message_ns() > 0) out += fmt::format(", {} per message", dur(r.cpu_per_message_ns()));
     out += "\n";
     for (const auto& w : r.warnings) out += "warning: " + w + "\n";
-    return out;
+    return rstrip_lines(out);
 }
 
 std::string render_hgrm(const bench_result& r) { return r.latency.to_hgrm(1e3); }
@@ -613,7 +630,7 @@ std::string render_hgrm(const bench_result& r) { return r.latency.to_hgrm(1e3); 
 namespace {
 
 struct chart {
-    double w = 640, h = 300, left = 70, right = 20, top = 20, bottom = 45;
+    double w = 640, h = 300, left = 70, right = 40, top = 20, bottom = 45;
     double x0, x1, y0, y1;
     bool logx = false;
     double px(double x) const {
@@ -865,7 +882,7 @@ std::string render_compare(const bench_result& baseline, const bench_result& cur
         out += fmt::format("  {:<14}{:>14}{:>14}{:>10}  {}\n", fb.name, format_value(fb.value, fb.kind),
                            format_value(fc.value, fc.kind), change, verdict);
     }
-    return out;
+    return rstrip_lines(out);
 }
 
 }  // namespace wsx

@@ -1,0 +1,245 @@
+// Renderers against golden files, the JSON form, merging and thresholds.
+// Set WSX_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "bench_report.hpp"
+
+using namespace wsx;
+
+namespace {
+
+// The golden files live in the source tree. __FILE__ may be relative to wherever the compiler
+// ran (ccache rewrites paths), so also look upwards from the working directory and the binary.
+std::filesystem::path golden_dir() {
+    namespace fs = std::filesystem;
+    const fs::path rel = fs::path("tests") / "data" / "bench";
+    std::vector<fs::path> starts;
+    if (const char* src = std::getenv("WSX_SOURCE_DIR")) starts.emplace_back(src);
+    if (fs::path f(__FILE__); f.is_absolute()) starts.push_back(f.parent_path().parent_path().parent_path());
+    std::error_code ec;
+    starts.push_back(fs::current_path(ec));
+    starts.push_back(fs::read_symlink("/proc/self/exe", ec).parent_path());
+    for (auto start : starts) {
+        for (fs::path p = start; !p.empty(); p = p.parent_path()) {
+            if (fs::is_directory(p / rel, ec)) return p / rel;
+            if (p == p.root_path()) break;
+        }
+    }
+    return rel;
+}
+
+void check_golden(const std::string& name, const std::string& actual) {
+    const auto path = golden_dir() / name;
+    if (std::getenv("WSX_UPDATE_GOLDEN")) {
+        std::ofstream(path, std::ios::binary) << actual;
+        return;
+    }
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in.good());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    CHECK(actual == ss.str());
+}
+
+// A result with fixed figures: what a 3-second echo run could have measured.
+bench_result sample_result() {
+    bench_result r;
+    r.config.scenario = "echo";
+    r.config.url = "ws://127.0.0.1:8080/";
+    r.config.connections = 4;
+    r.config.duration_s = 3;
+    r.config.warmup_s = 1;
+    r.config.threads = 2;
+    r.config.in_flight = 8;
+    r.config.message_size = 32;
+    r.started_at = "2024-05-01T12:00:00Z";
+    r.generator = "wsx 0.0.0-test";
+    r.elapsed_s = 2.0;
+    r.conn_attempted = 5;
+    r.conn_established = 4;
+    r.conn_failed = 1;
+    r.connect_errors["refused"] = 1;
+    for (std::uint64_t v : {800'000u, 900'000u, 1'000'000u, 1'200'000u}) r.handshake.record(v);
+    std::mt19937_64 rng(7);
+    std::lognormal_distribution<double> lat(std::log(50'000.0), 0.5);
+    for (int s = 0; s < 3; ++s) {
+        bench_interval iv;
+        iv.start_s = s;
+        for (int i = 0; i < 1000; ++i) {
+            auto v = std::uint64_t(lat(rng)) + (s == 2 && i < 30 ? 20'000'000u : 0u);
+            iv.latency.record(v);
+            if (s > 0) r.latency.record(v);
+        }
+        iv.sent = iv.received = 1000;
+        iv.bytes_sent = iv.bytes_received = 32'000;
+        r.series.push_back(std::move(iv));
+    }
+    r.sent = 2001;
+    r.received = 2000;
+    r.bytes_sent = 2001 * 32;
+    r.bytes_received = 2000 * 32;
+    r.errors["timeout"] = 1;
+    r.close_codes[1000] = 4;
+    r.cpu_user_s = 0.5;
+    r.cpu_system_s = 0.25;
+    r.cpu_wall_s = 3.0;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("text report matches the golden file", "[bench]") {
+    check_golden("report.txt", render_text(sample_result()));
+}
+
+TEST_CASE("text report of a handshake storm and a rate search", "[bench]") {
+    bench_result r = sample_result();
+    r.config.scenario = "connect";
+    r.config.connect_rate = 500;
+    r.errors.clear();
+    r.find_max_steps = {{1000, 999.5, 40'000, 90'000, 120'000, 0, true}, {2000, 1500, 40'000, 30'000'000, 50'000'000, 0, false}};
+    r.max_rate = 1000;
+    r.warnings.push_back("the generator used 95% of its 2 thread(s)");
+    check_golden("report_connect.txt", render_text(r));
+}
+
+TEST_CASE("HTML report matches the golden file and holds every plot", "[bench]") {
+    const std::string html = render_html(sample_result());
+    check_golden("report.html", html);
+    for (const char* id : {"plot-percentiles", "plot-histogram", "plot-throughput", "plot-p99"})
+        CHECK(html.find(std::string("id=\"") + id + "\"") != std::string::npos);
+    CHECK(html.find("http://") == html.find("http://www.w3.org/2000/svg"));  // no other URL: no network
+    CHECK(html.find("<polyline") != std::string::npos);
+}
+
+TEST_CASE("compare report matches the golden file", "[bench]") {
+    bench_result base = sample_result();
+    bench_result cur = sample_result();
+    cur.received = 2400;
+    cur.errors.clear();
+    for (int i = 0; i < 500; ++i) cur.latency.record(10'000'000);
+    check_golden("compare.txt", render_compare(base, cur));
+}
+
+TEST_CASE("hgrm output is the latency histogram's, in microseconds", "[bench]") {
+    bench_result r = sample_result();
+    CHECK(render_hgrm(r) == r.latency.to_hgrm(1e3));
+    check_golden("latency.hgrm", render_hgrm(r));
+}
+
+TEST_CASE("JSON round trip keeps every field", "[bench]") {
+    bench_result r = sample_result();
+    r.find_max_steps = {{1000, 999.5, 40'000, 90'000, 120'000, 0, true}};
+    r.max_rate = 1000;
+    r.warnings = {"w"};
+    const auto j = bench_to_json(r);
+    CHECK(j["schema"] == "wsx.bench.v1");
+    CHECK(j["latency"]["p99"] == r.latency.value_at_percentile(99));
+    bench_result back = bench_from_json(nlohmann::json::parse(j.dump()));
+    CHECK(bench_to_json(back) == j);
+    CHECK(back.latency == r.latency);
+    CHECK(back.handshake == r.handshake);
+    CHECK(back.series.size() == 3);
+    CHECK(back.series[2].latency == r.series[2].latency);
+    CHECK(back.close_codes == r.close_codes);
+    CHECK(back.connect_errors == r.connect_errors);
+    CHECK(back.max_rate == r.max_rate);
+    check_golden("result.json", j.dump() + "\n");
+}
+
+TEST_CASE("JSON reader names the problem", "[bench]") {
+    auto j = bench_to_json(sample_result());
+    auto wrong = j;
+    wrong["schema"] = "wsx.bench.v0";
+    CHECK_THROWS_WITH(bench_from_json(wrong), Catch::Contains("unsupported schema"));
+    auto missing = j;
+    missing["messages"].erase("sent");
+    CHECK_THROWS_WITH(bench_from_json(missing), Catch::Contains("\"sent\""));
+    auto bad_hist = j;
+    bad_hist["latency"]["histogram"]["sub_bucket_count"] = 3;
+    CHECK_THROWS_WITH(bench_from_json(bad_hist), Catch::Contains("histogram"));
+}
+
+TEST_CASE("merging runs gives the percentiles of one combined run", "[bench]") {
+    std::mt19937_64 rng(11);
+    std::exponential_distribution<double> fast(1.0 / 40'000), slow(1.0 / 3'000'000);
+    bench_result a = sample_result(), b = sample_result();
+    a.latency.reset();
+    b.latency.reset();
+    histogram combined;
+    for (int i = 0; i < 20000; ++i) {
+        auto v = std::uint64_t(fast(rng)) + 1;
+        a.latency.record(v);
+        combined.record(v);
+    }
+    for (int i = 0; i < 5000; ++i) {
+        auto v = std::uint64_t(slow(rng)) + 1;
+        b.latency.record(v);
+        combined.record(v);
+    }
+    b.elapsed_s = 2.5;
+    b.errors["corrupt"] = 2;
+    // Through JSON, as `wsx bench merge` does.
+    auto m = merge_results({bench_from_json(bench_to_json(a)), bench_from_json(bench_to_json(b))});
+    CHECK(m.latency == combined);
+    for (double p : {50.0, 90.0, 99.0, 99.9, 99.99, 100.0}) CHECK(m.latency.value_at_percentile(p) == combined.value_at_percentile(p));
+    CHECK(m.runs == 2);
+    CHECK(m.sent == a.sent + b.sent);
+    CHECK(m.received == a.received + b.received);
+    CHECK(m.conn_established == 8);
+    CHECK(m.config.connections == 8);
+    CHECK(m.elapsed_s == 2.5);
+    CHECK(m.errors.at("timeout") == 2);
+    CHECK(m.errors.at("corrupt") == 2);
+    CHECK(m.series[1].latency.count() == 2000);
+    CHECK_THROWS(merge_results({}));
+}
+
+TEST_CASE("thresholds parse and evaluate", "[bench]") {
+    std::string err;
+    auto t = parse_threshold("p99>20ms", &err);
+    REQUIRE(t);
+    CHECK(t->figure == "p99");
+    CHECK(t->op == ">");
+    CHECK(t->value == 20e6);
+    t = parse_threshold("rate < 50k", &err);
+    REQUIRE(t);
+    CHECK(t->value == 50000);
+    t = parse_threshold("connect_fail>1%", &err);
+    REQUIRE(t);
+    CHECK(t->percent);
+    CHECK(parse_threshold("errors>=0", &err));
+
+    CHECK_FALSE(parse_threshold("p99>20", &err));
+    CHECK_THAT(err, Catch::Contains("give a unit"));
+    CHECK_FALSE(parse_threshold("p98>20ms", &err));
+    CHECK_THAT(err, Catch::Contains("unknown figure"));
+    CHECK_FALSE(parse_threshold("p99", &err));
+    CHECK_FALSE(parse_threshold("p99>", &err));
+    CHECK_FALSE(parse_threshold("p99>5%", &err));
+    CHECK_FALSE(parse_threshold("rate<fast", &err));
+
+    bench_result r = sample_result();
+    auto holds = [&](const char* e) {
+        auto th = parse_threshold(e, &err);
+        REQUIRE(th);
+        return threshold_holds(r, *th);
+    };
+    CHECK(holds("errors>0"));
+    CHECK_FALSE(holds("errors>1"));
+    CHECK(holds("connect_fail>10%"));   // 1 of 5
+    CHECK_FALSE(holds("connect_fail>25%"));
+    CHECK(holds("rate>=1000"));         // 2000 in 2 s
+    CHECK_FALSE(holds("rate<1000"));
+    CHECK(holds("p99>10ms"));           // 30 of 2000 samples at 20 ms+
+    CHECK(holds("p50<1ms"));
+    auto th = parse_threshold("connect_fail>1%", &err);
+    CHECK(threshold_actual(r, *th) == "20.0%");
+}
