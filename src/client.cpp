@@ -3,6 +3,8 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <fmt/format.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include "codec.hpp"
 #include "exit_code.hpp"
@@ -21,6 +23,25 @@ std::string ms(std::chrono::nanoseconds d) {
 [[noreturn]] void timed_out(const client_options& o, std::string_view step) {
     throw failure(exit_code::timeout, fmt::format("timed out after {} {} {} (raise --connect-timeout)",
                                                   ms(o.connect_timeout), step, o.url.to_string()));
+}
+
+// How to get past a certificate verification failure, for the error line.
+std::string verify_hint(const client_options& o, beast::ssl_stream<beast::tcp_stream>& tls) {
+    switch (SSL_get_verify_result(tls.native_handle())) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        return " (trust its CA with --cacert FILE, or skip verification with -k)";
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+        return fmt::format(" (the certificate is not for '{}')", o.tls.sni.empty() ? o.url.host : o.tls.sni);
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return " (check the clocks, or skip verification with -k)";
+    default:
+        return {};
+    }
 }
 
 void print_headers(std::ostream& out, char mark, const auto& fields) {
@@ -134,17 +155,42 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
     const std::string host = o.host_override.empty() ? o.url.host_header() : o.host_override;
     error_code ec;
     co_await ws.async_handshake(r.response, host, target, net::redirect_error(net::use_awaitable, ec));
+    // Beast fills in the response only when one was read: a transport error leaves the
+    // placeholder status (500) it sets beforehand, which must not pass for the server's answer.
+    const bool answered = !ec || ec == websocket::condition::handshake_failed;
     if (verbose) {
         *verbose << "> " << r.request.method_string() << ' ' << r.request.target() << " HTTP/1.1\n";
         print_headers(*verbose, '>', r.request);
-        if (r.response.version() != 0 || r.response.result_int() != 0) {
+        if (answered) {
             *verbose << "< HTTP/1.1 " << r.response.result_int() << ' ' << r.response.reason() << '\n';
             print_headers(*verbose, '<', r.response);
         }
         verbose->flush();
     }
     if (ec == beast::error::timeout) timed_out(o, "waiting for the upgrade from");
-    if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 0 && r.response.result_int() != 101)) {
+    if (ec && !answered) {
+        // With TLS 1.3 a server that refuses our client certificate says so only now, when
+        // the client already considers the handshake done: that is still a TLS failure.
+        if (ec.category() == net::error::get_ssl_category() || ec.category() == ssl::error::get_stream_category()) {
+            const bool truncated = ec == ssl::error::stream_truncated;
+            const std::string why = truncated ? "the server ended the TLS session without answering" : describe_tls_error(ec);
+            std::string hint;
+            if (truncated || why.find("certificate") != std::string::npos)
+                hint = o.tls.cert.empty() ? " (if it requires a client certificate, use --cert and --key)"
+                                          : " (it may have refused the client certificate)";
+            throw failure(exit_code::tls, fmt::format("TLS connection to {} failed during the upgrade: {}{}",
+                                                      format_host_port(o.url.host, o.url.port), why, hint));
+        }
+        if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset)
+            throw failure(exit_code::upgrade,
+                          fmt::format("upgrade with {} failed: the server closed the connection without an HTTP response",
+                                      o.url.to_string()));
+        if (ec.category() == http::make_error_code(http::error::bad_version).category())
+            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({})",
+                                                          o.url.to_string(), ec.message()));
+        throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
+    }
+    if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 101)) {
         std::string body = r.response.body();
         if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
         if (body.size() > 200) body = body.substr(0, 200) + "...";
@@ -198,8 +244,8 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         co_await tls.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
         if (ec == beast::error::timeout) timed_out(o, "in the TLS handshake with");
         if (ec)
-            throw failure(exit_code::tls, fmt::format("TLS handshake with {} failed: {}", format_host_port(o.url.host, o.url.port),
-                                                      describe_tls_error(ec, &tls)));
+            throw failure(exit_code::tls, fmt::format("TLS handshake with {} failed: {}{}", format_host_port(o.url.host, o.url.port),
+                                                      describe_tls_error(ec, &tls), verify_hint(o, tls)));
         r.timings.tls = clock::now() - t0;
         co_await upgrade(ws, o, r, deadline, verbose);
         r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, o.session);
