@@ -1,0 +1,165 @@
+"""`wsx connect --reconnect`: a server restarted on the same port, stdin held during the outage.
+
+Behaviour these tests rely on:
+- when the connection drops, wsx prints `wsx: ...; reconnecting in DURATION (attempt N)` on
+  stderr and, once back, `wsx: reconnected to URL`.
+- stdin lines read while disconnected are held (up to --buffer-limit bytes; beyond that stdin
+  is paused with a warning naming --buffer-limit, never dropped) and sent in order after
+  reconnecting, before anything read later.
+- --send messages are sent again after every successful connect.
+- --max-retries N gives up after N failed attempts in a row, with the exit code of the last
+  failure (4 for a refused connection).
+- a pong missing for --ping-timeout ends the connection; with --reconnect that is a reconnect.
+"""
+import os
+import signal
+import socket
+import subprocess
+import unittest
+
+import wsxtest
+from wsxtest import WSX, LineCollector, WsxTestCase
+
+
+def dead_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class ReconnectTest(WsxTestCase):
+    def serve_on(self, port):
+        p = self.start([WSX, "serve", f"127.0.0.1:{port}"])
+        p.wait_for(rf"listening on ws://127\.0\.0\.1:{port}")
+        return p
+
+    def client(self, url, *args):
+        p = self.start([WSX, "connect", url, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        return p, LineCollector(p.proc.stdout), LineCollector(p.proc.stderr)
+
+    def write_lines(self, p, lines):
+        p.proc.stdin.write(b"".join(l + b"\n" for l in lines))
+        p.proc.stdin.flush()
+
+    def restart_cycle(self, extra=(), during_bytes=20):
+        server, url = self.start_server()
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        client, out, err = self.client(url, "--reconnect", "--backoff-initial", "50ms", "--backoff-max", "200ms", *extra)
+
+        before = [b"before %d" % i for i in range(200)]
+        self.write_lines(client, before)
+        out.wait_for_line(before[-1])
+
+        server.stop(signal.SIGKILL)
+        err.wait_until(lambda ls: any(b"reconnecting in" in l for l in ls), 10, "a reconnect notice")
+
+        during = [b"during %d %s" % (i, b"d" * during_bytes) for i in range(200)]
+        self.write_lines(client, during)
+
+        self.serve_on(port)
+        err.wait_until(lambda ls: any(b"reconnected to" in l for l in ls), 10, "a reconnect")
+        out.wait_for_line(during[-1])
+
+        after = [b"after %d" % i for i in range(200)]
+        self.write_lines(client, after)
+        client.proc.stdin.close()
+        lines = out.wait_for_end(15)
+        self.assertEqual(client.proc.wait(10), 0, b"\n".join(err.lines))
+        self.assertEqual(lines, before + during + after)
+        return err
+
+    def test_lines_written_during_outage_arrive_in_order(self):
+        self.restart_cycle()
+
+    def test_buffer_limit_pauses_with_a_warning_and_loses_nothing(self):
+        err = self.restart_cycle(extra=("--buffer-limit", "1KiB"), during_bytes=100)
+        self.assertTrue(any(b"--buffer-limit" in l for l in err.lines), err.lines)
+
+    def test_send_is_repeated_on_every_reconnect(self):
+        server, url = self.start_server()
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        client = self.start([WSX, "connect", url, "--reconnect", "--backoff-initial", "50ms", "--backoff-max", "200ms",
+                             "--send", "hello", "--send", "again", "-n", "4", "--timeout", "20s"],
+                            stdout=subprocess.PIPE)
+        out, err = LineCollector(client.proc.stdout), LineCollector(client.proc.stderr)
+        out.wait_for_line(b"again")
+        server.stop(signal.SIGKILL)
+        err.wait_until(lambda ls: any(b"reconnecting in" in l for l in ls), 10, "a reconnect notice")
+        self.serve_on(port)
+        self.assertEqual(out.wait_for_end(15), [b"hello", b"again", b"hello", b"again"])
+        self.assertEqual(client.proc.wait(10), 0, b"\n".join(err.lines))
+
+    def test_max_retries_gives_up_with_4(self):
+        port = dead_port()
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--reconnect", "--max-retries", "2",
+                                "--backoff-initial", "50ms", timeout=20)
+        self.assertExit(r, 4)
+        stderr = r.stderr.decode()
+        self.assertEqual(stderr.count("reconnecting in"), 2, stderr)
+        errors = self.error_lines(r)
+        self.assertEqual(len(errors), 1, stderr)
+        self.assertIn("refused", errors[0])
+        self.assertIn("2", errors[0])
+
+    def test_max_retries_zero_means_one_attempt(self):
+        port = dead_port()
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--reconnect", "--max-retries", "0", timeout=20)
+        self.assertExit(r, 4)
+        self.assertNotIn("reconnecting", r.stderr.decode())
+
+    def test_without_reconnect_a_drop_ends_the_run(self):
+        server, url = self.start_server()
+        client, out, err = self.client(url)
+        self.write_lines(client, [b"one"])
+        out.wait_for_line(b"one")
+        server.stop(signal.SIGKILL)
+        self.assertEqual(client.proc.wait(10), 7)
+
+    def test_missing_pong_reconnects(self):
+        server, url = self.start_server()
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        client, out, err = self.client(url, "--reconnect", "--backoff-initial", "50ms", "--backoff-max", "200ms",
+                                       "--ping-interval", "500ms", "--ping-timeout", "400ms", "--connect-timeout", "2s")
+        self.write_lines(client, [b"first"])
+        out.wait_for_line(b"first")
+        # A stopped server keeps the TCP connection but answers nothing, pings included.
+        server.proc.send_signal(signal.SIGSTOP)
+        err.wait_until(lambda ls: any(b"pong" in l and b"reconnecting in" in l for l in ls), 10, "a pong timeout")
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(5)
+        self.serve_on(port)
+        err.wait_until(lambda ls: any(b"reconnected to" in l for l in ls), 15, "a reconnect")
+        self.write_lines(client, [b"second"])
+        out.wait_for_line(b"second")
+        client.proc.stdin.close()
+        self.assertEqual(client.proc.wait(10), 0)
+        self.assertEqual(out.wait_for_end(5), [b"first", b"second"])
+
+    def test_missing_pong_without_reconnect_is_8(self):
+        server, url = self.start_server()
+        client, out, err = self.client(url, "--ping-interval", "500ms", "--ping-timeout", "400ms")
+        self.write_lines(client, [b"hi"])
+        out.wait_for_line(b"hi")
+        server.proc.send_signal(signal.SIGSTOP)
+        self.assertEqual(client.proc.wait(10), 8)
+        err.wait_for_end(5)
+        self.assertTrue(any(b"no pong within 400ms" in l for l in err.lines), err.lines)
+
+    def test_ping_timeout_longer_than_interval(self):
+        # Pings sent more often than --ping-timeout must not push the pong deadline out.
+        server, url = self.start_server()
+        client, out, err = self.client(url, "--ping-interval", "100ms", "--ping-timeout", "300ms")
+        self.write_lines(client, [b"hi"])
+        out.wait_for_line(b"hi")
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            code = client.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.fail("a missing pong went unnoticed for 5s with --ping-timeout 300ms")
+        self.assertEqual(code, 8)
+
+
+if __name__ == "__main__":
+    wsxtest.main()
