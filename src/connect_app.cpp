@@ -279,6 +279,7 @@ void connect_app::on_connected(connect_result r) {
         auto [payload, binary] = std::move(outbox_.front());
         outbox_.pop_front();
         outbox_bytes_ -= payload.size();
+        log_event("message", "out", payload, {}, {}, binary);
         session_->send(std::move(payload), binary);
     }
     if (paused_) on_writable();
@@ -365,8 +366,8 @@ void connect_app::on_writable() {
 
 void connect_app::send_record(std::string payload, bool binary) {
     if (finished_) return;
-    log_event("message", "out", payload, {}, {}, binary);
     if (session_ && session_->is_open()) {
+        log_event("message", "out", payload, {}, {}, binary);
         session_->send(std::move(payload), binary);
         return;
     }

@@ -118,6 +118,7 @@ class PipeTest(WsxTestCase):
         for e in msgs:
             self.assertEqual(e["opcode"], "text")
             self.assertEqual(e["length"], len(e["data"].encode()))
+        self.assertEqual(events[0]["type"], "open", "nothing is reported as sent before the connection is open")
         closes = [e for e in events if e["type"] == "close"]
         self.assertEqual(len(closes), 1)
         self.assertEqual(closes[0]["code"], 1000)
