@@ -22,6 +22,7 @@ struct close_info {
     error_code error;          ///< transport or protocol error, if any
     std::string what;          ///< a short description of why it ended abnormally ("ping timeout", ...)
     bool timed_out = false;    ///< ended by a ping, idle or close timeout
+    bool ping_timeout = false; ///< ended because no pong answered a ping within the ping timeout
 
     /// True when the peer's close counts as a normal end (1000 or 1001).
     bool normal() const noexcept { return clean && (code == 1000 || code == 1001); }

@@ -1,47 +1,828 @@
 #include "serve_app.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <deque>
 #include <iostream>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "exec.hpp"
+#include "metrics.hpp"
+#include "static_files.hpp"
+#include "units.hpp"
+
+extern char** environ;
 
 namespace wsx {
+
+int effective_close_code(const close_info& info) {
+    if (info.clean) return info.code;
+    if (info.sent_code) return info.sent_code;
+    if (info.error == websocket::error::message_too_big || info.error == websocket::error::buffer_overflow) return 1009;
+    if (info.error == websocket::error::bad_frame_payload) return 1007;
+    if (info.error == websocket::condition::protocol_violation) return 1002;
+    return 1006;
+}
+
 namespace {
 
-/// Sends every message back to its sender with the same opcode.
-class echo_handler final : public channel_events {
-public:
-    explicit echo_handler(std::weak_ptr<ws_session> s) : session_(std::move(s)) {}
-    void on_message(std::string&& payload, bool binary) override {
-        if (auto s = session_.lock()) s->send(std::move(payload), binary);
+std::string percent_decode(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+            out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            out += s[i];
+        }
     }
-    void on_close(const close_info&) override {}
+    return out;
+}
+
+std::string_view target_path(const http_request& req) {
+    std::string_view t(req.target().data(), req.target().size());
+    return t.substr(0, t.find('?'));
+}
+
+std::string now_iso8601() {
+    auto now = std::chrono::system_clock::now();
+    std::time_t t = std::chrono::system_clock::to_time_t(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return fmt::format("{}.{:03}Z", buf, ms);
+}
+
+thread_local std::size_t tl_worker = 0;
+
+}  // namespace
+
+std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
+                                         const std::vector<std::string>& passenv, std::uint64_t connection_id) {
+    std::vector<std::string> env;
+    auto add = [&](std::string_view k, std::string_view v) { env.push_back(fmt::format("{}={}", k, v)); };
+    std::string_view target(req.target().data(), req.target().size());
+    auto q = target.find('?');
+    std::string_view path = target.substr(0, q);
+    std::string_view query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+    std::string server_name;
+    if (auto host = req.find(http::field::host); host != req.end()) {
+        std::string_view h(host->value().data(), host->value().size());
+        if (!h.empty() && h[0] == '[') server_name = std::string(h.substr(1, h.find(']') - 1));
+        else server_name = std::string(h.substr(0, h.find(':')));
+    }
+    add("GATEWAY_INTERFACE", "CGI/1.1");
+    add("SERVER_SOFTWARE", "wsx/" WSX_VERSION);
+    add("SERVER_PROTOCOL", req.version() == 10 ? "HTTP/1.0" : "HTTP/1.1");
+    add("SERVER_NAME", server_name);
+    add("SERVER_PORT", std::to_string(peer.local_port));
+    add("REMOTE_ADDR", peer.address);
+    add("REMOTE_HOST", peer.address);
+    add("REMOTE_PORT", std::to_string(peer.port));
+    add("REQUEST_METHOD", std::string_view(req.method_string().data(), req.method_string().size()));
+    add("REQUEST_URI", target);
+    add("SCRIPT_NAME", script_name);
+    std::string_view info = path;
+    if (!script_name.empty() && info.substr(0, script_name.size()) == script_name) info.remove_prefix(script_name.size());
+    add("PATH_INFO", percent_decode(info));
+    add("QUERY_STRING", query);
+    if (peer.tls) add("HTTPS", "on");
+    for (const auto& field : req) {
+        std::string name = "HTTP_";
+        for (char c : field.name_string()) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        // A header spelt with characters a variable name cannot hold is dropped, not mangled into another.
+        if (name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != std::string::npos) continue;
+        add(name, std::string_view(field.value().data(), field.value().size()));
+    }
+    add("WSX_VERSION", WSX_VERSION);
+    add("WSX_CONNECTION_ID", std::to_string(connection_id));
+    add("WSX_SCHEME", peer.tls ? "wss" : "ws");
+    for (const auto& [k, v] : peer.vars) {
+        std::string name = "WSX_";
+        for (char c : k) name += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : '_';
+        add(name, v);
+    }
+    auto pass = [&](const std::string& name) {
+        if (const char* v = std::getenv(name.c_str())) add(name, v);
+    };
+    pass("PATH");
+    for (const auto& n : passenv)
+        if (n != "PATH") pass(n);
+    return env;
+}
+
+namespace {
+
+class serve_app;
+
+/// What every connection handler shares: counting, the access log, the registry.
+class conn_handler : public channel_events {
+public:
+    conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
+                 std::uint64_t id);
+    void on_close(const close_info& info) override;
+    virtual void on_end(const close_info&) {}
+    std::uint64_t id() const { return id_; }
+
+protected:
+    void count_in(std::size_t n) {
+        wc_.messages_in.add(1);
+        wc_.bytes_in.add(n);
+    }
+    void send(std::string payload, bool binary) {
+        wc_.messages_out.add(1);
+        wc_.bytes_out.add(payload.size());
+        s_->send(std::move(payload), binary);
+    }
+
+    serve_app& app_;
+    ws_session* s_;  // the session owns this handler, so it outlives every event call
+    std::weak_ptr<ws_session> weak_;
+    worker_counters& wc_;
+    std::uint64_t id_;
+    std::string path_, peer_;
+};
+
+class serve_app {
+public:
+    explicit serve_app(serve_options o);
+    int run();
+
+    // Called from any thread.
+    void log_line(const std::string& line);
+    void connection_closed(conn_handler& h, const std::string& peer, const std::string& path, const session_stats& st,
+                           const close_info& info);
+    worker_counters& counters() { return metrics_.worker(tl_worker); }
+    const serve_options& options() const { return o_; }
+    child_reaper& reaper() { return *reaper_; }
+    net::io_context& main_context() { return main_; }
+    std::atomic<std::size_t> forks_{0};
+    void stdio_out(const std::string& payload);
+    void stdio_register(std::weak_ptr<ws_session> s);
+    void maybe_finish();
 
 private:
-    std::weak_ptr<ws_session> session_;
+    std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer);
+    std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer);
+    http_response answer_http(const http_request& req, const peer_info& peer);
+    void on_signal(int sig);
+    void begin_shutdown(std::uint16_t code, std::string reason);
+    void finish();
+    void read_stdin();
+    void stdin_line(std::string line);
+    void stdin_eof();
+    void announce(const std::string& fingerprint);
+
+    serve_options o_;
+    net::io_context main_{1};
+    std::vector<std::unique_ptr<net::io_context>> workers_;
+    std::vector<std::thread> threads_;
+    server_metrics metrics_;
+    std::unique_ptr<server> server_;
+    std::unique_ptr<child_reaper> reaper_;
+    std::optional<static_files> static_;
+    std::mutex log_mutex_, stdout_mutex_;
+    std::mutex live_mutex_;
+    std::unordered_map<std::uint64_t, std::weak_ptr<ws_session>> live_;
+    std::atomic<std::uint64_t> next_id_{1};
+    std::atomic<std::size_t> reserved_{0};  // connection slots taken (handshaking or open)
+    std::atomic<bool> shutting_down_{false};
+    bool finished_ = false;
+    int exit_code_ = 0;
+    net::steady_timer drain_timer_{main_};
+    net::signal_set signals_{main_, SIGINT, SIGTERM};
+    // --stdio, all on the main context:
+    std::vector<std::weak_ptr<ws_session>> stdio_clients_;
+    std::deque<std::string> held_;
+    std::size_t held_bytes_ = 0;
+    bool stdin_eof_ = false;
+    bool served_one_ = false;
+    int signals_seen_ = 0;
 };
+
+conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
+                           std::uint64_t id)
+    : app_(app), s_(s.get()), weak_(s), wc_(app.counters()), id_(id), path_(req.target()),
+      peer_(format_host_port(peer.address, peer.port)) {}
+
+void conn_handler::on_close(const close_info& info) {
+    wc_.dropped_messages.add(s_->stats().dropped_messages);
+    app_.connection_closed(*this, peer_, path_, s_->stats(), info);
+    on_end(info);
+}
+
+/// Every message back to its sender with the same opcode.
+class echo_handler final : public conn_handler {
+public:
+    using conn_handler::conn_handler;
+    void on_message(std::string&& payload, bool binary) override {
+        count_in(payload.size());
+        send(std::move(payload), binary);
+    }
+};
+
+/// Client messages to the server's stdout; the server's stdin lines arrive via the hub.
+class stdio_handler final : public conn_handler {
+public:
+    using conn_handler::conn_handler;
+    void on_message(std::string&& payload, bool) override {
+        count_in(payload.size());
+        app_.stdio_out(payload);
+    }
+};
+
+/// One child process per connection.
+class exec_handler final : public conn_handler, public std::enable_shared_from_this<exec_handler> {
+public:
+    exec_handler(serve_app& app, std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
+                 std::uint64_t id)
+        : conn_handler(app, s, req, peer, id),
+          ex_(s->get_executor()),
+          in_(ex_),
+          out_(ex_),
+          err_(ex_),
+          timer_(ex_),
+          env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)) {}
+
+    /// Spawns the child; false (after closing the session with 1011) when it cannot start.
+    bool start() {
+        const auto& eo = app_.options().exec;
+        std::string error;
+        auto child = spawn_child(eo.argv, env_, true, &error);
+        env_.clear();
+        if (!child) {
+            app_.log_line(fmt::format("wsx: error: {}: {}", peer_, error));
+            s_->close(1011, error);
+            return false;
+        }
+        pid_ = child->pid;
+        ++app_.forks_;
+        in_.assign(child->stdin_fd);
+        out_.assign(child->stdout_fd);
+        err_.assign(child->stderr_fd);
+        auto self = shared_from_this();
+        auto ex = ex_;
+        app_.reaper().watch(pid_, [self, ex](int status) {
+            net::post(ex, [self, status] { self->on_exit(status); });
+        });
+        read_out();
+        read_err();
+        return true;
+    }
+
+    void on_message(std::string&& payload, bool) override {
+        count_in(payload.size());
+        if (!in_.is_open()) return;
+        if (!app_.options().exec.binary) payload += '\n';
+        inq_.push_back(std::move(payload));
+        if (!writing_) write_in();
+    }
+
+    void on_writable() override {
+        if (paused_) {
+            paused_ = false;
+            read_out();
+        }
+    }
+
+    void on_end(const close_info&) override {
+        session_done_ = true;
+        error_code ec;
+        in_.close(ec);
+        inq_.clear();
+        if (exited_) return;
+        ::kill(-pid_, SIGTERM);
+        timer_.expires_after(app_.options().exec.kill_grace);
+        timer_.async_wait([self = shared_from_this()](error_code ec) {
+            if (ec || self->exited_) return;
+            ::kill(-self->pid_, SIGKILL);
+        });
+    }
+
+private:
+    void write_in() {
+        if (inq_.empty() || !in_.is_open()) {
+            writing_ = false;
+            return;
+        }
+        writing_ = true;
+        net::async_write(in_, net::buffer(inq_.front()), [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec) {
+                // The child closed its stdin (or died): later messages have nowhere to go.
+                self->writing_ = false;
+                self->inq_.clear();
+                error_code ignored;
+                self->in_.close(ignored);
+                return;
+            }
+            self->inq_.pop_front();
+            self->write_in();
+        });
+    }
+
+    void read_out() {
+        out_.async_read_some(net::buffer(buf_), [self = shared_from_this()](error_code ec, std::size_t n) {
+            self->on_out(ec, n);
+        });
+    }
+
+    void on_out(error_code ec, std::size_t n) {
+        if (ec) {
+            if (!partial_.empty() && !session_done_) send(std::exchange(partial_, {}), false);
+            out_eof_ = true;
+            error_code ignored;
+            out_.close(ignored);
+            return maybe_close();
+        }
+        if (session_done_) return read_out();  // keep draining so the child is never blocked on a full pipe
+        std::string_view data(buf_.data(), n);
+        if (app_.options().exec.binary) {
+            send(std::string(data), true);
+        } else {
+            while (!data.empty()) {
+                auto nl = data.find('\n');
+                if (nl == std::string_view::npos) {
+                    partial_.append(data);
+                    break;
+                }
+                partial_.append(data.substr(0, nl));
+                data.remove_prefix(nl + 1);
+                if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+                send(std::exchange(partial_, {}), false);
+            }
+        }
+        // Backpressure: stop reading the child while the client is slow; the pipe fills and
+        // the child blocks on write, instead of the queue growing without bound.
+        if (s_->queued_bytes() > app_.options().server.session.send_queue_limit / 2) {
+            paused_ = true;
+            s_->want_writable();
+            return;
+        }
+        read_out();
+    }
+
+    void read_err() {
+        err_.async_read_some(net::buffer(ebuf_), [self = shared_from_this()](error_code ec, std::size_t n) {
+            if (ec) {
+                if (!self->epartial_.empty()) self->stderr_line(std::exchange(self->epartial_, {}));
+                error_code ignored;
+                self->err_.close(ignored);
+                return;
+            }
+            std::string_view data(self->ebuf_.data(), n);
+            while (!data.empty()) {
+                auto nl = data.find('\n');
+                if (nl == std::string_view::npos) {
+                    self->epartial_.append(data);
+                    break;
+                }
+                self->epartial_.append(data.substr(0, nl));
+                data.remove_prefix(nl + 1);
+                self->stderr_line(std::exchange(self->epartial_, {}));
+            }
+            self->read_err();
+        });
+    }
+
+    void stderr_line(std::string line) {
+        if (app_.options().exec.pass_stderr) {
+            if (!session_done_) send(std::move(line), false);
+        } else {
+            app_.log_line(fmt::format("{} [{}] {}", peer_, pid_, line));
+        }
+    }
+
+    void on_exit(int status) {
+        exited_ = true;
+        status_ = status;
+        --app_.forks_;
+        timer_.cancel();
+        net::post(app_.main_context(), [&app = app_] { app.maybe_finish(); });
+        if (session_done_) {
+            error_code ignored;
+            out_.close(ignored);
+            err_.close(ignored);
+            return;
+        }
+        if (!out_eof_) {
+            // A grandchild may still hold stdout open: give it the grace period, then close.
+            timer_.expires_after(app_.options().exec.kill_grace);
+            timer_.async_wait([self = shared_from_this()](error_code ec) {
+                if (ec || self->out_eof_) return;
+                self->out_eof_ = true;
+                error_code ignored;
+                self->out_.close(ignored);
+                self->maybe_close();
+            });
+        }
+        maybe_close();
+    }
+
+    void maybe_close() {
+        if (!out_eof_ || !exited_ || session_done_) return;
+        auto c = close_for_status(status_);
+        s_->close(c.code, c.reason);
+    }
+
+    net::any_io_executor ex_;
+    net::posix::stream_descriptor in_, out_, err_;
+    net::steady_timer timer_;
+    std::vector<std::string> env_;
+    pid_t pid_ = -1;
+    std::deque<std::string> inq_;
+    bool writing_ = false, paused_ = false, out_eof_ = false, exited_ = false, session_done_ = false;
+    int status_ = 0;
+    std::array<char, 65536> buf_;
+    std::array<char, 4096> ebuf_;
+    std::string partial_, epartial_;
+};
+
+serve_app::serve_app(serve_options o)
+    : o_(std::move(o)),
+      metrics_(o_.threads ? o_.threads : std::max(1u, std::thread::hardware_concurrency())) {
+    if (o_.threads == 0) o_.threads = std::max(1u, std::thread::hardware_concurrency());
+    if (o_.oneshot) o_.max_connections = 1;
+    for (std::size_t i = 0; i < o_.threads; ++i) workers_.push_back(std::make_unique<net::io_context>(1));
+    if (!o_.static_dir.empty()) static_.emplace(o_.static_dir);
+    if (o_.mode == serve_mode::exec) reaper_ = std::make_unique<child_reaper>(main_);
+}
+
+void serve_app::log_line(const std::string& line) {
+    std::lock_guard lock(log_mutex_);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fputc('\n', stderr);
+    std::fflush(stderr);
+}
+
+void serve_app::stdio_out(const std::string& payload) {
+    std::lock_guard lock(stdout_mutex_);
+    std::fwrite(payload.data(), 1, payload.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+}
+
+std::optional<http_response> serve_app::check_upgrade(const http_request& req, peer_info& peer) {
+    if (shutting_down_) {
+        metrics_.count_rejection("shutting_down");
+        return make_response(http::status::service_unavailable, "server is shutting down");
+    }
+    if (o_.max_connections) {
+        if (reserved_.fetch_add(1) >= o_.max_connections) {
+            --reserved_;
+            metrics_.count_rejection("max_connections");
+            return make_response(http::status::service_unavailable,
+                                 fmt::format("too many connections (limit {})", o_.max_connections));
+        }
+        peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
+    }
+    if (o_.mode == serve_mode::exec && o_.exec.max_forks && forks_.load() >= o_.exec.max_forks) {
+        metrics_.count_rejection("max_forks");
+        return make_response(http::status::service_unavailable, fmt::format("too many processes (limit {})", o_.exec.max_forks));
+    }
+    (void)req;
+    return std::nullopt;
+}
+
+http_response serve_app::answer_http(const http_request& req, const peer_info&) {
+    auto path = target_path(req);
+    if (o_.metrics && path == "/metrics") {
+        http_response res{http::status::ok, req.version()};
+        res.set(http::field::server, "wsx/" WSX_VERSION);
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        res.body() = metrics_.render();
+        res.prepare_payload();
+        return res;
+    }
+    if (static_) return static_->serve(req);
+    if (!o_.path.empty() && path != o_.path) return make_response(http::status::not_found, "not found");
+    return make_response(http::status::upgrade_required, "this is a WebSocket endpoint: connect with ws://");
+}
+
+std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_session> s, const http_request& req,
+                                                        const peer_info& peer) {
+    tl_worker = peer.worker;
+    const auto id = next_id_++;
+    ++metrics_.connections_current;
+    ++metrics_.connections_total;
+    {
+        std::lock_guard lock(live_mutex_);
+        live_.emplace(id, s);
+    }
+    if (shutting_down_) {
+        // Upgraded while the shutdown began: it still gets its Close 1001.
+        net::post(s->get_executor(), [w = std::weak_ptr<ws_session>(s)] {
+            if (auto s = w.lock()) s->close(1001, "server shutting down");
+        });
+    }
+    switch (o_.mode) {
+    case serve_mode::echo:
+        return std::make_shared<echo_handler>(*this, s, req, peer, id);
+    case serve_mode::stdio: {
+        auto h = std::make_shared<stdio_handler>(*this, s, req, peer, id);
+        net::post(main_, [this, w = std::weak_ptr<ws_session>(s)] { stdio_register(w); });
+        return h;
+    }
+    case serve_mode::exec: {
+        auto h = std::make_shared<exec_handler>(*this, s, req, peer, id);
+        // Start reading first so that a child that cannot start is reported with a proper close.
+        net::post(s->get_executor(), [h] { h->start(); });
+        return h;
+    }
+    }
+    return nullptr;
+}
+
+void serve_app::connection_closed(conn_handler& h, const std::string& peer, const std::string& path,
+                                  const session_stats& st, const close_info& info) {
+    const int code = effective_close_code(info);
+    metrics_.count_close(code);
+    if (info.ping_timeout) ++metrics_.ping_timeouts;
+    --metrics_.connections_current;
+    {
+        std::lock_guard lock(live_mutex_);
+        live_.erase(h.id());
+    }
+    if (!o_.quiet) {
+        const auto dur = steady_clock::now() - st.opened;
+        std::string reason = info.clean ? info.reason : info.sent_reason;
+        std::string error = info.clean ? std::string() : info.what;
+        if (o_.log == log_format::json) {
+            nlohmann::json j = {
+                {"time", now_iso8601()},
+                {"event", "close"},
+                {"peer", peer},
+                {"path", path},
+                {"duration_ms", std::chrono::duration<double, std::milli>(dur).count()},
+                {"messages_in", st.messages_in},
+                {"bytes_in", st.bytes_in},
+                {"messages_out", st.messages_out},
+                {"bytes_out", st.bytes_out},
+                {"code", code},
+                {"reason", reason},
+                {"by_peer", info.by_peer},
+            };
+            if (!error.empty()) j["error"] = error;
+            if (st.dropped_messages) j["dropped_messages"] = st.dropped_messages;
+            log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        } else {
+            std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), peer,
+                                           nlohmann::json(path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                                           format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(dur)),
+                                           st.messages_in, st.bytes_in, st.messages_out, st.bytes_out, code);
+            if (!reason.empty())
+                line += " reason=" + nlohmann::json(reason).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            if (!error.empty())
+                line += " error=" + nlohmann::json(error).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            if (st.dropped_messages) line += fmt::format(" dropped={}", st.dropped_messages);
+            log_line(line);
+        }
+    }
+    net::post(main_, [this] {
+        if (o_.oneshot && !shutting_down_) {
+            served_one_ = true;
+            begin_shutdown(1001, "server shutting down");
+        }
+        maybe_finish();
+    });
+}
+
+// --stdio ------------------------------------------------------------------------------
+
+void serve_app::stdio_register(std::weak_ptr<ws_session> w) {
+    auto s = w.lock();
+    if (!s) return;
+    stdio_clients_.push_back(w);
+    if (!held_.empty()) {
+        net::post(s->get_executor(), [w, lines = std::move(held_), this]() mutable {
+            auto s = w.lock();
+            if (!s) return;
+            auto& wc = counters();
+            for (auto& l : lines) {
+                wc.messages_out.add(1);
+                wc.bytes_out.add(l.size());
+                s->send(std::move(l), false);
+            }
+        });
+        held_.clear();
+        held_bytes_ = 0;
+    }
+    if (stdin_eof_) net::post(s->get_executor(), [w] {
+            if (auto s = w.lock()) s->close(1000, "end of input");
+        });
+}
+
+void serve_app::read_stdin() {
+    // A thread, not a descriptor on the reactor: stdin may be a regular file, which epoll refuses.
+    std::thread([this] {
+        std::string line;
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::read(0, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            std::string_view data(buf, static_cast<std::size_t>(n));
+            while (!data.empty()) {
+                auto nl = data.find('\n');
+                if (nl == std::string_view::npos) {
+                    line.append(data);
+                    break;
+                }
+                line.append(data.substr(0, nl));
+                data.remove_prefix(nl + 1);
+                net::post(main_, [this, l = std::exchange(line, {})]() mutable { stdin_line(std::move(l)); });
+            }
+        }
+        if (!line.empty()) net::post(main_, [this, l = std::move(line)]() mutable { stdin_line(std::move(l)); });
+        net::post(main_, [this] { stdin_eof(); });
+    }).detach();
+}
+
+void serve_app::stdin_line(std::string line) {
+    std::erase_if(stdio_clients_, [](const auto& w) { return w.expired(); });
+    if (stdio_clients_.empty()) {
+        // Nobody is connected yet: hold the line for the next client (bounded, oldest dropped).
+        held_bytes_ += line.size();
+        held_.push_back(std::move(line));
+        while (held_bytes_ > o_.server.session.send_queue_limit && held_.size() > 1) {
+            held_bytes_ -= held_.front().size();
+            held_.pop_front();
+        }
+        return;
+    }
+    for (const auto& w : stdio_clients_) {
+        auto s = w.lock();
+        if (!s) continue;
+        net::post(s->get_executor(), [this, w, l = line]() mutable {
+            if (auto s = w.lock()) {
+                auto& wc = counters();
+                wc.messages_out.add(1);
+                wc.bytes_out.add(l.size());
+                s->send(std::move(l), false);
+            }
+        });
+    }
+}
+
+void serve_app::stdin_eof() {
+    stdin_eof_ = true;
+    std::erase_if(stdio_clients_, [](const auto& w) { return w.expired(); });
+    for (const auto& w : stdio_clients_)
+        if (auto s = w.lock())
+            net::post(s->get_executor(), [w] {
+                if (auto s = w.lock()) s->close(1000, "end of input");
+            });
+    maybe_finish();
+}
+
+// Lifecycle -----------------------------------------------------------------------------
+
+void serve_app::on_signal(int sig) {
+    if (++signals_seen_ > 1) {
+        // A second signal: no more patience.
+        log_line("wsx: interrupted again: exiting now");
+        exit_code_ = 130;
+        return finish();
+    }
+    if (!o_.quiet) log_line(fmt::format("wsx: {}: closing connections (up to {})", sig == SIGINT ? "interrupted" : "terminated",
+                                        format_duration(o_.drain_timeout)));
+    begin_shutdown(1001, "server shutting down");
+    signals_.async_wait([this](error_code ec, int sig) {
+        if (!ec) on_signal(sig);
+    });
+}
+
+void serve_app::begin_shutdown(std::uint16_t code, std::string reason) {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    if (server_) server_->stop();
+    std::vector<std::weak_ptr<ws_session>> all;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, w] : live_) all.push_back(w);
+    }
+    for (auto& w : all)
+        if (auto s = w.lock())
+            net::post(s->get_executor(), [w, code, reason] {
+                if (auto s = w.lock()) s->close(code, reason);
+            });
+    drain_timer_.expires_after(o_.drain_timeout);
+    drain_timer_.async_wait([this](error_code ec) {
+        if (ec) return;
+        finish();
+    });
+    maybe_finish();
+}
+
+void serve_app::maybe_finish() {
+    if (finished_) return;
+    std::size_t live;
+    {
+        std::lock_guard lock(live_mutex_);
+        live = live_.size();
+    }
+    if (o_.mode == serve_mode::stdio && stdin_eof_ && !shutting_down_ && live == 0 && held_.empty()) {
+        shutting_down_ = true;
+        if (server_) server_->stop();
+    }
+    if (!shutting_down_) return;
+    if (live > 0) return;
+    if (reaper_ && reaper_->running() > 0) return;
+    finish();
+}
+
+void serve_app::finish() {
+    if (finished_) return;
+    finished_ = true;
+    drain_timer_.cancel();
+    if (server_) server_->stop();
+    main_.stop();
+}
+
+void serve_app::announce(const std::string& fingerprint) {
+    auto ep = server_->local_endpoint();
+    if (o_.announce_json) {
+        nlohmann::json j = {{"event", "listening"},
+                            {"url", server_->url()},
+                            {"address", ep.address().to_string()},
+                            {"port", ep.port()},
+                            {"tls", o_.use_tls},
+                            {"threads", o_.threads},
+                            {"pid", ::getpid()}};
+        if (!fingerprint.empty()) j["fingerprint_sha256"] = fingerprint;
+        log_line(j.dump());
+        return;
+    }
+    if (!fingerprint.empty()) log_line("self-signed certificate SHA-256 fingerprint " + fingerprint);
+    log_line("listening on " + server_->url());
+}
+
+int serve_app::run() {
+    std::string fingerprint;
+    if (o_.use_tls) o_.server.tls = make_server_tls(o_.tls, &fingerprint);
+    std::vector<net::io_context*> workers;
+    for (auto& w : workers_) workers.push_back(w.get());
+    server_ = std::make_unique<server>(main_, workers, o_.server,
+                                       [this](std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer) {
+                                           return make_handler(std::move(s), req, peer);
+                                       });
+    if (!o_.path.empty())
+        server_->add_upgrade_filter([this](const http_request& req, peer_info&, std::string&) -> std::optional<http_response> {
+            if (target_path(req) == o_.path) return std::nullopt;
+            metrics_.count_rejection("path");
+            return make_response(http::status::not_found, fmt::format("no WebSocket endpoint here: try {}", o_.path));
+        });
+    for (auto& f : o_.filters)
+        server_->add_upgrade_filter([this, f](const http_request& req, peer_info& peer, std::string& sub) {
+            auto r = f(req, peer, sub);
+            if (r) metrics_.count_rejection(std::to_string(r->result_int()));
+            return r;
+        });
+    server_->add_upgrade_filter([this](const http_request& req, peer_info& peer, std::string&) { return check_upgrade(req, peer); });
+    server_->set_http_handler([this](const http_request& req, const peer_info& peer) { return answer_http(req, peer); });
+    server_->listen();
+    server_->start();
+    announce(fingerprint);
+
+    signals_.async_wait([this](error_code ec, int sig) {
+        if (!ec) on_signal(sig);
+    });
+    if (o_.mode == serve_mode::stdio) read_stdin();
+
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        guards.push_back(net::make_work_guard(*workers_[i]));
+        threads_.emplace_back([this, i] {
+            tl_worker = i;
+            workers_[i]->run();
+        });
+    }
+    main_.run();
+    for (auto& w : workers_) w->stop();
+    for (auto& t : threads_) t.join();
+    if (reaper_) reaper_->kill_all();
+    std::fflush(stdout);
+    return exit_code_;
+}
 
 }  // namespace
 
 int run_serve(serve_options o) {
-    net::io_context ioc(1);
-    std::string fingerprint;
-    if (o.use_tls) o.server.tls = make_server_tls(o.tls, &fingerprint);
-    server srv(ioc, o.server, [](std::shared_ptr<ws_session> s, const http_request&, const peer_info&) {
-        return std::make_shared<echo_handler>(s);
-    });
-    srv.listen();
-    srv.start();
-    if (!fingerprint.empty()) std::cerr << "self-signed certificate SHA-256 fingerprint " << fingerprint << '\n';
-    std::cerr << "listening on " << srv.url() << std::endl;
-
-    net::signal_set signals(ioc, SIGINT, SIGTERM);
-    signals.async_wait([&](error_code ec, int) {
-        if (ec) return;
-        srv.stop();
-        ioc.stop();
-    });
-    ioc.run();
-    return 0;
+    serve_app app(std::move(o));
+    return app.run();
 }
 
 }  // namespace wsx

@@ -1,20 +1,62 @@
 #pragma once
-/// `wsx serve`: a listener plus a per-connection handler (echo for now).
+/// `wsx serve`: a listener plus a per-connection handler (echo, a child process, or the
+/// server's own stdio), optional static files and metrics on the same port, limits,
+/// an access log and graceful shutdown.
+#include <chrono>
 #include <string>
+#include <vector>
 
 #include "server.hpp"
 #include "tls.hpp"
 
 namespace wsx {
 
+enum class serve_mode { echo, exec, stdio };
+enum class log_format { text, json };
+
+/// `--exec`: one child per connection, websocketd-style.
+struct exec_options {
+    std::vector<std::string> argv;          ///< program (searched in PATH) and arguments
+    bool binary = false;                     ///< raw chunks as binary messages instead of lines
+    bool pass_stderr = false;                ///< child stderr lines go to the client, not the log
+    std::chrono::nanoseconds kill_grace = std::chrono::seconds(5);  ///< SIGTERM → SIGKILL delay
+    std::vector<std::string> passenv;        ///< server variables the child also gets (PATH always)
+    std::size_t max_forks = 0;               ///< 0: no limit; beyond it upgrades get 503
+};
+
 struct serve_options {
     server_options server;
     tls_server_options tls;
     bool use_tls = false;
-    bool quiet = false;
+    serve_mode mode = serve_mode::echo;
+    exec_options exec;
+    bool oneshot = false;                    ///< exit after the first client leaves
+    std::string static_dir;                  ///< serve files from here on plain GET; empty: no
+    std::string path;                        ///< only upgrade at this path; empty: any
+    bool announce_json = false;              ///< announce the address as a JSON line
+    std::size_t threads = 0;                 ///< 0: one per core
+    std::size_t max_connections = 0;         ///< 0: no limit; beyond it upgrades get 503
+    bool metrics = false;                    ///< GET /metrics in Prometheus text format
+    log_format log = log_format::text;
+    bool quiet = false;                      ///< no access log
+    std::chrono::nanoseconds drain_timeout = std::chrono::seconds(5);
+    /// More checks before each upgrade (authentication, rate limits), run after the path check.
+    std::vector<upgrade_filter> filters;
 };
 
-/// Runs until SIGINT/SIGTERM; returns the exit code.
+/// Runs until SIGINT/SIGTERM (or stdin EOF / the only client leaving in the stdio modes);
+/// returns the exit code.
 int run_serve(serve_options o);
+
+/// The close code that describes how a connection ended: the code received in a closing
+/// handshake; else the one we sent; else the one RFC 6455 prescribes for the error
+/// (1009 too big, 1007 bad UTF-8, 1002 protocol error); else 1006.
+int effective_close_code(const close_info& info);
+
+/// The CGI/1.1-style environment websocketd gives its children (REMOTE_ADDR, REMOTE_PORT,
+/// SERVER_NAME, SERVER_PORT, PATH_INFO, QUERY_STRING, HTTP_* ...), plus WSX_* extras
+/// (one per entry of peer.vars, upper-cased), PATH and the variables named in `passenv`.
+std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
+                                         const std::vector<std::string>& passenv, std::uint64_t connection_id);
 
 }  // namespace wsx

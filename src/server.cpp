@@ -17,7 +17,14 @@ http_response make_response(http::status status, std::string body, unsigned vers
 }
 
 server::server(net::io_context& ioc, server_options opts, session_handler_factory factory)
-    : ioc_(ioc), opts_(std::move(opts)), factory_(std::move(factory)), acceptor_(ioc) {}
+    : server(ioc, {&ioc}, std::move(opts), std::move(factory)) {}
+
+server::server(net::io_context& acceptor_ioc, std::vector<net::io_context*> workers, server_options opts,
+               session_handler_factory factory)
+    : ioc_(acceptor_ioc), workers_(std::move(workers)), opts_(std::move(opts)), factory_(std::move(factory)),
+      acceptor_(acceptor_ioc) {
+    if (workers_.empty()) workers_.push_back(&ioc_);
+}
 
 void server::listen() {
     error_code ec;
@@ -57,10 +64,21 @@ void server::stop() {
 }
 
 void server::do_accept() {
-    acceptor_.async_accept(ioc_, [this](error_code ec, tcp::socket socket) {
+    const std::size_t worker = next_worker_;
+    next_worker_ = (next_worker_ + 1) % workers_.size();
+    auto& target = *workers_[worker];
+    acceptor_.async_accept(target, [this, worker, &target](error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-        if (!ec) net::co_spawn(ioc_, handle(std::move(socket)), net::detached);
-        do_accept();
+        if (!ec) {
+            net::co_spawn(target, handle(std::move(socket), worker), net::detached);
+            do_accept();
+        } else {
+            // Out of descriptors (EMFILE) and the like: retry shortly instead of spinning.
+            auto t = std::make_shared<net::steady_timer>(ioc_, std::chrono::milliseconds(50));
+            t->async_wait([this, t](error_code) {
+                if (acceptor_.is_open()) do_accept();
+            });
+        }
     });
 }
 
@@ -78,7 +96,7 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
             if (ec == http::error::header_limit || ec == http::error::body_limit) {
                 auto res = make_response(http::status::request_header_fields_too_large, "request too large");
                 res.keep_alive(false);
-                co_await http::async_write(ws.next_layer(), res, net::redirect_error(net::use_awaitable, ec));
+                co_await http::async_write(ws.next_layer().next_layer(), res, net::redirect_error(net::use_awaitable, ec));
             }
             co_return;  // timeout, garbage or the client left: nothing more to say
         }
@@ -89,16 +107,18 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
             if (res.result() == http::status::upgrade_required) res.set(http::field::upgrade, "websocket");
             res.version(req.version());
             res.keep_alive(req.keep_alive() && res.keep_alive());
-            co_await http::async_write(ws.next_layer(), res, net::redirect_error(net::use_awaitable, ec));
+            co_await http::async_write(ws.next_layer().next_layer(), res, net::redirect_error(net::use_awaitable, ec));
             if (ec || !res.keep_alive()) co_return;
             continue;
         }
         std::string subprotocol;
-        if (filter_) {
-            if (auto refusal = filter_(req, peer, subprotocol)) {
+        peer_info upgraded = peer;
+        for (const auto& filter : filters_) {
+            if (auto refusal = filter(req, upgraded, subprotocol)) {
+                upgraded.holds.clear();  // release any slot taken by an earlier filter now
                 refusal->version(req.version());
                 refusal->keep_alive(false);
-                co_await http::async_write(ws.next_layer(), *refusal, net::redirect_error(net::use_awaitable, ec));
+                co_await http::async_write(ws.next_layer().next_layer(), *refusal, net::redirect_error(net::use_awaitable, ec));
                 co_return;
             }
         }
@@ -118,19 +138,23 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         if (ec) co_return;
         auto s = std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, opts_.session);
         if (opts_.tls) s->hold(opts_.tls);
-        auto handler = factory_(s, req, peer);
+        for (auto& h : upgraded.holds) s->hold(std::move(h));
+        upgraded.holds.clear();
+        auto handler = factory_(s, req, upgraded);
         if (handler) s->start(std::move(handler));
         co_return;
     }
 }
 
-net::awaitable<void> server::handle(tcp::socket socket) {
+net::awaitable<void> server::handle(tcp::socket socket, std::size_t worker) {
     error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     peer_info peer;
     auto rep = socket.remote_endpoint(ec);
     peer.address = rep.address().to_string();
     peer.port = rep.port();
+    peer.local_port = socket.local_endpoint(ec).port();
+    peer.worker = worker;
     beast::flat_buffer buffer;
     if (opts_.tls) {
         peer.tls = true;

@@ -2,8 +2,10 @@
 /// The listener: accepts TCP (optionally TLS), reads the HTTP request, upgrades to WebSocket
 /// and hands each session to a handler. Plain HTTP requests go to an optional http handler.
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "client.hpp"
 #include "endpoint.hpp"
@@ -19,6 +21,13 @@ struct peer_info {
     std::string address;   ///< remote IP
     std::uint16_t port = 0;
     bool tls = false;
+    std::uint16_t local_port = 0;  ///< the listener's port
+    std::size_t worker = 0;        ///< index of the io_context the connection runs on
+    /// Things an upgrade filter wants kept alive exactly as long as the session (e.g. a
+    /// connection slot); dropped at once when the upgrade fails.
+    std::vector<std::shared_ptr<const void>> holds;
+    /// Facts a filter learnt about the client (e.g. "sub" from a token), for the handler.
+    std::map<std::string, std::string> vars;
 };
 
 struct server_options {
@@ -31,8 +40,10 @@ struct server_options {
 };
 
 /// Decides what to do with an upgrade request before it is accepted: return a response to
-/// refuse (401, 403, 404, 503...) or nullopt to accept. `subprotocol` may be set to the choice.
-using upgrade_filter = std::function<std::optional<http_response>(const http_request&, const peer_info&, std::string& subprotocol)>;
+/// refuse (401, 403, 404, 503...) or nullopt to accept. `subprotocol` may be set to the choice;
+/// `peer.holds` and `peer.vars` may be added to. Filters run in the order they were added;
+/// called on the connection's thread, possibly on several threads at once.
+using upgrade_filter = std::function<std::optional<http_response>(const http_request&, peer_info&, std::string& subprotocol)>;
 /// Gives a new session its handler. Called on the session's executor; the handler receives events.
 using session_handler_factory = std::function<std::shared_ptr<channel_events>(std::shared_ptr<ws_session>, const http_request&, const peer_info&)>;
 /// Answers plain HTTP requests (no upgrade). The default answers 426 Upgrade Required.
@@ -40,8 +51,15 @@ using http_handler = std::function<http_response(const http_request&, const peer
 
 class server {
 public:
+    /// One listener on `ioc`; every connection runs there.
     server(net::io_context& ioc, server_options opts, session_handler_factory factory);
-    void set_upgrade_filter(upgrade_filter f) { filter_ = std::move(f); }
+    /// The acceptor runs on `acceptor_ioc`; accepted connections are spread round-robin over
+    /// `workers` (one thread each), and stay on the one they were given.
+    server(net::io_context& acceptor_ioc, std::vector<net::io_context*> workers, server_options opts,
+           session_handler_factory factory);
+    /// Adds a check run before each upgrade (after those added earlier).
+    void add_upgrade_filter(upgrade_filter f) { filters_.push_back(std::move(f)); }
+    void set_upgrade_filter(upgrade_filter f) { filters_.assign(1, std::move(f)); }
     void set_http_handler(http_handler h) { http_ = std::move(h); }
 
     /// Binds and listens; throws wsx::failure(failure) when the address cannot be used.
@@ -55,14 +73,16 @@ public:
 
 private:
     void do_accept();
-    net::awaitable<void> handle(tcp::socket socket);
+    net::awaitable<void> handle(tcp::socket socket, std::size_t worker);
     template <class Layer>
     net::awaitable<void> serve_http(websocket::stream<Layer>& ws, beast::flat_buffer& buffer, const peer_info& peer);
 
     net::io_context& ioc_;
+    std::vector<net::io_context*> workers_;
+    std::size_t next_worker_ = 0;
     server_options opts_;
     session_handler_factory factory_;
-    upgrade_filter filter_;
+    std::vector<upgrade_filter> filters_;
     http_handler http_;
     tcp::acceptor acceptor_;
 };

@@ -19,6 +19,7 @@ void session<Layer>::start(std::shared_ptr<channel_events> events) {
     events_ = std::move(events);
     stats_.opened = last_activity_ = steady_clock::now();
     ws_.read_message_max(opts_.max_message_size);
+    if (role_ == beast::role_type::server) ws_.next_layer().set_coalescing(true);
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
     arm_ping();
     arm_idle();
@@ -117,6 +118,19 @@ void session<Layer>::on_write(error_code ec, std::size_t) {
 }
 
 template <class Layer>
+void session<Layer>::want_writable() {
+    if (finished_ || close_requested_) return;
+    if (queued_bytes_ <= opts_.send_queue_limit / 2 && !writing_) {
+        // Already drained: answer on the next turn, never from inside the caller.
+        net::post(ws_.get_executor(), [self = self()] {
+            if (!self->finished_ && self->events_) self->events_->on_writable();
+        });
+        return;
+    }
+    blocked_ = true;
+}
+
+template <class Layer>
 void session<Layer>::close(std::uint16_t code, std::string reason) {
     if (finished_ || close_requested_) return;
     close_requested_ = true;
@@ -153,6 +167,8 @@ void session<Layer>::abort(std::string what, error_code ec) {
 template <class Layer>
 void session<Layer>::ping(std::string payload) {
     if (finished_ || close_sent_ || ping_in_flight_) return;
+    // An unanswered ping keeps its deadline: a new ping must not push the timeout further out.
+    if (awaiting_pong_ && opts_.ping_timeout.count() > 0) return;
     if (payload.size() > 125) payload.resize(125);
     ping_in_flight_ = true;
     ping_payload_ = payload;
@@ -166,6 +182,7 @@ void session<Layer>::ping(std::string payload) {
         pong_timer_.expires_after(opts_.ping_timeout);
         pong_timer_.async_wait([self = self()](error_code ec) {
             if (ec || self->finished_ || !self->awaiting_pong_) return;
+            self->ping_timed_out_ = true;
             self->abort(fmt::format("no pong within {}ms",
                                     std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.ping_timeout).count()),
                         net::error::timed_out);
@@ -235,6 +252,7 @@ void session<Layer>::finish(close_info info) {
         info.sent_reason = close_reason_;
     }
     info.timed_out = timed_out_;
+    info.ping_timeout = ping_timed_out_;
     if (info.what.empty() && !abort_what_.empty()) info.what = abort_what_;
     auto events = std::move(events_);
     if (events) events->on_close(info);

@@ -43,6 +43,9 @@ public:
     /// Drops the connection now (no closing handshake); `what` explains why.
     virtual void abort(std::string what, error_code ec = {}) = 0;
     virtual std::size_t queued_bytes() const noexcept = 0;
+    /// Asks for one on_writable() call once the send queue has drained to half its limit
+    /// (lets a producer pause instead of overflowing the queue).
+    virtual void want_writable() = 0;
     virtual bool is_open() const noexcept = 0;
     virtual net::any_io_executor get_executor() = 0;
     const session_stats& stats() const noexcept { return stats_; }
@@ -65,6 +68,7 @@ public:
     void close(std::uint16_t code, std::string reason) override;
     void abort(std::string what, error_code ec) override;
     std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+    void want_writable() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
     net::any_io_executor get_executor() override { return ws_.get_executor(); }
 
@@ -99,6 +103,7 @@ private:
     bool finished_ = false;
     bool ping_in_flight_ = false;
     bool timed_out_ = false;
+    bool ping_timed_out_ = false;
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;

@@ -11,16 +11,47 @@
 
 #include <array>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace wsx {
+
+/// A move-only void(error_code) callable (completion handlers need not be copyable).
+class ec_callback {
+public:
+    ec_callback() = default;
+    template <class F>
+    ec_callback(F f) : p_(std::make_unique<impl<F>>(std::move(f))) {}  // NOLINT: implicit on purpose
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+    void operator()(error_code ec) {
+        auto p = std::move(p_);
+        p->call(ec);
+    }
+
+private:
+    struct base {
+        virtual ~base() = default;
+        virtual void call(error_code ec) = 0;
+    };
+    template <class F>
+    struct impl final : base {
+        explicit impl(F f) : f(std::move(f)) {}
+        void call(error_code ec) override { f(ec); }
+        F f;
+    };
+    std::unique_ptr<base> p_;
+};
 
 template <class Next>
 class ws_layer {
 public:
     using next_layer_type = Next;
     using executor_type = typename Next::executor_type;
+
+    /// Outgoing bytes held for one gathered write; past this, Beast's write waits for the socket.
+    static constexpr std::size_t coalesce_limit = 64 * 1024;
 
     template <class... Args>
     explicit ws_layer(Args&&... args) : next_(std::forward<Args>(args)...) {}
@@ -31,41 +62,89 @@ public:
 
     bool sealed() const noexcept { return swallow_; }
 
-    template <class MutableBuffers, class Handler>
-    auto async_read_some(const MutableBuffers& b, Handler&& h) {
-        return next_.async_read_some(b, std::forward<Handler>(h));
+    /// Turns write coalescing on (server sessions): from now on the read loop flushes pending
+    /// writes each time it waits for the socket. Off (the default), every write goes straight
+    /// to the socket; clients keep it off because some servers drop messages that arrive in
+    /// the same segment as the client's Close instead of answering them first.
+    void set_coalescing(bool on) noexcept { coalesce_ = on; }
+
+    /// Calls done(ec) once every pending byte has been written (at once if none is).
+    void async_drain(ec_callback done) {
+        if (!in_flight_ && pending_.empty()) {
+            net::post(next_.get_executor(), [done = std::move(done), ec = write_error_]() mutable { done(ec); });
+            return;
+        }
+        drain_waiters_.push_back(std::move(done));
+        flush();
     }
 
-    template <class ConstBuffers, class Handler>
-    auto async_write_some(const ConstBuffers& b, Handler&& h) {
+    /// Every read from the socket first sends what is pending: at that moment every frame
+    /// already received has been parsed and answered, so the answers leave in one write.
+    template <class MutableBuffers, class Handler>
+    auto async_read_some(const MutableBuffers& b, Handler&& h) {
+        flush();
         return net::async_initiate<Handler, void(error_code, std::size_t)>(
-            [this](auto handler, const ConstBuffers& buffers) {
-                if (swallow_) {
-                    auto ex = net::get_associated_executor(handler, next_.get_executor());
-                    net::post(ex, [handler = std::move(handler), n = net::buffer_size(buffers)]() mutable {
-                        handler(error_code{}, n);
-                    });
-                    return;
-                }
-                ++writes_in_flight_;
-                next_.async_write_some(buffers, [this, handler = std::move(handler)](error_code ec, std::size_t n) mutable {
-                    --writes_in_flight_;
-                    start_injection();
+            [this](auto handler, const MutableBuffers& buffers) {
+                ++reads_in_flight_;
+                next_.async_read_some(buffers, [this, handler = std::move(handler)](error_code ec, std::size_t n) mutable {
+                    --reads_in_flight_;
                     handler(ec, n);
                 });
             },
             h, b);
     }
 
-    /// Writes raw bytes (our own Close frame) once no other write is on the wire, and
-    /// from that moment swallows every later write. Calls done(ec) when written.
+    /// Writes are copied into a pending buffer and complete at once (on the next turn of
+    /// the executor); the buffer goes out in one gathered write when the read side is about
+    /// to wait for the socket, or on the next turn when nobody reads. One syscall then
+    /// carries many messages instead of one each.
+    template <class ConstBuffers, class Handler>
+    auto async_write_some(const ConstBuffers& b, Handler&& h) {
+        return net::async_initiate<Handler, void(error_code, std::size_t)>(
+            [this](auto handler, const ConstBuffers& buffers) {
+                const std::size_t n = net::buffer_size(buffers);
+                auto ex = net::get_associated_executor(handler, next_.get_executor());
+                if (swallow_) {
+                    net::post(ex, [handler = std::move(handler), n]() mutable { handler(error_code{}, n); });
+                    return;
+                }
+                if (write_error_) {
+                    net::post(ex, [handler = std::move(handler), ec = write_error_]() mutable { handler(ec, 0); });
+                    return;
+                }
+                if (!coalesce_) {
+                    ++writes_in_flight_;
+                    next_.async_write_some(buffers, [this, handler = std::move(handler)](error_code ec, std::size_t n) mutable {
+                        --writes_in_flight_;
+                        if (inject_pending_) flush();  // our Close goes out between two writes, never inside one
+                        handler(ec, n);
+                    });
+                    return;
+                }
+                const std::size_t old = pending_.size();
+                pending_.resize(old + n);
+                net::buffer_copy(net::buffer(pending_.data() + old, n), buffers);
+                if (pending_.size() + writing_.size() <= coalesce_limit) {
+                    net::post(ex, [handler = std::move(handler), n]() mutable { handler(error_code{}, n); });
+                    schedule_flush();
+                    return;
+                }
+                // Too much is waiting for the socket: complete this write only once it has gone out.
+                blocked_ = [handler = std::move(handler), n](error_code ec) mutable { handler(ec, ec ? 0 : n); };
+                flush();
+            },
+            h, b);
+    }
+
+    /// Writes raw bytes (our own Close frame) after everything pending, and from that moment
+    /// swallows every later write. Calls done(ec) when written.
     template <class Done>
     void inject_and_seal(std::string bytes, Done done) {
         swallow_ = true;
-        injection_ = std::move(bytes);
         on_injected_ = std::move(done);
-        pending_injection_ = true;
-        start_injection();
+        pending_.append(bytes);
+        inject_pending_ = true;
+        flush();
     }
 
     template <class MutableBuffers>
@@ -75,31 +154,77 @@ public:
     template <class ConstBuffers>
     std::size_t write_some(const ConstBuffers& b, error_code& ec) {
         if (swallow_) return net::buffer_size(b);
+        if (!pending_.empty() && !in_flight_) {
+            net::write(next_, net::buffer(pending_), ec);
+            pending_.clear();
+            if (ec) return 0;
+        }
         return next_.write_some(b, ec);
     }
     template <class ConstBuffers>
     std::size_t write_some(const ConstBuffers& b) {
-        if (swallow_) return net::buffer_size(b);
-        return next_.write_some(b);
+        error_code ec;
+        auto n = write_some(b, ec);
+        if (ec) throw boost::system::system_error(ec);
+        return n;
     }
 
 private:
-    void start_injection() {
-        if (!pending_injection_ || writes_in_flight_ > 0) return;
-        pending_injection_ = false;
-        net::async_write(next_, net::buffer(injection_), [this](error_code ec, std::size_t) {
-            auto done = std::move(on_injected_);
-            on_injected_ = nullptr;
-            if (done) done(ec);
+    void schedule_flush() {
+        if (flush_scheduled_ || in_flight_) return;
+        flush_scheduled_ = true;
+        net::post(next_.get_executor(), [this, alive = std::weak_ptr<char>(alive_)] {
+            if (alive.expired()) return;
+            flush_scheduled_ = false;
+            // The read side flushes when it next waits for the socket; flush here only when it
+            // is already waiting (otherwise this would split a batch it is still producing).
+            if (reads_in_flight_ > 0 || blocked_) flush();
+        });
+    }
+
+    void flush() {
+        if (in_flight_ || pending_.empty() || writes_in_flight_ > 0) return;
+        in_flight_ = true;
+        writing_.swap(pending_);
+        const bool injection = inject_pending_;
+        inject_pending_ = false;
+        net::async_write(next_, net::buffer(writing_), [this, injection, alive = std::weak_ptr<char>(alive_)](error_code ec, std::size_t) {
+            if (alive.expired()) return;
+            in_flight_ = false;
+            writing_.clear();
+            if (ec && !write_error_) write_error_ = ec;
+            if (blocked_ && pending_.empty()) {
+                auto b = std::move(blocked_);
+                b(write_error_);
+            }
+            if (injection && on_injected_) {
+                auto done = std::move(on_injected_);
+                done(ec);
+            }
+            if (!pending_.empty() && !write_error_) return flush();
+            // Idle connections should not keep write buffers around.
+            std::string().swap(writing_);
+            std::string().swap(pending_);
+            auto waiters = std::move(drain_waiters_);
+            drain_waiters_.clear();
+            for (auto& w : waiters) w(write_error_);
         });
     }
 
     Next next_;
+    std::shared_ptr<char> alive_ = std::make_shared<char>();  // guards posted flushes against destruction
     bool swallow_ = false;
-    bool pending_injection_ = false;
-    int writes_in_flight_ = 0;
-    std::string injection_;
-    std::function<void(error_code)> on_injected_;
+    bool inject_pending_ = false;
+    bool in_flight_ = false;
+    bool flush_scheduled_ = false;
+    bool coalesce_ = false;
+    int reads_in_flight_ = 0;
+    int writes_in_flight_ = 0;  // pass-through writes (coalescing off)
+    error_code write_error_;
+    std::string pending_, writing_;
+    ec_callback blocked_;
+    ec_callback on_injected_;
+    std::vector<ec_callback> drain_waiters_;
 };
 
 /// Encodes a Close frame (RFC 6455 5.5.1); masked when sent by a client.
@@ -132,10 +257,13 @@ void teardown(beast::role_type role, ws_layer<Next>& s, error_code& ec) {
     teardown(role, s.next_layer(), ec);
 }
 
+/// Beast's teardown shuts the socket down: first let the pending bytes (its Close reply) out.
 template <class Next, class Handler>
 void async_teardown(beast::role_type role, ws_layer<Next>& s, Handler&& h) {
-    using websocket::async_teardown;
-    async_teardown(role, s.next_layer(), std::forward<Handler>(h));
+    s.async_drain([role, &s, h = std::forward<Handler>(h)](error_code) mutable {
+        using websocket::async_teardown;
+        async_teardown(role, s.next_layer(), std::move(h));
+    });
 }
 
 }  // namespace wsx

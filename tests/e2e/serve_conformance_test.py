@@ -1,0 +1,159 @@
+"""RFC 6455 conformance of wsx serve, driven frame by frame over raw sockets, in the spirit of
+the Autobahn testsuite: framing, fragmentation, control frames, reserved bits and opcodes,
+UTF-8, close codes. After every failed connection the server must still serve others."""
+import struct
+
+import wsxtest
+from serve_helpers import RawWS
+
+
+class ConformanceTest(wsxtest.WsxTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = wsxtest.Process([wsxtest.WSX, "serve", "127.0.0.1:0", "-q"])
+        cls.url = cls.server.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.server.proc.stderr.close()
+
+    def ws(self):
+        w = RawWS(self.url)
+        self.addCleanup(w.close)
+        return w
+
+    def expect_failure(self, code, *frames):
+        """Sends frames; the server must answer with Close `code` (or drop the TCP connection when
+        the frame cannot even be parsed) and keep serving new clients."""
+        w = self.ws()
+        for f in frames:
+            w.send_frame(*f[:2], **(f[2] if len(f) > 2 else {}))
+        got = w.expect_close()
+        self.assertEqual(got[0], code, got)
+        self.assertTrue(w.wait_eof(5))
+        self.still_serving()
+
+    def still_serving(self):
+        w = self.ws()
+        w.send_text("alive")
+        self.assertEqual(w.recv_message(), (1, b"alive"))
+
+    # Framing -----------------------------------------------------------------------------
+    def test_echo_sizes(self):
+        w = self.ws()
+        for n in (0, 1, 125, 126, 127, 65535, 65536, 1 << 20):
+            w.send_frame(0x2, bytes(i % 251 for i in range(n)))
+            op, payload = w.recv_message()
+            self.assertEqual((op, len(payload)), (2, n))
+            self.assertEqual(payload, bytes(i % 251 for i in range(n)))
+
+    def test_text_utf8_echo(self):
+        w = self.ws()
+        text = "κόσμε 🎉 ascii"
+        w.send_text(text)
+        self.assertEqual(w.recv_message(), (1, text.encode()))
+
+    def test_unmasked_client_frame_1002(self):
+        self.expect_failure(1002, (0x1, b"hello", {"mask": False}))
+
+    def test_reserved_bits_1002(self):
+        for rsv in (1, 2, 4):
+            with self.subTest(rsv=rsv):
+                self.expect_failure(1002, (0x1, b"x", {"rsv": rsv}))
+
+    def test_reserved_opcodes_1002(self):
+        for op in (3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF):
+            with self.subTest(op=op):
+                self.expect_failure(1002, (op, b""))
+
+    # Fragmentation -----------------------------------------------------------------------
+    def test_fragmented_message_with_ping_inside(self):
+        w = self.ws()
+        w.send_frame(0x1, "frag", fin=False)
+        w.send_frame(0x9, b"in-between")
+        w.send_frame(0x0, "men", fin=False)
+        w.send_frame(0x0, "ted", fin=True)
+        fin, op, payload = w.recv_frame()
+        self.assertEqual((op, payload), (0xA, b"in-between"))
+        self.assertEqual(w.recv_message(), (1, b"fragmented"))
+
+    def test_continuation_without_start_1002(self):
+        self.expect_failure(1002, (0x0, b"orphan"))
+
+    def test_new_message_inside_fragmented_one_1002(self):
+        self.expect_failure(1002, (0x1, b"a", {"fin": False}), (0x1, b"b"))
+
+    def test_utf8_split_across_fragments(self):
+        w = self.ws()
+        euro = "€".encode()
+        w.send_frame(0x1, euro[:1], fin=False)
+        w.send_frame(0x0, euro[1:], fin=True)
+        self.assertEqual(w.recv_message(), (1, euro))
+
+    # Control frames ----------------------------------------------------------------------
+    def test_ping_gets_pong_with_same_payload(self):
+        w = self.ws()
+        w.send_frame(0x9, b"payload-123")
+        fin, op, payload = w.recv_frame()
+        self.assertEqual((fin, op, payload), (True, 0xA, b"payload-123"))
+
+    def test_unsolicited_pong_ignored(self):
+        w = self.ws()
+        w.send_frame(0xA, b"nobody asked")
+        w.send_text("after")
+        self.assertEqual(w.recv_message(), (1, b"after"))
+
+    def test_fragmented_control_frame_1002(self):
+        self.expect_failure(1002, (0x9, b"x", {"fin": False}))
+
+    def test_control_frame_over_125_bytes_1002(self):
+        self.expect_failure(1002, (0x9, b"p" * 126))
+
+    # UTF-8 ------------------------------------------------------------------------------
+    def test_invalid_utf8_1007(self):
+        for bad in (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"ok\xf4\x90\x80\x80"):
+            with self.subTest(bad=bad):
+                self.expect_failure(1007, (0x1, bad))
+
+    def test_invalid_utf8_in_fragments_1007(self):
+        self.expect_failure(1007, (0x1, b"ok", {"fin": False}), (0x0, b"\xff", {"fin": True}))
+
+    def test_binary_may_hold_anything(self):
+        w = self.ws()
+        w.send_frame(0x2, b"\xff\xfe\x00")
+        self.assertEqual(w.recv_message(), (2, b"\xff\xfe\x00"))
+
+    # Close ------------------------------------------------------------------------------
+    def test_close_echoes_code(self):
+        for code in (1000, 1001, 3000, 4999):
+            with self.subTest(code=code):
+                w = self.ws()
+                w.send_close(code, b"reason")
+                self.assertEqual(w.expect_close()[0], code)
+                self.assertTrue(w.wait_eof(5))
+
+    def test_close_without_payload(self):
+        w = self.ws()
+        w.send_frame(0x8, b"")
+        code, reason = w.expect_close()
+        self.assertIn(code, (1000, 1005))
+
+    def test_invalid_close_codes_1002(self):
+        # (Codes of 5000 and above are echoed, not refused: Beast accepts them.)
+        for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999):
+            with self.subTest(code=code):
+                self.expect_failure(1002, (0x8, struct.pack("!H", code)))
+
+    def test_one_byte_close_payload_1002(self):
+        self.expect_failure(1002, (0x8, b"\x03"))
+
+    def test_data_after_close_is_ignored(self):
+        w = self.ws()
+        w.send_close(1000)
+        w.send_text("too late")
+        self.assertEqual(w.expect_close()[0], 1000)
+
+
+if __name__ == "__main__":
+    wsxtest.main()

@@ -1,0 +1,148 @@
+"""wsx serve --exec: CGI environment, lines both ways, exit status → close code, stderr,
+--max-forks, killing children of departed clients, and no zombies ever."""
+import os
+import time
+
+import shlex
+
+import wsxtest
+from serve_helpers import RawWS
+
+
+def sh(script):
+    """--exec arguments running `script` with sh -c (one string: its words start with '-')."""
+    return ["sh -c " + shlex.quote(script)]
+
+
+def children(pid):
+    """(pid, state) of every live process whose parent is `pid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == pid:
+            out.append((int(entry), fields[0]))
+    return out
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+class ExecTest(wsxtest.WsxTestCase):
+    def test_environment_and_lines(self):
+        script = ('echo "$REMOTE_ADDR|$SERVER_PORT|$SCRIPT_NAME|$PATH_INFO|$QUERY_STRING|$HTTP_X_TEST|$WSX_SCHEME|'
+                  '$REQUEST_METHOD|${REMOTE_PORT:+port}|$FOO|$BAR"; read line; echo "got $line"')
+        env = dict(os.environ, FOO="foo-value", BAR="bar-value")
+        p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "--path", "/app", "--passenv", "FOO", "--exec",
+                        *sh(script)], env=env)
+        url = p.wait_for(r"listening on (ws://127\.0\.0\.1:(\d+))")
+        port = url.group(2)
+        ws = RawWS(url.group(1), "/app?a=1&b=two", headers={"X-Test": "hello"})
+        op, payload = ws.recv_message()
+        self.assertEqual(payload.decode(), f"127.0.0.1|{port}|/app||a=1&b=two|hello|ws|GET|port|foo-value|")
+        ws.send_text("hi there")
+        self.assertEqual(ws.recv_message(), (1, b"got hi there"))
+        self.assertEqual(ws.expect_close(), (1000, ""))
+        ws.close()
+
+    def test_path_info_without_path_option(self):
+        p, url = self.start_server("--exec", *sh('echo "$PATH_INFO"'))
+        ws = RawWS(url, "/a/b%20c")
+        self.assertEqual(ws.recv_message(), (1, b"/a/b c"))
+        ws.close()
+
+    def test_exit_status_becomes_close_code(self):
+        for script, code, reason in (("exit 0", 1000, ""), ("exit 3", 1011, "exit 3"), ("kill -9 $$", 1011, "signal 9")):
+            with self.subTest(script=script):
+                p, url = self.start_server("--exec", *sh(script))
+                ws = RawWS(url)
+                self.assertEqual(ws.expect_close(), (code, reason))
+                ws.close()
+                p.stop()
+
+    def test_shell_style_single_string(self):
+        p, url = self.start_server("--exec", "sh -c 'read x; echo \"[$x]\"'")
+        ws = RawWS(url)
+        ws.send_text("abc")
+        self.assertEqual(ws.recv_message(), (1, b"[abc]"))
+        self.assertEqual(ws.expect_close(), (1000, ""))
+
+    def test_stderr_to_log_or_client(self):
+        p, url = self.start_server("--exec", *sh("echo oops >&2; echo out"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"out"))
+        self.assertEqual(ws.expect_close()[0], 1000)
+        p.wait_for(r"\[\d+\] oops$")
+        p2, url2 = self.start_server("--pass-stderr", "--exec", *sh("echo oops >&2; sleep 0.2; echo out"))
+        ws2 = RawWS(url2)
+        self.assertEqual(ws2.recv_message(), (1, b"oops"))
+        self.assertEqual(ws2.recv_message(), (1, b"out"))
+
+    def test_binary_mode(self):
+        p, url = self.start_server("--binary", "--exec", "head -c 5")
+        ws = RawWS(url)
+        ws.send_frame(0x2, b"\x00\x01\x02\x03\x04")
+        op, payload = ws.recv_message()
+        self.assertEqual((op, payload), (2, b"\x00\x01\x02\x03\x04"))
+        self.assertEqual(ws.expect_close()[0], 1000)
+
+    def test_missing_program_is_a_usage_error(self):
+        r = self.wsx("serve", "127.0.0.1:0", "--exec", "/nonexistent/prog")
+        self.assertExit(r, 2)
+        self.assertIn(b"not an executable file", r.stderr)
+
+    def test_max_forks_refuses_with_503(self):
+        p, url = self.start_server("--max-forks", "1", "--exec", "cat")
+        ws = RawWS(url)
+        ws.send_text("one")
+        self.assertEqual(ws.recv_message(), (1, b"one"))  # the child is surely running now
+        second = RawWS(url, expect_upgrade=False)
+        self.assertEqual(second.status, 503)
+        self.assertIn("too many processes", second.buf.decode() + second.response_head)
+        ws.send_close()
+        ws.expect_close()
+        ws.close()
+        # Once the first child has been reaped, a new client gets through.
+        wait_until(lambda: not children(p.proc.pid), what="child reaped")
+        third = RawWS(url)
+        third.send_text("three")
+        self.assertEqual(third.recv_message(), (1, b"three"))
+
+    def test_child_killed_when_client_leaves(self):
+        # The child ignores SIGTERM, so only SIGKILL after --kill-grace ends it.
+        p, url = self.start_server("--kill-grace", "300ms", "--exec", *sh("trap '' TERM; echo ready; while :; do sleep 0.05; done"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"ready"))
+        self.assertEqual(len(children(p.proc.pid)), 1)
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), timeout=10, what="child gone")
+
+    def test_no_zombies_after_200_cycles(self):
+        p, url = self.start_server("-q", "--exec", "cat")
+        for i in range(200):
+            ws = RawWS(url)
+            if i % 2:
+                ws.send_close()  # half leave politely, half just drop the connection
+            ws.close()
+            if i % 50 == 0:
+                zombies = [c for c in children(p.proc.pid) if c[1] == "Z"]
+                self.assertLessEqual(len(zombies), 5, f"zombies piling up: {zombies}")
+        wait_until(lambda: not children(p.proc.pid), timeout=15, what="all children reaped")
+        self.assertIsNone(p.proc.poll())
+
+
+if __name__ == "__main__":
+    wsxtest.main()

@@ -1,0 +1,147 @@
+"""wsx serve limits and liveness: --max-connections, --max-message-size, --ping-interval/
+--ping-timeout, --idle-timeout, --handshake-timeout, send-queue overflow, --announce-json,
+--threads."""
+import json
+import socket
+import time
+
+import wsxtest
+from serve_helpers import RawWS, http_request
+
+
+class LimitsTest(wsxtest.WsxTestCase):
+    def test_max_connections_503(self):
+        p, url = self.start_server("--max-connections", "2")
+        a, b = RawWS(url), RawWS(url)
+        third = RawWS(url, expect_upgrade=False)
+        self.assertEqual(third.status, 503)
+        self.assertIn("too many connections", third.buf.decode())
+        a.send_close()
+        self.assertEqual(a.expect_close()[0], 1000)
+        a.close()
+        p.wait_for(r"code=1000")
+        # The slot is free again.
+        c = RawWS(url)
+        c.send_text("x")
+        self.assertEqual(c.recv_message(), (1, b"x"))
+
+    def test_max_message_size_1009(self):
+        p, url = self.start_server("--max-message-size", "100")
+        ws = RawWS(url)
+        ws.send_text("a" * 100)
+        self.assertEqual(ws.recv_message(), (1, b"a" * 100))
+        ws.send_text("b" * 101)
+        code, reason = ws.expect_close()
+        self.assertEqual(code, 1009)
+        ws.send_close(1009)
+        p.wait_for(r"code=1009")
+
+    def test_ping_timeout_drops_silent_client(self):
+        p, url = self.start_server("--ping-interval", "200ms", "--ping-timeout", "300ms", "--metrics")
+        mute = RawWS(url)       # reads nothing, answers no ping
+        polite = RawWS(url)     # answers every ping
+        t0 = time.monotonic()
+        got_ping = False
+        while time.monotonic() - t0 < 1.5:
+            try:
+                fin, op, payload = polite.recv_frame(timeout=0.1)
+            except TimeoutError:
+                continue
+            if op == 0x9:
+                got_ping = True
+                polite.send_frame(0xA, payload)
+        self.assertTrue(got_ping)
+        self.assertTrue(mute.wait_eof(timeout=5), "the silent client was not dropped")
+        p.wait_for(r"error=\"no pong within 300ms\"")
+        polite.send_text("still here")
+        self.assertEqual(polite.recv_message(), (1, b"still here"))
+        text = http_request(url, "/metrics")[2].decode()
+        self.assertIn("wsx_ping_timeouts_total 1\n", text)
+
+    def test_idle_timeout_1001(self):
+        p, url = self.start_server("--idle-timeout", "300ms")
+        ws = RawWS(url)
+        t0 = time.monotonic()
+        code, reason = ws.expect_close(timeout=5)
+        self.assertEqual((code, reason), (1001, "idle timeout"))
+        self.assertGreater(time.monotonic() - t0, 0.2)
+
+    def test_handshake_timeout_against_slowloris(self):
+        p, url = self.start_server("--handshake-timeout", "300ms")
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
+        t0 = time.monotonic()
+        s.settimeout(5)
+        try:
+            data = s.recv(100)
+        except ConnectionResetError:
+            data = b""
+        self.assertEqual(data, b"")
+        self.assertLess(time.monotonic() - t0, 3)
+        s.close()
+
+    def test_send_queue_overflow_closes_1008(self):
+        p, url = self.start_server("--send-queue-limit", "64KiB")
+        ws = RawWS(url)
+        # Grow the echo queue far beyond the limit (and the socket buffers) while reading nothing.
+        chunk = "x" * 16384
+        for _ in range(600):
+            ws.send_text(chunk)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            item = ws.recv_message(timeout=20)
+            if item[0] == "close":
+                self.assertEqual(item[1], 1008)
+                break
+        else:
+            self.fail("no close")
+        p.wait_for(r"code=1008")
+
+    def test_send_queue_overflow_drop_counts(self):
+        p, url = self.start_server("--send-queue-limit", "64KiB", "--overflow", "drop")
+        ws = RawWS(url)
+        chunk = "y" * 16384
+        for _ in range(600):
+            ws.send_text(chunk)
+        ws.send_close()
+        while True:
+            item = ws.recv_message(timeout=20)
+            if item[0] == "close":
+                self.assertEqual(item[1], 1000)
+                break
+        ws.close()
+        m = p.wait_for(r"dropped=(\d+)")
+        self.assertGreater(int(m.group(1)), 0)
+
+    def test_announce_json(self):
+        p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "--announce-json"])
+        line = p.wait_for(r"^\{.*\}$").group(0)
+        j = json.loads(line)
+        self.assertEqual(j["event"], "listening")
+        self.assertEqual(j["url"], f"ws://127.0.0.1:{j['port']}")
+        self.assertEqual(j["tls"], False)
+        ws = RawWS(j["url"])
+        ws.send_text("ok")
+        self.assertEqual(ws.recv_message(), (1, b"ok"))
+
+    def test_threads_spread_connections(self):
+        p, url = self.start_server("--threads", "3")
+        clients = [RawWS(url) for _ in range(9)]
+        for i, c in enumerate(clients):
+            c.send_text(f"m{i}")
+        for i, c in enumerate(clients):
+            self.assertEqual(c.recv_message(), (1, f"m{i}".encode()))
+
+    def test_usage_errors_reported_together(self):
+        r = self.wsx("serve", "127.0.0.1:0", "--stdio", "--exec", "cat", "--ping-timeout", "nonsense",
+                     "--client-ca", "/nonexistent")
+        self.assertExit(r, 2)
+        err = r.stderr.decode()
+        self.assertIn("alternatives", err)
+        self.assertIn("--ping-timeout", err)
+        self.assertIn("--client-ca needs TLS", err)
+
+
+if __name__ == "__main__":
+    wsxtest.main()

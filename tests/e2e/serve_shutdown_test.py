@@ -1,0 +1,83 @@
+"""wsx serve operations: graceful shutdown (Close 1001 to every client, drain, exit 0; a second
+signal exits at once), the access log in text and JSON, -q."""
+import json
+import signal
+import time
+
+import wsxtest
+from serve_helpers import RawWS
+
+
+class ShutdownTest(wsxtest.WsxTestCase):
+    def test_sigterm_sends_1001_to_all(self):
+        p, url = self.start_server()
+        clients = [RawWS(url) for _ in range(3)]
+        for c in clients:  # make sure all three are fully upgraded and served
+            c.send_text("hi")
+            self.assertEqual(c.recv_message(), (1, b"hi"))
+        p.proc.send_signal(signal.SIGTERM)
+        for c in clients:
+            self.assertEqual(c.expect_close(), (1001, "server shutting down"))
+            c.send_close(1001)
+        self.assertEqual(p.proc.wait(10), 0)
+        for c in clients:
+            self.assertTrue(c.wait_eof(5))
+        # New connections are refused once the server is gone.
+
+    def test_drain_timeout_bounds_the_wait(self):
+        p, url = self.start_server("--drain-timeout", "500ms")
+        c = RawWS(url)
+        c.send_text("hi")
+        self.assertEqual(c.recv_message(), (1, b"hi"))
+        t0 = time.monotonic()
+        p.proc.send_signal(signal.SIGINT)
+        self.assertEqual(c.expect_close()[0], 1001)
+        # This client never answers the Close: the server waits the drain timeout, no longer.
+        self.assertEqual(p.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - t0, 4)
+
+    def test_second_signal_exits_at_once(self):
+        p, url = self.start_server("--drain-timeout", "60s")
+        c = RawWS(url)
+        c.send_text("hi")
+        self.assertEqual(c.recv_message(), (1, b"hi"))
+        p.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(c.expect_close()[0], 1001)
+        p.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(p.proc.wait(5), 130)
+
+    def test_access_log_text(self):
+        p, url = self.start_server()
+        c = RawWS(url, "/chat?x=1")
+        c.send_text("hello")
+        self.assertEqual(c.recv_message(), (1, b"hello"))
+        c.send_close(1000, b"bye")
+        c.expect_close()
+        c.close()
+        m = p.wait_for(r'127\.0\.0\.1:\d+ "/chat\?x=1" \S+ in=1/5B out=1/5B code=1000 reason="bye"')
+        self.assertTrue(m)
+
+    def test_access_log_json(self):
+        p, url = self.start_server("--log-format", "json")
+        c = RawWS(url, "/j")
+        c.send_frame(0x2, b"\x01\x02\x03")
+        self.assertEqual(c.recv_message(), (2, b"\x01\x02\x03"))
+        c.close()  # no closing handshake: 1006
+        line = p.wait_for(r'"event":"close"').string
+        j = json.loads(line)
+        self.assertEqual((j["path"], j["messages_in"], j["bytes_in"], j["messages_out"], j["code"]), ("/j", 1, 3, 1, 1006))
+        self.assertIn("error", j)
+
+    def test_quiet(self):
+        p, url = self.start_server("-q")
+        c = RawWS(url)
+        c.send_close()
+        c.expect_close()
+        c.close()
+        p.proc.send_signal(signal.SIGTERM)
+        rest = p.rest_of_stderr()
+        self.assertNotIn("code=", rest)
+
+
+if __name__ == "__main__":
+    wsxtest.main()

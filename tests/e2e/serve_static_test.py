@@ -1,0 +1,92 @@
+"""wsx serve --static, --path and --metrics: files with content types, 404s, no path
+traversal, upgrades only at --path, Prometheus metrics on the same port."""
+import os
+
+import wsxtest
+from serve_helpers import RawWS, http_request
+
+
+class StaticTest(wsxtest.WsxTestCase):
+    def setUp(self):
+        super().setUp()
+        self.root = os.path.join(self.tmp, "public")
+        os.makedirs(os.path.join(self.root, "sub"))
+        with open(os.path.join(self.root, "index.html"), "w") as f:
+            f.write("<h1>home</h1>")
+        with open(os.path.join(self.root, "sub", "app.js"), "w") as f:
+            f.write("console.log(1)")
+        with open(os.path.join(self.root, "data.bin"), "wb") as f:
+            f.write(bytes(range(256)))
+        with open(os.path.join(self.tmp, "secret.txt"), "w") as f:
+            f.write("secret")
+        os.symlink(os.path.join(self.tmp, "secret.txt"), os.path.join(self.root, "link.txt"))
+
+    def test_files_types_and_404(self):
+        p, url = self.start_server("--static", self.root)
+        status, h, body = http_request(url, "/")
+        self.assertEqual((status, body), (200, b"<h1>home</h1>"))
+        self.assertEqual(h["content-type"], "text/html; charset=utf-8")
+        status, h, body = http_request(url, "/sub/app.js?v=3")
+        self.assertEqual((status, body), (200, b"console.log(1)"))
+        self.assertTrue(h["content-type"].startswith("text/javascript"))
+        status, h, body = http_request(url, "/data.bin")
+        self.assertEqual((status, body, h["content-type"]), (200, bytes(range(256)), "application/octet-stream"))
+        status, h, body = http_request(url, "/missing.html")
+        self.assertEqual(status, 404)
+        status, h, body = http_request(url, "/sub")
+        self.assertEqual((status, h.get("location")), (301, "/sub/"))
+        status, h, body = http_request(url, "/", method="HEAD")
+        self.assertEqual((status, h["content-length"], body), (200, "13", b""))
+        status, h, body = http_request(url, "/", method="POST")
+        self.assertEqual(status, 405)
+
+    def test_traversal_refused(self):
+        p, url = self.start_server("--static", self.root)
+        for path in ("/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt", "/sub/%2E%2E/%2e%2e/secret.txt",
+                     "/..%2fsecret.txt", "/link.txt", "/a%00b", "/sub%5c..%5c..%5csecret.txt"):
+            with self.subTest(path=path):
+                status, h, body = http_request(url, path)
+                self.assertIn(status, (400, 403, 404))
+                self.assertNotIn(b"secret", body)
+
+    def test_websocket_beside_files_and_path(self):
+        p, url = self.start_server("--static", self.root, "--path", "/ws")
+        ws = RawWS(url, "/ws")
+        ws.send_text("ping")
+        self.assertEqual(ws.recv_message(), (1, b"ping"))
+        other = RawWS(url, "/elsewhere", expect_upgrade=False)
+        self.assertEqual(other.status, 404)
+        self.assertEqual(http_request(url, "/")[0], 200)
+
+    def test_path_without_static(self):
+        p, url = self.start_server("--path", "/ws")
+        self.assertEqual(RawWS(url, "/nope", expect_upgrade=False).status, 404)
+        self.assertEqual(http_request(url, "/ws")[0], 426)
+        self.assertEqual(http_request(url, "/other")[0], 404)
+
+    def test_metrics(self):
+        p, url = self.start_server("--metrics", "--max-connections", "1")
+        ws = RawWS(url)
+        ws.send_text("hello")
+        self.assertEqual(ws.recv_message(), (1, b"hello"))
+        self.assertEqual(RawWS(url, expect_upgrade=False).status, 503)
+        status, h, body = http_request(url, "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(h["content-type"].startswith("text/plain; version=0.0.4"))
+        text = body.decode()
+        self.assertIn("wsx_connections_current 1\n", text)
+        self.assertIn("wsx_connections_total 1\n", text)
+        self.assertIn('wsx_messages_total{direction="in"} 1\n', text)
+        self.assertIn('wsx_bytes_total{direction="out"} 5\n', text)
+        self.assertIn('wsx_rejections_total{reason="max_connections"} 1\n', text)
+        ws.send_close(1000)
+        self.assertEqual(ws.expect_close()[0], 1000)
+        ws.close()
+        p.wait_for(r"code=1000")
+        text = http_request(url, "/metrics")[2].decode()
+        self.assertIn("wsx_connections_current 0\n", text)
+        self.assertIn('wsx_closes_total{code="1000"} 1\n', text)
+
+
+if __name__ == "__main__":
+    wsxtest.main()

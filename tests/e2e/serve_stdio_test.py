@@ -1,0 +1,55 @@
+"""wsx serve --stdio: server stdin lines fan out to every client, client messages go to
+stdout; stdin EOF closes the clients; --oneshot exits after the first client."""
+import subprocess
+
+import wsxtest
+from serve_helpers import LineReader, RawWS
+
+
+class StdioTest(wsxtest.WsxTestCase):
+    def start_stdio(self, *extra):
+        p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "--stdio", *extra], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE)
+        url = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
+        return p, url
+
+    def test_fan_out_to_three_clients_and_back(self):
+        p, url = self.start_stdio()
+        clients = [RawWS(url) for _ in range(3)]
+        # Each client speaks first; seeing all three lines on stdout proves all three are registered.
+        for i, c in enumerate(clients):
+            c.send_text(f"from {i}")
+        out = LineReader(p.proc.stdout)
+        seen = {out.line() for _ in range(3)}
+        self.assertEqual(seen, {"from 0", "from 1", "from 2"})
+        p.proc.stdin.write(b"hello all\nsecond line\n")
+        p.proc.stdin.flush()
+        for c in clients:
+            self.assertEqual(c.recv_message(), (1, b"hello all"))
+            self.assertEqual(c.recv_message(), (1, b"second line"))
+        # stdin EOF: every client gets Close 1000, then the server exits 0.
+        p.proc.stdin.close()
+        for c in clients:
+            code, reason = c.expect_close()
+            self.assertEqual(code, 1000)
+            c.send_close()
+            c.close()
+        self.assertEqual(p.proc.wait(10), 0)
+
+    def test_lines_before_first_client_are_held(self):
+        p, url = self.start_stdio("--oneshot")
+        p.proc.stdin.write(b"early\n")
+        p.proc.stdin.flush()
+        c = RawWS(url)
+        self.assertEqual(c.recv_message(), (1, b"early"))
+        # Only one client with --oneshot.
+        other = RawWS(url, expect_upgrade=False)
+        self.assertEqual(other.status, 503)
+        c.send_close()
+        self.assertEqual(c.expect_close()[0], 1000)
+        c.close()
+        self.assertEqual(p.proc.wait(10), 0)
+
+
+if __name__ == "__main__":
+    wsxtest.main()
