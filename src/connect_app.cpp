@@ -446,6 +446,10 @@ void connect_app::on_close(const close_info& info) {
         // We asked for the close (stdin EOF, -n, --expect, /close, /quit).
         if (!info.clean && info.timed_out)
             return finish(exit_code::timeout, fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait)));
+        // A server that hangs up instead of answering our Close has still delivered everything
+        // (TCP keeps order), but a message we could not read is lost data.
+        if (!info.clean && info.error && info.error.category() == websocket::make_error_code(websocket::error::closed).category())
+            return finish(exit_code::abnormal_close, what);
         if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed while " + goal_status());
         return finish(exit_code::ok, "");
     }
@@ -466,6 +470,11 @@ std::string connect_app::describe_end(const close_info& info) const {
         return fmt::format("idle timeout: nothing received for {} (--idle-timeout)", format_duration(o_.idle_timeout));
     if (info.timed_out && info.what.starts_with("no pong"))
         return fmt::format("{} (--ping-timeout)", info.what);
+    if (info.error == websocket::error::message_too_big)
+        return fmt::format("a message larger than --max-message-size {} arrived; closed with 1009",
+                           format_bytes(o_.client.session.max_message_size));
+    if (info.error && info.error.category() == websocket::make_error_code(websocket::error::closed).category())
+        return fmt::format("protocol error from the server: {}; closed with 1002", info.error.message());
     if (info.clean) return fmt::format("connection closed by server: {}", describe_close(info.code, info.reason));
     return fmt::format("connection lost without a Close frame (1006): {}",
                        info.what.empty() ? std::string("closed by the peer") : info.what);

@@ -11,11 +11,13 @@ Behaviour these tests rely on:
 - -n N: exit 0 once N messages have arrived (the closing handshake is completed first).
 - stdin that stays open keeps the connection open: only a deadline ends such a run.
 """
+import signal
 import socket
+import subprocess
 import unittest
 
 import wsxtest
-from wsxtest import WsxTestCase
+from wsxtest import WsxTestCase, read_line_matching
 
 
 def dead_port():
@@ -139,6 +141,18 @@ class ExitCodeTest(WsxTestCase):
         r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--send", "x", "-n", "5", timeout=15)
         self.assertExit(r, 7)
 
+    def test_7_message_larger_than_max_message_size(self):
+        _, url = self.start_server()
+        big = b"x" * 3000 + b"\n"
+        # While the connection is open, and while draining after stdin EOF: never a silent loss.
+        for run in (lambda: self.wsx_open_stdin("connect", url, "--max-message-size", "1KiB", "--send", big[:-1].decode(),
+                                                "-n", "1", timeout=15),
+                    lambda: self.wsx("connect", url, "--max-message-size", "1KiB", input=big)):
+            r = run()
+            self.assertExit(r, 7)
+            self.assertOneError(r, "--max-message-size", "1009")
+            self.assertEqual(r.stdout, b"")
+
     def test_0_server_closes_with_1000_and_1001(self):
         for code in (1000, 1001):
             with self.subTest(code=code):
@@ -184,6 +198,32 @@ class ExitCodeTest(WsxTestCase):
         r = self.wsx_open_stdin("connect", url, "--send", "hello", "--expect", "^bye$", "--timeout", "500ms", timeout=15)
         self.assertExit(r, 8)
         self.assertOneError(r, "^bye$", "hello")
+
+    def test_8_server_does_not_answer_close_within_wait(self):
+        server, url = self.start_server()
+        p = self.start([wsxtest.WSX, "connect", url, "--wait", "300ms"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        out = wsxtest.LineCollector(p.proc.stdout)
+        p.proc.stdin.write(b"hello\n")
+        p.proc.stdin.flush()
+        out.wait_for_line(b"hello")
+        server.proc.send_signal(signal.SIGSTOP)  # TCP stays up, nothing answers
+        self.addCleanup(server.proc.send_signal, signal.SIGKILL)
+        p.proc.stdin.close()
+        self.assertEqual(p.proc.wait(10), 8)
+        self.assertIn("--wait 300ms", p.rest_of_stderr())
+
+    # 130 ----------------------------------------------------------------
+    def test_130_interrupted_closes_with_1001(self):
+        peer, port = self.start_peer("ws_server.py")
+        p = self.start([wsxtest.WSX, "connect", f"ws://127.0.0.1:{port}/"], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE)
+        out = wsxtest.LineCollector(p.proc.stdout)
+        p.proc.stdin.write(b"before the signal\n")
+        p.proc.stdin.flush()
+        out.wait_for_line(b"before the signal")
+        p.proc.send_signal(signal.SIGINT)
+        self.assertEqual(p.proc.wait(10), 130)
+        read_line_matching(peer.proc.stdout, r"^closed 1001", 10)
 
     # 9 ------------------------------------------------------------------
     def test_9_expect_mismatch_at_close(self):

@@ -244,6 +244,17 @@ class InteropTest(WsxTestCase):
         self.assertEqual(r.stdout, b"plain\n")
         read_line_matching(p.proc.stdout, r"^extensions -$", 10)
 
+    def test_unix_socket(self):
+        path = os.path.join(self.tmp, "ws.sock")
+        p = self.start([wsxtest.PYTHON, os.path.join(wsxtest.PEERS, "ws_server.py"), "--mode", "info", "--unix", path],
+                       stdout=subprocess.PIPE)
+        read_line_matching(p.proc.stdout, r"^listening on unix:", 10)
+        r = self.wsx("connect", f"ws+unix://{path}:/over/unix?x=1", "-n", "2", "--send", "via unix", "--timeout", "5s")
+        self.assertExit(r, 0)
+        lines = r.stdout.splitlines()
+        self.assertEqual(json.loads(lines[0])["path"], "/over/unix?x=1")
+        self.assertEqual(lines[1], b"via unix")
+
     # Reporting ----------------------------------------------------------
     def test_verbose_prints_handshake(self):
         _, r, _ = self.info("-v", "-H", "X-Shown: yes", path="/v")

@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import random
+import socket
 import unittest
 
 import wsxtest
@@ -135,6 +136,22 @@ class PipeTest(WsxTestCase):
                 self.assertEqual(e["opcode"], "binary", e)
             self.assertEqual(b"".join(base64.b64decode(e["data_base64"]) for e in msgs), data)
             self.assertEqual(sum(e["length"] for e in msgs), 256)
+
+    def test_timestamps_prefix(self):
+        out = self.pipe(b"stamped\n", "-t").decode()
+        self.assertRegex(out, r"^\d\d:\d\d:\d\d\.\d{3} stamped\n$")
+
+    def test_ipv6_literal(self):
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        p = self.start([wsxtest.WSX, "serve", "[::1]:0"])
+        url = p.wait_for(r"listening on (ws://\[::1\]:\d+)").group(1) + "/"
+        r = self.wsx("connect", url, input=b"six\n")
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, b"six\n")
 
     def test_eof_drain_prints_every_reply(self):
         # All 10,000 lines are written before the server has echoed them; the client must

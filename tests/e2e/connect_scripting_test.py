@@ -36,6 +36,12 @@ class ScriptingTest(WsxTestCase):
         r = self.run_ok("--send", "ping 1", "--send", "ping 2", "--expect", "^ping 1$", "--expect", "2$")
         self.assertEqual(r.stdout, b"ping 1\nping 2\n")
 
+    def test_expect_with_stdin_lines(self):
+        # Stdin EOF does not end the run while an expectation is pending.
+        r = self.wsx("connect", self.url, "--expect", "^b$", "--timeout", "5s", input=b"a\nb\nc\n")
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout.splitlines()[:2], [b"a", b"b"])
+
     def test_non_matching_messages_are_skipped(self):
         r = self.run_ok("--send", "noise", "--send", "more noise", "--send", "status: ready", "--expect", "ready")
         self.assertEqual(r.stdout, b"noise\nmore noise\nstatus: ready\n")

@@ -17,6 +17,7 @@ Modes (--mode):
   reject   answer the upgrade with --status and --body (plain HTTP)
   burst    on each received message "N", send N numbered text messages "0".."N-1"
 TLS: --tls-cert/--tls-key; --client-ca FILE requires a client certificate signed by it.
+--unix PATH listens on a unix socket instead (and prints `listening on unix:PATH`).
 Runs until killed.
 """
 import argparse
@@ -48,6 +49,7 @@ def parse_args():
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--client-ca")
+    p.add_argument("--unix", metavar="PATH")
     return p.parse_args()
 
 
@@ -116,12 +118,15 @@ async def main():
             ssl_ctx.verify_mode = ssl.CERT_REQUIRED
             ssl_ctx.load_verify_locations(a.client_ca)
 
-    server = await websockets.serve(
-        handler, "127.0.0.1", a.port, ssl=ssl_ctx, process_request=process_request,
-        subprotocols=a.subprotocol or None, compression=None if a.no_compression else "deflate",
-        ping_interval=a.ping_interval, max_size=None)
-    port = server.sockets[0].getsockname()[1]
-    log(f"listening on 127.0.0.1:{port}")
+    options = dict(ssl=ssl_ctx, process_request=process_request, subprotocols=a.subprotocol or None,
+                   compression=None if a.no_compression else "deflate", ping_interval=a.ping_interval, max_size=None)
+    if a.unix:
+        await websockets.unix_serve(handler, a.unix, **options)
+        log(f"listening on unix:{a.unix}")
+    else:
+        server = await websockets.serve(handler, "127.0.0.1", a.port, **options)
+        port = server.sockets[0].getsockname()[1]
+        log(f"listening on 127.0.0.1:{port}")
     await asyncio.Future()
 
 
