@@ -25,7 +25,7 @@ public:
 };
 
 struct repl_options {
-    std::string history_file;   ///< empty: $XDG_STATE_HOME/wsx/history or ~/.wsx_history
+    std::string history_file;   ///< empty: $XDG_STATE_HOME/wsx/history or ~/.local/state/wsx/history
     bool colour = true;         ///< ANSI colours (off with --no-color or NO_COLOR)
     bool timestamps = false;    ///< -t: prefix lines with the local time
     std::string prompt = "> ";
