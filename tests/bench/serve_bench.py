@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""`wsx serve` beside a node `ws` echo server and a python websockets echo server, in one run.
+
+Load comes from tests/bench/serve_loadgen.cpp (a small epoll client, compiled here with g++),
+so no server is measured with its own code. Servers run on CPU 0, the generator on CPU 1
+(taskset); the servers are measured in turns, round after round, and the medians of the rounds
+and the ratios wsx/node are printed.
+
+Scenarios (32-byte text unless stated):
+  pipelined   100 connections, 32 messages in flight each         (msgs/s)
+  pingpong    100 connections, 1 message in flight each           (msgs/s)
+  binary16k   100 connections, 16 KiB binary, 1 in flight each    (MB/s)
+  handshake   connect + upgrade + close, 10 at a time             (handshakes/s)
+  idle        RSS growth per idle connection with N connections   (KiB/conn)
+
+Usage: tests/bench/serve_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--only a,b] [--idle 10000]
+Needs: g++, node with the npm package `ws` (tests/node_modules, see tests/package.json),
+python3-websockets, taskset.
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+NODE_MODULES = os.path.join(ROOT, "tests", "node_modules")
+
+NODE_SERVER = r"""
+const { WebSocketServer } = require('ws');
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 << 20 });
+wss.on('listening', () => console.error('listening on ws://127.0.0.1:' + wss.address().port));
+wss.on('connection', (ws) => ws.on('message', (d, isBinary) => ws.send(d, { binary: isBinary })));
+"""
+
+PY_SERVER = r"""
+import asyncio, sys, websockets
+async def echo(ws, path=None):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None, compression=None) as s:
+        port = s.sockets[0].getsockname()[1]
+        print(f"listening on ws://127.0.0.1:{port}", file=sys.stderr, flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+SCENARIOS = {
+    # name: (mode, conns, inflight, size, unit)
+    "pipelined": ("text", 100, 32, 32, "msgs/s"),
+    "pingpong": ("text", 100, 1, 32, "msgs/s"),
+    "binary16k": ("binary", 100, 1, 16384, "MB/s"),
+    "handshake": ("handshake", 10, 0, 0, "hs/s"),
+}
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start_server(kind, wsx, tmp):
+    env = dict(os.environ, NODE_PATH=NODE_MODULES)
+    if kind == "wsx":
+        cmd = [wsx, "serve", "127.0.0.1:0", "-q", "--threads", "1", "--max-message-size", "64MiB"]
+    elif kind == "node":
+        path = os.path.join(tmp, "node_echo.js")
+        with open(path, "w") as f:
+            f.write(NODE_SERVER)
+        cmd = ["node", path]
+    else:
+        path = os.path.join(tmp, "py_echo.py")
+        with open(path, "w") as f:
+            f.write(PY_SERVER)
+        cmd = ["/usr/bin/python3", path]
+    p = subprocess.Popen(["taskset", "-c", "0", *cmd], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
+                         preexec_fn=raise_nofile)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        line = p.stderr.readline().decode()
+        m = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+        if m:
+            return p, int(m.group(1))
+    p.kill()
+    raise SystemExit(f"{kind} server did not start")
+
+
+def stop(p):
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(5)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_load(loadgen, port, scenario, seconds):
+    mode, conns, inflight, size, unit = SCENARIOS[scenario]
+    r = subprocess.run(["taskset", "-c", "1", loadgen, "127.0.0.1", str(port), mode, str(conns), str(inflight), str(size),
+                        str(seconds)], capture_output=True, timeout=seconds * 4 + 120, preexec_fn=raise_nofile)
+    if r.returncode != 0:
+        return None
+    j = json.loads(r.stdout)
+    return j["bytes"] / j["seconds"] / 1e6 if unit == "MB/s" else j["rate"]
+
+
+def measure_idle(loadgen, kind, wsx, tmp, n):
+    p, port = start_server(kind, wsx, tmp)
+    try:
+        time.sleep(0.5)
+        before = rss_kib(p.pid)
+        g = subprocess.Popen(["taskset", "-c", "1", loadgen, "127.0.0.1", str(port), "idle", str(n), "0", "0", "30"],
+                             stdout=subprocess.PIPE, preexec_fn=raise_nofile)
+        line = g.stdout.readline().decode()
+        if not line.startswith("ready"):
+            g.kill()
+            return None
+        time.sleep(1.0)
+        after = rss_kib(p.pid)
+        g.kill()
+        g.wait()
+        return (after - before) / n
+    finally:
+        stop(p)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--wsx", default=os.path.join(ROOT, "build", "wsx"))
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="pipelined,pingpong,binary16k,handshake,idle")
+    ap.add_argument("--idle", type=int, default=10000, help="connections for the idle-memory scenario")
+    ap.add_argument("--servers", default="wsx,node,python")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="wsx-serve-bench-")
+    loadgen = os.path.join(tmp, "serve_loadgen")
+    subprocess.run(["g++", "-O2", "-std=c++20", "-o", loadgen, os.path.join(HERE, "serve_loadgen.cpp")], check=True)
+    servers = a.servers.split(",")
+    only = a.only.split(",")
+    results = {}
+    for scenario in [s for s in only if s in SCENARIOS]:
+        unit = SCENARIOS[scenario][4]
+        per = {k: [] for k in servers}
+        for _ in range(a.rounds):
+            for kind in servers:
+                p, port = start_server(kind, a.wsx, tmp)
+                try:
+                    v = run_load(loadgen, port, scenario, a.seconds)
+                finally:
+                    stop(p)
+                if v is not None:
+                    per[kind].append(v)
+        med = {k: statistics.median(v) if v else None for k, v in per.items()}
+        results[scenario] = (med, unit)
+        ratio = f"{med['wsx'] / med['node']:.1f}x node" if med.get("wsx") and med.get("node") else "-"
+        print(f"{scenario:10} " + "  ".join(f"{k} {v:,.0f} {unit}" if v else f"{k} failed" for k, v in med.items())
+              + f"   wsx/node {ratio}", flush=True)
+    if "idle" in only:
+        row = {}
+        for kind in servers:
+            row[kind] = measure_idle(loadgen, kind, a.wsx, tmp, a.idle)
+        print(f"{'idle':10} " + "  ".join(f"{k} {v:.2f} KiB/conn" if v is not None else f"{k} failed"
+                                          for k, v in row.items()) + f"   ({a.idle} connections)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
