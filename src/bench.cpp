@@ -991,22 +991,29 @@ net::awaitable<std::optional<opened_failure>> open_connection(run_shared& s, con
     co_return std::nullopt;
 }
 
-net::awaitable<void> sleep_until(clock::time_point t) {
-    net::steady_timer timer(co_await net::this_coro::executor, t);
-    error_code ec;
-    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+// Sleeps until `t` in steps of at most 100 ms, so that an interrupted run does not wait
+// for the end of a long ramp-up.
+net::awaitable<void> sleep_until(const run_shared& s, clock::time_point t) {
+    net::steady_timer timer(co_await net::this_coro::executor);
+    while (!s.stopping.load(std::memory_order_relaxed)) {
+        const auto now = clock::now();
+        if (now >= t) break;
+        timer.expires_at(std::min(t, now + std::chrono::milliseconds(100)));
+        error_code ec;
+        co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
 }
 
 // A connection of the load: wait for its turn, connect, then hand over to connection<>.
 net::awaitable<void> launch(worker& w, conn_spec spec) {
     run_shared& s = w.s;
     const auto& o = s.o;
-    if (o.connect_rate > 0) co_await sleep_until(s.at(std::uint64_t(double(spec.index) / o.connect_rate * 1e9)));
+    if (o.connect_rate > 0) co_await sleep_until(s, s.at(std::uint64_t(double(spec.index) / o.connect_rate * 1e9)));
     if (spec.role == conn_role::publisher) {
         // Publish only once every subscriber is connected (or failed), plus the settle time.
         while (s.subscribers_settled.load(std::memory_order_acquire) < o.connections && !s.stopping.load())
-            co_await sleep_until(clock::now() + std::chrono::milliseconds(5));
-        co_await sleep_until(clock::now() + o.settle);
+            co_await sleep_until(s, clock::now() + std::chrono::milliseconds(5));
+        co_await sleep_until(s, clock::now() + o.settle);
     }
     if (s.stopping.load()) {
         w.connection_done(nullptr);
@@ -1049,7 +1056,8 @@ net::awaitable<void> storm(worker& w) {
             const std::uint64_t k = s.next_attempt.fetch_add(1);
             const std::uint64_t when = std::uint64_t(double(k) / o.connect_rate * 1e9);
             if (when >= s.end_ns) break;
-            co_await sleep_until(s.at(when));
+            co_await sleep_until(s, s.at(when));
+            if (s.stopping.load()) break;
         }
         const std::uint64_t t_start = s.now_ns();
         ++w.attempted;

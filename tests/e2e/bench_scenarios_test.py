@@ -2,11 +2,12 @@
 and fanout (publishers and subscribers on a broadcast server)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wsxtest import PYTHON, SOURCE_DIR, WsxTestCase, main, read_line_matching  # noqa: E402
+from wsxtest import PYTHON, SOURCE_DIR, WSX, WsxTestCase, main, read_line_matching  # noqa: E402
 
 DATA = os.path.join(SOURCE_DIR, "tests", "data", "bench")
 
@@ -72,6 +73,26 @@ class BenchScenarios(WsxTestCase):
         _, j = self.run_json(url, "-s", "fanout", "-c", "2", "--rate", "100", "-n", "20", "--reply-timeout", "500ms")
         self.assertEqual(j["messages"]["received"], 0)
         self.assertEqual(j["errors"].get("lost"), 40)
+
+    def test_interrupt_reports_what_ran(self):
+        p = self.start([PYTHON, os.path.join(DATA, "broadcast_server.py")], stdout=subprocess.PIPE)
+        port = read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)", 10).group(1)
+        path = os.path.join(self.tmp, "i.json")
+        bench = subprocess.Popen([WSX, "bench", f"ws://127.0.0.1:{port}/", "-s", "send", "-c", "1", "--rate", "100",
+                                  "-d", "60s", "--json", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            read_line_matching(p.proc.stdout, r"^connected$", 10)
+            bench.send_signal(signal.SIGINT)
+            out, err = bench.communicate(timeout=10)
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+                bench.wait()
+        self.assertEqual(bench.returncode, 130, err)
+        self.assertIn("interrupted", out.decode())
+        with open(path) as f:
+            j = json.load(f)
+        self.assertTrue(j["interrupted"])
 
 
 if __name__ == "__main__":

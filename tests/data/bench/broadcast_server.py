@@ -1,5 +1,5 @@
 """Broadcast server: every message received is sent to every other connected client.
-Prints 'listening on 127.0.0.1:PORT' when ready."""
+Prints 'listening on 127.0.0.1:PORT' when ready and 'connected' for each client."""
 import asyncio
 
 import websockets
@@ -9,6 +9,7 @@ clients = set()
 
 async def handler(ws, path=None):
     clients.add(ws)
+    print("connected", flush=True)
     try:
         async for msg in ws:
             websockets.broadcast([c for c in clients if c is not ws], msg)
