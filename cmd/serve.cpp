@@ -3,8 +3,13 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "auth.hpp"
 #include "commands.hpp"
 #include "exec.hpp"
+#include "rate_limit.hpp"
 #include "serve_app.hpp"
 
 namespace wsx::cli {
@@ -26,6 +31,9 @@ struct serve_args {
     std::size_t max_connections = 0, threads = 0;
     bool announce_json = false, metrics = false, quiet = false;
     std::string log_format = "text";
+    std::string token, jwt_secret, jwt_public_key, basic_auth, jwt_leeway = "30s";
+    std::vector<std::string> jwt_algs, origins;
+    std::string rate_limit, rate_limit_policy = "close", connect_rate_limit;
 };
 }  // namespace
 
@@ -90,6 +98,32 @@ runner setup_serve(CLI::App& app) {
     app.add_option("--client-ca", a->client_ca, "Require client certificates signed by this CA (mutual TLS)")
         ->group(t)->type_name("FILE");
 
+    const char* sec = "Security";
+    app.add_option("--token", a->token, "Require this bearer token (Authorization: Bearer, or ?token=); else HTTP 401")
+        ->group(sec)->type_name("SECRET");
+    app.add_option("--jwt-secret", a->jwt_secret, "Require a JWT signed with this HMAC secret (HS256); its 'sub' is WSX_SUB for --exec")
+        ->group(sec)->type_name("SECRET");
+    app.add_option("--jwt-public-key", a->jwt_public_key,
+                   "Require a JWT signed by this public key or certificate (PEM: RS256/384/512, ES256/384/512)")
+        ->group(sec)->type_name("FILE");
+    app.add_option("--jwt-alg", a->jwt_algs, "Accept only these JWT algorithms (repeatable; default from the secret/key)")
+        ->group(sec)->type_name("ALG");
+    app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims")
+        ->group(sec)->type_name("DUR")->capture_default_str();
+    app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")->group(sec)->type_name("USER:PASS");
+    app.add_option("--origin", a->origins,
+                   "Allow only this Origin (repeatable; 'https://*.example.com' for subdomains, '*' for any); else HTTP 403")
+        ->group(sec)->type_name("ORIGIN");
+    app.add_option("--rate-limit", a->rate_limit,
+                   "Messages a client may send, e.g. 100/s or 100/s,burst=20; beyond it: --rate-limit-policy")
+        ->group(sec)->type_name("RATE");
+    app.add_option("--rate-limit-policy", a->rate_limit_policy,
+                   "Over --rate-limit: close (1008 'rate limit exceeded') or drop the message (counted)")
+        ->group(sec)->type_name("POLICY")->check(CLI::IsMember({"close", "drop"}))->capture_default_str();
+    app.add_option("--connect-rate-limit", a->connect_rate_limit,
+                   "Connection attempts per client IP (IPv6: per /64), e.g. 10/s,burst=20; beyond it: HTTP 429")
+        ->group(sec)->type_name("RATE");
+
     const char* o = "Operations";
     app.add_flag("--announce-json", a->announce_json,
                  "Announce the listening address as one JSON line on stderr (url, port, pid, fingerprint)")
@@ -112,12 +146,13 @@ runner setup_serve(CLI::App& app) {
         "  wsx serve 8080 --exec 'sh -c \"tr a-z A-Z\"'\n"
         "  wsx serve 8080 --stdio                     # chat with clients from the terminal\n"
         "  wsx serve 8080 --static ./public --path /ws --metrics\n"
+        "  wsx serve 8080 --token s3cret --rate-limit 100/s,burst=200\n"
         "\nPrints 'listening on ws://HOST:PORT' on stderr once ready. Put ADDR before --exec: the\n"
         "words after --exec are the command (quote it whole when an argument starts with '-').\n"
         "The child of --exec gets REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SCRIPT_NAME,\n"
         "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers), WSX_CONNECTION_ID,\n"
-        "WSX_SCHEME and PATH; its exit status becomes the close code (0: 1000, else 1011 'exit N'\n"
-        "or 'signal N').");
+        "WSX_SCHEME, WSX_SUB (JWT subject or basic user) and PATH; its exit status becomes the\n"
+        "close code (0: 1000, else 1011 'exit N' or 'signal N').");
 
     return [a]() -> int {
         problems p;
@@ -191,6 +226,64 @@ runner setup_serve(CLI::App& app) {
         o.log = a->log_format == "json" ? log_format::json : log_format::text;
         o.quiet = a->quiet;
         o.drain_timeout = duration_arg(p, "--drain-timeout", a->drain_timeout);
+
+        if (!a->connect_rate_limit.empty()) {
+            std::string why;
+            if (auto r = parse_rate_limit(a->connect_rate_limit, &why)) {
+                auto limiter = std::make_shared<ip_rate_limiter>(r->first, r->second);
+                o.filters.push_back([limiter](const http_request&, peer_info& peer, std::string&) -> std::optional<http_response> {
+                    if (limiter->allow(peer.address, ip_rate_limiter::clock::now())) return std::nullopt;
+                    auto res = make_response(http::status::too_many_requests, "too many connection attempts: slow down");
+                    res.set(http::field::retry_after, "1");
+                    return res;
+                });
+            } else {
+                p.add(fmt::format("--connect-rate-limit '{}': {}", a->connect_rate_limit, why));
+            }
+        }
+        auth_options ao;
+        ao.token = a->token;
+        ao.jwt_secret = a->jwt_secret;
+        ao.jwt_algorithms = a->jwt_algs;
+        ao.jwt_leeway = std::chrono::duration_cast<std::chrono::seconds>(duration_arg(p, "--jwt-leeway", a->jwt_leeway));
+        ao.origins = a->origins;
+        if (!a->jwt_public_key.empty()) {
+            std::ifstream in(a->jwt_public_key);
+            std::ostringstream text;
+            text << in.rdbuf();
+            if (!in) p.add(fmt::format("--jwt-public-key '{}': cannot read the file", a->jwt_public_key));
+            else ao.jwt_public_key_pem = text.str();
+        }
+        if (!a->basic_auth.empty()) {
+            auto colon = a->basic_auth.find(':');
+            if (colon == std::string::npos) p.add(fmt::format("--basic-auth '{}': use USER:PASS", a->basic_auth));
+            else {
+                ao.basic_user = a->basic_auth.substr(0, colon);
+                ao.basic_pass = a->basic_auth.substr(colon + 1);
+            }
+        }
+        try {
+            auto auth = authenticator::from_options(ao);
+            if (auth.enabled())
+                o.filters.push_back([auth](const http_request& req, peer_info& peer, std::string&) -> std::optional<http_response> {
+                    auto r = auth.check(req);
+                    if (!r.ok) return to_response(r);
+                    if (!r.subject.empty()) peer.vars["sub"] = r.subject;
+                    return std::nullopt;
+                });
+        } catch (const failure& f) {
+            p.add(f.what());
+        }
+        if (!a->rate_limit.empty()) {
+            std::string why;
+            if (auto r = parse_rate_limit(a->rate_limit, &why)) {
+                o.rate_limit = r->first;
+                o.rate_burst = r->second;
+            } else {
+                p.add(fmt::format("--rate-limit '{}': {}", a->rate_limit, why));
+            }
+        }
+        o.rate_limit_drop = a->rate_limit_policy == "drop";
         if (p.report("serve")) return static_cast<int>(exit_code::usage);
         return run_serve(std::move(o));
     };

@@ -46,6 +46,8 @@ std::string server_metrics::render() const {
     metric("wsx_dropped_messages_total", "counter", "Outgoing messages dropped because a send queue was full.", dropped);
     metric("wsx_ping_timeouts_total", "counter", "Connections ended because no pong came within the ping timeout.",
            ping_timeouts.load());
+    metric("wsx_rate_limited_messages_total", "counter", "Incoming messages over --rate-limit (dropped, or the connection closed).",
+           rate_limited.load());
     std::lock_guard lock(mutex_);
     out += "# HELP wsx_closes_total Closed connections by close code (1006: no closing handshake).\n"
            "# TYPE wsx_closes_total counter\n";

@@ -31,7 +31,7 @@ public:
     explicit server_metrics(std::size_t workers);
     worker_counters& worker(std::size_t i) { return *workers_[i]; }
 
-    std::atomic<std::uint64_t> connections_current{0}, connections_total{0}, ping_timeouts{0};
+    std::atomic<std::uint64_t> connections_current{0}, connections_total{0}, ping_timeouts{0}, rate_limited{0};
     void count_close(int code);
     void count_rejection(const std::string& reason);
     std::uint64_t rejections(const std::string& reason) const;

@@ -19,6 +19,7 @@
 
 #include "exec.hpp"
 #include "metrics.hpp"
+#include "rate_limit.hpp"
 #include "static_files.hpp"
 #include "units.hpp"
 
@@ -139,10 +140,17 @@ public:
     std::uint64_t id() const { return id_; }
 
 protected:
-    void count_in(std::size_t n) {
+    /// Counts an incoming message; false when --rate-limit refuses it (dropped, or closing).
+    bool admit(std::size_t n) {
         wc_.messages_in.add(1);
         wc_.bytes_in.add(n);
+        if (!bucket_ || bucket_->try_take(steady_clock::now())) return true;
+        ++rate_limited_;
+        count_rate_limited();
+        if (!drop_over_rate_) s_->close(1008, "rate limit exceeded");
+        return false;
     }
+    void count_rate_limited();
     void send(std::string payload, bool binary) {
         wc_.messages_out.add(1);
         wc_.bytes_out.add(payload.size());
@@ -155,6 +163,9 @@ protected:
     worker_counters& wc_;
     std::uint64_t id_;
     std::string path_, peer_;
+    std::optional<token_bucket> bucket_;
+    bool drop_over_rate_ = false;
+    std::uint64_t rate_limited_ = 0;
 };
 
 class serve_app {
@@ -165,7 +176,8 @@ public:
     // Called from any thread.
     void log_line(const std::string& line);
     void connection_closed(conn_handler& h, const std::string& peer, const std::string& path, const session_stats& st,
-                           const close_info& info);
+                           const close_info& info, std::uint64_t rate_limited);
+    void count_rate_limited() { ++metrics_.rate_limited; }
     worker_counters& counters() { return metrics_.worker(tl_worker); }
     const serve_options& options() const { return o_; }
     child_reaper& reaper() { return *reaper_; }
@@ -217,11 +229,17 @@ private:
 conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
                            std::uint64_t id)
     : app_(app), s_(s.get()), weak_(s), wc_(app.counters()), id_(id), path_(req.target()),
-      peer_(format_host_port(peer.address, peer.port)) {}
+      peer_(format_host_port(peer.address, peer.port)) {
+    const auto& o = app.options();
+    if (o.rate_limit > 0) bucket_.emplace(o.rate_limit, std::max(1.0, o.rate_burst));
+    drop_over_rate_ = o.rate_limit_drop;
+}
+
+void conn_handler::count_rate_limited() { app_.count_rate_limited(); }
 
 void conn_handler::on_close(const close_info& info) {
     wc_.dropped_messages.add(s_->stats().dropped_messages);
-    app_.connection_closed(*this, peer_, path_, s_->stats(), info);
+    app_.connection_closed(*this, peer_, path_, s_->stats(), info, rate_limited_);
     on_end(info);
 }
 
@@ -230,8 +248,7 @@ class echo_handler final : public conn_handler {
 public:
     using conn_handler::conn_handler;
     void on_message(std::string&& payload, bool binary) override {
-        count_in(payload.size());
-        send(std::move(payload), binary);
+        if (admit(payload.size())) send(std::move(payload), binary);
     }
 };
 
@@ -240,8 +257,7 @@ class stdio_handler final : public conn_handler {
 public:
     using conn_handler::conn_handler;
     void on_message(std::string&& payload, bool) override {
-        count_in(payload.size());
-        app_.stdio_out(payload);
+        if (admit(payload.size())) app_.stdio_out(payload);
     }
 };
 
@@ -285,8 +301,7 @@ public:
     }
 
     void on_message(std::string&& payload, bool) override {
-        count_in(payload.size());
-        if (!in_.is_open()) return;
+        if (!admit(payload.size()) || !in_.is_open()) return;
         if (!app_.options().exec.binary) payload += '\n';
         inq_.push_back(std::move(payload));
         if (!writing_) write_in();
@@ -547,7 +562,7 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
 }
 
 void serve_app::connection_closed(conn_handler& h, const std::string& peer, const std::string& path,
-                                  const session_stats& st, const close_info& info) {
+                                  const session_stats& st, const close_info& info, std::uint64_t rate_limited) {
     const int code = effective_close_code(info);
     metrics_.count_close(code);
     if (info.ping_timeout) ++metrics_.ping_timeouts;
@@ -577,6 +592,7 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
             };
             if (!error.empty()) j["error"] = error;
             if (st.dropped_messages) j["dropped_messages"] = st.dropped_messages;
+            if (rate_limited) j["rate_limited"] = rate_limited;
             log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         } else {
             std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), peer,
@@ -588,6 +604,7 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
             if (!error.empty())
                 line += " error=" + nlohmann::json(error).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             if (st.dropped_messages) line += fmt::format(" dropped={}", st.dropped_messages);
+            if (rate_limited) line += fmt::format(" rate_limited={}", rate_limited);
             log_line(line);
         }
     }

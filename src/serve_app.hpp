@@ -42,6 +42,10 @@ struct serve_options {
     std::chrono::nanoseconds drain_timeout = std::chrono::seconds(5);
     /// More checks before each upgrade (authentication, rate limits), run after the path check.
     std::vector<upgrade_filter> filters;
+    /// Messages per second a client may send (token bucket: rate, burst); rate 0: no limit.
+    double rate_limit = 0, rate_burst = 0;
+    /// Beyond the rate: close with 1008 "rate limit exceeded" (false) or drop the message (true).
+    bool rate_limit_drop = false;
 };
 
 /// Runs until SIGINT/SIGTERM (or stdin EOF / the only client leaving in the stdio modes);
