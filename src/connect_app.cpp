@@ -84,6 +84,7 @@ public:
         buf_.clear();
     }
     bool pending() const { return !buf_.empty(); }
+    std::size_t size() const { return buf_.size(); }
 
 private:
     std::string buf_;
@@ -138,6 +139,7 @@ private:
     void log_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code = {},
                    std::string_view reason = {}, bool binary = false);
     void schedule_flush();
+    void defer_flush(std::size_t seen);
     void add_session_stats();
     void print_stats();
 
@@ -348,6 +350,7 @@ void connect_app::on_stdin(error_code ec, std::size_t n) {
     const std::uint64_t limit = session_ ? o_.client.session.send_queue_limit : o_.buffer_limit;
     if (backlog > limit) {
         paused_ = true;
+        if (session_) session_->want_writable();  // on_writable() resumes reading
         if (!session_ && !warned_hold_) {
             warned_hold_ = true;
             note(fmt::format("holding {} of input while disconnected (--buffer-limit); pausing stdin until reconnected",
@@ -468,7 +471,7 @@ std::string connect_app::describe_end(const close_info& info) const {
     // name the timeout, not the server's echo of it.
     if (info.timed_out && info.what == "idle timeout")
         return fmt::format("idle timeout: nothing received for {} (--idle-timeout)", format_duration(o_.idle_timeout));
-    if (info.timed_out && info.what.starts_with("no pong"))
+    if (info.ping_timeout)
         return fmt::format("{} (--ping-timeout)", info.what);
     if (info.error == websocket::error::message_too_big)
         return fmt::format("a message larger than --max-message-size {} arrived; closed with 1009",
@@ -534,7 +537,14 @@ void connect_app::note(std::string_view line, bool error) {
 void connect_app::schedule_flush() {
     if (flush_posted_ || !out_.pending()) return;
     flush_posted_ = true;
-    net::post(ioc_, [self = shared_from_this()] {
+    defer_flush(std::size_t(-1));  // at least one more turn: the next message may already be parsed
+}
+
+// Messages parsed from one socket read complete one by one, each on its own turn of the
+// event loop: the flush waits until a turn adds nothing more, so one write carries them all.
+void connect_app::defer_flush(std::size_t seen) {
+    net::post(ioc_, [self = shared_from_this(), seen] {
+        if (self->out_.size() != seen && self->out_.pending()) return self->defer_flush(self->out_.size());
         self->flush_posted_ = false;
         self->out_.flush();
     });

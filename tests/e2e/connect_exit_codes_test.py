@@ -176,8 +176,8 @@ class ExitCodeTest(WsxTestCase):
 
     def test_8_idle_timeout_is_reset_by_traffic(self):
         _, port = self.start_peer("ws_server.py", "--mode", "burst")
-        # 400ms of idle allowed; the burst answers quickly, then silence ends it.
-        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--idle-timeout", "400ms", "--send", "3",
+        # The burst answers at once, then silence ends it.
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--idle-timeout", "1s", "--send", "3",
                                 "-n", "4", timeout=15)
         self.assertExit(r, 8)
         self.assertEqual(r.stdout, b"0\n1\n2\n")

@@ -121,7 +121,7 @@ class ReconnectTest(WsxTestCase):
         server, url = self.start_server()
         port = int(url.rsplit(":", 1)[1].rstrip("/"))
         client, out, err = self.client(url, "--reconnect", "--backoff-initial", "50ms", "--backoff-max", "200ms",
-                                       "--ping-interval", "500ms", "--ping-timeout", "400ms", "--connect-timeout", "2s")
+                                       "--ping-interval", "1s", "--ping-timeout", "800ms", "--connect-timeout", "2s")
         self.write_lines(client, [b"first"])
         out.wait_for_line(b"first")
         # A stopped server keeps the TCP connection but answers nothing, pings included.
@@ -139,13 +139,13 @@ class ReconnectTest(WsxTestCase):
 
     def test_missing_pong_without_reconnect_is_8(self):
         server, url = self.start_server()
-        client, out, err = self.client(url, "--ping-interval", "500ms", "--ping-timeout", "400ms")
+        client, out, err = self.client(url, "--ping-interval", "1s", "--ping-timeout", "800ms")
         self.write_lines(client, [b"hi"])
         out.wait_for_line(b"hi")
         server.proc.send_signal(signal.SIGSTOP)
         self.assertEqual(client.proc.wait(10), 8)
         err.wait_for_end(5)
-        self.assertTrue(any(b"no pong within 400ms" in l for l in err.lines), err.lines)
+        self.assertTrue(any(b"no pong within 800ms" in l for l in err.lines), err.lines)
 
     def test_ping_timeout_longer_than_interval(self):
         # Pings sent more often than --ping-timeout must not push the pong deadline out.
