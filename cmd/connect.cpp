@@ -168,9 +168,9 @@ runner setup_connect(CLI::App& app) {
             p.add("--connect-timeout must be greater than 0");
         o.client.session.max_message_size = size_arg(p, "--max-message-size", a->max_message_size);
         o.client.session.send_queue_limit = 4u << 20;
-        o.client.session.ping_interval = duration_arg(p, "--ping-interval", a->ping_interval);
+        o.ping_interval = duration_arg(p, "--ping-interval", a->ping_interval);
         o.client.session.ping_timeout = duration_arg(p, "--ping-timeout", a->ping_timeout);
-        if (o.client.session.ping_timeout.count() > 0 && o.client.session.ping_interval.count() == 0)
+        if (o.client.session.ping_timeout.count() > 0 && o.ping_interval.count() == 0)
             p.add("--ping-timeout needs --ping-interval");
         o.idle_timeout = duration_arg(p, "--idle-timeout", a->idle_timeout);
         o.client.session.idle_timeout = o.idle_timeout;

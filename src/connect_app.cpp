@@ -95,7 +95,7 @@ private:
 class connect_app final : public channel_events, public repl_controller, public std::enable_shared_from_this<connect_app> {
 public:
     connect_app(net::io_context& ioc, const connect_options& o)
-        : ioc_(ioc), o_(o), signals_(ioc, SIGINT, SIGTERM), deadline_(ioc), backoff_(ioc), rng_(std::random_device{}()) {}
+        : ioc_(ioc), o_(o), signals_(ioc, SIGINT, SIGTERM), deadline_(ioc), backoff_(ioc), keepalive_(ioc), rng_(std::random_device{}()) {}
 
     int run();
 
@@ -123,6 +123,7 @@ private:
     void connect();
     void on_connected(connect_result r);
     void on_connect_failed(exit_code code, std::string message);
+    void arm_keepalive();
     bool try_reconnect(std::string why);
     void start_stdin();
     void read_stdin();
@@ -148,6 +149,7 @@ private:
     net::signal_set signals_;
     net::steady_timer deadline_;
     net::steady_timer backoff_;
+    net::steady_timer keepalive_;
     std::mt19937 rng_;
     output out_;
     std::unique_ptr<repl> repl_;
@@ -285,7 +287,26 @@ void connect_app::on_connected(connect_result r) {
         session_->send(std::move(payload), binary);
     }
     if (paused_) on_writable();
+    arm_keepalive();
     close_if_done();
+}
+
+void connect_app::arm_keepalive() {
+    if (o_.ping_interval.count() <= 0) return;
+    keepalive_.expires_after(o_.ping_interval);
+    keepalive_.async_wait([self = shared_from_this(), s = std::weak_ptr<ws_session>(session_)](error_code ec) {
+        auto session = s.lock();
+        // A reconnect re-arms the timer for the new session; this wait belongs to the old one.
+        if (ec || self->finished_ || !session || session != self->session_) return;
+        if (session->is_open()) {
+            const auto sent = session->stats().pings_sent;
+            std::string payload = fmt::format("{}", sent + 1);
+            session->ping(payload);
+            // The session skips a ping while one is unanswered under --ping-timeout.
+            if (session->stats().pings_sent > sent) self->log_event("ping", "out", payload);
+        }
+        self->arm_keepalive();
+    });
 }
 
 void connect_app::on_connect_failed(exit_code code, std::string message) {
@@ -490,6 +511,7 @@ void connect_app::finish(exit_code code, std::string message) {
     message_ = std::move(message);
     deadline_.cancel();
     backoff_.cancel();
+    keepalive_.cancel();
     if (stdin_) {
         error_code ignored;
         stdin_->cancel(ignored);
@@ -516,6 +538,7 @@ void connect_app::stop() {
     signals_.cancel();
     deadline_.cancel();
     backoff_.cancel();
+    keepalive_.cancel();
     if (stdin_) {
         error_code ignored;
         stdin_->cancel(ignored);

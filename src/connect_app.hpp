@@ -37,6 +37,9 @@ struct connect_options {
     std::chrono::nanoseconds timeout{0};              ///< overall deadline; 0: none
     std::chrono::nanoseconds idle_timeout{0};
     std::chrono::nanoseconds wait{std::chrono::seconds(5)};
+    /// Keepalive pings (0: none). Sent by connect_app rather than by the session so that each
+    /// one is an event (--jsonl); client.session.ping_timeout still bounds the wait for a pong.
+    std::chrono::nanoseconds ping_interval{0};
     bool reconnect = false;
     std::chrono::nanoseconds backoff_initial{std::chrono::milliseconds(250)};
     std::chrono::nanoseconds backoff_max{std::chrono::seconds(30)};

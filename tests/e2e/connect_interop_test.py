@@ -12,8 +12,8 @@ Behaviour these tests rely on:
 - the server's close code and reason are reported; 1000/1001 exit 0, others exit 7.
 - python-websockets answers a Close at once, dropping echoes it has not sent yet (RFC 6455
   allows that), so echo tests here keep stdin open until every echo has arrived, or use -n.
-- keepalive pings that wsx sends are counted in --stats/--stats-json; their pongs appear
-  in --jsonl.
+- keepalive pings that wsx sends and the pongs that answer them are --jsonl events, and are
+  counted in --stats/--stats-json.
 """
 import base64
 import json
@@ -109,9 +109,14 @@ class InteropTest(WsxTestCase):
         client.proc.stdin.close()
         self.assertEqual(client.proc.wait(10), 0)
         events = [json.loads(l) for l in out.wait_for_end(5)]
+        pings = [e for e in events if e["type"] == "ping" and e["dir"] == "out"]
         pongs = [e for e in events if e["type"] == "pong" and e["dir"] == "in"]
         self.assertGreaterEqual(len(pongs), 2)
         self.assertEqual(len({e["data"] for e in pongs}), len(pongs), "each pong answers a different ping")
+        self.assertEqual([e["data"] for e in pongs], [e["data"] for e in pings][:len(pongs)],
+                         "every keepalive ping is reported, and each pong echoes its payload")
+        first_ping = events.index(pings[0])
+        self.assertLess(first_ping, events.index(pongs[0]))
         stats = json.loads(err.wait_for_end(5)[-1])
         self.assertGreaterEqual(stats["pongs_received"], len(pongs))
         self.assertGreaterEqual(stats["pings_sent"], stats["pongs_received"])
