@@ -206,7 +206,7 @@ class ExitCodeTest(WsxTestCase):
         p.proc.stdin.write(b"hello\n")
         p.proc.stdin.flush()
         out.wait_for_line(b"hello")
-        server.proc.send_signal(signal.SIGSTOP)  # TCP stays up, nothing answers
+        server.freeze()  # TCP stays up, nothing answers
         self.addCleanup(server.proc.send_signal, signal.SIGKILL)
         p.proc.stdin.close()
         self.assertEqual(p.proc.wait(10), 8)

@@ -125,7 +125,7 @@ class ReconnectTest(WsxTestCase):
         self.write_lines(client, [b"first"])
         out.wait_for_line(b"first")
         # A stopped server keeps the TCP connection but answers nothing, pings included.
-        server.proc.send_signal(signal.SIGSTOP)
+        server.freeze()
         err.wait_until(lambda ls: any(b"pong" in l and b"reconnecting in" in l for l in ls), 10, "a pong timeout")
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(5)
@@ -142,7 +142,7 @@ class ReconnectTest(WsxTestCase):
         client, out, err = self.client(url, "--ping-interval", "1s", "--ping-timeout", "800ms")
         self.write_lines(client, [b"hi"])
         out.wait_for_line(b"hi")
-        server.proc.send_signal(signal.SIGSTOP)
+        server.freeze()
         self.assertEqual(client.proc.wait(10), 8)
         err.wait_for_end(5)
         self.assertTrue(any(b"no pong within 800ms" in l for l in err.lines), err.lines)
@@ -153,7 +153,7 @@ class ReconnectTest(WsxTestCase):
         client, out, err = self.client(url, "--ping-interval", "100ms", "--ping-timeout", "300ms")
         self.write_lines(client, [b"hi"])
         out.wait_for_line(b"hi")
-        server.proc.send_signal(signal.SIGSTOP)
+        server.freeze()
         try:
             code = client.proc.wait(5)
         except subprocess.TimeoutExpired:

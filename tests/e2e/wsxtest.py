@@ -129,6 +129,13 @@ class Process:
                 self.proc.wait(5)
         return self.proc.returncode
 
+    def freeze(self):
+        """Stops the process with SIGSTOP and returns once it is stopped: its sockets stay
+        open but nothing answers. Resume with SIGCONT, or kill it."""
+        self.proc.send_signal(signal.SIGSTOP)
+        _, status = os.waitpid(self.proc.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), f"process did not stop: status {status}"
+
     def rest_of_stderr(self, timeout=5.0):
         """Everything left on stderr once the process has ended."""
         try:
