@@ -74,6 +74,19 @@ class BenchScenarios(WsxTestCase):
         self.assertEqual(j["messages"]["received"], 0)
         self.assertEqual(j["errors"].get("lost"), 40)
 
+    def test_tls(self):
+        _, url = self.start_server("--tls-self-signed", scheme="wss")
+        self.assertTrue(url.startswith("wss://"))
+        _, j = self.run_json(url, "-k", "-c", "2", "-n", "500", "--in-flight", "4")
+        self.assertEqual(j["messages"]["received"], 500)
+        self.assertEqual(j["errors"], {})
+        _, j = self.run_json(url, "-k", "-s", "connect", "-c", "2", "-n", "20")
+        self.assertEqual(j["connections"]["established"], 20)
+        r = self.wsx("bench", url, "-c", "2", "-n", "10", timeout=30)  # not trusted without -k
+        self.assertExit(r, 5)
+        self.assertIn("TLS handshake with 127.0.0.1:", r.stderr.decode())
+        self.assertIn("certificate verification failed", r.stderr.decode())
+
     def test_interrupt_reports_what_ran(self):
         p = self.start([PYTHON, os.path.join(DATA, "broadcast_server.py")], stdout=subprocess.PIPE)
         port = read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)", 10).group(1)
