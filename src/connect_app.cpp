@@ -124,7 +124,8 @@ private:
     void on_connected(connect_result r);
     void on_connect_failed(exit_code code, std::string message);
     void arm_keepalive();
-    bool try_reconnect(std::string why);
+    /// Schedules a reconnect if allowed; when not, `why` may gain the reason we gave up.
+    bool try_reconnect(std::string& why);
     void start_stdin();
     void read_stdin();
     void on_stdin(error_code ec, std::size_t n);
@@ -313,7 +314,7 @@ void connect_app::on_connect_failed(exit_code code, std::string message) {
     if (code == exit_code::usage || !try_reconnect(message)) finish(code, std::move(message));
 }
 
-bool connect_app::try_reconnect(std::string why) {
+bool connect_app::try_reconnect(std::string& why) {
     if (!o_.reconnect || finished_ || closing_) return false;
     if (o_.max_retries >= 0 && attempts_ >= o_.max_retries) {
         if (o_.max_retries > 0) why += fmt::format(" (gave up after {} retries)", attempts_);
@@ -464,7 +465,7 @@ void connect_app::on_close(const close_info& info) {
     session_.reset();
     log_event("close", "in", {}, info.code, info.reason);
     if (finished_) return stop();
-    const std::string what = describe_end(info);
+    std::string what = describe_end(info);
     if (repl_) repl_->print_info(what);
     if (closing_) {
         // We asked for the close (stdin EOF, -n, --expect, /close, /quit).

@@ -101,7 +101,7 @@ class ReconnectTest(WsxTestCase):
         errors = self.error_lines(r)
         self.assertEqual(len(errors), 1, stderr)
         self.assertIn("refused", errors[0])
-        self.assertIn("2", errors[0])
+        self.assertIn("gave up after 2 retries", errors[0])
 
     def test_max_retries_zero_means_one_attempt(self):
         port = dead_port()
