@@ -317,7 +317,7 @@ void connect_app::on_connect_failed(exit_code code, std::string message) {
 bool connect_app::try_reconnect(std::string& why) {
     if (!o_.reconnect || finished_ || closing_) return false;
     if (o_.max_retries >= 0 && attempts_ >= o_.max_retries) {
-        if (o_.max_retries > 0) why += fmt::format(" (gave up after {} retries)", attempts_);
+        if (o_.max_retries > 0) why += fmt::format(" (gave up after {} {})", attempts_, attempts_ == 1 ? "retry" : "retries");
         return false;
     }
     ++attempts_;
