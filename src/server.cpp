@@ -136,7 +136,9 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         }));
         co_await ws.async_accept(req, net::redirect_error(net::use_awaitable, ec));
         if (ec) co_return;
-        auto s = std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, opts_.session);
+        session_options so = opts_.session;
+        so.direct_writes = !opts_.deflate.enabled;
+        auto s = std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, so);
         if (opts_.tls) s->hold(opts_.tls);
         for (auto& h : upgraded.holds) s->hold(std::move(h));
         upgraded.holds.clear();

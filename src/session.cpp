@@ -20,6 +20,7 @@ void session<Layer>::start(std::shared_ptr<channel_events> events) {
     stats_.opened = last_activity_ = steady_clock::now();
     ws_.read_message_max(opts_.max_message_size);
     if (role_ == beast::role_type::server) ws_.next_layer().set_coalescing(true);
+    direct_ = opts_.direct_writes && role_ == beast::role_type::server;
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
     arm_ping();
     arm_idle();
@@ -61,6 +62,19 @@ void session<Layer>::send(std::string payload, bool binary) {
     if (finished_ || close_requested_) {
         ++stats_.dropped_messages;
         stats_.dropped_bytes += payload.size();
+        return;
+    }
+    if (direct_) {
+        const std::size_t queued = ws_.next_layer().buffered();
+        if (queued > 0 && queued + payload.size() > opts_.send_queue_limit) {
+            ++stats_.dropped_messages;
+            stats_.dropped_bytes += payload.size();
+            if (opts_.overflow == overflow_policy::close) return close(1008, "send queue limit exceeded");
+            if (opts_.overflow == overflow_policy::drop) return want_writable();
+        }
+        ++stats_.messages_out;
+        stats_.bytes_out += payload.size();
+        ws_.next_layer().write_frame(binary, payload);
         return;
     }
     if (queued_bytes_ + payload.size() > opts_.send_queue_limit && !queue_.empty()) {
@@ -120,6 +134,19 @@ void session<Layer>::on_write(error_code ec, std::size_t) {
 template <class Layer>
 void session<Layer>::want_writable() {
     if (finished_ || close_requested_) return;
+    if (direct_) {
+        // The stream's buffer is the queue: ask it to call back once it has drained.
+        if (ws_.next_layer().buffered() <= opts_.send_queue_limit / 2) {
+            net::post(ws_.get_executor(), [self = self()] {
+                if (!self->finished_ && self->events_) self->events_->on_writable();
+            });
+            return;
+        }
+        ws_.next_layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
+            if (!ec && !self->finished_ && self->events_) self->events_->on_writable();
+        });
+        return;
+    }
     if (queued_bytes_ <= opts_.send_queue_limit / 2 && !writing_) {
         // Already drained: answer on the next turn, never from inside the caller.
         net::post(ws_.get_executor(), [self = self()] {

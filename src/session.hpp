@@ -27,6 +27,9 @@ struct session_options {
     std::chrono::nanoseconds ping_timeout{0};      ///< 0: pongs are not awaited
     std::chrono::nanoseconds idle_timeout{0};      ///< 0: no limit; else close 1001 when nothing arrives
     std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
+    /// Server sessions without compression: encode data frames directly into the stream's
+    /// write buffer (queued messages leave in one write) instead of one Beast write each.
+    bool direct_writes = false;
 };
 
 /// The type-erased face of a session.
@@ -67,7 +70,7 @@ public:
     void ping(std::string payload) override;
     void close(std::uint16_t code, std::string reason) override;
     void abort(std::string what, error_code ec) override;
-    std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+    std::size_t queued_bytes() const noexcept override { return direct_ ? ws_.next_layer().buffered() : queued_bytes_; }
     void want_writable() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
     net::any_io_executor get_executor() override { return ws_.get_executor(); }
@@ -104,6 +107,7 @@ private:
     bool ping_in_flight_ = false;
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
+    bool direct_ = false;
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;

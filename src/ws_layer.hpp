@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wsx {
@@ -67,6 +68,41 @@ public:
     /// to the socket; clients keep it off because some servers drop messages that arrive in
     /// the same segment as the client's Close instead of answering them first.
     void set_coalescing(bool on) noexcept { coalesce_ = on; }
+
+    /// Appends one complete unmasked frame (server side, no extensions) to the pending bytes,
+    /// bypassing Beast's write path: many queued messages then cost one write and no
+    /// per-message operation. Only for streams whose data messages are all sent this way.
+    void write_frame(bool binary, std::string_view payload) {
+        if (swallow_) return;
+        char head[10];
+        std::size_t n = 2;
+        head[0] = static_cast<char>(binary ? 0x82 : 0x81);
+        if (payload.size() < 126) {
+            head[1] = static_cast<char>(payload.size());
+        } else if (payload.size() < 65536) {
+            head[1] = 126;
+            head[2] = static_cast<char>(payload.size() >> 8);
+            head[3] = static_cast<char>(payload.size() & 0xff);
+            n = 4;
+        } else {
+            head[1] = 127;
+            for (int i = 0; i < 8; ++i) head[2 + i] = static_cast<char>((std::uint64_t(payload.size()) >> (56 - 8 * i)) & 0xff);
+            n = 10;
+        }
+        pending_.append(head, n);
+        pending_.append(payload);
+        if (pending_.size() + writing_.size() > coalesce_limit) flush();
+        else schedule_flush();
+    }
+
+    /// Bytes accepted and not yet written.
+    std::size_t buffered() const noexcept { return pending_.size() + writing_.size(); }
+
+    /// Calls `cb` once, after a write completes with at most `below` bytes still buffered.
+    void notify_below(std::size_t below, ec_callback cb) {
+        low_water_ = below;
+        low_water_cb_ = std::move(cb);
+    }
 
     /// Calls done(ec) once every pending byte has been written (at once if none is).
     void async_drain(ec_callback done) {
@@ -173,8 +209,16 @@ private:
     void schedule_flush() {
         if (flush_scheduled_ || in_flight_) return;
         flush_scheduled_ = true;
-        net::post(next_.get_executor(), [this, alive = std::weak_ptr<char>(alive_)] {
+        check_flush(std::size_t(-1));
+    }
+
+    // A writer that keeps producing (one message per turn of the event loop) is let finish
+    // its batch: the flush waits until a turn adds nothing, then sends everything at once.
+    void check_flush(std::size_t seen) {
+        net::post(next_.get_executor(), [this, seen, alive = std::weak_ptr<char>(alive_)] {
             if (alive.expired()) return;
+            if (pending_.size() != seen && pending_.size() < coalesce_limit && !blocked_)
+                return check_flush(pending_.size());
             flush_scheduled_ = false;
             // The read side flushes when it next waits for the socket; flush here only when it
             // is already waiting (otherwise this would split a batch it is still producing).
@@ -201,6 +245,10 @@ private:
                 auto done = std::move(on_injected_);
                 done(ec);
             }
+            if (low_water_cb_ && (write_error_ || pending_.size() <= low_water_)) {
+                auto cb = std::move(low_water_cb_);
+                cb(write_error_);
+            }
             if (!pending_.empty() && !write_error_) return flush();
             // Idle connections should not keep write buffers around.
             std::string().swap(writing_);
@@ -224,6 +272,8 @@ private:
     std::string pending_, writing_;
     ec_callback blocked_;
     ec_callback on_injected_;
+    ec_callback low_water_cb_;
+    std::size_t low_water_ = 0;
     std::vector<ec_callback> drain_waiters_;
 };
 
