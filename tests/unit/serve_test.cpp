@@ -1,0 +1,133 @@
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+
+#include "exec.hpp"
+#include "metrics.hpp"
+#include "serve_app.hpp"
+#include "static_files.hpp"
+
+using namespace wsx;
+
+TEST_CASE("split_command_line splits like a shell without expanding", "[serve]") {
+    using v = std::vector<std::string>;
+    CHECK(*split_command_line("cat") == v{"cat"});
+    CHECK(*split_command_line("  sh  -c  'echo $X; exit 3' ") == v{"sh", "-c", "echo $X; exit 3"});
+    CHECK(*split_command_line(R"(a "b c" d\ e "x\"y" 'it''s')") == v{"a", "b c", "d e", "x\"y", "its"});
+    CHECK(*split_command_line(R"("$HOME \q")") == v{"$HOME \\q"});
+    CHECK(*split_command_line("''") == v{""});
+    CHECK(split_command_line("").value().empty());
+    CHECK_FALSE(split_command_line("'open"));
+    CHECK_FALSE(split_command_line("\"open"));
+}
+
+TEST_CASE("close_for_status maps exit statuses to close codes", "[serve]") {
+    CHECK(close_for_status(0).code == 1000);
+    auto e3 = close_for_status(3 << 8);  // WEXITSTATUS 3
+    CHECK(e3.code == 1011);
+    CHECK(e3.reason == "exit 3");
+    auto k9 = close_for_status(9);  // WTERMSIG 9
+    CHECK(k9.code == 1011);
+    CHECK(k9.reason == "signal 9");
+}
+
+TEST_CASE("find_program searches PATH like execvp", "[serve]") {
+    CHECK(find_program("sh"));
+    CHECK(find_program("/bin/sh") == std::optional<std::string>("/bin/sh"));
+    CHECK_FALSE(find_program("no-such-program-wsx"));
+    CHECK_FALSE(find_program("/nonexistent/prog"));
+    CHECK_FALSE(find_program(""));
+}
+
+TEST_CASE("safe_relative_path refuses anything that could leave the root", "[serve]") {
+    CHECK(safe_relative_path("/") == std::optional<std::string>(""));
+    CHECK(safe_relative_path("/a/b.html?x=1#f") == std::optional<std::string>("a/b.html"));
+    CHECK(safe_relative_path("/a/./b//c") == std::optional<std::string>("a/b/c"));
+    CHECK(safe_relative_path("/sp%20ace") == std::optional<std::string>("sp ace"));
+    CHECK_FALSE(safe_relative_path("/../etc/passwd"));
+    CHECK_FALSE(safe_relative_path("/a/../../x"));
+    CHECK_FALSE(safe_relative_path("/%2e%2e/x"));
+    CHECK_FALSE(safe_relative_path("/a%2f..%2f..%2fx"));
+    CHECK_FALSE(safe_relative_path("/a%00b"));
+    CHECK_FALSE(safe_relative_path("/a\\..\\b"));
+    CHECK_FALSE(safe_relative_path("/bad%zz"));
+    CHECK_FALSE(safe_relative_path("no-slash"));
+}
+
+TEST_CASE("content_type_for knows the web's usual types", "[serve]") {
+    CHECK(content_type_for("index.html") == "text/html; charset=utf-8");
+    CHECK(content_type_for("APP.JS") == "text/javascript; charset=utf-8");
+    CHECK(content_type_for("x.wasm") == "application/wasm");
+    CHECK(content_type_for("dir.v2/readme") == "application/octet-stream");
+    CHECK(content_type_for("noext") == "application/octet-stream");
+}
+
+TEST_CASE("effective_close_code describes how a connection ended", "[serve]") {
+    close_info clean;
+    clean.clean = true;
+    clean.code = 1001;
+    CHECK(effective_close_code(clean) == 1001);
+    close_info sent;
+    sent.sent_code = 1008;
+    CHECK(effective_close_code(sent) == 1008);
+    close_info big;
+    big.error = websocket::error::message_too_big;
+    CHECK(effective_close_code(big) == 1009);
+    close_info utf8;
+    utf8.error = websocket::error::bad_frame_payload;
+    CHECK(effective_close_code(utf8) == 1007);
+    close_info proto;
+    proto.error = websocket::error::bad_opcode;
+    CHECK(effective_close_code(proto) == 1002);
+    close_info gone;
+    gone.error = net::error::connection_reset;
+    CHECK(effective_close_code(gone) == 1006);
+}
+
+TEST_CASE("cgi_environment follows websocketd", "[serve]") {
+    http_request req{http::verb::get, "/app/x%20y?a=1&b=2", 11};
+    req.set(http::field::host, "example.test:8080");
+    req.set("X-Custom-Thing", "v");
+    req.set(http::field::user_agent, "ua");
+    peer_info peer;
+    peer.address = "192.0.2.7";
+    peer.port = 5555;
+    peer.local_port = 8080;
+    peer.tls = true;
+    peer.vars["sub"] = "alice";
+    auto env = cgi_environment(req, peer, "/app", {}, 42);
+    auto has = [&](const std::string& kv) { return std::find(env.begin(), env.end(), kv) != env.end(); };
+    CHECK(has("REMOTE_ADDR=192.0.2.7"));
+    CHECK(has("REMOTE_PORT=5555"));
+    CHECK(has("SERVER_NAME=example.test"));
+    CHECK(has("SERVER_PORT=8080"));
+    CHECK(has("SCRIPT_NAME=/app"));
+    CHECK(has("PATH_INFO=/x y"));
+    CHECK(has("QUERY_STRING=a=1&b=2"));
+    CHECK(has("REQUEST_URI=/app/x%20y?a=1&b=2"));
+    CHECK(has("HTTPS=on"));
+    CHECK(has("HTTP_X_CUSTOM_THING=v"));
+    CHECK(has("HTTP_USER_AGENT=ua"));
+    CHECK(has("WSX_SUB=alice"));
+    CHECK(has("WSX_CONNECTION_ID=42"));
+    CHECK(has("WSX_SCHEME=wss"));
+}
+
+TEST_CASE("server_metrics renders Prometheus text", "[serve]") {
+    server_metrics m(2);
+    m.worker(0).messages_in.add(3);
+    m.worker(1).messages_in.add(4);
+    m.worker(1).bytes_out.add(10);
+    ++m.connections_total;
+    m.count_close(1000);
+    m.count_close(1000);
+    m.count_rejection("max_connections");
+    auto text = m.render();
+    CHECK(text.find("wsx_messages_total{direction=\"in\"} 7\n") != std::string::npos);
+    CHECK(text.find("wsx_bytes_total{direction=\"out\"} 10\n") != std::string::npos);
+    CHECK(text.find("wsx_connections_total 1\n") != std::string::npos);
+    CHECK(text.find("wsx_closes_total{code=\"1000\"} 2\n") != std::string::npos);
+    CHECK(text.find("wsx_rejections_total{reason=\"max_connections\"} 1\n") != std::string::npos);
+    CHECK(text.find("# TYPE wsx_connections_current gauge\n") != std::string::npos);
+}
