@@ -1,7 +1,7 @@
 #pragma once
 /// session<Layer>: one WebSocket connection after its handshake, client or server side.
 /// Owns the read loop, a byte-capped write queue, pings and the closing handshake.
-#include <deque>
+#include <list>
 #include <memory>
 #include <vector>
 
@@ -97,7 +97,7 @@ private:
     session_options opts_;
     std::shared_ptr<channel_events> events_;
     beast::flat_buffer rbuf_;
-    std::deque<queued> queue_;
+    std::list<queued> queue_;  // not a deque: an empty deque already holds ~600 bytes per connection
     std::size_t queued_bytes_ = 0;
     bool writing_ = false;
     bool blocked_ = false;            // a send was refused or dropped: tell on_writable later
