@@ -1228,6 +1228,12 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
         progress.expires_at(s.origin + std::chrono::seconds(++progress_ticks) + std::chrono::milliseconds(150));
         progress.async_wait([&](error_code ec) {
             if (ec) return;
+            // A timed run that overstays every deadline it has is stopped rather than left hanging.
+            if (o.duration.count() > 0 && !s.stopping.load() &&
+                clock::now() - s.origin > o.duration + o.reply_timeout + o.client.connect_timeout + std::chrono::seconds(5)) {
+                s.stopping = true;
+                r.warnings.push_back("the run did not end within its deadlines and was stopped; figures cover the part that ran");
+            }
             if (o.on_progress) {
                 bench_progress p;
                 p.elapsed_s = double(s.now_ns()) / 1e9;
