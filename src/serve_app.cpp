@@ -276,6 +276,7 @@ public:
 
     /// Spawns the child; false (after closing the session with 1011) when it cannot start.
     bool start() {
+        if (session_done_) return false;  // the client left before the child was started
         const auto& eo = app_.options().exec;
         std::string error;
         auto child = spawn_child(eo.argv, env_, true, &error);
@@ -319,7 +320,7 @@ public:
         error_code ec;
         in_.close(ec);
         inq_.clear();
-        if (exited_) return;
+        if (exited_ || pid_ <= 0) return;  // no child (yet): kill(-pid) with pid -1 would signal init
         ::kill(-pid_, SIGTERM);
         timer_.expires_after(app_.options().exec.kill_grace);
         timer_.async_wait([self = shared_from_this()](error_code ec) {
