@@ -11,6 +11,7 @@ Scenarios (32-byte text unless stated):
   pingpong    100 connections, 1 message in flight each           (msgs/s)
   binary16k   100 connections, 16 KiB binary, 1 in flight each    (MB/s)
   handshake   connect + upgrade + close, 10 at a time             (handshakes/s)
+  latency     100 connections, 10,000 msgs/s in total (open loop)  (p50/p99 round trip, us)
   idle        RSS growth per idle connection with N connections   (KiB/conn)
 
 Usage: tests/bench/serve_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--only a,b] [--idle 10000]
@@ -58,6 +59,7 @@ SCENARIOS = {
     "pingpong": ("text", 100, 1, 32, "msgs/s"),
     "binary16k": ("binary", 100, 1, 16384, "MB/s"),
     "handshake": ("handshake", 10, 0, 0, "hs/s"),
+    "latency": ("latency", 100, 10000, 32, "us p50/p99"),
 }
 
 
@@ -116,6 +118,8 @@ def run_load(loadgen, port, scenario, seconds):
     if r.returncode != 0:
         return None
     j = json.loads(r.stdout)
+    if mode == "latency":
+        return (j["p50_us"], j["p99_us"])
     return j["bytes"] / j["seconds"] / 1e6 if unit == "MB/s" else j["rate"]
 
 
@@ -144,7 +148,7 @@ def main():
     ap.add_argument("--wsx", default=os.path.join(ROOT, "build", "wsx"))
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", default="pipelined,pingpong,binary16k,handshake,idle")
+    ap.add_argument("--only", default="pipelined,pingpong,binary16k,handshake,latency,idle")
     ap.add_argument("--idle", type=int, default=10000, help="connections for the idle-memory scenario")
     ap.add_argument("--servers", default="wsx,node,python")
     a = ap.parse_args()
@@ -166,6 +170,13 @@ def main():
                     stop(p)
                 if v is not None:
                     per[kind].append(v)
+        if scenario == "latency":
+            # Medians of p50 and of p99 over the rounds; lower is better.
+            row = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) if v else None
+                   for k, v in per.items()}
+            print(f"{scenario:10} " + "  ".join(f"{k} p50 {v[0]:.0f}us p99 {v[1]:.0f}us" if v else f"{k} failed"
+                                                for k, v in row.items()), flush=True)
+            continue
         med = {k: statistics.median(v) if v else None for k, v in per.items()}
         results[scenario] = (med, unit)
         ratio = f"{med['wsx'] / med['node']:.1f}x node" if med.get("wsx") and med.get("node") else "-"

@@ -5,6 +5,8 @@
 //     MODE: text | binary (echo throughput, INFLIGHT messages outstanding per connection)
 //           handshake (CONNS concurrent clients, each: connect, upgrade, close; INFLIGHT ignored)
 //           idle (CONNS upgraded silent connections held for SECONDS; prints "ready N")
+//           latency (open loop: INFLIGHT messages per second in total, spread over CONNS;
+//                    prints p50/p99 round-trip microseconds as well)
 // Prints one JSON line: {"messages": N, "seconds": S, "rate": N/S, "bytes": B}.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,7 +22,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -102,8 +106,9 @@ std::string upgrade(int fd) {
     return buf.substr(buf.find("\r\n\r\n") + 4);
 }
 
-// Counts complete server frames in `in`, consuming them.
-std::size_t parse(std::string& in, std::size_t& bytes) {
+// Counts complete server frames in `in`, consuming them; `on_payload` sees each payload.
+template <class F>
+std::size_t parse(std::string& in, std::size_t& bytes, F&& on_payload) {
     std::size_t count = 0, pos = 0;
     for (;;) {
         if (in.size() - pos < 2) break;
@@ -120,6 +125,7 @@ std::size_t parse(std::string& in, std::size_t& bytes) {
             hdr = 10;
         }
         if (in.size() - pos < hdr + len) break;
+        on_payload(std::string_view(in.data() + pos + hdr, len));
         pos += hdr + len;
         bytes += len;
         ++count;
@@ -191,6 +197,65 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    if (mode == "latency") {
+        // Open loop at a fixed total rate; each payload carries its send time.
+        const double rate = inflight;
+        std::vector<conn> cs(static_cast<std::size_t>(conns));
+        int ep = ::epoll_create1(0);
+        for (int i = 0; i < conns; ++i) {
+            auto& c = cs[static_cast<std::size_t>(i)];
+            c.fd = open_conn(addr);
+            c.in = upgrade(c.fd);
+            ::fcntl(c.fd, F_SETFL, O_NONBLOCK);
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u32 = static_cast<uint32_t>(i);
+            ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
+        }
+        size = std::max<std::size_t>(size, 20);
+        std::vector<double> lat;
+        std::size_t bytes = 0, sent = 0, next_conn = 0;
+        std::vector<epoll_event> evs(256);
+        std::vector<char> buf(1 << 16);
+        auto t0 = clk::now();
+        auto ns_since = [&](clk::time_point t) {
+            return static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(t - t0).count());
+        };
+        const double warm = 0.5;
+        while (true) {
+            auto now = clk::now();
+            double el = std::chrono::duration<double>(now - t0).count();
+            if (el >= warm + seconds) break;
+            auto due = static_cast<std::size_t>(el * rate);
+            while (sent < due) {
+                char stamp[32];
+                std::snprintf(stamp, sizeof stamp, "%020llu", ns_since(clk::now()));
+                std::string f = frame(false, size);
+                std::copy(stamp, stamp + 20, f.end() - static_cast<std::ptrdiff_t>(size));
+                write_all(cs[next_conn].fd, f);
+                next_conn = (next_conn + 1) % cs.size();
+                ++sent;
+            }
+            int n = ::epoll_wait(ep, evs.data(), static_cast<int>(evs.size()), 1);
+            for (int i = 0; i < n; ++i) {
+                auto& c = cs[evs[static_cast<std::size_t>(i)].data.u32];
+                ssize_t r;
+                while ((r = ::read(c.fd, buf.data(), buf.size())) > 0) c.in.append(buf.data(), static_cast<std::size_t>(r));
+                auto recv_ns = ns_since(clk::now());
+                parse(c.in, bytes, [&](std::string_view p) {
+                    unsigned long long sent_ns = std::strtoull(std::string(p.substr(0, 20)).c_str(), nullptr, 10);
+                    if (sent_ns >= static_cast<unsigned long long>(warm * 1e9))
+                        lat.push_back(static_cast<double>(recv_ns - sent_ns) / 1000.0);
+                });
+            }
+        }
+        std::sort(lat.begin(), lat.end());
+        auto pct = [&](double q) { return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<std::size_t>(q * lat.size()))]; };
+        std::printf("{\"messages\": %zu, \"seconds\": %.3f, \"rate\": %.1f, \"bytes\": %zu, \"p50_us\": %.1f, \"p99_us\": %.1f}\n",
+                    lat.size(), seconds, lat.size() / seconds, bytes, pct(0.50), pct(0.99));
+        return 0;
+    }
+
     const std::string one = frame(mode == "binary", size);
     std::vector<conn> cs(static_cast<std::size_t>(conns));
     int ep = ::epoll_create1(0);
@@ -239,7 +304,7 @@ int main(int argc, char** argv) {
                 }
                 break;
             }
-            std::size_t got = parse(c.in, bytes);
+            std::size_t got = parse(c.in, bytes, [](std::string_view) {});
             messages += got;
             c.out.clear();
             for (std::size_t k = 0; k < got; ++k) c.out += one;
