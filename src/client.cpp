@@ -181,7 +181,16 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
             throw failure(exit_code::tls, fmt::format("TLS connection to {} failed during the upgrade: {}{}",
                                                       format_host_port(o.url.host, o.url.port), why, hint));
         }
-        if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset)
+        const bool hung_up = ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset;
+        // Over TLS 1.3 a refused client certificate often shows only as the server hanging up
+        // (its alert lost to a reset): with TLS, no answer at all is reported as a TLS failure.
+        if (hung_up && o.url.tls)
+            throw failure(exit_code::tls,
+                          fmt::format("TLS connection to {} ended before the upgrade was answered{}",
+                                      format_host_port(o.url.host, o.url.port),
+                                      o.tls.cert.empty() ? " (if the server requires a client certificate, use --cert and --key)"
+                                                         : " (the server may have refused the client certificate)"));
+        if (hung_up)
             throw failure(exit_code::upgrade,
                           fmt::format("upgrade with {} failed: the server closed the connection without an HTTP response",
                                       o.url.to_string()));
