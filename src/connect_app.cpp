@@ -51,6 +51,22 @@ std::string describe_close(int code, std::string_view reason) {
     return reason.empty() ? fmt::format("{}", code) : fmt::format("{} \"{}\"", code, shorten(reason, 123));
 }
 
+/// Adds one connection's counters to totals kept across reconnects.
+void accumulate(session_stats& total, const session_stats& s) {
+    total.messages_in += s.messages_in;
+    total.messages_out += s.messages_out;
+    total.bytes_in += s.bytes_in;
+    total.bytes_out += s.bytes_out;
+    total.pings_sent += s.pings_sent;
+    total.pongs_received += s.pongs_received;
+    total.dropped_messages += s.dropped_messages;
+    total.rtt_sum += s.rtt_sum;
+    if (s.rtt_min.count() && (!total.rtt_min.count() || s.rtt_min < total.rtt_min)) total.rtt_min = s.rtt_min;
+    total.rtt_max = std::max(total.rtt_max, s.rtt_max);
+    if (total.first_message == steady_clock::time_point{} && s.first_message != steady_clock::time_point{})
+        total.first_message = s.first_message, total.opened = s.opened;
+}
+
 /// Buffered stdout that never throws: data goes out in large writes, flushed at the end
 /// of each batch of events (or at once on a terminal).
 class output {
@@ -608,37 +624,12 @@ void connect_app::print_message(std::string_view payload, bool binary, std::stri
 }
 
 void connect_app::add_session_stats() {
-    if (!session_) return;
-    const auto& s = session_->stats();
-    totals_.messages_in += s.messages_in;
-    totals_.messages_out += s.messages_out;
-    totals_.bytes_in += s.bytes_in;
-    totals_.bytes_out += s.bytes_out;
-    totals_.pings_sent += s.pings_sent;
-    totals_.pongs_received += s.pongs_received;
-    totals_.dropped_messages += s.dropped_messages;
-    totals_.rtt_sum += s.rtt_sum;
-    if (s.rtt_min.count() && (!totals_.rtt_min.count() || s.rtt_min < totals_.rtt_min)) totals_.rtt_min = s.rtt_min;
-    totals_.rtt_max = std::max(totals_.rtt_max, s.rtt_max);
-    if (totals_.first_message == steady_clock::time_point{} && s.first_message != steady_clock::time_point{})
-        totals_.first_message = s.first_message, totals_.opened = s.opened;
+    if (session_) accumulate(totals_, session_->stats());
 }
 
 std::string connect_app::stats_text() {
     session_stats t = totals_;
-    if (session_) {
-        const auto& s = session_->stats();
-        t.messages_in += s.messages_in;
-        t.messages_out += s.messages_out;
-        t.bytes_in += s.bytes_in;
-        t.bytes_out += s.bytes_out;
-        t.pings_sent += s.pings_sent;
-        t.pongs_received += s.pongs_received;
-        t.rtt_sum += s.rtt_sum;
-        if (s.rtt_min.count() && (!t.rtt_min.count() || s.rtt_min < t.rtt_min)) t.rtt_min = s.rtt_min;
-        t.rtt_max = std::max(t.rtt_max, s.rtt_max);
-        if (t.first_message == steady_clock::time_point{}) t.first_message = s.first_message, t.opened = s.opened;
-    }
+    if (session_) accumulate(t, session_->stats());
     const auto& tm = last_connect_.timings;
     std::string out;
     out += fmt::format("url:           {}\n", o_.client.url.to_string());
