@@ -327,7 +327,7 @@ void relay_hub::fan_out(const std::shared_ptr<const by_worker>& snap, const rela
         net::post(list.front()->executor, [this, snap, w, m] {
             std::uint64_t n = 0;
             for (const auto& s : (*snap)[w]) n += s->deliver(m) ? 1 : 0;
-            c_.delivered.fetch_add(n, std::memory_order_relaxed);
+            if (m->type == relay_message::kind::data) c_.delivered.fetch_add(n, std::memory_order_relaxed);
         });
     }
 }
@@ -435,7 +435,6 @@ void relay_hub::unsubscribe(const std::string& name, relay_subscriber& s) {
 
 void relay_hub::publish_local(std::shared_ptr<relay_message> m) {
     auto t = topic(m->topic, true);
-    std::shared_ptr<const by_worker> snap;
     {
         std::lock_guard lock(t->m);
         if (m->type == relay_message::kind::data) {
@@ -449,9 +448,10 @@ void relay_hub::publish_local(std::shared_ptr<relay_message> m) {
             t->history.push_back(m);
             while (t->history.size() > o_.history) t->history.pop_front();
         }
-        snap = t->snap;
+        // Under the lock: every subscriber sees a topic's messages in id order, so a client
+        // resuming after the last id it saw loses nothing.
+        fan_out(t->snap, m);
     }
-    fan_out(snap, m);
 }
 
 void relay_hub::publish(const std::string& topic, const relay_subscriber& from, std::string data, bool binary) {
