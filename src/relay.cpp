@@ -386,12 +386,13 @@ void relay_hub::subscribe(const std::string& name, const std::shared_ptr<relay_s
             net::post(s->executor, [s, name, h = local_history(*t, *replay)]() mutable { s->replay_done(name, std::move(h)); });
     }
     ++c_.subscribers;
-    publish_event(relay_message::kind::join, name, s->identity, s->conn_id);
+    // The presence entry first: whoever sees the join event finds the member in a query.
     if (main_ && o_.redis) {
         net::post(*main_, [this, name, field = fmt::format("{}/{}", instance_, s->conn_id), id = s->identity] {
             if (cmd_->connected()) cmd_->command({"HSET", key("pres", name), field, id});
         });
     }
+    publish_event(relay_message::kind::join, name, s->identity, s->conn_id);
     if (from_redis) {
         net::post(*main_, [this, t, name, s, r = *replay] {
             cmd_->command({"LRANGE", key("hist", name), "0", "-1"}, [this, t, name, s, r](std::optional<redis_value> v) {
@@ -426,11 +427,11 @@ void relay_hub::unsubscribe(const std::string& name, relay_subscriber& s) {
         rebuild(*t);
     }
     --c_.subscribers;
-    publish_event(relay_message::kind::leave, name, s.identity, s.conn_id);
     if (main_ && o_.redis)
         net::post(*main_, [this, name, field = fmt::format("{}/{}", instance_, s.conn_id)] {
             if (cmd_->connected()) cmd_->command({"HDEL", key("pres", name), field});
         });
+    publish_event(relay_message::kind::leave, name, s.identity, s.conn_id);
 }
 
 void relay_hub::publish_local(std::shared_ptr<relay_message> m) {
