@@ -21,11 +21,13 @@ const proto = mode === 'sub' && rest[1] ? [rest[1]] : undefined;
 const ws = new WebSocket(url, proto);
 const got = [];
 ws.on('open', () => {
-  if (mode === 'sub') { console.log('open'); return; }
+  // A protocol client is ready at its welcome message, a raw one at the upgrade.
+  if (mode === 'sub') { if (!proto) console.log('open'); return; }
   for (const m of rest) ws.send(m.startsWith('hex:') ? Buffer.from(m.slice(4), 'hex') : m);
   ws.close(1000);
 });
 ws.on('message', (data, isBinary) => {
+  if (proto && got.length === 0) console.log('open');
   got.push(isBinary ? 'hex:' + Buffer.from(data).toString('hex') : data.toString());
   if (mode === 'sub' && got.length === Number(rest[0])) { console.log(JSON.stringify(got)); ws.close(1000); }
 });
