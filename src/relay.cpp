@@ -191,6 +191,9 @@ struct relay_hub::topic_state {
     std::deque<relay_message_ptr> history;
     std::vector<std::shared_ptr<relay_subscriber>> subs;
     std::shared_ptr<const by_worker> snap = std::make_shared<by_worker>();
+    /// Per worker: messages waiting for that worker's drain, with the subscribers of their time.
+    std::vector<std::vector<std::pair<std::shared_ptr<const by_worker>, relay_message_ptr>>> mailbox;
+    std::vector<bool> drain_posted;
 };
 
 relay_hub::relay_hub(relay_options o) : o_(std::move(o)) {
@@ -319,17 +322,39 @@ void relay_hub::rebuild(topic_state& t) {
     t.snap = std::move(v);
 }
 
-void relay_hub::fan_out(const std::shared_ptr<const by_worker>& snap, const relay_message_ptr& m) {
-    // One post per worker thread, not per subscriber: the worker walks its own subscribers.
+void relay_hub::fan_out(const std::shared_ptr<topic_state>& t, const relay_message_ptr& m) {
+    // Called under the topic's lock. Each worker thread has a mailbox per topic; one drain is
+    // posted while it is non-empty, so under load one turn of a worker delivers many messages
+    // and each subscriber's frames leave in one write instead of one write per message.
+    const auto& snap = t->snap;
+    if (t->mailbox.size() < snap->size()) {
+        t->mailbox.resize(snap->size());
+        t->drain_posted.resize(snap->size(), false);
+    }
     for (std::size_t w = 0; w < snap->size(); ++w) {
         const auto& list = (*snap)[w];
         if (list.empty()) continue;
-        net::post(list.front()->executor, [this, snap, w, m] {
-            std::uint64_t n = 0;
-            for (const auto& s : (*snap)[w]) n += s->deliver(m) ? 1 : 0;
-            if (m->type == relay_message::kind::data) c_.delivered.fetch_add(n, std::memory_order_relaxed);
-        });
+        t->mailbox[w].emplace_back(snap, m);
+        if (t->drain_posted[w]) continue;
+        t->drain_posted[w] = true;
+        net::post(list.front()->executor, [this, t, w] { drain(*t, w); });
     }
+}
+
+void relay_hub::drain(topic_state& t, std::size_t w) {
+    std::vector<std::pair<std::shared_ptr<const by_worker>, relay_message_ptr>> batch;
+    {
+        std::lock_guard lock(t.m);
+        batch.swap(t.mailbox[w]);
+        t.drain_posted[w] = false;
+    }
+    std::uint64_t n = 0;
+    for (const auto& [snap, m] : batch) {
+        std::uint64_t k = 0;
+        for (const auto& s : (*snap)[w]) k += s->deliver(m) ? 1 : 0;
+        if (m->type == relay_message::kind::data) n += k;
+    }
+    c_.delivered.fetch_add(n, std::memory_order_relaxed);
 }
 
 std::vector<relay_message_ptr> relay_hub::local_history(topic_state& t, const replay_request& r) {
@@ -451,7 +476,7 @@ void relay_hub::publish_local(std::shared_ptr<relay_message> m) {
         }
         // Under the lock: every subscriber sees a topic's messages in id order, so a client
         // resuming after the last id it saw loses nothing.
-        fan_out(t->snap, m);
+        fan_out(t, m);
     }
 }
 

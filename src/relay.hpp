@@ -148,7 +148,8 @@ private:
     using by_worker = std::vector<std::vector<std::shared_ptr<relay_subscriber>>>;
     std::shared_ptr<topic_state> topic(const std::string& name, bool create);
     void rebuild(topic_state& t);
-    void fan_out(const std::shared_ptr<const by_worker>& snap, const relay_message_ptr& m);
+    void fan_out(const std::shared_ptr<topic_state>& t, const relay_message_ptr& m);
+    void drain(topic_state& t, std::size_t worker);
     void publish_local(std::shared_ptr<relay_message> m);
     void publish_event(relay_message::kind k, const std::string& topic, const std::string& member, std::uint64_t origin);
     std::vector<relay_message_ptr> local_history(topic_state& t, const replay_request& r);
