@@ -702,8 +702,12 @@ public:
     }
 
     void on_writable() override {
-        waiting_ = false;
-        flush();
+        // on_writable may run inside the session's write completion: feed it on the next turn,
+        // not from inside its own handler.
+        net::post(executor, [self = shared_from_this()] {
+            self->waiting_ = false;
+            self->flush();
+        });
     }
 
     void on_close(const close_info&) override {
