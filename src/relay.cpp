@@ -337,14 +337,23 @@ void relay_hub::fan_out(const std::shared_ptr<topic_state>& t, const relay_messa
         t->mailbox[w].emplace_back(snap, m);
         if (t->drain_posted[w]) continue;
         t->drain_posted[w] = true;
-        net::post(list.front()->executor, [this, t, w] { drain(*t, w); });
+        post_drain(t, w, list.front()->executor, SIZE_MAX);
     }
 }
 
-void relay_hub::drain(topic_state& t, std::size_t w) {
+void relay_hub::post_drain(const std::shared_ptr<topic_state>& t, std::size_t w, net::any_io_executor ex, std::size_t seen) {
+    net::post(ex, [this, t, w, ex, seen] { drain(t, w, ex, seen); });
+}
+
+void relay_hub::drain(const std::shared_ptr<topic_state>& tp, std::size_t w, net::any_io_executor ex, std::size_t seen) {
+    auto& t = *tp;
     std::vector<std::pair<std::shared_ptr<const by_worker>, relay_message_ptr>> batch;
     {
         std::lock_guard lock(t.m);
+        // A publisher whose messages are already in its read buffer adds one per turn: wait
+        // while the mailbox keeps growing (up to a batch), then deliver everything at once.
+        const std::size_t n = t.mailbox[w].size();
+        if (n != seen && n < 512) return post_drain(tp, w, ex, n);
         batch.swap(t.mailbox[w]);
         t.drain_posted[w] = false;
     }

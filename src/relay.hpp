@@ -149,7 +149,8 @@ private:
     std::shared_ptr<topic_state> topic(const std::string& name, bool create);
     void rebuild(topic_state& t);
     void fan_out(const std::shared_ptr<topic_state>& t, const relay_message_ptr& m);
-    void drain(topic_state& t, std::size_t worker);
+    void post_drain(const std::shared_ptr<topic_state>& t, std::size_t worker, net::any_io_executor ex, std::size_t seen);
+    void drain(const std::shared_ptr<topic_state>& t, std::size_t worker, net::any_io_executor ex, std::size_t seen);
     void publish_local(std::shared_ptr<relay_message> m);
     void publish_event(relay_message::kind k, const std::string& topic, const std::string& member, std::uint64_t origin);
     std::vector<relay_message_ptr> local_history(topic_state& t, const replay_request& r);
