@@ -194,6 +194,7 @@ struct relay_hub::topic_state {
     /// Per worker: messages waiting for that worker's drain, with the subscribers of their time.
     std::vector<std::vector<std::pair<std::shared_ptr<const by_worker>, relay_message_ptr>>> mailbox;
     std::vector<bool> drain_posted;
+    bool dead = false;  ///< removed from the map; whoever holds it must look the topic up again
 };
 
 relay_hub::relay_hub(relay_options o) : o_(std::move(o)) {
@@ -409,15 +410,18 @@ void relay_hub::detach(relay_subscriber& s, const std::set<std::string>& topics)
 }
 
 void relay_hub::subscribe(const std::string& name, const std::shared_ptr<relay_subscriber>& s, std::optional<replay_request> replay) {
-    auto t = topic(name, true);
     const bool from_redis = replay && o_.redis && redis_up();
-    {
+    std::shared_ptr<topic_state> t;
+    for (;;) {
+        t = topic(name, true);
         std::lock_guard lock(t->m);
+        if (t->dead) continue;  // forgotten meanwhile by its last subscriber: take the new one
         t->subs.push_back(s);
         rebuild(*t);
         if (replay && !from_redis)
             // Posted under the lock: no later delivery of this topic can overtake it.
             net::post(s->executor, [s, name, h = local_history(*t, *replay)]() mutable { s->replay_done(name, std::move(h)); });
+        break;
     }
     ++c_.subscribers;
     // The presence entry first: whoever sees the join event finds the member in a query.
@@ -460,6 +464,15 @@ void relay_hub::unsubscribe(const std::string& name, relay_subscriber& s) {
         t->subs.erase(it);
         rebuild(*t);
     }
+    if (o_.history == 0) {
+        // Nobody left and nothing kept: forget the topic (lock order: the map, then the topic).
+        std::lock_guard map_lock(topics_mutex_);
+        std::lock_guard lock(t->m);
+        if (t->subs.empty() && !t->dead) {
+            t->dead = true;
+            topics_.erase(name);
+        }
+    }
     --c_.subscribers;
     if (main_ && o_.redis)
         net::post(*main_, [this, name, field = fmt::format("{}/{}", instance_, s.conn_id)] {
@@ -469,9 +482,12 @@ void relay_hub::unsubscribe(const std::string& name, relay_subscriber& s) {
 }
 
 void relay_hub::publish_local(std::shared_ptr<relay_message> m) {
-    auto t = topic(m->topic, true);
+    // Without history, a topic nobody subscribes to has nothing to do with a message.
+    auto t = topic(m->topic, o_.history > 0 && m->type == relay_message::kind::data);
+    if (!t) return;
     {
         std::lock_guard lock(t->m);
+        if (t->dead) return;
         if (m->type == relay_message::kind::data) {
             if (m->id == 0)
                 m->id = ++t->last_id;
@@ -632,6 +648,12 @@ void relay_hub::render_metrics(std::string& out) {
     metric("wsx_relay_published_total", "counter", "Messages published by clients of this instance.", c_.published.load());
     metric("wsx_relay_delivered_total", "counter", "Messages handed to subscribers of this instance.", c_.delivered.load());
     metric("wsx_relay_subscribers", "gauge", "Topic subscriptions on this instance.", c_.subscribers.load());
+    std::size_t topics;
+    {
+        std::lock_guard lock(topics_mutex_);
+        topics = topics_.size();
+    }
+    metric("wsx_relay_topics", "gauge", "Topics this instance holds (subscribed, or with history).", topics);
     metric("wsx_relay_slow_dropped_total", "counter", "Messages dropped for slow subscribers (drop-oldest).", c_.slow_dropped.load());
     metric("wsx_relay_slow_closed_total", "counter", "Slow subscribers closed with 1013.", c_.slow_closed.load());
     metric("wsx_relay_protocol_errors_total", "counter", "Malformed or refused protocol requests.", c_.protocol_errors.load());

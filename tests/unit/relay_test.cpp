@@ -240,3 +240,20 @@ TEST_CASE("concurrent publishers keep their own order", "[relay]") {
     }
     CHECK(n == 4000);
 }
+
+TEST_CASE("a topic without subscribers or history is forgotten, and comes back", "[relay]") {
+    net::io_context ioc;
+    relay_hub hub(relay_options{});
+    auto a = make_sub(hub, ioc, "a");
+    auto pub = make_sub(hub, ioc, "pub");
+    hub.subscribe("t", a, std::nullopt);
+    hub.unsubscribe("t", *a);
+    std::string metrics;
+    hub.render_metrics(metrics);
+    CHECK(metrics.find("wsx_relay_topics 0\n") != std::string::npos);
+    hub.publish("t", *pub, "nobody hears this", false);
+    hub.subscribe("t", a, std::nullopt);
+    hub.publish("t", *pub, "heard", false);
+    ioc.run();
+    CHECK(data_of(a->got) == std::vector<std::string>{"heard"});
+}
