@@ -21,7 +21,7 @@ struct relay_args {
     std::string slow_consumer = "drop-oldest";
     std::string control_path;
     std::string acl_claim = "topics";
-    std::string redis, redis_prefix = "wsx:relay", presence_ttl = "10s";
+    std::string redis, redis_prefix = "wsx:relay", presence_ttl = "10s", redis_timeout = "2s";
     listener_args listener;
 };
 }  // namespace
@@ -55,6 +55,10 @@ runner setup_relay(CLI::App& app) {
         ->group(r)->type_name("URL");
     app.add_option("--redis-prefix", a->redis_prefix, "Prefix of the keys and channels the relay uses in Redis")
         ->group(r)->type_name("PREFIX")->capture_default_str();
+    app.add_option("--redis-timeout", a->redis_timeout,
+                   "With --redis: a command unanswered this long (a frozen Redis) drops the connection; "
+                   "the relay serves locally and reconnects")
+        ->group(r)->type_name("DUR")->capture_default_str();
     app.add_option("--presence-ttl", a->presence_ttl,
                    "With --redis: an instance that stops refreshing its presence for this long is considered gone")
         ->group(r)->type_name("DUR")->capture_default_str();
@@ -99,6 +103,10 @@ runner setup_relay(CLI::App& app) {
         }
         const auto ttl = duration_arg(p, "--presence-ttl", a->presence_ttl);
         ro.presence_ttl = std::max(std::chrono::milliseconds(300), std::chrono::duration_cast<std::chrono::milliseconds>(ttl));
+
+        const auto rt = duration_arg(p, "--redis-timeout", a->redis_timeout);
+        ro.redis_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(rt);
+        if (ro.redis_timeout.count() <= 0) p.add("--redis-timeout must be more than 0");
 
         apply_listener_options(p, a->listener, o);
         if (p.report("relay")) return static_cast<int>(exit_code::usage);

@@ -32,7 +32,7 @@ function __wsx_path
                 set skip 1
             case 'wsx bench merge --json' 'wsx bench merge --html' 'wsx bench merge --hgrm' 'wsx bench merge --fail-if'
                 set skip 1
-            case 'wsx relay --history' 'wsx relay --subscriber-queue' 'wsx relay --slow-consumer' 'wsx relay --control-path' 'wsx relay --acl-claim' 'wsx relay --redis' 'wsx relay --redis-prefix' 'wsx relay --presence-ttl' 'wsx relay --path' 'wsx relay --max-message-size' 'wsx relay --ping-interval' 'wsx relay --ping-timeout' 'wsx relay --idle-timeout' 'wsx relay --max-connections' 'wsx relay --send-queue-limit' 'wsx relay --overflow' 'wsx relay --handshake-timeout' 'wsx relay --threads' 'wsx relay --tls-cert' 'wsx relay --tls-key' 'wsx relay --client-ca' 'wsx relay --token' 'wsx relay --jwt-secret' 'wsx relay --jwt-public-key' 'wsx relay --jwt-alg' 'wsx relay --jwt-leeway' 'wsx relay --basic-auth' 'wsx relay --origin' 'wsx relay --rate-limit' 'wsx relay --rate-limit-policy' 'wsx relay --connect-rate-limit' 'wsx relay --log-format' 'wsx relay --drain-timeout'
+            case 'wsx relay --history' 'wsx relay --subscriber-queue' 'wsx relay --slow-consumer' 'wsx relay --control-path' 'wsx relay --acl-claim' 'wsx relay --redis' 'wsx relay --redis-prefix' 'wsx relay --redis-timeout' 'wsx relay --presence-ttl' 'wsx relay --path' 'wsx relay --max-message-size' 'wsx relay --ping-interval' 'wsx relay --ping-timeout' 'wsx relay --idle-timeout' 'wsx relay --max-connections' 'wsx relay --send-queue-limit' 'wsx relay --overflow' 'wsx relay --handshake-timeout' 'wsx relay --threads' 'wsx relay --tls-cert' 'wsx relay --tls-key' 'wsx relay --client-ca' 'wsx relay --token' 'wsx relay --jwt-secret' 'wsx relay --jwt-public-key' 'wsx relay --jwt-alg' 'wsx relay --jwt-leeway' 'wsx relay --basic-auth' 'wsx relay --origin' 'wsx relay --rate-limit' 'wsx relay --rate-limit-policy' 'wsx relay --connect-rate-limit' 'wsx relay --log-format' 'wsx relay --drain-timeout'
                 set skip 1
         end
     end
@@ -210,6 +210,7 @@ complete -c wsx -n '__wsx_at wsx relay' -l 'control-path' -r -F -d 'Also speak t
 complete -c wsx -n '__wsx_at wsx relay' -l 'acl-claim' -x -d 'JWT claim listing the topic patterns a token may use: ["chat.*"] or {"subscribe":[...],"publish":[...]}; no claim: all topics'
 complete -c wsx -n '__wsx_at wsx relay' -l 'redis' -x -d 'Share topics, history, presence and identities with every relay using this Redis: redis://[user:pass@]host:port[/db]'
 complete -c wsx -n '__wsx_at wsx relay' -l 'redis-prefix' -x -d 'Prefix of the keys and channels the relay uses in Redis'
+complete -c wsx -n '__wsx_at wsx relay' -l 'redis-timeout' -x -d 'With --redis: a command unanswered this long (a frozen Redis) drops the connection; the relay serves locally and reconnects'
 complete -c wsx -n '__wsx_at wsx relay' -l 'presence-ttl' -x -d 'With --redis: an instance that stops refreshing its presence for this long is considered gone'
 complete -c wsx -n '__wsx_at wsx relay' -l 'path' -r -F -d 'Upgrade only at this path (e.g. /ws); other paths get HTTP 404'
 complete -c wsx -n '__wsx_at wsx relay' -l 'max-message-size' -x -d 'Largest message accepted; larger ones close with 1009'

@@ -119,19 +119,38 @@ struct redis_connection::io_state : std::enable_shared_from_this<io_state> {
 };
 
 redis_connection::redis_connection(net::io_context& ioc, redis_url url, std::string name)
-    : ioc_(ioc), url_(std::move(url)), name_(std::move(name)), retry_timer_(ioc) {}
+    : ioc_(ioc), url_(std::move(url)), name_(std::move(name)), retry_timer_(ioc), watchdog_(ioc) {}
 
 redis_connection::~redis_connection() { stop(); }
 
 void redis_connection::start() {
     stopped_ = false;
     connect();
+    arm_watchdog();
+}
+
+void redis_connection::arm_watchdog() {
+    if (timeout_.count() <= 0) return;
+    watchdog_.expires_after(timeout_ / 4);
+    watchdog_.async_wait([w = weak_from_this()](error_code ec) {
+        auto self = w.lock();
+        if (ec || !self || self->stopped_) return;
+        if (self->ac_ && self->up_ && self->pending_ > 0 && std::chrono::steady_clock::now() - self->progress_ > self->timeout_) {
+            // Freeing the context answers every pending command with nullopt and reports the
+            // disconnect; the usual reconnect follows.
+            self->timed_out_ = true;
+            self->last_error_ = fmt::format("no reply within {}ms", self->timeout_.count());
+            redisAsyncFree(self->ac_);
+        }
+        self->arm_watchdog();
+    });
 }
 
 void redis_connection::stop() {
     if (stopped_ && !ac_) return;
     stopped_ = true;
     retry_timer_.cancel();
+    watchdog_.cancel();
     on_message = nullptr;
     on_up = nullptr;
     on_down = nullptr;
@@ -219,6 +238,7 @@ void redis_connection::connected_cb(int status) {
     }
     up_ = true;
     ever_up_ = true;
+    pending_ = 0;
     backoff_ = std::chrono::milliseconds(100);
     if (!url_.password.empty()) {
         if (url_.user.empty())
@@ -242,7 +262,10 @@ void redis_connection::connected_cb(int status) {
 }
 
 void redis_connection::disconnected_cb(int status) {
-    std::string why = status == REDIS_OK ? "connection closed" : (ac_ && ac_->errstr ? ac_->errstr : "connection lost");
+    std::string why = timed_out_ ? last_error_
+                                 : status == REDIS_OK ? "connection closed" : (ac_ && ac_->errstr ? ac_->errstr : "connection lost");
+    timed_out_ = false;
+    pending_ = 0;
     if (ac_) ac_->data = nullptr;
     ac_ = nullptr;
     up_ = false;
@@ -266,8 +289,10 @@ void redis_connection::command(const std::vector<std::string>& args, reply_handl
         lens.push_back(a.size());
     }
     auto* h = done ? new reply_handler(std::move(done)) : nullptr;
-    if (redisAsyncCommandArgv(ac_, &redis_connection::on_reply, h, static_cast<int>(argv.size()), argv.data(), lens.data()) !=
+    if (redisAsyncCommandArgv(ac_, &redis_connection::on_reply, h, static_cast<int>(argv.size()), argv.data(), lens.data()) ==
         REDIS_OK) {
+        if (pending_++ == 0) progress_ = std::chrono::steady_clock::now();
+    } else {
         if (h) {
             net::post(ioc_, [h] {
                 (*h)(std::nullopt);
@@ -280,8 +305,11 @@ void redis_connection::command(const std::vector<std::string>& args, reply_handl
 void redis_connection::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
     // A null reply means the connection is being torn down: stop sending before the handler
     // runs, so that a handler that retries does not queue onto the dying context.
-    if (!reply)
-        if (auto* self = static_cast<redis_connection*>(ac->data)) self->up_ = false;
+    if (auto* self = static_cast<redis_connection*>(ac->data)) {
+        if (!reply) self->up_ = false;
+        if (self->pending_ > 0) --self->pending_;
+        self->progress_ = std::chrono::steady_clock::now();
+    }
     auto* h = static_cast<reply_handler*>(privdata);
     if (!h) return;
     if (reply)

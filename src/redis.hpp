@@ -62,6 +62,10 @@ public:
     /// The connection went away (it will be retried); `why` says what happened.
     std::function<void(const std::string& why)> on_down;
 
+    /// A command unanswered this long (a frozen or unreachable server) drops the connection:
+    /// pending commands get nullopt and a reconnect follows. 0: wait forever.
+    void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+
     std::uint64_t reconnects() const noexcept { return reconnects_; }
     /// Why the last connection attempt or command failed (empty when nothing failed).
     const std::string& last_error() const noexcept { return last_error_; }
@@ -70,6 +74,7 @@ private:
     struct io_state;
     void connect();
     void schedule_reconnect();
+    void arm_watchdog();
     void connected_cb(int status);
     void disconnected_cb(int status);
     static void on_connect(const ::redisAsyncContext* ac, int status);
@@ -84,6 +89,11 @@ private:
     std::shared_ptr<io_state> io_;
     std::vector<std::string> channels_;
     net::steady_timer retry_timer_;
+    net::steady_timer watchdog_;
+    std::chrono::milliseconds timeout_{0};
+    std::size_t pending_ = 0;                       // commands sent and not answered
+    std::chrono::steady_clock::time_point progress_{};  // last reply, or first pending command
+    bool timed_out_ = false;
     std::chrono::milliseconds backoff_{100};
     bool up_ = false;
     bool stopped_ = true;

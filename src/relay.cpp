@@ -219,6 +219,7 @@ void relay_hub::start(net::io_context& main) {
     if (!o_.redis) return;
     cmd_ = std::make_shared<redis_connection>(main, *o_.redis, "commands");
     sub_ = std::make_shared<redis_connection>(main, *o_.redis, "subscriber");
+    cmd_->set_timeout(o_.redis_timeout);
     cmd_->on_up = [this] { redis_went_up(); };
     cmd_->on_down = [this](const std::string& why) { redis_went_down(why); };
     sub_->subscribe(key("msg", "all"));
@@ -271,8 +272,11 @@ void relay_hub::redis_went_up() {
     redis_up_ = true;
     if (was_down_) {
         const auto secs = std::chrono::duration<double>(steady_clock::now() - down_since_).count();
-        log(fmt::format("relay: redis reconnected after {:.1f}s; {} messages published here meanwhile reached local "
-                        "subscribers only; messages published on other instances meanwhile were not received here",
+        // Unconfirmed: Redis did not answer. When it was gone they stayed here; when it was only
+        // frozen, it may still have passed them on once it woke up.
+        log(fmt::format("relay: redis reconnected after {:.1f}s; {} messages published here meanwhile were delivered to "
+                        "local subscribers without reaching other instances through Redis (or unconfirmed); "
+                        "messages published on other instances meanwhile were not received here",
                         secs, c_.redis_local_only - local_only_at_down_));
     } else if (!o_.quiet) {
         log(fmt::format("relay: redis {}:{} connected (instance {})", o_.redis->host, o_.redis->port, instance_));
@@ -665,7 +669,7 @@ void relay_hub::render_metrics(std::string& out) {
         metric("wsx_relay_redis_out_total", "counter", "Messages published through Redis to other instances.", c_.redis_out.load());
         metric("wsx_relay_redis_in_total", "counter", "Messages received from other instances.", c_.redis_in.load());
         metric("wsx_relay_redis_local_only_total", "counter",
-               "Messages published while Redis was unreachable: delivered on this instance only.", c_.redis_local_only.load());
+               "Messages published while Redis was unreachable or silent: delivered on this instance, not confirmed elsewhere.", c_.redis_local_only.load());
         metric("wsx_relay_redis_disconnects_total", "counter", "Times the Redis connection was lost.", c_.redis_disconnects.load());
     }
 }

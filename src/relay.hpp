@@ -39,6 +39,7 @@ struct relay_options {
     std::optional<redis_url> redis;          ///< set: share topics through this Redis
     std::string redis_prefix = "wsx:relay";  ///< key and channel prefix in Redis
     std::chrono::milliseconds presence_ttl{10000};  ///< an instance silent this long is gone
+    std::chrono::milliseconds redis_timeout{2000};  ///< a Redis command unanswered this long: reconnect
     bool quiet = false;
     std::function<void(const std::string&)> log;     ///< log lines (stderr); null: silent
 };
