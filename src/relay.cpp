@@ -728,11 +728,16 @@ public:
         auto op_it = j.find("op");
         if (op_it == j.end() || !op_it->is_string()) return error("missing \"op\" (subscribe, unsubscribe, publish, presence, send)", {});
         const auto op = op_it->get<std::string>();
-        if (op == "subscribe") return op_subscribe(j);
-        if (op == "unsubscribe") return op_unsubscribe(j);
-        if (op == "publish") return op_publish(j);
-        if (op == "presence") return op_presence(j);
-        if (op == "send") return op_send(j);
+        try {
+            if (op == "subscribe") return op_subscribe(j);
+            if (op == "unsubscribe") return op_unsubscribe(j);
+            if (op == "publish") return op_publish(j);
+            if (op == "presence") return op_presence(j);
+            if (op == "send") return op_send(j);
+        } catch (const std::exception& e) {
+            // A field of an unexpected type that a check missed: an error reply, never a crash.
+            return error(fmt::format("bad request: {}", e.what()), op);
+        }
         error(fmt::format("unknown op '{}'", op), op);
     }
 
@@ -881,7 +886,12 @@ private:
             error("missing \"data\"", op);
             return std::nullopt;
         }
-        const bool binary = j.value("binary", false) == true;
+        auto b = j.find("binary");
+        if (b != j.end() && !b->is_boolean()) {
+            error("\"binary\" is true or false", op);
+            return std::nullopt;
+        }
+        const bool binary = b != j.end() && b->get<bool>();
         if (binary) {
             if (!it->is_string()) {
                 error("\"binary\": true needs \"data\" as a base64 string", op);

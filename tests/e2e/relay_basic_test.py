@@ -98,6 +98,12 @@ class RelayBasicTest(RelayCase):
             ('{"op":"unsubscribe","topic":"nope"}', "not subscribed"),
             ('{"op":"subscribe","topic":"x","since":"yesterday"}', '"since" is a message id'),
             ('{"op":"send","data":"x"}', 'missing "to"'),
+            ('{"op":"publish","topic":"x","data":"x","binary":"yes"}', '"binary" is true or false'),
+            ('{"op":"subscribe","topic":"x","history":-3}', '"history" is true or a count'),
+            ('{"op":7}', 'missing "op"'),
+            ('{"op":"subscribe","topic":["x"]}', 'missing "topic"'),
+            ('[' * 100000 + ']' * 100000, "expected a JSON object"),
+            ('{"op":"publish","topic":"' + 'x' * 300 + '","data":"x"}', "a topic is 1 to 256 bytes"),
         ]
         for text, want in bad:
             a.send(text)
