@@ -25,8 +25,12 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
 }
 
 // Publishing in Redis: one atomic step assigns the id, keeps the history and fans out.
+// ARGV[5] is the highest id this instance has seen for the topic: ids stay increasing even
+// after Redis restarted without its data, or after ids were assigned locally during an outage.
 constexpr const char* publish_script =
     "local id = redis.call('INCR', KEYS[1])\n"
+    "local floor = tonumber(ARGV[5])\n"
+    "if id <= floor then id = floor + 1 redis.call('SET', KEYS[1], id) end\n"
     "local msg = ARGV[1] .. id .. ARGV[2]\n"
     "local n = tonumber(ARGV[3])\n"
     "if n > 0 then redis.call('RPUSH', KEYS[2], msg) redis.call('LTRIM', KEYS[2], -n, -1) end\n"
@@ -523,10 +527,15 @@ void relay_hub::publish(const std::string& topic, const relay_subscriber& from, 
             ++c_.redis_local_only;
             return publish_local(std::move(m));
         }
+        std::uint64_t floor = 0;
+        if (auto t = this->topic(m->topic, false)) {
+            std::lock_guard lock(t->m);
+            floor = t->last_id;
+        }
         const std::string prefix = fmt::format("wsx1\n{}\nd\n{}\n", instance_, m->topic);
         const std::string suffix = fmt::format("\n{}\n{}\n", m->from, m->binary ? 'b' : 't') + m->data;
         cmd_->command({"EVAL", publish_script, "2", key("id", m->topic), key("hist", m->topic), prefix, suffix,
-                       std::to_string(o_.history), key("msg", "all")},
+                       std::to_string(o_.history), key("msg", "all"), std::to_string(floor)},
                       [this, m](std::optional<redis_value> v) mutable {
                           if (v && v->type == redis_value::kind::integer) {
                               m->id = static_cast<std::uint64_t>(v->integer);
@@ -634,6 +643,7 @@ void relay_hub::redis_received(const std::string&, std::string payload) {
         log("relay: ignored a malformed message from redis");
         return;
     }
+    if (m->type == relay_message::kind::data) track_sequence(m->topic, m->id);
     if (inst == instance_) return;  // our own, already delivered here
     ++c_.redis_in;
     auto p = std::make_shared<relay_message>(std::move(*m));
@@ -643,6 +653,26 @@ void relay_hub::redis_received(const std::string&, std::string payload) {
         return;
     }
     publish_local(std::move(p));
+}
+
+void relay_hub::track_sequence(const std::string& topic, std::uint64_t id) {
+    // Every data message of a topic passes through the Redis channel in id order (one script
+    // assigns the id and publishes), our own included: a jump in the ids is what this instance
+    // missed. Ids starting again below the last one mean Redis restarted without its data.
+    auto [it, fresh] = redis_seen_.try_emplace(topic, 0);
+    std::uint64_t& seen = it->second;
+    std::uint64_t missed = 0, from = seen + 1;
+    if (id > seen + 1 && !fresh)
+        missed = id - seen - 1;
+    else if (id <= seen && id > 1) {
+        missed = id - 1;
+        from = 1;
+    }
+    seen = id;
+    if (missed == 0) return;
+    c_.redis_missed += missed;
+    log(fmt::format("relay: topic {}: {} messages published through redis did not arrive here (ids {}..{})",
+                    nlohmann::json(topic).dump(-1, ' ', false, json::error_handler_t::replace), missed, from, id - 1));
 }
 
 void relay_hub::render_metrics(std::string& out) {
@@ -671,6 +701,8 @@ void relay_hub::render_metrics(std::string& out) {
         metric("wsx_relay_redis_local_only_total", "counter",
                "Messages published while Redis was unreachable or silent: delivered on this instance, not confirmed elsewhere.", c_.redis_local_only.load());
         metric("wsx_relay_redis_disconnects_total", "counter", "Times the Redis connection was lost.", c_.redis_disconnects.load());
+        metric("wsx_relay_redis_missed_total", "counter",
+               "Messages published through Redis that never arrived here (gaps in a topic's ids).", c_.redis_missed.load());
     }
 }
 
@@ -678,8 +710,9 @@ std::string relay_hub::summary() {
     std::string s = fmt::format("relay: published={} delivered={} slow_dropped={} slow_closed={}", c_.published.load(),
                                 c_.delivered.load(), c_.slow_dropped.load(), c_.slow_closed.load());
     if (o_.redis)
-        s += fmt::format(" redis_out={} redis_in={} redis_local_only={} redis_disconnects={}", c_.redis_out.load(),
-                         c_.redis_in.load(), c_.redis_local_only.load(), c_.redis_disconnects.load());
+        s += fmt::format(" redis_out={} redis_in={} redis_local_only={} redis_missed={} redis_disconnects={}",
+                         c_.redis_out.load(), c_.redis_in.load(), c_.redis_local_only.load(), c_.redis_missed.load(),
+                         c_.redis_disconnects.load());
     return s;
 }
 

@@ -106,7 +106,7 @@ struct replay_request {
 struct relay_counters {
     std::atomic<std::uint64_t> published{0}, delivered{0}, slow_dropped{0}, slow_closed{0}, protocol_errors{0},
         acl_refusals{0}, direct_sent{0}, direct_failed{0};
-    std::atomic<std::uint64_t> redis_out{0}, redis_in{0}, redis_local_only{0}, redis_disconnects{0};
+    std::atomic<std::uint64_t> redis_out{0}, redis_in{0}, redis_local_only{0}, redis_disconnects{0}, redis_missed{0};
     std::atomic<std::int64_t> subscribers{0};
 };
 
@@ -161,6 +161,7 @@ private:
     void redis_went_up();
     void redis_went_down(const std::string& why);
     void heartbeat();
+    void track_sequence(const std::string& topic, std::uint64_t id);
     std::string key(std::string_view kind, std::string_view name) const;
 
     relay_options o_;
@@ -179,6 +180,7 @@ private:
     steady_clock::time_point down_since_{};
     std::uint64_t local_only_at_down_ = 0;
     bool was_down_ = false;
+    std::unordered_map<std::string, std::uint64_t> redis_seen_;  // main context: last id per topic
 
 public:
     std::uint64_t next_conn_id() { return next_conn_++; }

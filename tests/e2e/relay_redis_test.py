@@ -195,7 +195,9 @@ class RelayRedisTest(RelayCase):
         self.assertEqual(rgot, sorted(set(rgot)))
         self.assertLess(len(rgot), total)
         self.assertGreater(rgot[-1], after)
-        m1 = self.metrics(u1)
+        m1, m2 = self.metrics(u1), self.metrics(u2)
+        # What did not cross is reported: by the receiving side as gaps in the ids.
+        self.assertEqual(m2["wsx_relay_redis_missed_total"], total - len(rgot))
         self.assertGreaterEqual(m1["wsx_relay_redis_disconnects_total"], 1)
         self.assertGreater(m1["wsx_relay_redis_local_only_total"], 0)
         if freeze:
@@ -205,6 +207,8 @@ class RelayRedisTest(RelayCase):
             self.assertEqual(m1["wsx_relay_redis_local_only_total"], total - len(rgot))
         for p in procs:
             self.assertIsNone(p.proc.poll(), "a relay died")
+        procs[1].stop()
+        self.assertRegex(procs[1].rest_of_stderr(), r'topic "live": \d+ messages published through redis did not arrive here')
         procs[0].stop()
         log = procs[0].rest_of_stderr()
         self.assertIn("redis connection lost", log)
