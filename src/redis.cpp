@@ -119,7 +119,8 @@ struct redis_connection::io_state : std::enable_shared_from_this<io_state> {
 };
 
 redis_connection::redis_connection(net::io_context& ioc, redis_url url, std::string name)
-    : ioc_(ioc), url_(std::move(url)), name_(std::move(name)), retry_timer_(ioc), watchdog_(ioc) {}
+    : ioc_(ioc), url_(std::move(url)), name_(std::move(name)), retry_timer_(std::make_unique<net::steady_timer>(ioc)),
+      watchdog_(std::make_unique<net::steady_timer>(ioc)) {}
 
 redis_connection::~redis_connection() { stop(); }
 
@@ -130,9 +131,9 @@ void redis_connection::start() {
 }
 
 void redis_connection::arm_watchdog() {
-    if (timeout_.count() <= 0) return;
-    watchdog_.expires_after(timeout_ / 4);
-    watchdog_.async_wait([w = weak_from_this()](error_code ec) {
+    if (timeout_.count() <= 0 || !watchdog_) return;
+    watchdog_->expires_after(timeout_ / 4);
+    watchdog_->async_wait([w = weak_from_this()](error_code ec) {
         auto self = w.lock();
         if (ec || !self || self->stopped_) return;
         if (self->ac_ && self->up_ && self->pending_ > 0 && std::chrono::steady_clock::now() - self->progress_ > self->timeout_) {
@@ -149,8 +150,8 @@ void redis_connection::arm_watchdog() {
 void redis_connection::stop() {
     if (stopped_ && !ac_) return;
     stopped_ = true;
-    retry_timer_.cancel();
-    watchdog_.cancel();
+    retry_timer_.reset();
+    watchdog_.reset();
     on_message = nullptr;
     on_up = nullptr;
     on_down = nullptr;
@@ -161,6 +162,7 @@ void redis_connection::stop() {
         ac->data = nullptr;
         redisAsyncFree(ac);
     }
+    io_.reset();
 }
 
 void redis_connection::connect() {
@@ -209,10 +211,10 @@ void redis_connection::connect() {
 }
 
 void redis_connection::schedule_reconnect() {
-    if (stopped_) return;
-    retry_timer_.expires_after(backoff_);
+    if (stopped_ || !retry_timer_) return;
+    retry_timer_->expires_after(backoff_);
     backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, std::chrono::seconds(2));
-    retry_timer_.async_wait([w = weak_from_this()](error_code ec) {
+    retry_timer_->async_wait([w = weak_from_this()](error_code ec) {
         auto self = w.lock();
         if (ec || !self || self->stopped_) return;
         ++self->reconnects_;

@@ -88,8 +88,8 @@ private:
     ::redisAsyncContext* ac_ = nullptr;
     std::shared_ptr<io_state> io_;
     std::vector<std::string> channels_;
-    net::steady_timer retry_timer_;
-    net::steady_timer watchdog_;
+    // Timers and the descriptor are released in stop(), while the io_context still exists.
+    std::unique_ptr<net::steady_timer> retry_timer_, watchdog_;
     std::chrono::milliseconds timeout_{0};
     std::size_t pending_ = 0;                       // commands sent and not answered
     std::chrono::steady_clock::time_point progress_{};  // last reply, or first pending command

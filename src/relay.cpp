@@ -247,7 +247,8 @@ void relay_hub::start(net::io_context& main) {
 }
 
 void relay_hub::stop() {
-    if (heartbeat_timer_) heartbeat_timer_->cancel();
+    // Timers and connections go now: the io_context they use may not outlive this hub.
+    heartbeat_timer_.reset();
     if (cmd_) cmd_->stop();
     if (sub_) sub_->stop();
     redis_up_ = false;
@@ -288,7 +289,7 @@ void relay_hub::redis_went_up() {
     was_down_ = false;
     // Re-register everything this instance holds: the heartbeat key first, so that presence
     // queries see the entries that follow.
-    heartbeat_timer_->cancel();
+    if (heartbeat_timer_) heartbeat_timer_->cancel();
     heartbeat();
     std::vector<std::tuple<std::string, std::string, std::string>> entries;
     {
