@@ -66,6 +66,7 @@ runner setup_relay(CLI::App& app) {
     add_listener_options(app, a->listener);
 
     auto* sql = app.get_option("--send-queue-limit");
+    auto* overflow = app.get_option("--overflow");
     app.footer(
         "Examples:\n"
         "  wsx relay 8080                              # clients of ws://127.0.0.1:8080/chat share topic 'chat'\n"
@@ -78,7 +79,7 @@ runner setup_relay(CLI::App& app) {
         "subprotocol wsx.relay.v1 speak JSON: {\"op\":\"subscribe\"|\"unsubscribe\"|\"publish\"|\"presence\"|\"send\", ...}\n"
         "(see the README). Prints 'listening on ws://HOST:PORT' on stderr once ready.");
 
-    return [a, sql]() -> int {
+    return [a, sql, overflow]() -> int {
         problems p;
         serve_options o;
         std::string err;
@@ -104,6 +105,8 @@ runner setup_relay(CLI::App& app) {
         const auto ttl = duration_arg(p, "--presence-ttl", a->presence_ttl);
         ro.presence_ttl = std::max(std::chrono::milliseconds(300), std::chrono::duration_cast<std::chrono::milliseconds>(ttl));
 
+        if (overflow->count() > 0)
+            p.add("--overflow does not apply to relay: a full subscriber queue is handled by --slow-consumer");
         const auto rt = duration_arg(p, "--redis-timeout", a->redis_timeout);
         ro.redis_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(rt);
         if (ro.redis_timeout.count() <= 0) p.add("--redis-timeout must be more than 0");

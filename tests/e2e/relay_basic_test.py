@@ -223,12 +223,13 @@ class RelayBasicTest(RelayCase):
 
     def test_bad_options_are_reported_together(self):
         r = self.wsx("relay", "127.0.0.1:0", "--redis", "http://x", "--subscriber-queue", "lots",
-                     "--control-path", "ctl")
+                     "--control-path", "ctl", "--overflow", "drop")
         self.assertExit(r, 2)
         errs = "\n".join(self.error_lines(r))
         self.assertIn("--redis", errs)
         self.assertIn("--subscriber-queue", errs)
         self.assertIn("--control-path", errs)
+        self.assertIn("--overflow does not apply", errs)
 
 
 if __name__ == "__main__":
