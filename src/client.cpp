@@ -51,6 +51,11 @@ void print_headers(std::ostream& out, char mark, const auto& fields) {
 // Resolves host:port with a deadline. Maps errors to exit codes.
 net::awaitable<tcp::resolver::results_type> resolve(const client_options& o, const std::string& host, std::uint16_t port,
                                                     clock::time_point deadline) {
+    // An IP literal needs no lookup, and no resolver thread (which costs start-up time).
+    error_code parse_ec;
+    auto literal = net::ip::make_address(host, parse_ec);
+    if (!parse_ec)
+        co_return tcp::resolver::results_type::create(tcp::endpoint(literal, port), host, std::to_string(port));
     auto ex = co_await net::this_coro::executor;
     tcp::resolver resolver(ex);
     net::steady_timer timer(ex, deadline);
@@ -226,6 +231,10 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
     connect_result r;
     const auto start = clock::now();
     const auto deadline = start + o.connect_timeout;
+    // Without compression, data frames are encoded and masked straight into one buffer, so a
+    // burst of messages leaves in one write.
+    auto so = o.session;
+    so.direct_writes = !o.deflate.enabled;
 
     if (o.url.is_unix()) {
         if (o.url.tls) throw failure(exit_code::usage, "wss+unix:// is not supported: use ws+unix://");
@@ -240,7 +249,7 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         r.remote = o.url.unix_path;
         r.timings.tcp = clock::now() - start;
         co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, o.session);
+        r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, so);
     } else if (o.url.tls) {
         auto ctx = make_client_tls(o.tls);
         websocket::stream<tls_layer> ws(ex, *ctx);
@@ -257,13 +266,13 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
                                                       describe_tls_error(ec, &tls), verify_hint(o, tls)));
         r.timings.tls = clock::now() - t0;
         co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, o.session);
+        r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, so);
         r.session->hold(ctx);
     } else {
         websocket::stream<tcp_layer> ws(ex);
         co_await open_tcp(beast::get_lowest_layer(ws), o, r, deadline);
         co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, o.session);
+        r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, so);
     }
     r.timings.total = clock::now() - start;
     co_return r;
