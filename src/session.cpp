@@ -43,7 +43,7 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
             info.code = r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code);
             info.reason = std::string(r.reason.data(), r.reason.size());
             info.clean = true;
-            info.by_peer = !close_sent_;
+            info.by_peer = !close_sent_ || bad_close_code_;
         } else {
             info.error = ec;
             info.what = abort_what_.empty() ? ec.message() : abort_what_;
@@ -246,6 +246,15 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
             if (rtt > stats_.rtt_max) stats_.rtt_max = rtt;
         }
         if (events_) events_->on_pong({payload.data(), payload.size()}, rtt);
+    } else if (kind == websocket::frame_type::close && ws_.reason().code >= 5000 && !close_sent_) {
+        // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection with
+        // 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
+        bad_close_code_ = true;
+        close_requested_ = close_sent_ = true;
+        close_code_ = 1002;
+        close_reason_ = "invalid close code";
+        ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+                                         [](error_code) {});
     }
 }
 

@@ -108,7 +108,8 @@ private:
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
     bool direct_ = false;
-    bool close_drained_ = false;      // a client's queued frames were flushed before its Close
+    bool close_drained_ = false;
+    bool bad_close_code_ = false;     // the peer's Close carried a code above 4999      // a client's queued frames were flushed before its Close
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;
