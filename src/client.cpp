@@ -129,31 +129,9 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
     apply_deflate(ws, o.deflate, false);
     ws.auto_fragment(false);
 
-    std::string target = o.url.target;
-    if (!o.token.empty() && !o.token_query.empty()) {
-        target += target.find('?') == std::string::npos ? '?' : '&';
-        target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
-        target += '=';
-        target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
-    }
+    const std::string target = upgrade_target(o, o.url);
     ws.set_option(websocket::stream_base::decorator([&o, &r](websocket::request_type& req) {
-        req.set(http::field::user_agent, o.user_agent);
-        if (!o.subprotocols.empty()) {
-            std::string list;
-            for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;
-            req.set(http::field::sec_websocket_protocol, list);
-        }
-        if (!o.origin.empty()) req.set(http::field::origin, o.origin);
-        if (!o.cookies.empty()) {
-            std::string c;
-            for (const auto& k : o.cookies) c += (c.empty() ? "" : "; ") + k;
-            req.set(http::field::cookie, c);
-        }
-        std::string userpass = o.basic_auth;
-        if (userpass.empty() && !o.url.username.empty()) userpass = o.url.username + ":" + o.url.password;
-        if (!userpass.empty()) req.set(http::field::authorization, "Basic " + base64_encode(userpass));
-        if (!o.token.empty() && o.token_query.empty()) req.set(http::field::authorization, "Bearer " + o.token);
-        for (const auto& [name, value] : o.headers) req.set(name, value);
+        decorate_upgrade_request(req, o, o.url);
         r.request = http::request<http::empty_body>(req);
     }));
 
@@ -225,6 +203,37 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
 }
 
 }  // namespace
+
+std::string upgrade_target(const client_options& o, const endpoint& url) {
+    std::string target = url.target;
+    if (!o.token.empty() && !o.token_query.empty()) {
+        target += target.find('?') == std::string::npos ? '?' : '&';
+        target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
+        target += '=';
+        target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
+    }
+    return target;
+}
+
+void decorate_upgrade_request(http::fields& req, const client_options& o, const endpoint& url) {
+    req.set(http::field::user_agent, o.user_agent);
+    if (!o.subprotocols.empty()) {
+        std::string list;
+        for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;
+        req.set(http::field::sec_websocket_protocol, list);
+    }
+    if (!o.origin.empty()) req.set(http::field::origin, o.origin);
+    if (!o.cookies.empty()) {
+        std::string c;
+        for (const auto& k : o.cookies) c += (c.empty() ? "" : "; ") + k;
+        req.set(http::field::cookie, c);
+    }
+    std::string userpass = o.basic_auth;
+    if (userpass.empty() && !url.username.empty()) userpass = url.username + ":" + url.password;
+    if (!userpass.empty()) req.set(http::field::authorization, "Basic " + base64_encode(userpass));
+    if (!o.token.empty() && o.token_query.empty()) req.set(http::field::authorization, "Bearer " + o.token);
+    for (const auto& [name, value] : o.headers) req.set(name, value);
+}
 
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose) {
     auto ex = co_await net::this_coro::executor;
