@@ -18,6 +18,7 @@ const command commands[] = {
     {"connect", "Connect to a WebSocket server: interactive console, pipe, or scripted checks", setup_connect},
     {"serve", "Run a WebSocket server (echo)", setup_serve},
     {"bench", "Load-test a WebSocket server: latency percentiles, throughput, thresholds", setup_bench},
+    {"relay", "Run a pub/sub hub: topics, history, presence, direct messages; Redis to scale out", setup_relay},
 };
 }  // namespace
 
