@@ -1,5 +1,6 @@
 // wsx: one binary, five WebSocket tools. This file is the table of contents:
 // the command table, parsing, dispatch, and exceptions turned into exit codes.
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -91,8 +92,25 @@ int main(int argc, char** argv) {
     }
     auto gen = cli::add_generate_command(app, cli::manual_sections());
     gen.app->callback([&run, r = gen.run] { run = r; });
+    // `serve --exec -- CMD ARGS...`: every word after `--` belongs to the command, also those
+    // that look like options; they reach --exec as one shell-quoted string.
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+        if (args[i] != "--exec" || args[i + 1] != "--") continue;
+        std::string command;
+        for (std::size_t j = i + 2; j < args.size(); ++j) {
+            if (!command.empty()) command += ' ';
+            command += '\'';
+            for (char c : args[j]) command += c == '\'' ? std::string("'\\''") : std::string(1, c);
+            command += '\'';
+        }
+        args.resize(i + 1);
+        args.push_back(command);
+        break;
+    }
+    std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
     try {
-        app.parse(argc, argv);
+        app.parse(args);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {

@@ -106,7 +106,7 @@ complete -c wsx -n '__wsx_at wsx connect' -s 'v' -l 'verbose' -d 'Print the hand
 # wsx serve
 complete -c wsx -n '__wsx_at wsx serve' -s 'h' -l 'help' -d 'Print this help message and exit'
 complete -c wsx -n '__wsx_at wsx serve' -l 'echo' -d 'Send every message back to its sender, same opcode (the default)'
-complete -c wsx -n '__wsx_at wsx serve' -l 'exec' -x -d 'Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the client, exit status as close code; with arguments starting with \'-\', give one quoted string, split like a shell would: --exec \'sh -c "cat -n"\''
+complete -c wsx -n '__wsx_at wsx serve' -l 'exec' -x -d 'Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the client, exit status as close code; for arguments that start with \'-\', end the options with --exec -- CMD ARGS... or give one quoted string: --exec \'sh -c "cat -n"\''
 complete -c wsx -n '__wsx_at wsx serve' -l 'binary' -d 'With --exec: raw output chunks as binary messages, messages written raw'
 complete -c wsx -n '__wsx_at wsx serve' -l 'pass-stderr' -d 'With --exec: child stderr lines go to the client instead of the log'
 complete -c wsx -n '__wsx_at wsx serve' -l 'kill-grace' -x -d 'With --exec: time between SIGTERM and SIGKILL once the client has left'

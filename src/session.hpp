@@ -27,8 +27,8 @@ struct session_options {
     std::chrono::nanoseconds ping_timeout{0};      ///< 0: pongs are not awaited
     std::chrono::nanoseconds idle_timeout{0};      ///< 0: no limit; else close 1001 when nothing arrives
     std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
-    /// Server sessions without compression: encode data frames directly into the stream's
-    /// write buffer (queued messages leave in one write) instead of one Beast write each.
+    /// Sessions without compression: encode data frames directly into the stream's write
+    /// buffer (queued messages leave in one write) instead of one Beast write each.
     bool direct_writes = false;
 };
 
@@ -108,6 +108,8 @@ private:
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
     bool direct_ = false;
+    bool close_drained_ = false;
+    bool bad_close_code_ = false;     // the peer's Close carried a code above 4999      // a client's queued frames were flushed before its Close
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;
