@@ -9,17 +9,9 @@ import time
 
 import wsxtest
 from serve_helpers import RawWS, http_request
-from wsxtest import WSX
+from wsxtest import WSX, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
