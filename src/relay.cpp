@@ -1102,6 +1102,8 @@ std::optional<http_response> relay_service::check_upgrade(const http_request& re
     if (!acl) return make_response(http::status::forbidden, "token: " + error);
 
     std::string identity = peer.vars.count("sub") ? peer.vars["sub"] : std::string();
+    if (!identity.empty() && !valid_name(identity))
+        return make_response(http::status::forbidden, "the token's subject cannot be a relay identity (1 to 256 bytes, no control characters)");
     for (auto p : u->params()) {
         if (p.key == "id" && identity.empty()) {
             if (!valid_name(p.value)) return make_response(http::status::bad_request, "id: 1 to 256 bytes without control characters");
