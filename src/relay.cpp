@@ -696,7 +696,7 @@ void relay_hub::render_metrics(std::string& out) {
     metric("wsx_relay_direct_sent_total", "counter", "Direct messages delivered.", c_.direct_sent.load());
     metric("wsx_relay_direct_failed_total", "counter", "Direct messages with no addressee.", c_.direct_failed.load());
     if (o_.redis) {
-        metric("wsx_relay_redis_up", "gauge", "1 when the Redis connection is up.", redis_up() ? 1 : 0);
+        metric("wsx_relay_redis_up", "gauge", "Whether the Redis connection is up (1) or not (0).", redis_up() ? 1 : 0);
         metric("wsx_relay_redis_out_total", "counter", "Messages published through Redis to other instances.", c_.redis_out.load());
         metric("wsx_relay_redis_in_total", "counter", "Messages received from other instances.", c_.redis_in.load());
         metric("wsx_relay_redis_local_only_total", "counter",
