@@ -125,6 +125,26 @@ class RelayRedisTest(RelayCase):
         total = [self.metrics(u) for u in urls]
         self.assertEqual(sum(m["wsx_relay_redis_out_total"] for m in total), 3 * (n + 1) + 6)  # + link probes
 
+    def test_relay_started_before_redis(self):
+        redis = RedisServer()  # its port, not started yet
+        p1, u1 = self.start_relay("--redis", redis.url, "--metrics")
+        a = self.json_client(u1, "/?id=a")
+        b = self.json_client(u1, "/?id=b")
+        a.subscribe("t")
+        b.send({"op": "publish", "topic": "t", "data": "without redis"})
+        self.assertEqual(a.messages("t", 1)[0]["data"], "without redis")
+        p1.wait_for(r"relay: redis 127\.0\.0\.1:\d+ unreachable \(Connection refused\): serving local subscribers only")
+        redis.start()
+        self.addCleanup(redis.kill)
+        wait_until(lambda: self.metrics(u1).get("wsx_relay_redis_up") == 1, 15, "redis connected")
+        p2, u2 = self.start_relay("--redis", redis.url, "--metrics")
+        wait_until(lambda: self.metrics(u2).get("wsx_relay_redis_up") == 1, 15, "redis connected")
+        self.link([u1, u2])
+        c = self.json_client(u2, "/?id=c")
+        c.send({"op": "publish", "topic": "t", "data": "from the other instance"})
+        self.assertEqual(a.messages("t", 1)[0]["data"], "from the other instance")
+        self.assertEqual(self.metrics(u1)["wsx_relay_redis_local_only_total"], 1)
+
     def test_redis_killed_and_restarted_mid_traffic(self):
         self.outage(freeze=False)
 
