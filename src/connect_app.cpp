@@ -516,6 +516,8 @@ std::string connect_app::describe_end(const close_info& info) const {
                            format_bytes(o_.client.session.max_message_size));
     if (info.error && info.error.category() == websocket::make_error_code(websocket::error::closed).category())
         return fmt::format("protocol error from the server: {}; closed with 1002", info.error.message());
+    if (info.clean && !info.by_peer)
+        return fmt::format("connection closed: the server answered our Close {}", describe_close(info.code, info.reason));
     if (info.clean) return fmt::format("connection closed by server: {}", describe_close(info.code, info.reason));
     return fmt::format("connection lost without a Close frame (1006): {}",
                        info.what.empty() ? std::string("closed by the peer") : info.what);

@@ -189,7 +189,7 @@ public:
 
 private:
     std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer);
-    std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer);
+    std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol);
     http_response answer_http(const http_request& req, const peer_info& peer);
     void on_signal(int sig);
     void begin_shutdown(std::uint16_t code, std::string reason);
@@ -250,6 +250,29 @@ public:
     void on_message(std::string&& payload, bool binary) override {
         if (admit(payload.size())) send(std::move(payload), binary);
     }
+};
+
+/// A hosted service's handler behind the shared counting, rate limit and access log.
+class service_handler final : public conn_handler {
+public:
+    service_handler(serve_app& app, std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
+                    std::uint64_t id, std::shared_ptr<channel_events> inner)
+        : conn_handler(app, std::move(s), req, peer, id), inner_(std::move(inner)) {}
+    void on_message(std::string&& payload, bool binary) override {
+        if (admit(payload.size())) inner_->on_message(std::move(payload), binary);
+    }
+    void on_ping(std::string_view payload) override { inner_->on_ping(payload); }
+    void on_pong(std::string_view payload, std::chrono::nanoseconds rtt) override { inner_->on_pong(payload, rtt); }
+    void on_writable() override { inner_->on_writable(); }
+    void on_end(const close_info& info) override {
+        // The service sends on the session directly: count what left at the end.
+        wc_.messages_out.add(s_->stats().messages_out);
+        wc_.bytes_out.add(s_->stats().bytes_out);
+        inner_->on_close(info);
+    }
+
+private:
+    std::shared_ptr<channel_events> inner_;
 };
 
 /// Client messages to the server's stdout; the server's stdin lines arrive via the hub.
@@ -491,7 +514,7 @@ void serve_app::stdio_out(const std::string& payload) {
     std::fflush(stdout);
 }
 
-std::optional<http_response> serve_app::check_upgrade(const http_request& req, peer_info& peer) {
+std::optional<http_response> serve_app::check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol) {
     if (shutting_down_) {
         metrics_.count_rejection("shutting_down");
         return make_response(http::status::service_unavailable, "server is shutting down");
@@ -509,21 +532,28 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         metrics_.count_rejection("max_forks");
         return make_response(http::status::service_unavailable, fmt::format("too many processes (limit {})", o_.exec.max_forks));
     }
-    (void)req;
+    if (o_.service) {
+        auto r = o_.service->check_upgrade(req, peer, subprotocol);
+        if (r) metrics_.count_rejection(std::to_string(r->result_int()));
+        return r;
+    }
     return std::nullopt;
 }
 
-http_response serve_app::answer_http(const http_request& req, const peer_info&) {
+http_response serve_app::answer_http(const http_request& req, const peer_info& peer) {
     auto path = target_path(req);
     if (o_.metrics && path == "/metrics") {
         http_response res{http::status::ok, req.version()};
         res.set(http::field::server, "wsx/" WSX_VERSION);
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
         res.body() = metrics_.render();
+        if (o_.service) o_.service->render_metrics(res.body());
         res.prepare_payload();
         return res;
     }
     if (static_) return static_->serve(req);
+    if (o_.service)
+        if (auto r = o_.service->answer_http(req, peer)) return std::move(*r);
     if (!o_.path.empty() && path != o_.path) return make_response(http::status::not_found, "not found");
     return make_response(http::status::upgrade_required, "this is a WebSocket endpoint: connect with ws://");
 }
@@ -543,6 +573,10 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
         net::post(s->get_executor(), [w = std::weak_ptr<ws_session>(s)] {
             if (auto s = w.lock()) s->close(1001, "server shutting down");
         });
+    }
+    if (o_.service) {
+        auto inner = o_.service->make_handler(s, req, peer, id);
+        return std::make_shared<service_handler>(*this, s, req, peer, id, std::move(inner));
     }
     switch (o_.mode) {
     case serve_mode::echo:
@@ -727,6 +761,7 @@ void serve_app::begin_shutdown(std::uint16_t code, std::string reason) {
     if (shutting_down_) return;
     shutting_down_ = true;
     if (server_) server_->stop();
+    if (o_.service) o_.service->begin_shutdown();
     std::vector<std::weak_ptr<ws_session>> all;
     {
         std::lock_guard lock(live_mutex_);
@@ -766,6 +801,7 @@ void serve_app::finish() {
     if (finished_) return;
     finished_ = true;
     drain_timer_.cancel();
+    if (o_.service) o_.service->stop();
     if (server_) server_->stop();
     main_.stop();
 }
@@ -809,8 +845,10 @@ int serve_app::run() {
             if (r) metrics_.count_rejection(std::to_string(r->result_int()));
             return r;
         });
-    server_->add_upgrade_filter([this](const http_request& req, peer_info& peer, std::string&) { return check_upgrade(req, peer); });
+    server_->add_upgrade_filter(
+        [this](const http_request& req, peer_info& peer, std::string& sub) { return check_upgrade(req, peer, sub); });
     server_->set_http_handler([this](const http_request& req, const peer_info& peer) { return answer_http(req, peer); });
+    if (o_.service) o_.service->start(main_);
     server_->listen();
     server_->start();
     announce(fingerprint);

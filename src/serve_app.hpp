@@ -3,6 +3,8 @@
 /// server's own stdio), optional static files and metrics on the same port, limits,
 /// an access log and graceful shutdown.
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,36 @@ namespace wsx {
 
 enum class serve_mode { echo, exec, stdio };
 enum class log_format { text, json };
+
+/// A service hosted on the serve machinery (the relay, the proxy's WebSocket listeners): the
+/// listener, TLS, path/auth/limit filters, per-connection rate limit, metrics, access log and
+/// graceful shutdown are shared; the service decides what each connection does.
+class service {
+public:
+    virtual ~service() = default;
+    /// Once, on the main thread, before listening; `main` is the context for timers and shared
+    /// state (connections run on worker contexts, one thread each).
+    virtual void start(net::io_context& main) { (void)main; }
+    /// After the path, auth and limit checks: refuse (return a response) or accept; may set the
+    /// subprotocol and add to peer.vars / peer.holds. Called on connection threads, concurrently.
+    virtual std::optional<http_response> check_upgrade(const http_request&, peer_info&, std::string& /*subprotocol*/) {
+        return std::nullopt;
+    }
+    /// The events handler of an upgraded session, on the session's executor. Incoming messages are
+    /// counted and rate-limited (--rate-limit) before they reach it; `id` is the access log's
+    /// connection id.
+    virtual std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req,
+                                                         const peer_info& peer, std::uint64_t id) = 0;
+    /// A plain HTTP request that /metrics and --static did not take; nullopt: the default answer.
+    virtual std::optional<http_response> answer_http(const http_request&, const peer_info&) { return std::nullopt; }
+    /// Appended to GET /metrics (Prometheus text).
+    virtual void render_metrics(std::string& out) { (void)out; }
+    /// SIGINT/SIGTERM arrived: the listener stopped; clients are being closed with 1001.
+    virtual void begin_shutdown() {}
+    /// Everything is ending (on the main thread): cancel timers and connections that would keep
+    /// `main` running.
+    virtual void stop() {}
+};
 
 /// `--exec`: one child per connection, websocketd-style.
 struct exec_options {
@@ -46,6 +78,10 @@ struct serve_options {
     double rate_limit = 0, rate_burst = 0;
     /// Beyond the rate: close with 1008 "rate limit exceeded" (false) or drop the message (true).
     bool rate_limit_drop = false;
+    /// Set: the service decides what connections do (`mode` is ignored).
+    std::shared_ptr<wsx::service> service;
+    /// The command name in log lines ("serve", "relay", ...).
+    std::string name = "serve";
 };
 
 /// Runs until SIGINT/SIGTERM (or stdin EOF / the only client leaving in the stdio modes);

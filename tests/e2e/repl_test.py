@@ -362,6 +362,9 @@ class ReplTest(unittest.TestCase):
         c = self.console()
         c.type("/close 1000 bye\r")
         self.assertEqual(c.wait_exit(), 0, c.screen())
+        # The user closed it: the console must not blame the server.
+        self.assertIn("the server answered our Close 1000", c.screen())
+        self.assertNotIn("closed by server", c.screen())
 
     def test_ctrl_d_quits(self):
         c = self.console()

@@ -1,0 +1,37 @@
+#pragma once
+// The options every listening command shares (serve, relay, proxy): limits, TLS, security and
+// operations, so that they are spelt, documented and validated the same way everywhere.
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "serve_app.hpp"
+
+namespace wsx::cli {
+
+struct listener_args {
+    std::string path;
+    std::string tls_cert, tls_key, client_ca;
+    bool tls_self_signed = false;
+    std::string max_message_size = "64MiB", send_queue_limit = "16MiB", overflow = "close";
+    bool compress = false;
+    std::string ping_interval, ping_timeout, idle_timeout, handshake_timeout = "10s", drain_timeout = "5s";
+    std::size_t max_connections = 0, threads = 0;
+    bool announce_json = false, metrics = false, quiet = false;
+    std::string log_format = "text";
+    std::string token, jwt_secret, jwt_public_key, basic_auth, jwt_leeway = "30s";
+    std::vector<std::string> jwt_algs, origins;
+    std::string rate_limit, rate_limit_policy = "close", connect_rate_limit;
+};
+
+/// Adds the shared listener options (groups "Protocol and limits", "TLS", "Security",
+/// "Operations") to a subcommand.
+void add_listener_options(CLI::App& app, listener_args& a);
+
+/// Fills `o` from the shared options (everything but the address and the mode), recording
+/// every problem in `p`. An accepted JWT's subject lands in peer.vars["sub"], its claims
+/// (JSON text) in peer.vars["claims"].
+void apply_listener_options(problems& p, const listener_args& a, serve_options& o);
+
+}  // namespace wsx::cli
