@@ -17,6 +17,7 @@ const command commands[] = {
     {"connect", "Connect to a WebSocket server: interactive console, pipe, or scripted checks", setup_connect},
     {"serve", "Run a WebSocket server (echo)", setup_serve},
     {"bench", "Load-test a WebSocket server: latency percentiles, throughput, thresholds", setup_bench},
+    {"proxy", "WebSocket front door: load balancing, TLS termination, ws/tcp bridges, tap and faults", setup_proxy},
 };
 }  // namespace
 

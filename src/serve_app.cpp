@@ -848,7 +848,16 @@ int serve_app::run() {
     server_->add_upgrade_filter(
         [this](const http_request& req, peer_info& peer, std::string& sub) { return check_upgrade(req, peer, sub); });
     server_->set_http_handler([this](const http_request& req, const peer_info& peer) { return answer_http(req, peer); });
-    if (o_.service) o_.service->start(main_);
+    if (o_.service) {
+        if (auto f = o_.service->async_check_upgrade())
+            server_->set_async_upgrade_filter(
+                [this, f](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
+                    auto r = co_await f(req, peer, sub);
+                    if (r) metrics_.count_rejection(std::to_string(r->result_int()));
+                    co_return r;
+                });
+        o_.service->start(main_);
+    }
     server_->listen();
     server_->start();
     announce(fingerprint);

@@ -30,6 +30,10 @@ public:
     virtual std::optional<http_response> check_upgrade(const http_request&, peer_info&, std::string& /*subprotocol*/) {
         return std::nullopt;
     }
+    /// A check that runs after check_upgrade and may wait (e.g. to connect an upstream first, so
+    /// that its answer decides the client's); empty: none. What it makes for the handler goes in
+    /// peer.attachment.
+    virtual async_upgrade_filter async_check_upgrade() { return {}; }
     /// The events handler of an upgraded session, on the session's executor. Incoming messages are
     /// counted and rate-limited (--rate-limit) before they reach it; `id` is the access log's
     /// connection id.

@@ -19,7 +19,10 @@ void session<Layer>::start(std::shared_ptr<channel_events> events) {
     events_ = std::move(events);
     stats_.opened = last_activity_ = steady_clock::now();
     ws_.read_message_max(opts_.max_message_size);
-    if (role_ == beast::role_type::server) ws_.next_layer().set_coalescing(true);
+    if (role_ == beast::role_type::server) {
+        ws_.next_layer().set_coalescing(true);
+        ws_.next_layer().set_drop_pongs(!opts_.answer_pings);
+    }
     direct_ = opts_.direct_writes && role_ == beast::role_type::server;
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
     arm_ping();
@@ -54,7 +57,28 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
     stats_.bytes_in += payload.size();
     rbuf_.consume(rbuf_.size());
     if (events_) events_->on_message(std::move(payload), ws_.got_binary());
-    if (!finished_) do_read();
+    if (finished_) return;
+    if (read_paused_) read_parked_ = true;
+    else do_read();
+}
+
+template <class Layer>
+void session<Layer>::pause_reading() {
+    if (read_paused_ || finished_) return;
+    read_paused_ = true;
+    // With coalescing, writes go out when the read loop next waits: it will not wait now.
+    ws_.next_layer().set_read_paused(true);
+}
+
+template <class Layer>
+void session<Layer>::resume_reading() {
+    if (!read_paused_) return;
+    read_paused_ = false;
+    ws_.next_layer().set_read_paused(false);
+    if (read_parked_ && !finished_) {
+        read_parked_ = false;
+        do_read();
+    }
 }
 
 template <class Layer>

@@ -30,6 +30,8 @@ struct session_options {
     /// Server sessions without compression: encode data frames directly into the stream's
     /// write buffer (queued messages leave in one write) instead of one Beast write each.
     bool direct_writes = false;
+    /// Server sessions: false leaves the peer's pings unanswered (fault injection).
+    bool answer_pings = true;
 };
 
 /// The type-erased face of a session.
@@ -49,6 +51,10 @@ public:
     /// Asks for one on_writable() call once the send queue has drained to half its limit
     /// (lets a producer pause instead of overflowing the queue).
     virtual void want_writable() = 0;
+    /// Stops reading from the peer (backpressure for whoever consumes the messages): nothing
+    /// more is delivered, and the peer's sends back up in TCP, until resume_reading().
+    virtual void pause_reading() {}
+    virtual void resume_reading() {}
     virtual bool is_open() const noexcept = 0;
     virtual net::any_io_executor get_executor() = 0;
     const session_stats& stats() const noexcept { return stats_; }
@@ -72,6 +78,8 @@ public:
     void abort(std::string what, error_code ec) override;
     std::size_t queued_bytes() const noexcept override { return direct_ ? ws_.next_layer().buffered() : queued_bytes_; }
     void want_writable() override;
+    void pause_reading() override;
+    void resume_reading() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
     net::any_io_executor get_executor() override { return ws_.get_executor(); }
 
@@ -108,6 +116,8 @@ private:
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
     bool direct_ = false;
+    bool read_paused_ = false;
+    bool read_parked_ = false;  // a read completed while paused: the next one waits for resume
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;

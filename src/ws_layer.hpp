@@ -69,6 +69,18 @@ public:
     /// the same segment as the client's Close instead of answering them first.
     void set_coalescing(bool on) noexcept { coalesce_ = on; }
 
+    /// Drops the Pong frames Beast writes in answer to pings (a peer that stops answering, for
+    /// fault injection). Only for streams whose every write starts at a frame boundary
+    /// (coalescing on: each write is taken whole).
+    void set_drop_pongs(bool on) noexcept { drop_pongs_ = on; }
+
+    /// While the owner does not read (backpressure), pending writes are flushed on the next
+    /// turn instead of waiting for the read loop.
+    void set_read_paused(bool paused) {
+        read_paused_ = paused;
+        if (paused && !pending_.empty()) flush();
+    }
+
     /// Appends one complete unmasked frame (server side, no extensions) to the pending bytes,
     /// bypassing Beast's write path: many queued messages then cost one write and no
     /// per-message operation. Only for streams whose data messages are all sent this way.
@@ -157,6 +169,14 @@ public:
                     });
                     return;
                 }
+                if (drop_pongs_ && coalesce_ && n > 0) {
+                    unsigned char first = 0;
+                    net::buffer_copy(net::buffer(&first, 1), buffers);
+                    if (first == 0x8a) {
+                        net::post(ex, [handler = std::move(handler), n]() mutable { handler(error_code{}, n); });
+                        return;
+                    }
+                }
                 const std::size_t old = pending_.size();
                 pending_.resize(old + n);
                 net::buffer_copy(net::buffer(pending_.data() + old, n), buffers);
@@ -222,7 +242,7 @@ private:
             flush_scheduled_ = false;
             // The read side flushes when it next waits for the socket; flush here only when it
             // is already waiting (otherwise this would split a batch it is still producing).
-            if (reads_in_flight_ > 0 || blocked_) flush();
+            if (reads_in_flight_ > 0 || blocked_ || read_paused_) flush();
         });
     }
 
@@ -266,6 +286,8 @@ private:
     bool in_flight_ = false;
     bool flush_scheduled_ = false;
     bool coalesce_ = false;
+    bool read_paused_ = false;
+    bool drop_pongs_ = false;
     int reads_in_flight_ = 0;
     int writes_in_flight_ = 0;  // pass-through writes (coalescing off)
     error_code write_error_;
