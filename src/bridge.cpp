@@ -25,6 +25,9 @@ struct ws_ws_bridge::side final : channel_events {
     void on_message(std::string&& payload, bool binary) override { b->message(client, std::move(payload), binary); }
     void on_ping(std::string_view payload) override { b->ping(client, payload); }
     void on_writable() override { b->writable(client); }
+    void on_close_received(int code, std::string_view reason) override {
+        if (client) b->close_received(code, reason);
+    }
     void on_close(const close_info& info) override {
         auto keep = std::move(b);
         keep->closed(client, info);
@@ -57,6 +60,12 @@ std::shared_ptr<channel_events> ws_ws_bridge::client_handler() { return std::mak
 
 void ws_ws_bridge::start() {
     started_ = true;
+    client_->hold_close_reply();
+    if (client_closing_ && !client_done_) {
+        upstream_->start(std::make_shared<side>(shared_from_this(), false));
+        deliver(false, k_close, client_close_reason_, false, static_cast<std::uint16_t>(client_close_code_));
+        return;
+    }
     if (client_done_) {
         // The client left before the upstream was read from: let the upstream know.
         upstream_->start(std::make_shared<side>(shared_from_this(), false));
@@ -103,19 +112,22 @@ void ws_ws_bridge::closed(bool from_client, const close_info& info) {
     (from_client ? client_done_ : upstream_done_) = true;
     if (from_client) client_close_ = info;
     if (close_timer_) close_timer_->cancel();
-    if (cfg_.tap && (info.clean || info.by_peer))
+    if (cfg_.tap && info.clean && !(from_client && client_closing_))
         cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "close", close_data(info));
     // A paused side must read again to see the closing handshake.
     if (from_client && upstream_paused_) upstream_->resume_reading(), upstream_paused_ = false;
     if (!from_client && client_paused_) client_->resume_reading(), client_paused_ = false;
     const bool other_done = from_client ? upstream_done_ : client_done_;
     if (!other_done && (from_client ? started_ : true)) {
-        if (info.clean && sendable(info.code))
+        if (from_client && client_closing_) {
+            // Already passed on when it arrived.
+        } else if (info.clean && sendable(info.code)) {
             deliver(!from_client, k_close, info.reason, false, static_cast<std::uint16_t>(info.code));
-        else if (info.clean)
-            deliver(!from_client, k_close, {}, false, 1000);  // a Close without a code
-        else
+        } else if (info.clean) {
+            deliver(!from_client, k_close, {}, false, 0);  // a Close without a code
+        } else {
             (from_client ? upstream_ : client_)->abort(from_client ? "client connection lost" : "upstream connection lost");
+        }
     }
     if (client_done_ && (upstream_done_ || !started_) && !ended_) {
         ended_ = true;
@@ -123,6 +135,21 @@ void ws_ws_bridge::closed(bool from_client, const close_info& info) {
         if (to_upstream_line_) to_upstream_line_->timer.cancel();
         if (cfg_.on_end) cfg_.on_end(client_close_);
     }
+}
+
+void ws_ws_bridge::close_received(int code, std::string_view reason) {
+    if (client_closing_) return;
+    client_closing_ = true;
+    // 1005 (a Close without a code) is passed on as such: code 0 sends no code.
+    client_close_code_ = sendable(code) ? code : 0;
+    client_close_reason_ = std::string(reason);
+    if (cfg_.tap) cfg_.tap->write(cfg_.id, tap_direction::to_upstream, "close", fmt::format("{} {}", code, reason));
+    if (client_paused_) {
+        client_paused_ = false;
+        client_->resume_reading();
+    }
+    if (started_ && !upstream_done_)
+        deliver(false, k_close, client_close_reason_, false, static_cast<std::uint16_t>(client_close_code_));
 }
 
 void ws_ws_bridge::writable(bool client_side) {

@@ -59,6 +59,7 @@ private:
     void message(bool from_client, std::string&& payload, bool binary);
     void ping(bool from_client, std::string_view payload);
     void closed(bool from_client, const close_info& info);
+    void close_received(int code, std::string_view reason);
     void writable(bool client_side);
     void deliver(bool to_client, int kind, std::string payload, bool binary, std::uint16_t code);
     void pump_delayed(bool to_client);
@@ -68,6 +69,9 @@ private:
     bridge_config cfg_;
     bool client_done_ = false, upstream_done_ = false, ended_ = false, started_ = false;
     bool client_paused_ = false, upstream_paused_ = false;  // reading paused on that side
+    bool client_closing_ = false;  // the client's Close arrived; its answer waits for the upstream's
+    int client_close_code_ = 0;
+    std::string client_close_reason_;
     close_info client_close_;
     std::uint64_t messages_ = 0;
     std::mt19937_64 rng_{std::random_device{}()};

@@ -264,6 +264,7 @@ public:
     void on_ping(std::string_view payload) override { inner_->on_ping(payload); }
     void on_pong(std::string_view payload, std::chrono::nanoseconds rtt) override { inner_->on_pong(payload, rtt); }
     void on_writable() override { inner_->on_writable(); }
+    void on_close_received(int code, std::string_view reason) override { inner_->on_close_received(code, reason); }
     void on_end(const close_info& info) override {
         // The service sends on the session directly: count what left at the end.
         wc_.messages_out.add(s_->stats().messages_out);

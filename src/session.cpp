@@ -71,6 +71,13 @@ void session<Layer>::pause_reading() {
 }
 
 template <class Layer>
+void session<Layer>::hold_close_reply() {
+    if (!direct_ || finished_) return;  // Beast's own writes would wait behind the held answer
+    hold_close_ = true;
+    ws_.next_layer().set_hold_close_reply(true);
+}
+
+template <class Layer>
 void session<Layer>::resume_reading() {
     if (!read_paused_) return;
     read_paused_ = false;
@@ -197,6 +204,7 @@ void session<Layer>::do_close() {
                                      [self = self()](error_code ec) {
                                          if (ec) self->abort("could not send Close", ec);
                                      });
+    if (hold_close_) ws_.next_layer().release_close_reply();
     close_timer_.expires_after(opts_.close_timeout);
     close_timer_.async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
@@ -211,6 +219,7 @@ void session<Layer>::abort(std::string what, error_code ec) {
     if (finished_) return;
     if (abort_what_.empty()) abort_what_ = std::move(what);
     if (ec == net::error::timed_out) timed_out_ = true;
+    if (hold_close_) ws_.next_layer().release_close_reply(net::error::operation_aborted);
     error_code ignored;
     beast::get_lowest_layer(ws_).socket().close(ignored);
 }
@@ -246,6 +255,12 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
     last_activity_ = steady_clock::now();
     if (kind == websocket::frame_type::ping) {
         if (events_) events_->on_ping({payload.data(), payload.size()});
+    } else if (kind == websocket::frame_type::close) {
+        if (hold_close_ && events_) {
+            const auto& r = ws_.reason();
+            events_->on_close_received(r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code),
+                                       {payload.data(), payload.size()});
+        }
     } else if (kind == websocket::frame_type::pong) {
         ++stats_.pongs_received;
         std::chrono::nanoseconds rtt{0};

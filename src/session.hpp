@@ -54,6 +54,10 @@ public:
     /// Stops reading from the peer (backpressure for whoever consumes the messages): nothing
     /// more is delivered, and the peer's sends back up in TCP, until resume_reading().
     virtual void pause_reading() {}
+    /// Server sessions without compression: when the peer's Close arrives, report it with
+    /// on_close_received() and answer only at close() (messages may still be sent until then),
+    /// so that a proxy can pass the close on and return the far end's answer.
+    virtual void hold_close_reply() {}
     virtual void resume_reading() {}
     virtual bool is_open() const noexcept = 0;
     virtual net::any_io_executor get_executor() = 0;
@@ -79,6 +83,7 @@ public:
     std::size_t queued_bytes() const noexcept override { return direct_ ? ws_.next_layer().buffered() : queued_bytes_; }
     void want_writable() override;
     void pause_reading() override;
+    void hold_close_reply() override;
     void resume_reading() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
     net::any_io_executor get_executor() override { return ws_.get_executor(); }
@@ -117,6 +122,7 @@ private:
     bool ping_timed_out_ = false;
     bool direct_ = false;
     bool read_paused_ = false;
+    bool hold_close_ = false;
     bool read_parked_ = false;  // a read completed while paused: the next one waits for resume
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;

@@ -74,6 +74,23 @@ public:
     /// (coalescing on: each write is taken whole).
     void set_drop_pongs(bool on) noexcept { drop_pongs_ = on; }
 
+    /// Holds back the Close frame Beast writes in answer to the peer's Close (coalescing
+    /// streams only) until release_close_reply(): a proxy answers only once the far end has.
+    void set_hold_close_reply(bool on) noexcept { hold_close_ = on; }
+
+    /// Lets a held Close answer go (dropped when our own Close already went out); with an
+    /// error, fails it instead (the connection is being dropped).
+    void release_close_reply(error_code ec = {}) {
+        if (!held_close_) return;
+        auto h = std::move(held_close_);
+        if (!ec && !swallow_) {
+            pending_ += held_close_bytes_;
+            flush();
+        }
+        held_close_bytes_.clear();
+        net::post(next_.get_executor(), [h = std::move(h), ec]() mutable { h(ec); });
+    }
+
     /// While the owner does not read (backpressure), pending writes are flushed on the next
     /// turn instead of waiting for the read loop.
     void set_read_paused(bool paused) {
@@ -168,6 +185,16 @@ public:
                         handler(ec, n);
                     });
                     return;
+                }
+                if (hold_close_ && coalesce_ && n > 0 && !held_close_) {
+                    unsigned char first = 0;
+                    net::buffer_copy(net::buffer(&first, 1), buffers);
+                    if (first == 0x88) {
+                        held_close_bytes_.resize(n);
+                        net::buffer_copy(net::buffer(held_close_bytes_.data(), n), buffers);
+                        held_close_ = [handler = std::move(handler), n](error_code ec) mutable { handler(ec, ec ? 0 : n); };
+                        return;
+                    }
                 }
                 if (drop_pongs_ && coalesce_ && n > 0) {
                     unsigned char first = 0;
@@ -288,6 +315,9 @@ private:
     bool coalesce_ = false;
     bool read_paused_ = false;
     bool drop_pongs_ = false;
+    bool hold_close_ = false;
+    ec_callback held_close_;
+    std::string held_close_bytes_;
     int reads_in_flight_ = 0;
     int writes_in_flight_ = 0;  // pass-through writes (coalescing off)
     error_code write_error_;
