@@ -13,7 +13,10 @@ enum kind_t { k_message = 0, k_ping = 1, k_close = 2 };
 /// Close codes that may not appear in a Close frame stand for "no code" or "no Close at all".
 bool sendable(int code) { return code >= 1000 && code < 5000 && code != 1005 && code != 1006 && code != 1015; }
 
-std::string close_data(const close_info& info) { return fmt::format("{} {}", info.code, info.reason); }
+std::string close_data(int code, std::string_view reason) {
+    return reason.empty() ? std::to_string(code) : fmt::format("{} {}", code, reason);
+}
+std::string close_data(const close_info& info) { return close_data(info.code, info.reason); }
 
 }  // namespace
 
@@ -143,7 +146,7 @@ void ws_ws_bridge::close_received(int code, std::string_view reason) {
     // 1005 (a Close without a code) is passed on as such: code 0 sends no code.
     client_close_code_ = sendable(code) ? code : 0;
     client_close_reason_ = std::string(reason);
-    if (cfg_.tap) cfg_.tap->write(cfg_.id, tap_direction::to_upstream, "close", fmt::format("{} {}", code, reason));
+    if (cfg_.tap) cfg_.tap->write(cfg_.id, tap_direction::to_upstream, "close", close_data(code, reason));
     if (client_paused_) {
         client_paused_ = false;
         client_->resume_reading();

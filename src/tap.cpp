@@ -31,7 +31,7 @@ std::string to_hex(std::string_view data) {
     return out;
 }
 
-std::string escape(std::string_view data) {
+std::string escape(std::string_view data, bool high) {
     std::string out;
     out.reserve(data.size());
     for (unsigned char c : data) {
@@ -41,7 +41,7 @@ std::string escape(std::string_view data) {
         case '\t': out += "\\t"; break;
         case '\\': out += "\\\\"; break;
         default:
-            if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+            if (c < 0x20 || c == 0x7f || (high && c >= 0x80)) out += fmt::format("\\x{:02x}", c);
             else out += static_cast<char>(c);
         }
     }
@@ -66,7 +66,8 @@ std::string format_tap_line(tap_format f, std::string_view timestamp, std::uint6
     const bool up = dir == tap_direction::to_upstream;
     switch (f) {
     case tap_format::text:
-        return fmt::format("{} #{} {} {} {}\n", timestamp, id, up ? '>' : '<', opcode, escape(data));
+        // Text stays UTF-8; other payloads escape every byte that is not printable ASCII.
+        return fmt::format("{} #{} {} {} {}\n", timestamp, id, up ? '>' : '<', opcode, escape(data, opcode != "text"));
     case tap_format::hex:
         return fmt::format("{} #{} {} {} {}\n", timestamp, id, up ? '>' : '<', opcode, to_hex(data));
     case tap_format::ndjson: {

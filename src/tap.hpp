@@ -20,7 +20,8 @@ enum class tap_direction { to_upstream, to_client };
 
 /// Formats one tap line (with its newline).
 /// text:   `TIMESTAMP #ID > OPCODE DATA` (`>` towards the upstream, `<` towards the client), DATA
-///         with control characters escaped as \n, \r, \t, \\ and \xHH;
+///         with control characters escaped as \n, \r, \t, \\ and \xHH (and, except in text
+///         messages, bytes from 0x80 too);
 /// hex:    the same with DATA as lower-case hex;
 /// ndjson: {"ts":"...","conn":ID,"dir":"up"|"down","opcode":"text","data":"..."} (binary data
 ///         and control frames as "hex":"...").
