@@ -23,7 +23,10 @@ void session<Layer>::start(std::shared_ptr<channel_events> events) {
         ws_.next_layer().set_coalescing(true);
         ws_.next_layer().set_drop_pongs(!opts_.answer_pings);
     }
-    direct_ = opts_.direct_writes && role_ == beast::role_type::server;
+    // Client sessions write directly only when asked (a proxy's upstream side, never
+    // compressed); their writes then coalesce too, so Beast's frames keep their order.
+    direct_ = opts_.direct_writes;
+    if (direct_ && role_ == beast::role_type::client) ws_.next_layer().set_coalescing(true);
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
     arm_ping();
     arm_idle();
@@ -105,7 +108,7 @@ void session<Layer>::send(std::string payload, bool binary) {
         }
         ++stats_.messages_out;
         stats_.bytes_out += payload.size();
-        ws_.next_layer().write_frame(binary, payload);
+        ws_.next_layer().write_frame(binary, payload, role_ == beast::role_type::client);
         return;
     }
     if (queued_bytes_ + payload.size() > opts_.send_queue_limit && !queue_.empty()) {

@@ -27,8 +27,9 @@ struct session_options {
     std::chrono::nanoseconds ping_timeout{0};      ///< 0: pongs are not awaited
     std::chrono::nanoseconds idle_timeout{0};      ///< 0: no limit; else close 1001 when nothing arrives
     std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
-    /// Server sessions without compression: encode data frames directly into the stream's
-    /// write buffer (queued messages leave in one write) instead of one Beast write each.
+    /// Sessions without compression: encode data frames directly into the stream's write
+    /// buffer (queued messages leave in one write) instead of one Beast write each. The server
+    /// sets it unless compressing; client sessions use it only when asked.
     bool direct_writes = false;
     /// Server sessions: false leaves the peer's pings unanswered (fault injection).
     bool answer_pings = true;

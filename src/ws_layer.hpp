@@ -10,6 +10,7 @@
 #include "net.hpp"
 
 #include <array>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -98,12 +99,12 @@ public:
         if (paused && !pending_.empty()) flush();
     }
 
-    /// Appends one complete unmasked frame (server side, no extensions) to the pending bytes,
+    /// Appends one complete frame (unmasked, or masked when `mask`: client side; no extensions) to the pending bytes,
     /// bypassing Beast's write path: many queued messages then cost one write and no
     /// per-message operation. Only for streams whose data messages are all sent this way.
-    void write_frame(bool binary, std::string_view payload) {
+    void write_frame(bool binary, std::string_view payload, bool mask = false) {
         if (swallow_) return;
-        char head[10];
+        char head[14];
         std::size_t n = 2;
         head[0] = static_cast<char>(binary ? 0x82 : 0x81);
         if (payload.size() < 126) {
@@ -118,8 +119,21 @@ public:
             for (int i = 0; i < 8; ++i) head[2 + i] = static_cast<char>((std::uint64_t(payload.size()) >> (56 - 8 * i)) & 0xff);
             n = 10;
         }
-        pending_.append(head, n);
-        pending_.append(payload);
+        if (mask) {
+            static thread_local std::mt19937 rng{std::random_device{}()};
+            const std::uint32_t r = rng();
+            unsigned char key[4];
+            for (int i = 0; i < 4; ++i) key[i] = static_cast<unsigned char>(r >> (8 * i));
+            head[1] = static_cast<char>(head[1] | 0x80);
+            std::memcpy(head + n, key, 4);
+            pending_.append(head, n + 4);
+            const std::size_t at = pending_.size();
+            pending_.append(payload);
+            for (std::size_t i = 0; i < payload.size(); ++i) pending_[at + i] = static_cast<char>(pending_[at + i] ^ key[i & 3]);
+        } else {
+            pending_.append(head, n);
+            pending_.append(payload);
+        }
         if (pending_.size() + writing_.size() > coalesce_limit) flush();
         else schedule_flush();
     }
