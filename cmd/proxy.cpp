@@ -175,6 +175,7 @@ runner setup_proxy(CLI::App& app) {
         if (po.tcp_listener && fo.any()) p.add("--fault-* options apply to WebSocket clients: use a ws:// or wss:// listener");
 
         apply_listener_options(p, a->listener, so);
+        so.drain_first = true;  // a front door lets connections finish before closing them
         if (p.report("proxy")) return static_cast<int>(exit_code::usage);
         return run_proxy(std::move(po));
     };

@@ -76,6 +76,9 @@ struct serve_options {
     log_format log = log_format::text;
     bool quiet = false;                      ///< no access log
     std::chrono::nanoseconds drain_timeout = std::chrono::seconds(5);
+    /// On SIGINT/SIGTERM, stop accepting but let connections end on their own for up to
+    /// drain_timeout; only then close the rest with 1001 (false: close them all at once).
+    bool drain_first = false;
     /// More checks before each upgrade (authentication, rate limits), run after the path check.
     std::vector<upgrade_filter> filters;
     /// Messages per second a client may send (token bucket: rate, burst); rate 0: no limit.
