@@ -265,6 +265,17 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
     if (kind == websocket::frame_type::ping) {
         if (events_) events_->on_ping({payload.data(), payload.size()});
     } else if (kind == websocket::frame_type::close) {
+        if (ws_.reason().code >= 5000 && !close_sent_) {
+            // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection
+            // with 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
+            bad_close_code_ = true;
+            close_requested_ = close_sent_ = true;
+            close_code_ = 1002;
+            close_reason_ = "invalid close code";
+            ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+                                             [](error_code) {});
+            return;
+        }
         if (hold_close_ && events_) {
             const auto& r = ws_.reason();
             events_->on_close_received(r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code),
@@ -283,15 +294,6 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
             if (rtt > stats_.rtt_max) stats_.rtt_max = rtt;
         }
         if (events_) events_->on_pong({payload.data(), payload.size()}, rtt);
-    } else if (kind == websocket::frame_type::close && ws_.reason().code >= 5000 && !close_sent_) {
-        // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection with
-        // 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
-        bad_close_code_ = true;
-        close_requested_ = close_sent_ = true;
-        close_code_ = 1002;
-        close_reason_ = "invalid close code";
-        ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
-                                         [](error_code) {});
     }
 }
 
