@@ -16,9 +16,10 @@ namespace wsx::cli {
 namespace {
 const command commands[] = {
     {"connect", "Connect to a WebSocket server: interactive console, pipe, or scripted checks", setup_connect},
-    {"serve", "Run a WebSocket server (echo)", setup_serve},
+    {"serve", "Run a WebSocket server: echo, a process per connection, stdio or static files", setup_serve},
     {"bench", "Load-test a WebSocket server: latency percentiles, throughput, thresholds", setup_bench},
     {"relay", "Run a pub/sub hub: topics, history, presence, direct messages; Redis to scale out", setup_relay},
+    {"proxy", "WebSocket front door: load balancing, TLS termination, ws/tcp bridges, tap and faults", setup_proxy},
 };
 }  // namespace
 

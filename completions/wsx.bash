@@ -39,6 +39,10 @@ _wsx() {
             path='wsx relay'
             npos=0
             ;;
+        'wsx proxy')
+            path='wsx proxy'
+            npos=0
+            ;;
         'wsx connect -H' | \
         'wsx connect --header' | \
         'wsx connect --subprotocol' | \
@@ -202,6 +206,54 @@ _wsx() {
             valopt="$w"
             if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
             ;;
+        'wsx proxy --listen' | \
+        'wsx proxy --to' | \
+        'wsx proxy --path-prefix' | \
+        'wsx proxy --forward-header' | \
+        'wsx proxy --connect-timeout' | \
+        'wsx proxy --balance' | \
+        'wsx proxy --sticky' | \
+        'wsx proxy --health-interval' | \
+        'wsx proxy --health-timeout' | \
+        'wsx proxy --cacert' | \
+        'wsx proxy --cert' | \
+        'wsx proxy --key' | \
+        'wsx proxy --sni' | \
+        'wsx proxy --tap' | \
+        'wsx proxy --tap-format' | \
+        'wsx proxy --fault-delay' | \
+        'wsx proxy --fault-jitter' | \
+        'wsx proxy --fault-drop' | \
+        'wsx proxy --fault-close-after' | \
+        'wsx proxy --fault-close-code' | \
+        'wsx proxy --path' | \
+        'wsx proxy --max-message-size' | \
+        'wsx proxy --ping-interval' | \
+        'wsx proxy --ping-timeout' | \
+        'wsx proxy --idle-timeout' | \
+        'wsx proxy --max-connections' | \
+        'wsx proxy --send-queue-limit' | \
+        'wsx proxy --overflow' | \
+        'wsx proxy --handshake-timeout' | \
+        'wsx proxy --threads' | \
+        'wsx proxy --tls-cert' | \
+        'wsx proxy --tls-key' | \
+        'wsx proxy --client-ca' | \
+        'wsx proxy --token' | \
+        'wsx proxy --jwt-secret' | \
+        'wsx proxy --jwt-public-key' | \
+        'wsx proxy --jwt-alg' | \
+        'wsx proxy --jwt-leeway' | \
+        'wsx proxy --basic-auth' | \
+        'wsx proxy --origin' | \
+        'wsx proxy --rate-limit' | \
+        'wsx proxy --rate-limit-policy' | \
+        'wsx proxy --connect-rate-limit' | \
+        'wsx proxy --log-format' | \
+        'wsx proxy --drain-timeout')
+            valopt="$w"
+            if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
+            ;;
         *)
             if [[ $w == -- ]]; then
                 endopts=1
@@ -249,6 +301,21 @@ _wsx() {
         'wsx relay --jwt-public-key') _wsx_files "$cur" ;;
         'wsx relay --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx relay --log-format') _wsx_words 'text json' "$cur" ;;
+        'wsx proxy --path-prefix') _wsx_files "$cur" ;;
+        'wsx proxy --balance') _wsx_words 'round-robin least-conn random' "$cur" ;;
+        'wsx proxy --cacert') _wsx_files "$cur" ;;
+        'wsx proxy --cert') _wsx_files "$cur" ;;
+        'wsx proxy --key') _wsx_files "$cur" ;;
+        'wsx proxy --tap') _wsx_files "$cur" ;;
+        'wsx proxy --tap-format') _wsx_words 'text hex ndjson' "$cur" ;;
+        'wsx proxy --path') _wsx_files "$cur" ;;
+        'wsx proxy --overflow') _wsx_words 'close drop' "$cur" ;;
+        'wsx proxy --tls-cert') _wsx_files "$cur" ;;
+        'wsx proxy --tls-key') _wsx_files "$cur" ;;
+        'wsx proxy --client-ca') _wsx_files "$cur" ;;
+        'wsx proxy --jwt-public-key') _wsx_files "$cur" ;;
+        'wsx proxy --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
+        'wsx proxy --log-format') _wsx_words 'text json' "$cur" ;;
         esac
         return 0
     fi
@@ -258,7 +325,7 @@ _wsx() {
         if [[ $cur == -* ]] && ((!endopts)); then
             _wsx_words '-h --help -V --version' "$cur"
         elif ((npos == 0)); then
-            _wsx_words 'connect serve bench relay' "$cur"
+            _wsx_words 'connect serve bench relay proxy' "$cur"
         fi
         ;;
     'wsx connect')
@@ -294,6 +361,11 @@ _wsx() {
             _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
+        fi
+        ;;
+    'wsx proxy')
+        if [[ $cur == -* ]] && ((!endopts)); then
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         fi
         ;;
     esac

@@ -48,6 +48,9 @@ public:
     virtual void on_pong(std::string_view /*payload*/, std::chrono::nanoseconds /*rtt*/) {}
     /// The send queue has room again after send() refused or dropped a message.
     virtual void on_writable() {}
+    /// The peer's Close arrived on a session asked to hold its answer (hold_close_reply()):
+    /// nothing is answered until close() is called (or the connection is dropped).
+    virtual void on_close_received(int /*code*/, std::string_view /*reason*/) {}
     /// The connection is over; called exactly once.
     virtual void on_close(const close_info& info) = 0;
 };

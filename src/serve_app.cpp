@@ -264,6 +264,7 @@ public:
     void on_ping(std::string_view payload) override { inner_->on_ping(payload); }
     void on_pong(std::string_view payload, std::chrono::nanoseconds rtt) override { inner_->on_pong(payload, rtt); }
     void on_writable() override { inner_->on_writable(); }
+    void on_close_received(int code, std::string_view reason) override { inner_->on_close_received(code, reason); }
     void on_end(const close_info& info) override {
         // The service sends on the session directly: count what left at the end.
         wc_.messages_out.add(s_->stats().messages_out);
@@ -749,8 +750,10 @@ void serve_app::on_signal(int sig) {
         exit_code_ = 130;
         return finish();
     }
-    if (!o_.quiet) log_line(fmt::format("wsx: {}: closing connections (up to {})", sig == SIGINT ? "interrupted" : "terminated",
-                                        format_duration(o_.drain_timeout)));
+    if (!o_.quiet)
+        log_line(fmt::format("wsx: {}: {} (up to {}{})", sig == SIGINT ? "interrupted" : "terminated",
+                             o_.drain_first ? "draining connections" : "closing connections", format_duration(o_.drain_timeout),
+                             o_.drain_first ? ", then closing them with 1001" : ""));
     begin_shutdown(1001, "server shutting down");
     signals_.async_wait([this](error_code ec, int sig) {
         if (!ec) on_signal(sig);
@@ -762,16 +765,34 @@ void serve_app::begin_shutdown(std::uint16_t code, std::string reason) {
     shutting_down_ = true;
     if (server_) server_->stop();
     if (o_.service) o_.service->begin_shutdown();
-    std::vector<std::weak_ptr<ws_session>> all;
-    {
-        std::lock_guard lock(live_mutex_);
-        for (auto& [id, w] : live_) all.push_back(w);
-    }
-    for (auto& w : all)
-        if (auto s = w.lock())
-            net::post(s->get_executor(), [w, code, reason] {
-                if (auto s = w.lock()) s->close(code, reason);
+    auto close_all = [this, code, reason] {
+        std::vector<std::weak_ptr<ws_session>> all;
+        {
+            std::lock_guard lock(live_mutex_);
+            for (auto& [id, w] : live_) all.push_back(w);
+        }
+        for (auto& w : all)
+            if (auto s = w.lock())
+                net::post(s->get_executor(), [w, code, reason] {
+                    if (auto s = w.lock()) s->close(code, reason);
+                });
+    };
+    if (o_.drain_first) {
+        // Connections may finish on their own; those still open at the deadline are closed,
+        // and their closing handshakes get a short grace.
+        drain_timer_.expires_after(o_.drain_timeout);
+        drain_timer_.async_wait([this, close_all](error_code ec) {
+            if (ec) return;
+            close_all();
+            drain_timer_.expires_after(std::chrono::seconds(2));
+            drain_timer_.async_wait([this](error_code ec) {
+                if (!ec) finish();
             });
+        });
+        maybe_finish();
+        return;
+    }
+    close_all();
     drain_timer_.expires_after(o_.drain_timeout);
     drain_timer_.async_wait([this](error_code ec) {
         if (ec) return;
@@ -848,7 +869,16 @@ int serve_app::run() {
     server_->add_upgrade_filter(
         [this](const http_request& req, peer_info& peer, std::string& sub) { return check_upgrade(req, peer, sub); });
     server_->set_http_handler([this](const http_request& req, const peer_info& peer) { return answer_http(req, peer); });
-    if (o_.service) o_.service->start(main_);
+    if (o_.service) {
+        if (auto f = o_.service->async_check_upgrade())
+            server_->set_async_upgrade_filter(
+                [this, f](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
+                    auto r = co_await f(req, peer, sub);
+                    if (r) metrics_.count_rejection(std::to_string(r->result_int()));
+                    co_return r;
+                });
+        o_.service->start(main_);
+    }
     server_->listen();
     server_->start();
     announce(fingerprint);

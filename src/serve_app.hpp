@@ -30,6 +30,10 @@ public:
     virtual std::optional<http_response> check_upgrade(const http_request&, peer_info&, std::string& /*subprotocol*/) {
         return std::nullopt;
     }
+    /// A check that runs after check_upgrade and may wait (e.g. to connect an upstream first, so
+    /// that its answer decides the client's); empty: none. What it makes for the handler goes in
+    /// peer.attachment.
+    virtual async_upgrade_filter async_check_upgrade() { return {}; }
     /// The events handler of an upgraded session, on the session's executor. Incoming messages are
     /// counted and rate-limited (--rate-limit) before they reach it; `id` is the access log's
     /// connection id.
@@ -72,6 +76,9 @@ struct serve_options {
     log_format log = log_format::text;
     bool quiet = false;                      ///< no access log
     std::chrono::nanoseconds drain_timeout = std::chrono::seconds(5);
+    /// On SIGINT/SIGTERM, stop accepting but let connections end on their own for up to
+    /// drain_timeout; only then close the rest with 1001 (false: close them all at once).
+    bool drain_first = false;
     /// More checks before each upgrade (authentication, rate limits), run after the path check.
     std::vector<upgrade_filter> filters;
     /// Messages per second a client may send (token bucket: rate, burst); rate 0: no limit.

@@ -122,6 +122,22 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
                 co_return;
             }
         }
+        if (async_filter_) {
+            std::optional<http_response> refusal;
+            try {
+                refusal = co_await async_filter_(req, upgraded, subprotocol);
+            } catch (const std::exception& e) {
+                refusal = make_response(http::status::internal_server_error, e.what());
+            }
+            if (refusal) {
+                upgraded.holds.clear();
+                upgraded.attachment.reset();
+                refusal->version(req.version());
+                refusal->keep_alive(false);
+                co_await http::async_write(ws.next_layer().next_layer(), *refusal, net::redirect_error(net::use_awaitable, ec));
+                co_return;
+            }
+        }
         lowest.expires_never();
         websocket::stream_base::timeout to{};
         to.handshake_timeout = opts_.handshake_timeout;

@@ -28,6 +28,9 @@ struct peer_info {
     std::vector<std::shared_ptr<const void>> holds;
     /// Facts a filter learnt about the client (e.g. "sub" from a token), for the handler.
     std::map<std::string, std::string> vars;
+    /// Something an asynchronous upgrade filter made for the handler (e.g. a connection it
+    /// opened); kept through to the session factory, dropped when the upgrade fails.
+    std::shared_ptr<void> attachment;
 };
 
 struct server_options {
@@ -44,6 +47,10 @@ struct server_options {
 /// `peer.holds` and `peer.vars` may be added to. Filters run in the order they were added;
 /// called on the connection's thread, possibly on several threads at once.
 using upgrade_filter = std::function<std::optional<http_response>(const http_request&, peer_info&, std::string& subprotocol)>;
+/// An upgrade check that may wait (e.g. to connect somewhere and learn its subprotocol choice
+/// before answering the client); runs on the connection's executor after the other filters.
+using async_upgrade_filter =
+    std::function<net::awaitable<std::optional<http_response>>(const http_request&, peer_info&, std::string& subprotocol)>;
 /// Gives a new session its handler. Called on the session's executor; the handler receives events.
 using session_handler_factory = std::function<std::shared_ptr<channel_events>(std::shared_ptr<ws_session>, const http_request&, const peer_info&)>;
 /// Answers plain HTTP requests (no upgrade). The default answers 426 Upgrade Required.
@@ -60,6 +67,8 @@ public:
     /// Adds a check run before each upgrade (after those added earlier).
     void add_upgrade_filter(upgrade_filter f) { filters_.push_back(std::move(f)); }
     void set_upgrade_filter(upgrade_filter f) { filters_.assign(1, std::move(f)); }
+    /// Sets the check that runs last and may wait.
+    void set_async_upgrade_filter(async_upgrade_filter f) { async_filter_ = std::move(f); }
     void set_http_handler(http_handler h) { http_ = std::move(h); }
 
     /// Binds and listens; throws wsx::failure(failure) when the address cannot be used.
@@ -83,6 +92,7 @@ private:
     server_options opts_;
     session_handler_factory factory_;
     std::vector<upgrade_filter> filters_;
+    async_upgrade_filter async_filter_;
     http_handler http_;
     tcp::acceptor acceptor_;
 };

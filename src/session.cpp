@@ -21,8 +21,9 @@ void session<Layer>::start(std::shared_ptr<channel_events> events) {
     ws_.read_message_max(opts_.max_message_size);
     direct_ = opts_.direct_writes;
     // Clients coalesce only with direct writes: their Close then leaves in a write of its own,
-    // after everything queued (see do_close).
+    // after everything queued (see do_close), and Beast's frames keep their order.
     if (role_ == beast::role_type::server || direct_) ws_.next_layer().set_coalescing(true);
+    if (role_ == beast::role_type::server) ws_.next_layer().set_drop_pongs(!opts_.answer_pings);
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
     arm_ping();
     arm_idle();
@@ -56,7 +57,35 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
     stats_.bytes_in += payload.size();
     rbuf_.consume(rbuf_.size());
     if (events_) events_->on_message(std::move(payload), ws_.got_binary());
-    if (!finished_) do_read();
+    if (finished_) return;
+    if (read_paused_) read_parked_ = true;
+    else do_read();
+}
+
+template <class Layer>
+void session<Layer>::pause_reading() {
+    if (read_paused_ || finished_) return;
+    read_paused_ = true;
+    // With coalescing, writes go out when the read loop next waits: it will not wait now.
+    ws_.next_layer().set_read_paused(true);
+}
+
+template <class Layer>
+void session<Layer>::hold_close_reply() {
+    if (!direct_ || finished_) return;  // Beast's own writes would wait behind the held answer
+    hold_close_ = true;
+    ws_.next_layer().set_hold_close_reply(true);
+}
+
+template <class Layer>
+void session<Layer>::resume_reading() {
+    if (!read_paused_) return;
+    read_paused_ = false;
+    ws_.next_layer().set_read_paused(false);
+    if (read_parked_ && !finished_) {
+        read_parked_ = false;
+        do_read();
+    }
 }
 
 template <class Layer>
@@ -184,6 +213,7 @@ void session<Layer>::do_close() {
                                      [self = self()](error_code ec) {
                                          if (ec) self->abort("could not send Close", ec);
                                      });
+    if (hold_close_) ws_.next_layer().release_close_reply();
     close_timer_.expires_after(opts_.close_timeout);
     close_timer_.async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
@@ -198,6 +228,7 @@ void session<Layer>::abort(std::string what, error_code ec) {
     if (finished_) return;
     if (abort_what_.empty()) abort_what_ = std::move(what);
     if (ec == net::error::timed_out) timed_out_ = true;
+    if (hold_close_) ws_.next_layer().release_close_reply(net::error::operation_aborted);
     error_code ignored;
     beast::get_lowest_layer(ws_).socket().close(ignored);
 }
@@ -233,6 +264,23 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
     last_activity_ = steady_clock::now();
     if (kind == websocket::frame_type::ping) {
         if (events_) events_->on_ping({payload.data(), payload.size()});
+    } else if (kind == websocket::frame_type::close) {
+        if (ws_.reason().code >= 5000 && !close_sent_) {
+            // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection
+            // with 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
+            bad_close_code_ = true;
+            close_requested_ = close_sent_ = true;
+            close_code_ = 1002;
+            close_reason_ = "invalid close code";
+            ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+                                             [](error_code) {});
+            return;
+        }
+        if (hold_close_ && events_) {
+            const auto& r = ws_.reason();
+            events_->on_close_received(r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code),
+                                       {payload.data(), payload.size()});
+        }
     } else if (kind == websocket::frame_type::pong) {
         ++stats_.pongs_received;
         std::chrono::nanoseconds rtt{0};
@@ -246,15 +294,6 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
             if (rtt > stats_.rtt_max) stats_.rtt_max = rtt;
         }
         if (events_) events_->on_pong({payload.data(), payload.size()}, rtt);
-    } else if (kind == websocket::frame_type::close && ws_.reason().code >= 5000 && !close_sent_) {
-        // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection with
-        // 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
-        bad_close_code_ = true;
-        close_requested_ = close_sent_ = true;
-        close_code_ = 1002;
-        close_reason_ = "invalid close code";
-        ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
-                                         [](error_code) {});
     }
 }
 

@@ -28,8 +28,11 @@ struct session_options {
     std::chrono::nanoseconds idle_timeout{0};      ///< 0: no limit; else close 1001 when nothing arrives
     std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
     /// Sessions without compression: encode data frames directly into the stream's write
-    /// buffer (queued messages leave in one write) instead of one Beast write each.
+    /// buffer (queued messages leave in one write) instead of one Beast write each. Servers
+    /// and clients set it unless compressing.
     bool direct_writes = false;
+    /// Server sessions: false leaves the peer's pings unanswered (fault injection).
+    bool answer_pings = true;
 };
 
 /// The type-erased face of a session.
@@ -49,6 +52,14 @@ public:
     /// Asks for one on_writable() call once the send queue has drained to half its limit
     /// (lets a producer pause instead of overflowing the queue).
     virtual void want_writable() = 0;
+    /// Stops reading from the peer (backpressure for whoever consumes the messages): nothing
+    /// more is delivered, and the peer's sends back up in TCP, until resume_reading().
+    virtual void pause_reading() {}
+    /// Server sessions without compression: when the peer's Close arrives, report it with
+    /// on_close_received() and answer only at close() (messages may still be sent until then),
+    /// so that a proxy can pass the close on and return the far end's answer.
+    virtual void hold_close_reply() {}
+    virtual void resume_reading() {}
     virtual bool is_open() const noexcept = 0;
     virtual net::any_io_executor get_executor() = 0;
     const session_stats& stats() const noexcept { return stats_; }
@@ -72,6 +83,9 @@ public:
     void abort(std::string what, error_code ec) override;
     std::size_t queued_bytes() const noexcept override { return direct_ ? ws_.next_layer().buffered() : queued_bytes_; }
     void want_writable() override;
+    void pause_reading() override;
+    void hold_close_reply() override;
+    void resume_reading() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
     net::any_io_executor get_executor() override { return ws_.get_executor(); }
 
@@ -108,8 +122,11 @@ private:
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
     bool direct_ = false;
-    bool close_drained_ = false;
-    bool bad_close_code_ = false;     // the peer's Close carried a code above 4999      // a client's queued frames were flushed before its Close
+    bool close_drained_ = false;      // a client's queued frames were flushed before its Close
+    bool bad_close_code_ = false;     // the peer's Close carried a code above 4999
+    bool read_paused_ = false;
+    bool hold_close_ = false;
+    bool read_parked_ = false;  // a read completed while paused: the next one waits for resume
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;

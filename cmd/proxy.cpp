@@ -1,0 +1,184 @@
+// wsx proxy: parse options → proxy_options → validate (every problem at once) → run.
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "proxy_app.hpp"
+#include "server_options.hpp"
+#include "units.hpp"
+
+namespace wsx::cli {
+
+namespace {
+struct proxy_args {
+    std::string listen = "ws://127.0.0.1:8080";
+    std::vector<std::string> to;
+    std::string balance = "round-robin", sticky;
+    std::string health_interval = "2s", health_timeout = "2s", connect_timeout = "5s";
+    std::string path_prefix;
+    std::vector<std::string> forward_headers;
+    bool strip_auth = false;
+    std::string cacert, cert, key, sni;
+    bool insecure = false;
+    std::string tap, tap_format = "text";
+    std::string fault_delay, fault_drop, fault_close_after, fault_jitter;
+    int fault_close_code = 1011;
+    bool fault_stall_pongs = false;
+    listener_args listener;
+};
+
+/// "1%", "0.5%" or a fraction "0.01".
+std::optional<double> parse_fraction(const std::string& s) {
+    try {
+        std::size_t n = 0;
+        double v = std::stod(s, &n);
+        if (n < s.size() && s.substr(n) == "%") v /= 100;
+        else if (n != s.size()) return std::nullopt;
+        if (v < 0 || v > 1) return std::nullopt;
+        return v;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+}  // namespace
+
+runner setup_proxy(CLI::App& app) {
+    auto a = std::make_shared<proxy_args>();
+    const char* f = "Forwarding";
+    app.add_option("--listen", a->listen,
+                   "Where clients connect: ws://HOST:PORT, wss://HOST:PORT (TLS termination, with --tls-cert/--tls-key or "
+                   "--tls-self-signed) or tcp://HOST:PORT (each TCP connection carried over its own WebSocket)")
+        ->group(f)->type_name("ADDR")->capture_default_str();
+    app.add_option("--to", a->to, "An upstream: ws://, wss:// or tcp://HOST:PORT (repeatable: balanced over all)")
+        ->group(f)->type_name("URL")->required();
+    app.add_option("--path-prefix", a->path_prefix, "Strip this prefix from the client's path before forwarding")
+        ->group(f)->type_name("PATH");
+    app.add_option("--forward-header", a->forward_headers,
+                   "Also pass this request header on (repeatable; Origin, Cookie, Authorization and User-Agent always are)")
+        ->group(f)->type_name("NAME");
+    app.add_flag("--strip-auth", a->strip_auth, "Do not pass Authorization or ?token=/?access_token= to the upstream")->group(f);
+    app.add_option("--connect-timeout", a->connect_timeout, "Time allowed to connect to an upstream before trying the next")
+        ->group(f)->type_name("DUR")->capture_default_str();
+
+    const char* b = "Balancing and health";
+    app.add_option("--balance", a->balance, "How new connections are spread: round-robin, least-conn or random")
+        ->group(b)->type_name("MODE")->check(CLI::IsMember({"round-robin", "least-conn", "random"}))->capture_default_str();
+    app.add_option("--sticky", a->sticky,
+                   "Keep clients on one backend by ip, header:NAME, cookie:NAME or query:NAME (consistent-hash ring)")
+        ->group(b)->type_name("KEY");
+    app.add_option("--health-interval", a->health_interval,
+                   "Check every backend this often (TCP connect or WebSocket upgrade); 0: only mark backends down on "
+                   "failed connects and retry them after 10s")
+        ->group(b)->type_name("DUR")->capture_default_str();
+    app.add_option("--health-timeout", a->health_timeout, "A health check slower than this fails")
+        ->group(b)->type_name("DUR")->capture_default_str();
+
+    const char* u = "Upstream TLS";
+    app.add_option("--cacert", a->cacert, "Trust this CA bundle (PEM) for wss:// upstreams")->group(u)->type_name("FILE");
+    app.add_option("--cert", a->cert, "Client certificate (PEM) for wss:// upstreams")->group(u)->type_name("FILE");
+    app.add_option("--key", a->key, "Client certificate key (PEM)")->group(u)->type_name("FILE");
+    app.add_flag("-k,--insecure", a->insecure, "Do not verify upstream certificates")->group(u);
+    app.add_option("--sni", a->sni, "Server name to send and verify instead of the upstream host")->group(u)->type_name("NAME");
+
+    const char* o = "Observe and break";
+    app.add_option("--tap", a->tap, "Write every message both ways to FILE (- for stdout)")->group(o)->type_name("FILE");
+    app.add_option("--tap-format", a->tap_format, "Tap lines: text, hex or ndjson")
+        ->group(o)->type_name("FMT")->check(CLI::IsMember({"text", "hex", "ndjson"}))->capture_default_str();
+    app.add_option("--fault-delay", a->fault_delay, "Delay every message by this long (both ways, order kept)")
+        ->group(o)->type_name("DUR");
+    app.add_option("--fault-jitter", a->fault_jitter, "Add a random 0..DUR to each delay")->group(o)->type_name("DUR");
+    app.add_option("--fault-drop", a->fault_drop, "Silently drop this share of messages (both ways), e.g. 1%")
+        ->group(o)->type_name("PCT");
+    app.add_option("--fault-close-after", a->fault_close_after,
+                   "Close each client after N messages (both ways) or after a duration (e.g. 5s)")
+        ->group(o)->type_name("N|DUR");
+    app.add_option("--fault-close-code", a->fault_close_code, "Close code for --fault-close-after")
+        ->group(o)->type_name("CODE")->capture_default_str()->check(CLI::Range(1000, 4999));
+    app.add_flag("--fault-stall-pongs", a->fault_stall_pongs, "Never answer the clients' pings (nor pass them on)")->group(o);
+
+    add_listener_options(app, a->listener);
+
+    app.footer(
+        "Examples:\n"
+        "  wsx proxy --listen ws://127.0.0.1:8080 --to ws://10.0.0.1:9000 --to ws://10.0.0.2:9000\n"
+        "  wsx proxy --listen wss://0.0.0.0:443 --tls-cert c.pem --tls-key k.pem --to ws://127.0.0.1:9000\n"
+        "  wsx proxy --listen ws://127.0.0.1:5901 --to tcp://127.0.0.1:5900      # websockify\n"
+        "  wsx proxy --listen tcp://127.0.0.1:2222 --to wss://gw.example/ssh     # tunnel entrance\n"
+        "  wsx proxy --to ws://a:9000 --to ws://b:9000 --balance least-conn --sticky cookie:sid --metrics\n"
+        "  wsx proxy --to ws://127.0.0.1:9000 --tap - --tap-format ndjson --fault-delay 50ms --fault-drop 1%\n"
+        "\nPrints 'listening on ws://HOST:PORT' (or tcp://) on stderr once ready. The upstream is connected\n"
+        "before the client's upgrade is answered: its subprotocol choice is the client's, and when every\n"
+        "backend fails the client gets HTTP 502. X-Forwarded-For and X-Forwarded-Proto are added.\n"
+        "GET /metrics (--metrics) adds per-backend state, connections, bytes and failures.");
+
+    return [a]() -> int {
+        problems p;
+        proxy_options po;
+        auto& so = po.serve;
+        std::string listen = a->listen;
+        if (listen.starts_with("tcp://")) {
+            po.tcp_listener = true;
+            listen = listen.substr(6);
+        } else if (listen.starts_with("wss://")) {
+            if (a->listener.tls_cert.empty() && !a->listener.tls_self_signed)
+                p.add("--listen wss://: give --tls-cert and --tls-key, or --tls-self-signed");
+            listen = listen.substr(6);
+        } else if (listen.starts_with("ws://")) {
+            listen = listen.substr(5);
+            if (!a->listener.tls_cert.empty() || a->listener.tls_self_signed)
+                p.add("--listen ws:// with a TLS certificate: use wss:// to terminate TLS");
+        }
+        if (!listen.empty() && listen.back() == '/') listen.pop_back();
+        std::string err;
+        if (auto la = parse_listen_address(listen, &err)) so.server.listen = *la;
+        else p.add("--listen: " + err);
+        if (!so.server.listen.unix_path.empty()) p.add("--listen: unix sockets are not supported; use HOST:PORT");
+
+        for (const auto& t : a->to) {
+            std::string e;
+            if (auto up = parse_upstream(t, &e)) po.upstreams.push_back(*up);
+            else p.add("--to " + e);
+        }
+        if (po.tcp_listener)
+            for (const auto& up : po.upstreams)
+                if (up.tcp) p.add(fmt::format("--to {}: a tcp:// listener needs ws:// or wss:// upstreams", up.name));
+        po.balance = *parse_balance_mode(a->balance);
+        if (!a->sticky.empty()) {
+            po.sticky = parse_sticky(a->sticky);
+            if (!po.sticky) p.add(fmt::format("--sticky '{}': use ip, header:NAME, cookie:NAME or query:NAME", a->sticky));
+            else if (po.tcp_listener && po.sticky->from != sticky_source::kind::ip)
+                p.add("--sticky: a tcp:// listener has only the client's ip to go by");
+        }
+        po.health_interval = duration_arg(p, "--health-interval", a->health_interval);
+        po.health_timeout = duration_arg(p, "--health-timeout", a->health_timeout);
+        po.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
+        po.path_prefix = a->path_prefix;
+        po.forward_headers = a->forward_headers;
+        po.strip_auth = a->strip_auth;
+        po.upstream_tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
+        po.tap_path = a->tap;
+        po.tap = *parse_tap_format(a->tap_format);
+
+        auto& fo = po.fault;
+        fo.delay = duration_arg(p, "--fault-delay", a->fault_delay);
+        fo.jitter = duration_arg(p, "--fault-jitter", a->fault_jitter);
+        if (!a->fault_drop.empty()) {
+            if (auto d = parse_fraction(a->fault_drop)) fo.drop = *d;
+            else p.add(fmt::format("--fault-drop '{}': not a share (use e.g. 1% or 0.01)", a->fault_drop));
+        }
+        if (!a->fault_close_after.empty()) {
+            const auto& s = a->fault_close_after;
+            if (s.find_first_not_of("0123456789") == std::string::npos) fo.close_after_messages = std::stoull(s);
+            else fo.close_after_time = duration_arg(p, "--fault-close-after", s);
+        }
+        fo.close_code = static_cast<std::uint16_t>(a->fault_close_code);
+        fo.stall_pongs = a->fault_stall_pongs;
+        if (po.tcp_listener && fo.any()) p.add("--fault-* options apply to WebSocket clients: use a ws:// or wss:// listener");
+
+        apply_listener_options(p, a->listener, so);
+        so.drain_first = true;  // a front door lets connections finish before closing them
+        if (p.report("proxy")) return static_cast<int>(exit_code::usage);
+        return run_proxy(std::move(po));
+    };
+}
+
+}  // namespace wsx::cli

@@ -1,0 +1,444 @@
+#include "proxy_app.hpp"
+
+#include <csignal>
+#include <iostream>
+
+#include <boost/algorithm/string.hpp>
+#include <fmt/format.h>
+
+#include "auth.hpp"
+#include "client.hpp"
+#include "exit_code.hpp"
+
+namespace wsx {
+
+std::optional<upstream_target> parse_upstream(std::string_view text, std::string* error) {
+    upstream_target t;
+    t.name = std::string(text);
+    if (text.starts_with("tcp://")) {
+        auto rest = text.substr(6);
+        if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+        std::string err;
+        auto a = parse_listen_address(rest, &err, 0);
+        if (!a || a->port == 0 || !a->unix_path.empty()) {
+            *error = fmt::format("'{}': expected tcp://HOST:PORT", text);
+            return std::nullopt;
+        }
+        t.tcp = true;
+        t.host = a->host;
+        t.port = a->port;
+        return t;
+    }
+    if (!text.starts_with("ws://") && !text.starts_with("wss://")) {
+        *error = fmt::format("'{}': an upstream is ws://, wss:// or tcp://HOST:PORT", text);
+        return std::nullopt;
+    }
+    auto u = parse_ws_url(text, error);
+    if (!u) return std::nullopt;
+    t.url = *u;
+    return t;
+}
+
+std::string rewrite_target(std::string_view client_target, std::string_view prefix, std::string_view upstream_path) {
+    std::string_view path = client_target, query;
+    if (auto q = client_target.find('?'); q != std::string_view::npos) {
+        path = client_target.substr(0, q);
+        query = client_target.substr(q);
+    }
+    std::string p(path);
+    if (!prefix.empty() && prefix != "/") {
+        std::string_view pre = prefix;
+        if (pre.back() == '/') pre.remove_suffix(1);
+        if (p == pre) p = "/";
+        else if (p.starts_with(pre) && p[pre.size()] == '/') p = p.substr(pre.size());
+    }
+    std::string base(upstream_path.substr(0, upstream_path.find('?')));
+    if (!base.empty() && base != "/") {
+        if (base.back() == '/') base.pop_back();
+        p = base + (p == "/" ? "" : p);
+        if (p.empty()) p = "/";
+    }
+    return p + std::string(query);
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// Keeps a backend's connection count up while a proxied connection lives.
+struct backend_slot {
+    backend_slot(balancer& b, std::size_t i) : b(b), i(i) { b.opened(i); }
+    ~backend_slot() { b.closed(i); }
+    backend_slot(const backend_slot&) = delete;
+    backend_slot& operator=(const backend_slot&) = delete;
+    balancer& b;
+    std::size_t i;
+};
+
+/// What the asynchronous upgrade check hands to the session handler.
+struct upstream_conn {
+    std::shared_ptr<ws_session> ws;
+    std::optional<tcp::socket> sock;
+    std::shared_ptr<backend_slot> slot;
+};
+
+struct noop_events final : channel_events {
+    void on_message(std::string&&, bool) override {}
+    void on_close(const close_info&) override {}
+};
+
+/// Closes the client at once (the upstream went away between the check and the handler).
+struct refuse_events final : channel_events {
+    void on_message(std::string&&, bool) override {}
+    void on_close(const close_info&) override {}
+};
+
+std::string cookie_value(std::string_view header, std::string_view name) {
+    std::vector<std::string> parts;
+    boost::split(parts, header, boost::is_any_of(";"));
+    for (auto& part : parts) {
+        boost::trim(part);
+        auto eq = part.find('=');
+        if (eq != std::string::npos && part.compare(0, eq, name) == 0) return part.substr(eq + 1);
+    }
+    return {};
+}
+
+std::string strip_query_params(std::string_view target, std::initializer_list<std::string_view> names) {
+    auto q = target.find('?');
+    if (q == std::string_view::npos) return std::string(target);
+    std::string out(target.substr(0, q));
+    std::vector<std::string> parts;
+    boost::split(parts, target.substr(q + 1), boost::is_any_of("&"));
+    std::string kept;
+    for (const auto& part : parts) {
+        const auto key = std::string_view(part).substr(0, part.find('='));
+        bool drop = false;
+        for (auto n : names) drop = drop || key == n;
+        if (drop || part.empty()) continue;
+        kept += (kept.empty() ? "" : "&") + part;
+    }
+    if (!kept.empty()) out += "?" + kept;
+    return out;
+}
+
+/// The engine shared by every listener: balancer, health checks, upstream connects, tap.
+class proxy_core {
+public:
+    explicit proxy_core(proxy_options& o) : o_(o), balancer_(names(o.upstreams), o.balance) {
+        if (!o.tap_path.empty()) tap_ = std::make_shared<tap_writer>(o.tap_path, o.tap);
+    }
+
+    balancer& lb() { return balancer_; }
+    const std::shared_ptr<tap_writer>& tap() const { return tap_; }
+
+    /// Starts health checks on `ioc`.
+    void start_health(net::io_context& ioc) {
+        health_ioc_ = &ioc;
+        timer_ = std::make_unique<net::steady_timer>(ioc);
+        arm_health(o_.health_interval.count() > 0 ? o_.health_interval : std::chrono::nanoseconds(500ms));
+    }
+    void stop() {
+        stopped_ = true;
+        if (timer_) timer_->cancel();
+    }
+
+    /// The sticky key of a request, or nullopt (no sticky option, or the key is absent).
+    std::optional<std::string> sticky_key(const http_request* req, const std::string& address) const {
+        if (!o_.sticky) return std::nullopt;
+        using k = sticky_source::kind;
+        switch (o_.sticky->from) {
+        case k::none: return std::nullopt;
+        case k::ip: return address;
+        case k::header:
+            if (!req || (*req)[o_.sticky->name].empty()) return std::nullopt;
+            return std::string((*req)[o_.sticky->name]);
+        case k::cookie: {
+            if (!req) return std::nullopt;
+            auto v = cookie_value((*req)[http::field::cookie], o_.sticky->name);
+            if (v.empty()) return std::nullopt;
+            return v;
+        }
+        case k::query:
+            if (!req) return std::nullopt;
+            return query_param(req->target(), o_.sticky->name);
+        }
+        return std::nullopt;
+    }
+
+    client_options ws_client_options(const upstream_target& t, const http_request* req, const peer_info* peer) const {
+        client_options c;
+        c.url = t.url;
+        c.tls = o_.upstream_tls;
+        c.connect_timeout = o_.connect_timeout;
+        c.session = o_.serve.server.session;
+        c.session.direct_writes = true;  // no compression upstream: frames batch into one write
+        c.session.answer_pings = true;
+        c.session.ping_interval = c.session.ping_timeout = c.session.idle_timeout = {};
+        c.user_agent.clear();
+        if (!req) return c;
+        std::string target(req->target());
+        if (o_.strip_auth) target = strip_query_params(target, {"token", "access_token"});
+        c.url.target = rewrite_target(target, o_.path_prefix, t.url.target);
+        if (auto p = (*req)[http::field::sec_websocket_protocol]; !p.empty()) {
+            std::vector<std::string> offers;
+            boost::split(offers, p, boost::is_any_of(","));
+            for (auto& s : offers) {
+                boost::trim(s);
+                if (!s.empty()) c.subprotocols.push_back(s);
+            }
+        }
+        if (auto ua = (*req)[http::field::user_agent]; !ua.empty()) c.user_agent = std::string(ua);
+        std::vector<std::string> names = {"Origin", "Cookie"};
+        if (!o_.strip_auth) names.push_back("Authorization");
+        names.insert(names.end(), o_.forward_headers.begin(), o_.forward_headers.end());
+        for (const auto& n : names)
+            if (auto v = (*req)[n]; !v.empty()) c.headers.emplace_back(n, std::string(v));
+        std::string xff(req->base()["X-Forwarded-For"]);
+        xff += (xff.empty() ? "" : ", ") + peer->address;
+        c.headers.emplace_back("X-Forwarded-For", xff);
+        c.headers.emplace_back("X-Forwarded-Proto", peer->tls ? "https" : "http");
+        return c;
+    }
+
+    /// Connects a TCP upstream on the current executor. Throws wsx::failure.
+    static net::awaitable<tcp::socket> connect_tcp(const upstream_target& t, std::chrono::nanoseconds timeout) {
+        auto ex = co_await net::this_coro::executor;
+        tcp::resolver resolver(ex);
+        error_code ec;
+        auto results = co_await resolver.async_resolve(t.host, std::to_string(t.port), net::redirect_error(net::use_awaitable, ec));
+        if (ec) throw failure(exit_code::resolve, fmt::format("cannot resolve '{}': {}", t.host, ec.message()));
+        beast::tcp_stream stream(ex);
+        stream.expires_after(timeout);
+        co_await stream.async_connect(results, net::redirect_error(net::use_awaitable, ec));
+        if (ec == beast::error::timeout) throw failure(exit_code::timeout, fmt::format("timed out connecting to {}", t.name));
+        if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to {}: {}", t.name, ec.message()));
+        stream.expires_never();
+        co_return stream.release_socket();
+    }
+
+    /// Tries the candidates in order; a backend whose connect fails is marked down and the next
+    /// one is tried. Returns the connection, or an error message for the client.
+    net::awaitable<std::variant<upstream_conn, std::string>> connect(const http_request* req, const peer_info& peer,
+                                                                     std::string* subprotocol) {
+        auto key = sticky_key(req, peer.address);
+        auto order = balancer_.candidates(key ? &*key : nullptr, false);
+        if (order.empty()) co_return std::string("no upstream is available (all are down)");
+        std::string last;
+        for (auto i : order) {
+            const auto& t = o_.upstreams[i];
+            try {
+                upstream_conn c;
+                if (t.tcp) {
+                    c.sock.emplace(co_await connect_tcp(t, o_.connect_timeout));
+                } else {
+                    auto opts = ws_client_options(t, req, &peer);
+                    auto r = co_await async_connect(opts);
+                    if (subprotocol) *subprotocol = r.subprotocol;
+                    c.ws = std::move(r.session);
+                }
+                balancer_.mark_up(i);
+                c.slot = std::make_shared<backend_slot>(balancer_, i);
+                co_return c;
+            } catch (const failure& f) {
+                ++balancer_.backend(i).failures;
+                last = f.what();
+                if (f.code() == exit_code::upgrade) co_return fmt::format("upstream refused: {}", last);
+                balancer_.mark_down(i);
+                if (!o_.serve.quiet) log(fmt::format("upstream {} is down: {}", t.name, last));
+            }
+        }
+        co_return fmt::format("no upstream could be reached: {}", last);
+    }
+
+    bridge_config bridge_cfg(std::uint64_t id, const std::shared_ptr<backend_slot>& slot) const {
+        bridge_config cfg;
+        cfg.id = id;
+        cfg.backend = &balancer_.backend(slot->i);
+        cfg.tap = tap_;
+        cfg.fault = o_.fault;
+        cfg.pause_bytes = std::min<std::size_t>(1u << 20, std::max<std::size_t>(o_.serve.server.session.send_queue_limit / 2, 1));
+        cfg.on_end = [slot](const close_info&) {};  // the slot lives as long as the bridge
+        return cfg;
+    }
+
+    void log(const std::string& line) const {
+        std::cerr << fmt::format("wsx proxy: {}\n", line);
+        std::cerr.flush();
+    }
+
+    std::uint64_t next_id() { return ++tcp_ids_; }
+
+private:
+    static std::vector<std::string> names(const std::vector<upstream_target>& u) {
+        std::vector<std::string> n;
+        for (const auto& t : u) n.push_back(t.name);
+        return n;
+    }
+
+    void arm_health(std::chrono::nanoseconds after) {
+        if (stopped_) return;
+        timer_->expires_after(after);
+        timer_->async_wait([this](error_code ec) {
+            if (ec || stopped_) return;
+            if (o_.health_interval.count() > 0) {
+                for (std::size_t i = 0; i < o_.upstreams.size(); ++i) net::co_spawn(*health_ioc_, check(i), net::detached);
+                arm_health(o_.health_interval);
+            } else {
+                balancer_.expire_down(std::chrono::duration_cast<std::chrono::milliseconds>(o_.down_cool_down));
+                arm_health(500ms);
+            }
+        });
+    }
+
+    net::awaitable<void> check(std::size_t i) {
+        const auto& t = o_.upstreams[i];
+        try {
+            if (t.tcp) {
+                auto s = co_await connect_tcp(t, o_.health_timeout);
+                error_code ec;
+                s.close(ec);
+            } else {
+                auto opts = ws_client_options(t, nullptr, nullptr);
+                opts.connect_timeout = o_.health_timeout;
+                auto r = co_await async_connect(opts);
+                r.session->start(std::make_shared<noop_events>());
+                r.session->close(1000, "health check");
+            }
+            if (!balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is up again", t.name));
+            balancer_.mark_up(i);
+        } catch (const failure& f) {
+            if (stopped_) co_return;
+            ++balancer_.backend(i).failures;
+            if (balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is down: {}", t.name, f.what()));
+            balancer_.mark_down(i);
+        }
+    }
+
+    proxy_options& o_;
+    mutable balancer balancer_;
+    std::shared_ptr<tap_writer> tap_;
+    net::io_context* health_ioc_ = nullptr;
+    std::unique_ptr<net::steady_timer> timer_;
+    std::atomic<bool> stopped_{false};
+    std::atomic<std::uint64_t> tcp_ids_{0};
+};
+
+/// The ws/wss listener's service: connect upstream first, then bridge.
+class proxy_service final : public service {
+public:
+    explicit proxy_service(proxy_core& core) : core_(core) {}
+
+    void start(net::io_context& main) override { core_.start_health(main); }
+
+    async_upgrade_filter async_check_upgrade() override {
+        return [this](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
+            auto r = co_await core_.connect(&req, peer, &sub);
+            if (auto* err = std::get_if<std::string>(&r)) co_return make_response(http::status::bad_gateway, *err);
+            peer.attachment = std::make_shared<upstream_conn>(std::move(std::get<upstream_conn>(r)));
+            co_return std::nullopt;
+        };
+    }
+
+    std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request&, const peer_info& peer,
+                                                 std::uint64_t id) override {
+        auto up = std::static_pointer_cast<upstream_conn>(peer.attachment);
+        if (!up) {
+            net::post(s->get_executor(), [s] { s->close(1011, "no upstream"); });
+            return std::make_shared<refuse_events>();
+        }
+        auto cfg = core_.bridge_cfg(id, up->slot);
+        if (up->ws) {
+            auto b = std::make_shared<ws_ws_bridge>(s, up->ws, std::move(cfg));
+            net::post(s->get_executor(), [b] { b->start(); });
+            return b->client_handler();
+        }
+        auto b = std::make_shared<ws_tcp_bridge>(s, std::move(*up->sock), true, std::move(cfg));
+        net::post(s->get_executor(), [b] { b->start(); });
+        return b->ws_handler();
+    }
+
+    void render_metrics(std::string& out) override { core_.lb().render_metrics(out); }
+    void stop() override { core_.stop(); }
+
+private:
+    proxy_core& core_;
+};
+
+/// The tcp:// listener: every accepted connection gets its own WebSocket upstream connection.
+int run_tcp_listener(proxy_options& o, proxy_core& core) {
+    net::io_context ioc(1);
+    tcp::acceptor acceptor(ioc);
+    const auto& l = o.serve.server.listen;
+    error_code ec;
+    auto addr = net::ip::make_address(l.host == "localhost" ? "127.0.0.1" : l.host, ec);
+    if (ec) throw failure(exit_code::usage, fmt::format("cannot listen on '{}': not an IP address", l.host));
+    tcp::endpoint ep(addr, l.port);
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(ep, ec);
+    if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) throw failure(exit_code::failure, fmt::format("cannot listen on {}: {}", format_host_port(l.host, l.port), ec.message()));
+    const auto local = acceptor.local_endpoint();
+    std::cerr << fmt::format("listening on tcp://{}\n", format_host_port(local.address().to_string(), local.port()));
+    std::cerr.flush();
+
+    net::signal_set signals(ioc, SIGINT, SIGTERM);
+    int code = 0;
+    signals.async_wait([&](error_code e, int sig) {
+        if (e) return;
+        code = sig == SIGINT ? 130 : 0;
+        acceptor.close(e);
+        core.stop();
+        ioc.stop();
+    });
+    core.start_health(ioc);
+
+    std::function<void()> do_accept = [&] {
+        acceptor.async_accept([&](error_code e, tcp::socket sock) {
+            if (e == net::error::operation_aborted || !acceptor.is_open()) return;
+            if (!e) {
+                net::co_spawn(
+                    ioc,
+                    [&core, sock = std::move(sock), &o]() mutable -> net::awaitable<void> {
+                        error_code ignored;
+                        peer_info peer;
+                        peer.address = sock.remote_endpoint(ignored).address().to_string();
+                        auto r = co_await core.connect(nullptr, peer, nullptr);
+                        if (auto* err = std::get_if<std::string>(&r)) {
+                            if (!o.serve.quiet) core.log(fmt::format("tcp client {}: {}", peer.address, *err));
+                            sock.close(ignored);
+                            co_return;
+                        }
+                        auto up = std::get<upstream_conn>(std::move(r));
+                        if (!up.ws) {
+                            sock.close(ignored);
+                            co_return;
+                        }
+                        auto cfg = core.bridge_cfg(core.next_id(), up.slot);
+                        auto b = std::make_shared<ws_tcp_bridge>(up.ws, std::move(sock), false, std::move(cfg));
+                        up.ws->start(b->ws_handler());
+                        b->start();
+                    },
+                    net::detached);
+            }
+            do_accept();
+        });
+    };
+    do_accept();
+    ioc.run();
+    return code;
+}
+
+}  // namespace
+
+int run_proxy(proxy_options o) {
+    proxy_core core(o);
+    if (o.tcp_listener) return run_tcp_listener(o, core);
+    o.serve.service = std::make_shared<proxy_service>(core);
+    o.serve.name = "proxy";
+    if (o.fault.stall_pongs) o.serve.server.session.answer_pings = false;
+    return run_serve(o.serve);
+}
+
+}  // namespace wsx

@@ -1,0 +1,119 @@
+#include "tap.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "exit_code.hpp"
+
+namespace wsx {
+
+std::optional<tap_format> parse_tap_format(std::string_view s) {
+    if (s == "text") return tap_format::text;
+    if (s == "hex") return tap_format::hex;
+    if (s == "ndjson" || s == "json") return tap_format::ndjson;
+    return std::nullopt;
+}
+
+namespace {
+
+std::string to_hex(std::string_view data) {
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(data.size() * 2);
+    for (unsigned char c : data) {
+        out += digits[c >> 4];
+        out += digits[c & 15];
+    }
+    return out;
+}
+
+std::string escape(std::string_view data, bool high) {
+    std::string out;
+    out.reserve(data.size());
+    for (unsigned char c : data) {
+        switch (c) {
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\\': out += "\\\\"; break;
+        default:
+            if (c < 0x20 || c == 0x7f || (high && c >= 0x80)) out += fmt::format("\\x{:02x}", c);
+            else out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+std::string timestamp_now() {
+    const auto now = std::chrono::system_clock::now();
+    const auto t = std::chrono::system_clock::to_time_t(now);
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return fmt::format("{}.{:06}Z", buf, us);
+}
+
+}  // namespace
+
+std::string format_tap_line(tap_format f, std::string_view timestamp, std::uint64_t id, tap_direction dir,
+                            std::string_view opcode, std::string_view data) {
+    const bool up = dir == tap_direction::to_upstream;
+    switch (f) {
+    case tap_format::text:
+        // Text stays UTF-8; other payloads escape every byte that is not printable ASCII.
+        return fmt::format("{} #{} {} {} {}\n", timestamp, id, up ? '>' : '<', opcode, escape(data, opcode != "text"));
+    case tap_format::hex:
+        return fmt::format("{} #{} {} {} {}\n", timestamp, id, up ? '>' : '<', opcode, to_hex(data));
+    case tap_format::ndjson: {
+        nlohmann::json j;
+        j["ts"] = timestamp;
+        j["conn"] = id;
+        j["dir"] = up ? "up" : "down";
+        j["opcode"] = opcode;
+        if (opcode == "text") j["data"] = std::string(data);
+        else j["hex"] = to_hex(data);
+        // Text that is not valid UTF-8 cannot be a JSON string: fall back to hex.
+        std::string line;
+        try {
+            line = j.dump();
+        } catch (const nlohmann::json::exception&) {
+            j.erase("data");
+            j["hex"] = to_hex(data);
+            line = j.dump();
+        }
+        return line + "\n";
+    }
+    }
+    return {};
+}
+
+tap_writer::tap_writer(const std::string& path, tap_format f) : format_(f) {
+    if (path == "-") {
+        out_ = stdout;
+        owned_ = false;
+    } else {
+        out_ = std::fopen(path.c_str(), "a");
+        owned_ = true;
+        if (!out_) throw failure(exit_code::usage, fmt::format("--tap {}: {}", path, std::strerror(errno)));
+    }
+}
+
+tap_writer::~tap_writer() {
+    if (owned_) std::fclose(out_);
+    else std::fflush(out_);
+}
+
+void tap_writer::write(std::uint64_t id, tap_direction dir, std::string_view opcode, std::string_view data) {
+    const std::string line = format_tap_line(format_, timestamp_now(), id, dir, opcode, data);
+    std::lock_guard lock(mutex_);
+    std::fwrite(line.data(), 1, line.size(), out_);
+    std::fflush(out_);
+}
+
+}  // namespace wsx

@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""`wsx proxy` against direct `wsx serve`, in one run: echo throughput at full load and round-trip
+latency at a moderate fixed rate, direct to `wsx serve` and through `wsx proxy` in front of it.
+
+Load comes from tests/bench/serve_loadgen.cpp (compiled here with g++). `wsx serve` and
+`wsx proxy` (one worker thread each) share CPU 0, the generator runs on CPU 1 (taskset). The two
+paths are measured in turns, round after round; medians of the rounds and the ratios are printed.
+
+Scenarios (32-byte text):
+  pipelined   100 connections, 32 messages in flight each         (msgs/s)
+  pingpong    100 connections, 1 message in flight each           (msgs/s)
+  latency     100 connections, 10,000 msgs/s in total (open loop)  (p50/p99 round trip, us)
+
+Targets (issue): proxied throughput >= 0.8x direct; <= 100 us added p99 at moderate load.
+
+Usage: tests/bench/proxy_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--only a,b]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import serve_bench  # noqa: E402  (reuses its server start/stop and load runner)
+
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def start_proxy(wsx, port):
+    import re
+    p = subprocess.Popen(["taskset", "-c", "0", wsx, "proxy", "--listen", "ws://127.0.0.1:0", "--to",
+                          f"ws://127.0.0.1:{port}", "-q", "--threads", "1", "--health-interval", "0"],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, preexec_fn=serve_bench.raise_nofile)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        line = p.stderr.readline().decode()
+        m = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+        if m:
+            return p, int(m.group(1))
+    p.kill()
+    raise SystemExit("wsx proxy did not start")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--wsx", default=os.path.join(ROOT, "build", "wsx"))
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="pipelined,pingpong,latency")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="wsx-proxy-bench-")
+    loadgen = os.path.join(tmp, "serve_loadgen")
+    subprocess.run(["g++", "-O2", "-std=c++20", "-o", loadgen, os.path.join(HERE, "serve_loadgen.cpp")], check=True)
+    for scenario in a.only.split(","):
+        per = {"direct": [], "proxy": []}
+        for _ in range(a.rounds):
+            for path in ("direct", "proxy"):
+                server, port = serve_bench.start_server("wsx", a.wsx, tmp)
+                proxy = None
+                try:
+                    if path == "proxy":
+                        proxy, port = start_proxy(a.wsx, port)
+                    v = serve_bench.run_load(loadgen, port, scenario, a.seconds)
+                finally:
+                    if proxy:
+                        serve_bench.stop(proxy)
+                    serve_bench.stop(server)
+                if v is not None:
+                    per[path].append(v)
+        if not per["direct"] or not per["proxy"]:
+            print(f"{scenario:10} failed: {per}", flush=True)
+            continue
+        if scenario == "latency":
+            d50, d99 = statistics.median(x[0] for x in per["direct"]), statistics.median(x[1] for x in per["direct"])
+            p50, p99 = statistics.median(x[0] for x in per["proxy"]), statistics.median(x[1] for x in per["proxy"])
+            print(f"{scenario:10} direct p50 {d50:.0f}us p99 {d99:.0f}us  proxy p50 {p50:.0f}us p99 {p99:.0f}us"
+                  f"   added p99 {p99 - d99:+.0f}us", flush=True)
+            continue
+        d, p = statistics.median(per["direct"]), statistics.median(per["proxy"])
+        print(f"{scenario:10} direct {d:,.0f} msgs/s  proxy {p:,.0f} msgs/s   proxy/direct {p / d:.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

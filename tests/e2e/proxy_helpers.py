@@ -1,0 +1,130 @@
+"""Helpers for the `wsx proxy` end-to-end tests: backends that say which one they are, the
+proxy itself, a python3-websockets client and /metrics polling. Every wait has a deadline."""
+import asyncio
+import re
+import socket
+import threading
+import time
+import urllib.request
+
+import websockets
+
+import wsxtest
+
+# A backend whose every connection first receives the backend's own port, then an echo.
+PORT_BACKEND = ["--exec", 'sh -c "echo $SERVER_PORT; cat"']
+
+
+def start_port_backend(tc, port=0):
+    """`wsx serve` that greets each client with its port; returns (process, url, port)."""
+    p = tc.start([wsxtest.WSX, "serve", f"127.0.0.1:{port}", "-q", *PORT_BACKEND])
+    m = p.wait_for(r"listening on (ws://127\.0\.0\.1:(\d+))")
+    return p, m.group(1), int(m.group(2))
+
+
+def start_proxy(tc, *args, listen="ws://127.0.0.1:0"):
+    """`wsx proxy --listen LISTEN ARGS...`; returns (process, url without a trailing slash)."""
+    p = tc.start([wsxtest.WSX, "proxy", "--listen", listen, *args])
+    m = p.wait_for(r"listening on ((?:wss?|tcp)://127\.0\.0\.1:\d+)")
+    return p, m.group(1)
+
+
+def run(coro, timeout=20):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def _greeting(url, headers=None):
+    async with websockets.connect(url, extra_headers=headers or {}, open_timeout=5, close_timeout=2) as ws:
+        return int(await asyncio.wait_for(ws.recv(), 5))
+
+
+def backend_of(url, headers=None):
+    """Connects through the proxy and returns the port of the backend that answered."""
+    return run(_greeting(url, headers))
+
+
+def backends_of(url, n, headers=None):
+    return [backend_of(url, headers) for _ in range(n)]
+
+
+async def _hold(url, n):
+    conns, ports = [], []
+    try:
+        for _ in range(n):
+            ws = await websockets.connect(url, open_timeout=5, close_timeout=2)
+            conns.append(ws)
+            ports.append(int(await asyncio.wait_for(ws.recv(), 5)))
+        return ports
+    finally:
+        for ws in conns:
+            await ws.close()
+
+
+def held_backends_of(url, n):
+    """Opens n connections that all stay open until the last one is made; their backends."""
+    return run(_hold(url, n), 30)
+
+
+def http_get(url, path="/metrics"):
+    base = url.replace("ws://", "http://").replace("wss://", "https://")
+    with urllib.request.urlopen(base + path, timeout=5) as r:
+        return r.read().decode()
+
+
+def backend_up(url, backend):
+    """The proxy's wsx_proxy_backend_up value for a backend URL (None when absent)."""
+    m = re.search(r'^wsx_proxy_backend_up\{backend="' + re.escape(backend) + r'"\} (\d)$', http_get(url), re.M)
+    return int(m.group(1)) if m else None
+
+
+def metric(url, name, backend):
+    m = re.search("^" + name + r'\{backend="' + re.escape(backend) + r'"\} (\d+)$', http_get(url), re.M)
+    return int(m.group(1)) if m else None
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class TcpEchoServer:
+    """A plain TCP echo server on 127.0.0.1 in a thread; counts the connections it accepted."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _echo(c):
+        with c:
+            c.settimeout(20)
+            try:
+                while True:
+                    data = c.recv(65536)
+                    if not data:
+                        return
+                    c.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()

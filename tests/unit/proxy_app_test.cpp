@@ -1,0 +1,49 @@
+#include <catch2/catch.hpp>
+
+#include "proxy_app.hpp"
+#include "tap.hpp"
+
+using wsx::format_tap_line;
+using wsx::rewrite_target;
+using wsx::tap_direction;
+using wsx::tap_format;
+
+TEST_CASE("rewrite_target strips the prefix and prepends the upstream path", "[proxy_app]") {
+    CHECK(rewrite_target("/chat?x=1", "", "/") == "/chat?x=1");
+    CHECK(rewrite_target("/api/chat?x=1", "/api", "/") == "/chat?x=1");
+    CHECK(rewrite_target("/api/chat", "/api/", "/") == "/chat");
+    CHECK(rewrite_target("/api", "/api", "/") == "/");
+    CHECK(rewrite_target("/apix/chat", "/api", "/") == "/apix/chat");  // not at a segment boundary
+    CHECK(rewrite_target("/chat?a=b", "", "/v2") == "/v2/chat?a=b");
+    CHECK(rewrite_target("/", "", "/v2/") == "/v2");
+    CHECK(rewrite_target("/api/x", "/api", "/base") == "/base/x");
+}
+
+TEST_CASE("upstream URLs: ws, wss and tcp", "[proxy_app]") {
+    std::string err;
+    auto t = wsx::parse_upstream("tcp://127.0.0.1:5900", &err);
+    REQUIRE(t);
+    CHECK(t->tcp);
+    CHECK(t->port == 5900);
+    auto w = wsx::parse_upstream("wss://example.com/ws", &err);
+    REQUIRE(w);
+    CHECK_FALSE(w->tcp);
+    CHECK(w->url.tls);
+    CHECK(w->url.target == "/ws");
+    CHECK_FALSE(wsx::parse_upstream("http://x:1", &err));
+    CHECK_FALSE(wsx::parse_upstream("tcp://nohost", &err));
+}
+
+TEST_CASE("tap lines in text, hex and ndjson", "[proxy_app]") {
+    const std::string ts = "2026-01-02T03:04:05.000006Z";
+    CHECK(format_tap_line(tap_format::text, ts, 7, tap_direction::to_upstream, "text", "a\nb\\") ==
+          ts + " #7 > text a\\nb\\\\\n");
+    CHECK(format_tap_line(tap_format::text, ts, 7, tap_direction::to_client, "binary", std::string("\x00\xff", 2)) ==
+          ts + " #7 < binary \\x00\\xff\n");
+    CHECK(format_tap_line(tap_format::hex, ts, 1, tap_direction::to_client, "text", "AB") == ts + " #1 < text 4142\n");
+    CHECK(format_tap_line(tap_format::ndjson, ts, 2, tap_direction::to_upstream, "text", "hi") ==
+          "{\"conn\":2,\"data\":\"hi\",\"dir\":\"up\",\"opcode\":\"text\",\"ts\":\"" + ts + "\"}\n");
+    // Text that is not UTF-8 falls back to hex rather than producing invalid JSON.
+    CHECK(format_tap_line(tap_format::ndjson, ts, 2, tap_direction::to_client, "text", "\xff") ==
+          "{\"conn\":2,\"dir\":\"down\",\"hex\":\"ff\",\"opcode\":\"text\",\"ts\":\"" + ts + "\"}\n");
+}
