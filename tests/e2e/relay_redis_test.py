@@ -224,7 +224,9 @@ class RelayRedisTest(RelayCase):
             # Unconfirmed ones may still have crossed once Redis woke up.
             self.assertGreaterEqual(m1["wsx_relay_redis_local_only_total"], total - len(rgot))
         else:
-            self.assertEqual(m1["wsx_relay_redis_local_only_total"], total - len(rgot))
+            # A message Redis confirmed can still be lost on its way out as Redis dies: the
+            # publisher counts only what Redis never confirmed; the receiver's gaps count all.
+            self.assertLessEqual(m1["wsx_relay_redis_local_only_total"], total - len(rgot))
         for p in procs:
             self.assertIsNone(p.proc.poll(), "a relay died")
         procs[1].stop()
