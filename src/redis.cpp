@@ -233,13 +233,12 @@ void redis_connection::on_disconnect(const redisAsyncContext* ac, int status) {
 void redis_connection::connected_cb(int status) {
     if (status != REDIS_OK) {
         // hiredis frees the context right after this call; no disconnect callback follows.
-        if (ac_ && ac_->errstr) last_error_ = ac_->errstr;
+        if (ac_ && ac_->errstr) last_error_ = ac_->errstr;  // "Connection refused", ...
         if (ac_) ac_->data = nullptr;
         ac_ = nullptr;
         return schedule_reconnect();
     }
     up_ = true;
-    ever_up_ = true;
     pending_ = 0;
     backoff_ = std::chrono::milliseconds(100);
     if (!url_.password.empty()) {

@@ -84,7 +84,7 @@ private:
 
     net::io_context& ioc_;
     redis_url url_;
-    std::string name_;
+    std::string name_;  // which connection this is ("commands", "subscriber")
     ::redisAsyncContext* ac_ = nullptr;
     std::shared_ptr<io_state> io_;
     std::vector<std::string> channels_;
@@ -97,7 +97,6 @@ private:
     std::chrono::milliseconds backoff_{100};
     bool up_ = false;
     bool stopped_ = true;
-    bool ever_up_ = false;
     std::uint64_t reconnects_ = 0;
     std::string last_error_;
 };
