@@ -65,8 +65,12 @@ runner setup_relay(CLI::App& app) {
 
     add_listener_options(app, a->listener);
 
+    // The relay queues per subscriber itself (--slow-consumer): the session's own overflow
+    // policy does not apply, and its queue limit defaults to the subscriber queue.
+    app.remove_option(app.get_option("--overflow"));
     auto* sql = app.get_option("--send-queue-limit");
-    auto* overflow = app.get_option("--overflow");
+    sql->description("Bytes a subscriber's connection may hold on top of --subscriber-queue (the relay fills it to half)")
+        ->default_str("the subscriber queue");
     app.footer(
         "Examples:\n"
         "  wsx relay 8080                              # clients of ws://127.0.0.1:8080/chat share topic 'chat'\n"
@@ -79,7 +83,7 @@ runner setup_relay(CLI::App& app) {
         "subprotocol wsx.relay.v1 speak JSON: {\"op\":\"subscribe\"|\"unsubscribe\"|\"publish\"|\"presence\"|\"send\", ...}\n"
         "(see the README). Prints 'listening on ws://HOST:PORT' on stderr once ready.");
 
-    return [a, sql, overflow]() -> int {
+    return [a, sql]() -> int {
         problems p;
         serve_options o;
         std::string err;
@@ -105,8 +109,6 @@ runner setup_relay(CLI::App& app) {
         const auto ttl = duration_arg(p, "--presence-ttl", a->presence_ttl);
         ro.presence_ttl = std::max(std::chrono::milliseconds(300), std::chrono::duration_cast<std::chrono::milliseconds>(ttl));
 
-        if (overflow->count() > 0)
-            p.add("--overflow does not apply to relay: a full subscriber queue is handled by --slow-consumer");
         const auto rt = duration_arg(p, "--redis-timeout", a->redis_timeout);
         ro.redis_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(rt);
         if (ro.redis_timeout.count() <= 0) p.add("--redis-timeout must be more than 0");

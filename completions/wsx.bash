@@ -185,7 +185,6 @@ _wsx() {
         'wsx relay --idle-timeout' | \
         'wsx relay --max-connections' | \
         'wsx relay --send-queue-limit' | \
-        'wsx relay --overflow' | \
         'wsx relay --handshake-timeout' | \
         'wsx relay --threads' | \
         'wsx relay --tls-cert' | \
@@ -294,7 +293,6 @@ _wsx() {
         'wsx relay --slow-consumer') _wsx_words 'drop-oldest close' "$cur" ;;
         'wsx relay --control-path') _wsx_files "$cur" ;;
         'wsx relay --path') _wsx_files "$cur" ;;
-        'wsx relay --overflow') _wsx_words 'close drop' "$cur" ;;
         'wsx relay --tls-cert') _wsx_files "$cur" ;;
         'wsx relay --tls-key') _wsx_files "$cur" ;;
         'wsx relay --client-ca') _wsx_files "$cur" ;;
@@ -358,7 +356,7 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
