@@ -156,7 +156,7 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         so.direct_writes = !opts_.deflate.enabled;
         auto s = std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, so);
         if (opts_.tls) s->hold(opts_.tls);
-        for (auto& h : upgraded.holds) s->hold(std::move(h));
+        for (auto& h : upgraded.holds) s->hold_until_close(std::move(h));
         upgraded.holds.clear();
         auto handler = factory_(s, req, upgraded);
         if (handler) s->start(std::move(handler));

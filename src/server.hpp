@@ -23,8 +23,8 @@ struct peer_info {
     bool tls = false;
     std::uint16_t local_port = 0;  ///< the listener's port
     std::size_t worker = 0;        ///< index of the io_context the connection runs on
-    /// Things an upgrade filter wants kept alive exactly as long as the session (e.g. a
-    /// connection slot); dropped at once when the upgrade fails.
+    /// Things an upgrade filter wants kept while the connection lasts (e.g. a connection
+    /// slot): released just before the handler hears of the close; at once when the upgrade fails.
     std::vector<std::shared_ptr<const void>> holds;
     /// Facts a filter learnt about the client (e.g. "sub" from a token), for the handler.
     std::map<std::string, std::string> vars;

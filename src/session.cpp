@@ -340,6 +340,7 @@ void session<Layer>::finish(close_info info) {
     info.timed_out = timed_out_;
     info.ping_timeout = ping_timed_out_;
     if (info.what.empty() && !abort_what_.empty()) info.what = abort_what_;
+    held_until_close_.clear();
     auto events = std::move(events_);
     if (events) events->on_close(info);
 }

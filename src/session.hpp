@@ -65,10 +65,14 @@ public:
     const session_stats& stats() const noexcept { return stats_; }
     /// Keeps something the stream depends on (e.g. its TLS context) alive as long as the session.
     void hold(std::shared_ptr<const void> p) { held_.push_back(std::move(p)); }
+    /// Keeps something (e.g. a connection slot) until the connection is over: released just
+    /// before on_close, so whoever learns of the close finds the slot free.
+    void hold_until_close(std::shared_ptr<const void> p) { held_until_close_.push_back(std::move(p)); }
 
 protected:
     session_stats stats_;
     std::vector<std::shared_ptr<const void>> held_;
+    std::vector<std::shared_ptr<const void>> held_until_close_;
 };
 
 template <class Layer>

@@ -331,6 +331,8 @@ private:
                 auto cb = std::move(low_water_cb_);
                 cb(write_error_);
             }
+            // A callback above may have started the next write (writing_ is on the wire again).
+            if (in_flight_) return;
             if (!pending_.empty() && !write_error_) return flush();
             // Idle connections should not keep write buffers around.
             std::string().swap(writing_);
