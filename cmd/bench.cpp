@@ -12,6 +12,7 @@
 #include "bench.hpp"
 #include "bench_report.hpp"
 #include "codec.hpp"
+#include "client_options.hpp"
 #include "commands.hpp"
 #include "exit_code.hpp"
 #include "load_model.hpp"
@@ -31,10 +32,7 @@ struct bench_args {
     std::string publishers = "1", publish_url, settle = "250ms";
     std::vector<std::string> subscribe_messages;
     std::string reply_timeout = "10s", connect_timeout = "10s";
-    std::vector<std::string> headers, subprotocols, cookies;
-    std::string origin, host, auth, token, token_query, proxy;
-    std::string cacert, cert, key, sni;
-    bool insecure = false;
+    client_args client;
     std::string json, html, hgrm, compare;
     std::vector<std::string> fail_if, targets;
     bool find_max = false, no_progress = false;
@@ -137,28 +135,10 @@ int report(const bench_args& a, const bench_result& r, const std::vector<thresho
 }
 
 void add_client_options(CLI::App& app, bench_args& a) {
-    const char* h = "Handshake";
-    app.add_option("-H,--header", a.headers, "Extra request header 'Name: value' (repeatable)")->group(h)->type_name("HEADER");
-    app.add_option("--subprotocol", a.subprotocols, "Offer a subprotocol (repeatable)")->group(h)->type_name("NAME");
-    app.add_option("--origin", a.origin, "Origin header")->group(h)->type_name("URL");
-    app.add_option("--host", a.host, "Host header instead of the URL's host")->group(h)->type_name("NAME");
-    app.add_option("--cookie", a.cookies, "Cookie 'name=value' (repeatable)")->group(h)->type_name("COOKIE");
-    app.add_option("--auth", a.auth, "Basic authentication (also user:pass@ in the URL)")->group(h)->type_name("USER:PASS");
-    app.add_option("--token", a.token, "Bearer token (Authorization header)")->group(h)->type_name("TOKEN");
-    app.add_option("--token-query", a.token_query, "Send --token as the query parameter NAME instead of a header")
-        ->group(h)->type_name("NAME");
-    app.add_option("--proxy", a.proxy,
-                   "Proxy: http://host:port (CONNECT) or socks5[h]://[user:pass@]host:port; default from "
-                   "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY")
-        ->group(h)->type_name("URL");
+    add_handshake_options(app, a.client);
     app.add_option("--connect-timeout", a.connect_timeout, "Deadline for each connection's TCP, TLS and upgrade")
-        ->group(h)->type_name("DURATION")->capture_default_str();
-    const char* t = "TLS";
-    app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
-    app.add_option("--cert", a.cert, "Client certificate (PEM)")->group(t)->type_name("FILE");
-    app.add_option("--key", a.key, "Client certificate key (PEM)")->group(t)->type_name("FILE");
-    app.add_flag("-k,--insecure", a.insecure, "Do not verify the server certificate")->group(t);
-    app.add_option("--sni", a.sni, "Server name to send and verify instead of the URL host")->group(t)->type_name("NAME");
+        ->group("Handshake")->type_name("DURATION")->capture_default_str();
+    add_client_tls_options(app, a.client);
 }
 
 runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
@@ -348,42 +328,7 @@ runner setup_bench(CLI::App& app) {
             (!a->publish_url.empty() || !a->subscribe_messages.empty() || a->publishers != "1"))
             p.add("--publishers, --publish-url and --subscribe-message need --scenario fanout");
 
-        for (const auto& hv : a->headers) {
-            auto colon = hv.find(':');
-            if (colon == std::string::npos || colon == 0) {
-                p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
-                continue;
-            }
-            std::string value = hv.substr(colon + 1);
-            value.erase(0, value.find_first_not_of(" \t"));
-            o.client.headers.emplace_back(hv.substr(0, colon), value);
-        }
-        o.client.subprotocols = a->subprotocols;
-        o.client.origin = a->origin;
-        o.client.host_override = a->host;
-        o.client.cookies = a->cookies;
-        if (!a->auth.empty() && a->auth.find(':') == std::string::npos) p.add("--auth: expected USER:PASS");
-        o.client.basic_auth = a->auth;
-        o.client.token = a->token;
-        o.client.token_query = a->token_query;
-        if (!a->token_query.empty() && a->token.empty()) p.add("--token-query needs --token");
-        if (!a->proxy.empty()) {
-            if (auto px = parse_proxy_url(a->proxy, &err)) o.client.proxy = *px;
-            else p.add("--proxy: " + err);
-        } else if (!o.client.url.host.empty()) {
-            auto px = proxy_from_environment(o.client.url.tls, o.client.url.host, o.client.url.port,
-                                             [](const char* n) { return std::getenv(n); }, &err);
-            if (px) o.client.proxy = *px;
-            else if (!err.empty()) p.add(err);
-        }
-        o.client.tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
-        if (o.client.url.tls || !a->cacert.empty() || !a->cert.empty()) {
-            try {
-                make_client_tls(o.client.tls);  // unreadable files are reported before any connection
-            } catch (const failure& fl) {
-                p.add(fl.what());
-            }
-        }
+        apply_client_options(p, a->client, o.client);
         o.client.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
         if (o.client.connect_timeout.count() == 0) p.add("--connect-timeout must be greater than 0");
 

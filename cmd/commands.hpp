@@ -23,6 +23,7 @@ std::vector<doc_section> manual_sections();
 runner setup_connect(CLI::App& app);
 runner setup_serve(CLI::App& app);
 runner setup_bench(CLI::App& app);
+runner setup_relay(CLI::App& app);
 runner setup_proxy(CLI::App& app);
 
 /// Problems found while validating options; all are reported together.

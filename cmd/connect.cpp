@@ -4,9 +4,9 @@
 #include <cstdlib>
 #include <fmt/format.h>
 
+#include "client_options.hpp"
 #include "commands.hpp"
 #include "connect_app.hpp"
-#include "proxy.hpp"
 #include "units.hpp"
 
 namespace wsx::cli {
@@ -14,12 +14,10 @@ namespace wsx::cli {
 namespace {
 struct connect_args {
     std::string url;
-    std::vector<std::string> headers, subprotocols, cookies, send, expect, expect_json;
-    std::string origin, host, auth, token, token_query, proxy;
+    client_args client;
+    std::vector<std::string> send, expect, expect_json;
     bool compress = false, no_context_takeover = false;
     int window_bits = 15;
-    std::string cacert, cert, key, sni;
-    bool insecure = false;
     bool binary = false, null = false, hex = false, base64 = false, jsonl = false, timestamps = false;
     std::uint64_t count = 0;
     std::string timeout, idle_timeout, connect_timeout = "10s", wait = "5s", ping_interval, ping_timeout;
@@ -37,31 +35,14 @@ runner setup_connect(CLI::App& app) {
     auto a = std::make_shared<connect_args>();
     app.add_option("url", a->url, "ws://, wss:// or ws+unix:///path.sock:/resource URL")->required()->type_name("URL");
 
+    add_handshake_options(app, a->client);
     const char* h = "Handshake";
-    app.add_option("-H,--header", a->headers, "Extra request header 'Name: value' (repeatable)")->group(h)->type_name("HEADER");
-    app.add_option("--subprotocol", a->subprotocols, "Offer a subprotocol (repeatable)")->group(h)->type_name("NAME");
-    app.add_option("--origin", a->origin, "Origin header")->group(h)->type_name("URL");
-    app.add_option("--host", a->host, "Host header instead of the URL's host")->group(h)->type_name("NAME");
-    app.add_option("--cookie", a->cookies, "Cookie 'name=value' (repeatable)")->group(h)->type_name("COOKIE");
-    app.add_option("--auth", a->auth, "Basic authentication (also user:pass@ in the URL)")->group(h)->type_name("USER:PASS");
-    app.add_option("--token", a->token, "Bearer token (Authorization header)")->group(h)->type_name("TOKEN");
-    app.add_option("--token-query", a->token_query, "Send --token as the query parameter NAME instead of a header")
-        ->group(h)->type_name("NAME");
-    app.add_option("--proxy", a->proxy,
-                   "Proxy: http://host:port (CONNECT) or socks5[h]://[user:pass@]host:port; default from "
-                   "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY")
-        ->group(h)->type_name("URL");
     app.add_flag("--compress", a->compress, "Offer permessage-deflate compression")->group(h);
     app.add_option("--compress-window-bits", a->window_bits, "Deflate window bits (9-15)")
         ->group(h)->check(CLI::Range(9, 15))->type_name("N")->capture_default_str();
     app.add_flag("--compress-no-context-takeover", a->no_context_takeover, "Ask for no context takeover")->group(h);
 
-    const char* t = "TLS";
-    app.add_option("--cacert", a->cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
-    app.add_option("--cert", a->cert, "Client certificate (PEM)")->group(t)->type_name("FILE");
-    app.add_option("--key", a->key, "Client certificate key (PEM)")->group(t)->type_name("FILE");
-    app.add_flag("-k,--insecure", a->insecure, "Do not verify the server certificate")->group(t);
-    app.add_option("--sni", a->sni, "Server name to send and verify instead of the URL host")->group(t)->type_name("NAME");
+    add_client_tls_options(app, a->client);
 
     const char* io = "Input and output";
     app.add_flag("-b,--binary", a->binary, "Send stdin chunks as binary messages; write received messages raw")->group(io);
@@ -126,43 +107,8 @@ runner setup_connect(CLI::App& app) {
         std::string err;
         if (auto ep = parse_ws_url(a->url, &err)) o.client.url = *ep;
         else p.add(err);
-        for (const auto& hv : a->headers) {
-            auto colon = hv.find(':');
-            if (colon == std::string::npos || colon == 0) {
-                p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
-                continue;
-            }
-            std::string value = hv.substr(colon + 1);
-            value.erase(0, value.find_first_not_of(" \t"));
-            o.client.headers.emplace_back(hv.substr(0, colon), value);
-        }
-        o.client.subprotocols = a->subprotocols;
-        o.client.origin = a->origin;
-        o.client.host_override = a->host;
-        o.client.cookies = a->cookies;
-        if (!a->auth.empty() && a->auth.find(':') == std::string::npos) p.add("--auth: expected USER:PASS");
-        o.client.basic_auth = a->auth;
-        o.client.token = a->token;
-        o.client.token_query = a->token_query;
-        if (!a->token_query.empty() && a->token.empty()) p.add("--token-query needs --token");
-        if (!a->proxy.empty()) {
-            if (auto px = parse_proxy_url(a->proxy, &err)) o.client.proxy = *px;
-            else p.add("--proxy: " + err);
-        } else if (!o.client.url.is_unix() && !o.client.url.host.empty()) {
-            auto px = proxy_from_environment(o.client.url.tls, o.client.url.host, o.client.url.port,
-                                             [](const char* n) { return std::getenv(n); }, &err);
-            if (px) o.client.proxy = *px;
-            else if (!err.empty()) p.add(err);
-        }
+        apply_client_options(p, a->client, o.client);
         o.client.deflate = {.enabled = a->compress, .window_bits = a->window_bits, .no_context_takeover = a->no_context_takeover};
-        o.client.tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
-        if (o.client.url.tls || !a->cacert.empty() || !a->cert.empty()) {
-            try {
-                make_client_tls(o.client.tls);  // surface unreadable files now, before any network activity
-            } catch (const failure& f) {
-                p.add(f.what());
-            }
-        }
         o.client.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
         if (auto d = parse_duration(a->connect_timeout); d && d->count() == 0)
             p.add("--connect-timeout must be greater than 0");

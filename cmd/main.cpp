@@ -1,5 +1,6 @@
 // wsx: one binary, five WebSocket tools. This file is the table of contents:
 // the command table, parsing, dispatch, and exceptions turned into exit codes.
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -15,8 +16,9 @@ namespace wsx::cli {
 namespace {
 const command commands[] = {
     {"connect", "Connect to a WebSocket server: interactive console, pipe, or scripted checks", setup_connect},
-    {"serve", "Run a WebSocket server (echo)", setup_serve},
+    {"serve", "Run a WebSocket server: echo, a process per connection, stdio or static files", setup_serve},
     {"bench", "Load-test a WebSocket server: latency percentiles, throughput, thresholds", setup_bench},
+    {"relay", "Run a pub/sub hub: topics, history, presence, direct messages; Redis to scale out", setup_relay},
     {"proxy", "WebSocket front door: load balancing, TLS termination, ws/tcp bridges, tap and faults", setup_proxy},
 };
 }  // namespace
@@ -91,8 +93,25 @@ int main(int argc, char** argv) {
     }
     auto gen = cli::add_generate_command(app, cli::manual_sections());
     gen.app->callback([&run, r = gen.run] { run = r; });
+    // `serve --exec -- CMD ARGS...`: every word after `--` belongs to the command, also those
+    // that look like options; they reach --exec as one shell-quoted string.
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+        if (args[i] != "--exec" || args[i + 1] != "--") continue;
+        std::string command;
+        for (std::size_t j = i + 2; j < args.size(); ++j) {
+            if (!command.empty()) command += ' ';
+            command += '\'';
+            for (char c : args[j]) command += c == '\'' ? std::string("'\\''") : std::string(1, c);
+            command += '\'';
+        }
+        args.resize(i + 1);
+        args.push_back(command);
+        break;
+    }
+    std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
     try {
-        app.parse(argc, argv);
+        app.parse(args);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {

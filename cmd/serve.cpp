@@ -33,8 +33,8 @@ runner setup_serve(CLI::App& app) {
     app.add_flag("--echo", a->echo, "Send every message back to its sender, same opcode (the default)")->group(m);
     app.add_option("--exec", a->exec,
                    "Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the "
-                   "client, exit status as close code; with arguments starting with '-', give one quoted string, "
-                   "split like a shell would: --exec 'sh -c \"cat -n\"'")
+                   "client, exit status as close code; for arguments that start with '-', end the options with "
+                   "--exec -- CMD ARGS... or give one quoted string: --exec 'sh -c \"cat -n\"'")
         ->group(m)->type_name("CMD [ARGS...]")->expected(1, -1);
     app.add_flag("--binary", a->binary, "With --exec: raw output chunks as binary messages, messages written raw")->group(m);
     app.add_flag("--pass-stderr", a->pass_stderr, "With --exec: child stderr lines go to the client instead of the log")
@@ -61,11 +61,12 @@ runner setup_serve(CLI::App& app) {
         "  wsx serve 0.0.0.0:8443 --tls-cert c.pem --tls-key k.pem\n"
         "  wsx serve 8080 --exec ./count.sh 10        # one process per connection\n"
         "  wsx serve 8080 --exec 'sh -c \"tr a-z A-Z\"'\n"
+        "  wsx serve 8080 --exec -- grep --line-buffered -v '^#'\n"
         "  wsx serve 8080 --stdio                     # chat with clients from the terminal\n"
         "  wsx serve 8080 --static ./public --path /ws --metrics\n"
         "  wsx serve 8080 --token s3cret --rate-limit 100/s,burst=200\n"
         "\nPrints 'listening on ws://HOST:PORT' on stderr once ready. Put ADDR before --exec: the\n"
-        "words after --exec are the command (quote it whole when an argument starts with '-').\n"
+        "words after --exec are the command; after '--exec --' every word is, options included.\n"
         "The child of --exec gets REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SCRIPT_NAME,\n"
         "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers), WSX_CONNECTION_ID,\n"
         "WSX_SCHEME, WSX_SUB (JWT subject or basic user) and PATH; its exit status becomes the\n"

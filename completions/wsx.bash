@@ -35,6 +35,10 @@ _wsx() {
             path='wsx bench'
             npos=0
             ;;
+        'wsx relay')
+            path='wsx relay'
+            npos=0
+            ;;
         'wsx proxy')
             path='wsx proxy'
             npos=0
@@ -165,6 +169,43 @@ _wsx() {
             valopt="$w"
             if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
             ;;
+        'wsx relay --history' | \
+        'wsx relay --subscriber-queue' | \
+        'wsx relay --slow-consumer' | \
+        'wsx relay --control-path' | \
+        'wsx relay --acl-claim' | \
+        'wsx relay --redis' | \
+        'wsx relay --redis-prefix' | \
+        'wsx relay --redis-timeout' | \
+        'wsx relay --presence-ttl' | \
+        'wsx relay --path' | \
+        'wsx relay --max-message-size' | \
+        'wsx relay --ping-interval' | \
+        'wsx relay --ping-timeout' | \
+        'wsx relay --idle-timeout' | \
+        'wsx relay --max-connections' | \
+        'wsx relay --send-queue-limit' | \
+        'wsx relay --overflow' | \
+        'wsx relay --handshake-timeout' | \
+        'wsx relay --threads' | \
+        'wsx relay --tls-cert' | \
+        'wsx relay --tls-key' | \
+        'wsx relay --client-ca' | \
+        'wsx relay --token' | \
+        'wsx relay --jwt-secret' | \
+        'wsx relay --jwt-public-key' | \
+        'wsx relay --jwt-alg' | \
+        'wsx relay --jwt-leeway' | \
+        'wsx relay --basic-auth' | \
+        'wsx relay --origin' | \
+        'wsx relay --rate-limit' | \
+        'wsx relay --rate-limit-policy' | \
+        'wsx relay --connect-rate-limit' | \
+        'wsx relay --log-format' | \
+        'wsx relay --drain-timeout')
+            valopt="$w"
+            if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
+            ;;
         'wsx proxy --listen' | \
         'wsx proxy --to' | \
         'wsx proxy --path-prefix' | \
@@ -250,6 +291,16 @@ _wsx() {
         'wsx bench merge --json') _wsx_files "$cur" ;;
         'wsx bench merge --html') _wsx_files "$cur" ;;
         'wsx bench merge --hgrm') _wsx_files "$cur" ;;
+        'wsx relay --slow-consumer') _wsx_words 'drop-oldest close' "$cur" ;;
+        'wsx relay --control-path') _wsx_files "$cur" ;;
+        'wsx relay --path') _wsx_files "$cur" ;;
+        'wsx relay --overflow') _wsx_words 'close drop' "$cur" ;;
+        'wsx relay --tls-cert') _wsx_files "$cur" ;;
+        'wsx relay --tls-key') _wsx_files "$cur" ;;
+        'wsx relay --client-ca') _wsx_files "$cur" ;;
+        'wsx relay --jwt-public-key') _wsx_files "$cur" ;;
+        'wsx relay --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
+        'wsx relay --log-format') _wsx_words 'text json' "$cur" ;;
         'wsx proxy --path-prefix') _wsx_files "$cur" ;;
         'wsx proxy --balance') _wsx_words 'round-robin least-conn random' "$cur" ;;
         'wsx proxy --cacert') _wsx_files "$cur" ;;
@@ -274,7 +325,7 @@ _wsx() {
         if [[ $cur == -* ]] && ((!endopts)); then
             _wsx_words '-h --help -V --version' "$cur"
         elif ((npos == 0)); then
-            _wsx_words 'connect serve bench proxy' "$cur"
+            _wsx_words 'connect serve bench relay proxy' "$cur"
         fi
         ;;
     'wsx connect')
@@ -303,6 +354,13 @@ _wsx() {
             _wsx_words '-h --help --json --html --hgrm --fail-if' "$cur"
         elif ((npos >= 0)); then
             _wsx_files "$cur"
+        fi
+        ;;
+    'wsx relay')
+        if [[ $cur == -* ]] && ((!endopts)); then
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+        elif ((npos == 0)); then
+            COMPREPLY=()
         fi
         ;;
     'wsx proxy')

@@ -20,6 +20,8 @@ function __wsx_path
                 set path 'wsx serve'
             case 'wsx bench'
                 set path 'wsx bench'
+            case 'wsx relay'
+                set path 'wsx relay'
             case 'wsx proxy'
                 set path 'wsx proxy'
             case 'wsx connect -H' 'wsx connect --header' 'wsx connect --subprotocol' 'wsx connect --origin' 'wsx connect --host' 'wsx connect --cookie' 'wsx connect --auth' 'wsx connect --token' 'wsx connect --token-query' 'wsx connect --proxy' 'wsx connect --compress-window-bits' 'wsx connect --cacert' 'wsx connect --cert' 'wsx connect --key' 'wsx connect --sni' 'wsx connect --history-file' 'wsx connect --send' 'wsx connect --expect' 'wsx connect --expect-json' 'wsx connect -n' 'wsx connect --count' 'wsx connect --timeout' 'wsx connect --idle-timeout' 'wsx connect --connect-timeout' 'wsx connect --wait' 'wsx connect --max-message-size' 'wsx connect --ping-interval' 'wsx connect --ping-timeout' 'wsx connect --backoff-initial' 'wsx connect --backoff-max' 'wsx connect --backoff-factor' 'wsx connect --max-retries' 'wsx connect --buffer-limit'
@@ -31,6 +33,8 @@ function __wsx_path
             case 'wsx bench -s' 'wsx bench --scenario' 'wsx bench -c' 'wsx bench --connections' 'wsx bench --connect-rate' 'wsx bench -d' 'wsx bench --duration' 'wsx bench -n' 'wsx bench --messages' 'wsx bench --warmup' 'wsx bench --threads' 'wsx bench --in-flight' 'wsx bench --rate' 'wsx bench --rate-per-conn' 'wsx bench --reply-timeout' 'wsx bench --size' 'wsx bench --payload' 'wsx bench --payload-file' 'wsx bench --publishers' 'wsx bench --publish-url' 'wsx bench --subscribe-message' 'wsx bench --settle' 'wsx bench -H' 'wsx bench --header' 'wsx bench --subprotocol' 'wsx bench --origin' 'wsx bench --host' 'wsx bench --cookie' 'wsx bench --auth' 'wsx bench --token' 'wsx bench --token-query' 'wsx bench --proxy' 'wsx bench --connect-timeout' 'wsx bench --cacert' 'wsx bench --cert' 'wsx bench --key' 'wsx bench --sni' 'wsx bench --json' 'wsx bench --html' 'wsx bench --hgrm' 'wsx bench --compare' 'wsx bench --fail-if' 'wsx bench --target'
                 set skip 1
             case 'wsx bench merge --json' 'wsx bench merge --html' 'wsx bench merge --hgrm' 'wsx bench merge --fail-if'
+                set skip 1
+            case 'wsx relay --history' 'wsx relay --subscriber-queue' 'wsx relay --slow-consumer' 'wsx relay --control-path' 'wsx relay --acl-claim' 'wsx relay --redis' 'wsx relay --redis-prefix' 'wsx relay --redis-timeout' 'wsx relay --presence-ttl' 'wsx relay --path' 'wsx relay --max-message-size' 'wsx relay --ping-interval' 'wsx relay --ping-timeout' 'wsx relay --idle-timeout' 'wsx relay --max-connections' 'wsx relay --send-queue-limit' 'wsx relay --overflow' 'wsx relay --handshake-timeout' 'wsx relay --threads' 'wsx relay --tls-cert' 'wsx relay --tls-key' 'wsx relay --client-ca' 'wsx relay --token' 'wsx relay --jwt-secret' 'wsx relay --jwt-public-key' 'wsx relay --jwt-alg' 'wsx relay --jwt-leeway' 'wsx relay --basic-auth' 'wsx relay --origin' 'wsx relay --rate-limit' 'wsx relay --rate-limit-policy' 'wsx relay --connect-rate-limit' 'wsx relay --log-format' 'wsx relay --drain-timeout'
                 set skip 1
             case 'wsx proxy --listen' 'wsx proxy --to' 'wsx proxy --path-prefix' 'wsx proxy --forward-header' 'wsx proxy --connect-timeout' 'wsx proxy --balance' 'wsx proxy --sticky' 'wsx proxy --health-interval' 'wsx proxy --health-timeout' 'wsx proxy --cacert' 'wsx proxy --cert' 'wsx proxy --key' 'wsx proxy --sni' 'wsx proxy --tap' 'wsx proxy --tap-format' 'wsx proxy --fault-delay' 'wsx proxy --fault-jitter' 'wsx proxy --fault-drop' 'wsx proxy --fault-close-after' 'wsx proxy --fault-close-code' 'wsx proxy --path' 'wsx proxy --max-message-size' 'wsx proxy --ping-interval' 'wsx proxy --ping-timeout' 'wsx proxy --idle-timeout' 'wsx proxy --max-connections' 'wsx proxy --send-queue-limit' 'wsx proxy --overflow' 'wsx proxy --handshake-timeout' 'wsx proxy --threads' 'wsx proxy --tls-cert' 'wsx proxy --tls-key' 'wsx proxy --client-ca' 'wsx proxy --token' 'wsx proxy --jwt-secret' 'wsx proxy --jwt-public-key' 'wsx proxy --jwt-alg' 'wsx proxy --jwt-leeway' 'wsx proxy --basic-auth' 'wsx proxy --origin' 'wsx proxy --rate-limit' 'wsx proxy --rate-limit-policy' 'wsx proxy --connect-rate-limit' 'wsx proxy --log-format' 'wsx proxy --drain-timeout'
                 set skip 1
@@ -47,8 +51,9 @@ complete -c wsx -f
 
 # wsx
 complete -c wsx -n '__wsx_at wsx' -a 'connect' -d 'Connect to a WebSocket server: interactive console, pipe, or scripted checks'
-complete -c wsx -n '__wsx_at wsx' -a 'serve' -d 'Run a WebSocket server (echo)'
+complete -c wsx -n '__wsx_at wsx' -a 'serve' -d 'Run a WebSocket server: echo, a process per connection, stdio or static files'
 complete -c wsx -n '__wsx_at wsx' -a 'bench' -d 'Load-test a WebSocket server: latency percentiles, throughput, thresholds'
+complete -c wsx -n '__wsx_at wsx' -a 'relay' -d 'Run a pub/sub hub: topics, history, presence, direct messages; Redis to scale out'
 complete -c wsx -n '__wsx_at wsx' -a 'proxy' -d 'WebSocket front door: load balancing, TLS termination, ws/tcp bridges, tap and faults'
 complete -c wsx -n '__wsx_at wsx' -s 'h' -l 'help' -d 'Print this help message and exit'
 complete -c wsx -n '__wsx_at wsx' -s 'V' -l 'version' -d 'Display program version information and exit'
@@ -106,7 +111,7 @@ complete -c wsx -n '__wsx_at wsx connect' -s 'v' -l 'verbose' -d 'Print the hand
 # wsx serve
 complete -c wsx -n '__wsx_at wsx serve' -s 'h' -l 'help' -d 'Print this help message and exit'
 complete -c wsx -n '__wsx_at wsx serve' -l 'echo' -d 'Send every message back to its sender, same opcode (the default)'
-complete -c wsx -n '__wsx_at wsx serve' -l 'exec' -x -d 'Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the client, exit status as close code; with arguments starting with \'-\', give one quoted string, split like a shell would: --exec \'sh -c "cat -n"\''
+complete -c wsx -n '__wsx_at wsx serve' -l 'exec' -x -d 'Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the client, exit status as close code; for arguments that start with \'-\', end the options with --exec -- CMD ARGS... or give one quoted string: --exec \'sh -c "cat -n"\''
 complete -c wsx -n '__wsx_at wsx serve' -l 'binary' -d 'With --exec: raw output chunks as binary messages, messages written raw'
 complete -c wsx -n '__wsx_at wsx serve' -l 'pass-stderr' -d 'With --exec: child stderr lines go to the client instead of the log'
 complete -c wsx -n '__wsx_at wsx serve' -l 'kill-grace' -x -d 'With --exec: time between SIGTERM and SIGKILL once the client has left'
@@ -199,6 +204,49 @@ complete -c wsx -n '__wsx_at wsx bench merge' -l 'html' -r -F -d 'Write the merg
 complete -c wsx -n '__wsx_at wsx bench merge' -l 'hgrm' -r -F -d 'Write the merged latency distribution (HdrHistogram .hgrm, microseconds)'
 complete -c wsx -n '__wsx_at wsx bench merge' -l 'fail-if' -x -d 'Exit 9 when this holds for the merged result (repeatable)'
 complete -c wsx -n '__wsx_at wsx bench merge' -F
+
+# wsx relay
+complete -c wsx -n '__wsx_at wsx relay' -s 'h' -l 'help' -d 'Print this help message and exit'
+complete -c wsx -n '__wsx_at wsx relay' -l 'echo-self' -d 'Deliver a publisher\'s messages to itself too'
+complete -c wsx -n '__wsx_at wsx relay' -l 'history' -x -d 'Keep the last N messages per topic: new subscribers may ask for them (?history, ?since=ID)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'subscriber-queue' -x -d 'Bytes a slow subscriber may have waiting in the relay before --slow-consumer applies'
+complete -c wsx -n '__wsx_at wsx relay' -l 'slow-consumer' -x -a 'drop-oldest close' -d 'A subscriber whose queue is full: drop-oldest (drop its oldest waiting messages) or close (1013)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'control-path' -r -F -d 'Also speak the JSON protocol at this path (it is always chosen by subprotocol wsx.relay.v1)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'acl-claim' -x -d 'JWT claim listing the topic patterns a token may use: ["chat.*"] or {"subscribe":[...],"publish":[...]}; no claim: all topics'
+complete -c wsx -n '__wsx_at wsx relay' -l 'redis' -x -d 'Share topics, history, presence and identities with every relay using this Redis: redis://[user:pass@]host:port[/db]'
+complete -c wsx -n '__wsx_at wsx relay' -l 'redis-prefix' -x -d 'Prefix of the keys and channels the relay uses in Redis'
+complete -c wsx -n '__wsx_at wsx relay' -l 'redis-timeout' -x -d 'With --redis: a command unanswered this long (a frozen Redis) drops the connection; the relay serves locally and reconnects'
+complete -c wsx -n '__wsx_at wsx relay' -l 'presence-ttl' -x -d 'With --redis: an instance that stops refreshing its presence for this long is considered gone'
+complete -c wsx -n '__wsx_at wsx relay' -l 'path' -r -F -d 'Upgrade only at this path (e.g. /ws); other paths get HTTP 404'
+complete -c wsx -n '__wsx_at wsx relay' -l 'max-message-size' -x -d 'Largest message accepted; larger ones close with 1009'
+complete -c wsx -n '__wsx_at wsx relay' -l 'compress' -d 'Accept permessage-deflate compression'
+complete -c wsx -n '__wsx_at wsx relay' -l 'ping-interval' -x -d 'Ping every client this often'
+complete -c wsx -n '__wsx_at wsx relay' -l 'ping-timeout' -x -d 'Drop a client whose pong is this late (default: the ping interval)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'idle-timeout' -x -d 'Close connections silent this long with 1001'
+complete -c wsx -n '__wsx_at wsx relay' -l 'max-connections' -x -d 'At most N connections at once; further upgrades get HTTP 503'
+complete -c wsx -n '__wsx_at wsx relay' -l 'send-queue-limit' -x -d 'Bytes queued for a slow client before --overflow applies'
+complete -c wsx -n '__wsx_at wsx relay' -l 'overflow' -x -a 'close drop' -d 'When a client\'s send queue is full: close (1008) or drop messages'
+complete -c wsx -n '__wsx_at wsx relay' -l 'handshake-timeout' -x -d 'Time allowed for the TLS handshake and the upgrade request'
+complete -c wsx -n '__wsx_at wsx relay' -l 'threads' -x -d 'Worker threads, connections spread over them (default: one per core)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'tls-cert' -r -F -d 'Certificate chain (PEM): serve wss://'
+complete -c wsx -n '__wsx_at wsx relay' -l 'tls-key' -r -F -d 'Private key (PEM) for --tls-cert'
+complete -c wsx -n '__wsx_at wsx relay' -l 'tls-self-signed' -d 'Serve wss:// with a certificate generated at start-up (its SHA-256 fingerprint is printed)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'client-ca' -r -F -d 'Require client certificates signed by this CA (mutual TLS)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'token' -x -d 'Require this bearer token (Authorization: Bearer, or ?token=); else HTTP 401'
+complete -c wsx -n '__wsx_at wsx relay' -l 'jwt-secret' -x -d 'Require a JWT signed with this HMAC secret (HS256); its \'sub\' is WSX_SUB for --exec'
+complete -c wsx -n '__wsx_at wsx relay' -l 'jwt-public-key' -r -F -d 'Require a JWT signed by this public key or certificate (PEM: RS256/384/512, ES256/384/512)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'jwt-alg' -x -d 'Accept only these JWT algorithms (repeatable; default from the secret/key)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'jwt-leeway' -x -d 'Clock skew allowed on the JWT exp and nbf claims'
+complete -c wsx -n '__wsx_at wsx relay' -l 'basic-auth' -x -d 'Require HTTP Basic credentials'
+complete -c wsx -n '__wsx_at wsx relay' -l 'origin' -x -d 'Allow only this Origin (repeatable; \'https://*.example.com\' for subdomains, \'*\' for any); else HTTP 403'
+complete -c wsx -n '__wsx_at wsx relay' -l 'rate-limit' -x -d 'Messages a client may send, e.g. 100/s or 100/s,burst=20; beyond it: --rate-limit-policy'
+complete -c wsx -n '__wsx_at wsx relay' -l 'rate-limit-policy' -x -a 'close drop' -d 'Over --rate-limit: close (1008 \'rate limit exceeded\') or drop the message (counted)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'connect-rate-limit' -x -d 'Connection attempts per client IP (IPv6: per /64), e.g. 10/s,burst=20; beyond it: HTTP 429'
+complete -c wsx -n '__wsx_at wsx relay' -l 'announce-json' -d 'Announce the listening address as one JSON line on stderr (url, port, pid, fingerprint)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'metrics' -d 'Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'log-format' -x -a 'text json' -d 'Access log format: text or json (one line per closed connection)'
+complete -c wsx -n '__wsx_at wsx relay' -s 'q' -l 'quiet' -d 'No access log (the listening line and errors are still printed)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long to wait for clients to answer Close 1001 (a second signal exits at once)'
 
 # wsx proxy
 complete -c wsx -n '__wsx_at wsx proxy' -s 'h' -l 'help' -d 'Print this help message and exit'

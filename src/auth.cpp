@@ -1,3 +1,4 @@
+#include "codec.hpp"
 #include "auth.hpp"
 
 #include <algorithm>
@@ -50,30 +51,6 @@ std::string printable(std::string_view s) {
         out += (u >= 0x20 && u < 0x7f && c != '"' && c != '\\') ? c : '?';
     }
     if (s.size() > max) out += "...";
-    return out;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-std::optional<std::string> percent_decode(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '%') {
-            out += s[i];
-            continue;
-        }
-        if (i + 2 >= s.size()) return std::nullopt;   // needs two hex digits
-        const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-    }
     return out;
 }
 

@@ -847,36 +847,13 @@ std::string sec_websocket_accept(std::string_view key) {
 }
 
 http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key) {
-    std::string target = url.target;
-    if (!o.token.empty() && !o.token_query.empty()) {
-        target += target.find('?') == std::string::npos ? '?' : '&';
-        target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
-        target += '=';
-        target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
-    }
-    http::request<http::empty_body> req(http::verb::get, target, 11);
+    http::request<http::empty_body> req(http::verb::get, upgrade_target(o, url), 11);
     req.set(http::field::host, o.host_override.empty() ? url.host_header() : o.host_override);
     req.set(http::field::upgrade, "websocket");
     req.set(http::field::connection, "Upgrade");
     req.set(http::field::sec_websocket_key, key);
     req.set(http::field::sec_websocket_version, "13");
-    req.set(http::field::user_agent, o.user_agent);
-    if (!o.subprotocols.empty()) {
-        std::string list;
-        for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;
-        req.set(http::field::sec_websocket_protocol, list);
-    }
-    if (!o.origin.empty()) req.set(http::field::origin, o.origin);
-    if (!o.cookies.empty()) {
-        std::string c;
-        for (const auto& k : o.cookies) c += (c.empty() ? "" : "; ") + k;
-        req.set(http::field::cookie, c);
-    }
-    std::string userpass = o.basic_auth;
-    if (userpass.empty() && !url.username.empty()) userpass = url.username + ":" + url.password;
-    if (!userpass.empty()) req.set(http::field::authorization, "Basic " + base64_encode(userpass));
-    if (!o.token.empty() && o.token_query.empty()) req.set(http::field::authorization, "Bearer " + o.token);
-    for (const auto& [name, value] : o.headers) req.set(name, value);
+    decorate_upgrade_request(req, o, url);
     return req;
 }
 

@@ -51,6 +51,11 @@ void print_headers(std::ostream& out, char mark, const auto& fields) {
 // Resolves host:port with a deadline. Maps errors to exit codes.
 net::awaitable<tcp::resolver::results_type> resolve(const client_options& o, const std::string& host, std::uint16_t port,
                                                     clock::time_point deadline) {
+    // An IP literal needs no lookup, and no resolver thread (which costs start-up time).
+    error_code parse_ec;
+    auto literal = net::ip::make_address(host, parse_ec);
+    if (!parse_ec)
+        co_return tcp::resolver::results_type::create(tcp::endpoint(literal, port), host, std::to_string(port));
     auto ex = co_await net::this_coro::executor;
     tcp::resolver resolver(ex);
     net::steady_timer timer(ex, deadline);
@@ -124,31 +129,9 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
     apply_deflate(ws, o.deflate, false);
     ws.auto_fragment(false);
 
-    std::string target = o.url.target;
-    if (!o.token.empty() && !o.token_query.empty()) {
-        target += target.find('?') == std::string::npos ? '?' : '&';
-        target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
-        target += '=';
-        target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
-    }
+    const std::string target = upgrade_target(o, o.url);
     ws.set_option(websocket::stream_base::decorator([&o, &r](websocket::request_type& req) {
-        req.set(http::field::user_agent, o.user_agent);
-        if (!o.subprotocols.empty()) {
-            std::string list;
-            for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;
-            req.set(http::field::sec_websocket_protocol, list);
-        }
-        if (!o.origin.empty()) req.set(http::field::origin, o.origin);
-        if (!o.cookies.empty()) {
-            std::string c;
-            for (const auto& k : o.cookies) c += (c.empty() ? "" : "; ") + k;
-            req.set(http::field::cookie, c);
-        }
-        std::string userpass = o.basic_auth;
-        if (userpass.empty() && !o.url.username.empty()) userpass = o.url.username + ":" + o.url.password;
-        if (!userpass.empty()) req.set(http::field::authorization, "Basic " + base64_encode(userpass));
-        if (!o.token.empty() && o.token_query.empty()) req.set(http::field::authorization, "Bearer " + o.token);
-        for (const auto& [name, value] : o.headers) req.set(name, value);
+        decorate_upgrade_request(req, o, o.url);
         r.request = http::request<http::empty_body>(req);
     }));
 
@@ -221,11 +204,46 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
 
 }  // namespace
 
+std::string upgrade_target(const client_options& o, const endpoint& url) {
+    std::string target = url.target;
+    if (!o.token.empty() && !o.token_query.empty()) {
+        target += target.find('?') == std::string::npos ? '?' : '&';
+        target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
+        target += '=';
+        target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
+    }
+    return target;
+}
+
+void decorate_upgrade_request(http::fields& req, const client_options& o, const endpoint& url) {
+    req.set(http::field::user_agent, o.user_agent);
+    if (!o.subprotocols.empty()) {
+        std::string list;
+        for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;
+        req.set(http::field::sec_websocket_protocol, list);
+    }
+    if (!o.origin.empty()) req.set(http::field::origin, o.origin);
+    if (!o.cookies.empty()) {
+        std::string c;
+        for (const auto& k : o.cookies) c += (c.empty() ? "" : "; ") + k;
+        req.set(http::field::cookie, c);
+    }
+    std::string userpass = o.basic_auth;
+    if (userpass.empty() && !url.username.empty()) userpass = url.username + ":" + url.password;
+    if (!userpass.empty()) req.set(http::field::authorization, "Basic " + base64_encode(userpass));
+    if (!o.token.empty() && o.token_query.empty()) req.set(http::field::authorization, "Bearer " + o.token);
+    for (const auto& [name, value] : o.headers) req.set(name, value);
+}
+
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose) {
     auto ex = co_await net::this_coro::executor;
     connect_result r;
     const auto start = clock::now();
     const auto deadline = start + o.connect_timeout;
+    // Without compression, data frames are encoded and masked straight into one buffer, so a
+    // burst of messages leaves in one write.
+    auto so = o.session;
+    so.direct_writes = !o.deflate.enabled;
 
     if (o.url.is_unix()) {
         if (o.url.tls) throw failure(exit_code::usage, "wss+unix:// is not supported: use ws+unix://");
@@ -240,7 +258,7 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         r.remote = o.url.unix_path;
         r.timings.tcp = clock::now() - start;
         co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, o.session);
+        r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, so);
     } else if (o.url.tls) {
         auto ctx = make_client_tls(o.tls);
         websocket::stream<tls_layer> ws(ex, *ctx);
@@ -257,13 +275,13 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
                                                       describe_tls_error(ec, &tls), verify_hint(o, tls)));
         r.timings.tls = clock::now() - t0;
         co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, o.session);
+        r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, so);
         r.session->hold(ctx);
     } else {
         websocket::stream<tcp_layer> ws(ex);
         co_await open_tcp(beast::get_lowest_layer(ws), o, r, deadline);
         co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, o.session);
+        r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, so);
     }
     r.timings.total = clock::now() - start;
     co_return r;

@@ -57,6 +57,13 @@ struct connect_result {
 /// `verbose`, when set, receives the request and response headers as they happen.
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose = nullptr);
 
+/// The request target of the upgrade: the URL's path and query, plus the token as a query
+/// parameter when --token-query asks for it.
+std::string upgrade_target(const client_options& o, const endpoint& url);
+/// Sets the upgrade request's fields from the options: User-Agent, subprotocols, Origin,
+/// cookies, basic or bearer authorization, and the extra headers (last, so they win).
+void decorate_upgrade_request(http::fields& req, const client_options& o, const endpoint& url);
+
 /// Applies permessage-deflate settings to a stream of any role.
 template <class Stream>
 void apply_deflate(Stream& ws, const deflate_options& d, bool server) {

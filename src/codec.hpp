@@ -90,6 +90,9 @@ std::string to_hex(std::string_view data);
 std::optional<std::string> from_hex(std::string_view text);
 
 /// Standard base64 (RFC 4648 section 4) with '=' padding.
+/// Decodes %XX escapes (URL user info, query parameters); nullopt when an escape is malformed.
+std::optional<std::string> percent_decode(std::string_view s);
+
 std::string base64_encode(std::string_view data);
 
 /// Decodes base64. Accepts the standard and the URL-safe alphabet ('-', '_'),

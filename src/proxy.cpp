@@ -1,3 +1,4 @@
+#include "codec.hpp"
 #include "proxy.hpp"
 
 #include <algorithm>
@@ -33,30 +34,6 @@ std::optional<std::uint16_t> parse_port(std::string_view s) {
     if (ec != std::errc{} || end != s.data() + s.size() || value == 0 || value > 65535)
         return std::nullopt;
     return static_cast<std::uint16_t>(value);
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-std::optional<std::string> percent_decode(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '%') {
-            out += s[i];
-            continue;
-        }
-        if (i + 2 >= s.size()) return std::nullopt;
-        const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-    }
-    return out;
 }
 
 /// An IP literal, with or without IPv6 brackets; nullopt for names.

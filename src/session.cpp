@@ -19,14 +19,11 @@ void session<Layer>::start(std::shared_ptr<channel_events> events) {
     events_ = std::move(events);
     stats_.opened = last_activity_ = steady_clock::now();
     ws_.read_message_max(opts_.max_message_size);
-    if (role_ == beast::role_type::server) {
-        ws_.next_layer().set_coalescing(true);
-        ws_.next_layer().set_drop_pongs(!opts_.answer_pings);
-    }
-    // Client sessions write directly only when asked (a proxy's upstream side, never
-    // compressed); their writes then coalesce too, so Beast's frames keep their order.
     direct_ = opts_.direct_writes;
-    if (direct_ && role_ == beast::role_type::client) ws_.next_layer().set_coalescing(true);
+    // Clients coalesce only with direct writes: their Close then leaves in a write of its own,
+    // after everything queued (see do_close), and Beast's frames keep their order.
+    if (role_ == beast::role_type::server || direct_) ws_.next_layer().set_coalescing(true);
+    if (role_ == beast::role_type::server) ws_.next_layer().set_drop_pongs(!opts_.answer_pings);
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
     arm_ping();
     arm_idle();
@@ -47,7 +44,7 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
             info.code = r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code);
             info.reason = std::string(r.reason.data(), r.reason.size());
             info.clean = true;
-            info.by_peer = !close_sent_;
+            info.by_peer = !close_sent_ || bad_close_code_;
         } else {
             info.error = ec;
             info.what = abort_what_.empty() ? ec.message() : abort_what_;
@@ -201,6 +198,15 @@ void session<Layer>::close(std::uint16_t code, std::string reason) {
 
 template <class Layer>
 void session<Layer>::do_close() {
+    if (direct_ && role_ == beast::role_type::client && !close_drained_) {
+        // Let the queued messages leave before the Close, in writes of their own: some servers
+        // stop answering a batch that arrives together with the client's Close.
+        close_drained_ = true;
+        ws_.next_layer().async_drain([self = self()](error_code) {
+            if (!self->finished_) self->do_close();
+        });
+        return;
+    }
     close_sent_ = true;
     ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
                                      [self = self()](error_code ec) {
@@ -258,6 +264,17 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
     if (kind == websocket::frame_type::ping) {
         if (events_) events_->on_ping({payload.data(), payload.size()});
     } else if (kind == websocket::frame_type::close) {
+        if (ws_.reason().code >= 5000 && !close_sent_) {
+            // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection
+            // with 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
+            bad_close_code_ = true;
+            close_requested_ = close_sent_ = true;
+            close_code_ = 1002;
+            close_reason_ = "invalid close code";
+            ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+                                             [](error_code) {});
+            return;
+        }
         if (hold_close_ && events_) {
             // Beast writes its answer right after this call: hold that one frame only (a Close
             // Beast sends on its own, e.g. 1009 for a message too big, must go out at once).

@@ -28,8 +28,8 @@ struct session_options {
     std::chrono::nanoseconds idle_timeout{0};      ///< 0: no limit; else close 1001 when nothing arrives
     std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
     /// Sessions without compression: encode data frames directly into the stream's write
-    /// buffer (queued messages leave in one write) instead of one Beast write each. The server
-    /// sets it unless compressing; client sessions use it only when asked.
+    /// buffer (queued messages leave in one write) instead of one Beast write each. Servers
+    /// and clients set it unless compressing.
     bool direct_writes = false;
     /// Server sessions: false leaves the peer's pings unanswered (fault injection).
     bool answer_pings = true;
@@ -122,6 +122,8 @@ private:
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
     bool direct_ = false;
+    bool close_drained_ = false;      // a client's queued frames were flushed before its Close
+    bool bad_close_code_ = false;     // the peer's Close carried a code above 4999
     bool read_paused_ = false;
     bool hold_close_ = false;
     bool read_parked_ = false;  // a read completed while paused: the next one waits for resume

@@ -99,40 +99,38 @@ public:
         if (paused && !pending_.empty()) flush();
     }
 
-    /// Appends one complete frame (unmasked, or masked when `mask`: client side; no extensions) to the pending bytes,
-    /// bypassing Beast's write path: many queued messages then cost one write and no
-    /// per-message operation. Only for streams whose data messages are all sent this way.
+    /// Appends one complete frame (no extensions; masked when `mask`, as clients must) to the
+    /// pending bytes, bypassing Beast's write path: many queued messages then cost one write
+    /// and no per-message operation. Only for streams whose data messages are all sent this way.
     void write_frame(bool binary, std::string_view payload, bool mask = false) {
         if (swallow_) return;
         char head[14];
         std::size_t n = 2;
         head[0] = static_cast<char>(binary ? 0x82 : 0x81);
+        const char mask_bit = mask ? static_cast<char>(0x80) : 0;
         if (payload.size() < 126) {
-            head[1] = static_cast<char>(payload.size());
+            head[1] = static_cast<char>(mask_bit | static_cast<char>(payload.size()));
         } else if (payload.size() < 65536) {
-            head[1] = 126;
+            head[1] = static_cast<char>(mask_bit | 126);
             head[2] = static_cast<char>(payload.size() >> 8);
             head[3] = static_cast<char>(payload.size() & 0xff);
             n = 4;
         } else {
-            head[1] = 127;
+            head[1] = static_cast<char>(mask_bit | 127);
             for (int i = 0; i < 8; ++i) head[2 + i] = static_cast<char>((std::uint64_t(payload.size()) >> (56 - 8 * i)) & 0xff);
             n = 10;
         }
-        if (mask) {
-            static thread_local std::mt19937 rng{std::random_device{}()};
-            const std::uint32_t r = rng();
-            unsigned char key[4];
-            for (int i = 0; i < 4; ++i) key[i] = static_cast<unsigned char>(r >> (8 * i));
-            head[1] = static_cast<char>(head[1] | 0x80);
-            std::memcpy(head + n, key, 4);
-            pending_.append(head, n + 4);
-            const std::size_t at = pending_.size();
-            pending_.append(payload);
-            for (std::size_t i = 0; i < payload.size(); ++i) pending_[at + i] = static_cast<char>(pending_[at + i] ^ key[i & 3]);
-        } else {
+        if (!mask) {
             pending_.append(head, n);
             pending_.append(payload);
+        } else {
+            const std::uint32_t key = next_mask_key();
+            std::memcpy(head + n, &key, 4);
+            n += 4;
+            const std::size_t at = pending_.size() + n;
+            pending_.append(head, n);
+            pending_.resize(at + payload.size());
+            apply_mask(pending_.data() + at, payload.data(), payload.size(), key);
         }
         if (pending_.size() + writing_.size() > coalesce_limit) flush();
         else schedule_flush();
@@ -268,6 +266,29 @@ public:
     }
 
 private:
+    /// RFC 6455 5.3: a fresh, unpredictable key per frame (xorshift seeded from the OS).
+    std::uint32_t next_mask_key() noexcept {
+        if (mask_state_ == 0) mask_state_ = std::random_device{}() | 1;
+        mask_state_ ^= mask_state_ << 13;
+        mask_state_ ^= mask_state_ >> 17;
+        mask_state_ ^= mask_state_ << 5;
+        return mask_state_;
+    }
+
+    /// dst = src XOR key, the key in wire order, eight bytes at a time.
+    static void apply_mask(char* dst, const char* src, std::size_t n, std::uint32_t key) noexcept {
+        std::uint64_t k8 = (std::uint64_t(key) << 32) | key;
+        std::size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            std::uint64_t v;
+            std::memcpy(&v, src + i, 8);
+            v ^= k8;
+            std::memcpy(dst + i, &v, 8);
+        }
+        const auto* kb = reinterpret_cast<const unsigned char*>(&key);
+        for (; i < n; ++i) dst[i] = static_cast<char>(src[i] ^ kb[i % 4]);
+    }
+
     void schedule_flush() {
         if (flush_scheduled_ || in_flight_) return;
         flush_scheduled_ = true;
@@ -328,6 +349,7 @@ private:
     bool in_flight_ = false;
     bool flush_scheduled_ = false;
     bool coalesce_ = false;
+    std::uint32_t mask_state_ = 0;
     bool read_paused_ = false;
     bool drop_pongs_ = false;
     bool hold_close_ = false;

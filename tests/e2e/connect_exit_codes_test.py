@@ -17,15 +17,9 @@ import subprocess
 import unittest
 
 import wsxtest
-from wsxtest import WsxTestCase, read_line_matching
+from wsxtest import WsxTestCase, read_line_matching, free_port
 
 
-def dead_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class ExitCodeTest(WsxTestCase):
@@ -94,7 +88,7 @@ class ExitCodeTest(WsxTestCase):
 
     # 4 ------------------------------------------------------------------
     def test_4_connection_refused(self):
-        port = dead_port()
+        port = free_port()
         r = self.wsx("connect", f"ws://127.0.0.1:{port}/", input=b"x\n")
         self.assertExit(r, 4)
         self.assertOneError(r, f"127.0.0.1:{port}", "refused")

@@ -13,7 +13,7 @@ import select
 import unittest
 
 import wsxtest
-from wsxtest import WsxTestCase, read_line_matching
+from wsxtest import WsxTestCase, read_line_matching, free_port
 
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
               "no_proxy", "NO_PROXY")
@@ -25,13 +25,6 @@ def clean_env(**extra):
     return env
 
 
-def dead_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class ProxyTest(WsxTestCase):
@@ -88,7 +81,7 @@ class ProxyTest(WsxTestCase):
         self.assertIn("403", self.error_lines(r)[0])
 
     def test_dead_proxy_is_4(self):
-        port = dead_port()
+        port = free_port()
         r = self.wsx("connect", self.url, "--proxy", f"http://127.0.0.1:{port}", input=b"x\n", env=clean_env())
         self.assertExit(r, 4)
         line = self.error_lines(r)[0]
@@ -108,7 +101,7 @@ class ProxyTest(WsxTestCase):
         port = int(url.rsplit(":", 1)[1].rstrip("/"))
         p, pp = self.proxy("http_connect_proxy.py")
         # HTTP_PROXY is for ws:// only; it points nowhere to prove it is not used.
-        env = clean_env(HTTPS_PROXY=f"http://127.0.0.1:{pp}", HTTP_PROXY=f"http://127.0.0.1:{dead_port()}")
+        env = clean_env(HTTPS_PROXY=f"http://127.0.0.1:{pp}", HTTP_PROXY=f"http://127.0.0.1:{free_port()}")
         self.echo("--cacert", c["ca"], url=url, env=env, data=b"tls in a tunnel\n")
         self.assertTunnelled(p, f"127.0.0.1:{port}")
 
@@ -117,7 +110,7 @@ class ProxyTest(WsxTestCase):
         self.echo(env=clean_env(HTTP_PROXY=f"http://127.0.0.1:{pp}", NO_PROXY="localhost,127.0.0.1"))
         self.assertNoConnect(p)
         # And with a proxy that does not exist: only a bypass can succeed.
-        self.echo(env=clean_env(ALL_PROXY=f"http://127.0.0.1:{dead_port()}", no_proxy="127.0.0.0/8"))
+        self.echo(env=clean_env(ALL_PROXY=f"http://127.0.0.1:{free_port()}", no_proxy="127.0.0.0/8"))
 
     def test_proxy_option_wins_over_no_proxy(self):
         p, pp = self.proxy("http_connect_proxy.py")
@@ -162,7 +155,7 @@ class ProxyTest(WsxTestCase):
 
     def test_socks5_refused_target_is_4(self):
         p, pp = self.proxy("socks5_proxy.py")
-        port = dead_port()
+        port = free_port()
         r = self.wsx("connect", f"ws://127.0.0.1:{port}/", "--proxy", f"socks5://127.0.0.1:{pp}", input=b"x\n",
                      env=clean_env())
         self.assertExit(r, 4)

@@ -13,20 +13,13 @@ Behaviour these tests rely on:
 """
 import os
 import signal
-import socket
 import subprocess
 import unittest
 
 import wsxtest
-from wsxtest import WSX, LineCollector, WsxTestCase
+from wsxtest import WSX, LineCollector, WsxTestCase, free_port
 
 
-def dead_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class ReconnectTest(WsxTestCase):
@@ -92,7 +85,7 @@ class ReconnectTest(WsxTestCase):
         self.assertEqual(client.proc.wait(10), 0, b"\n".join(err.lines))
 
     def test_max_retries_gives_up_with_4(self):
-        port = dead_port()
+        port = free_port()
         r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--reconnect", "--max-retries", "2",
                                 "--backoff-initial", "50ms", timeout=20)
         self.assertExit(r, 4)
@@ -104,7 +97,7 @@ class ReconnectTest(WsxTestCase):
         self.assertIn("gave up after 2 retries", errors[0])
 
     def test_max_retries_zero_means_one_attempt(self):
-        port = dead_port()
+        port = free_port()
         r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--reconnect", "--max-retries", "0", timeout=20)
         self.assertExit(r, 4)
         self.assertNotIn("reconnecting", r.stderr.decode())

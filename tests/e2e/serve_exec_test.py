@@ -73,6 +73,14 @@ class ExecTest(wsxtest.WsxTestCase):
                 ws.close()
                 p.stop()
 
+    def test_words_after_double_dash_are_the_command(self):
+        # Arguments that look like options (-c, -n) and quotes reach the child unchanged.
+        p, url = self.start_server("--exec", "--", "sh", "-c", "read x; echo \"[$x]\" \"$1\"", "argv0", "it's -n")
+        ws = RawWS(url)
+        ws.send_text("abc")
+        self.assertEqual(ws.recv_message(), (1, b"[abc] it's -n"))
+        self.assertEqual(ws.expect_close(), (1000, ""))
+
     def test_shell_style_single_string(self):
         p, url = self.start_server("--exec", "sh -c 'read x; echo \"[$x]\"'")
         ws = RawWS(url)

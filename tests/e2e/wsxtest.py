@@ -7,6 +7,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,14 @@ def read_line_matching(stream, pattern, timeout=10.0, collected=None):
             m = rx.search(text)
             if m:
                 return m
+
+
+def free_port():
+    """A loopback port nobody listens on (bound, read back, released): for "connection refused"
+    tests and for peers that cannot take port 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class LineCollector:

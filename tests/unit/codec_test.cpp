@@ -481,3 +481,12 @@ TEST_CASE("to_jsonl lines are valid JSON with microsecond timestamps", "[codec]"
     CHECK(j["reason"] == "bad \xef\xbf\xbd reason");
     CHECK(wsx::base64_decode(j["data_base64"].get<std::string>()) == bytes);
 }
+
+TEST_CASE("percent_decode decodes escapes and refuses malformed ones", "[codec]") {
+    CHECK(wsx::percent_decode("a%20b%2Fc") == std::optional<std::string>("a b/c"));
+    CHECK(wsx::percent_decode("p%40ss%3a") == std::optional<std::string>("p@ss:"));
+    CHECK(wsx::percent_decode("plain") == std::optional<std::string>("plain"));
+    CHECK_FALSE(wsx::percent_decode("bad%2"));
+    CHECK_FALSE(wsx::percent_decode("bad%zz"));
+    CHECK_FALSE(wsx::percent_decode("%"));
+}

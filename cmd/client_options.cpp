@@ -1,0 +1,78 @@
+// The options every connecting command shares; see client_options.hpp.
+#include "client_options.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+#include "proxy.hpp"
+#include "tls.hpp"
+
+namespace wsx::cli {
+
+void add_handshake_options(CLI::App& app, client_args& a) {
+    const char* h = "Handshake";
+    app.add_option("-H,--header", a.headers, "Extra request header 'Name: value' (repeatable)")->group(h)->type_name("HEADER");
+    app.add_option("--subprotocol", a.subprotocols, "Offer a subprotocol (repeatable)")->group(h)->type_name("NAME");
+    app.add_option("--origin", a.origin, "Origin header")->group(h)->type_name("URL");
+    app.add_option("--host", a.host, "Host header instead of the URL's host")->group(h)->type_name("NAME");
+    app.add_option("--cookie", a.cookies, "Cookie 'name=value' (repeatable)")->group(h)->type_name("COOKIE");
+    app.add_option("--auth", a.auth, "Basic authentication (also user:pass@ in the URL)")->group(h)->type_name("USER:PASS");
+    app.add_option("--token", a.token, "Bearer token (Authorization header)")->group(h)->type_name("TOKEN");
+    app.add_option("--token-query", a.token_query, "Send --token as the query parameter NAME instead of a header")
+        ->group(h)->type_name("NAME");
+    app.add_option("--proxy", a.proxy,
+                   "Proxy: http://host:port (CONNECT) or socks5[h]://[user:pass@]host:port; default from "
+                   "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY")
+        ->group(h)->type_name("URL");
+}
+
+void add_client_tls_options(CLI::App& app, client_args& a) {
+    const char* t = "TLS";
+    app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
+    app.add_option("--cert", a.cert, "Client certificate (PEM)")->group(t)->type_name("FILE");
+    app.add_option("--key", a.key, "Client certificate key (PEM)")->group(t)->type_name("FILE");
+    app.add_flag("-k,--insecure", a.insecure, "Do not verify the server certificate")->group(t);
+    app.add_option("--sni", a.sni, "Server name to send and verify instead of the URL host")->group(t)->type_name("NAME");
+}
+
+void apply_client_options(problems& p, const client_args& a, client_options& o) {
+    for (const auto& hv : a.headers) {
+        auto colon = hv.find(':');
+        if (colon == std::string::npos || colon == 0) {
+            p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
+            continue;
+        }
+        std::string value = hv.substr(colon + 1);
+        value.erase(0, value.find_first_not_of(" \t"));
+        o.headers.emplace_back(hv.substr(0, colon), value);
+    }
+    o.subprotocols = a.subprotocols;
+    o.origin = a.origin;
+    o.host_override = a.host;
+    o.cookies = a.cookies;
+    if (!a.auth.empty() && a.auth.find(':') == std::string::npos) p.add("--auth: expected USER:PASS");
+    o.basic_auth = a.auth;
+    o.token = a.token;
+    o.token_query = a.token_query;
+    if (!a.token_query.empty() && a.token.empty()) p.add("--token-query needs --token");
+    std::string err;
+    if (!a.proxy.empty()) {
+        if (auto px = parse_proxy_url(a.proxy, &err)) o.proxy = *px;
+        else p.add("--proxy: " + err);
+    } else if (!o.url.is_unix() && !o.url.host.empty()) {
+        auto px = proxy_from_environment(o.url.tls, o.url.host, o.url.port, [](const char* n) { return std::getenv(n); }, &err);
+        if (px) o.proxy = *px;
+        else if (!err.empty()) p.add(err);
+    }
+    o.tls = {.cacert = a.cacert, .cert = a.cert, .key = a.key, .insecure = a.insecure, .sni = a.sni};
+    if (o.url.tls || !a.cacert.empty() || !a.cert.empty()) {
+        try {
+            make_client_tls(o.tls);
+        } catch (const failure& f) {
+            p.add(f.what());
+        }
+    }
+}
+
+}  // namespace wsx::cli

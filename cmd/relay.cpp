@@ -1,0 +1,130 @@
+// wsx relay: parse options → relay_options + serve_options → validate (every problem at once) →
+// run the relay as a service on serve's listener.
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "relay.hpp"
+#include "serve_app.hpp"
+#include "server_options.hpp"
+#include "units.hpp"
+
+namespace wsx::cli {
+
+namespace {
+struct relay_args {
+    std::string address = "127.0.0.1:8080";
+    bool echo_self = false;
+    std::size_t history = 0;
+    std::string subscriber_queue = "1MiB";
+    std::string slow_consumer = "drop-oldest";
+    std::string control_path;
+    std::string acl_claim = "topics";
+    std::string redis, redis_prefix = "wsx:relay", presence_ttl = "10s", redis_timeout = "2s";
+    listener_args listener;
+};
+}  // namespace
+
+runner setup_relay(CLI::App& app) {
+    auto a = std::make_shared<relay_args>();
+    app.add_option("address", a->address, "Where to listen: PORT, HOST:PORT or [V6]:PORT (port 0 picks a free one)")
+        ->type_name("ADDR")->capture_default_str();
+
+    const char* r = "Relay";
+    app.add_flag("--echo-self", a->echo_self, "Deliver a publisher's messages to itself too")->group(r);
+    app.add_option("--history", a->history,
+                   "Keep the last N messages per topic: new subscribers may ask for them (?history, ?since=ID)")
+        ->group(r)->type_name("N");
+    app.add_option("--subscriber-queue", a->subscriber_queue,
+                   "Bytes a slow subscriber may have waiting in the relay before --slow-consumer applies")
+        ->group(r)->type_name("SIZE")->capture_default_str();
+    app.add_option("--slow-consumer", a->slow_consumer,
+                   "A subscriber whose queue is full: drop-oldest (drop its oldest waiting messages) or close (1013)")
+        ->group(r)->type_name("POLICY")->capture_default_str()->check(CLI::IsMember({"drop-oldest", "close"}));
+    app.add_option("--control-path", a->control_path,
+                   "Also speak the JSON protocol at this path (it is always chosen by subprotocol wsx.relay.v1)")
+        ->group(r)->type_name("PATH");
+    app.add_option("--acl-claim", a->acl_claim,
+                   "JWT claim listing the topic patterns a token may use: [\"chat.*\"] or "
+                   "{\"subscribe\":[...],\"publish\":[...]}; no claim: all topics")
+        ->group(r)->type_name("NAME")->capture_default_str();
+    app.add_option("--redis", a->redis,
+                   "Share topics, history, presence and identities with every relay using this Redis: "
+                   "redis://[user:pass@]host:port[/db]")
+        ->group(r)->type_name("URL");
+    app.add_option("--redis-prefix", a->redis_prefix, "Prefix of the keys and channels the relay uses in Redis")
+        ->group(r)->type_name("PREFIX")->capture_default_str();
+    app.add_option("--redis-timeout", a->redis_timeout,
+                   "With --redis: a command unanswered this long (a frozen Redis) drops the connection; "
+                   "the relay serves locally and reconnects")
+        ->group(r)->type_name("DUR")->capture_default_str();
+    app.add_option("--presence-ttl", a->presence_ttl,
+                   "With --redis: an instance that stops refreshing its presence for this long is considered gone")
+        ->group(r)->type_name("DUR")->capture_default_str();
+
+    add_listener_options(app, a->listener);
+
+    auto* sql = app.get_option("--send-queue-limit");
+    app.footer(
+        "Examples:\n"
+        "  wsx relay 8080                              # clients of ws://127.0.0.1:8080/chat share topic 'chat'\n"
+        "  wsx relay 8080 --history 100                # ws://.../chat?history replays the last 100\n"
+        "  wsx relay 8080 --redis redis://127.0.0.1:6379   # one hub across every relay on that Redis\n"
+        "  wsx relay 8080 --jwt-secret k --acl-claim topics\n"
+        "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"
+        "what the others publish. Query: ?history[=N] replays kept messages, ?since=ID resumes after\n"
+        "message ID, ?id=NAME chooses the identity when there is no JWT subject. Clients offering the\n"
+        "subprotocol wsx.relay.v1 speak JSON: {\"op\":\"subscribe\"|\"unsubscribe\"|\"publish\"|\"presence\"|\"send\", ...}\n"
+        "(see the README). Prints 'listening on ws://HOST:PORT' on stderr once ready.");
+
+    return [a, sql]() -> int {
+        problems p;
+        serve_options o;
+        std::string err;
+        if (auto la = parse_listen_address(a->address, &err)) o.server.listen = *la;
+        else p.add(err);
+        if (!o.server.listen.unix_path.empty()) p.add("relay: unix socket listeners are not supported yet; use HOST:PORT");
+
+        relay_options ro;
+        ro.echo_self = a->echo_self;
+        ro.history = a->history;
+        ro.subscriber_queue = size_arg(p, "--subscriber-queue", a->subscriber_queue);
+        if (ro.subscriber_queue == 0) p.add("--subscriber-queue must be more than 0 bytes");
+        ro.slow = a->slow_consumer == "close" ? slow_policy::close : slow_policy::drop_oldest;
+        ro.control_path = a->control_path;
+        if (!ro.control_path.empty() && ro.control_path.front() != '/')
+            p.add(fmt::format("--control-path '{}': a path starts with '/'", ro.control_path));
+        ro.acl_claim = a->acl_claim;
+        ro.redis_prefix = a->redis_prefix;
+        if (!a->redis.empty()) {
+            if (auto u = parse_redis_url(a->redis, err)) ro.redis = *u;
+            else p.add(fmt::format("--redis '{}': {}", a->redis, err));
+        }
+        const auto ttl = duration_arg(p, "--presence-ttl", a->presence_ttl);
+        ro.presence_ttl = std::max(std::chrono::milliseconds(300), std::chrono::duration_cast<std::chrono::milliseconds>(ttl));
+
+        const auto rt = duration_arg(p, "--redis-timeout", a->redis_timeout);
+        ro.redis_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(rt);
+        if (ro.redis_timeout.count() <= 0) p.add("--redis-timeout must be more than 0");
+
+        apply_listener_options(p, a->listener, o);
+        if (p.report("relay")) return static_cast<int>(exit_code::usage);
+
+        // The relay keeps its own bounded queue per subscriber and feeds the session up to half
+        // the session's limit (where the session signals room again); the session itself never
+        // drops. Without --send-queue-limit the session holds at most the subscriber queue too.
+        if (sql->count() == 0) o.server.session.send_queue_limit = std::max<std::size_t>(ro.subscriber_queue, 64u << 10);
+        o.server.session.overflow = overflow_policy::queue;
+        ro.session_high_water = o.server.session.send_queue_limit / 2;
+        ro.quiet = o.quiet;
+        ro.log = [](const std::string& line) {
+            std::string l = line + '\n';
+            std::fwrite(l.data(), 1, l.size(), stderr);
+        };
+        o.service = std::make_shared<relay_service>(std::move(ro));
+        return run_serve(std::move(o));
+    };
+}
+
+}  // namespace wsx::cli

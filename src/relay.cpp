@@ -1,0 +1,1122 @@
+#include "relay.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+
+#include <boost/url/parse.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "codec.hpp"
+
+namespace wsx {
+
+using json = nlohmann::json;
+
+namespace {
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::optional<std::uint64_t> parse_u64(std::string_view s) {
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+    return v;
+}
+
+// Publishing in Redis: one atomic step assigns the id, keeps the history and fans out.
+constexpr const char* publish_script =
+    "local id = redis.call('INCR', KEYS[1])\n"
+    "local msg = ARGV[1] .. id .. ARGV[2]\n"
+    "local n = tonumber(ARGV[3])\n"
+    "if n > 0 then redis.call('RPUSH', KEYS[2], msg) redis.call('LTRIM', KEYS[2], -n, -1) end\n"
+    "redis.call('PUBLISH', ARGV[4], msg)\n"
+    "return id\n";
+
+// Presence: entries of instances whose heartbeat key expired are removed as they are found.
+constexpr const char* presence_script =
+    "local out = {}\n"
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #h, 2 do\n"
+    "  local inst = string.match(h[i], '^(.-)/')\n"
+    "  if inst and redis.call('EXISTS', ARGV[1] .. inst) == 1 then out[#out + 1] = h[i + 1]\n"
+    "  else redis.call('HDEL', KEYS[1], h[i]) end\n"
+    "end\n"
+    "return out\n";
+
+// Forget an identity only if this instance still holds it.
+constexpr const char* forget_script =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0\n";
+
+char kind_char(relay_message::kind k) {
+    switch (k) {
+    case relay_message::kind::data: return 'd';
+    case relay_message::kind::join: return 'j';
+    case relay_message::kind::leave: return 'l';
+    case relay_message::kind::direct: return 'm';
+    }
+    return 'd';
+}
+}  // namespace
+
+// Encodings ------------------------------------------------------------------------------
+
+std::string relay_envelope(const relay_message& m) {
+    json j;
+    switch (m.type) {
+    case relay_message::kind::data:
+        j = {{"type", "message"}, {"topic", m.topic}, {"id", m.id}, {"from", m.from}};
+        break;
+    case relay_message::kind::join:
+    case relay_message::kind::leave:
+        return dump({{"type", m.type == relay_message::kind::join ? "join" : "leave"}, {"topic", m.topic}, {"member", m.from}});
+    case relay_message::kind::direct:
+        j = {{"type", "direct"}, {"from", m.from}};
+        break;
+    }
+    if (m.binary) {
+        j["data"] = base64_encode(m.data);
+        j["binary"] = true;
+    } else {
+        j["data"] = m.data;
+    }
+    return dump(j);
+}
+
+std::string relay_wire_encode(const relay_message& m, const std::string& instance) {
+    return fmt::format("wsx1\n{}\n{}\n{}\n{}\n{}\n{}\n{}", instance, kind_char(m.type), m.topic, m.id, m.from,
+                       m.binary ? 'b' : 't', m.data);
+}
+
+std::optional<relay_message> relay_wire_decode(std::string_view w, std::string& instance) {
+    std::string_view f[7];
+    for (auto& part : f) {
+        auto nl = w.find('\n');
+        if (nl == std::string_view::npos) return std::nullopt;
+        part = w.substr(0, nl);
+        w.remove_prefix(nl + 1);
+    }
+    if (f[0] != "wsx1" || f[2].size() != 1 || f[6].size() != 1) return std::nullopt;
+    relay_message m;
+    switch (f[2][0]) {
+    case 'd': m.type = relay_message::kind::data; break;
+    case 'j': m.type = relay_message::kind::join; break;
+    case 'l': m.type = relay_message::kind::leave; break;
+    case 'm': m.type = relay_message::kind::direct; break;
+    default: return std::nullopt;
+    }
+    auto id = parse_u64(f[4]);
+    if (!id) return std::nullopt;
+    instance = std::string(f[1]);
+    m.topic = std::string(f[3]);
+    m.id = *id;
+    m.from = std::string(f[5]);
+    m.binary = f[6] == "b";
+    m.data = std::string(w);
+    return m;
+}
+
+bool topic_matches(std::string_view p, std::string_view t) {
+    // Iterative glob with one backtrack point (the last '*').
+    std::size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
+    while (ti < t.size()) {
+        if (pi < p.size() && (p[pi] == '?' || p[pi] == t[ti])) {
+            ++pi;
+            ++ti;
+        } else if (pi < p.size() && p[pi] == '*') {
+            star = pi++;
+            mark = ti;
+        } else if (star != std::string_view::npos) {
+            pi = star + 1;
+            ti = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (pi < p.size() && p[pi] == '*') ++pi;
+    return pi == p.size();
+}
+
+bool valid_name(std::string_view n) {
+    if (n.empty() || n.size() > 256) return false;
+    return std::none_of(n.begin(), n.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+bool topic_acl::may_subscribe(std::string_view t) const {
+    return all || std::any_of(subscribe.begin(), subscribe.end(), [&](const auto& p) { return topic_matches(p, t); });
+}
+
+bool topic_acl::may_publish(std::string_view t) const {
+    return all || std::any_of(publish.begin(), publish.end(), [&](const auto& p) { return topic_matches(p, t); });
+}
+
+std::optional<topic_acl> topic_acl::from_claims(const std::string& claims_json, const std::string& claim, std::string& error) {
+    topic_acl acl;
+    if (claims_json.empty() || claim.empty()) return acl;
+    auto j = json::parse(claims_json, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains(claim)) return acl;
+    auto list = [&](const json& v, std::vector<std::string>& out) {
+        if (!v.is_array()) return false;
+        for (const auto& e : v) {
+            if (!e.is_string()) return false;
+            out.push_back(e.get<std::string>());
+        }
+        return true;
+    };
+    const auto& c = j[claim];
+    acl.all = false;
+    if (c.is_array()) {
+        if (!list(c, acl.subscribe)) {
+            error = fmt::format("claim '{}' must list topic patterns (strings)", claim);
+            return std::nullopt;
+        }
+        acl.publish = acl.subscribe;
+        return acl;
+    }
+    if (c.is_object()) {
+        bool ok = true;
+        if (c.contains("subscribe")) ok = ok && list(c["subscribe"], acl.subscribe);
+        if (c.contains("publish")) ok = ok && list(c["publish"], acl.publish);
+        if (ok) return acl;
+    }
+    error = fmt::format("claim '{}' must be a list of topic patterns or {{\"subscribe\":[...],\"publish\":[...]}}", claim);
+    return std::nullopt;
+}
+
+// The hub --------------------------------------------------------------------------------
+
+struct relay_hub::topic_state {
+    std::mutex m;
+    std::uint64_t last_id = 0;
+    std::deque<relay_message_ptr> history;
+    std::vector<std::shared_ptr<relay_subscriber>> subs;
+    std::shared_ptr<const by_worker> snap = std::make_shared<by_worker>();
+    /// Per worker: messages waiting for that worker's drain, with the subscribers of their time.
+    std::vector<std::vector<std::pair<std::shared_ptr<const by_worker>, relay_message_ptr>>> mailbox;
+    std::vector<bool> drain_posted;
+    bool dead = false;  ///< removed from the map; whoever holds it must look the topic up again
+};
+
+relay_hub::relay_hub(relay_options o) : o_(std::move(o)) {
+    std::random_device rd;
+    instance_ = fmt::format("{:08x}{:08x}", rd(), rd());
+}
+
+relay_hub::~relay_hub() { stop(); }
+
+void relay_hub::log(const std::string& line) const {
+    if (o_.log) o_.log(line);
+}
+
+std::string relay_hub::key(std::string_view kind, std::string_view name) const {
+    return fmt::format("{}:{}:{}", o_.redis_prefix, kind, name);
+}
+
+bool relay_hub::redis_up() const { return redis_up_.load(std::memory_order_relaxed); }
+
+void relay_hub::start(net::io_context& main) {
+    main_ = &main;
+    if (!o_.redis) return;
+    cmd_ = std::make_shared<redis_connection>(main, *o_.redis, "commands");
+    sub_ = std::make_shared<redis_connection>(main, *o_.redis, "subscriber");
+    cmd_->set_timeout(o_.redis_timeout);
+    cmd_->on_up = [this] { redis_went_up(); };
+    cmd_->on_down = [this](const std::string& why) { redis_went_down(why); };
+    sub_->subscribe(key("msg", "all"));
+    sub_->subscribe(key("inst", instance_));
+    sub_->on_message = [this](const std::string& channel, std::string payload) { redis_received(channel, std::move(payload)); };
+    cmd_->start();
+    sub_->start();
+    heartbeat_timer_ = std::make_unique<net::steady_timer>(main);
+    heartbeat();
+    // Startup is not held up by an unreachable Redis: say so once, keep serving locally.
+    auto warn = std::make_shared<net::steady_timer>(main, std::chrono::seconds(2));
+    warn->async_wait([this, warn](error_code ec) {
+        if (!ec && cmd_ && !cmd_->connected() && !was_down_) {
+            was_down_ = true;
+            down_since_ = steady_clock::now();
+            local_only_at_down_ = c_.redis_local_only;
+            log(fmt::format("relay: redis {}:{} unreachable ({}): serving local subscribers only, retrying", o_.redis->host,
+                            o_.redis->port, cmd_->last_error().empty() ? "no answer" : cmd_->last_error()));
+        }
+    });
+}
+
+void relay_hub::stop() {
+    if (heartbeat_timer_) heartbeat_timer_->cancel();
+    if (cmd_) cmd_->stop();
+    if (sub_) sub_->stop();
+    redis_up_ = false;
+}
+
+void relay_hub::heartbeat() {
+    if (!heartbeat_timer_) return;
+    if (cmd_ && cmd_->connected()) {
+        const auto ttl = std::to_string(o_.presence_ttl.count());
+        cmd_->command({"SET", key("alive", instance_), "1", "PX", ttl});
+        std::vector<std::string> ids;
+        {
+            std::lock_guard lock(ids_mutex_);
+            for (auto& [id, w] : identities_)
+                if (ids.empty() || ids.back() != id) ids.push_back(id);
+        }
+        for (const auto& id : ids) cmd_->command({"SET", key("user", id), instance_, "PX", ttl});
+    }
+    heartbeat_timer_->expires_after(o_.presence_ttl / 3);
+    heartbeat_timer_->async_wait([this](error_code ec) {
+        if (!ec) heartbeat();
+    });
+}
+
+void relay_hub::redis_went_up() {
+    redis_up_ = true;
+    if (was_down_) {
+        const auto secs = std::chrono::duration<double>(steady_clock::now() - down_since_).count();
+        // Unconfirmed: Redis did not answer. When it was gone they stayed here; when it was only
+        // frozen, it may still have passed them on once it woke up.
+        log(fmt::format("relay: redis reconnected after {:.1f}s; {} messages published here meanwhile were delivered to "
+                        "local subscribers without reaching other instances through Redis (or unconfirmed); "
+                        "messages published on other instances meanwhile were not received here",
+                        secs, c_.redis_local_only - local_only_at_down_));
+    } else if (!o_.quiet) {
+        log(fmt::format("relay: redis {}:{} connected (instance {})", o_.redis->host, o_.redis->port, instance_));
+    }
+    was_down_ = false;
+    // Re-register everything this instance holds: the heartbeat key first, so that presence
+    // queries see the entries that follow.
+    heartbeat_timer_->cancel();
+    heartbeat();
+    std::vector<std::tuple<std::string, std::string, std::string>> entries;
+    {
+        std::lock_guard lock(topics_mutex_);
+        for (auto& [name, t] : topics_) {
+            std::lock_guard tl(t->m);
+            for (auto& s : t->subs) entries.emplace_back(name, fmt::format("{}/{}", instance_, s->conn_id), s->identity);
+        }
+    }
+    for (auto& [topic, field, id] : entries) cmd_->command({"HSET", key("pres", topic), field, id});
+}
+
+void relay_hub::redis_went_down(const std::string& why) {
+    redis_up_ = false;
+    ++c_.redis_disconnects;
+    if (!was_down_) {
+        was_down_ = true;
+        down_since_ = steady_clock::now();
+        local_only_at_down_ = c_.redis_local_only;
+        log(fmt::format("relay: redis connection lost ({}): serving local subscribers only, reconnecting", why));
+    }
+}
+
+std::shared_ptr<relay_hub::topic_state> relay_hub::topic(const std::string& name, bool create) {
+    std::lock_guard lock(topics_mutex_);
+    auto it = topics_.find(name);
+    if (it != topics_.end()) return it->second;
+    if (!create) return nullptr;
+    auto t = std::make_shared<topic_state>();
+    topics_.emplace(name, t);
+    return t;
+}
+
+void relay_hub::rebuild(topic_state& t) {
+    auto v = std::make_shared<by_worker>();
+    for (auto& s : t.subs) {
+        if (v->size() <= s->worker) v->resize(s->worker + 1);
+        (*v)[s->worker].push_back(s);
+    }
+    t.snap = std::move(v);
+}
+
+void relay_hub::fan_out(const std::shared_ptr<topic_state>& t, const relay_message_ptr& m) {
+    // Called under the topic's lock. Each worker thread has a mailbox per topic; one drain is
+    // posted while it is non-empty, so under load one turn of a worker delivers many messages
+    // and each subscriber's frames leave in one write instead of one write per message.
+    const auto& snap = t->snap;
+    if (t->mailbox.size() < snap->size()) {
+        t->mailbox.resize(snap->size());
+        t->drain_posted.resize(snap->size(), false);
+    }
+    for (std::size_t w = 0; w < snap->size(); ++w) {
+        const auto& list = (*snap)[w];
+        if (list.empty()) continue;
+        t->mailbox[w].emplace_back(snap, m);
+        if (t->drain_posted[w]) continue;
+        t->drain_posted[w] = true;
+        post_drain(t, w, list.front()->executor, SIZE_MAX);
+    }
+}
+
+void relay_hub::post_drain(const std::shared_ptr<topic_state>& t, std::size_t w, net::any_io_executor ex, std::size_t seen) {
+    net::post(ex, [this, t, w, ex, seen] { drain(t, w, ex, seen); });
+}
+
+void relay_hub::drain(const std::shared_ptr<topic_state>& tp, std::size_t w, net::any_io_executor ex, std::size_t seen) {
+    auto& t = *tp;
+    std::vector<std::pair<std::shared_ptr<const by_worker>, relay_message_ptr>> batch;
+    {
+        std::lock_guard lock(t.m);
+        // A publisher whose messages are already in its read buffer adds one per turn: wait
+        // while the mailbox keeps growing (up to a batch), then deliver everything at once.
+        const std::size_t n = t.mailbox[w].size();
+        if (n != seen && n < 512) return post_drain(tp, w, ex, n);
+        batch.swap(t.mailbox[w]);
+        t.drain_posted[w] = false;
+    }
+    std::uint64_t n = 0;
+    for (const auto& [snap, m] : batch) {
+        std::uint64_t k = 0;
+        for (const auto& s : (*snap)[w]) k += s->deliver(m) ? 1 : 0;
+        if (m->type == relay_message::kind::data) n += k;
+    }
+    c_.delivered.fetch_add(n, std::memory_order_relaxed);
+}
+
+std::vector<relay_message_ptr> relay_hub::local_history(topic_state& t, const replay_request& r) {
+    std::vector<relay_message_ptr> out;
+    for (const auto& m : t.history)
+        if (!r.since || m->id > *r.since) out.push_back(m);
+    if (!r.since && r.last < out.size()) out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(r.last));
+    return out;
+}
+
+void relay_hub::attach(const std::shared_ptr<relay_subscriber>& s) {
+    {
+        std::lock_guard lock(ids_mutex_);
+        identities_.emplace(s->identity, s);
+    }
+    if (main_ && o_.redis)
+        net::post(*main_, [this, id = s->identity] {
+            if (cmd_->connected())
+                cmd_->command({"SET", key("user", id), instance_, "PX", std::to_string(o_.presence_ttl.count())});
+        });
+}
+
+void relay_hub::detach(relay_subscriber& s, const std::set<std::string>& topics) {
+    for (const auto& t : topics) unsubscribe(t, s);
+    bool last = true;
+    {
+        std::lock_guard lock(ids_mutex_);
+        auto [b, e] = identities_.equal_range(s.identity);
+        for (auto it = b; it != e;) {
+            auto p = it->second.lock();
+            if (!p || p.get() == &s)
+                it = identities_.erase(it);
+            else {
+                last = false;
+                ++it;
+            }
+        }
+    }
+    if (last && main_ && o_.redis)
+        net::post(*main_, [this, id = s.identity] {
+            if (cmd_->connected()) cmd_->command({"EVAL", forget_script, "1", key("user", id), instance_});
+        });
+}
+
+void relay_hub::subscribe(const std::string& name, const std::shared_ptr<relay_subscriber>& s, std::optional<replay_request> replay) {
+    const bool from_redis = replay && o_.redis && redis_up();
+    std::shared_ptr<topic_state> t;
+    for (;;) {
+        t = topic(name, true);
+        std::lock_guard lock(t->m);
+        if (t->dead) continue;  // forgotten meanwhile by its last subscriber: take the new one
+        t->subs.push_back(s);
+        rebuild(*t);
+        if (replay && !from_redis)
+            // Posted under the lock: no later delivery of this topic can overtake it.
+            net::post(s->executor, [s, name, h = local_history(*t, *replay)]() mutable { s->replay_done(name, std::move(h)); });
+        break;
+    }
+    ++c_.subscribers;
+    // The presence entry first: whoever sees the join event finds the member in a query.
+    if (main_ && o_.redis) {
+        net::post(*main_, [this, name, field = fmt::format("{}/{}", instance_, s->conn_id), id = s->identity] {
+            if (cmd_->connected()) cmd_->command({"HSET", key("pres", name), field, id});
+        });
+    }
+    publish_event(relay_message::kind::join, name, s->identity, s->conn_id);
+    if (from_redis) {
+        net::post(*main_, [this, t, name, s, r = *replay] {
+            cmd_->command({"LRANGE", key("hist", name), "0", "-1"}, [this, t, name, s, r](std::optional<redis_value> v) {
+                std::vector<relay_message_ptr> h;
+                if (v && v->type == redis_value::kind::array) {
+                    for (const auto& e : v->elements) {
+                        std::string inst;
+                        auto m = relay_wire_decode(e.str, inst);
+                        if (!m || (r.since && m->id <= *r.since)) continue;
+                        m->json = relay_envelope(*m);
+                        h.push_back(std::make_shared<relay_message>(std::move(*m)));
+                    }
+                    if (!r.since && r.last < h.size()) h.erase(h.begin(), h.end() - static_cast<std::ptrdiff_t>(r.last));
+                } else {
+                    std::lock_guard lock(t->m);
+                    h = local_history(*t, r);
+                }
+                net::post(s->executor, [s, name, h = std::move(h)]() mutable { s->replay_done(name, std::move(h)); });
+            });
+        });
+    }
+}
+
+void relay_hub::unsubscribe(const std::string& name, relay_subscriber& s) {
+    auto t = topic(name, false);
+    if (!t) return;
+    {
+        std::lock_guard lock(t->m);
+        auto it = std::find_if(t->subs.begin(), t->subs.end(), [&](const auto& p) { return p.get() == &s; });
+        if (it == t->subs.end()) return;
+        t->subs.erase(it);
+        rebuild(*t);
+    }
+    if (o_.history == 0) {
+        // Nobody left and nothing kept: forget the topic (lock order: the map, then the topic).
+        std::lock_guard map_lock(topics_mutex_);
+        std::lock_guard lock(t->m);
+        if (t->subs.empty() && !t->dead) {
+            t->dead = true;
+            topics_.erase(name);
+        }
+    }
+    --c_.subscribers;
+    if (main_ && o_.redis)
+        net::post(*main_, [this, name, field = fmt::format("{}/{}", instance_, s.conn_id)] {
+            if (cmd_->connected()) cmd_->command({"HDEL", key("pres", name), field});
+        });
+    publish_event(relay_message::kind::leave, name, s.identity, s.conn_id);
+}
+
+void relay_hub::publish_local(std::shared_ptr<relay_message> m) {
+    // Without history, a topic nobody subscribes to has nothing to do with a message.
+    auto t = topic(m->topic, o_.history > 0 && m->type == relay_message::kind::data);
+    if (!t) return;
+    {
+        std::lock_guard lock(t->m);
+        if (t->dead) return;
+        if (m->type == relay_message::kind::data) {
+            if (m->id == 0)
+                m->id = ++t->last_id;
+            else if (m->id > t->last_id)
+                t->last_id = m->id;
+        }
+        m->json = relay_envelope(*m);
+        if (m->type == relay_message::kind::data && o_.history > 0) {
+            t->history.push_back(m);
+            while (t->history.size() > o_.history) t->history.pop_front();
+        }
+        // Under the lock: every subscriber sees a topic's messages in id order, so a client
+        // resuming after the last id it saw loses nothing.
+        fan_out(t, m);
+    }
+}
+
+void relay_hub::publish(const std::string& topic, const relay_subscriber& from, std::string data, bool binary) {
+    auto m = std::make_shared<relay_message>();
+    m->topic = topic;
+    m->from = from.identity;
+    m->data = std::move(data);
+    m->binary = binary;
+    m->origin = from.conn_id;
+    ++c_.published;
+    if (!o_.redis || !main_) return publish_local(std::move(m));
+    net::post(*main_, [this, m]() mutable {
+        if (!cmd_->connected()) {
+            ++c_.redis_local_only;
+            return publish_local(std::move(m));
+        }
+        const std::string prefix = fmt::format("wsx1\n{}\nd\n{}\n", instance_, m->topic);
+        const std::string suffix = fmt::format("\n{}\n{}\n", m->from, m->binary ? 'b' : 't') + m->data;
+        cmd_->command({"EVAL", publish_script, "2", key("id", m->topic), key("hist", m->topic), prefix, suffix,
+                       std::to_string(o_.history), key("msg", "all")},
+                      [this, m](std::optional<redis_value> v) mutable {
+                          if (v && v->type == redis_value::kind::integer) {
+                              m->id = static_cast<std::uint64_t>(v->integer);
+                              ++c_.redis_out;
+                          } else {
+                              if (v && v->is_error()) log("relay: redis publish failed: " + v->str);
+                              ++c_.redis_local_only;
+                          }
+                          publish_local(std::move(m));
+                      });
+    });
+}
+
+void relay_hub::publish_event(relay_message::kind k, const std::string& topic, const std::string& member, std::uint64_t origin) {
+    auto m = std::make_shared<relay_message>();
+    m->type = k;
+    m->origin = origin;
+    m->topic = topic;
+    m->from = member;
+    if (main_ && o_.redis)
+        net::post(*main_, [this, wire = relay_wire_encode(*m, instance_)] {
+            if (cmd_->connected()) cmd_->command({"PUBLISH", key("msg", "all"), wire});
+        });
+    publish_local(std::move(m));
+}
+
+void relay_hub::presence(const std::string& name, std::function<void(std::vector<std::string>)> done) {
+    auto local = [this, name] {
+        std::vector<std::string> ids;
+        if (auto t = topic(name, false)) {
+            std::lock_guard lock(t->m);
+            for (auto& s : t->subs) ids.push_back(s->identity);
+        }
+        return ids;
+    };
+    auto finish = [](std::vector<std::string> ids, const std::function<void(std::vector<std::string>)>& done) {
+        std::sort(ids.begin(), ids.end());
+        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+        done(std::move(ids));
+    };
+    if (!o_.redis || !main_ || !redis_up()) return finish(local(), done);
+    net::post(*main_, [this, name, done = std::move(done), local, finish] {
+        cmd_->command({"EVAL", presence_script, "1", key("pres", name), o_.redis_prefix + ":alive:"},
+                      [done, local, finish](std::optional<redis_value> v) {
+                          if (!v || v->type != redis_value::kind::array) return finish(local(), done);
+                          std::vector<std::string> ids;
+                          for (auto& e : v->elements) ids.push_back(e.str);
+                          finish(std::move(ids), done);
+                      });
+    });
+}
+
+bool relay_hub::deliver_direct_local(const relay_message_ptr& m) {
+    std::vector<std::shared_ptr<relay_subscriber>> to;
+    {
+        std::lock_guard lock(ids_mutex_);
+        auto [b, e] = identities_.equal_range(m->topic);
+        for (auto it = b; it != e; ++it)
+            if (auto p = it->second.lock()) to.push_back(std::move(p));
+    }
+    for (auto& s : to) net::post(s->executor, [s, m] { s->deliver(m); });
+    return !to.empty();
+}
+
+void relay_hub::send_direct(const relay_subscriber& from, const std::string& to, std::string data, bool binary,
+                            std::function<void(std::string)> done) {
+    auto m = std::make_shared<relay_message>();
+    m->type = relay_message::kind::direct;
+    m->topic = to;
+    m->from = from.identity;
+    m->data = std::move(data);
+    m->binary = binary;
+    m->json = relay_envelope(*m);
+    if (deliver_direct_local(m)) {
+        ++c_.direct_sent;
+        return done({});
+    }
+    auto fail = [this, to](const std::function<void(std::string)>& done, std::string extra) {
+        ++c_.direct_failed;
+        done(fmt::format("no client with id '{}'{}", to, extra));
+    };
+    if (!o_.redis || !main_) return fail(done, "");
+    if (!redis_up()) return fail(done, " on this instance (Redis is unreachable)");
+    net::post(*main_, [this, m, to, done = std::move(done), fail] {
+        cmd_->command({"GET", key("user", to)}, [this, m, done, fail](std::optional<redis_value> v) {
+            if (!v) return fail(done, " on this instance (Redis is unreachable)");
+            if (v->type != redis_value::kind::string) return fail(done, "");
+            cmd_->command({"PUBLISH", key("inst", v->str), relay_wire_encode(*m, instance_)},
+                          [this, done, fail](std::optional<redis_value> n) {
+                              if (n && n->type == redis_value::kind::integer && n->integer > 0) {
+                                  ++c_.direct_sent;
+                                  ++c_.redis_out;
+                                  return done({});
+                              }
+                              fail(done, "");
+                          });
+        });
+    });
+}
+
+void relay_hub::redis_received(const std::string&, std::string payload) {
+    std::string inst;
+    auto m = relay_wire_decode(payload, inst);
+    if (!m) {
+        log("relay: ignored a malformed message from redis");
+        return;
+    }
+    if (inst == instance_) return;  // our own, already delivered here
+    ++c_.redis_in;
+    auto p = std::make_shared<relay_message>(std::move(*m));
+    if (p->type == relay_message::kind::direct) {
+        p->json = relay_envelope(*p);
+        deliver_direct_local(p);
+        return;
+    }
+    publish_local(std::move(p));
+}
+
+void relay_hub::render_metrics(std::string& out) {
+    auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+        out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+    };
+    metric("wsx_relay_published_total", "counter", "Messages published by clients of this instance.", c_.published.load());
+    metric("wsx_relay_delivered_total", "counter", "Messages handed to subscribers of this instance.", c_.delivered.load());
+    metric("wsx_relay_subscribers", "gauge", "Topic subscriptions on this instance.", c_.subscribers.load());
+    std::size_t topics;
+    {
+        std::lock_guard lock(topics_mutex_);
+        topics = topics_.size();
+    }
+    metric("wsx_relay_topics", "gauge", "Topics this instance holds (subscribed, or with history).", topics);
+    metric("wsx_relay_slow_dropped_total", "counter", "Messages dropped for slow subscribers (drop-oldest).", c_.slow_dropped.load());
+    metric("wsx_relay_slow_closed_total", "counter", "Slow subscribers closed with 1013.", c_.slow_closed.load());
+    metric("wsx_relay_protocol_errors_total", "counter", "Malformed or refused protocol requests.", c_.protocol_errors.load());
+    metric("wsx_relay_acl_refusals_total", "counter", "Subscribe/publish refused by token claims.", c_.acl_refusals.load());
+    metric("wsx_relay_direct_sent_total", "counter", "Direct messages delivered.", c_.direct_sent.load());
+    metric("wsx_relay_direct_failed_total", "counter", "Direct messages with no addressee.", c_.direct_failed.load());
+    if (o_.redis) {
+        metric("wsx_relay_redis_up", "gauge", "1 when the Redis connection is up.", redis_up() ? 1 : 0);
+        metric("wsx_relay_redis_out_total", "counter", "Messages published through Redis to other instances.", c_.redis_out.load());
+        metric("wsx_relay_redis_in_total", "counter", "Messages received from other instances.", c_.redis_in.load());
+        metric("wsx_relay_redis_local_only_total", "counter",
+               "Messages published while Redis was unreachable or silent: delivered on this instance, not confirmed elsewhere.", c_.redis_local_only.load());
+        metric("wsx_relay_redis_disconnects_total", "counter", "Times the Redis connection was lost.", c_.redis_disconnects.load());
+    }
+}
+
+std::string relay_hub::summary() {
+    std::string s = fmt::format("relay: published={} delivered={} slow_dropped={} slow_closed={}", c_.published.load(),
+                                c_.delivered.load(), c_.slow_dropped.load(), c_.slow_closed.load());
+    if (o_.redis)
+        s += fmt::format(" redis_out={} redis_in={} redis_local_only={} redis_disconnects={}", c_.redis_out.load(),
+                         c_.redis_in.load(), c_.redis_local_only.load(), c_.redis_disconnects.load());
+    return s;
+}
+
+// One connection -------------------------------------------------------------------------
+
+namespace {
+
+class relay_conn final : public channel_events, public relay_subscriber, public std::enable_shared_from_this<relay_conn> {
+public:
+    relay_conn(std::shared_ptr<relay_hub> hub, std::shared_ptr<ws_session> s, std::string topic, topic_acl acl)
+        : hub_(std::move(hub)), s_(s.get()), weak_(s), raw_topic_(std::move(topic)), acl_(std::move(acl)) {}
+
+    void start(std::optional<replay_request> replay) {
+        auto self = shared_from_this();
+        hub_->attach(self);
+        if (!protocol()) {
+            topics_.insert(raw_topic_);
+            if (replay) replaying_[raw_topic_];
+            hub_->subscribe(raw_topic_, self, replay);
+            return;
+        }
+        // After the session has started: it must not be written to before.
+        net::post(executor, [self] {
+            if (!self->closed_)
+                self->reply({{"type", "welcome"}, {"id", self->identity}, {"instance", self->hub_->instance()}});
+        });
+    }
+
+    // channel_events ---------------------------------------------------------------------
+    void on_message(std::string&& payload, bool binary) override {
+        if (closed_) return;
+        if (!protocol()) {
+            if (!acl_.may_publish(raw_topic_)) {
+                ++hub_->counters().acl_refusals;
+                closed_ = true;
+                s_->close(1008, "not allowed to publish to this topic");
+                return;
+            }
+            hub_->publish(raw_topic_, *this, std::move(payload), binary);
+            return;
+        }
+        if (binary) return error("binary frames are not part of the protocol: send JSON text", {});
+        auto j = json::parse(payload, nullptr, false);
+        if (j.is_discarded()) return error("malformed JSON", {});
+        if (!j.is_object()) return error("expected a JSON object", {});
+        auto op_it = j.find("op");
+        if (op_it == j.end() || !op_it->is_string()) return error("missing \"op\" (subscribe, unsubscribe, publish, presence, send)", {});
+        const auto op = op_it->get<std::string>();
+        try {
+            if (op == "subscribe") return op_subscribe(j);
+            if (op == "unsubscribe") return op_unsubscribe(j);
+            if (op == "publish") return op_publish(j);
+            if (op == "presence") return op_presence(j);
+            if (op == "send") return op_send(j);
+        } catch (const std::exception& e) {
+            // A field of an unexpected type that a check missed: an error reply, never a crash.
+            return error(fmt::format("bad request: {}", e.what()), op);
+        }
+        error(fmt::format("unknown op '{}'", op), op);
+    }
+
+    void on_writable() override {
+        // on_writable may run inside the session's write completion: feed it on the next turn,
+        // not from inside its own handler.
+        net::post(executor, [self = shared_from_this()] {
+            self->waiting_ = false;
+            self->flush();
+        });
+    }
+
+    void on_close(const close_info&) override {
+        closed_ = true;
+        queue_.clear();
+        queue_bytes_ = 0;
+        hub_->detach(*this, topics_);
+        topics_.clear();
+    }
+
+    // relay_subscriber -------------------------------------------------------------------
+    bool deliver(const relay_message_ptr& m) override {
+        if (closed_) return false;
+        if (m->type == relay_message::kind::data) {
+            if (m->origin == conn_id && !hub_->options().echo_self) return false;
+            if (auto it = replaying_.find(m->topic); it != replaying_.end()) {
+                it->second.push_back(m);
+                return true;
+            }
+        } else if (m->type != relay_message::kind::direct) {
+            // Presence events are for protocol clients only, and not about themselves.
+            if (!protocol() || m->origin == conn_id) return false;
+        }
+        enqueue(m, {});
+        return true;
+    }
+
+    void replay_done(const std::string& topic, std::vector<relay_message_ptr> history) override {
+        auto it = replaying_.find(topic);
+        if (it == replaying_.end() || closed_) return;
+        auto live = std::move(it->second);
+        replaying_.erase(it);
+        std::uint64_t seen = replay_since_.count(topic) ? replay_since_[topic] : 0;
+        replay_since_.erase(topic);
+        for (const auto& m : history) {
+            seen = std::max(seen, m->id);
+            enqueue(m, {});
+        }
+        for (const auto& m : live)
+            if (m->id > seen) enqueue(m, {});
+    }
+
+    void set_since(const std::string& topic, std::uint64_t since) { replay_since_[topic] = since; }
+
+private:
+    bool protocol() const { return raw_topic_.empty(); }
+
+    struct item {
+        relay_message_ptr m;
+        std::string text;  // a reply of our own when m is null
+        std::size_t size() const { return m ? payload(*m).size() : text.size(); }
+        const std::string& payload(const relay_message& msg) const { return raw ? msg.data : msg.json; }
+        bool raw = false;
+    };
+
+    void send_item(const item& i) {
+        if (!i.m) return s_->send(i.text, false);
+        if (i.raw) return s_->send(i.m->data, i.m->binary);
+        s_->send(i.m->json, false);
+    }
+
+    /// Sends at once while the session has room; else queues (bounded) and waits for room.
+    void enqueue(const relay_message_ptr& m, std::string text) {
+        if (closed_) return;
+        item i{m, std::move(text)};
+        i.raw = !protocol();
+        const std::size_t hw = hub_->options().session_high_water;
+        if (queue_.empty() && s_->queued_bytes() <= hw) return send_item(i);
+        queue_bytes_ += i.size();
+        queue_.push_back(std::move(i));
+        const std::size_t limit = hub_->options().subscriber_queue;
+        while (queue_bytes_ > limit && !queue_.empty()) {
+            if (hub_->options().slow == slow_policy::close) {
+                hub_->counters().slow_dropped += queue_.size();
+                ++hub_->counters().slow_closed;
+                queue_.clear();
+                queue_bytes_ = 0;
+                closed_ = true;
+                s_->close(1013, "subscriber too slow");
+                return;
+            }
+            queue_bytes_ -= queue_.front().size();
+            queue_.pop_front();
+            ++hub_->counters().slow_dropped;
+        }
+        if (!waiting_ && !queue_.empty()) {
+            waiting_ = true;
+            s_->want_writable();
+        }
+    }
+
+    void flush() {
+        if (closed_) return;
+        const std::size_t hw = hub_->options().session_high_water;
+        while (!queue_.empty() && s_->queued_bytes() <= hw) {
+            queue_bytes_ -= queue_.front().size();
+            send_item(queue_.front());
+            queue_.pop_front();
+        }
+        if (!queue_.empty() && !waiting_) {
+            waiting_ = true;
+            s_->want_writable();
+        }
+    }
+
+    void reply(const json& j) { enqueue(nullptr, dump(j)); }
+
+    void error(const std::string& what, const std::string& op, const std::string& topic = {}) {
+        ++hub_->counters().protocol_errors;
+        json j = {{"type", "error"}, {"error", what}};
+        if (!op.empty()) j["op"] = op;
+        if (!topic.empty()) j["topic"] = topic;
+        reply(j);
+    }
+
+    /// The "topic" of a request, or nullopt after replying with an error.
+    std::optional<std::string> topic_of(const json& j, const std::string& op) {
+        auto it = j.find("topic");
+        if (it == j.end() || !it->is_string()) {
+            error("missing \"topic\" (a string)", op);
+            return std::nullopt;
+        }
+        auto t = it->get<std::string>();
+        if (!valid_name(t)) {
+            error("a topic is 1 to 256 bytes without control characters", op, t);
+            return std::nullopt;
+        }
+        return t;
+    }
+
+    /// The data of a publish/send request: a string (text), base64 with "binary":true, or any
+    /// other JSON value (sent as its JSON text).
+    std::optional<std::pair<std::string, bool>> data_of(const json& j, const std::string& op) {
+        auto it = j.find("data");
+        if (it == j.end()) {
+            error("missing \"data\"", op);
+            return std::nullopt;
+        }
+        auto b = j.find("binary");
+        if (b != j.end() && !b->is_boolean()) {
+            error("\"binary\" is true or false", op);
+            return std::nullopt;
+        }
+        const bool binary = b != j.end() && b->get<bool>();
+        if (binary) {
+            if (!it->is_string()) {
+                error("\"binary\": true needs \"data\" as a base64 string", op);
+                return std::nullopt;
+            }
+            auto d = base64_decode(it->get<std::string>());
+            if (!d) {
+                error("\"data\" is not valid base64", op);
+                return std::nullopt;
+            }
+            return std::pair{std::move(*d), true};
+        }
+        if (it->is_string()) return std::pair{it->get<std::string>(), false};
+        return std::pair{dump(*it), false};
+    }
+
+    void op_subscribe(const json& j) {
+        auto t = topic_of(j, "subscribe");
+        if (!t) return;
+        if (!acl_.may_subscribe(*t)) {
+            ++hub_->counters().acl_refusals;
+            return error("not allowed to subscribe to this topic", "subscribe", *t);
+        }
+        std::optional<replay_request> replay;
+        if (auto h = j.find("history"); h != j.end()) {
+            if (h->is_boolean()) {
+                if (h->get<bool>()) replay = replay_request{SIZE_MAX, std::nullopt};
+            } else if (h->is_number_unsigned()) {
+                replay = replay_request{h->get<std::size_t>(), std::nullopt};
+            } else {
+                return error("\"history\" is true or a count", "subscribe", *t);
+            }
+        }
+        if (auto s = j.find("since"); s != j.end()) {
+            if (!s->is_number_unsigned()) return error("\"since\" is a message id (a number)", "subscribe", *t);
+            replay = replay_request{SIZE_MAX, s->get<std::uint64_t>()};
+        }
+        if (topics_.count(*t)) return reply({{"type", "subscribed"}, {"topic", *t}});
+        topics_.insert(*t);
+        reply({{"type", "subscribed"}, {"topic", *t}});
+        if (replay) {
+            replaying_[*t];
+            if (replay->since) set_since(*t, *replay->since);
+        }
+        hub_->subscribe(*t, shared_from_this(), replay);
+    }
+
+    void op_unsubscribe(const json& j) {
+        auto t = topic_of(j, "unsubscribe");
+        if (!t) return;
+        if (!topics_.erase(*t)) return error("not subscribed", "unsubscribe", *t);
+        replaying_.erase(*t);
+        hub_->unsubscribe(*t, *this);
+        reply({{"type", "unsubscribed"}, {"topic", *t}});
+    }
+
+    void op_publish(const json& j) {
+        auto t = topic_of(j, "publish");
+        if (!t) return;
+        if (!acl_.may_publish(*t)) {
+            ++hub_->counters().acl_refusals;
+            return error("not allowed to publish to this topic", "publish", *t);
+        }
+        auto d = data_of(j, "publish");
+        if (!d) return;
+        hub_->publish(*t, *this, std::move(d->first), d->second);
+    }
+
+    void op_presence(const json& j) {
+        auto t = topic_of(j, "presence");
+        if (!t) return;
+        if (!acl_.may_subscribe(*t)) {
+            ++hub_->counters().acl_refusals;
+            return error("not allowed to see this topic", "presence", *t);
+        }
+        hub_->presence(*t, [w = weak_from_this(), ex = executor, t = *t](std::vector<std::string> ids) {
+            net::post(ex, [w, t, ids = std::move(ids)] {
+                auto self = w.lock();
+                if (self && !self->closed_) self->reply({{"type", "presence"}, {"topic", t}, {"members", ids}});
+            });
+        });
+    }
+
+    void op_send(const json& j) {
+        auto it = j.find("to");
+        if (it == j.end() || !it->is_string() || !valid_name(it->get_ref<const std::string&>()))
+            return error("missing \"to\" (the identity of a client)", "send");
+        auto d = data_of(j, "send");
+        if (!d) return;
+        hub_->send_direct(*this, *it, std::move(d->first), d->second,
+                          [w = weak_from_this(), ex = executor, to = it->get<std::string>()](std::string err) {
+                              net::post(ex, [w, to, err = std::move(err)] {
+                                  auto self = w.lock();
+                                  if (!self || self->closed_) return;
+                                  if (err.empty())
+                                      self->reply({{"type", "sent"}, {"to", to}});
+                                  else
+                                      self->error(err, "send");
+                              });
+                          });
+    }
+
+    std::shared_ptr<relay_hub> hub_;
+    ws_session* s_;  // the session owns this handler while open; after on_close it is not touched
+    std::weak_ptr<ws_session> weak_;
+    std::string raw_topic_;
+    topic_acl acl_;
+    std::set<std::string> topics_;
+    std::unordered_map<std::string, std::vector<relay_message_ptr>> replaying_;
+    std::unordered_map<std::string, std::uint64_t> replay_since_;
+    std::deque<item> queue_;
+    std::size_t queue_bytes_ = 0;
+    bool waiting_ = false;
+    bool closed_ = false;
+};
+
+}  // namespace
+
+std::shared_ptr<channel_events> make_relay_connection(std::shared_ptr<relay_hub> hub, std::shared_ptr<ws_session> s,
+                                                      std::size_t worker, std::string identity, std::string topic,
+                                                      topic_acl acl, std::optional<replay_request> replay) {
+    const bool raw_replay_since = replay && replay->since && !topic.empty();
+    const std::string raw_topic = topic;
+    auto c = std::make_shared<relay_conn>(hub, s, std::move(topic), std::move(acl));
+    c->conn_id = hub->next_conn_id();
+    c->identity = identity.empty() ? fmt::format("anon-{}-{}", hub->instance().substr(0, 6), c->conn_id) : std::move(identity);
+    c->worker = worker;
+    c->executor = s->get_executor();
+    if (raw_replay_since) c->set_since(raw_topic, *replay->since);
+    c->start(replay);
+    return c;
+}
+
+// The service ----------------------------------------------------------------------------
+
+relay_service::relay_service(relay_options o) : hub_(std::make_shared<relay_hub>(std::move(o))) {}
+
+void relay_service::start(net::io_context& main) { hub_->start(main); }
+
+void relay_service::stop() {
+    if (!hub_->options().quiet) hub_->log(hub_->summary());
+    hub_->stop();
+}
+
+void relay_service::render_metrics(std::string& out) { hub_->render_metrics(out); }
+
+namespace {
+bool offers_subprotocol(const http_request& req) {
+    auto v = req[http::field::sec_websocket_protocol];
+    std::string_view s(v.data(), v.size());
+    while (!s.empty()) {
+        auto comma = s.find(',');
+        auto item = s.substr(0, comma);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (item == relay_subprotocol) return true;
+        if (comma == std::string_view::npos) break;
+        s.remove_prefix(comma + 1);
+    }
+    return false;
+}
+}  // namespace
+
+std::optional<http_response> relay_service::check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol) {
+    auto u = boost::urls::parse_origin_form(std::string_view(req.target().data(), req.target().size()));
+    if (!u) return make_response(http::status::bad_request, "bad request target");
+    const std::string path = std::string(u->path());
+    const bool offered = offers_subprotocol(req);
+    const bool proto = offered || (!hub_->options().control_path.empty() && path == hub_->options().control_path);
+    if (offered) subprotocol = relay_subprotocol;
+
+    std::string error;
+    auto acl = topic_acl::from_claims(peer.vars.count("claims") ? peer.vars["claims"] : std::string(), hub_->options().acl_claim, error);
+    if (!acl) return make_response(http::status::forbidden, "token: " + error);
+
+    std::string identity = peer.vars.count("sub") ? peer.vars["sub"] : std::string();
+    for (auto p : u->params()) {
+        if (p.key == "id" && identity.empty()) {
+            if (!valid_name(p.value)) return make_response(http::status::bad_request, "id: 1 to 256 bytes without control characters");
+            identity = p.value;
+        } else if (p.key == "history") {
+            if (!p.has_value || p.value.empty() || p.value == "all")
+                peer.vars["relay.history"] = "all";
+            else if (parse_u64(p.value))
+                peer.vars["relay.history"] = p.value;
+            else
+                return make_response(http::status::bad_request, "history: a count, or no value for all");
+        } else if (p.key == "since") {
+            if (!parse_u64(p.value)) return make_response(http::status::bad_request, "since: a message id (a number)");
+            peer.vars["relay.since"] = p.value;
+        }
+    }
+    peer.vars["relay.id"] = identity;
+    if (proto) {
+        peer.vars["relay.mode"] = "protocol";
+        return std::nullopt;
+    }
+    std::string topic = path.empty() ? std::string() : path.substr(1);
+    if (!valid_name(topic))
+        return make_response(http::status::not_found,
+                             fmt::format("connect to /<topic> to publish and subscribe, or offer the subprotocol {}", relay_subprotocol));
+    if (!acl->may_subscribe(topic)) {
+        ++hub_->counters().acl_refusals;
+        return make_response(http::status::forbidden, "this token may not subscribe to this topic");
+    }
+    peer.vars["relay.mode"] = "raw";
+    peer.vars["relay.topic"] = topic;
+    return std::nullopt;
+}
+
+std::shared_ptr<channel_events> relay_service::make_handler(std::shared_ptr<ws_session> s, const http_request&,
+                                                            const peer_info& peer, std::uint64_t) {
+    auto var = [&](const char* k) {
+        auto it = peer.vars.find(k);
+        return it == peer.vars.end() ? std::string() : it->second;
+    };
+    std::string error;
+    auto acl = topic_acl::from_claims(var("claims"), hub_->options().acl_claim, error);
+    std::string topic = var("relay.mode") == "raw" ? var("relay.topic") : std::string();
+    std::optional<replay_request> replay;
+    if (auto h = var("relay.history"); !h.empty()) replay = replay_request{h == "all" ? SIZE_MAX : *parse_u64(h), std::nullopt};
+    if (auto since = var("relay.since"); !since.empty()) replay = replay_request{SIZE_MAX, *parse_u64(since)};
+    if (topic.empty()) replay.reset();  // protocol clients ask per subscription
+    return make_relay_connection(hub_, std::move(s), peer.worker, var("relay.id"), std::move(topic), acl ? *acl : topic_acl{},
+                                 replay);
+}
+
+}  // namespace wsx

@@ -1,0 +1,209 @@
+#pragma once
+/// `wsx relay`: a pub/sub hub. Clients connected to /<topic> publish and receive raw
+/// messages; clients speaking the `wsx.relay.v1` JSON protocol subscribe to many topics,
+/// query presence and send direct messages. Everything is in-process unless a Redis URL is
+/// given, in which case every instance pointed at the same Redis forms one logical hub.
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "redis.hpp"
+#include "serve_app.hpp"
+
+namespace wsx {
+
+/// The subprotocol that selects the JSON protocol.
+inline constexpr const char* relay_subprotocol = "wsx.relay.v1";
+
+/// What happens to a subscriber whose queue (bytes) is full.
+enum class slow_policy { drop_oldest, close };
+
+struct relay_options {
+    bool echo_self = false;                  ///< publishers receive their own messages too
+    std::size_t history = 0;                 ///< messages kept per topic for replay
+    std::size_t subscriber_queue = 1u << 20; ///< bytes a subscriber may have waiting in the relay
+    slow_policy slow = slow_policy::drop_oldest;
+    /// Feed a session while it holds at most this many bytes (half its send queue limit, where
+    /// its on_writable fires); the rest waits in the relay's bounded queue.
+    std::size_t session_high_water = 512u << 10;
+    std::string control_path;                ///< JSON protocol at this path too (empty: subprotocol only)
+    std::string acl_claim = "topics";        ///< JWT claim listing the topics a token may use
+    std::optional<redis_url> redis;          ///< set: share topics through this Redis
+    std::string redis_prefix = "wsx:relay";  ///< key and channel prefix in Redis
+    std::chrono::milliseconds presence_ttl{10000};  ///< an instance silent this long is gone
+    std::chrono::milliseconds redis_timeout{2000};  ///< a Redis command unanswered this long: reconnect
+    bool quiet = false;
+    std::function<void(const std::string&)> log;     ///< log lines (stderr); null: silent
+};
+
+/// One message travelling through the hub.
+struct relay_message {
+    enum class kind { data, join, leave, direct };
+    kind type = kind::data;
+    std::string topic;         ///< for direct messages: the addressee
+    std::uint64_t id = 0;      ///< per topic, increasing; 0 for events
+    std::string from;          ///< the sender's identity (or the member for join/leave)
+    std::string data;
+    bool binary = false;
+    std::uint64_t origin = 0;  ///< the publishing connection on this instance; 0 from elsewhere
+    std::string json;          ///< the envelope protocol clients receive, encoded once
+};
+using relay_message_ptr = std::shared_ptr<const relay_message>;
+
+/// The JSON envelope of a delivery ({"type":"message","topic","id","from","data"[,"binary"]}).
+std::string relay_envelope(const relay_message& m);
+/// The form of a message inside Redis (pub/sub payload and history entry); binary-safe.
+std::string relay_wire_encode(const relay_message& m, const std::string& instance);
+/// Parses relay_wire_encode's output; nullopt when it is not one. `instance` gets the origin.
+std::optional<relay_message> relay_wire_decode(std::string_view wire, std::string& instance);
+
+/// Glob match: `*` any run of characters, `?` one character.
+bool topic_matches(std::string_view pattern, std::string_view topic);
+/// A valid topic or identity: 1..256 bytes, no control characters.
+bool valid_name(std::string_view name);
+
+/// Topic access from JWT claims: the claim holds a list of patterns (subscribe and publish),
+/// or {"subscribe":[...],"publish":[...]}. No claim: everything is allowed.
+struct topic_acl {
+    bool all = true;
+    std::vector<std::string> subscribe, publish;
+    bool may_subscribe(std::string_view topic) const;
+    bool may_publish(std::string_view topic) const;
+    /// nullopt with `error` set when the claim has the wrong shape.
+    static std::optional<topic_acl> from_claims(const std::string& claims_json, const std::string& claim, std::string& error);
+};
+
+/// A receiver of the hub's deliveries: one connection. deliver/replay_done run on `executor`.
+class relay_subscriber {
+public:
+    virtual ~relay_subscriber() = default;
+    /// False when the message is not for this subscriber (its own, or an event it does not take).
+    virtual bool deliver(const relay_message_ptr& m) = 0;
+    /// The history asked for at subscribe time (oldest first; may be empty).
+    virtual void replay_done(const std::string& topic, std::vector<relay_message_ptr> history) = 0;
+
+    std::uint64_t conn_id = 0;
+    std::string identity;
+    std::size_t worker = 0;            ///< deliveries are batched per worker
+    net::any_io_executor executor;
+};
+
+/// What a new subscriber wants of the history.
+struct replay_request {
+    std::size_t last = 0;                 ///< the last N kept (SIZE_MAX: all)
+    std::optional<std::uint64_t> since;   ///< everything after this id
+};
+
+/// Counters of the hub, readable from any thread.
+struct relay_counters {
+    std::atomic<std::uint64_t> published{0}, delivered{0}, slow_dropped{0}, slow_closed{0}, protocol_errors{0},
+        acl_refusals{0}, direct_sent{0}, direct_failed{0};
+    std::atomic<std::uint64_t> redis_out{0}, redis_in{0}, redis_local_only{0}, redis_disconnects{0};
+    std::atomic<std::int64_t> subscribers{0};
+};
+
+/// Topics, history, presence and identities; thread-safe. With Redis, the Redis work runs on
+/// the main context given to start().
+class relay_hub {
+public:
+    explicit relay_hub(relay_options o);
+    ~relay_hub();
+    /// Starts the Redis connections and the heartbeat (when Redis is used).
+    void start(net::io_context& main);
+    void stop();
+
+    const relay_options& options() const { return o_; }
+    const std::string& instance() const { return instance_; }
+    relay_counters& counters() { return c_; }
+    bool redis_up() const;
+
+    /// Registers a connection's identity (for direct messages).
+    void attach(const std::shared_ptr<relay_subscriber>& s);
+    /// Unsubscribes from `topics` and forgets the identity; on the subscriber's executor.
+    void detach(relay_subscriber& s, const std::set<std::string>& topics);
+    /// Adds `s` to `topic`; with `replay`, s->replay_done follows with the history.
+    void subscribe(const std::string& topic, const std::shared_ptr<relay_subscriber>& s, std::optional<replay_request> replay);
+    void unsubscribe(const std::string& topic, relay_subscriber& s);
+    void publish(const std::string& topic, const relay_subscriber& from, std::string data, bool binary);
+    /// Identities subscribed to `topic` (all instances). `done` runs on an arbitrary thread.
+    void presence(const std::string& topic, std::function<void(std::vector<std::string>)> done);
+    /// Sends to every connection holding identity `to`; done("") on success, else why not.
+    void send_direct(const relay_subscriber& from, const std::string& to, std::string data, bool binary,
+                     std::function<void(std::string)> done);
+
+    void render_metrics(std::string& out);
+    void log(const std::string& line) const;
+    /// One line summarising the counters (for the log at exit).
+    std::string summary();
+
+private:
+    struct topic_state;
+    using by_worker = std::vector<std::vector<std::shared_ptr<relay_subscriber>>>;
+    std::shared_ptr<topic_state> topic(const std::string& name, bool create);
+    void rebuild(topic_state& t);
+    void fan_out(const std::shared_ptr<topic_state>& t, const relay_message_ptr& m);
+    void post_drain(const std::shared_ptr<topic_state>& t, std::size_t worker, net::any_io_executor ex, std::size_t seen);
+    void drain(const std::shared_ptr<topic_state>& t, std::size_t worker, net::any_io_executor ex, std::size_t seen);
+    void publish_local(std::shared_ptr<relay_message> m);
+    void publish_event(relay_message::kind k, const std::string& topic, const std::string& member, std::uint64_t origin);
+    std::vector<relay_message_ptr> local_history(topic_state& t, const replay_request& r);
+    bool deliver_direct_local(const relay_message_ptr& m);
+    // Redis (main context only)
+    void redis_received(const std::string& channel, std::string payload);
+    void redis_went_up();
+    void redis_went_down(const std::string& why);
+    void heartbeat();
+    std::string key(std::string_view kind, std::string_view name) const;
+
+    relay_options o_;
+    std::string instance_;
+    relay_counters c_;
+    mutable std::mutex topics_mutex_;
+    std::unordered_map<std::string, std::shared_ptr<topic_state>> topics_;
+    std::mutex ids_mutex_;
+    std::unordered_multimap<std::string, std::weak_ptr<relay_subscriber>> identities_;
+    std::atomic<std::uint64_t> next_conn_{1};
+
+    net::io_context* main_ = nullptr;
+    std::shared_ptr<redis_connection> cmd_, sub_;
+    std::unique_ptr<net::steady_timer> heartbeat_timer_;
+    std::atomic<bool> redis_up_{false};
+    steady_clock::time_point down_since_{};
+    std::uint64_t local_only_at_down_ = 0;
+    bool was_down_ = false;
+
+public:
+    std::uint64_t next_conn_id() { return next_conn_++; }
+};
+
+/// The relay as a service of the serve machinery.
+class relay_service final : public service {
+public:
+    explicit relay_service(relay_options o);
+    void start(net::io_context& main) override;
+    std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol) override;
+    std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
+                                                 std::uint64_t id) override;
+    void render_metrics(std::string& out) override;
+    void stop() override;
+    relay_hub& hub() { return *hub_; }
+
+private:
+    std::shared_ptr<relay_hub> hub_;
+};
+
+/// Creates the handler of one relay connection (exposed for tests). `topic` empty: the JSON
+/// protocol; else a raw subscriber/publisher of that topic.
+std::shared_ptr<channel_events> make_relay_connection(std::shared_ptr<relay_hub> hub, std::shared_ptr<ws_session> s,
+                                                      std::size_t worker, std::string identity, std::string topic,
+                                                      topic_acl acl, std::optional<replay_request> replay);
+
+}  // namespace wsx

@@ -1,0 +1,145 @@
+"""Helpers for the `wsx relay` end-to-end tests: starting relays and a private redis-server,
+JSON-protocol clients over RawWS, and polling with deadlines."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import wsxtest
+from serve_helpers import RawWS, http_request
+from wsxtest import WSX
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def redis_ping(port, timeout=0.5):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, without persistence."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: redis_ping(self.port), 10, "redis-server to answer PING")
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+
+class JsonClient:
+    """A wsx.relay.v1 client: sends requests, collects replies and deliveries."""
+
+    def __init__(self, url, path="/", timeout=10.0, headers=None):
+        h = {"Sec-WebSocket-Protocol": "wsx.relay.v1"}
+        h.update(headers or {})
+        self.ws = RawWS(url, path, headers=h, timeout=timeout)
+        assert "sec-websocket-protocol: wsx.relay.v1" in self.ws.response_head.lower(), self.ws.response_head
+        self.pending = []
+        self.welcome = self.next(lambda m: m.get("type") == "welcome")
+        self.id = self.welcome["id"]
+
+    def send(self, obj):
+        self.ws.send_text(obj if isinstance(obj, str) else json.dumps(obj))
+
+    def recv(self, timeout=10.0):
+        m = self.ws.recv_message(timeout)
+        assert m[0] == 1, f"expected a text message, got {m!r}"
+        return json.loads(m[1])
+
+    def next(self, predicate=lambda m: True, timeout=10.0):
+        """The first message (held back or new) matching predicate; others are kept."""
+        for i, m in enumerate(self.pending):
+            if predicate(m):
+                return self.pending.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching message within {timeout}s; held: {self.pending!r}")
+            m = self.recv(left)
+            if predicate(m):
+                return m
+            self.pending.append(m)
+
+    def subscribe(self, topic, **kw):
+        self.send({"op": "subscribe", "topic": topic, **kw})
+        return self.next(lambda m: m.get("type") in ("subscribed", "error") and m.get("topic") == topic)
+
+    def messages(self, topic, n, timeout=10.0):
+        return [self.next(lambda m: m.get("type") == "message" and m.get("topic") == topic, timeout) for _ in range(n)]
+
+    def presence(self, topic):
+        self.send({"op": "presence", "topic": topic})
+        return self.next(lambda m: m.get("type") == "presence" and m.get("topic") == topic)["members"]
+
+
+class RelayCase(wsxtest.WsxTestCase):
+    def start_relay(self, *extra):
+        """Starts `wsx relay 127.0.0.1:0 ...`; returns (process, url without a trailing slash)."""
+        p = self.start([WSX, "relay", "127.0.0.1:0", *extra])
+        m = p.wait_for(r"listening on (wss?://127\.0\.0\.1:\d+)")
+        return p, m.group(1)
+
+    def start_redis(self):
+        r = RedisServer().start()
+        self.addCleanup(r.kill)
+        return r
+
+    def metrics(self, url):
+        status, _, body = http_request(url, "/metrics")
+        self.assertEqual(status, 200)
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
+
+    def raw(self, url, path, **kw):
+        ws = RawWS(url, path, **kw)
+        self.addCleanup(ws.sock.close)
+        return ws
+
+    def json_client(self, url, path="/", **kw):
+        c = JsonClient(url, path, **kw)
+        self.addCleanup(c.ws.sock.close)
+        return c
