@@ -173,6 +173,9 @@ runner setup_proxy(CLI::App& app) {
         fo.close_code = static_cast<std::uint16_t>(a->fault_close_code);
         fo.stall_pongs = a->fault_stall_pongs;
         if (po.tcp_listener && fo.any()) p.add("--fault-* options apply to WebSocket clients: use a ws:// or wss:// listener");
+        else if (fo.any())
+            for (const auto& up : po.upstreams)
+                if (up.tcp) p.add(fmt::format("--fault-* options apply between WebSocket peers: {} is a tcp:// upstream", up.name));
 
         apply_listener_options(p, a->listener, so);
         so.drain_first = true;  // a front door lets connections finish before closing them

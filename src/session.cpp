@@ -74,7 +74,6 @@ template <class Layer>
 void session<Layer>::hold_close_reply() {
     if (!direct_ || finished_) return;  // Beast's own writes would wait behind the held answer
     hold_close_ = true;
-    ws_.next_layer().set_hold_close_reply(true);
 }
 
 template <class Layer>
@@ -277,6 +276,9 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
             return;
         }
         if (hold_close_ && events_) {
+            // Beast writes its answer right after this call: hold that one frame only (a Close
+            // Beast sends on its own, e.g. 1009 for a message too big, must go out at once).
+            ws_.next_layer().set_hold_close_reply(true);
             const auto& r = ws_.reason();
             events_->on_close_received(r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code),
                                        {payload.data(), payload.size()});

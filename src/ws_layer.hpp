@@ -75,7 +75,7 @@ public:
     /// (coalescing on: each write is taken whole).
     void set_drop_pongs(bool on) noexcept { drop_pongs_ = on; }
 
-    /// Holds back the Close frame Beast writes in answer to the peer's Close (coalescing
+    /// Holds back the next Close frame Beast writes (its answer to the peer's Close; coalescing
     /// streams only) until release_close_reply(): a proxy answers only once the far end has.
     void set_hold_close_reply(bool on) noexcept { hold_close_ = on; }
 
@@ -205,6 +205,7 @@ public:
                         held_close_bytes_.resize(n);
                         net::buffer_copy(net::buffer(held_close_bytes_.data(), n), buffers);
                         held_close_ = [handler = std::move(handler), n](error_code ec) mutable { handler(ec, ec ? 0 : n); };
+                        hold_close_ = false;
                         return;
                     }
                 }
