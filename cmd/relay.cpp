@@ -68,6 +68,8 @@ runner setup_relay(CLI::App& app) {
     // The relay queues per subscriber itself (--slow-consumer): the session's own overflow
     // policy does not apply, and its queue limit defaults to the subscriber queue.
     app.remove_option(app.get_option("--overflow"));
+    // The path names the topic: an upgrade path filter would confine the relay to one topic.
+    app.remove_option(app.get_option("--path"));
     auto* sql = app.get_option("--send-queue-limit");
     sql->description("Bytes a subscriber's connection may hold on top of --subscriber-queue (the relay fills it to half)")
         ->default_str("the subscriber queue");

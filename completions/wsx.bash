@@ -178,7 +178,6 @@ _wsx() {
         'wsx relay --redis-prefix' | \
         'wsx relay --redis-timeout' | \
         'wsx relay --presence-ttl' | \
-        'wsx relay --path' | \
         'wsx relay --max-message-size' | \
         'wsx relay --ping-interval' | \
         'wsx relay --ping-timeout' | \
@@ -292,7 +291,6 @@ _wsx() {
         'wsx bench merge --hgrm') _wsx_files "$cur" ;;
         'wsx relay --slow-consumer') _wsx_words 'drop-oldest close' "$cur" ;;
         'wsx relay --control-path') _wsx_files "$cur" ;;
-        'wsx relay --path') _wsx_files "$cur" ;;
         'wsx relay --tls-cert') _wsx_files "$cur" ;;
         'wsx relay --tls-key') _wsx_files "$cur" ;;
         'wsx relay --client-ca') _wsx_files "$cur" ;;
@@ -356,7 +354,7 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
