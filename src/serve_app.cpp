@@ -171,6 +171,7 @@ protected:
 class serve_app {
 public:
     explicit serve_app(serve_options o);
+    ~serve_app() { teardown(); }
     int run();
 
     // Called from any thread.
@@ -194,6 +195,7 @@ private:
     void on_signal(int sig);
     void begin_shutdown(std::uint16_t code, std::string reason);
     void finish();
+    void teardown();
     void read_stdin();
     void stdin_line(std::string line);
     void stdin_eof();
@@ -900,8 +902,21 @@ int serve_app::run() {
     for (auto& w : workers_) w->stop();
     for (auto& t : threads_) t.join();
     if (reaper_) reaper_->kill_all();
+    guards.clear();  // they refer to the worker contexts teardown() destroys
+    teardown();
     std::fflush(stdout);
     return exit_code_;
+}
+
+void serve_app::teardown() {
+    // Dependency order: the cancelled accept queued on main_ owns a socket of a worker context,
+    // so it completes while the workers exist; the workers' pending operations own sessions whose
+    // handlers may use the service; the service's timers live on main_.
+    if (server_) server_->stop();
+    main_.restart();
+    main_.poll();
+    workers_.clear();
+    o_.service.reset();
 }
 
 }  // namespace
