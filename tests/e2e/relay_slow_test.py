@@ -126,7 +126,8 @@ class RelaySlowConsumerTest(RelayCase):
         with open(f"/proc/{p.proc.pid}/status") as f:
             rss_kib = int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
         # 20 MiB went to a subscriber that read nothing: what the relay holds for it stays bounded.
-        self.assertLess(rss_kib, 64 * 1024)
+        if not wsxtest.SANITIZED:
+            self.assertLess(rss_kib, 64 * 1024)
         self.assertGreater(m["wsx_relay_slow_dropped_total"], 0)
         self.assertEqual(m["wsx_relay_slow_closed_total"], 0)
         ids = self.drain(slow).ids

@@ -53,6 +53,11 @@ def read_line_matching(stream, pattern, timeout=10.0, collected=None):
                 return m
 
 
+# Set for a sanitizer build: freed memory sits in quarantine there, so bounds on a process's
+# memory are only asserted in plain builds.
+SANITIZED = os.environ.get("WSX_SANITIZED") == "1"
+
+
 def free_port():
     """A loopback port nobody listens on (bound, read back, released): for "connection refused"
     tests and for peers that cannot take port 0."""
