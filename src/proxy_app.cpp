@@ -140,7 +140,7 @@ public:
     }
     void stop() {
         stopped_ = true;
-        if (timer_) timer_->cancel();
+        timer_.reset();  // it lives on the main context, which may not outlive this core
     }
 
     /// The sticky key of a request, or nullopt (no sticky option, or the key is absent).

@@ -916,6 +916,7 @@ void serve_app::teardown() {
     main_.restart();
     main_.poll();
     workers_.clear();
+    if (o_.service && !finished_) o_.service->stop();  // finish() did not run (a failed start)
     o_.service.reset();
 }
 
