@@ -196,6 +196,8 @@ private:
     void begin_shutdown(std::uint16_t code, std::string reason);
     void finish();
     void teardown();
+    void abort_live();
+    std::atomic<std::size_t> workers_done_{0};
     void read_stdin();
     void stdin_line(std::string line);
     void stdin_eof();
@@ -896,9 +898,18 @@ int serve_app::run() {
         threads_.emplace_back([this, i] {
             tl_worker = i;
             workers_[i]->run();
+            ++workers_done_;
         });
     }
     main_.run();
+    // Connections still open (a second signal, or the drain timeout): drop them, so that their
+    // pending operations complete with errors and release what they hold, and let the workers
+    // run dry for a moment; whatever is left after that is stopped.
+    abort_live();
+    guards.clear();
+    const auto dry_by = steady_clock::now() + std::chrono::milliseconds(500);
+    while (workers_done_ < workers_.size() && steady_clock::now() < dry_by)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
     for (auto& w : workers_) w->stop();
     for (auto& t : threads_) t.join();
     if (reaper_) reaper_->kill_all();
@@ -906,6 +917,19 @@ int serve_app::run() {
     teardown();
     std::fflush(stdout);
     return exit_code_;
+}
+
+void serve_app::abort_live() {
+    std::vector<std::weak_ptr<ws_session>> all;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, w] : live_) all.push_back(w);
+    }
+    for (auto& w : all)
+        if (auto s = w.lock())
+            net::post(s->get_executor(), [w] {
+                if (auto s = w.lock()) s->abort("server exiting");
+            });
 }
 
 void serve_app::teardown() {
