@@ -1,24 +1,13 @@
 """wsx relay, one instance: fan-out across topics, the JSON protocol (malformed input too),
 history and since, presence and direct messages, JWT topic ACLs."""
 import base64
-import hashlib
-import hmac
 import json
 import time
 
 import wsxtest
+from wsxtest import jwt_hs256
 from relay_helpers import RelayCase, wait_until
 
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def jwt_hs256(secret, claims):
-    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64url(json.dumps(claims).encode())
-    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64url(sig)}"
 
 
 class RelayBasicTest(RelayCase):

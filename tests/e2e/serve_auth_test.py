@@ -2,8 +2,6 @@
 --basic-auth, --origin (HTTP 401/403 before the upgrade), WSX_SUB for --exec,
 --rate-limit (close 1008 or drop), --connect-rate-limit (HTTP 429)."""
 import base64
-import hashlib
-import hmac
 import json
 import os
 import shlex
@@ -11,18 +9,9 @@ import subprocess
 import time
 
 import wsxtest
+from wsxtest import b64url, jwt_hs256
 from serve_helpers import RawWS
 
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def jwt_hs256(secret, claims):
-    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64url(json.dumps(claims).encode())
-    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64url(sig)}"
 
 
 def jwt_rs256(key_path, claims, tmp):

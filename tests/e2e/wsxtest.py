@@ -2,6 +2,10 @@
 
 Every wait has a deadline; every process started is stopped in tearDown/cleanup.
 """
+import base64
+import hashlib
+import hmac
+import json
 import os
 import re
 import select
@@ -56,6 +60,18 @@ def read_line_matching(stream, pattern, timeout=10.0, collected=None):
 # Set for a sanitizer build: freed memory sits in quarantine there, so bounds on a process's
 # memory are only asserted in plain builds.
 SANITIZED = os.environ.get("WSX_SANITIZED") == "1"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_hs256(secret, claims):
+    """A JWT signed with HS256, made independently of wsx's own JWT code."""
+    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64url(json.dumps(claims).encode())
+    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64url(sig)}"
 
 
 def free_port():
