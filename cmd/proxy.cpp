@@ -129,7 +129,9 @@ runner setup_proxy(CLI::App& app) {
         }
         if (!listen.empty() && listen.back() == '/') listen.pop_back();
         std::string err;
-        if (auto la = parse_listen_address(listen, &err)) so.server.listen = *la;
+        if (listen.find("://") != std::string::npos)
+            p.add(fmt::format("--listen '{}': use ws://, wss:// or tcp:// followed by HOST:PORT", a->listen));
+        else if (auto la = parse_listen_address(listen, &err)) so.server.listen = *la;
         else p.add("--listen: " + err);
         if (!so.server.listen.unix_path.empty()) p.add("--listen: unix sockets are not supported; use HOST:PORT");
 

@@ -90,7 +90,9 @@ runner setup_serve(CLI::App& app) {
             } else {
                 o.exec.argv = a->exec;
             }
-            if (!o.exec.argv.empty() && !find_program(o.exec.argv[0]))
+            if (o.exec.argv.empty() || o.exec.argv[0].empty())
+                p.add("--exec: no command given (after '--exec --', name the command and its arguments)");
+            else if (!find_program(o.exec.argv[0]))
                 p.add(fmt::format("--exec: '{}' is not an executable file{}", o.exec.argv[0],
                                   o.exec.argv[0].find('/') == std::string::npos ? " in PATH" : ""));
         } else if (a->stdio) {

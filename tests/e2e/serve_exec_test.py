@@ -112,6 +112,11 @@ class ExecTest(wsxtest.WsxTestCase):
         self.assertExit(r, 2)
         self.assertIn(b"not an executable file", r.stderr)
 
+    def test_nothing_after_double_dash_is_a_usage_error(self):
+        r = self.wsx("serve", "127.0.0.1:0", "--exec", "--")
+        self.assertExit(r, 2)
+        self.assertIn(b"--exec: no command given", r.stderr)
+
     def test_max_forks_refuses_with_503(self):
         p, url = self.start_server("--max-forks", "1", "--exec", "cat")
         ws = RawWS(url)

@@ -1,0 +1,44 @@
+"""`wsx proxy`: wrong option values are reported together, one line each, with exit 2, before
+anything listens or connects."""
+import wsxtest
+
+
+class ProxyOptionsTest(wsxtest.WsxTestCase):
+    def test_bad_values_are_reported_together(self):
+        r = self.wsx("proxy", "--listen", "ftp://127.0.0.1:1", "--to", "ws://127.0.0.1:1", "--sticky", "bogus",
+                     "--fault-drop", "150%", "--fault-close-after", "x", "--fault-delay", "zz",
+                     "--health-interval", "-1s")
+        self.assertExit(r, 2)
+        err = r.stderr.decode()
+        for expected in ("--listen 'ftp://127.0.0.1:1': use ws://, wss:// or tcp://",
+                         "--sticky 'bogus': use ip, header:NAME, cookie:NAME or query:NAME",
+                         "--fault-drop '150%': not a share",
+                         "--fault-close-after 'x'",
+                         "--fault-delay 'zz': not a duration",
+                         "--health-interval '-1s': not a duration"):
+            self.assertIn(expected, err)
+        self.assertEqual(len(self.error_lines(r)), 6, err)
+
+    def test_upstream_required(self):
+        r = self.wsx("proxy", "--listen", "ws://127.0.0.1:0")
+        self.assertExit(r, 2)
+        self.assertIn("--to is required", r.stderr.decode())
+
+    def test_unknown_balance_mode(self):
+        r = self.wsx("proxy", "--to", "ws://127.0.0.1:1", "--balance", "nope")
+        self.assertExit(r, 2)
+        self.assertIn("--balance: nope not in {round-robin,least-conn,random}", r.stderr.decode())
+
+    def test_tcp_listener_needs_websocket_upstreams(self):
+        r = self.wsx("proxy", "--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:2")
+        self.assertExit(r, 2)
+        self.assertIn("a tcp:// listener needs ws:// or wss:// upstreams", r.stderr.decode())
+
+    def test_wss_listener_needs_a_certificate(self):
+        r = self.wsx("proxy", "--listen", "wss://127.0.0.1:0", "--to", "ws://127.0.0.1:1")
+        self.assertExit(r, 2)
+        self.assertIn("--listen wss://: give --tls-cert and --tls-key, or --tls-self-signed", r.stderr.decode())
+
+
+if __name__ == "__main__":
+    wsxtest.main()
