@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -31,18 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def start_proxy(wsx, port):
-    import re
     p = subprocess.Popen(["taskset", "-c", "0", wsx, "proxy", "--listen", "ws://127.0.0.1:0", "--to",
                           f"ws://127.0.0.1:{port}", "-q", "--threads", "1", "--health-interval", "0"],
                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, preexec_fn=serve_bench.raise_nofile)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        line = p.stderr.readline().decode()
-        m = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return p, int(m.group(1))
-    p.kill()
-    raise SystemExit("wsx proxy did not start")
+    return p, serve_bench.listening_port(p, "wsx proxy")
 
 
 def main():

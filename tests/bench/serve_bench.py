@@ -84,14 +84,19 @@ def start_server(kind, wsx, tmp):
         cmd = ["/usr/bin/python3", path]
     p = subprocess.Popen(["taskset", "-c", "0", *cmd], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
                          preexec_fn=raise_nofile)
+    return p, listening_port(p, f"{kind} server")
+
+
+def listening_port(p, what):
+    """The port of a server's 'listening on ws://127.0.0.1:PORT' line (15 s at most)."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         line = p.stderr.readline().decode()
         m = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
         if m:
-            return p, int(m.group(1))
+            return int(m.group(1))
     p.kill()
-    raise SystemExit(f"{kind} server did not start")
+    raise SystemExit(f"{what} did not start")
 
 
 def stop(p):

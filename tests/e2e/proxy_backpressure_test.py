@@ -6,16 +6,10 @@ import unittest
 import serve_helpers
 import wsxtest
 from proxy_helpers import start_proxy
+from wsxtest import rss_kib
 
 TOTAL = 40_000_000
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class BackpressureTest(wsxtest.WsxTestCase):

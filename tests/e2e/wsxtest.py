@@ -74,6 +74,15 @@ def jwt_hs256(secret, claims):
     return f"{head}.{body}.{b64url(sig)}"
 
 
+def rss_kib(pid):
+    """A process's resident memory, KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def free_port():
     """A loopback port nobody listens on (bound, read back, released): for "connection refused"
     tests and for peers that cannot take port 0."""
