@@ -172,8 +172,6 @@ public:
         c.tls = o_.upstream_tls;
         c.connect_timeout = o_.connect_timeout;
         c.session = o_.serve.server.session;
-        c.session.direct_writes = true;  // no compression upstream: frames batch into one write
-        c.session.answer_pings = true;
         c.session.ping_interval = c.session.ping_timeout = c.session.idle_timeout = {};
         c.user_agent.clear();
         if (!req) return c;
