@@ -57,6 +57,80 @@ def read_line_matching(stream, pattern, timeout=10.0, collected=None):
                 return m
 
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_text_when(url, expression, done_prefix, timeout=30.0):
+    """Opens `url` in headless Chromium and returns the value of the JavaScript `expression`
+    once it starts with `done_prefix`, driving the browser over its DevTools WebSocket (on
+    loopback). Unlike --dump-dom, this waits for what the page itself reports, however long
+    its network traffic takes, up to `timeout` seconds.
+    """
+    import asyncio
+    import urllib.request
+    import websockets
+
+    profile = tempfile.mkdtemp(prefix="wsx-chromium-")
+    log = open(os.path.join(profile, "stderr.log"), "wb")
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+         f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+         "about:blank"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        # Chromium writes the port it bound to into DevToolsActivePort once it listens.
+        active = os.path.join(profile, "DevToolsActivePort")
+        deadline = time.monotonic() + timeout
+        port = None
+        while port is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with open(log.name, errors="replace") as f:
+                    raise AssertionError("headless Chromium did not open its DevTools port: " + f.read()[-2000:])
+            try:
+                with open(active) as f:
+                    first = f.readline().strip()
+                port = int(first) if first.isdigit() else None
+            except FileNotFoundError:
+                pass
+            if port is None:
+                time.sleep(0.02)  # poll interval of a bounded wait for the file to appear
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as r:
+            pages = [t for t in json.load(r) if t.get("type") == "page"]
+        if not pages:
+            raise AssertionError("headless Chromium opened no page")
+
+        async def drive():
+            async with websockets.connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as ws:
+                ids = iter(range(1, 1 << 30))
+
+                async def call(method, **params):
+                    mid = next(ids)
+                    await ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+                    while True:
+                        reply = json.loads(await ws.recv())
+                        if reply.get("id") == mid:
+                            return reply
+
+                await call("Page.navigate", url=url)
+                value = None
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    reply = await call("Runtime.evaluate", expression=expression, returnByValue=True)
+                    value = reply.get("result", {}).get("result", {}).get("value")
+                    if isinstance(value, str) and value.startswith(done_prefix):
+                        return value
+                    await asyncio.sleep(0.05)  # poll interval of a bounded wait, not synchronisation
+                raise AssertionError(f"page did not report {done_prefix!r} within {timeout}s; last value: {value!r}")
+
+        return asyncio.run(asyncio.wait_for(drive(), timeout + 5))
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        log.close()
+        shutil.rmtree(profile, True)
+
+
 # Set for a sanitizer build: freed memory sits in quarantine there, so bounds on a process's
 # memory are only asserted in plain builds.
 SANITIZED = os.environ.get("WSX_SANITIZED") == "1"
