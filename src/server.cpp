@@ -154,7 +154,11 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         if (ec) co_return;
         session_options so = opts_.session;
         so.direct_writes = !opts_.deflate.enabled;
-        auto s = std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, so);
+        // Without extensions, frames are parsed by the session itself and Beast's stream state
+        // is let go; bytes the client sent behind its upgrade request go along.
+        auto s = so.direct_writes ? std::make_shared<session<Layer>>(std::move(ws.next_layer().next_layer()),
+                                                                    beast::buffers_to_string(buffer.data()), so)
+                                  : std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, so);
         if (opts_.tls) s->hold(opts_.tls);
         for (auto& h : upgraded.holds) s->hold_until_close(std::move(h));
         upgraded.holds.clear();

@@ -1,38 +1,255 @@
 #include "session.hpp"
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 namespace wsx {
 
 template <class Layer>
 session<Layer>::session(websocket::stream<Layer>&& ws, beast::role_type role, session_options opts)
-    : ws_(std::move(ws)),
-      role_(role),
+    : ws_(std::in_place, std::move(ws)), role_(role), opts_(opts), reader_(opts.max_message_size, role == beast::role_type::server) {}
+
+template <class Layer>
+session<Layer>::session(typename Layer::next_layer_type&& stream, std::string early, session_options opts)
+    : raw_(std::in_place, std::move(stream)),
+      role_(beast::role_type::server),
       opts_(opts),
-      ping_timer_(ws_.get_executor()),
-      idle_timer_(ws_.get_executor()),
-      close_timer_(ws_.get_executor()),
-      pong_timer_(ws_.get_executor()) {}
+      reader_(opts.max_message_size, true),
+      partial_(std::move(early)) {
+    opts_.direct_writes = true;
+}
 
 template <class Layer>
 void session<Layer>::start(std::shared_ptr<channel_events> events) {
     events_ = std::move(events);
     stats_.opened = last_activity_ = steady_clock::now();
-    ws_.read_message_max(opts_.max_message_size);
     direct_ = opts_.direct_writes;
     // Clients coalesce only with direct writes: their Close then leaves in a write of its own,
     // after everything queued (see do_close), and Beast's frames keep their order.
-    if (role_ == beast::role_type::server || direct_) ws_.next_layer().set_coalescing(true);
-    if (role_ == beast::role_type::server) ws_.next_layer().set_drop_pongs(!opts_.answer_pings);
-    ws_.control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
+    if (role_ == beast::role_type::server || direct_) layer().set_coalescing(true);
+    if (ws_) {
+        ws_->read_message_max(opts_.max_message_size);
+        if (role_ == beast::role_type::server) layer().set_drop_pongs(!opts_.answer_pings);
+        ws_->control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
+    }
     arm_ping();
     arm_idle();
-    do_read();
+    if (ws_) return do_read();
+    // Bytes may already wait in the socket (or behind the upgrade request): read before waiting.
+    net::post(layer().get_executor(), [self = self()] { self->pump(); });
 }
 
 template <class Layer>
 void session<Layer>::do_read() {
-    ws_.async_read(rbuf_, beast::bind_front_handler(&session::on_read, self()));
+    ws_->async_read(rbuf_, beast::bind_front_handler(&session::on_read, self()));
+}
+
+namespace {
+/// Where a plain socket's bytes land: one buffer per thread, shared by its connections (a
+/// read is taken and handled before the next connection's).
+constexpr std::size_t read_chunk = 64 * 1024;
+char* thread_read_buffer() {
+    static thread_local std::unique_ptr<char[]> buf(new char[read_chunk]);
+    return buf.get();
+}
+}  // namespace
+
+// Reads what the socket has and handles every complete frame in it, a few rounds at most
+// (then lets other connections run); waits for the socket only once it had nothing more.
+template <class Layer>
+void session<Layer>::pump() {
+    for (int round = 0; round < 8; ++round) {
+        if (finished_ || read_stopped_) return;
+        if (read_paused_) {
+            read_parked_ = true;
+            return;
+        }
+        const std::size_t have = partial_.size();
+        if constexpr (plain_socket) {
+            char* buf = thread_read_buffer();
+            if (have > 0) std::memcpy(buf, partial_.data(), have);
+            partial_.clear();
+            error_code ec;
+            std::size_t n = have < read_chunk ? layer().read_available(net::buffer(buf + have, read_chunk - have), ec) : 0;
+            const bool drained = ec == net::error::would_block || ec == net::error::try_again;
+            if (ec && !drained) {
+                if (have > 0) handle_frames(buf, have);
+                if (finished_ || read_stopped_) return;
+                close_info info;
+                info.error = ec;
+                info.what = abort_what_.empty() ? ec.message() : abort_what_;
+                return finish(std::move(info));
+            }
+            if (drained) n = 0;
+            const std::size_t total = have + n;
+            const std::size_t used = handle_frames(buf, total);
+            if (finished_) return;
+            partial_.assign(buf + used, total - used);
+            if (partial_.capacity() > 4096 && partial_.size() < 512) partial_.shrink_to_fit();
+            if (read_paused_ || read_stopped_) continue;
+            if (drained || (n > 0 && have + n < read_chunk)) {
+                // All there was: a later byte raises a new readiness event, so wait for it.
+                layer().async_wait_readable(beast::bind_front_handler(&session::on_readable, self()));
+                return;
+            }
+        } else {
+            constexpr std::size_t tls_chunk = 16 * 1024 + 256;
+            if (!tls_buf_) tls_buf_.reset(new char[tls_chunk]);
+            if (have > 0 && have < tls_chunk) {
+                std::memcpy(tls_buf_.get(), partial_.data(), have);
+                partial_.clear();
+                layer().async_read_some(net::buffer(tls_buf_.get() + have, tls_chunk - have),
+                                        [self = self(), have](error_code ec, std::size_t n) { self->on_tls_read(ec, have + n); });
+                return;
+            }
+            if (have == 0) {
+                layer().async_read_some(net::buffer(tls_buf_.get(), tls_chunk),
+                                        [self = self()](error_code ec, std::size_t n) { self->on_tls_read(ec, n); });
+                return;
+            }
+            // More held back (reading was paused) than one read takes: handle it first.
+            const std::size_t used = handle_frames(partial_.data(), partial_.size());
+            if (finished_) return;
+            partial_.erase(0, used);
+        }
+    }
+    net::post(layer().get_executor(), [self = self()] { self->pump(); });
+}
+
+template <class Layer>
+void session<Layer>::on_readable(error_code ec) {
+    if (finished_) return;
+    if (ec) {
+        close_info info;
+        info.error = ec;
+        info.what = abort_what_.empty() ? ec.message() : abort_what_;
+        return finish(std::move(info));
+    }
+    pump();
+}
+
+template <class Layer>
+void session<Layer>::on_tls_read(error_code ec, std::size_t n) {
+    if (finished_) return;
+    const std::size_t used = handle_frames(tls_buf_.get(), n);
+    if (finished_) return;
+    partial_.assign(tls_buf_.get() + used, n - used);
+    if (ec) {
+        if (read_stopped_) return;
+        close_info info;
+        info.error = ec;
+        info.what = abort_what_.empty() ? ec.message() : abort_what_;
+        return finish(std::move(info));
+    }
+    pump();
+}
+
+// Handles the complete frames in [data, data + n); returns the bytes used. Stops at a Close,
+// a protocol error, or when the consumer paused reading.
+template <class Layer>
+std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
+    std::size_t used = 0;
+    frame_event ev;
+    while (!finished_ && !read_stopped_ && !read_paused_) {
+        used += reader_.next(data + used, n - used, ev);
+        switch (ev.kind) {
+            case frame_event::none:
+                if (used == n || !reader_.mid_message()) return used;
+                continue;  // a frame header was read; its payload follows
+            case frame_event::message:
+                last_activity_ = steady_clock::now();
+                if (stats_.messages_in++ == 0) stats_.first_message = last_activity_;
+                stats_.bytes_in += ev.payload.size();
+                if (events_) events_->on_message(std::move(ev.payload), ev.binary);
+                break;
+            case frame_event::ping:
+                last_activity_ = steady_clock::now();
+                if (opts_.answer_pings && !close_sent_) layer().write_control(0x8a, ev.control);
+                if (events_) events_->on_ping(ev.control);
+                break;
+            case frame_event::pong:
+                last_activity_ = steady_clock::now();
+                note_pong(ev.control);
+                break;
+            case frame_event::close:
+                last_activity_ = steady_clock::now();
+                on_peer_close(ev.close_code, ev.control);
+                return used;
+            case frame_event::error:
+                fail_connection(ev.failure, ev.close_code);
+                return used;
+        }
+    }
+    return used;
+}
+
+// The peer's Close: answer it (or, held for a proxy, report it and answer at close()), then
+// end the connection; or, when ours went first, the closing handshake is complete.
+template <class Layer>
+void session<Layer>::on_peer_close(std::uint16_t code, std::string_view reason) {
+    read_stopped_ = peer_closed_ = true;
+    peer_code_ = code;
+    peer_reason_ = std::string(reason);
+    close_info info;
+    info.code = code;
+    info.reason = peer_reason_;
+    info.clean = true;
+    info.by_peer = !close_sent_;
+    if (close_sent_) return teardown_and_finish(std::move(info));
+    if (hold_close_ && events_) {
+        // Messages may still be sent until close() gives the answer.
+        events_->on_close_received(code, peer_reason_);
+        return;
+    }
+    close_requested_ = true;
+    // RFC 6455 5.5.1: the answer echoes the status code.
+    layer().inject_and_seal(encode_close_frame(code == 1005 ? 0 : code, {}, false),
+                            [self = self(), info = std::move(info)](error_code ec) mutable {
+                                if (ec) return self->abort("could not answer Close", ec);
+                                self->teardown_and_finish(std::move(info));
+                            });
+    timer(close_timer_).expires_after(opts_.close_timeout);
+    close_timer_->async_wait([self = self()](error_code ec) {
+        if (ec || self->finished_) return;
+        self->abort("peer did not close the connection", net::error::timed_out);
+    });
+}
+
+// A protocol error: send the Close that RFC 6455 prescribes, then drop the connection.
+template <class Layer>
+void session<Layer>::fail_connection(websocket::error e, std::uint16_t code) {
+    read_stopped_ = true;
+    failure_ = e;
+    close_info info;
+    info.error = e;
+    info.what = info.error.message();
+    if (close_sent_) {
+        abort(info.what, info.error);
+        return;
+    }
+    close_requested_ = close_sent_ = true;
+    close_code_ = code;
+    close_reason_.clear();
+    layer().inject_and_seal(encode_close_frame(code, {}, false), [self = self(), info = std::move(info)](error_code) mutable {
+        self->teardown_and_finish(std::move(info));
+    });
+    timer(close_timer_).expires_after(opts_.close_timeout);
+    close_timer_->async_wait([self = self()](error_code ec) {
+        if (ec || self->finished_) return;
+        self->abort("peer did not close the connection", net::error::timed_out);
+    });
+}
+
+// Server side: shut the sending half, let the peer close, then report.
+template <class Layer>
+void session<Layer>::teardown_and_finish(close_info info) {
+    if (finished_) return;
+    async_teardown(beast::role_type::server, layer(), [self = self(), info = std::move(info)](error_code) mutable {
+        error_code ignored;
+        beast::get_lowest_layer(self->layer()).socket().close(ignored);
+        self->finish(std::move(info));
+    });
 }
 
 template <class Layer>
@@ -40,7 +257,7 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
     if (ec) {
         close_info info;
         if (ec == websocket::error::closed) {
-            const auto& r = ws_.reason();
+            const auto& r = ws_->reason();
             info.code = r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code);
             info.reason = std::string(r.reason.data(), r.reason.size());
             info.clean = true;
@@ -56,7 +273,7 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
     std::string payload = beast::buffers_to_string(rbuf_.data());
     stats_.bytes_in += payload.size();
     rbuf_.consume(rbuf_.size());
-    if (events_) events_->on_message(std::move(payload), ws_.got_binary());
+    if (events_) events_->on_message(std::move(payload), ws_->got_binary());
     if (finished_) return;
     if (read_paused_) read_parked_ = true;
     else do_read();
@@ -67,7 +284,7 @@ void session<Layer>::pause_reading() {
     if (read_paused_ || finished_) return;
     read_paused_ = true;
     // With coalescing, writes go out when the read loop next waits: it will not wait now.
-    ws_.next_layer().set_read_paused(true);
+    layer().set_read_paused(true);
 }
 
 template <class Layer>
@@ -80,10 +297,11 @@ template <class Layer>
 void session<Layer>::resume_reading() {
     if (!read_paused_) return;
     read_paused_ = false;
-    ws_.next_layer().set_read_paused(false);
+    layer().set_read_paused(false);
     if (read_parked_ && !finished_) {
         read_parked_ = false;
-        do_read();
+        if (ws_) do_read();
+        else net::post(layer().get_executor(), [self = self()] { self->pump(); });
     }
 }
 
@@ -95,7 +313,7 @@ void session<Layer>::send(std::string payload, bool binary) {
         return;
     }
     if (direct_) {
-        const std::size_t queued = ws_.next_layer().buffered();
+        const std::size_t queued = layer().buffered();
         if (queued > 0 && queued + payload.size() > opts_.send_queue_limit) {
             ++stats_.dropped_messages;
             stats_.dropped_bytes += payload.size();
@@ -104,7 +322,7 @@ void session<Layer>::send(std::string payload, bool binary) {
         }
         ++stats_.messages_out;
         stats_.bytes_out += payload.size();
-        ws_.next_layer().write_frame(binary, payload, role_ == beast::role_type::client);
+        layer().write_frame(binary, payload, role_ == beast::role_type::client);
         return;
     }
     if (queued_bytes_ + payload.size() > opts_.send_queue_limit && !queue_.empty()) {
@@ -139,8 +357,8 @@ void session<Layer>::do_write() {
         return;
     }
     writing_ = true;
-    ws_.binary(queue_.front().binary);
-    ws_.async_write(net::buffer(queue_.front().payload), beast::bind_front_handler(&session::on_write, self()));
+    ws_->binary(queue_.front().binary);
+    ws_->async_write(net::buffer(queue_.front().payload), beast::bind_front_handler(&session::on_write, self()));
 }
 
 template <class Layer>
@@ -166,20 +384,20 @@ void session<Layer>::want_writable() {
     if (finished_ || close_requested_) return;
     if (direct_) {
         // The stream's buffer is the queue: ask it to call back once it has drained.
-        if (ws_.next_layer().buffered() <= opts_.send_queue_limit / 2) {
-            net::post(ws_.get_executor(), [self = self()] {
+        if (layer().buffered() <= opts_.send_queue_limit / 2) {
+            net::post(layer().get_executor(), [self = self()] {
                 if (!self->finished_ && self->events_) self->events_->on_writable();
             });
             return;
         }
-        ws_.next_layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
+        layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
             if (!ec && !self->finished_ && self->events_) self->events_->on_writable();
         });
         return;
     }
     if (queued_bytes_ <= opts_.send_queue_limit / 2 && !writing_) {
         // Already drained: answer on the next turn, never from inside the caller.
-        net::post(ws_.get_executor(), [self = self()] {
+        net::post(layer().get_executor(), [self = self()] {
             if (!self->finished_ && self->events_) self->events_->on_writable();
         });
         return;
@@ -202,19 +420,33 @@ void session<Layer>::do_close() {
         // Let the queued messages leave before the Close, in writes of their own: some servers
         // stop answering a batch that arrives together with the client's Close.
         close_drained_ = true;
-        ws_.next_layer().async_drain([self = self()](error_code) {
+        layer().async_drain([self = self()](error_code) {
             if (!self->finished_) self->do_close();
         });
         return;
     }
     close_sent_ = true;
-    ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
-                                     [self = self()](error_code ec) {
-                                         if (ec) self->abort("could not send Close", ec);
-                                     });
-    if (hold_close_) ws_.next_layer().release_close_reply();
-    close_timer_.expires_after(opts_.close_timeout);
-    close_timer_.async_wait([self = self()](error_code ec) {
+    if (raw_ && peer_closed_) {
+        // The answer to a held Close (a proxy passing on the far end's): the handshake is over.
+        close_info info;
+        info.code = peer_code_;
+        info.reason = peer_reason_;
+        info.clean = true;
+        info.by_peer = true;
+        layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, false),
+                                [self = self(), info = std::move(info)](error_code ec) mutable {
+                                    if (ec) return self->abort("could not send Close", ec);
+                                    self->teardown_and_finish(std::move(info));
+                                });
+    } else {
+        layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+                                [self = self()](error_code ec) {
+                                    if (ec) self->abort("could not send Close", ec);
+                                });
+        if (hold_close_ && ws_) layer().release_close_reply();
+    }
+    timer(close_timer_).expires_after(opts_.close_timeout);
+    close_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
         self->abort(fmt::format("no Close from peer within {}ms",
                                 std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.close_timeout).count()),
@@ -227,9 +459,9 @@ void session<Layer>::abort(std::string what, error_code ec) {
     if (finished_) return;
     if (abort_what_.empty()) abort_what_ = std::move(what);
     if (ec == net::error::timed_out) timed_out_ = true;
-    if (hold_close_) ws_.next_layer().release_close_reply(net::error::operation_aborted);
+    if (hold_close_ && ws_) layer().release_close_reply(net::error::operation_aborted);
     error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    beast::get_lowest_layer(layer()).socket().close(ignored);
 }
 
 template <class Layer>
@@ -243,12 +475,17 @@ void session<Layer>::ping(std::string payload) {
     ping_sent_ = steady_clock::now();
     awaiting_pong_ = true;
     ++stats_.pings_sent;
-    ws_.async_ping(websocket::ping_data(payload.data(), payload.size()), [self = self()](error_code) {
-        self->ping_in_flight_ = false;
-    });
+    if (raw_) {
+        layer().write_control(0x89, payload);
+        ping_in_flight_ = false;
+    } else {
+        ws_->async_ping(websocket::ping_data(payload.data(), payload.size()), [self = self()](error_code) {
+            self->ping_in_flight_ = false;
+        });
+    }
     if (opts_.ping_timeout.count() > 0) {
-        pong_timer_.expires_after(opts_.ping_timeout);
-        pong_timer_.async_wait([self = self()](error_code ec) {
+        timer(pong_timer_).expires_after(opts_.ping_timeout);
+        pong_timer_->async_wait([self = self()](error_code ec) {
             if (ec || self->finished_ || !self->awaiting_pong_) return;
             self->ping_timed_out_ = true;
             self->abort(fmt::format("no pong within {}ms",
@@ -264,46 +501,51 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
     if (kind == websocket::frame_type::ping) {
         if (events_) events_->on_ping({payload.data(), payload.size()});
     } else if (kind == websocket::frame_type::close) {
-        if (ws_.reason().code >= 5000 && !close_sent_) {
+        if (ws_->reason().code >= 5000 && !close_sent_) {
             // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection
             // with 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
             bad_close_code_ = true;
             close_requested_ = close_sent_ = true;
             close_code_ = 1002;
             close_reason_ = "invalid close code";
-            ws_.next_layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
-                                             [](error_code) {});
+            layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+                                    [](error_code) {});
             return;
         }
         if (hold_close_ && events_) {
             // Beast writes its answer right after this call: hold that one frame only (a Close
             // Beast sends on its own, e.g. 1009 for a message too big, must go out at once).
-            ws_.next_layer().set_hold_close_reply(true);
-            const auto& r = ws_.reason();
+            layer().set_hold_close_reply(true);
+            const auto& r = ws_->reason();
             events_->on_close_received(r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code),
                                        {payload.data(), payload.size()});
         }
     } else if (kind == websocket::frame_type::pong) {
-        ++stats_.pongs_received;
-        std::chrono::nanoseconds rtt{0};
-        if (awaiting_pong_ && std::string_view(payload.data(), payload.size()) == ping_payload_) {
-            awaiting_pong_ = false;
-            pong_timer_.cancel();
-            rtt = last_activity_ - ping_sent_;
-            stats_.rtt_last = rtt;
-            stats_.rtt_sum += rtt;
-            if (stats_.rtt_min.count() == 0 || rtt < stats_.rtt_min) stats_.rtt_min = rtt;
-            if (rtt > stats_.rtt_max) stats_.rtt_max = rtt;
-        }
-        if (events_) events_->on_pong({payload.data(), payload.size()}, rtt);
+        note_pong({payload.data(), payload.size()});
     }
+}
+
+template <class Layer>
+void session<Layer>::note_pong(std::string_view payload) {
+    ++stats_.pongs_received;
+    std::chrono::nanoseconds rtt{0};
+    if (awaiting_pong_ && payload == ping_payload_) {
+        awaiting_pong_ = false;
+        if (pong_timer_) pong_timer_->cancel();
+        rtt = last_activity_ - ping_sent_;
+        stats_.rtt_last = rtt;
+        stats_.rtt_sum += rtt;
+        if (stats_.rtt_min.count() == 0 || rtt < stats_.rtt_min) stats_.rtt_min = rtt;
+        if (rtt > stats_.rtt_max) stats_.rtt_max = rtt;
+    }
+    if (events_) events_->on_pong(payload, rtt);
 }
 
 template <class Layer>
 void session<Layer>::arm_ping() {
     if (opts_.ping_interval.count() <= 0) return;
-    ping_timer_.expires_after(opts_.ping_interval);
-    ping_timer_.async_wait([self = self()](error_code ec) {
+    timer(ping_timer_).expires_after(opts_.ping_interval);
+    ping_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
         self->ping(fmt::format("{}", self->stats_.pings_sent + 1));
         self->arm_ping();
@@ -313,8 +555,8 @@ void session<Layer>::arm_ping() {
 template <class Layer>
 void session<Layer>::arm_idle() {
     if (opts_.idle_timeout.count() <= 0) return;
-    idle_timer_.expires_at(last_activity_ + opts_.idle_timeout);
-    idle_timer_.async_wait([self = self()](error_code ec) {
+    timer(idle_timer_).expires_at(last_activity_ + opts_.idle_timeout);
+    idle_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_ || self->close_requested_) return;
         if (steady_clock::now() - self->last_activity_ >= self->opts_.idle_timeout) {
             self->timed_out_ = true;
@@ -331,10 +573,8 @@ void session<Layer>::finish(close_info info) {
     if (finished_) return;
     finished_ = true;
     error_code ignored;
-    ping_timer_.cancel();
-    idle_timer_.cancel();
-    close_timer_.cancel();
-    pong_timer_.cancel();
+    for (auto* t : {&ping_timer_, &idle_timer_, &close_timer_, &pong_timer_})
+        if (*t) (*t)->cancel();
     if (close_sent_) {
         info.sent_code = close_code_;
         info.sent_reason = close_reason_;

@@ -3,9 +3,12 @@
 /// Owns the read loop, a byte-capped write queue, pings and the closing handshake.
 #include <list>
 #include <memory>
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "channel.hpp"
+#include "frame_reader.hpp"
 #include "net.hpp"
 #include "ws_layer.hpp"
 
@@ -75,25 +78,49 @@ protected:
     std::vector<std::shared_ptr<const void>> held_until_close_;
 };
 
+/// Two ways of reading: a Beast websocket stream (clients, and servers with compression), or,
+/// for servers without extensions, the stream alone with frames parsed here (frame_reader):
+/// every frame already received is handled in one pass, an idle connection holds no read
+/// buffer, and Beast's per-connection state is gone after the handshake.
 template <class Layer>
 class session final : public ws_session {
 public:
     session(websocket::stream<Layer>&& ws, beast::role_type role, session_options opts);
+    /// Server side, no extensions: `stream` is the upgraded connection, `early` any bytes
+    /// that arrived behind the upgrade request. Writes are direct (opts.direct_writes).
+    session(typename Layer::next_layer_type&& stream, std::string early, session_options opts);
 
     void start(std::shared_ptr<channel_events> events) override;
     void send(std::string payload, bool binary) override;
     void ping(std::string payload) override;
     void close(std::uint16_t code, std::string reason) override;
     void abort(std::string what, error_code ec) override;
-    std::size_t queued_bytes() const noexcept override { return direct_ ? ws_.next_layer().buffered() : queued_bytes_; }
+    std::size_t queued_bytes() const noexcept override { return direct_ ? layer().buffered() : queued_bytes_; }
     void want_writable() override;
     void pause_reading() override;
     void hold_close_reply() override;
     void resume_reading() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
-    net::any_io_executor get_executor() override { return ws_.get_executor(); }
+    net::any_io_executor get_executor() override { return layer().get_executor(); }
 
 private:
+    static constexpr bool plain_socket = !std::is_same_v<Layer, tls_layer>;
+    Layer& layer() noexcept { return ws_ ? ws_->next_layer() : *raw_; }
+    const Layer& layer() const noexcept { return ws_ ? ws_->next_layer() : *raw_; }
+    net::steady_timer& timer(std::optional<net::steady_timer>& t) {
+        if (!t) t.emplace(layer().get_executor());
+        return *t;
+    }
+    // Frames parsed here (raw_ set):
+    void pump();
+    void on_readable(error_code ec);
+    void on_tls_read(error_code ec, std::size_t n);
+    std::size_t handle_frames(char* data, std::size_t n);
+    void on_peer_close(std::uint16_t code, std::string_view reason);
+    void fail_connection(websocket::error e, std::uint16_t code);
+    void teardown_and_finish(close_info info);
+    void note_pong(std::string_view payload);
+
     void do_read();
     void on_read(error_code ec, std::size_t n);
     void do_write();
@@ -110,7 +137,8 @@ private:
         bool binary;
     };
 
-    websocket::stream<Layer> ws_;
+    std::optional<websocket::stream<Layer>> ws_;
+    std::optional<Layer> raw_;
     beast::role_type role_;
     session_options opts_;
     std::shared_ptr<channel_events> events_;
@@ -138,10 +166,20 @@ private:
     steady_clock::time_point ping_sent_{};
     bool awaiting_pong_ = false;
     steady_clock::time_point last_activity_{};
-    net::steady_timer ping_timer_;
-    net::steady_timer idle_timer_;
-    net::steady_timer close_timer_;
-    net::steady_timer pong_timer_;
+    // Created when first needed: most connections never use most of them.
+    std::optional<net::steady_timer> ping_timer_;
+    std::optional<net::steady_timer> idle_timer_;
+    std::optional<net::steady_timer> close_timer_;
+    std::optional<net::steady_timer> pong_timer_;
+    // Frames parsed here (raw_ set):
+    frame_reader reader_;
+    std::string partial_;                   // received bytes not yet handled (an incomplete frame header)
+    std::unique_ptr<char[]> tls_buf_;       // TLS reads (a plain socket reads into a per-thread buffer)
+    bool read_stopped_ = false;             // a Close or a protocol error ended reading
+    bool peer_closed_ = false;              // the peer's Close arrived
+    std::uint16_t peer_code_ = 1005;
+    std::string peer_reason_;
+    websocket::error failure_{};
 };
 
 extern template class session<tcp_layer>;

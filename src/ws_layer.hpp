@@ -136,6 +136,15 @@ public:
         else schedule_flush();
     }
 
+    /// Appends an unmasked control frame (a server's Ping or Pong; payload at most 125 bytes).
+    void write_control(unsigned char first_byte, std::string_view payload) {
+        if (swallow_) return;
+        const char head[2] = {static_cast<char>(first_byte), static_cast<char>(payload.size())};
+        pending_.append(head, 2);
+        pending_.append(payload);
+        schedule_flush();
+    }
+
     /// Bytes accepted and not yet written.
     std::size_t buffered() const noexcept { return pending_.size() + writing_.size(); }
 
@@ -169,6 +178,27 @@ public:
                 });
             },
             h, b);
+    }
+
+    /// Plain sockets: sends what is pending, then waits until the socket has bytes to read
+    /// (read them with read_available). No buffer is tied up while a connection is idle.
+    template <class Handler>
+    void async_wait_readable(Handler&& h) {
+        flush();
+        ++reads_in_flight_;
+        beast::get_lowest_layer(next_).socket().async_wait(
+            net::socket_base::wait_read, [this, handler = std::forward<Handler>(h)](error_code ec) mutable {
+                --reads_in_flight_;
+                handler(ec);
+            });
+    }
+
+    /// Plain sockets: reads what is there without waiting (would_block when nothing is).
+    std::size_t read_available(net::mutable_buffer b, error_code& ec) {
+        auto& sock = beast::get_lowest_layer(next_).socket();
+        if (!sock.non_blocking()) sock.non_blocking(true, ec);
+        if (ec) return 0;
+        return sock.read_some(b, ec);
     }
 
     /// Writes are copied into a pending buffer and complete at once (on the next turn of

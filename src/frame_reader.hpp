@@ -1,0 +1,62 @@
+#pragma once
+/// frame_reader: an incremental RFC 6455 frame parser for connections without extensions.
+///
+/// It takes whatever bytes the socket produced, unmasks them in place and yields one event
+/// at a time: a complete data message, a control frame, or the protocol error that fails
+/// the connection (with the close code RFC 6455 prescribes). A data frame's payload is
+/// appended to the message as it arrives, so only an incomplete frame header or control
+/// frame (at most 139 bytes) is ever left for the caller to keep between reads.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "net.hpp"
+
+namespace wsx {
+
+struct frame_event {
+    enum kind_t { none, message, ping, pong, close, error };
+    kind_t kind = none;
+    bool binary = false;             ///< message: binary (else text, already checked as UTF-8)
+    std::string payload;             ///< message: its payload
+    std::string_view control;        ///< ping/pong: payload; close: reason (in the caller's buffer)
+    std::uint16_t close_code = 0;    ///< close: the code received (1005 when none); error: the code to send
+    websocket::error failure{};      ///< error: what was wrong
+};
+
+class frame_reader {
+public:
+    /// `masked`: frames must be masked (a server reading a client), else must not be.
+    frame_reader(std::uint64_t max_message_size, bool masked) noexcept
+        : max_message_(max_message_size), masked_(masked) {}
+
+    /// Reads from [data, data + n), unmasking in place. Returns the bytes consumed and sets
+    /// `ev` (kind none: the rest is an incomplete frame header or control frame, to be
+    /// offered again with more bytes behind it). After an error event, nothing more is read.
+    std::size_t next(char* data, std::size_t n, frame_event& ev);
+
+    bool failed() const noexcept { return failed_; }
+    /// A message is partly received (between its first and last frame, or inside a frame).
+    bool mid_message() const noexcept { return in_message_; }
+
+private:
+    std::size_t payload(char* data, std::size_t n, frame_event& ev);
+    std::size_t fail(frame_event& ev, websocket::error e, std::uint16_t code) noexcept;
+
+    std::uint64_t max_message_;
+    bool masked_;
+    bool failed_ = false;
+    bool in_message_ = false;  // a data message has begun
+    bool binary_ = false;
+    bool in_frame_ = false;    // inside a data frame's payload
+    bool fin_ = false;
+    std::uint64_t remaining_ = 0;
+    std::uint32_t key_ = 0;
+    unsigned key_at_ = 0;      // position in the mask key of the next payload byte
+    std::string message_;
+};
+
+/// RFC 6455 7.4: may `code` appear in a Close frame?
+bool is_valid_close_code(std::uint16_t code) noexcept;
+
+}  // namespace wsx

@@ -1,0 +1,192 @@
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "frame_reader.hpp"
+
+using wsx::frame_event;
+using wsx::frame_reader;
+namespace websocket = boost::beast::websocket;
+
+namespace {
+
+/// One frame as a client sends it (masked with `key`), or unmasked when key is 0.
+std::string frame(unsigned opcode, std::string_view payload, bool fin = true, std::uint32_t key = 0x5a1bc3d4,
+                  int len_bytes = 0) {
+    std::string f;
+    f.push_back(static_cast<char>((fin ? 0x80 : 0) | opcode));
+    const char mask_bit = key ? static_cast<char>(0x80) : 0;
+    const std::size_t n = payload.size();
+    if (len_bytes == 0) len_bytes = n < 126 ? 0 : n < 65536 ? 2 : 8;
+    if (len_bytes == 0) {
+        f.push_back(static_cast<char>(mask_bit | n));
+    } else if (len_bytes == 2) {
+        f.push_back(static_cast<char>(mask_bit | 126));
+        f.push_back(static_cast<char>(n >> 8));
+        f.push_back(static_cast<char>(n & 0xff));
+    } else {
+        f.push_back(static_cast<char>(mask_bit | 127));
+        for (int i = 7; i >= 0; --i) f.push_back(static_cast<char>((std::uint64_t(n) >> (8 * i)) & 0xff));
+    }
+    if (!key) return f + std::string(payload);
+    unsigned char k[4] = {static_cast<unsigned char>(key >> 24), static_cast<unsigned char>(key >> 16),
+                          static_cast<unsigned char>(key >> 8), static_cast<unsigned char>(key)};
+    f.append(reinterpret_cast<const char*>(k), 4);
+    for (std::size_t i = 0; i < n; ++i) f.push_back(static_cast<char>(payload[i] ^ k[i % 4]));
+    return f;
+}
+
+std::string close_payload(std::uint16_t code, std::string_view reason = {}) {
+    std::string p;
+    p.push_back(static_cast<char>(code >> 8));
+    p.push_back(static_cast<char>(code & 0xff));
+    return p + std::string(reason);
+}
+
+struct seen {
+    frame_event::kind_t kind;
+    std::string data;  // message payload, control payload or close reason
+    bool binary = false;
+    std::uint16_t code = 0;
+    websocket::error failure{};
+    bool operator==(const seen& o) const {
+        return kind == o.kind && data == o.data && binary == o.binary && code == o.code && failure == o.failure;
+    }
+};
+
+/// Feeds `wire` in chunks of `chunk` bytes the way a session does (unused bytes are kept and
+/// offered again with the next chunk behind them); returns every event until an error or Close.
+std::vector<seen> feed(const std::string& wire, std::size_t chunk, std::uint64_t max = 1 << 20, bool masked = true) {
+    frame_reader r(max, masked);
+    std::vector<seen> out;
+    std::string buf;
+    std::size_t at = 0;
+    while (at < wire.size() || !buf.empty()) {
+        const std::size_t take = std::min(chunk, wire.size() - at);
+        buf.append(wire, at, take);
+        at += take;
+        std::size_t used = 0;
+        for (int guard = 0; guard < 100000; ++guard) {
+            frame_event ev;
+            used += r.next(buf.data() + used, buf.size() - used, ev);
+            if (ev.kind == frame_event::none) {
+                if (used == buf.size() || !r.mid_message()) break;
+                continue;
+            }
+            seen s{ev.kind, {}, ev.binary, 0, {}};
+            if (ev.kind == frame_event::message) s.data = ev.payload;
+            if (ev.kind == frame_event::ping || ev.kind == frame_event::pong || ev.kind == frame_event::close)
+                s.data = std::string(ev.control);
+            if (ev.kind == frame_event::close || ev.kind == frame_event::error) s.code = ev.close_code;
+            if (ev.kind == frame_event::error) s.failure = ev.failure;
+            out.push_back(s);
+            if (ev.kind == frame_event::close || ev.kind == frame_event::error) return out;
+        }
+        buf.erase(0, used);
+        CHECK(buf.size() <= 139);  // only an incomplete header or control frame is ever kept
+        if (take == 0) break;
+    }
+    return out;
+}
+
+seen msg(std::string text, bool binary = false) { return {frame_event::message, std::move(text), binary, 0, {}}; }
+seen err(websocket::error e, std::uint16_t code) { return {frame_event::error, {}, false, code, e}; }
+
+}  // namespace
+
+TEST_CASE("frame_reader: messages and control frames, whole or one byte at a time", "[frame_reader]") {
+    const std::string big(70000, 'x');
+    std::string mid(300, '\0');
+    for (std::size_t i = 0; i < mid.size(); ++i) mid[i] = static_cast<char>(i);
+    const std::string wire = frame(1, "hello") + frame(2, mid) + frame(9, "pi") + frame(1, big) + frame(1, "") +
+                             frame(10, "po") + frame(8, close_payload(1000, "bye"));
+    const std::vector<seen> want = {msg("hello"), msg(mid, true), {frame_event::ping, "pi"}, msg(big), msg(""),
+                                    {frame_event::pong, "po"}, {frame_event::close, "bye", false, 1000, {}}};
+    for (std::size_t chunk : {wire.size(), std::size_t(1), std::size_t(3), std::size_t(7), std::size_t(4096)}) {
+        INFO("chunk " << chunk);
+        CHECK(feed(wire, chunk) == want);
+    }
+}
+
+TEST_CASE("frame_reader: fragments make one message; control frames may come between them", "[frame_reader]") {
+    // "€" (E2 82 AC) split across the fragments: valid once whole.
+    const std::string wire = frame(1, "a\xE2", false) + frame(9, "between") + frame(0, "\x82", false) +
+                             frame(0, "\xAC" "z", true) + frame(2, "b");
+    const std::vector<seen> want = {{frame_event::ping, "between"}, msg("a\xE2\x82\xAC" "z"), msg("b", true)};
+    CHECK(feed(wire, wire.size()) == want);
+    CHECK(feed(wire, 1) == want);
+}
+
+TEST_CASE("frame_reader: a Close without payload reports 1005", "[frame_reader]") {
+    CHECK(feed(frame(8, ""), 64) == std::vector<seen>{{frame_event::close, "", false, 1005, {}}});
+}
+
+TEST_CASE("frame_reader: protocol errors carry the close code RFC 6455 prescribes", "[frame_reader]") {
+    using e = websocket::error;
+    std::string rsv = frame(1, "x");
+    rsv[0] = static_cast<char>(rsv[0] | 0x40);
+    CHECK(feed(rsv, 64) == std::vector<seen>{err(e::bad_reserved_bits, 1002)});
+    CHECK(feed(frame(3, "x"), 64) == std::vector<seen>{err(e::bad_opcode, 1002)});
+    CHECK(feed(frame(1, "x", true, 0), 64) == std::vector<seen>{err(e::bad_unmasked_frame, 1002)});
+    CHECK(feed(frame(1, "x"), 64, 1 << 20, false) == std::vector<seen>{err(e::bad_masked_frame, 1002)});
+    CHECK(feed(frame(9, "x", false), 64) == std::vector<seen>{err(e::bad_control_fragment, 1002)});
+    CHECK(feed(frame(9, std::string(126, 'p')), 300) == std::vector<seen>{err(e::bad_control_size, 1002)});
+    CHECK(feed(frame(0, "x"), 64) == std::vector<seen>{err(e::bad_continuation, 1002)});
+    CHECK(feed(frame(1, "x", false) + frame(1, "y"), 64) == std::vector<seen>{err(e::bad_data_frame, 1002)});
+    CHECK(feed(frame(1, "short", true, 0x01020304, 2), 64) == std::vector<seen>{err(e::bad_size, 1002)});
+    CHECK(feed(frame(1, std::string(200, 'y'), true, 0x01020304, 8), 300) == std::vector<seen>{err(e::bad_size, 1002)});
+    CHECK(feed(frame(2, std::string(101, 'y')), 300, 100) == std::vector<seen>{err(e::message_too_big, 1009)});
+    CHECK(feed(frame(2, std::string(60, 'y'), false) + frame(0, std::string(41, 'y')), 300, 100) ==
+          std::vector<seen>{err(e::message_too_big, 1009)});
+    CHECK(feed(frame(2, std::string(100, 'y')), 300, 100) == std::vector<seen>{msg(std::string(100, 'y'), true)});
+    CHECK(feed(frame(1, "bad \xC0\xAF utf-8"), 64) == std::vector<seen>{err(e::bad_frame_payload, 1007)});
+    CHECK(feed(frame(1, "\xED\xA0\x80"), 64) == std::vector<seen>{err(e::bad_frame_payload, 1007)});  // a surrogate
+    CHECK(feed(frame(8, "\x03"), 64) == std::vector<seen>{err(e::bad_close_size, 1002)});
+    for (std::uint16_t bad : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
+        INFO("close code " << bad);
+        CHECK(feed(frame(8, close_payload(bad)), 64) == std::vector<seen>{err(e::bad_close_code, 1002)});
+    }
+    for (std::uint16_t good : {1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999})
+        CHECK(feed(frame(8, close_payload(good)), 64) == std::vector<seen>{{frame_event::close, "", false, good, {}}});
+    CHECK(feed(frame(8, close_payload(1000, "\xFF")), 64) == std::vector<seen>{err(e::bad_close_payload, 1007)});
+}
+
+TEST_CASE("frame_reader: nothing is read after an error or a Close", "[frame_reader]") {
+    std::string wire = frame(8, close_payload(1000)) + frame(1, "late");
+    frame_reader r(1 << 20, true);
+    frame_event ev;
+    const std::size_t used = r.next(wire.data(), wire.size(), ev);
+    CHECK(ev.kind == frame_event::close);
+    CHECK(r.next(wire.data() + used, wire.size() - used, ev) == 0);
+    CHECK(ev.kind == frame_event::none);
+}
+
+TEST_CASE("frame_reader: random messages survive random chunking", "[frame_reader]") {
+    std::mt19937 rng(20261128);
+    for (int round = 0; round < 50; ++round) {
+        std::string wire;
+        std::vector<seen> want;
+        for (int m = 0; m < 20; ++m) {
+            const std::size_t size = std::uniform_int_distribution<std::size_t>(0, m % 5 == 0 ? 70000 : 300)(rng);
+            std::string payload(size, '\0');
+            for (auto& c : payload) c = static_cast<char>(rng());
+            const std::uint32_t key = static_cast<std::uint32_t>(rng()) | 1;
+            // Split some messages into fragments of random sizes.
+            std::size_t at = 0;
+            bool first = true;
+            do {
+                const std::size_t part = rng() % 3 == 0 ? std::min<std::size_t>(size - at, rng() % 500) : size - at;
+                const bool fin = at + part == size;
+                wire += frame(first ? 2 : 0, std::string_view(payload).substr(at, part), fin, key);
+                at += part;
+                first = false;
+            } while (at < size);
+            want.push_back(msg(payload, true));
+        }
+        const std::size_t chunk = std::uniform_int_distribution<std::size_t>(1, 9000)(rng);
+        INFO("round " << round << " chunk " << chunk);
+        REQUIRE(feed(wire, chunk, 1 << 20) == want);
+    }
+}
