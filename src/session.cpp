@@ -55,93 +55,108 @@ char* thread_read_buffer() {
 }
 }  // namespace
 
-// Reads what the socket has and handles every complete frame in it, a few rounds at most
-// (then lets other connections run); waits for the socket only once it had nothing more.
+// Handles what was kept from earlier reads and whatever the socket has now, then reads on.
 template <class Layer>
 void session<Layer>::pump() {
-    for (int round = 0; round < 8; ++round) {
-        if (finished_ || read_stopped_) return;
-        if (read_paused_) {
-            read_parked_ = true;
-            return;
-        }
-        const std::size_t have = partial_.size();
-        if constexpr (plain_socket) {
-            char* buf = thread_read_buffer();
-            if (have > 0) std::memcpy(buf, partial_.data(), have);
-            partial_.clear();
-            error_code ec;
-            std::size_t n = have < read_chunk ? layer().read_available(net::buffer(buf + have, read_chunk - have), ec) : 0;
-            const bool drained = ec == net::error::would_block || ec == net::error::try_again;
-            if (ec && !drained) {
-                if (have > 0) handle_frames(buf, have);
-                if (finished_ || read_stopped_) return;
-                close_info info;
-                info.error = ec;
-                info.what = abort_what_.empty() ? ec.message() : abort_what_;
-                return finish(std::move(info));
-            }
-            if (drained) n = 0;
-            const std::size_t total = have + n;
-            const std::size_t used = handle_frames(buf, total);
-            if (finished_) return;
-            partial_.assign(buf + used, total - used);
-            if (partial_.capacity() > 4096 && partial_.size() < 512) partial_.shrink_to_fit();
-            if (read_paused_ || read_stopped_) continue;
-            if (drained || (n > 0 && have + n < read_chunk)) {
-                // All there was: a later byte raises a new readiness event, so wait for it.
-                layer().async_wait_readable(beast::bind_front_handler(&session::on_readable, self()));
-                return;
-            }
-        } else {
-            constexpr std::size_t tls_chunk = 16 * 1024 + 256;
-            if (!tls_buf_) tls_buf_.reset(new char[tls_chunk]);
-            if (have > 0 && have < tls_chunk) {
-                std::memcpy(tls_buf_.get(), partial_.data(), have);
-                partial_.clear();
-                layer().async_read_some(net::buffer(tls_buf_.get() + have, tls_chunk - have),
-                                        [self = self(), have](error_code ec, std::size_t n) { self->on_tls_read(ec, have + n); });
-                return;
-            }
-            if (have == 0) {
-                layer().async_read_some(net::buffer(tls_buf_.get(), tls_chunk),
-                                        [self = self()](error_code ec, std::size_t n) { self->on_tls_read(ec, n); });
-                return;
-            }
-            // More held back (reading was paused) than one read takes: handle it first.
-            const std::size_t used = handle_frames(partial_.data(), partial_.size());
-            if (finished_) return;
-            partial_.erase(0, used);
-        }
+    if (finished_ || read_stopped_) return;
+    if (read_paused_) {
+        read_parked_ = true;
+        return;
     }
-    net::post(layer().get_executor(), [self = self()] { self->pump(); });
+    if constexpr (plain_socket) {
+        char* buf = thread_read_buffer();
+        const std::size_t have = std::min(partial_.size(), read_chunk);
+        std::memcpy(buf, partial_.data(), have);
+        partial_.erase(0, have);
+        consume(buf, have, true);
+    } else {
+        if (partial_.empty()) return read_tls();
+        // Bytes held back while reading was paused: handle them before reading more.
+        const std::size_t used = handle_frames(partial_.data(), partial_.size());
+        if (finished_) return;
+        partial_.erase(0, used);
+        if (read_paused_) read_parked_ = true;
+        else if (!read_stopped_) read_tls();
+    }
+}
+
+// Plain sockets: the waiting read takes a few bytes into small_ (a small message's whole
+// frame); the rest is read at once, without waiting, into the thread's buffer.
+template <class Layer>
+void session<Layer>::read_plain() {
+    layer().async_read_some(net::buffer(small_), beast::bind_front_handler(&session::on_plain_read, self()));
 }
 
 template <class Layer>
-void session<Layer>::on_readable(error_code ec) {
+void session<Layer>::on_plain_read(error_code ec, std::size_t n) {
     if (finished_) return;
-    if (ec) {
-        close_info info;
-        info.error = ec;
-        info.what = abort_what_.empty() ? ec.message() : abort_what_;
-        return finish(std::move(info));
+    char* buf = thread_read_buffer();
+    const std::size_t have = partial_.size();  // small: an incomplete frame header or control frame
+    std::memcpy(buf, partial_.data(), have);
+    partial_.clear();
+    std::memcpy(buf + have, small_, n);
+    if (ec) return end_of_input(buf, have + n, ec);
+    consume(buf, have + n, n == sizeof small_);
+}
+
+// Handles the frames in buf[0, total), reading more behind them while the socket may have
+// more (`more`), for a few rounds at most before letting other connections run.
+template <class Layer>
+void session<Layer>::consume(char* buf, std::size_t total, bool more) {
+    for (int round = 0;; ++round) {
+        if (more && total < read_chunk) {
+            error_code ec;
+            const std::size_t n = layer().read_available(net::buffer(buf + total, read_chunk - total), ec);
+            if (ec == net::error::would_block || ec == net::error::try_again) more = false;
+            else if (ec) return end_of_input(buf, total, ec);
+            total += n;
+        }
+        const std::size_t used = handle_frames(buf, total);
+        if (finished_) return;
+        total -= used;
+        if (read_paused_ || read_stopped_ || (more && round >= 8)) {
+            partial_.assign(buf + used, total);
+            if (read_paused_) read_parked_ = true;
+            else if (!read_stopped_) net::post(layer().get_executor(), [self = self()] { self->pump(); });
+            return;
+        }
+        std::memmove(buf, buf + used, total);
+        if (!more) break;
     }
-    pump();
+    partial_.assign(buf, total);
+    if (partial_.capacity() > 1024) partial_.shrink_to_fit();
+    read_plain();
+}
+
+// The socket failed or the peer left: the frames that arrived before still count.
+template <class Layer>
+void session<Layer>::end_of_input(char* buf, std::size_t total, error_code ec) {
+    handle_frames(buf, total);
+    if (finished_ || read_stopped_) return;
+    close_info info;
+    info.error = ec;
+    info.what = abort_what_.empty() ? ec.message() : abort_what_;
+    finish(std::move(info));
+}
+
+template <class Layer>
+void session<Layer>::read_tls() {
+    constexpr std::size_t tls_chunk = 16 * 1024 + 256;
+    if (!tls_buf_) tls_buf_.reset(new char[tls_chunk]);
+    const std::size_t have = partial_.size();  // an incomplete frame header or control frame
+    std::memcpy(tls_buf_.get(), partial_.data(), have);
+    partial_.clear();
+    layer().async_read_some(net::buffer(tls_buf_.get() + have, tls_chunk - have),
+                            [self = self(), have](error_code ec, std::size_t n) { self->on_tls_read(ec, have + n); });
 }
 
 template <class Layer>
 void session<Layer>::on_tls_read(error_code ec, std::size_t n) {
     if (finished_) return;
+    if (ec) return end_of_input(tls_buf_.get(), n, ec);
     const std::size_t used = handle_frames(tls_buf_.get(), n);
     if (finished_) return;
     partial_.assign(tls_buf_.get() + used, n - used);
-    if (ec) {
-        if (read_stopped_) return;
-        close_info info;
-        info.error = ec;
-        info.what = abort_what_.empty() ? ec.message() : abort_what_;
-        return finish(std::move(info));
-    }
     pump();
 }
 

@@ -113,7 +113,11 @@ private:
     }
     // Frames parsed here (raw_ set):
     void pump();
-    void on_readable(error_code ec);
+    void read_plain();
+    void on_plain_read(error_code ec, std::size_t n);
+    void consume(char* buf, std::size_t total, bool more);
+    void end_of_input(char* buf, std::size_t total, error_code ec);
+    void read_tls();
     void on_tls_read(error_code ec, std::size_t n);
     std::size_t handle_frames(char* data, std::size_t n);
     void on_peer_close(std::uint16_t code, std::string_view reason);
@@ -175,6 +179,7 @@ private:
     frame_reader reader_;
     std::string partial_;                   // received bytes not yet handled (an incomplete frame header)
     std::unique_ptr<char[]> tls_buf_;       // TLS reads (a plain socket reads into a per-thread buffer)
+    char small_[64];                        // a plain socket's waiting read
     bool read_stopped_ = false;             // a Close or a protocol error ended reading
     bool peer_closed_ = false;              // the peer's Close arrived
     std::uint16_t peer_code_ = 1005;

@@ -180,19 +180,6 @@ public:
             h, b);
     }
 
-    /// Plain sockets: sends what is pending, then waits until the socket has bytes to read
-    /// (read them with read_available). No buffer is tied up while a connection is idle.
-    template <class Handler>
-    void async_wait_readable(Handler&& h) {
-        flush();
-        ++reads_in_flight_;
-        beast::get_lowest_layer(next_).socket().async_wait(
-            net::socket_base::wait_read, [this, handler = std::forward<Handler>(h)](error_code ec) mutable {
-                --reads_in_flight_;
-                handler(ec);
-            });
-    }
-
     /// Plain sockets: reads what is there without waiting (would_block when nothing is).
     std::size_t read_available(net::mutable_buffer b, error_code& ec) {
         auto& sock = beast::get_lowest_layer(next_).socket();

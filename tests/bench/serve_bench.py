@@ -4,7 +4,9 @@
 Load comes from tests/bench/serve_loadgen.cpp (a small epoll client, compiled here with g++),
 so no server is measured with its own code. Servers run on CPU 0, the generator on CPU 1
 (taskset); the servers are measured in turns, round after round, and the medians of the rounds
-and the ratios wsx/node are printed.
+and the ratios wsx/node are printed. Under each throughput figure: the server CPU time per message
+(or handshake), read from /proc, since a load generator near its own ceiling hides how much
+each server has left.
 
 Scenarios (32-byte text unless stated):
   pipelined   100 connections, 32 messages in flight each         (msgs/s)
@@ -116,16 +118,27 @@ def rss_kib(pid):
     return 0
 
 
-def run_load(loadgen, port, scenario, seconds):
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(loadgen, server_pid, port, scenario, seconds):
+    """Returns (figure, server CPU microseconds per message or handshake), or None."""
     mode, conns, inflight, size, unit = SCENARIOS[scenario]
+    cpu0 = cpu_seconds(server_pid)
     r = subprocess.run(["taskset", "-c", "1", loadgen, "127.0.0.1", str(port), mode, str(conns), str(inflight), str(size),
                         str(seconds)], capture_output=True, timeout=seconds * 4 + 120, preexec_fn=raise_nofile)
+    cpu = cpu_seconds(server_pid) - cpu0
     if r.returncode != 0:
         return None
     j = json.loads(r.stdout)
     if mode == "latency":
         return (j["p50_us"], j["p99_us"])
-    return j["bytes"] / j["seconds"] / 1e6 if unit == "MB/s" else j["rate"]
+    per = cpu * 1e6 / j["all"] if j.get("all") else None
+    return (j["bytes"] / j["seconds"] / 1e6 if unit == "MB/s" else j["rate"]), per
 
 
 def measure_idle(loadgen, kind, wsx, tmp, n):
@@ -170,7 +183,7 @@ def main():
             for kind in servers:
                 p, port = start_server(kind, a.wsx, tmp)
                 try:
-                    v = run_load(loadgen, port, scenario, a.seconds)
+                    v = run_load(loadgen, p.pid, port, scenario, a.seconds)
                 finally:
                     stop(p)
                 if v is not None:
@@ -182,11 +195,17 @@ def main():
             print(f"{scenario:10} " + "  ".join(f"{k} p50 {v[0]:.0f}us p99 {v[1]:.0f}us" if v else f"{k} failed"
                                                 for k, v in row.items()), flush=True)
             continue
-        med = {k: statistics.median(v) if v else None for k, v in per.items()}
+        med = {k: statistics.median(x[0] for x in v) if v else None for k, v in per.items()}
         results[scenario] = (med, unit)
         ratio = f"{med['wsx'] / med['node']:.1f}x node" if med.get("wsx") and med.get("node") else "-"
         print(f"{scenario:10} " + "  ".join(f"{k} {v:,.0f} {unit}" if v else f"{k} failed" for k, v in med.items())
               + f"   wsx/node {ratio}", flush=True)
+        # Server CPU per message: what each server spends, whatever the load generator's ceiling.
+        cpu = {k: statistics.median(x[1] for x in v) if v and all(x[1] for x in v) else None for k, v in per.items()}
+        if cpu.get("wsx") and cpu.get("node"):
+            what = "handshake" if scenario == "handshake" else "msg"
+            print(f"{'':10} server CPU per {what}: " + "  ".join(f"{k} {v:.2f}us" for k, v in cpu.items() if v)
+                  + f"   node/wsx {cpu['node'] / cpu['wsx']:.1f}x", flush=True)
     if "idle" in only:
         row = {}
         for kind in servers:

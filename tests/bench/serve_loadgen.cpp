@@ -193,7 +193,8 @@ int main(int argc, char** argv) {
             }
         }
         double el = std::chrono::duration<double>(clk::now() - t0).count();
-        std::printf("{\"messages\": %zu, \"seconds\": %.3f, \"rate\": %.1f, \"bytes\": 0}\n", done, el, done / el);
+        std::printf("{\"messages\": %zu, \"seconds\": %.3f, \"rate\": %.1f, \"bytes\": 0, \"all\": %zu}\n", done, el,
+                    done / el, done);
         return 0;
     }
 
@@ -274,7 +275,7 @@ int main(int argc, char** argv) {
         for (int k = 0; k < inflight; ++k) burst += one;
         write_all(c.fd, burst);  // small enough for the socket buffer in every configuration used
     }
-    std::size_t messages = 0, bytes = 0;
+    std::size_t messages = 0, bytes = 0, all = 0;  // all: also those of the warm-up
     std::vector<epoll_event> evs(256);
     std::vector<char> buf(1 << 20);
     auto t0 = clk::now();
@@ -306,12 +307,14 @@ int main(int argc, char** argv) {
             }
             std::size_t got = parse(c.in, bytes, [](std::string_view) {});
             messages += got;
+            all += got;
             c.out.clear();
             for (std::size_t k = 0; k < got; ++k) c.out += one;
             if (!c.out.empty()) write_all(c.fd, c.out);
         }
     }
     double el = std::chrono::duration<double>(clk::now() - start).count();
-    std::printf("{\"messages\": %zu, \"seconds\": %.3f, \"rate\": %.1f, \"bytes\": %zu}\n", messages, el, messages / el, bytes);
+    std::printf("{\"messages\": %zu, \"seconds\": %.3f, \"rate\": %.1f, \"bytes\": %zu, \"all\": %zu}\n", messages, el,
+                messages / el, bytes, all);
     return 0;
 }
