@@ -9,7 +9,10 @@
 /// is swallowed here because ours already went out.
 #include "net.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -180,12 +183,21 @@ public:
             h, b);
     }
 
-    /// Plain sockets: reads what is there without waiting (would_block when nothing is).
+    /// Plain sockets: reads what is there without waiting (would_block when nothing is;
+    /// eof when the peer has shut its side).
     std::size_t read_available(net::mutable_buffer b, error_code& ec) {
-        auto& sock = beast::get_lowest_layer(next_).socket();
-        if (!sock.non_blocking()) sock.non_blocking(true, ec);
-        if (ec) return 0;
-        return sock.read_some(b, ec);
+        ec = {};
+        for (;;) {
+            const ssize_t n = ::recv(beast::get_lowest_layer(next_).socket().native_handle(), b.data(), b.size(), MSG_DONTWAIT);
+            if (n > 0) return static_cast<std::size_t>(n);
+            if (n == 0) {
+                if (b.size() > 0) ec = net::error::eof;
+                return 0;
+            }
+            if (errno == EINTR) continue;
+            ec = error_code(errno, boost::system::system_category());  // EAGAIN: net::error::would_block
+            return 0;
+        }
     }
 
     /// Writes are copied into a pending buffer and complete at once (on the next turn of
