@@ -136,6 +136,9 @@ int report(const bench_args& a, const bench_result& r, const std::vector<thresho
 
 void add_client_options(CLI::App& app, bench_args& a) {
     add_handshake_options(app, a.client);
+    add_compress_options(app, a.client,
+                         "Require permessage-deflate and compress every message; a server that declines it fails "
+                         "the connection (exit 6 when none could be made)");
     app.add_option("--connect-timeout", a.connect_timeout, "Deadline for each connection's TCP, TLS and upgrade")
         ->group("Handshake")->type_name("DURATION")->capture_default_str();
     add_client_tls_options(app, a.client);
@@ -178,7 +181,8 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
 
 runner setup_bench(CLI::App& app) {
     auto a = std::make_shared<bench_args>();
-    app.add_option("url", a->url, "ws:// or wss:// URL of the server under test")->type_name("URL");
+    app.add_option("url", a->url, "ws://, wss:// or ws+unix:///path.sock:/resource URL of the server under test")
+        ->type_name("URL");
 
     const char* l = "Load";
     app.add_option("-s,--scenario", a->scenario,
@@ -244,13 +248,16 @@ runner setup_bench(CLI::App& app) {
         "  wsx bench ws://127.0.0.1:8080/ -c 100 --in-flight 32         # pipelined: maximum rate\n"
         "  wsx bench ws://127.0.0.1:8080/ --rate 20k --fail-if 'p99>5ms' # open loop, CI gate\n"
         "  wsx bench ws://127.0.0.1:8080/ -s connect -c 50 -n 5000      # handshake storm\n"
+        "  wsx bench ws://127.0.0.1:8080/ --compress --size 4KiB        # permessage-deflate both ways\n"
+        "  wsx bench ws+unix:///run/app.sock:/ws -c 10                  # over a unix socket\n"
         "  wsx bench ws://127.0.0.1:8080/ --find-max-rate --target 'p99<10ms' -d 5s\n"
         "  wsx bench merge a.json b.json --html all.html                # runs from several machines\n"
         "\nFigures for --fail-if, --target and --compare: min p50 p90 p99 p99.9 p99.99 max mean\n"
         "handshake_p50 handshake_p99 handshake_max rate send_rate rx_bytes tx_bytes errors connect_fail\n"
         "connections delivery cpu cpu_per_msg.\n"
-        "\nExit status: 0 ok, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected (when no connection\n"
-        "could be made), 8 timeout, 9 a --fail-if threshold held (or no rate met --target), 130 interrupted.");
+        "\nExit status: 0 ok, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected or, with --compress,\n"
+        "permessage-deflate declined (when no connection could be made), 8 timeout, 9 a --fail-if threshold\n"
+        "held (or no rate met --target), 130 interrupted.");
 
     CLI::App* merge = app.add_subcommand("merge", "Merge JSON results of several runs into one report");
     runner merge_run = setup_merge(*merge, a);
@@ -265,7 +272,7 @@ runner setup_bench(CLI::App& app) {
         if (a->url.empty()) p.add("bench needs a URL, e.g. wsx bench ws://127.0.0.1:8080/");
         else if (auto ep = parse_ws_url(a->url, &err)) o.client.url = *ep;
         else p.add(err);
-        if (o.client.url.is_unix()) p.add("bench does not support ws+unix:// URLs yet; use ws:// or wss://");
+        if (o.client.url.is_unix() && o.client.url.tls) p.add("wss+unix:// is not supported: use ws+unix://");
 
         if (auto sc = parse_scenario(a->scenario)) o.scenario = *sc;
         else p.add(fmt::format("--scenario '{}': expected echo, connect, send or fanout", a->scenario));
@@ -320,7 +327,10 @@ runner setup_bench(CLI::App& app) {
 
         o.publishers = unsigned(count_arg(p, "--publishers", a->publishers, 1));
         o.publish_url = a->publish_url;
-        if (!a->publish_url.empty() && !parse_ws_url(a->publish_url, &err)) p.add("--publish-url: " + err);
+        if (!a->publish_url.empty()) {
+            if (auto pu = parse_ws_url(a->publish_url, &err); !pu) p.add("--publish-url: " + err);
+            else if (pu->is_unix() && pu->tls) p.add("--publish-url: wss+unix:// is not supported: use ws+unix://");
+        }
         o.subscribe_messages = a->subscribe_messages;
         o.settle = duration_arg(p, "--settle", a->settle);
         if (o.scenario == bench_scenario::fanout && o.rate == 0) o.rate = 1000;
@@ -329,6 +339,8 @@ runner setup_bench(CLI::App& app) {
             p.add("--publishers, --publish-url and --subscribe-message need --scenario fanout");
 
         apply_client_options(p, a->client, o.client);
+        if (o.client.url.is_unix() && !a->client.proxy.empty())
+            p.add("--proxy cannot be used with a ws+unix:// URL: a unix socket is reached directly");
         o.client.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
         if (o.client.connect_timeout.count() == 0) p.add("--connect-timeout must be greater than 0");
 

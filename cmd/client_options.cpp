@@ -27,6 +27,14 @@ void add_handshake_options(CLI::App& app, client_args& a) {
         ->group(h)->type_name("URL");
 }
 
+void add_compress_options(CLI::App& app, client_args& a, const char* help) {
+    const char* h = "Handshake";
+    app.add_flag("--compress", a.compress, help)->group(h);
+    app.add_option("--compress-window-bits", a.compress_window_bits, "Deflate window bits (9-15)")
+        ->group(h)->check(CLI::Range(9, 15))->type_name("N")->capture_default_str();
+    app.add_flag("--compress-no-context-takeover", a.compress_no_context_takeover, "Ask for no context takeover")->group(h);
+}
+
 void add_client_tls_options(CLI::App& app, client_args& a) {
     const char* t = "TLS";
     app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
@@ -56,6 +64,10 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
     o.token = a.token;
     o.token_query = a.token_query;
     if (!a.token_query.empty() && a.token.empty()) p.add("--token-query needs --token");
+    o.deflate = {.enabled = a.compress, .window_bits = a.compress_window_bits,
+                 .no_context_takeover = a.compress_no_context_takeover};
+    if (!a.compress && (a.compress_window_bits != 15 || a.compress_no_context_takeover))
+        p.add("--compress-window-bits and --compress-no-context-takeover need --compress");
     std::string err;
     if (!a.proxy.empty()) {
         if (auto px = parse_proxy_url(a.proxy, &err)) o.proxy = *px;

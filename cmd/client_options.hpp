@@ -15,15 +15,20 @@ struct client_args {
     std::string origin, host, auth, token, token_query, proxy;
     std::string cacert, cert, key, sni;
     bool insecure = false;
+    bool compress = false, compress_no_context_takeover = false;
+    int compress_window_bits = 15;
 };
 
 /// Adds -H/--header, --subprotocol, --origin, --host, --cookie, --auth, --token, --token-query
 /// and --proxy to the "Handshake" group.
 void add_handshake_options(CLI::App& app, client_args& a);
+/// Adds --compress, --compress-window-bits and --compress-no-context-takeover to the "Handshake" group.
+/// `help` describes --compress (what happens when the server declines differs by command).
+void add_compress_options(CLI::App& app, client_args& a, const char* help = "Offer permessage-deflate compression");
 /// Adds --cacert, --cert, --key, -k/--insecure and --sni to the "TLS" group.
 void add_client_tls_options(CLI::App& app, client_args& a);
 
-/// Fills the handshake, proxy and TLS parts of `o` (whose url must already be set), recording
+/// Fills the handshake, compression, proxy and TLS parts of `o` (whose url must already be set), recording
 /// every problem in `p`; unreadable certificate files are reported now, before any connection.
 void apply_client_options(problems& p, const client_args& a, client_options& o);
 

@@ -16,8 +16,6 @@ struct connect_args {
     std::string url;
     client_args client;
     std::vector<std::string> send, expect, expect_json;
-    bool compress = false, no_context_takeover = false;
-    int window_bits = 15;
     bool binary = false, null = false, hex = false, base64 = false, jsonl = false, timestamps = false;
     std::uint64_t count = 0;
     std::string timeout, idle_timeout, connect_timeout = "10s", wait = "5s", ping_interval, ping_timeout;
@@ -36,11 +34,7 @@ runner setup_connect(CLI::App& app) {
     app.add_option("url", a->url, "ws://, wss:// or ws+unix:///path.sock:/resource URL")->required()->type_name("URL");
 
     add_handshake_options(app, a->client);
-    const char* h = "Handshake";
-    app.add_flag("--compress", a->compress, "Offer permessage-deflate compression")->group(h);
-    app.add_option("--compress-window-bits", a->window_bits, "Deflate window bits (9-15)")
-        ->group(h)->check(CLI::Range(9, 15))->type_name("N")->capture_default_str();
-    app.add_flag("--compress-no-context-takeover", a->no_context_takeover, "Ask for no context takeover")->group(h);
+    add_compress_options(app, a->client);
 
     add_client_tls_options(app, a->client);
 
@@ -108,7 +102,6 @@ runner setup_connect(CLI::App& app) {
         if (auto ep = parse_ws_url(a->url, &err)) o.client.url = *ep;
         else p.add(err);
         apply_client_options(p, a->client, o.client);
-        o.client.deflate = {.enabled = a->compress, .window_bits = a->window_bits, .no_context_takeover = a->no_context_takeover};
         o.client.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
         if (auto d = parse_duration(a->connect_timeout); d && d->count() == 0)
             p.add("--connect-timeout must be greater than 0");

@@ -148,6 +148,7 @@ _wsx() {
         'wsx bench --token' | \
         'wsx bench --token-query' | \
         'wsx bench --proxy' | \
+        'wsx bench --compress-window-bits' | \
         'wsx bench --connect-timeout' | \
         'wsx bench --cacert' | \
         'wsx bench --cert' | \
@@ -340,7 +341,7 @@ _wsx() {
         ;;
     'wsx bench')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --connect-timeout --cacert --cert --key -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
+            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
         elif ((npos == 0)); then
             _wsx_words 'merge' "$cur"
         fi

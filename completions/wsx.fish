@@ -30,7 +30,7 @@ function __wsx_path
                 set skip 1
             case 'wsx bench merge'
                 set path 'wsx bench merge'
-            case 'wsx bench -s' 'wsx bench --scenario' 'wsx bench -c' 'wsx bench --connections' 'wsx bench --connect-rate' 'wsx bench -d' 'wsx bench --duration' 'wsx bench -n' 'wsx bench --messages' 'wsx bench --warmup' 'wsx bench --threads' 'wsx bench --in-flight' 'wsx bench --rate' 'wsx bench --rate-per-conn' 'wsx bench --reply-timeout' 'wsx bench --size' 'wsx bench --payload' 'wsx bench --payload-file' 'wsx bench --publishers' 'wsx bench --publish-url' 'wsx bench --subscribe-message' 'wsx bench --settle' 'wsx bench -H' 'wsx bench --header' 'wsx bench --subprotocol' 'wsx bench --origin' 'wsx bench --host' 'wsx bench --cookie' 'wsx bench --auth' 'wsx bench --token' 'wsx bench --token-query' 'wsx bench --proxy' 'wsx bench --connect-timeout' 'wsx bench --cacert' 'wsx bench --cert' 'wsx bench --key' 'wsx bench --sni' 'wsx bench --json' 'wsx bench --html' 'wsx bench --hgrm' 'wsx bench --compare' 'wsx bench --fail-if' 'wsx bench --target'
+            case 'wsx bench -s' 'wsx bench --scenario' 'wsx bench -c' 'wsx bench --connections' 'wsx bench --connect-rate' 'wsx bench -d' 'wsx bench --duration' 'wsx bench -n' 'wsx bench --messages' 'wsx bench --warmup' 'wsx bench --threads' 'wsx bench --in-flight' 'wsx bench --rate' 'wsx bench --rate-per-conn' 'wsx bench --reply-timeout' 'wsx bench --size' 'wsx bench --payload' 'wsx bench --payload-file' 'wsx bench --publishers' 'wsx bench --publish-url' 'wsx bench --subscribe-message' 'wsx bench --settle' 'wsx bench -H' 'wsx bench --header' 'wsx bench --subprotocol' 'wsx bench --origin' 'wsx bench --host' 'wsx bench --cookie' 'wsx bench --auth' 'wsx bench --token' 'wsx bench --token-query' 'wsx bench --proxy' 'wsx bench --compress-window-bits' 'wsx bench --connect-timeout' 'wsx bench --cacert' 'wsx bench --cert' 'wsx bench --key' 'wsx bench --sni' 'wsx bench --json' 'wsx bench --html' 'wsx bench --hgrm' 'wsx bench --compare' 'wsx bench --fail-if' 'wsx bench --target'
                 set skip 1
             case 'wsx bench merge --json' 'wsx bench merge --html' 'wsx bench merge --hgrm' 'wsx bench merge --fail-if'
                 set skip 1
@@ -182,6 +182,9 @@ complete -c wsx -n '__wsx_at wsx bench' -l 'auth' -x -d 'Basic authentication (a
 complete -c wsx -n '__wsx_at wsx bench' -l 'token' -x -d 'Bearer token (Authorization header)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'token-query' -x -d 'Send --token as the query parameter NAME instead of a header'
 complete -c wsx -n '__wsx_at wsx bench' -l 'proxy' -x -d 'Proxy: http://host:port (CONNECT) or socks5[h]://[user:pass@]host:port; default from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY'
+complete -c wsx -n '__wsx_at wsx bench' -l 'compress' -d 'Require permessage-deflate and compress every message; a server that declines it fails the connection (exit 6 when none could be made)'
+complete -c wsx -n '__wsx_at wsx bench' -l 'compress-window-bits' -x -d 'Deflate window bits (9-15)'
+complete -c wsx -n '__wsx_at wsx bench' -l 'compress-no-context-takeover' -d 'Ask for no context takeover'
 complete -c wsx -n '__wsx_at wsx bench' -l 'connect-timeout' -x -d 'Deadline for each connection\'s TCP, TLS and upgrade'
 complete -c wsx -n '__wsx_at wsx bench' -l 'cacert' -r -F -d 'Trust this CA bundle (PEM) instead of the system store'
 complete -c wsx -n '__wsx_at wsx bench' -l 'cert' -r -F -d 'Client certificate (PEM)'

@@ -18,6 +18,7 @@
 
 #include "codec.hpp"
 #include "exit_code.hpp"
+#include "permessage_deflate.hpp"
 #include "tls.hpp"
 
 namespace wsx {
@@ -117,9 +118,9 @@ bool read(std::string_view payload, bool binary, std::uint64_t& seq, std::uint64
 namespace bench_frame {
 namespace {
 // Writes the frame header for a masked client frame and returns the header size.
-std::size_t put_header(char* h, unsigned op, std::uint64_t len, std::uint32_t key) noexcept {
+std::size_t put_header(char* h, unsigned op, std::uint64_t len, std::uint32_t key, bool rsv1 = false) noexcept {
     std::size_t n = 0;
-    h[n++] = static_cast<char>(0x80 | (op & 0x0f));
+    h[n++] = static_cast<char>(0x80 | (rsv1 ? 0x40 : 0) | (op & 0x0f));
     if (len < 126) {
         h[n++] = static_cast<char>(0x80 | len);
     } else if (len <= 0xffff) {
@@ -150,12 +151,12 @@ void apply_mask(char* data, std::size_t n, std::uint32_t key) noexcept {
 }
 }  // namespace
 
-void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key) {
+void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key, bool rsv1) {
     const std::size_t at = out.size();
     const std::size_t hs = header_size(payload.size());
     out.resize(at + hs + payload.size());
     char* p = out.data() + at;
-    put_header(p, op, payload.size(), key);
+    put_header(p, op, payload.size(), key, rsv1);
     if (!payload.empty()) std::memcpy(p + hs, payload.data(), payload.size());
     apply_mask(p + hs, payload.size(), key);
 }
@@ -174,12 +175,14 @@ void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint6
     apply_mask(p + hs, len, key);
 }
 
-parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used) noexcept {
+parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used,
+                   bool allow_rsv1) noexcept {
     if (size < 2) return parse_status::need_more;
     const auto b0 = static_cast<unsigned char>(data[0]);
     const auto b1 = static_cast<unsigned char>(data[1]);
-    if (b0 & 0x70) return parse_status::error;  // no extension was negotiated
+    if (b0 & (allow_rsv1 ? 0x30 : 0x70)) return parse_status::error;  // only permessage-deflate's RSV1 is known
     f.fin = (b0 & 0x80) != 0;
+    f.rsv1 = (b0 & 0x40) != 0;
     f.opcode = b0 & 0x0f;
     const bool masked = (b1 & 0x80) != 0;
     std::uint64_t len = b1 & 0x7f;
@@ -195,7 +198,7 @@ parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, 
         pos = 10;
     }
     const bool control = f.opcode >= 8;
-    if (control && (len > 125 || !f.fin)) return parse_status::error;
+    if (control && (len > 125 || !f.fin || f.rsv1)) return parse_status::error;
     if ((f.opcode > 2 && f.opcode < 8) || f.opcode > 10) return parse_status::error;
     if (len > limit) return parse_status::error;
     std::uint32_t key = 0;
@@ -278,6 +281,8 @@ struct worker {
 
     histogram latency, handshake, interval;
     std::uint64_t sent = 0, received = 0, bytes_sent = 0, bytes_received = 0;
+    std::uint64_t wire_bytes_sent = 0, wire_bytes_received = 0;
+    std::string extensions;  // what the first connection's server answered
     std::uint64_t i_sent = 0, i_received = 0, i_errors = 0, i_bytes_sent = 0, i_bytes_received = 0;
     std::uint64_t first_measured_ns = no_end, last_measured_ns = 0;
     std::uint64_t attempted = 0, established = 0, failed = 0, subscribers_established = 0;
@@ -295,16 +300,18 @@ struct worker {
 
     bool measured(std::uint64_t t_ns) const noexcept { return t_ns >= s.warmup_end_ns; }
 
-    void count_sent(std::uint64_t t_ns, std::size_t bytes) noexcept {
+    void count_sent(std::uint64_t t_ns, std::size_t bytes, std::size_t wire = 0) noexcept {
         ++i_sent;
         i_bytes_sent += bytes;
         if (measured(t_ns)) {
             ++sent;
             bytes_sent += bytes;
+            wire_bytes_sent += wire;
             if (t_ns < first_measured_ns) first_measured_ns = t_ns;
         }
     }
-    void count_received(std::uint64_t sent_ns, std::uint64_t now_ns, std::size_t bytes, bool has_latency) noexcept {
+    void count_received(std::uint64_t sent_ns, std::uint64_t now_ns, std::size_t bytes, bool has_latency,
+                        std::size_t wire = 0) noexcept {
         ++i_received;
         i_bytes_received += bytes;
         const std::uint64_t lat = now_ns > sent_ns ? now_ns - sent_ns : 0;
@@ -312,6 +319,7 @@ struct worker {
         if (measured(sent_ns)) {
             ++received;
             bytes_received += bytes;
+            wire_bytes_received += wire;
             if (has_latency) latency.record(lat);
             if (now_ns > last_measured_ns) last_measured_ns = now_ns;
         }
@@ -388,6 +396,12 @@ struct worker {
     void run();
 };
 
+// What the upgrade settled besides the connection itself.
+struct upgrade_info {
+    std::string extensions;                  // the server's Sec-WebSocket-Extensions
+    std::optional<pmd::agreement> deflate;   // permessage-deflate in force
+};
+
 std::uint32_t seed32() {
     thread_local std::mt19937 rng{std::random_device{}()};
     return rng() | 1u;
@@ -399,8 +413,13 @@ std::uint32_t seed32() {
 template <class Stream>
 class connection final : public conn_base, public std::enable_shared_from_this<connection<Stream>> {
 public:
-    connection(Stream&& stream, worker& w, conn_spec spec, std::string leftover)
+    connection(Stream&& stream, worker& w, conn_spec spec, std::string leftover, const upgrade_info& info)
         : stream_(std::move(stream)), w_(w), s_(w.s), o_(w.s.o), spec_(spec), timer_(w.ioc), rng_(seed32()) {
+        if (info.deflate) {
+            deflater_ = std::make_unique<pmd::deflater>(info.deflate->client_max_window_bits,
+                                                        info.deflate->client_no_context_takeover);
+            inflater_ = std::make_unique<pmd::inflater>(info.deflate->server_no_context_takeover);
+        }
         rbuf_.resize(std::max<std::size_t>(64 * 1024, leftover.size() * 2));
         std::memcpy(rbuf_.data(), leftover.data(), leftover.size());
         rend_ = leftover.size();
@@ -494,9 +513,19 @@ private:
     void send_one(std::uint64_t t_ns) {
         const std::uint64_t seq = (std::uint64_t(spec_.role == conn_role::publisher ? spec_.index : 0) << publisher_shift) |
                                   next_seq_++;
-        bench_frame::append_stamped(pending_, o_.binary, seq, t_ns, o_.body, next_key());
+        const std::size_t before = pending_.size();
         const std::size_t size = message_stamp::size(o_.binary) + o_.body.size();
-        w_.count_sent(t_ns, size);
+        if (deflater_) {
+            plain_.resize(size);
+            message_stamp::write(plain_.data(), o_.binary, seq, t_ns);
+            if (!o_.body.empty()) std::memcpy(plain_.data() + message_stamp::size(o_.binary), o_.body.data(), o_.body.size());
+            zbuf_.clear();
+            deflater_->compress(plain_, zbuf_);
+            bench_frame::append(pending_, o_.binary ? 2 : 1, zbuf_, next_key(), true);
+        } else {
+            bench_frame::append_stamped(pending_, o_.binary, seq, t_ns, o_.body, next_key());
+        }
+        w_.count_sent(t_ns, size, pending_.size() - before);
         if (t_ns >= s_.warmup_end_ns && budget_ != no_end) --budget_;
         ++sent_all_;
         if (spec_.role == conn_role::echo) {
@@ -590,14 +619,15 @@ private:
         bench_frame::frame f;
         std::size_t used = 0;
         for (;;) {
-            auto st = bench_frame::parse(rbuf_.data() + rstart_, rend_ - rstart_, o_.client.session.max_message_size, f, used);
+            auto st = bench_frame::parse(rbuf_.data() + rstart_, rend_ - rstart_, o_.client.session.max_message_size, f, used,
+                                         inflater_ != nullptr);
             if (st == bench_frame::parse_status::need_more) break;
             if (st == bench_frame::parse_status::error) {
                 w_.error("protocol");
                 return lost_quietly();
             }
             rstart_ += used;
-            if (!on_frame(f, now)) return;
+            if (!on_frame(f, now, used)) return;
         }
         if (rstart_ == rend_) rstart_ = rend_ = 0;
         if (rend_ - rstart_ > 0 && rstart_ > 0 && rbuf_.size() - rend_ < 16 * 1024) {
@@ -614,19 +644,36 @@ private:
         if (!done_) do_read();
     }
 
+    // A whole data message as received (compressed when `compressed`); `wire` is the size of
+    // its frames. Returns false when the connection ended.
+    bool on_data(std::string_view payload, bool compressed, std::uint64_t now, std::size_t wire) {
+        if (!compressed) {
+            on_message(payload, now, wire);
+            return true;
+        }
+        if (!inflater_->decompress(payload, inflated_, o_.client.session.max_message_size)) {
+            w_.error("inflate");
+            lost_quietly();
+            return false;
+        }
+        on_message(inflated_, now, wire);
+        return true;
+    }
+
     // Returns false when the connection ended.
-    bool on_frame(const bench_frame::frame& f, std::uint64_t now) {
+    bool on_frame(const bench_frame::frame& f, std::uint64_t now, std::size_t used) {
         switch (f.opcode) {
             case 0:
-                if (!in_fragment_) {
+                if (!in_fragment_ || f.rsv1) {
                     w_.error("protocol");
                     lost_quietly();
                     return false;
                 }
                 fragment_.append(f.payload);
+                fragment_wire_ += used;
                 if (f.fin) {
                     in_fragment_ = false;
-                    on_message(fragment_, now);
+                    if (!on_data(fragment_, fragment_compressed_, now, fragment_wire_)) return false;
                     fragment_.clear();
                 }
                 return true;
@@ -637,12 +684,11 @@ private:
                     lost_quietly();
                     return false;
                 }
-                if (f.fin) {
-                    on_message(f.payload, now);
-                } else {
-                    in_fragment_ = true;
-                    fragment_.assign(f.payload);
-                }
+                if (f.fin) return on_data(f.payload, f.rsv1, now, used);
+                in_fragment_ = true;
+                fragment_compressed_ = f.rsv1;
+                fragment_wire_ = used;
+                fragment_.assign(f.payload);
                 return true;
             case 8: {
                 int code = 1005;
@@ -669,10 +715,10 @@ private:
         }
     }
 
-    void on_message(std::string_view payload, std::uint64_t now) {
+    void on_message(std::string_view payload, std::uint64_t now, std::size_t wire) {
         switch (spec_.role) {
-            case conn_role::echo: return on_echo(payload, now);
-            case conn_role::subscriber: return on_delivery(payload, now);
+            case conn_role::echo: return on_echo(payload, now, wire);
+            case conn_role::subscriber: return on_delivery(payload, now, wire);
             default:
                 // Replies a sink or a broadcast server sends to senders are read and dropped.
                 w_.i_bytes_received += payload.size();
@@ -686,7 +732,7 @@ private:
                std::memcmp(payload.data() + ss, o_.body.data(), o_.body.size()) == 0;
     }
 
-    void on_echo(std::string_view payload, std::uint64_t now) {
+    void on_echo(std::string_view payload, std::uint64_t now, std::size_t wire) {
         std::uint64_t seq = 0, t = 0;
         ++replies_;
         last_progress_ns_ = now;
@@ -701,10 +747,10 @@ private:
             return;
         }
         ++expect_seq_;
-        w_.count_received(t, now, payload.size(), true);
+        w_.count_received(t, now, payload.size(), true, wire);
     }
 
-    void on_delivery(std::string_view payload, std::uint64_t now) {
+    void on_delivery(std::string_view payload, std::uint64_t now, std::size_t wire) {
         std::uint64_t seq = 0, t = 0;
         ++received_all_;
         last_progress_ns_ = now;
@@ -723,7 +769,7 @@ private:
             return;
         }
         pub_last_[pub] = n;
-        w_.count_received(t, now, payload.size(), true);
+        w_.count_received(t, now, payload.size(), true, wire);
     }
 
     void check_done(std::uint64_t now) {
@@ -793,12 +839,12 @@ private:
         timer_.cancel();
         error_code ec;
         auto& sock = beast::get_lowest_layer(stream_);
-        if constexpr (std::is_same_v<Stream, tcp::socket>) {
-            sock.shutdown(tcp::socket::shutdown_both, ec);
-            sock.close(ec);
-        } else {
+        if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
             sock.socket().shutdown(tcp::socket::shutdown_both, ec);
             sock.close();
+        } else {  // a TCP or unix socket
+            sock.shutdown(net::socket_base::shutdown_both, ec);
+            sock.close(ec);
         }
         w_.connection_done(this);
     }
@@ -816,7 +862,12 @@ private:
     std::string out_, pending_;
     bool writing_ = false;
     std::string fragment_;
-    bool in_fragment_ = false;
+    bool in_fragment_ = false, fragment_compressed_ = false;
+    std::size_t fragment_wire_ = 0;
+    // permessage-deflate, when negotiated: the message before and after compression.
+    std::unique_ptr<pmd::deflater> deflater_;
+    std::unique_ptr<pmd::inflater> inflater_;
+    std::string plain_, zbuf_, inflated_;
 
     std::uint64_t budget_;
     std::uint64_t next_seq_ = 0, expect_seq_ = 0, outstanding_ = 0, replies_ = 0, sent_all_ = 0, received_all_ = 0;
@@ -853,13 +904,14 @@ http::request<http::empty_body> upgrade_request(const client_options& o, const e
     req.set(http::field::connection, "Upgrade");
     req.set(http::field::sec_websocket_key, key);
     req.set(http::field::sec_websocket_version, "13");
+    if (o.deflate.enabled) req.set(http::field::sec_websocket_extensions, pmd::client_offer(o.deflate));
     decorate_upgrade_request(req, o, url);
     return req;
 }
 
 template <class Stream>
 net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const client_options& o, const endpoint& url,
-                                                      beast::flat_buffer& buffer) {
+                                                      beast::flat_buffer& buffer, upgrade_info& info) {
     std::string raw(16, '\0');
     thread_local std::mt19937 rng{std::random_device{}()};
     for (auto& c : raw) c = static_cast<char>(rng());
@@ -890,9 +942,32 @@ net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const clie
                 co_return opened_failure{"subprotocol", exit_code::upgrade,
                                          fmt::format("server chose subprotocol '{}', which was not offered",
                                                      escape_for_terminal(proto))};
-            if (!res[http::field::sec_websocket_extensions].empty())
-                co_return opened_failure{"extension", exit_code::upgrade, "server enabled an extension that was not offered"};
-            co_return std::nullopt;
+            info.extensions = std::string(res[http::field::sec_websocket_extensions]);
+            if (!o.deflate.enabled) {
+                if (!info.extensions.empty())
+                    co_return opened_failure{"extension", exit_code::upgrade, "server enabled an extension that was not offered"};
+                co_return std::nullopt;
+            }
+            auto answer = pmd::parse_answer(info.extensions, o.deflate);
+            if (answer.status == pmd::answer_status::accepted) {
+                info.deflate = answer.params;
+                co_return std::nullopt;
+            }
+            // --compress measures compressed traffic or nothing: leave with 1010 (RFC 6455
+            // section 7.4.1: an extension the client needs was not negotiated).
+            std::string close;
+            bench_frame::append(close, 8, std::string_view("\x03\xf2permessage-deflate required", 29), seed32());
+            error_code wec;
+            co_await net::async_write(stream, net::buffer(close), net::redirect_error(net::use_awaitable, wec));
+            if (answer.status == pmd::answer_status::declined)
+                co_return opened_failure{"compression declined", exit_code::upgrade,
+                                         fmt::format("{} declined permessage-deflate (--compress): its upgrade answer has no "
+                                                     "Sec-WebSocket-Extensions; enable compression on the server, or leave "
+                                                     "out --compress to measure uncompressed traffic",
+                                                     url.to_string())};
+            co_return opened_failure{"bad extension answer", exit_code::upgrade,
+                                     fmt::format("{} answered the permessage-deflate offer wrongly: {}", url.to_string(),
+                                                 answer.error)};
         }
     }
     if (ec == beast::error::timeout)
@@ -943,6 +1018,7 @@ net::awaitable<std::optional<opened_failure>> open_connection(run_shared& s, con
         }
     }
     beast::flat_buffer buffer;
+    upgrade_info info;
     if constexpr (Tls) {
         beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp), *s.tls);
         prepare_client_stream(stream, o.tls, url.host);
@@ -953,19 +1029,59 @@ net::awaitable<std::optional<opened_failure>> open_connection(run_shared& s, con
         if (ec)
             co_return opened_failure{"tls", exit_code::tls,
                                      fmt::format("TLS handshake with {} failed: {}", where, describe_tls_error(ec, &stream))};
-        if (auto f = co_await upgrade(stream, o, url, buffer)) co_return f;
+        if (auto f = co_await upgrade(stream, o, url, buffer, info)) co_return f;
         beast::get_lowest_layer(stream).expires_never();
         const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
         auto data = buffer.data();
-        ready(std::move(stream), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs));
+        ready(std::move(stream), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
     } else {
-        if (auto f = co_await upgrade(tcp, o, url, buffer)) co_return f;
+        if (auto f = co_await upgrade(tcp, o, url, buffer, info)) co_return f;
         tcp.expires_never();
         const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
         auto data = buffer.data();
-        ready(tcp.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs));
+        ready(tcp.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
     }
     co_return std::nullopt;
+}
+
+// The same over a unix socket (ws+unix://): no resolving, proxy or TLS.
+template <class Ready>
+net::awaitable<std::optional<opened_failure>> open_unix(run_shared& s, const endpoint& url, Ready ready) {
+    const auto& o = s.o.client;
+    auto ex = co_await net::this_coro::executor;
+    const auto t0 = clock::now();
+    beast::basic_stream<net::local::stream_protocol> sock(ex);
+    sock.expires_at(t0 + o.connect_timeout);
+    error_code ec;
+    co_await sock.async_connect(net::local::stream_protocol::endpoint(url.unix_path),
+                                net::redirect_error(net::use_awaitable, ec));
+    if (ec == beast::error::timeout)
+        co_return opened_failure{"timeout", exit_code::timeout,
+                                 fmt::format("timed out connecting to unix socket {} (raise --connect-timeout)", url.unix_path)};
+    if (ec) {
+        const bool missing = ec == boost::system::errc::no_such_file_or_directory;
+        const std::string reason = ec == net::error::connection_refused ? "refused" : missing ? "no such socket" : ec.message();
+        co_return opened_failure{reason, exit_code::connect,
+                                 fmt::format("cannot connect to unix socket {}: {}{}", url.unix_path, ec.message(),
+                                             missing ? " (is the server listening on that path?)" : "")};
+    }
+    beast::flat_buffer buffer;
+    upgrade_info info;
+    if (auto f = co_await upgrade(sock, o, url, buffer, info)) co_return f;
+    sock.expires_never();
+    const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
+    auto data = buffer.data();
+    ready(sock.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
+    co_return std::nullopt;
+}
+
+// Opens one connection to `url` over whatever it names.
+template <class Ready>
+net::awaitable<std::optional<opened_failure>> open_any(run_shared& s, const endpoint& url,
+                                                       const tcp::resolver::results_type& eps, Ready ready) {
+    if (url.is_unix()) co_return co_await open_unix(s, url, std::move(ready));
+    if (url.tls) co_return co_await open_connection<true>(s, url, eps, std::move(ready));
+    co_return co_await open_connection<false>(s, url, eps, std::move(ready));
 }
 
 // Sleeps until `t` in steps of at most 100 ms, so that an interrupted run does not wait
@@ -1000,18 +1116,17 @@ net::awaitable<void> launch(worker& w, conn_spec spec) {
     const endpoint& url = publisher ? s.publish_url : o.client.url;
     const auto& eps = publisher ? s.publish_endpoints : s.endpoints;
     ++w.attempted;
-    auto on_ready = [&w, spec](auto&& stream, std::string leftover, std::uint64_t hs_ns) {
+    auto on_ready = [&w, spec](auto&& stream, std::string leftover, std::uint64_t hs_ns, const upgrade_info& info) {
         using S = std::decay_t<decltype(stream)>;
         ++w.established;
         if (spec.role == conn_role::subscriber) ++w.subscribers_established;
         w.handshake.record(hs_ns);
-        auto c = std::make_shared<connection<S>>(std::move(stream), w, spec, std::move(leftover));
+        if (w.extensions.empty()) w.extensions = info.extensions;
+        auto c = std::make_shared<connection<S>>(std::move(stream), w, spec, std::move(leftover), info);
         w.conns.push_back(c);
         c->start();
     };
-    std::optional<opened_failure> f;
-    if (url.tls) f = co_await open_connection<true>(s, url, eps, on_ready);
-    else f = co_await open_connection<false>(s, url, eps, on_ready);
+    std::optional<opened_failure> f = co_await open_any(s, url, eps, on_ready);
     if (spec.role == conn_role::subscriber) s.subscribers_settled.fetch_add(1, std::memory_order_acq_rel);
     if (f) {
         w.connect_failed(f->reason, f->code, f->message);
@@ -1040,19 +1155,20 @@ net::awaitable<void> storm(worker& w) {
         ++w.attempted;
         w.count_sent(t_start, 0);
         std::optional<tcp::socket> plain;
+        std::optional<net::local::stream_protocol::socket> local;
         std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
         std::string leftover;
         std::uint64_t hs = 0;
-        auto on_ready = [&](auto&& stream, std::string left, std::uint64_t hs_ns) {
+        auto on_ready = [&](auto&& stream, std::string left, std::uint64_t hs_ns, const upgrade_info& info) {
             using S = std::decay_t<decltype(stream)>;
             if constexpr (std::is_same_v<S, tcp::socket>) plain.emplace(std::move(stream));
+            else if constexpr (std::is_same_v<S, net::local::stream_protocol::socket>) local.emplace(std::move(stream));
             else secure.emplace(std::move(stream));
             leftover = std::move(left);
             hs = hs_ns;
+            if (w.extensions.empty()) w.extensions = info.extensions;
         };
-        std::optional<opened_failure> f;
-        if (o.client.url.tls) f = co_await open_connection<true>(s, o.client.url, s.endpoints, on_ready);
-        else f = co_await open_connection<false>(s, o.client.url, s.endpoints, on_ready);
+        std::optional<opened_failure> f = co_await open_any(s, o.client.url, s.endpoints, on_ready);
         if (f) {
             w.connect_failed(f->reason, f->code, f->message);
             ++w.i_errors;
@@ -1074,7 +1190,8 @@ net::awaitable<void> storm(worker& w) {
                 bench_frame::frame fr;
                 std::size_t used = 0;
                 bool closed = false;
-                while (bench_frame::parse(buf.data(), buf.size(), 1 << 20, fr, used) == bench_frame::parse_status::ok) {
+                while (bench_frame::parse(buf.data(), buf.size(), 1 << 20, fr, used, o.client.deflate.enabled) ==
+                       bench_frame::parse_status::ok) {
                     if (fr.opcode == 8) {
                         int code = fr.payload.size() >= 2 ? (static_cast<unsigned char>(fr.payload[0]) << 8) |
                                                                 static_cast<unsigned char>(fr.payload[1])
@@ -1095,6 +1212,12 @@ net::awaitable<void> storm(worker& w) {
             co_await finish_close(t);
             error_code ec;
             t.socket().shutdown(tcp::socket::shutdown_both, ec);
+            t.close();
+        } else if (local) {
+            beast::basic_stream<net::local::stream_protocol> t(std::move(*local));
+            co_await finish_close(t);
+            error_code ec;
+            t.socket().shutdown(net::socket_base::shutdown_both, ec);
             t.close();
         } else {
             co_await finish_close(*secure);
@@ -1151,7 +1274,7 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
     }
     {
         net::io_context rio;
-        s.endpoints = resolve_or_throw(rio, o.client, o.client.url);
+        if (!o.client.url.is_unix()) s.endpoints = resolve_or_throw(rio, o.client, o.client.url);
         s.publish_url = o.client.url;
         if (o.scenario == bench_scenario::fanout && !o.publish_url.empty()) {
             std::string err;
@@ -1159,9 +1282,13 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
             if (!u) throw failure(exit_code::usage, "--publish-url: " + err);
             s.publish_url = *u;
         }
-        s.publish_endpoints = s.publish_url.host == o.client.url.host && s.publish_url.port == o.client.url.port
-                                  ? s.endpoints
-                                  : resolve_or_throw(rio, o.client, s.publish_url);
+        if (s.publish_url.is_unix()) {
+            // a unix socket needs no addresses
+        } else if (!o.client.url.is_unix() && s.publish_url.host == o.client.url.host && s.publish_url.port == o.client.url.port) {
+            s.publish_endpoints = s.endpoints;
+        } else {
+            s.publish_endpoints = resolve_or_throw(rio, o.client, s.publish_url);
+        }
     }
     if (o.client.url.tls || s.publish_url.tls) s.tls = make_client_tls(o.client.tls);
 
@@ -1261,6 +1388,7 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
     r.config.rate = o.rate_per_conn ? o.rate * (o.scenario == bench_scenario::fanout ? o.publishers : o.connections) : o.rate;
     r.config.message_size = o.scenario == bench_scenario::connect ? 0 : message_stamp::size(o.binary) + o.body.size();
     r.config.binary = o.binary;
+    r.config.compress = o.client.deflate.enabled;
 
     std::uint64_t first = no_end, last = 0;
     for (auto& w : workers) {
@@ -1274,6 +1402,9 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
         r.received += w->received;
         r.bytes_sent += w->bytes_sent;
         r.bytes_received += w->bytes_received;
+        r.wire_bytes_sent += w->wire_bytes_sent;
+        r.wire_bytes_received += w->wire_bytes_received;
+        if (r.extensions.empty()) r.extensions = w->extensions;
         for (auto& [k, v] : w->errors) r.errors[k] += v;
         for (auto& [k, v] : w->close_codes) r.close_codes[k] += v;
         first = std::min(first, w->first_measured_ns);

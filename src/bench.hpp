@@ -43,7 +43,10 @@ std::optional<bench_scenario> parse_scenario(std::string_view s) noexcept;
 /// Everything one run needs. Validated by the command line before it gets here.
 struct bench_options {
     bench_scenario scenario = bench_scenario::echo;
-    client_options client;                        ///< URL, headers, TLS, proxy, timeouts
+    /// URL (ws://, wss:// or ws+unix://), headers, TLS, proxy, timeouts. With client.deflate
+    /// enabled, permessage-deflate is required: a connection whose server declines it fails
+    /// (reason "compression declined", exit code 6 when no connection could be made).
+    client_options client;
     std::string publish_url;                      ///< fanout: where publishers connect (default: client.url)
     unsigned connections = 1;                     ///< echo/send/connect: clients; fanout: subscribers
     unsigned publishers = 1;                      ///< fanout only
@@ -90,6 +93,7 @@ struct bench_config {
     double rate = 0;             ///< total messages/s asked (open loop); 0: closed loop
     std::uint64_t message_size = 0;
     bool binary = false;
+    bool compress = false;       ///< permessage-deflate required (--compress)
 };
 
 /// One second of the measured window.
@@ -124,6 +128,10 @@ struct bench_result {
 
     std::uint64_t sent = 0, received = 0;                  ///< measured messages
     std::uint64_t bytes_sent = 0, bytes_received = 0;      ///< payload bytes of measured messages
+    /// Bytes of the measured messages' frames, headers included, as they crossed the wire
+    /// (compressed with --compress; TLS records not counted).
+    std::uint64_t wire_bytes_sent = 0, wire_bytes_received = 0;
+    std::string extensions;                                ///< Sec-WebSocket-Extensions the server answered
     std::uint64_t expected = 0;                            ///< fanout: deliveries expected
     histogram latency;                                     ///< round trip (echo) or delivery (fanout), ns
     std::map<std::string, std::uint64_t> errors;           ///< kind → count
@@ -169,8 +177,8 @@ bool read(std::string_view payload, bool binary, std::uint64_t& seq, std::uint64
 /// Client-side WebSocket framing used by the bench hot path (RFC 6455 section 5).
 namespace bench_frame {
 /// Appends one masked frame (FIN set) holding `payload` with opcode `op` to `out`,
-/// masked with `key`.
-void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key);
+/// masked with `key`; `rsv1` marks a message compressed with permessage-deflate.
+void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key, bool rsv1 = false);
 /// Appends a masked frame whose payload is `stamp` followed by `body` (no temporary copy).
 void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint64_t time_ns, std::string_view body,
                     std::uint32_t key);
@@ -179,13 +187,16 @@ void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint6
 struct frame {
     unsigned opcode = 0;
     bool fin = false;
+    bool rsv1 = false;          ///< permessage-deflate: the message starting here is compressed
     std::string_view payload;   ///< points into the parsed buffer (unmasked as needed)
 };
 /// Result of parse(): a frame, more bytes needed, or a protocol error.
 enum class parse_status { ok, need_more, error };
 /// Parses the frame at the start of `data`, unmasking in place if the frame is masked.
 /// On ok, `used` is the frame's total size; `limit` caps the payload length (error above it).
-parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used) noexcept;
+/// RSV1 is an error unless `allow_rsv1` (permessage-deflate negotiated), and always on control frames.
+parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used,
+                   bool allow_rsv1 = false) noexcept;
 }  // namespace bench_frame
 
 }  // namespace wsx

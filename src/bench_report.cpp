@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "codec.hpp"
 #include "units.hpp"
 
 namespace wsx {
@@ -95,6 +96,7 @@ std::string describe_load(const bench_config& c) {
     }
     s += fmt::format(", {} thread{}", c.threads, c.threads == 1 ? "" : "s");
     if (c.message_size > 0) s += fmt::format(", {}-byte {} messages", c.message_size, c.binary ? "binary" : "text");
+    if (c.compress) s += ", permessage-deflate";
     if (c.duration_s > 0) s += ", " + dur(c.duration_s * 1e9);
     if (c.messages > 0) s += fmt::format(", {} {}", group(c.messages), c.scenario == "connect" ? "handshakes" : "messages");
     if (c.warmup_s > 0) s += " (warmup " + dur(c.warmup_s * 1e9) + ")";
@@ -175,7 +177,7 @@ nlohmann::json bench_to_json(const bench_result& r) {
         {"scenario", c.scenario}, {"url", c.url}, {"connections", c.connections}, {"publishers", c.publishers},
         {"connect_rate", c.connect_rate}, {"duration_s", c.duration_s}, {"messages", c.messages},
         {"warmup_s", c.warmup_s}, {"threads", c.threads}, {"in_flight", c.in_flight}, {"rate", c.rate},
-        {"message_size", c.message_size}, {"binary", c.binary},
+        {"message_size", c.message_size}, {"binary", c.binary}, {"compress", c.compress},
     };
     if (!c.publish_url.empty()) config["publish_url"] = c.publish_url;
     nlohmann::json series = nlohmann::json::array();
@@ -206,6 +208,7 @@ nlohmann::json bench_to_json(const bench_result& r) {
           {"established", r.conn_established},
           {"failed", r.conn_failed},
           {"errors", r.connect_errors},
+          {"extensions", r.extensions},
           {"handshake", r.handshake.to_json()}}},
         {"messages",
          {{"sent", r.sent},
@@ -213,6 +216,8 @@ nlohmann::json bench_to_json(const bench_result& r) {
           {"expected", r.expected},
           {"bytes_sent", r.bytes_sent},
           {"bytes_received", r.bytes_received},
+          {"wire_bytes_sent", r.wire_bytes_sent},
+          {"wire_bytes_received", r.wire_bytes_received},
           {"send_rate", r.send_rate()},
           {"rate", r.receive_rate()}}},
         {"latency", latency_json(r.latency)},
@@ -262,12 +267,14 @@ bench_result bench_from_json(const nlohmann::json& j) {
     r.config.rate = get<double>(c, "rate");
     r.config.message_size = get<std::uint64_t>(c, "message_size");
     r.config.binary = get<bool>(c, "binary");
+    r.config.compress = get_or<bool>(c, "compress", false);
     r.elapsed_s = get<double>(j, "elapsed_s");
     const auto& conn = member(j, "connections");
     r.conn_attempted = get<std::uint64_t>(conn, "attempted");
     r.conn_established = get<std::uint64_t>(conn, "established");
     r.conn_failed = get<std::uint64_t>(conn, "failed");
     r.connect_errors = get<std::map<std::string, std::uint64_t>>(conn, "errors");
+    r.extensions = get_or<std::string>(conn, "extensions", "");
     r.handshake = hist(conn, "handshake");
     const auto& m = member(j, "messages");
     r.sent = get<std::uint64_t>(m, "sent");
@@ -275,6 +282,8 @@ bench_result bench_from_json(const nlohmann::json& j) {
     r.expected = get<std::uint64_t>(m, "expected");
     r.bytes_sent = get<std::uint64_t>(m, "bytes_sent");
     r.bytes_received = get<std::uint64_t>(m, "bytes_received");
+    r.wire_bytes_sent = get_or<std::uint64_t>(m, "wire_bytes_sent", 0);
+    r.wire_bytes_received = get_or<std::uint64_t>(m, "wire_bytes_received", 0);
     r.latency = hist(member(j, "latency"), "histogram");
     r.errors = get<std::map<std::string, std::uint64_t>>(j, "errors");
     for (const auto& [k, v] : member(j, "close_codes").items()) {
@@ -349,6 +358,10 @@ bench_result merge_results(const std::vector<bench_result>& runs) {
         m.expected += r.expected;
         m.bytes_sent += r.bytes_sent;
         m.bytes_received += r.bytes_received;
+        m.wire_bytes_sent += r.wire_bytes_sent;
+        m.wire_bytes_received += r.wire_bytes_received;
+        if (m.extensions.empty()) m.extensions = r.extensions;
+        m.config.compress = m.config.compress || r.config.compress;
         m.latency.merge(r.latency);
         for (const auto& [key, v] : r.errors) m.errors[key] += v;
         for (const auto& [key, v] : r.close_codes) m.close_codes[key] += v;
@@ -540,6 +553,7 @@ std::string render_text(const bench_result& r, const text_report_options& o) {
         for (const auto& [k, v] : r.connect_errors) why += fmt::format("{}{} {}", why.empty() ? "" : ", ", k, group(v));
         out += "  failures: " + why + "\n";
     }
+    if (!r.extensions.empty()) out += "  extensions: " + escape_for_terminal(r.extensions) + "\n";
     if (r.handshake.count() > 0)
         out += fmt::format("  handshake: p50 {}  p99 {}  max {}\n", dur(double(r.handshake.value_at_percentile(50))),
                            dur(double(r.handshake.value_at_percentile(99))), dur(double(r.handshake.max())));
@@ -558,6 +572,16 @@ std::string render_text(const bench_result& r, const text_report_options& o) {
         out += fmt::format("{:<14}{:>14}{:>14}\n", "  per second", per_second(r.send_rate()), per_second(r.receive_rate()));
         out += fmt::format("{:<14}{:>14}{:>14}\n", "  MB/s", mb(r.elapsed_s > 0 ? double(r.bytes_sent) / r.elapsed_s : 0),
                            mb(r.elapsed_s > 0 ? double(r.bytes_received) / r.elapsed_s : 0));
+        if (c.compress) {
+            // What permessage-deflate saved: frames on the wire against the messages they carry.
+            auto share = [](std::uint64_t wire, std::uint64_t payload) {
+                return payload > 0 ? pct(100.0 * double(wire) / double(payload)) : std::string("-");
+            };
+            out += fmt::format("{:<14}{:>14}{:>14}\n", "  wire MB/s", mb(r.elapsed_s > 0 ? double(r.wire_bytes_sent) / r.elapsed_s : 0),
+                               mb(r.elapsed_s > 0 ? double(r.wire_bytes_received) / r.elapsed_s : 0));
+            out += fmt::format("{:<14}{:>14}{:>14}\n", "  wire/payload", share(r.wire_bytes_sent, r.bytes_sent),
+                               share(r.wire_bytes_received, r.bytes_received));
+        }
         if (fanout && r.expected > 0)
             out += fmt::format("  delivered {} of {} expected ({})\n", group(r.received), group(r.expected),
                                pct(100.0 * double(r.received) / double(r.expected)));

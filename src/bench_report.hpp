@@ -15,18 +15,22 @@
 ///       "connections": 100, "publishers": 0, "connect_rate": 0 (per s, 0 = unlimited),
 ///       "duration_s": 10, "messages": 0 (0 = unlimited), "warmup_s": 1, "threads": 2,
 ///       "in_flight": 1 (closed loop; 0 when open loop), "rate": 0 (msgs/s total; 0 = closed loop),
-///       "message_size": 32 (bytes, stamp included), "binary": false
+///       "message_size": 32 (bytes, stamp included), "binary": false,
+///       "compress": false                  // permessage-deflate required (--compress)
 ///     },
 ///     "elapsed_s": 9.0,                    // measured window (warmup excluded)
 ///     "connections": {
 ///       "attempted": 100, "established": 100, "failed": 0,
 ///       "errors": {"refused": 0, ...},     // failure reason -> count
+///       "extensions": "",                  // the server's Sec-WebSocket-Extensions answer (first connection)
 ///       "handshake": HISTOGRAM             // TCP connect start -> 101 Switching Protocols, ns
 ///     },
 ///     "messages": {
 ///       "sent": 0, "received": 0,          // measured messages (fanout: received = deliveries)
 ///       "expected": 0,                     // fanout: deliveries expected
-///       "bytes_sent": 0, "bytes_received": 0,
+///       "bytes_sent": 0, "bytes_received": 0,          // message payloads (uncompressed)
+///       "wire_bytes_sent": 0, "wire_bytes_received": 0, // their frames, headers included, as sent
+///                                                       // (compressed with --compress; no TLS overhead)
 ///       "send_rate": 0.0, "rate": 0.0      // per second (derived; ignored when read)
 ///     },
 ///     "latency": {                         // round trip (echo), delivery (fanout), handshake (connect)

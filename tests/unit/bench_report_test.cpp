@@ -243,3 +243,36 @@ TEST_CASE("thresholds parse and evaluate", "[bench]") {
     auto th = parse_threshold("connect_fail>1%", &err);
     CHECK(threshold_actual(r, *th) == "20.0%");
 }
+
+TEST_CASE("compression shows in the text report and survives JSON and merging", "[report]") {
+    bench_result r = sample_result();
+    r.config.compress = true;
+    r.extensions = "permessage-deflate; client_max_window_bits=12";
+    r.wire_bytes_sent = 16008;     // a quarter of the 64,032 payload bytes sent
+    r.wire_bytes_received = 6400;  // a tenth of the 64,000 received
+    const std::string text = render_text(r);
+    CHECK(text.find("8 in flight, 2 threads, 32-byte text messages, permessage-deflate") != std::string::npos);
+    CHECK(text.find("  extensions: permessage-deflate; client_max_window_bits=12\n") != std::string::npos);
+    CHECK(text.find("  wire/payload         25.0%         10.0%\n") != std::string::npos);
+
+    const bench_result back = bench_from_json(bench_to_json(r));
+    CHECK(back.config.compress);
+    CHECK(back.extensions == r.extensions);
+    CHECK(back.wire_bytes_sent == 16008);
+    CHECK(back.wire_bytes_received == 6400);
+
+    const bench_result m = merge_results({r, sample_result()});
+    CHECK(m.config.compress);
+    CHECK(m.extensions == r.extensions);
+    CHECK(m.wire_bytes_sent == 16008);
+
+    // Results written before these fields existed still read.
+    auto old = bench_to_json(sample_result());
+    old["config"].erase("compress");
+    old["connections"].erase("extensions");
+    old["messages"].erase("wire_bytes_sent");
+    old["messages"].erase("wire_bytes_received");
+    const bench_result o = bench_from_json(old);
+    CHECK_FALSE(o.config.compress);
+    CHECK(o.wire_bytes_sent == 0);
+}

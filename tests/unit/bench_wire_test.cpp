@@ -98,6 +98,26 @@ TEST_CASE("frame parser asks for more bytes and rejects bad frames", "[bench]") 
     CHECK(f.payload == std::string("\x03\xe8", 2));
 }
 
+TEST_CASE("RSV1 marks compressed messages only when permessage-deflate is on", "[bench]") {
+    std::string wire;
+    bench_frame::append(wire, 2, "zz", 7, true);
+    CHECK((static_cast<unsigned char>(wire[0]) & 0x40) != 0);
+    bench_frame::frame f;
+    std::size_t used = 0;
+    CHECK(bench_frame::parse(wire.data(), wire.size(), 100, f, used) == bench_frame::parse_status::error);
+    REQUIRE(bench_frame::parse(wire.data(), wire.size(), 100, f, used, true) == bench_frame::parse_status::ok);
+    CHECK(f.rsv1);
+    CHECK(f.payload == "zz");
+
+    std::string plain("\x81\x01x", 3);
+    REQUIRE(bench_frame::parse(plain.data(), plain.size(), 100, f, used, true) == bench_frame::parse_status::ok);
+    CHECK_FALSE(f.rsv1);
+    std::string rsv2("\xa1\x01x", 3);  // RSV2 is no extension's
+    CHECK(bench_frame::parse(rsv2.data(), rsv2.size(), 100, f, used, true) == bench_frame::parse_status::error);
+    std::string ping("\xc9\x00", 2);  // control frames are never compressed
+    CHECK(bench_frame::parse(ping.data(), ping.size(), 100, f, used, true) == bench_frame::parse_status::error);
+}
+
 TEST_CASE("scenario names", "[bench]") {
     CHECK(parse_scenario("fanout") == bench_scenario::fanout);
     CHECK(scenario_name(bench_scenario::connect) == "connect");

@@ -1,0 +1,75 @@
+#pragma once
+/// permessage-deflate (RFC 7692) for code that frames messages itself (the bench hot path):
+/// the client's offer, the server's answer, and whole-message compression both ways.
+/// Sessions built on Beast's websocket::stream get the same from Beast (apply_deflate).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "client.hpp"
+
+namespace wsx::pmd {
+
+/// The Sec-WebSocket-Extensions value a client sends for `d`: always `client_max_window_bits`
+/// (so the server may ask for a smaller window), `server_max_window_bits=N` and an explicit
+/// `client_max_window_bits=N` when N < 15, and both no-context-takeover parameters when asked.
+std::string client_offer(const deflate_options& d);
+
+/// The parameters in force after the server's answer (RFC 7692 section 7.1).
+struct agreement {
+    int client_max_window_bits = 15;          ///< the window our deflater may use
+    int server_max_window_bits = 15;          ///< the server's window (we inflate with 15 anyway)
+    bool client_no_context_takeover = false;  ///< reset our deflater after every message
+    bool server_no_context_takeover = false;  ///< the server resets; so may our inflater
+};
+
+enum class answer_status {
+    accepted,  ///< permessage-deflate is on, with `params`
+    declined,  ///< the server answered without permessage-deflate
+    invalid,   ///< the answer is not one a client may accept (`error` says why)
+};
+
+struct answer {
+    answer_status status = answer_status::declined;
+    agreement params;
+    std::string error;
+};
+
+/// Reads the server's Sec-WebSocket-Extensions value (empty when absent) against what `offered` asked.
+answer parse_answer(std::string_view header, const deflate_options& offered);
+
+/// Compresses whole messages as one sender of a connection (context kept between messages
+/// unless the agreement or the options say otherwise).
+class deflater {
+public:
+    /// `window_bits`: the largest window we may use (the agreement's client_max_window_bits).
+    deflater(int window_bits, bool reset_each_message);
+    ~deflater();
+    deflater(const deflater&) = delete;
+    deflater& operator=(const deflater&) = delete;
+    /// Appends the compressed form of `message` to `out`, without the final 00 00 ff ff.
+    void compress(std::string_view message, std::string& out);
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// Decompresses whole messages as one receiver of a connection.
+class inflater {
+public:
+    explicit inflater(bool reset_each_message);
+    ~inflater();
+    inflater(const inflater&) = delete;
+    inflater& operator=(const inflater&) = delete;
+    /// Replaces `out` with the decompressed message. False when the data is not valid deflate
+    /// data or the message would exceed `limit` bytes (`out` is then unspecified).
+    bool decompress(std::string_view compressed, std::string& out, std::uint64_t limit);
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace wsx::pmd

@@ -1,0 +1,128 @@
+// permessage-deflate for self-framed messages: the offer, reading the server's answer, and
+// whole-message compression, checked against the examples of RFC 7692 section 7.2.3.
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <string>
+
+#include "permessage_deflate.hpp"
+
+using namespace wsx;
+
+namespace {
+std::string bytes(std::initializer_list<int> b) {
+    std::string s;
+    for (int c : b) s.push_back(static_cast<char>(c));
+    return s;
+}
+deflate_options on(int bits = 15, bool nct = false) { return {.enabled = true, .window_bits = bits, .no_context_takeover = nct}; }
+}  // namespace
+
+TEST_CASE("the client offer lets the server pick the window", "[pmd]") {
+    CHECK(pmd::client_offer(on()) == "permessage-deflate; client_max_window_bits");
+    CHECK(pmd::client_offer(on(10, true)) ==
+          "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10; server_no_context_takeover; "
+          "client_no_context_takeover");
+}
+
+TEST_CASE("server answers: accepted, declined, invalid", "[pmd]") {
+    auto a = pmd::parse_answer("", on());
+    CHECK(a.status == pmd::answer_status::declined);
+    CHECK(pmd::parse_answer("  ", on()).status == pmd::answer_status::declined);
+
+    a = pmd::parse_answer("permessage-deflate", on());
+    REQUIRE(a.status == pmd::answer_status::accepted);
+    CHECK(a.params.client_max_window_bits == 15);
+    CHECK_FALSE(a.params.client_no_context_takeover);
+    CHECK_FALSE(a.params.server_no_context_takeover);
+
+    // What python websockets answers by default.
+    a = pmd::parse_answer("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12", on());
+    REQUIRE(a.status == pmd::answer_status::accepted);
+    CHECK(a.params.client_max_window_bits == 12);
+    CHECK(a.params.server_max_window_bits == 12);
+
+    a = pmd::parse_answer("Permessage-Deflate;Server_No_Context_Takeover; client_no_context_takeover; "
+                          "client_max_window_bits=\"11\"",
+                          on());
+    REQUIRE(a.status == pmd::answer_status::accepted);
+    CHECK(a.params.server_no_context_takeover);
+    CHECK(a.params.client_no_context_takeover);
+    CHECK(a.params.client_max_window_bits == 11);
+
+    // Never more window than offered, and our own no-context-takeover holds whatever the answer.
+    a = pmd::parse_answer("permessage-deflate; client_max_window_bits=14", on(10, true));
+    REQUIRE(a.status == pmd::answer_status::accepted);
+    CHECK(a.params.client_max_window_bits == 10);
+    CHECK(a.params.client_no_context_takeover);
+
+    for (const char* bad : {"x-webkit-deflate-frame", "permessage-deflate, permessage-deflate",
+                            "permessage-deflate; client_max_window_bits", "permessage-deflate; client_max_window_bits=16",
+                            "permessage-deflate; client_max_window_bits=8", "permessage-deflate; server_max_window_bits=7",
+                            "permessage-deflate; server_max_window_bits=x", "permessage-deflate; level=9",
+                            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+                            "permessage-deflate; client_no_context_takeover=1", ";;;"}) {
+        INFO(bad);
+        auto r = pmd::parse_answer(bad, on());
+        CHECK(r.status == pmd::answer_status::invalid);
+        CHECK_FALSE(r.error.empty());
+    }
+}
+
+TEST_CASE("inflating the RFC 7692 examples", "[pmd]") {
+    pmd::inflater in(false);
+    std::string out;
+    // 7.2.3.1: "Hello", compressed.
+    REQUIRE(in.decompress(bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), out, 1000));
+    CHECK(out == "Hello");
+    // 7.2.3.2: the same again, using the context of the first message.
+    REQUIRE(in.decompress(bytes({0xf2, 0x00, 0x11, 0x00, 0x00}), out, 1000));
+    CHECK(out == "Hello");
+    // 7.2.3.3: a stored (uncompressed) block.
+    pmd::inflater fresh(false);
+    REQUIRE(fresh.decompress(bytes({0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00}), out, 1000));
+    CHECK(out == "Hello");
+    // 7.2.3.4: a final block (BFINAL set) ends the sender's stream; the next message starts afresh.
+    pmd::inflater fin(false);
+    REQUIRE(fin.decompress(bytes({0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}), out, 1000));
+    CHECK(out == "Hello");
+    REQUIRE(fin.decompress(bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), out, 1000));
+    CHECK(out == "Hello");
+}
+
+TEST_CASE("deflating matches the RFC example and round-trips", "[pmd]") {
+    std::string z;
+    pmd::deflater first(15, false);
+    first.compress("Hello", z);
+    CHECK(z == bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}));
+
+    std::mt19937 rng(3);
+    for (int bits : {9, 12, 15}) {
+        for (bool reset : {false, true}) {
+            INFO("window " << bits << (reset ? ", no context takeover" : ""));
+            pmd::deflater d(bits, reset);
+            pmd::inflater i(reset);
+            std::string block(5000, '\0');
+            for (auto& c : block) c = static_cast<char>('a' + rng() % 26);
+            for (std::string msg : {std::string(), std::string("x"), block + block, std::string(300000, 'q'), block}) {
+                z.clear();
+                d.compress(msg, z);
+                std::string back;
+                REQUIRE(i.decompress(z, back, 1u << 20));
+                CHECK(back == msg);
+            }
+        }
+    }
+}
+
+TEST_CASE("inflating refuses garbage and messages over the limit", "[pmd]") {
+    std::string z;
+    pmd::deflater d(15, false);
+    d.compress(std::string(100000, 'a'), z);
+    CHECK(z.size() < 1000);
+    pmd::inflater i(false);
+    std::string out;
+    CHECK_FALSE(i.decompress(z, out, 50000));
+    pmd::inflater j(false);
+    CHECK_FALSE(j.decompress(bytes({0xff, 0xff, 0xff, 0xff, 0x00}), out, 1000));
+}
