@@ -33,7 +33,7 @@ std::vector<doc_section> manual_sections() {
          "  3    name resolution failed\n"
          "  4    TCP connection failed (refused, unreachable, proxy refused)\n"
          "  5    TLS failed (handshake, certificate verification)\n"
-         "  6    HTTP upgrade rejected (status line and body are printed)\n"
+         "  6    HTTP upgrade rejected (status line and body are printed), or bench --compress declined\n"
          "  7    connection closed abnormally (1006, or a close code other than 1000/1001)\n"
          "  8    timeout (connect, idle, ping, expect, overall)\n"
          "  9    expectation or threshold not met (--expect, -n)\n"
