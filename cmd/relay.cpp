@@ -80,7 +80,7 @@ runner setup_relay(CLI::App& app) {
         "  wsx relay 8080 --history 100                # ws://.../chat?history replays the last 100\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379   # one hub across every relay on that Redis\n"
         "  wsx relay 8080 --jwt-secret k --acl-claim topics\n"
-        "  wsx relay unix:/run/wsx/relay.sock         # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
+        "  wsx relay unix:/run/wsx/relay.sock          # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
         "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"
         "what the others publish. Query: ?history[=N] replays kept messages, ?since=ID resumes after\n"
         "message ID, ?id=NAME chooses the identity when there is no JWT subject. Clients offering the\n"
