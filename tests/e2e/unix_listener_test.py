@@ -149,6 +149,29 @@ class UnixListenerTest(wsxtest.WsxTestCase):
         self.assertEqual(p.proc.wait(10), 0)
         self.assertFalse(os.path.lexists(path))
 
+    def test_heartbeat_drops_a_client_that_never_answers_pings(self):
+        path = self.sock()
+        p, _ = self.start_unix("serve", path, "--ping-interval", "100ms", "--ping-timeout", "200ms", "--metrics")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            data = b""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # read (pings, never answered) until the server hangs up
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            else:
+                self.fail("the server kept a silent client open")
+        self.assertTrue(data.startswith(b"HTTP/1.1 101"), data[:80])
+        self.assertIn(b"\x89", data)  # a ping frame
+        p.wait_for(rf'unix:{path} "/" .* code=1006')
+        _, body = unix_http(path, "/metrics")
+        self.assertRegex(body.decode(), r"(?m)^wsx_ping_timeouts_total 1$")
+
     def test_sigint_removes_the_socket(self):
         path = self.sock()
         p, _ = self.start_unix("serve", path)
