@@ -46,9 +46,11 @@ runner setup_proxy(CLI::App& app) {
     const char* f = "Forwarding";
     app.add_option("--listen", a->listen,
                    "Where clients connect: ws://HOST:PORT, wss://HOST:PORT (TLS termination, with --tls-cert/--tls-key or "
-                   "--tls-self-signed) or tcp://HOST:PORT (each TCP connection carried over its own WebSocket)")
+                   "--tls-self-signed), unix:PATH (WebSocket on a unix socket: ws+unix://PATH:/) or tcp://HOST:PORT "
+                   "(each TCP connection carried over its own WebSocket)")
         ->group(f)->type_name("ADDR")->capture_default_str();
-    app.add_option("--to", a->to, "An upstream: ws://, wss:// or tcp://HOST:PORT (repeatable: balanced over all)")
+    app.add_option("--to", a->to,
+                   "An upstream: ws://, wss://, ws+unix://PATH[:/RESOURCE] or tcp://HOST:PORT (repeatable: balanced over all)")
         ->group(f)->type_name("URL")->required();
     app.add_option("--path-prefix", a->path_prefix, "Strip this prefix from the client's path before forwarding")
         ->group(f)->type_name("PATH");
@@ -105,9 +107,12 @@ runner setup_proxy(CLI::App& app) {
         "  wsx proxy --listen tcp://127.0.0.1:2222 --to wss://gw.example/ssh     # tunnel entrance\n"
         "  wsx proxy --to ws://a:9000 --to ws://b:9000 --balance least-conn --sticky cookie:sid --metrics\n"
         "  wsx proxy --to ws://127.0.0.1:9000 --tap - --tap-format ndjson --fault-delay 50ms --fault-drop 1%\n"
-        "\nPrints 'listening on ws://HOST:PORT' (or tcp://) on stderr once ready. The upstream is connected\n"
-        "before the client's upgrade is answered: its subprotocol choice is the client's, and when every\n"
-        "backend fails the client gets HTTP 502. X-Forwarded-For and X-Forwarded-Proto are added.\n"
+        "  wsx proxy --listen unix:/run/wsx/front.sock --to ws+unix:///run/app.sock:/\n"
+        "\nPrints 'listening on ws://HOST:PORT' (or ws+unix://PATH:/, tcp://) on stderr once ready. The\n"
+        "upstream is connected before the client's upgrade is answered: its subprotocol choice is the\n"
+        "client's, and when every backend fails the client gets HTTP 502. X-Forwarded-For and\n"
+        "X-Forwarded-Proto are added (a unix socket client has no address: X-Forwarded-For is passed\n"
+        "on as it came, and --sticky ip puts all such clients on one backend).\n"
         "GET /metrics (--metrics) adds per-backend state, connections, bytes and failures.");
 
     return [a]() -> int {
@@ -115,7 +120,11 @@ runner setup_proxy(CLI::App& app) {
         proxy_options po;
         auto& so = po.serve;
         std::string listen = a->listen;
-        if (listen.starts_with("tcp://")) {
+        // unix:PATH, and the ws+unix:// spelling that parse_listen_address answers with a hint.
+        const bool unix_form = listen.starts_with("unix:") || listen.find("+unix://") != std::string::npos;
+        if (unix_form) {
+            // parsed below as it is
+        } else if (listen.starts_with("tcp://")) {
             po.tcp_listener = true;
             listen = listen.substr(6);
         } else if (listen.starts_with("wss://")) {
@@ -127,13 +136,12 @@ runner setup_proxy(CLI::App& app) {
             if (!a->listener.tls_cert.empty() || a->listener.tls_self_signed)
                 p.add("--listen ws:// with a TLS certificate: use wss:// to terminate TLS");
         }
-        if (!listen.empty() && listen.back() == '/') listen.pop_back();
+        if (!unix_form && !listen.empty() && listen.back() == '/') listen.pop_back();
         std::string err;
-        if (listen.find("://") != std::string::npos)
-            p.add(fmt::format("--listen '{}': use ws://, wss:// or tcp:// followed by HOST:PORT", a->listen));
+        if (!unix_form && listen.find("://") != std::string::npos)
+            p.add(fmt::format("--listen '{}': use ws://, wss:// or tcp:// followed by HOST:PORT, or unix:PATH", a->listen));
         else if (auto la = parse_listen_address(listen, &err)) so.server.listen = *la;
         else p.add("--listen: " + err);
-        if (!so.server.listen.unix_path.empty()) p.add("--listen: unix sockets are not supported; use HOST:PORT");
 
         for (const auto& t : a->to) {
             std::string e;

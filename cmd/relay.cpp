@@ -28,7 +28,8 @@ struct relay_args {
 
 runner setup_relay(CLI::App& app) {
     auto a = std::make_shared<relay_args>();
-    app.add_option("address", a->address, "Where to listen: PORT, HOST:PORT or [V6]:PORT (port 0 picks a free one)")
+    app.add_option("address", a->address, "Where to listen: PORT, HOST:PORT, [V6]:PORT (port 0 picks a free one) or unix:PATH (a unix "
+                   "socket; clients connect to ws+unix://PATH:/)")
         ->type_name("ADDR")->capture_default_str();
 
     const char* r = "Relay";
@@ -79,11 +80,13 @@ runner setup_relay(CLI::App& app) {
         "  wsx relay 8080 --history 100                # ws://.../chat?history replays the last 100\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379   # one hub across every relay on that Redis\n"
         "  wsx relay 8080 --jwt-secret k --acl-claim topics\n"
+        "  wsx relay unix:/run/wsx/relay.sock          # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
         "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"
         "what the others publish. Query: ?history[=N] replays kept messages, ?since=ID resumes after\n"
         "message ID, ?id=NAME chooses the identity when there is no JWT subject. Clients offering the\n"
         "subprotocol wsx.relay.v1 speak JSON: {\"op\":\"subscribe\"|\"unsubscribe\"|\"publish\"|\"presence\"|\"send\", ...}\n"
-        "(see the README). Prints 'listening on ws://HOST:PORT' on stderr once ready.");
+        "(see the README). Prints 'listening on ws://HOST:PORT' (ws+unix://PATH:/ for unix:PATH) on stderr\n"
+        "once ready.");
 
     return [a, sql]() -> int {
         problems p;
@@ -91,7 +94,6 @@ runner setup_relay(CLI::App& app) {
         std::string err;
         if (auto la = parse_listen_address(a->address, &err)) o.server.listen = *la;
         else p.add(err);
-        if (!o.server.listen.unix_path.empty()) p.add("relay: unix socket listeners are not supported yet; use HOST:PORT");
 
         relay_options ro;
         ro.echo_self = a->echo_self;

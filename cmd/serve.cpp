@@ -26,7 +26,8 @@ struct serve_args {
 
 runner setup_serve(CLI::App& app) {
     auto a = std::make_shared<serve_args>();
-    app.add_option("address", a->address, "Where to listen: PORT, HOST:PORT or [V6]:PORT (port 0 picks a free one)")
+    app.add_option("address", a->address, "Where to listen: PORT, HOST:PORT, [V6]:PORT (port 0 picks a free one) or unix:PATH (a unix "
+                   "socket; clients connect to ws+unix://PATH:/)")
         ->type_name("ADDR")->capture_default_str();
 
     const char* m = "Modes";
@@ -65,12 +66,17 @@ runner setup_serve(CLI::App& app) {
         "  wsx serve 8080 --stdio                     # chat with clients from the terminal\n"
         "  wsx serve 8080 --static ./public --path /ws --metrics\n"
         "  wsx serve 8080 --token s3cret --rate-limit 100/s,burst=200\n"
-        "\nPrints 'listening on ws://HOST:PORT' on stderr once ready. Put ADDR before --exec: the\n"
-        "words after --exec are the command; after '--exec --' every word is, options included.\n"
+        "  wsx serve unix:/tmp/wsx.sock --unix-mode 600  # clients: wsx connect ws+unix:///tmp/wsx.sock:/\n"
+        "\nPrints 'listening on ws://HOST:PORT' (ws+unix://PATH:/ for a unix socket) on stderr once\n"
+        "ready. Put ADDR before --exec: the words after --exec are the command; after '--exec --'\n"
+        "every word is, options included. On unix:PATH, a socket file left by a dead process is\n"
+        "replaced; a live socket or a file that is not a socket is refused (exit 1) and left alone;\n"
+        "the file is removed when the server stops.\n"
         "The child of --exec gets REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SCRIPT_NAME,\n"
         "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers), WSX_CONNECTION_ID,\n"
         "WSX_SCHEME, WSX_SUB (JWT subject or basic user) and PATH; its exit status becomes the\n"
-        "close code (0: 1000, else 1011 'exit N' or 'signal N').");
+        "close code (0: 1000, else 1011 'exit N' or 'signal N'). On a unix socket, REMOTE_ADDR is\n"
+        "unix:PATH, the ports are empty and WSX_PEER_PID/UID/GID name the connecting process.");
 
     return [a]() -> int {
         problems p;
@@ -78,7 +84,6 @@ runner setup_serve(CLI::App& app) {
         std::string err;
         if (auto la = parse_listen_address(a->address, &err)) o.server.listen = *la;
         else p.add(err);
-        if (!o.server.listen.unix_path.empty()) p.add("serve: unix socket listeners are not supported yet; use HOST:PORT");
 
         int modes = (a->echo ? 1 : 0) + (!a->exec.empty() ? 1 : 0) + (a->stdio ? 1 : 0);
         if (modes > 1) p.add("--echo, --exec and --stdio are alternatives: choose one");

@@ -70,8 +70,13 @@ void add_listener_options(CLI::App& app, listener_args& args) {
                    "Over --rate-limit: close (1008 'rate limit exceeded') or drop the message (counted)")
         ->group(sec)->type_name("POLICY")->check(CLI::IsMember({"close", "drop"}))->capture_default_str();
     app.add_option("--connect-rate-limit", a->connect_rate_limit,
-                   "Connection attempts per client IP (IPv6: per /64), e.g. 10/s,burst=20; beyond it: HTTP 429")
+                   "Connection attempts per client IP (IPv6: per /64; all unix socket clients count as one), "
+                   "e.g. 10/s,burst=20; beyond it: HTTP 429")
         ->group(sec)->type_name("RATE");
+    app.add_option("--unix-mode", a->unix_mode,
+                   "Permissions of the socket file of a unix:PATH listener, in octal (e.g. 660: owner and group may "
+                   "connect); default: from the umask")
+        ->group(sec)->type_name("MODE");
 
     const char* o = "Operations";
     app.add_flag("--announce-json", a->announce_json,
@@ -94,6 +99,22 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     if (!o.path.empty() && o.path[0] != '/') p.add(fmt::format("--path '{}': must start with '/'", o.path));
 
     o.use_tls = a->tls_self_signed || !a->tls_cert.empty() || !a->tls_key.empty();
+    const bool on_unix = !o.server.listen.unix_path.empty();
+    if (on_unix && o.use_tls)
+        p.add("TLS on a unix socket listener is not supported: drop --tls-cert/--tls-key/--tls-self-signed "
+              "(the socket file's permissions, see --unix-mode, decide who may connect)");
+    if (!a->unix_mode.empty()) {
+        const auto& m = a->unix_mode;
+        unsigned v = 0;
+        const bool octal = m.size() <= 4 && m.find_first_not_of("01234567") == std::string::npos;
+        if (octal) v = static_cast<unsigned>(std::stoul(m, nullptr, 8));
+        if (!octal || v > 0777)
+            p.add(fmt::format("--unix-mode '{}': give octal permission bits, e.g. 660 or 0600", m));
+        else if (!on_unix)
+            p.add("--unix-mode applies to unix socket listeners: listen on unix:PATH");
+        else
+            o.server.listen.unix_mode = static_cast<int>(v);
+    }
     o.tls = {.cert = a->tls_cert, .key = a->tls_key, .client_ca = a->client_ca, .self_signed = a->tls_self_signed};
     if (a->tls_self_signed && (!a->tls_cert.empty() || !a->tls_key.empty()))
         p.add("--tls-self-signed cannot be combined with --tls-cert/--tls-key");

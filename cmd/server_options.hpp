@@ -23,6 +23,7 @@ struct listener_args {
     std::string token, jwt_secret, jwt_public_key, basic_auth, jwt_leeway = "30s";
     std::vector<std::string> jwt_algs, origins;
     std::string rate_limit, rate_limit_policy = "close", connect_rate_limit;
+    std::string unix_mode;
 };
 
 /// Adds the shared listener options (groups "Protocol and limits", "TLS", "Security",
@@ -30,7 +31,8 @@ struct listener_args {
 void add_listener_options(CLI::App& app, listener_args& a);
 
 /// Fills `o` from the shared options (everything but the address and the mode), recording
-/// every problem in `p`. An accepted JWT's subject lands in peer.vars["sub"], its claims
+/// every problem in `p`. Call it once o.server.listen is set: some options depend on whether
+/// it is a unix socket. An accepted JWT's subject lands in peer.vars["sub"], its claims
 /// (JSON text) in peer.vars["claims"].
 void apply_listener_options(problems& p, const listener_args& a, serve_options& o);
 

@@ -132,8 +132,27 @@ std::optional<listen_address> parse_listen_address(std::string_view text, std::s
     if (starts_with_icase(s, "unix:")) {
         a.unix_path = std::string(s.substr(5));
         if (a.unix_path.empty()) return fail("invalid listen address 'unix:': give a socket path, e.g. unix:/tmp/wsx.sock");
+        // Clients name the socket in ws+unix://PATH:/resource, where the path ends at the first ':'.
+        if (a.unix_path.find(':') != std::string::npos)
+            return fail(fmt::format("invalid listen address '{}': a socket path cannot contain ':' (ws+unix:// URLs "
+                                    "end the path there); choose another path",
+                                    text));
+        if (a.unix_path.find('\0') != std::string::npos)
+            return fail(fmt::format("invalid listen address '{}': a socket path cannot contain NUL", text));
+        if (a.unix_path.size() > max_unix_path)
+            return fail(fmt::format("invalid listen address '{}': the socket path is {} bytes, the system allows {}; "
+                                    "choose a shorter path",
+                                    text, a.unix_path.size(), max_unix_path));
         return a;
     }
+    for (std::string_view scheme : {"ws+unix://", "wss+unix://"})
+        if (starts_with_icase(s, scheme)) {
+            auto path = s.substr(scheme.size());
+            path = path.substr(0, path.find(':'));
+            return fail(fmt::format("invalid listen address '{}': listen on a unix socket with unix:{} "
+                                    "(clients then connect to ws+unix://{}:/)",
+                                    text, path.empty() ? "/path/to.sock" : path, path.empty() ? "/path/to.sock" : path));
+        }
     for (std::string_view scheme : {"ws://", "wss://", "tcp://"})
         if (starts_with_icase(s, scheme)) s.remove_prefix(scheme.size());
     if (!s.empty() && s.back() == '/') s.remove_suffix(1);

@@ -1,5 +1,6 @@
 #pragma once
 /// Parsing and formatting of the addresses wsx talks to and listens on.
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,9 +34,15 @@ struct listen_address {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8080;
     std::string unix_path;  ///< listen on a unix socket instead (unix:/path)
+    int unix_mode = -1;     ///< permission bits for the socket file; -1: as the umask makes them
 };
 
-/// Parses `PORT`, `HOST:PORT`, `[V6]:PORT`, `HOST` (default port), `ws://HOST:PORT`, or `unix:/path`.
+/// The longest unix socket path bind() takes (sun_path holds it and a NUL).
+inline constexpr std::size_t max_unix_path = 107;
+
+/// Parses `PORT`, `HOST:PORT`, `[V6]:PORT`, `HOST` (default port), `ws://HOST:PORT`, or `unix:PATH`
+/// (a unix socket; PATH may be relative, must not contain ':' so that clients can name it in
+/// `ws+unix://PATH:/resource`, and is at most max_unix_path bytes).
 std::optional<listen_address> parse_listen_address(std::string_view text, std::string* error,
                                                    std::uint16_t default_port = 8080);
 

@@ -29,8 +29,8 @@ std::optional<upstream_target> parse_upstream(std::string_view text, std::string
         t.port = a->port;
         return t;
     }
-    if (!text.starts_with("ws://") && !text.starts_with("wss://")) {
-        *error = fmt::format("'{}': an upstream is ws://, wss:// or tcp://HOST:PORT", text);
+    if (!text.starts_with("ws://") && !text.starts_with("wss://") && !text.starts_with("ws+unix://")) {
+        *error = fmt::format("'{}': an upstream is ws://, wss://, ws+unix://PATH:/ or tcp://HOST:PORT", text);
         return std::nullopt;
     }
     auto u = parse_ws_url(text, error);
@@ -192,9 +192,10 @@ public:
         names.insert(names.end(), o_.forward_headers.begin(), o_.forward_headers.end());
         for (const auto& n : names)
             if (auto v = (*req)[n]; !v.empty()) c.headers.emplace_back(n, std::string(v));
+        // A unix socket client has no address to add; what it sent is passed on as it came.
         std::string xff(req->base()["X-Forwarded-For"]);
-        xff += (xff.empty() ? "" : ", ") + peer->address;
-        c.headers.emplace_back("X-Forwarded-For", xff);
+        if (!peer->is_unix) xff += (xff.empty() ? "" : ", ") + peer->address;
+        if (!xff.empty()) c.headers.emplace_back("X-Forwarded-For", xff);
         c.headers.emplace_back("X-Forwarded-Proto", peer->tls ? "https" : "http");
         return c;
     }

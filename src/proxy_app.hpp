@@ -16,7 +16,7 @@
 
 namespace wsx {
 
-/// One upstream: ws://, wss:// or tcp://HOST:PORT.
+/// One upstream: ws://, wss://, ws+unix://PATH:/RESOURCE or tcp://HOST:PORT.
 struct upstream_target {
     std::string name;   ///< as given (metrics, ring identity)
     bool tcp = false;

@@ -90,10 +90,11 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     add("SERVER_SOFTWARE", "wsx/" WSX_VERSION);
     add("SERVER_PROTOCOL", req.version() == 10 ? "HTTP/1.0" : "HTTP/1.1");
     add("SERVER_NAME", server_name);
-    add("SERVER_PORT", std::to_string(peer.local_port));
+    // A unix socket has no ports: empty rather than a made-up 0.
+    add("SERVER_PORT", peer.is_unix ? std::string() : std::to_string(peer.local_port));
     add("REMOTE_ADDR", peer.address);
     add("REMOTE_HOST", peer.address);
-    add("REMOTE_PORT", std::to_string(peer.port));
+    add("REMOTE_PORT", peer.is_unix ? std::string() : std::to_string(peer.port));
     add("REQUEST_METHOD", std::string_view(req.method_string().data(), req.method_string().size()));
     add("REQUEST_URI", target);
     add("SCRIPT_NAME", script_name);
@@ -233,7 +234,7 @@ private:
 conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
                            std::uint64_t id)
     : app_(app), s_(s.get()), weak_(s), wc_(app.counters()), id_(id), path_(req.target()),
-      peer_(format_host_port(peer.address, peer.port)) {
+      peer_(peer.is_unix ? peer.address : format_host_port(peer.address, peer.port)) {
     const auto& o = app.options();
     if (o.rate_limit > 0) bucket_.emplace(o.rate_limit, std::max(1.0, o.rate_burst));
     drop_over_rate_ = o.rate_limit_drop;
@@ -832,15 +833,19 @@ void serve_app::finish() {
 }
 
 void serve_app::announce(const std::string& fingerprint) {
-    auto ep = server_->local_endpoint();
     if (o_.announce_json) {
         nlohmann::json j = {{"event", "listening"},
                             {"url", server_->url()},
-                            {"address", ep.address().to_string()},
-                            {"port", ep.port()},
                             {"tls", o_.use_tls},
                             {"threads", o_.threads},
                             {"pid", ::getpid()}};
+        if (server_->is_unix()) {
+            j["unix_path"] = o_.server.listen.unix_path;
+        } else {
+            auto ep = server_->local_endpoint();
+            j["address"] = ep.address().to_string();
+            j["port"] = ep.port();
+        }
         if (!fingerprint.empty()) j["fingerprint_sha256"] = fingerprint;
         log_line(j.dump());
         return;

@@ -1,5 +1,13 @@
 #include "server.hpp"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "exit_code.hpp"
@@ -22,11 +30,109 @@ server::server(net::io_context& ioc, server_options opts, session_handler_factor
 server::server(net::io_context& acceptor_ioc, std::vector<net::io_context*> workers, server_options opts,
                session_handler_factory factory)
     : ioc_(acceptor_ioc), workers_(std::move(workers)), opts_(std::move(opts)), factory_(std::move(factory)),
-      acceptor_(acceptor_ioc) {
+      acceptor_(acceptor_ioc), unix_acceptor_(acceptor_ioc) {
     if (workers_.empty()) workers_.push_back(&ioc_);
 }
 
+namespace {
+
+enum class probe_result { absent, stale, live };
+
+/// Whether something listens on the unix socket at `path`: a connect that succeeds (or finds
+/// the backlog full) means yes; "connection refused" means the socket file is left over from
+/// a process that is gone. Other errors (e.g. no permission) are thrown: we cannot tell, so
+/// the file must not be touched.
+probe_result probe_unix_socket(const std::string& path, const std::string& where) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.data(), path.size());  // listen_unix() checked that it fits
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) throw failure(exit_code::failure, fmt::format("cannot listen on {}: {} (socket)", where, std::strerror(errno)));
+    const int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
+    const int err = r == 0 ? 0 : errno;
+    ::close(fd);
+    if (r == 0 || err == EAGAIN || err == EINPROGRESS) return probe_result::live;
+    if (err == ECONNREFUSED) return probe_result::stale;
+    if (err == ENOENT) return probe_result::absent;
+    throw failure(exit_code::failure,
+                  fmt::format("cannot listen on {}: a socket file is there and checking whether it is in use failed ({}): "
+                              "remove it if no process uses it, or choose another path",
+                              where, std::strerror(err)));
+}
+
+}  // namespace
+
+void server::listen_unix() {
+    const std::string& path = opts_.listen.unix_path;
+    const std::string where = "unix:" + path;
+    if (opts_.tls)
+        throw failure(exit_code::usage, fmt::format("cannot listen on {}: TLS over a unix socket is not supported", where));
+    if (path.size() > max_unix_path || path.find('\0') != std::string::npos)
+        throw failure(exit_code::usage, fmt::format("cannot listen on {}: not a usable socket path (at most {} bytes, no NUL)",
+                                                    where, max_unix_path));
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            throw failure(exit_code::failure,
+                          fmt::format("cannot listen on {}: the file exists and is not a socket (it was left alone): "
+                                      "choose another path",
+                                      where));
+        switch (probe_unix_socket(path, where)) {
+        case probe_result::live:
+            throw failure(exit_code::failure,
+                          fmt::format("cannot listen on {}: another process is listening on it: stop it or choose another path",
+                                      where));
+        case probe_result::stale: {
+            // Left by a process that is gone: replace it, unless it changed in the meantime.
+            struct stat again{};
+            if (::lstat(path.c_str(), &again) == 0 && S_ISSOCK(again.st_mode) && again.st_dev == st.st_dev &&
+                again.st_ino == st.st_ino && ::unlink(path.c_str()) != 0) {
+                const int err = errno;
+                if (err != ENOENT)
+                    throw failure(exit_code::failure, fmt::format("cannot listen on {}: cannot remove the stale socket file: {}",
+                                                                  where, std::strerror(err)));
+            }
+            break;
+        }
+        case probe_result::absent: break;
+        }
+    }
+    error_code ec;
+    auto fail = [&](std::string_view step) {
+        throw failure(exit_code::failure, fmt::format("cannot listen on {}: {} ({})", where, ec.message(), step));
+    };
+    net::local::stream_protocol::endpoint ep(path);
+    unix_acceptor_.open(ep.protocol(), ec);
+    if (ec) fail("socket");
+    // bind() creates the file with 0777 & ~umask: with --unix-mode, the umask is set so that it
+    // is created with exactly that mode (no window in which it is more open). The umask is
+    // process-wide, so this runs before any other thread of the server starts.
+    const int mode = opts_.listen.unix_mode;
+    const mode_t old_mask = mode >= 0 ? ::umask(static_cast<mode_t>(~mode & 0777)) : 0;
+    unix_acceptor_.bind(ep, ec);
+    if (mode >= 0) ::umask(old_mask);
+    if (ec) fail("bind");
+    struct stat bound{};
+    if (::lstat(path.c_str(), &bound) == 0) {
+        unix_bound_ = true;
+        unix_dev_ = bound.st_dev;
+        unix_ino_ = bound.st_ino;
+    }
+    unix_acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) fail("listen");
+}
+
+void server::remove_unix_socket() {
+    if (!unix_bound_) return;
+    unix_bound_ = false;
+    struct stat st{};
+    const auto& path = opts_.listen.unix_path;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == unix_dev_ && st.st_ino == unix_ino_)
+        ::unlink(path.c_str());
+}
+
 void server::listen() {
+    if (is_unix()) return listen_unix();
     error_code ec;
     auto addr = net::ip::make_address(opts_.listen.host == "localhost" ? "127.0.0.1" : opts_.listen.host, ec);
     if (ec)
@@ -52,6 +158,7 @@ tcp::endpoint server::local_endpoint() const {
 }
 
 std::string server::url() const {
+    if (is_unix()) return fmt::format("ws+unix://{}:/", opts_.listen.unix_path);
     auto ep = local_endpoint();
     return fmt::format("{}://{}", opts_.tls ? "wss" : "ws", format_host_port(ep.address().to_string(), ep.port()));
 }
@@ -61,12 +168,29 @@ void server::start() { do_accept(); }
 void server::stop() {
     error_code ec;
     acceptor_.close(ec);
+    unix_acceptor_.close(ec);
+    remove_unix_socket();
 }
 
 void server::do_accept() {
     const std::size_t worker = next_worker_;
     next_worker_ = (next_worker_ + 1) % workers_.size();
     auto& target = *workers_[worker];
+    if (is_unix()) {
+        unix_acceptor_.async_accept(target, [this, worker, &target](error_code ec, net::local::stream_protocol::socket socket) {
+            if (ec == net::error::operation_aborted || !unix_acceptor_.is_open()) return;
+            if (!ec) {
+                net::co_spawn(target, handle_unix(std::move(socket), worker), net::detached);
+                do_accept();
+            } else {
+                auto t = std::make_shared<net::steady_timer>(ioc_, std::chrono::milliseconds(50));
+                t->async_wait([this, t](error_code) {
+                    if (unix_acceptor_.is_open()) do_accept();
+                });
+            }
+        });
+        return;
+    }
     acceptor_.async_accept(target, [this, worker, &target](error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
         if (!ec) {
@@ -191,6 +315,25 @@ net::awaitable<void> server::handle(tcp::socket socket, std::size_t worker) {
         websocket::stream<tcp_layer> ws(beast::tcp_stream(std::move(socket)));
         co_await serve_http(ws, buffer, peer);
     }
+}
+
+net::awaitable<void> server::handle_unix(net::local::stream_protocol::socket socket, std::size_t worker) {
+    peer_info peer;
+    peer.address = "unix:" + opts_.listen.unix_path;
+    peer.is_unix = true;
+    peer.worker = worker;
+    // The only thing known about a unix peer is who it is: the kernel's credentials of the
+    // process that connected (what --exec children see as WSX_PEER_PID/UID/GID).
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof cred) {
+        peer.vars["peer_pid"] = std::to_string(cred.pid);
+        peer.vars["peer_uid"] = std::to_string(cred.uid);
+        peer.vars["peer_gid"] = std::to_string(cred.gid);
+    }
+    beast::flat_buffer buffer;
+    websocket::stream<unix_layer> ws(unix_stream(std::move(socket)));
+    co_await serve_http(ws, buffer, peer);
 }
 
 }  // namespace wsx

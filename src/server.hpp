@@ -1,6 +1,7 @@
 #pragma once
-/// The listener: accepts TCP (optionally TLS), reads the HTTP request, upgrades to WebSocket
-/// and hands each session to a handler. Plain HTTP requests go to an optional http handler.
+/// The listener: accepts TCP (optionally TLS) or unix socket connections, reads the HTTP
+/// request, upgrades to WebSocket and hands each session to a handler. Plain HTTP requests go
+/// to an optional http handler.
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,10 +19,14 @@ using http_response = http::response<http::string_body>;
 
 /// Information about a connection being upgraded.
 struct peer_info {
-    std::string address;   ///< remote IP
-    std::uint16_t port = 0;
+    /// Remote IP; for a unix socket peer (which has no address of its own) `unix:PATH` with the
+    /// listener's socket path, so that every unix client counts as one peer (rate limits,
+    /// sticky ip) and logs say where it came in.
+    std::string address;
+    std::uint16_t port = 0;        ///< 0 for unix socket peers
     bool tls = false;
-    std::uint16_t local_port = 0;  ///< the listener's port
+    bool is_unix = false;          ///< accepted on a unix socket
+    std::uint16_t local_port = 0;  ///< the listener's port (0 on a unix socket)
     std::size_t worker = 0;        ///< index of the io_context the connection runs on
     /// Things an upgrade filter wants kept while the connection lasts (e.g. a connection
     /// slot): released just before the handler hears of the close; at once when the upgrade fails.
@@ -72,17 +77,30 @@ public:
     void set_http_handler(http_handler h) { http_ = std::move(h); }
 
     /// Binds and listens; throws wsx::failure(failure) when the address cannot be used.
+    /// A unix socket path that holds a stale socket (nobody answers a connect) is replaced;
+    /// a live socket, or a file that is not a socket, is refused and left alone.
     void listen();
-    /// The bound address (real port when 0 was asked).
+    /// Stops accepting and closes the listener without waiting for anything; removes the socket
+    /// file of a unix listener (when it is still the one bound here).
+    ~server() { stop(); }
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+    bool is_unix() const noexcept { return !opts_.listen.unix_path.empty(); }
+    /// The bound address (real port when 0 was asked); unspecified for a unix listener.
     tcp::endpoint local_endpoint() const;
-    /// `ws://HOST:PORT` or `wss://HOST:PORT`.
+    /// `ws://HOST:PORT`, `wss://HOST:PORT`, or for a unix listener `ws+unix://PATH:/` (what
+    /// `wsx connect` takes).
     std::string url() const;
     void start();
+    /// Stops accepting; a unix listener's socket file is removed here.
     void stop();
 
 private:
     void do_accept();
+    void listen_unix();
+    void remove_unix_socket();
     net::awaitable<void> handle(tcp::socket socket, std::size_t worker);
+    net::awaitable<void> handle_unix(net::local::stream_protocol::socket socket, std::size_t worker);
     template <class Layer>
     net::awaitable<void> serve_http(websocket::stream<Layer>& ws, beast::flat_buffer& buffer, const peer_info& peer);
 
@@ -95,6 +113,11 @@ private:
     async_upgrade_filter async_filter_;
     http_handler http_;
     tcp::acceptor acceptor_;
+    net::local::stream_protocol::acceptor unix_acceptor_;
+    // The socket file bound here (device and inode): removed at stop() only while it is still
+    // that file, never one another process put there since.
+    bool unix_bound_ = false;
+    std::uint64_t unix_dev_ = 0, unix_ino_ = 0;
 };
 
 /// An HTTP response with a one-line plain-text body.

@@ -30,6 +30,12 @@ TEST_CASE("upstream URLs: ws, wss and tcp", "[proxy_app]") {
     CHECK_FALSE(w->tcp);
     CHECK(w->url.tls);
     CHECK(w->url.target == "/ws");
+    auto u = wsx::parse_upstream("ws+unix:///run/app.sock:/ws", &err);
+    REQUIRE(u);
+    CHECK_FALSE(u->tcp);
+    CHECK(u->url.unix_path == "/run/app.sock");
+    CHECK(u->url.target == "/ws");
+    CHECK_FALSE(wsx::parse_upstream("wss+unix:///run/app.sock", &err));
     CHECK_FALSE(wsx::parse_upstream("http://x:1", &err));
     CHECK_FALSE(wsx::parse_upstream("tcp://nohost", &err));
 }

@@ -114,6 +114,23 @@ TEST_CASE("cgi_environment follows websocketd", "[serve]") {
     CHECK(has("WSX_SCHEME=wss"));
 }
 
+TEST_CASE("cgi_environment for a unix socket peer has no ports", "[serve]") {
+    http_request req{http::verb::get, "/", 11};
+    req.set(http::field::host, "localhost");
+    peer_info peer;
+    peer.address = "unix:/run/wsx.sock";
+    peer.is_unix = true;
+    peer.vars["peer_uid"] = "1000";
+    auto env = cgi_environment(req, peer, "", {}, 1);
+    auto has = [&](const std::string& kv) { return std::find(env.begin(), env.end(), kv) != env.end(); };
+    CHECK(has("REMOTE_ADDR=unix:/run/wsx.sock"));
+    CHECK(has("REMOTE_PORT="));
+    CHECK(has("SERVER_PORT="));
+    CHECK(has("SERVER_NAME=localhost"));
+    CHECK(has("WSX_PEER_UID=1000"));
+    CHECK(has("WSX_SCHEME=ws"));
+}
+
 TEST_CASE("server_metrics renders Prometheus text", "[serve]") {
     server_metrics m(2);
     m.worker(0).messages_in.add(3);

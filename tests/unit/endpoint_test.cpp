@@ -1,0 +1,64 @@
+#include <catch2/catch.hpp>
+
+#include "endpoint.hpp"
+
+using namespace wsx;
+
+TEST_CASE("parse_listen_address takes ports, hosts and IPv6 literals", "[endpoint]") {
+    std::string err;
+    auto a = parse_listen_address("9000", &err);
+    REQUIRE(a);
+    CHECK(a->host == "127.0.0.1");
+    CHECK(a->port == 9000);
+    CHECK(a->unix_path.empty());
+    a = parse_listen_address("0.0.0.0:0", &err);
+    REQUIRE(a);
+    CHECK((a->host == "0.0.0.0" && a->port == 0));
+    a = parse_listen_address("[::1]:8443", &err);
+    REQUIRE(a);
+    CHECK((a->host == "::1" && a->port == 8443));
+    a = parse_listen_address("ws://localhost:81/", &err);
+    REQUIRE(a);
+    CHECK((a->host == "localhost" && a->port == 81));
+    CHECK_FALSE(parse_listen_address("::1:80", &err));
+    CHECK_FALSE(parse_listen_address("host:99999", &err));
+}
+
+TEST_CASE("parse_listen_address takes unix:PATH in the form clients name it", "[endpoint]") {
+    std::string err;
+    auto a = parse_listen_address("unix:/tmp/wsx.sock", &err);
+    REQUIRE(a);
+    CHECK(a->unix_path == "/tmp/wsx.sock");
+    CHECK(a->unix_mode == -1);
+    // The same path in a client URL parses back to it.
+    auto url = parse_ws_url("ws+unix://" + a->unix_path + ":/", &err);
+    REQUIRE(url);
+    CHECK(url->unix_path == a->unix_path);
+    CHECK(url->target == "/");
+
+    a = parse_listen_address("UNIX:relative/w.sock", &err);
+    REQUIRE(a);
+    CHECK(a->unix_path == "relative/w.sock");
+
+    CHECK_FALSE(parse_listen_address("unix:", &err));
+    CHECK_THAT(err, Catch::Contains("unix:/tmp/wsx.sock"));
+    CHECK_FALSE(parse_listen_address("unix:/tmp/a:b.sock", &err));
+    CHECK_THAT(err, Catch::Contains("cannot contain ':'"));
+    CHECK_FALSE(parse_listen_address(std::string("unix:/tmp/a\0b", 13), &err));
+    CHECK_THAT(err, Catch::Contains("NUL"));
+
+    const std::string longest = "/" + std::string(max_unix_path - 1, 'x');
+    CHECK(parse_listen_address("unix:" + longest, &err));
+    CHECK_FALSE(parse_listen_address("unix:" + longest + "x", &err));
+    CHECK_THAT(err, Catch::Contains("108 bytes, the system allows 107"));
+}
+
+TEST_CASE("parse_listen_address answers a ws+unix:// listen address with the spelling it takes", "[endpoint]") {
+    std::string err;
+    CHECK_FALSE(parse_listen_address("ws+unix:///run/a.sock:/chat", &err));
+    CHECK(err ==
+          "invalid listen address 'ws+unix:///run/a.sock:/chat': listen on a unix socket with unix:/run/a.sock "
+          "(clients then connect to ws+unix:///run/a.sock:/)");
+    CHECK_FALSE(parse_listen_address("wss+unix://", &err));
+    CHECK_THAT(err, Catch::Contains("unix:/path/to.sock"));
+}
