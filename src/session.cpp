@@ -106,9 +106,13 @@ void session<Layer>::consume(char* buf, std::size_t total, bool more) {
     for (int round = 0;; ++round) {
         if (more && total < read_chunk) {
             error_code ec;
-            const std::size_t n = layer().read_available(net::buffer(buf + total, read_chunk - total), ec);
+            const std::size_t room = read_chunk - total;
+            const std::size_t n = layer().read_available(net::buffer(buf + total, room), ec);
             if (ec == net::error::would_block || ec == net::error::try_again) more = false;
             else if (ec) return end_of_input(buf, total, ec);
+            // A read that did not fill the buffer took all there was: the next waiting read
+            // tries the socket first anyway, so no read is spent on learning it is empty.
+            if (n < room) more = false;
             total += n;
         }
         const std::size_t used = handle_frames(buf, total);
