@@ -55,7 +55,7 @@ def main():
                 try:
                     if path == "proxy":
                         proxy, port = start_proxy(a.wsx, port)
-                    v = serve_bench.run_load(loadgen, port, scenario, a.seconds)
+                    v = serve_bench.run_load(loadgen, server.pid, port, scenario, a.seconds)
                 finally:
                     if proxy:
                         serve_bench.stop(proxy)
@@ -71,7 +71,7 @@ def main():
             print(f"{scenario:10} direct p50 {d50:.0f}us p99 {d99:.0f}us  proxy p50 {p50:.0f}us p99 {p99:.0f}us"
                   f"   added p99 {p99 - d99:+.0f}us", flush=True)
             continue
-        d, p = statistics.median(per["direct"]), statistics.median(per["proxy"])
+        d, p = statistics.median(x[0] for x in per["direct"]), statistics.median(x[0] for x in per["proxy"])
         print(f"{scenario:10} direct {d:,.0f} msgs/s  proxy {p:,.0f} msgs/s   proxy/direct {p / d:.2f}x", flush=True)
 
 
