@@ -68,8 +68,8 @@ runner setup_proxy(CLI::App& app) {
                    "Keep clients on one backend by ip, header:NAME, cookie:NAME or query:NAME (consistent-hash ring)")
         ->group(b)->type_name("KEY");
     app.add_option("--health-interval", a->health_interval,
-                   "Check every backend this often (TCP connect or WebSocket upgrade); 0: only mark backends down on "
-                   "failed connects and retry them after 10s")
+                   "Check every backend this often (TCP connect or WebSocket upgrade; an HTTP answer below 500 counts "
+                   "as up); 0: only mark backends down on failed connects and retry them after 10s")
         ->group(b)->type_name("DUR")->capture_default_str();
     app.add_option("--health-timeout", a->health_timeout, "A health check slower than this fails")
         ->group(b)->type_name("DUR")->capture_default_str();

@@ -186,7 +186,7 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
         std::string body = r.response.body();
         if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
         if (body.size() > 200) body = body.substr(0, 200) + "...";
-        throw failure(exit_code::upgrade,
+        throw upgrade_rejected(r.response.result_int(),
                       fmt::format("upgrade rejected by {}: HTTP {} {}{}{}", o.url.to_string(), r.response.result_int(),
                                   std::string(r.response.reason()), body.empty() ? "" : ": ", escape_for_terminal(body)));
     }

@@ -35,4 +35,14 @@ private:
     exit_code code_;
 };
 
+/// The server answered a WebSocket upgrade with another HTTP status (exit_code::upgrade).
+class upgrade_rejected : public failure {
+public:
+    upgrade_rejected(int status, std::string message) : failure(exit_code::upgrade, std::move(message)), status_(status) {}
+    int status() const noexcept { return status_; }
+
+private:
+    int status_;
+};
+
 }  // namespace wsx

@@ -304,14 +304,28 @@ private:
                 r.session->start(std::make_shared<noop_events>());
                 r.session->close(1000, "health check");
             }
-            if (!balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is up again", t.name));
-            balancer_.mark_up(i);
+            mark_checked(i, nullptr);
+        } catch (const upgrade_rejected& r) {
+            // An HTTP answer below 500 (404 from a relay that wants a topic path, 401 from a
+            // backend that wants credentials) is about this request: the backend is serving.
+            if (stopped_) co_return;
+            mark_checked(i, r.status() < 500 ? nullptr : &r);
         } catch (const failure& f) {
             if (stopped_) co_return;
-            ++balancer_.backend(i).failures;
-            if (balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is down: {}", t.name, f.what()));
-            balancer_.mark_down(i);
+            mark_checked(i, &f);
         }
+    }
+
+    void mark_checked(std::size_t i, const failure* f) {
+        const auto& t = o_.upstreams[i];
+        if (!f) {
+            if (!balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is up again", t.name));
+            balancer_.mark_up(i);
+            return;
+        }
+        ++balancer_.backend(i).failures;
+        if (balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is down: {}", t.name, f->what()));
+        balancer_.mark_down(i);
     }
 
     proxy_options& o_;
