@@ -1,5 +1,6 @@
 #include "serve_app.hpp"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -501,6 +502,10 @@ serve_app::serve_app(serve_options o)
       metrics_(o_.threads ? o_.threads : std::max(1u, std::thread::hardware_concurrency())) {
     if (o_.threads == 0) o_.threads = std::max(1u, std::thread::hardware_concurrency());
     if (o_.oneshot) o_.max_connections = 1;
+    // Message buffers freed at the top of the heap would go back to the kernel as soon as more
+    // than 128 KiB is free there, and fault in again with the next messages (a third of the
+    // throughput with 16 KiB messages): keep up to 4 MiB.
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
     for (std::size_t i = 0; i < o_.threads; ++i) workers_.push_back(std::make_unique<net::io_context>(1));
     if (!o_.static_dir.empty()) static_.emplace(o_.static_dir);
     if (o_.mode == serve_mode::exec) reaper_ = std::make_unique<child_reaper>(main_);
