@@ -136,19 +136,6 @@ std::size_t put_header(char* h, unsigned op, std::uint64_t len, std::uint32_t ke
 }
 std::size_t header_size(std::uint64_t len) noexcept { return (len < 126 ? 2 : len <= 0xffff ? 4 : 10) + 4; }
 
-// XORs data with the 4-byte key (key bytes in memory order), 8 bytes at a time.
-void apply_mask(char* data, std::size_t n, std::uint32_t key) noexcept {
-    std::uint64_t k8 = (std::uint64_t(key) << 32) | key;
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        std::uint64_t v;
-        std::memcpy(&v, data + i, 8);
-        v ^= k8;
-        std::memcpy(data + i, &v, 8);
-    }
-    const auto* kb = reinterpret_cast<const unsigned char*>(&key);
-    for (; i < n; ++i) data[i] = static_cast<char>(data[i] ^ kb[i & 3]);
-}
 }  // namespace
 
 void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key, bool rsv1) {
@@ -158,7 +145,7 @@ void append(std::string& out, unsigned op, std::string_view payload, std::uint32
     char* p = out.data() + at;
     put_header(p, op, payload.size(), key, rsv1);
     if (!payload.empty()) std::memcpy(p + hs, payload.data(), payload.size());
-    apply_mask(p + hs, payload.size(), key);
+    apply_mask(p + hs, p + hs, payload.size(), key);
 }
 
 void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint64_t time_ns, std::string_view body,
@@ -172,7 +159,7 @@ void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint6
     put_header(p, binary ? 2 : 1, len, key);
     message_stamp::write(p + hs, binary, seq, time_ns);
     if (!body.empty()) std::memcpy(p + hs + ss, body.data(), body.size());
-    apply_mask(p + hs, len, key);
+    apply_mask(p + hs, p + hs, len, key);
 }
 
 parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used,
@@ -208,7 +195,7 @@ parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, 
         pos += 4;
     }
     if (size - pos < len) return parse_status::need_more;
-    if (masked) apply_mask(data + pos, std::size_t(len), key);
+    if (masked) apply_mask(data + pos, data + pos, std::size_t(len), key);
     f.payload = std::string_view(data + pos, std::size_t(len));
     used = pos + std::size_t(len);
     return parse_status::ok;

@@ -12,16 +12,7 @@ namespace {
 /// data ^= key, where data starts at position `at` of the key (wire order).
 void unmask(char* data, std::size_t n, std::uint32_t key, unsigned at) noexcept {
     if (at != 0) key = (key >> (8 * at)) | (key << (32 - 8 * at));  // little-endian: rotate to `at`
-    const std::uint64_t k8 = (std::uint64_t(key) << 32) | key;
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        std::uint64_t v;
-        std::memcpy(&v, data + i, 8);
-        v ^= k8;
-        std::memcpy(data + i, &v, 8);
-    }
-    const auto* kb = reinterpret_cast<const unsigned char*>(&key);
-    for (; i < n; ++i) data[i] = static_cast<char>(data[i] ^ kb[i % 4]);
+    apply_mask(data, data, n, key);
 }
 
 }  // namespace

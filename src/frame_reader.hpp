@@ -7,6 +7,7 @@
 /// appended to the message as it arrives, so only an incomplete frame header or control
 /// frame (at most 139 bytes) is ever left for the caller to keep between reads.
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -55,6 +56,21 @@ private:
     unsigned key_at_ = 0;      // position in the mask key of the next payload byte
     std::string message_;
 };
+
+/// dst = src XOR the 4-byte masking key (RFC 6455 5.3; key bytes in wire order, as read from
+/// the frame into memory), 8 bytes at a time. dst may be src.
+inline void apply_mask(char* dst, const char* src, std::size_t n, std::uint32_t key) noexcept {
+    const std::uint64_t k8 = (std::uint64_t(key) << 32) | key;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t v;
+        std::memcpy(&v, src + i, 8);
+        v ^= k8;
+        std::memcpy(dst + i, &v, 8);
+    }
+    const auto* kb = reinterpret_cast<const unsigned char*>(&key);
+    for (; i < n; ++i) dst[i] = static_cast<char>(src[i] ^ kb[i % 4]);
+}
 
 /// RFC 6455 7.4: may `code` appear in a Close frame?
 bool is_valid_close_code(std::uint16_t code) noexcept;

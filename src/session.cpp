@@ -223,23 +223,13 @@ void session<Layer>::on_peer_close(std::uint16_t code, std::string_view reason) 
     }
     close_requested_ = true;
     // RFC 6455 5.5.1: the answer echoes the status code.
-    layer().inject_and_seal(encode_close_frame(code == 1005 ? 0 : code, {}, false),
-                            [self = self(), info = std::move(info)](error_code ec) mutable {
-                                if (ec) return self->abort("could not answer Close", ec);
-                                self->teardown_and_finish(std::move(info));
-                            });
-    timer(close_timer_).expires_after(opts_.close_timeout);
-    close_timer_->async_wait([self = self()](error_code ec) {
-        if (ec || self->finished_) return;
-        self->abort("peer did not close the connection", net::error::timed_out);
-    });
+    end_with_close(code == 1005 ? 0 : code, {}, std::move(info));
 }
 
 // A protocol error: send the Close that RFC 6455 prescribes, then drop the connection.
 template <class Layer>
 void session<Layer>::fail_connection(websocket::error e, std::uint16_t code) {
     read_stopped_ = true;
-    failure_ = e;
     close_info info;
     info.error = e;
     info.what = info.error.message();
@@ -250,13 +240,29 @@ void session<Layer>::fail_connection(websocket::error e, std::uint16_t code) {
     close_requested_ = close_sent_ = true;
     close_code_ = code;
     close_reason_.clear();
-    layer().inject_and_seal(encode_close_frame(code, {}, false), [self = self(), info = std::move(info)](error_code) mutable {
-        self->teardown_and_finish(std::move(info));
-    });
+    end_with_close(code, {}, std::move(info));
+}
+
+// Frames parsed here, reading over: sends Close after everything queued, then ends the
+// connection and reports `info`, within the close timeout.
+template <class Layer>
+void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason, close_info info) {
+    layer().inject_and_seal(encode_close_frame(code, reason, false),
+                            [self = self(), info = std::move(info)](error_code ec) mutable {
+                                if (ec) return self->abort("could not send Close", ec);
+                                self->teardown_and_finish(std::move(info));
+                            });
+    arm_close_timer();
+}
+
+template <class Layer>
+void session<Layer>::arm_close_timer() {
     timer(close_timer_).expires_after(opts_.close_timeout);
     close_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
-        self->abort("peer did not close the connection", net::error::timed_out);
+        self->abort(fmt::format("no Close from peer within {}ms",
+                                std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.close_timeout).count()),
+                    net::error::timed_out);
     });
 }
 
@@ -452,11 +458,7 @@ void session<Layer>::do_close() {
         info.reason = peer_reason_;
         info.clean = true;
         info.by_peer = true;
-        layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, false),
-                                [self = self(), info = std::move(info)](error_code ec) mutable {
-                                    if (ec) return self->abort("could not send Close", ec);
-                                    self->teardown_and_finish(std::move(info));
-                                });
+        return end_with_close(close_code_, close_reason_, std::move(info));
     } else {
         layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
                                 [self = self()](error_code ec) {
@@ -464,13 +466,7 @@ void session<Layer>::do_close() {
                                 });
         if (hold_close_ && ws_) layer().release_close_reply();
     }
-    timer(close_timer_).expires_after(opts_.close_timeout);
-    close_timer_->async_wait([self = self()](error_code ec) {
-        if (ec || self->finished_) return;
-        self->abort(fmt::format("no Close from peer within {}ms",
-                                std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.close_timeout).count()),
-                    net::error::timed_out);
-    });
+    arm_close_timer();
 }
 
 template <class Layer>
@@ -481,6 +477,18 @@ void session<Layer>::abort(std::string what, error_code ec) {
     if (hold_close_ && ws_) layer().release_close_reply(net::error::operation_aborted);
     error_code ignored;
     beast::get_lowest_layer(layer()).socket().close(ignored);
+    if (read_parked_ || (raw_ && read_stopped_)) {
+        // No read is outstanding to report the end (reading is paused, or over after a Close or
+        // a protocol error): report it here, on the next turn.
+        close_info info;
+        if (peer_closed_) {
+            info.code = peer_code_;
+            info.reason = peer_reason_;
+            info.by_peer = true;
+        }
+        info.error = ec ? ec : net::error::operation_aborted;
+        net::post(layer().get_executor(), [self = self(), info = std::move(info)]() mutable { self->finish(std::move(info)); });
+    }
 }
 
 template <class Layer>

@@ -122,6 +122,8 @@ private:
     std::size_t handle_frames(char* data, std::size_t n);
     void on_peer_close(std::uint16_t code, std::string_view reason);
     void fail_connection(websocket::error e, std::uint16_t code);
+    void end_with_close(std::uint16_t code, std::string_view reason, close_info info);
+    void arm_close_timer();
     void teardown_and_finish(close_info info);
     void note_pong(std::string_view payload);
 
@@ -184,7 +186,6 @@ private:
     bool peer_closed_ = false;              // the peer's Close arrived
     std::uint16_t peer_code_ = 1005;
     std::string peer_reason_;
-    websocket::error failure_{};
 };
 
 extern template class session<tcp_layer>;

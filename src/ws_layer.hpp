@@ -7,6 +7,7 @@
 /// writes its Close frame itself through this layer (close_frame()) and keeps the
 /// Beast read loop running; when the peer's Close arrives, Beast's automatic reply
 /// is swallowed here because ours already went out.
+#include "frame_reader.hpp"
 #include "net.hpp"
 
 #include <sys/socket.h>
@@ -302,20 +303,6 @@ private:
         mask_state_ ^= mask_state_ >> 17;
         mask_state_ ^= mask_state_ << 5;
         return mask_state_;
-    }
-
-    /// dst = src XOR key, the key in wire order, eight bytes at a time.
-    static void apply_mask(char* dst, const char* src, std::size_t n, std::uint32_t key) noexcept {
-        std::uint64_t k8 = (std::uint64_t(key) << 32) | key;
-        std::size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            std::uint64_t v;
-            std::memcpy(&v, src + i, 8);
-            v ^= k8;
-            std::memcpy(dst + i, &v, 8);
-        }
-        const auto* kb = reinterpret_cast<const unsigned char*>(&key);
-        for (; i < n; ++i) dst[i] = static_cast<char>(src[i] ^ kb[i % 4]);
     }
 
     void schedule_flush() {

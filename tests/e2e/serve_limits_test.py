@@ -98,6 +98,18 @@ class LimitsTest(wsxtest.WsxTestCase):
             self.fail("no close")
         p.wait_for(r"code=1008")
 
+    def test_protocol_error_behind_a_full_queue_still_ends(self):
+        # The client stops reading, so the server's Close 1002 for a bad frame waits behind
+        # megabytes of echoes: the close timeout ends the connection, and it is reported.
+        p, url = self.start_server()
+        ws = RawWS(url)
+        chunk = "x" * 16384
+        for _ in range(300):
+            ws.send_text(chunk)
+        ws.send_frame(3, b"reserved opcode")
+        p.wait_for(r"no Close from peer within 5000ms", timeout=20)
+        ws.close()
+
     def test_send_queue_overflow_drop_counts(self):
         p, url = self.start_server("--send-queue-limit", "64KiB", "--overflow", "drop")
         ws = RawWS(url)
