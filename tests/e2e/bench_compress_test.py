@@ -1,7 +1,6 @@
 """wsx bench --compress: permessage-deflate against `wsx serve --compress` and python websockets,
 window and context-takeover parameters honoured, payload against wire bytes, and a server that
 declines compression failing the run (exit 6, Close 1010 sent)."""
-import json
 import os
 import random
 import subprocess
@@ -13,13 +12,6 @@ from wsxtest import WsxTestCase, main, read_line_matching  # noqa: E402
 
 
 class BenchCompress(WsxTestCase):
-    def run_json(self, url, *args, code=0):
-        path = os.path.join(self.tmp, "r.json")
-        r = self.wsx("bench", url, *args, "--json", path, timeout=60)
-        self.assertExit(r, code)
-        with open(path) as f:
-            return r, json.load(f)
-
     def python_peer(self, *args):
         """python3-websockets echo server (tests/e2e/peers/ws_server.py); returns (process, url)."""
         p = self.start([wsxtest.PYTHON, os.path.join(wsxtest.PEERS, "ws_server.py"), *args], stdout=subprocess.PIPE)
@@ -34,7 +26,7 @@ class BenchCompress(WsxTestCase):
 
     def test_against_wsx_serve(self):
         _, url = self.start_server("--compress")
-        r, j = self.run_json(url, "--compress", "-c", "3", "-n", "1500", "--in-flight", "4", "--size", "2KiB")
+        r, j = self.bench_json(url, "--compress", "-c", "3", "-n", "1500", "--in-flight", "4", "--size", "2KiB")
         self.assertTrue(j["config"]["compress"])
         self.assertIn("permessage-deflate", j["connections"]["extensions"])
         self.assert_all_verified(j, 1500)
@@ -54,15 +46,15 @@ class BenchCompress(WsxTestCase):
 
     def test_large_binary_messages_and_open_loop(self):
         _, url = self.start_server("--compress")
-        _, j = self.run_json(url, "--compress", "-c", "2", "-n", "60", "--binary", "--size", "300KiB", "--in-flight", "2")
+        _, j = self.bench_json(url, "--compress", "-c", "2", "-n", "60", "--binary", "--size", "300KiB", "--in-flight", "2")
         self.assert_all_verified(j, 60)
-        _, j = self.run_json(url, "--compress", "-c", "2", "--rate", "300", "-d", "1s")
+        _, j = self.bench_json(url, "--compress", "-c", "2", "--rate", "300", "-d", "1s")
         self.assertGreater(j["messages"]["received"], 200)
         self.assertEqual(j["errors"], {})
 
     def test_without_compress_nothing_is_offered(self):
         _, url = self.start_server("--compress")
-        _, j = self.run_json(url, "-c", "1", "-n", "100")
+        _, j = self.bench_json(url, "-c", "1", "-n", "100")
         self.assertFalse(j["config"]["compress"])
         self.assertEqual(j["connections"]["extensions"], "")
         m = j["messages"]
@@ -80,7 +72,7 @@ class BenchCompress(WsxTestCase):
         path = os.path.join(self.tmp, "payload.txt")
         with open(path, "w") as f:
             f.write(block * 3)
-        _, j = self.run_json(url, "--compress", "-c", "2", "-n", "400", "--in-flight", "2", "--payload-file", path)
+        _, j = self.bench_json(url, "--compress", "-c", "2", "-n", "400", "--in-flight", "2", "--payload-file", path)
         self.assert_all_verified(j, 400)
         self.assertIn("client_max_window_bits=12", j["connections"]["extensions"])
         read_line_matching(p.proc.stdout, r"^extensions permessage-deflate$", 10)
@@ -88,7 +80,7 @@ class BenchCompress(WsxTestCase):
 
     def test_window_and_context_takeover_options(self):
         p, url = self.python_peer()
-        _, j = self.run_json(url, "--compress", "--compress-window-bits", "10", "--compress-no-context-takeover",
+        _, j = self.bench_json(url, "--compress", "--compress-window-bits", "10", "--compress-no-context-takeover",
                              "-c", "2", "-n", "300", "--size", "4KiB")
         self.assert_all_verified(j, 300)
         ext = j["connections"]["extensions"]
@@ -98,14 +90,14 @@ class BenchCompress(WsxTestCase):
 
     def test_send_compressed(self):
         _, url = self.start_server("--compress")
-        _, j = self.run_json(url, "--compress", "-s", "send", "-c", "2", "-n", "3000", "--size", "1KiB")
+        _, j = self.bench_json(url, "--compress", "-s", "send", "-c", "2", "-n", "3000", "--size", "1KiB")
         self.assertEqual(j["messages"]["sent"], 3000)
         self.assertLess(j["messages"]["wire_bytes_sent"], j["messages"]["bytes_sent"] / 4)
         self.assertEqual(j["errors"], {})
 
     def test_connect_storm_negotiates(self):
         _, url = self.start_server("--compress")
-        _, j = self.run_json(url, "--compress", "-s", "connect", "-c", "2", "-n", "40")
+        _, j = self.bench_json(url, "--compress", "-s", "connect", "-c", "2", "-n", "40")
         self.assertEqual(j["connections"]["established"], 40)
         self.assertIn("permessage-deflate", j["connections"]["extensions"])
         self.assertEqual(j["close_codes"], {"1000": 40})

@@ -170,15 +170,8 @@ class BenchStall(WsxTestCase):
         m = read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)", 10)
         return f"ws://127.0.0.1:{m.group(1)}/"
 
-    def run_json(self, url, *args):
-        path = os.path.join(self.tmp, "s.json")
-        r = self.wsx("bench", url, *args, "--json", path, timeout=60)
-        self.assertExit(r, 0)
-        with open(path) as f:
-            return json.load(f)
-
     def test_open_loop_shows_the_stall(self):
-        j = self.run_json(self.start_stall_server(), "-c", "1", "--rate", "200", "-d", "1.5s")
+        j = self.bench_json(self.start_stall_server(), "-c", "1", "--rate", "200", "-d", "1.5s")[1]
         self.assertEqual(j["errors"], {})
         self.assertGreaterEqual(j["latency"]["p99"], 150_000_000, j["latency"])
         self.assertGreaterEqual(j["latency"]["max"], 190_000_000)
@@ -186,7 +179,7 @@ class BenchStall(WsxTestCase):
         self.assertGreaterEqual(j["latency"]["p90"], 20_000_000, j["latency"])
 
     def test_closed_loop_hides_it(self):
-        j = self.run_json(self.start_stall_server(), "-c", "1", "-d", "1.5s")
+        j = self.bench_json(self.start_stall_server(), "-c", "1", "-d", "1.5s")[1]
         self.assertGreaterEqual(j["latency"]["max"], 190_000_000)
         self.assertLess(j["latency"]["p99"], 100_000_000, j["latency"])
 

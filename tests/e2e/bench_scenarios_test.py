@@ -13,16 +13,9 @@ DATA = os.path.join(SOURCE_DIR, "tests", "data", "bench")
 
 
 class BenchScenarios(WsxTestCase):
-    def run_json(self, *args, code=0):
-        path = os.path.join(self.tmp, "r.json")
-        r = self.wsx("bench", *args, "--json", path, timeout=60)
-        self.assertExit(r, code)
-        with open(path) as f:
-            return r, json.load(f)
-
     def test_connect_storm(self):
         _, url = self.start_server()
-        r, j = self.run_json(url, "-s", "connect", "-c", "4", "-n", "200")
+        r, j = self.bench_json(url, "-s", "connect", "-c", "4", "-n", "200")
         self.assertEqual(j["config"]["scenario"], "connect")
         self.assertEqual(j["connections"]["attempted"], 200)
         self.assertEqual(j["connections"]["established"], 200)
@@ -37,18 +30,18 @@ class BenchScenarios(WsxTestCase):
 
     def test_connect_rate_limits_handshakes(self):
         _, url = self.start_server()
-        _, j = self.run_json(url, "-s", "connect", "-c", "4", "--connect-rate", "50", "-d", "1s")
+        _, j = self.bench_json(url, "-s", "connect", "-c", "4", "--connect-rate", "50", "-d", "1s")
         self.assertGreaterEqual(j["connections"]["established"], 40)
         self.assertLessEqual(j["connections"]["established"], 51)
 
     def test_send_into_a_sink(self):
         _, url = self.start_server()
-        _, j = self.run_json(url, "-s", "send", "-c", "2", "-n", "20000")
+        _, j = self.bench_json(url, "-s", "send", "-c", "2", "-n", "20000")
         self.assertEqual(j["messages"]["sent"], 20000)
         self.assertEqual(j["messages"]["bytes_sent"], 20000 * 32)
         self.assertEqual(j["errors"], {})
         self.assertGreater(j["messages"]["send_rate"], 0)
-        _, j = self.run_json(url, "-s", "send", "-c", "1", "--rate", "500", "-d", "1s")
+        _, j = self.bench_json(url, "-s", "send", "-c", "1", "--rate", "500", "-d", "1s")
         self.assertGreater(j["messages"]["sent"], 400)
         self.assertLess(j["messages"]["sent"], 560)
 
@@ -56,7 +49,7 @@ class BenchScenarios(WsxTestCase):
         p = self.start([PYTHON, os.path.join(DATA, "broadcast_server.py")], stdout=subprocess.PIPE)
         port = read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)", 10).group(1)
         url = f"ws://127.0.0.1:{port}/"
-        r, j = self.run_json(url, "-s", "fanout", "-c", "5", "--publishers", "2", "--rate", "200", "-n", "200",
+        r, j = self.bench_json(url, "-s", "fanout", "-c", "5", "--publishers", "2", "--rate", "200", "-n", "200",
                              "--reply-timeout", "3s")
         self.assertEqual(j["config"]["publishers"], 2)
         self.assertEqual(j["messages"]["sent"], 200)
@@ -70,17 +63,17 @@ class BenchScenarios(WsxTestCase):
     def test_fanout_against_an_echo_server_reports_lost_deliveries(self):
         # wsx serve echoes to the sender only: subscribers receive nothing.
         _, url = self.start_server()
-        _, j = self.run_json(url, "-s", "fanout", "-c", "2", "--rate", "100", "-n", "20", "--reply-timeout", "500ms")
+        _, j = self.bench_json(url, "-s", "fanout", "-c", "2", "--rate", "100", "-n", "20", "--reply-timeout", "500ms")
         self.assertEqual(j["messages"]["received"], 0)
         self.assertEqual(j["errors"].get("lost"), 40)
 
     def test_tls(self):
         _, url = self.start_server("--tls-self-signed", scheme="wss")
         self.assertTrue(url.startswith("wss://"))
-        _, j = self.run_json(url, "-k", "-c", "2", "-n", "500", "--in-flight", "4")
+        _, j = self.bench_json(url, "-k", "-c", "2", "-n", "500", "--in-flight", "4")
         self.assertEqual(j["messages"]["received"], 500)
         self.assertEqual(j["errors"], {})
-        _, j = self.run_json(url, "-k", "-s", "connect", "-c", "2", "-n", "20")
+        _, j = self.bench_json(url, "-k", "-s", "connect", "-c", "2", "-n", "20")
         self.assertEqual(j["connections"]["established"], 20)
         r = self.wsx("bench", url, "-c", "2", "-n", "10", timeout=30)  # not trusted without -k
         self.assertExit(r, 5)

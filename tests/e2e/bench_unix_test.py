@@ -1,7 +1,6 @@
 """wsx bench over unix sockets (ws+unix:///path.sock:/resource) against python3-websockets
 servers listening on a socket in a temporary directory: echo, send, connect and fanout,
 with and without permessage-deflate, and the errors a unix URL can meet."""
-import json
 import os
 import subprocess
 import sys
@@ -14,13 +13,6 @@ DATA = os.path.join(SOURCE_DIR, "tests", "data", "bench")
 
 
 class BenchUnix(WsxTestCase):
-    def run_json(self, url, *args, code=0):
-        path = os.path.join(self.tmp, "r.json")
-        r = self.wsx("bench", url, *args, "--json", path, timeout=60)
-        self.assertExit(r, code)
-        with open(path) as f:
-            return r, json.load(f)
-
     def echo_server(self, *args):
         """python3-websockets unix_serve echo server; returns (process, socket path)."""
         path = os.path.join(self.tmp, "echo.sock")
@@ -32,7 +24,7 @@ class BenchUnix(WsxTestCase):
     def test_echo(self):
         p, path = self.echo_server()
         url = f"ws+unix://{path}:/bench/echo?x=1"
-        r, j = self.run_json(url, "-c", "3", "-n", "900", "--in-flight", "4", "--threads", "2")
+        r, j = self.bench_json(url, "-c", "3", "-n", "900", "--in-flight", "4", "--threads", "2")
         self.assertEqual(j["config"]["url"], url)
         self.assertEqual(j["connections"]["established"], 3)
         self.assertEqual(j["messages"]["sent"], 900)
@@ -46,16 +38,16 @@ class BenchUnix(WsxTestCase):
     def test_echo_binary_large_and_open_loop(self):
         _, path = self.echo_server()
         url = f"ws+unix://{path}:/"
-        _, j = self.run_json(url, "-c", "2", "-n", "100", "--binary", "--size", "100KiB", "--in-flight", "2")
+        _, j = self.bench_json(url, "-c", "2", "-n", "100", "--binary", "--size", "100KiB", "--in-flight", "2")
         self.assertEqual(j["messages"]["received"], 100)
         self.assertEqual(j["errors"], {})
-        _, j = self.run_json(url, "-c", "2", "--rate", "400", "-d", "1s")
+        _, j = self.bench_json(url, "-c", "2", "--rate", "400", "-d", "1s")
         self.assertGreater(j["messages"]["received"], 300)
         self.assertEqual(j["errors"], {})
 
     def test_echo_compressed(self):
         p, path = self.echo_server()
-        _, j = self.run_json(f"ws+unix://{path}:/", "--compress", "-c", "2", "-n", "500", "--size", "1KiB")
+        _, j = self.bench_json(f"ws+unix://{path}:/", "--compress", "-c", "2", "-n", "500", "--size", "1KiB")
         self.assertEqual(j["messages"]["received"], 500)
         self.assertEqual(j["errors"], {})
         self.assertIn("permessage-deflate", j["connections"]["extensions"])
@@ -64,13 +56,13 @@ class BenchUnix(WsxTestCase):
 
     def test_send(self):
         _, path = self.echo_server()
-        _, j = self.run_json(f"ws+unix://{path}:/", "-s", "send", "-c", "2", "-n", "5000")
+        _, j = self.bench_json(f"ws+unix://{path}:/", "-s", "send", "-c", "2", "-n", "5000")
         self.assertEqual(j["messages"]["sent"], 5000)
         self.assertEqual(j["errors"], {})
 
     def test_connect_storm(self):
         _, path = self.echo_server()
-        _, j = self.run_json(f"ws+unix://{path}:/", "-s", "connect", "-c", "2", "-n", "60")
+        _, j = self.bench_json(f"ws+unix://{path}:/", "-s", "connect", "-c", "2", "-n", "60")
         self.assertEqual(j["connections"]["attempted"], 60)
         self.assertEqual(j["connections"]["established"], 60)
         self.assertEqual(j["close_codes"], {"1000": 60})
@@ -80,7 +72,7 @@ class BenchUnix(WsxTestCase):
         p = self.start([wsxtest.PYTHON, os.path.join(DATA, "broadcast_server.py"), "--unix", path, "--compress"],
                        stdout=subprocess.PIPE)
         read_line_matching(p.proc.stdout, r"^listening on unix:", 10)
-        _, j = self.run_json(f"ws+unix://{path}:/", "--compress", "-s", "fanout", "-c", "3", "--publishers", "2",
+        _, j = self.bench_json(f"ws+unix://{path}:/", "--compress", "-s", "fanout", "-c", "3", "--publishers", "2",
                              "--rate", "200", "-n", "100", "--reply-timeout", "3s")
         self.assertEqual(j["messages"]["sent"], 100)
         self.assertEqual(j["messages"]["expected"], 300)

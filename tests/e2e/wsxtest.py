@@ -316,6 +316,14 @@ class WsxTestCase(unittest.TestCase):
             os.close(w)
         return subprocess.CompletedProcess([WSX, *args], p.returncode, out, err)
 
+    def bench_json(self, *args, code=0):
+        """Runs `wsx bench ARGS... --json FILE`, asserts its exit code; returns (result, the JSON)."""
+        path = os.path.join(self.tmp, "bench-result.json")
+        r = self.wsx("bench", *args, "--json", path, timeout=60)
+        self.assertExit(r, code)
+        with open(path) as f:
+            return r, json.load(f)
+
     def error_lines(self, result):
         """The `wsx: error: ...` lines of a finished run's stderr."""
         return [l for l in result.stderr.decode(errors="replace").splitlines() if l.startswith("wsx: error:")]
