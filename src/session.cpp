@@ -161,7 +161,9 @@ void session<Layer>::on_tls_read(error_code ec, std::size_t n) {
     const std::size_t used = handle_frames(tls_buf_.get(), n);
     if (finished_) return;
     partial_.assign(tls_buf_.get() + used, n - used);
-    pump();
+    if (read_stopped_) return;
+    if (read_paused_) read_parked_ = true;  // resume_reading() handles what is kept first
+    else read_tls();                         // what is kept is an incomplete frame: read behind it
 }
 
 // Handles the complete frames in [data, data + n); returns the bytes used. Stops at a Close,
