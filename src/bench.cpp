@@ -875,34 +875,10 @@ struct opened_failure {
     std::string message;
 };
 
-std::string sec_websocket_accept(std::string_view key) {
-    std::string in(key);
-    in += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    EVP_Digest(in.data(), in.size(), md, &len, EVP_sha1(), nullptr);
-    return base64_encode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key) {
-    http::request<http::empty_body> req(http::verb::get, upgrade_target(o, url), 11);
-    req.set(http::field::host, o.host_override.empty() ? url.host_header() : o.host_override);
-    req.set(http::field::upgrade, "websocket");
-    req.set(http::field::connection, "Upgrade");
-    req.set(http::field::sec_websocket_key, key);
-    req.set(http::field::sec_websocket_version, "13");
-    if (o.deflate.enabled) req.set(http::field::sec_websocket_extensions, pmd::client_offer(o.deflate));
-    decorate_upgrade_request(req, o, url);
-    return req;
-}
-
 template <class Stream>
 net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const client_options& o, const endpoint& url,
                                                       beast::flat_buffer& buffer, upgrade_info& info) {
-    std::string raw(16, '\0');
-    thread_local std::mt19937 rng{std::random_device{}()};
-    for (auto& c : raw) c = static_cast<char>(rng());
-    const std::string key = base64_encode(raw);
+    const std::string key = make_sec_websocket_key();
     auto req = upgrade_request(o, url, key);
     error_code ec;
     co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));

@@ -1,13 +1,17 @@
 #include "client.hpp"
 
+#include <random>
+
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <fmt/format.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
 #include "codec.hpp"
 #include "exit_code.hpp"
+#include "permessage_deflate.hpp"
 
 namespace wsx {
 namespace {
@@ -116,31 +120,9 @@ net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, c
     r.timings.proxy = clock::now() - t2;
 }
 
-template <class Layer>
-net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options& o, connect_result& r,
-                             clock::time_point deadline, std::ostream* verbose) {
-    const auto t0 = clock::now();
-    beast::get_lowest_layer(ws).expires_never();
-    websocket::stream_base::timeout to{};
-    to.handshake_timeout = std::max<clock::duration>(deadline - t0, std::chrono::milliseconds(1));
-    to.idle_timeout = websocket::stream_base::none();
-    to.keep_alive_pings = false;
-    ws.set_option(to);
-    apply_deflate(ws, o.deflate, false);
-    ws.auto_fragment(false);
-
-    const std::string target = upgrade_target(o, o.url);
-    ws.set_option(websocket::stream_base::decorator([&o, &r](websocket::request_type& req) {
-        decorate_upgrade_request(req, o, o.url);
-        r.request = http::request<http::empty_body>(req);
-    }));
-
-    const std::string host = o.host_override.empty() ? o.url.host_header() : o.host_override;
-    error_code ec;
-    co_await ws.async_handshake(r.response, host, target, net::redirect_error(net::use_awaitable, ec));
-    // Beast fills in the response only when one was read: a transport error leaves the
-    // placeholder status (500) it sets beforehand, which must not pass for the server's answer.
-    const bool answered = !ec || ec == websocket::condition::handshake_failed;
+// Prints the exchange for -v, then throws the failure that `ec` means (`answered`: the
+// server's HTTP answer was read), or one for a subprotocol that was not offered.
+void report_upgrade(error_code ec, bool answered, const client_options& o, connect_result& r, std::ostream* verbose) {
     if (verbose) {
         *verbose << "> " << r.request.method_string() << ' ' << r.request.target() << " HTTP/1.1\n";
         print_headers(*verbose, '>', r.request);
@@ -196,10 +178,85 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
         std::find(o.subprotocols.begin(), o.subprotocols.end(), r.subprotocol) == o.subprotocols.end())
         throw failure(exit_code::upgrade,
                       fmt::format("server chose subprotocol '{}', which was not offered", escape_for_terminal(r.subprotocol)));
+}
+
+template <class Layer>
+net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options& o, connect_result& r,
+                             clock::time_point deadline, std::ostream* verbose) {
+    const auto t0 = clock::now();
+    beast::get_lowest_layer(ws).expires_never();
+    websocket::stream_base::timeout to{};
+    to.handshake_timeout = std::max<clock::duration>(deadline - t0, std::chrono::milliseconds(1));
+    to.idle_timeout = websocket::stream_base::none();
+    to.keep_alive_pings = false;
+    ws.set_option(to);
+    apply_deflate(ws, o.deflate, false);
+    ws.auto_fragment(false);
+
+    const std::string target = upgrade_target(o, o.url);
+    ws.set_option(websocket::stream_base::decorator([&o, &r](websocket::request_type& req) {
+        decorate_upgrade_request(req, o, o.url);
+        r.request = http::request<http::empty_body>(req);
+    }));
+
+    const std::string host = o.host_override.empty() ? o.url.host_header() : o.host_override;
+    error_code ec;
+    co_await ws.async_handshake(r.response, host, target, net::redirect_error(net::use_awaitable, ec));
+    // Beast fills in the response only when one was read: a transport error leaves the
+    // placeholder status (500) it sets beforehand, which must not pass for the server's answer.
+    const bool answered = !ec || ec == websocket::condition::handshake_failed;
+    report_upgrade(ec, answered, o, r, verbose);
     // After the handshake, pings and deadlines are the session's business.
     to.handshake_timeout = o.session.close_timeout;
     ws.set_option(to);
     r.timings.upgrade = clock::now() - t0;
+}
+
+// What a client checks in the server's answer (RFC 6455 4.1), as Beast's error codes.
+error_code check_upgrade_answer(const http::response<http::string_body>& res, const std::string& key) {
+    if (res.result_int() != 101) return websocket::error::upgrade_declined;
+    if (res.version() != 11) return websocket::error::bad_http_version;
+    if (!http::token_list(res[http::field::connection]).exists("upgrade")) return websocket::error::no_connection_upgrade;
+    if (!http::token_list(res[http::field::upgrade]).exists("websocket")) return websocket::error::no_upgrade_websocket;
+    const auto accept = res[http::field::sec_websocket_accept];
+    if (accept.empty()) return websocket::error::no_sec_accept;
+    if (accept != sec_websocket_accept(key)) return websocket::error::bad_sec_accept;
+    return {};
+}
+
+// The upgrade of a connection without extensions, whose frames the session parses itself:
+// the request is written and the answer read here, and the bytes that arrived behind the
+// answer (a server may greet at once) are returned for the session.
+template <class Stream>
+net::awaitable<std::string> upgrade_raw(Stream& stream, const client_options& o, connect_result& r,
+                                        clock::time_point deadline, std::ostream* verbose) {
+    const auto t0 = clock::now();
+    auto& lowest = beast::get_lowest_layer(stream);
+    lowest.expires_at(deadline);
+    const std::string key = make_sec_websocket_key();
+    r.request = upgrade_request(o, o.url, key);
+    error_code ec;
+    co_await http::async_write(stream, r.request, net::redirect_error(net::use_awaitable, ec));
+    beast::flat_buffer buffer;
+    bool answered = false;
+    if (!ec) {
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(64 * 1024);
+        co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        if (!ec) {
+            answered = true;
+            r.response = parser.release();
+            ec = check_upgrade_answer(r.response, key);
+        }
+    }
+    lowest.expires_never();
+    report_upgrade(ec, answered, o, r, verbose);
+    if (auto ext = r.response[http::field::sec_websocket_extensions]; !ext.empty())
+        throw failure(exit_code::upgrade,
+                      fmt::format("upgrade with {} failed: the server enabled an extension that was not offered ({})",
+                                  o.url.to_string(), escape_for_terminal(std::string(ext))));
+    r.timings.upgrade = clock::now() - t0;
+    co_return beast::buffers_to_string(buffer.data());
 }
 
 }  // namespace
@@ -213,6 +270,34 @@ std::string upgrade_target(const client_options& o, const endpoint& url) {
         target += boost::urls::encode(o.token, boost::urls::unreserved_chars);
     }
     return target;
+}
+
+std::string make_sec_websocket_key() {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::string raw(16, '\0');
+    for (auto& c : raw) c = static_cast<char>(rng());
+    return base64_encode(raw);
+}
+
+std::string sec_websocket_accept(std::string_view key) {
+    std::string in(key);
+    in += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    EVP_Digest(in.data(), in.size(), md, &len, EVP_sha1(), nullptr);
+    return base64_encode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key) {
+    http::request<http::empty_body> req(http::verb::get, upgrade_target(o, url), 11);
+    req.set(http::field::host, o.host_override.empty() ? url.host_header() : o.host_override);
+    req.set(http::field::upgrade, "websocket");
+    req.set(http::field::connection, "Upgrade");
+    req.set(http::field::sec_websocket_key, key);
+    req.set(http::field::sec_websocket_version, "13");
+    if (o.deflate.enabled) req.set(http::field::sec_websocket_extensions, pmd::client_offer(o.deflate));
+    decorate_upgrade_request(req, o, url);
+    return req;
 }
 
 void decorate_upgrade_request(http::fields& req, const client_options& o, const endpoint& url) {
@@ -240,15 +325,14 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
     connect_result r;
     const auto start = clock::now();
     const auto deadline = start + o.connect_timeout;
-    // Without compression, data frames are encoded and masked straight into one buffer, so a
-    // burst of messages leaves in one write.
+    // Without compression, frames are parsed by the session, and data frames encoded and
+    // masked straight into one buffer, so a burst of messages leaves in one write.
     auto so = o.session;
     so.direct_writes = !o.deflate.enabled;
 
     if (o.url.is_unix()) {
         if (o.url.tls) throw failure(exit_code::usage, "wss+unix:// is not supported: use ws+unix://");
-        websocket::stream<unix_layer> ws(ex);
-        auto& sock = beast::get_lowest_layer(ws);
+        unix_stream sock(ex);
         sock.expires_at(deadline);
         error_code ec;
         co_await sock.async_connect(net::local::stream_protocol::endpoint(o.url.unix_path),
@@ -257,16 +341,21 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to unix socket {}: {}", o.url.unix_path, ec.message()));
         r.remote = o.url.unix_path;
         r.timings.tcp = clock::now() - start;
-        co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, so);
+        if (o.deflate.enabled) {
+            websocket::stream<unix_layer> ws(std::move(sock));
+            co_await upgrade(ws, o, r, deadline, verbose);
+            r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, so);
+        } else {
+            auto early = co_await upgrade_raw(sock, o, r, deadline, verbose);
+            r.session = std::make_shared<session<unix_layer>>(std::move(sock), std::move(early), so, beast::role_type::client);
+        }
     } else if (o.url.tls) {
         auto ctx = make_client_tls(o.tls);
-        websocket::stream<tls_layer> ws(ex, *ctx);
-        auto& tls = ws.next_layer().next_layer();
-        co_await open_tcp(beast::get_lowest_layer(ws), o, r, deadline);
+        beast::ssl_stream<beast::tcp_stream> tls(ex, *ctx);
+        co_await open_tcp(beast::get_lowest_layer(tls), o, r, deadline);
         const auto t0 = clock::now();
         prepare_client_stream(tls, o.tls, o.url.host);
-        beast::get_lowest_layer(ws).expires_at(deadline);
+        beast::get_lowest_layer(tls).expires_at(deadline);
         error_code ec;
         co_await tls.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
         if (ec == beast::error::timeout) timed_out(o, "in the TLS handshake with");
@@ -274,14 +363,26 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
             throw failure(exit_code::tls, fmt::format("TLS handshake with {} failed: {}{}", format_host_port(o.url.host, o.url.port),
                                                       describe_tls_error(ec, &tls), verify_hint(o, tls)));
         r.timings.tls = clock::now() - t0;
-        co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, so);
+        if (o.deflate.enabled) {
+            websocket::stream<tls_layer> ws(std::move(tls));
+            co_await upgrade(ws, o, r, deadline, verbose);
+            r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, so);
+        } else {
+            auto early = co_await upgrade_raw(tls, o, r, deadline, verbose);
+            r.session = std::make_shared<session<tls_layer>>(std::move(tls), std::move(early), so, beast::role_type::client);
+        }
         r.session->hold(ctx);
     } else {
-        websocket::stream<tcp_layer> ws(ex);
-        co_await open_tcp(beast::get_lowest_layer(ws), o, r, deadline);
-        co_await upgrade(ws, o, r, deadline, verbose);
-        r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, so);
+        beast::tcp_stream tcp(ex);
+        co_await open_tcp(tcp, o, r, deadline);
+        if (o.deflate.enabled) {
+            websocket::stream<tcp_layer> ws(std::move(tcp));
+            co_await upgrade(ws, o, r, deadline, verbose);
+            r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, so);
+        } else {
+            auto early = co_await upgrade_raw(tcp, o, r, deadline, verbose);
+            r.session = std::make_shared<session<tcp_layer>>(std::move(tcp), std::move(early), so, beast::role_type::client);
+        }
     }
     r.timings.total = clock::now() - start;
     co_return r;

@@ -60,6 +60,13 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
 /// The request target of the upgrade: the URL's path and query, plus the token as a query
 /// parameter when --token-query asks for it.
 std::string upgrade_target(const client_options& o, const endpoint& url);
+/// A fresh Sec-WebSocket-Key (16 random bytes, base64).
+std::string make_sec_websocket_key();
+/// The Sec-WebSocket-Accept a server must answer `key` with (RFC 6455 4.2.2).
+std::string sec_websocket_accept(std::string_view key);
+/// The whole upgrade request for `url`: the fields RFC 6455 requires, the permessage-deflate
+/// offer when the options enable it, then decorate_upgrade_request().
+http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key);
 /// Sets the upgrade request's fields from the options: User-Agent, subprotocols, Origin,
 /// cookies, basic or bearer authorization, and the extra headers (last, so they win).
 void decorate_upgrade_request(http::fields& req, const client_options& o, const endpoint& url);

@@ -515,7 +515,8 @@ std::string connect_app::describe_end(const close_info& info) const {
         return fmt::format("a message larger than --max-message-size {} arrived; closed with 1009",
                            format_bytes(o_.client.session.max_message_size));
     if (info.error && info.error.category() == websocket::make_error_code(websocket::error::closed).category())
-        return fmt::format("protocol error from the server: {}; closed with 1002", info.error.message());
+        return fmt::format("protocol error from the server: {}; closed with {}", info.error.message(),
+                           info.sent_code ? info.sent_code : 1002);
     if (info.clean && !info.by_peer)
         return fmt::format("connection closed: the server answered our Close {}", describe_close(info.code, info.reason));
     if (info.clean) return fmt::format("connection closed by server: {}", describe_close(info.code, info.reason));

@@ -11,11 +11,12 @@ session<Layer>::session(websocket::stream<Layer>&& ws, beast::role_type role, se
     : ws_(std::in_place, std::move(ws)), role_(role), opts_(opts), reader_(opts.max_message_size, role == beast::role_type::server) {}
 
 template <class Layer>
-session<Layer>::session(typename Layer::next_layer_type&& stream, std::string early, session_options opts)
+session<Layer>::session(typename Layer::next_layer_type&& stream, std::string early, session_options opts,
+                        beast::role_type role)
     : raw_(std::in_place, std::move(stream)),
-      role_(beast::role_type::server),
+      role_(role),
       opts_(opts),
-      reader_(opts.max_message_size, true),
+      reader_(opts.max_message_size, role == beast::role_type::server),
       partial_(std::move(early)) {
     opts_.direct_writes = true;
 }
@@ -186,7 +187,7 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
                 break;
             case frame_event::ping:
                 last_activity_ = steady_clock::now();
-                if (opts_.answer_pings && !close_sent_) layer().write_control(0x8a, ev.control);
+                if (opts_.answer_pings && !close_sent_) layer().write_control(0x8a, ev.control, role_ == beast::role_type::client);
                 if (events_) events_->on_ping(ev.control);
                 break;
             case frame_event::pong:
@@ -249,7 +250,7 @@ void session<Layer>::fail_connection(websocket::error e, std::uint16_t code) {
 // connection and reports `info`, within the close timeout.
 template <class Layer>
 void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason, close_info info) {
-    layer().inject_and_seal(encode_close_frame(code, reason, false),
+    layer().inject_and_seal(encode_close_frame(code, reason, role_ == beast::role_type::client),
                             [self = self(), info = std::move(info)](error_code ec) mutable {
                                 if (ec) return self->abort("could not send Close", ec);
                                 self->teardown_and_finish(std::move(info));
@@ -262,17 +263,26 @@ void session<Layer>::arm_close_timer() {
     timer(close_timer_).expires_after(opts_.close_timeout);
     close_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
+        if (self->tearing_down_) {
+            // The Close frames are exchanged (or ours, failing the connection, went out): only
+            // the peer's end of TCP is late. Drop the connection; the teardown reports the close.
+            error_code ignored;
+            beast::get_lowest_layer(self->layer()).socket().close(ignored);
+            return;
+        }
         self->abort(fmt::format("no Close from peer within {}ms",
                                 std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.close_timeout).count()),
                     net::error::timed_out);
     });
 }
 
-// Server side: shut the sending half, let the peer close, then report.
+// A server shuts its sending half and lets the peer close; a client waits for the server to
+// close first (RFC 6455 7.1.1). Then report.
 template <class Layer>
 void session<Layer>::teardown_and_finish(close_info info) {
-    if (finished_) return;
-    async_teardown(beast::role_type::server, layer(), [self = self(), info = std::move(info)](error_code) mutable {
+    if (finished_ || tearing_down_) return;
+    tearing_down_ = true;
+    async_teardown(role_, layer(), [self = self(), info = std::move(info)](error_code) mutable {
         error_code ignored;
         beast::get_lowest_layer(self->layer()).socket().close(ignored);
         self->finish(std::move(info));
@@ -505,7 +515,7 @@ void session<Layer>::ping(std::string payload) {
     awaiting_pong_ = true;
     ++stats_.pings_sent;
     if (raw_) {
-        layer().write_control(0x89, payload);
+        layer().write_control(0x89, payload, role_ == beast::role_type::client);
         ping_in_flight_ = false;
     } else {
         ws_->async_ping(websocket::ping_data(payload.data(), payload.size()), [self = self()](error_code) {

@@ -78,17 +78,18 @@ protected:
     std::vector<std::shared_ptr<const void>> held_until_close_;
 };
 
-/// Two ways of reading: a Beast websocket stream (clients, and servers with compression), or,
-/// for servers without extensions, the stream alone with frames parsed here (frame_reader):
+/// Two ways of reading: a Beast websocket stream (connections with compression), or, without
+/// extensions, the stream alone with frames parsed here (frame_reader):
 /// every frame already received is handled in one pass, an idle connection holds no read
 /// buffer, and Beast's per-connection state is gone after the handshake.
 template <class Layer>
 class session final : public ws_session {
 public:
     session(websocket::stream<Layer>&& ws, beast::role_type role, session_options opts);
-    /// Server side, no extensions: `stream` is the upgraded connection, `early` any bytes
-    /// that arrived behind the upgrade request. Writes are direct (opts.direct_writes).
-    session(typename Layer::next_layer_type&& stream, std::string early, session_options opts);
+    /// No extensions, frames parsed here: `stream` is the upgraded connection, `early` any
+    /// bytes that arrived behind the upgrade request or answer. Writes are direct (opts.direct_writes).
+    session(typename Layer::next_layer_type&& stream, std::string early, session_options opts,
+            beast::role_type role = beast::role_type::server);
 
     void start(std::shared_ptr<channel_events> events) override;
     void send(std::string payload, bool binary) override;
@@ -184,6 +185,7 @@ private:
     char small_[64];                        // a plain socket's waiting read
     bool read_stopped_ = false;             // a Close or a protocol error ended reading
     bool peer_closed_ = false;              // the peer's Close arrived
+    bool tearing_down_ = false;             // our Close is out and reading over: ending TCP
     std::uint16_t peer_code_ = 1005;
     std::string peer_reason_;
 };

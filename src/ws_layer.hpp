@@ -140,12 +140,22 @@ public:
         else schedule_flush();
     }
 
-    /// Appends an unmasked control frame (a server's Ping or Pong; payload at most 125 bytes).
-    void write_control(unsigned char first_byte, std::string_view payload) {
+    /// Appends a Ping or Pong frame (payload at most 125 bytes; masked when `mask`, as clients must).
+    void write_control(unsigned char first_byte, std::string_view payload, bool mask = false) {
         if (swallow_) return;
-        const char head[2] = {static_cast<char>(first_byte), static_cast<char>(payload.size())};
-        pending_.append(head, 2);
-        pending_.append(payload);
+        char head[6] = {static_cast<char>(first_byte), static_cast<char>(payload.size())};
+        if (!mask) {
+            pending_.append(head, 2);
+            pending_.append(payload);
+        } else {
+            head[1] = static_cast<char>(head[1] | 0x80);
+            const std::uint32_t key = next_mask_key();
+            std::memcpy(head + 2, &key, 4);
+            const std::size_t at = pending_.size() + 6;
+            pending_.append(head, 6);
+            pending_.resize(at + payload.size());
+            apply_mask(pending_.data() + at, payload.data(), payload.size(), key);
+        }
         schedule_flush();
     }
 
