@@ -81,23 +81,22 @@ void session<Layer>::pump() {
     }
 }
 
-// Plain sockets: the waiting read takes a few bytes into small_ (a small message's whole
-// frame); the rest is read at once, without waiting, into the thread's buffer.
+// Plain sockets: wait until the socket has something, holding no buffer meanwhile, then read
+// all there is into the thread's buffer.
 template <class Layer>
 void session<Layer>::read_plain() {
-    layer().async_read_some(net::buffer(small_), beast::bind_front_handler(&session::on_plain_read, self()));
+    layer().async_wait_readable(beast::bind_front_handler(&session::on_plain_ready, self()));
 }
 
 template <class Layer>
-void session<Layer>::on_plain_read(error_code ec, std::size_t n) {
+void session<Layer>::on_plain_ready(error_code ec) {
     if (finished_) return;
     char* buf = thread_read_buffer();
     const std::size_t have = partial_.size();  // small: an incomplete frame header or control frame
     std::memcpy(buf, partial_.data(), have);
     partial_.clear();
-    std::memcpy(buf + have, small_, n);
-    if (ec) return end_of_input(buf, have + n, ec);
-    consume(buf, have + n, n == sizeof small_);
+    if (ec) return end_of_input(buf, have, ec);
+    consume(buf, have, true);
 }
 
 // Handles the frames in buf[0, total), reading more behind them while the socket may have
@@ -109,11 +108,10 @@ void session<Layer>::consume(char* buf, std::size_t total, bool more) {
             error_code ec;
             const std::size_t room = read_chunk - total;
             const std::size_t n = layer().read_available(net::buffer(buf + total, room), ec);
+            // Reading goes on until the socket says it is empty: only then is a wait sure to
+            // end with what arrives next (a short read may leave the peer's FIN behind it).
             if (ec == net::error::would_block || ec == net::error::try_again) more = false;
             else if (ec) return end_of_input(buf, total, ec);
-            // A read that did not fill the buffer took all there was: the next waiting read
-            // tries the socket first anyway, so no read is spent on learning it is empty.
-            if (n < room) more = false;
             total += n;
         }
         const std::size_t used = handle_frames(buf, total);
@@ -141,6 +139,14 @@ void session<Layer>::end_of_input(char* buf, std::size_t total, error_code ec) {
     close_info info;
     info.error = ec;
     info.what = abort_what_.empty() ? ec.message() : abort_what_;
+    if (ec == net::error::eof && layer().buffered() > 0) {
+        // The peer ended its half only: the answers to what it sent still go out first
+        // (within the close timeout, in case it does not read them).
+        read_stopped_ = true;
+        layer().async_drain([self = self(), info = std::move(info)](error_code) mutable { self->finish(std::move(info)); });
+        arm_close_timer();
+        return;
+    }
     finish(std::move(info));
 }
 
@@ -173,6 +179,12 @@ template <class Layer>
 std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
     std::size_t used = 0;
     frame_event ev;
+    // One clock reading for all the frames that arrived together.
+    steady_clock::time_point now{};
+    auto arrived = [&] {
+        if (now == steady_clock::time_point{}) now = steady_clock::now();
+        last_activity_ = now;
+    };
     while (!finished_ && !read_stopped_ && !read_paused_) {
         used += reader_.next(data + used, n - used, ev);
         switch (ev.kind) {
@@ -180,22 +192,22 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
                 if (used == n || !reader_.mid_message()) return used;
                 continue;  // a frame header was read; its payload follows
             case frame_event::message:
-                last_activity_ = steady_clock::now();
+                arrived();
                 if (stats_.messages_in++ == 0) stats_.first_message = last_activity_;
                 stats_.bytes_in += ev.payload.size();
                 if (events_) events_->on_message(std::move(ev.payload), ev.binary);
                 break;
             case frame_event::ping:
-                last_activity_ = steady_clock::now();
+                arrived();
                 if (opts_.answer_pings && !close_sent_) layer().write_control(0x8a, ev.control, role_ == beast::role_type::client);
                 if (events_) events_->on_ping(ev.control);
                 break;
             case frame_event::pong:
-                last_activity_ = steady_clock::now();
+                arrived();
                 note_pong(ev.control);
                 break;
             case frame_event::close:
-                last_activity_ = steady_clock::now();
+                arrived();
                 on_peer_close(ev.close_code, ev.control);
                 return used;
             case frame_event::error:

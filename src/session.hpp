@@ -115,7 +115,7 @@ private:
     // Frames parsed here (raw_ set):
     void pump();
     void read_plain();
-    void on_plain_read(error_code ec, std::size_t n);
+    void on_plain_ready(error_code ec);
     void consume(char* buf, std::size_t total, bool more);
     void end_of_input(char* buf, std::size_t total, error_code ec);
     void read_tls();
@@ -182,7 +182,6 @@ private:
     frame_reader reader_;
     std::string partial_;                   // received bytes not yet handled (an incomplete frame header)
     std::unique_ptr<char[]> tls_buf_;       // TLS reads (a plain socket reads into a per-thread buffer)
-    char small_[64];                        // a plain socket's waiting read
     bool read_stopped_ = false;             // a Close or a protocol error ended reading
     bool peer_closed_ = false;              // the peer's Close arrived
     bool tearing_down_ = false;             // our Close is out and reading over: ending TCP

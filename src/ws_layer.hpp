@@ -194,6 +194,20 @@ public:
             h, b);
     }
 
+    /// Plain sockets: sends what is pending, like async_read_some, then waits until the socket
+    /// can be read (bytes, end of stream or an error) without taking anything from it. Only
+    /// after read_available() found the socket empty: the wait is for what arrives next.
+    template <class Handler>
+    void async_wait_readable(Handler&& h) {
+        flush();
+        ++reads_in_flight_;
+        beast::get_lowest_layer(next_).socket().async_wait(
+            net::socket_base::wait_read, [this, h = std::forward<Handler>(h)](error_code ec) mutable {
+                --reads_in_flight_;
+                h(ec);
+            });
+    }
+
     /// Plain sockets: reads what is there without waiting (would_block when nothing is;
     /// eof when the peer has shut its side).
     std::size_t read_available(net::mutable_buffer b, error_code& ec) {

@@ -1,6 +1,7 @@
 """RFC 6455 conformance of wsx serve, driven frame by frame over raw sockets, in the spirit of
 the Autobahn testsuite: framing, fragmentation, control frames, reserved bits and opcodes,
 UTF-8, close codes. After every failed connection the server must still serve others."""
+import socket
 import struct
 
 import wsxtest
@@ -146,6 +147,19 @@ class ConformanceTest(wsxtest.WsxTestCase):
 
     def test_one_byte_close_payload_1002(self):
         self.expect_failure(1002, (0x8, b"\x03"))
+
+    def test_messages_then_end_of_stream_in_one_segment(self):
+        # The last frames and the client's FIN arrive together (corked into one segment): every
+        # message is answered, and the server then ends the connection instead of waiting on.
+        w = self.ws()
+        w.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        for i in range(3):
+            w.send_text(f"last-{i}")
+        w.sock.shutdown(socket.SHUT_WR)
+        for i in range(3):
+            self.assertEqual(w.recv_message(), (1, f"last-{i}".encode()))
+        self.assertTrue(w.wait_eof(5))
+        self.still_serving()
 
     def test_data_after_close_is_ignored(self):
         w = self.ws()
