@@ -85,14 +85,6 @@ int main(int argc, char** argv) {
         "  seq 3 | wsx connect ws://127.0.0.1:8080/ # pipe: one message per line\n"
         "\nRun 'wsx COMMAND --help' for the options of a command.");
 
-    cli::runner run;
-    for (const auto& c : cli::commands) {
-        CLI::App* sub = app.add_subcommand(c.name, c.summary);
-        auto r = c.setup(*sub);
-        sub->callback([&run, r] { run = r; });
-    }
-    auto gen = cli::add_generate_command(app, cli::manual_sections());
-    gen.app->callback([&run, r = gen.run] { run = r; });
     // `serve --exec -- CMD ARGS...`: every word after `--` belongs to the command, also those
     // that look like options; they reach --exec as one shell-quoted string.
     std::vector<std::string> args(argv + 1, argv + argc);
@@ -109,6 +101,20 @@ int main(int argc, char** argv) {
         args.push_back(command);
         break;
     }
+    // Defining a command's options (hundreds of them over all commands, each with its strings,
+    // checks and callbacks) costs more than the rest of start-up, so a command gets its options
+    // only when its name is among the arguments; `generate` walks the whole tree and gets them
+    // all. Every command is still listed, so `wsx --help` and the errors read the same.
+    const bool everything = std::find(args.begin(), args.end(), "generate") != args.end();
+    cli::runner run;
+    for (const auto& c : cli::commands) {
+        CLI::App* sub = app.add_subcommand(c.name, c.summary);
+        if (!everything && std::find(args.begin(), args.end(), c.name) == args.end()) continue;
+        auto r = c.setup(*sub);
+        sub->callback([&run, r] { run = r; });
+    }
+    auto gen = cli::add_generate_command(app, everything ? cli::manual_sections() : std::vector<cli::doc_section>{});
+    gen.app->callback([&run, r = gen.run] { run = r; });
     std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
     try {
         app.parse(args);

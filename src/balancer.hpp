@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "random_seed.hpp"
+
 namespace wsx {
 
 enum class balance_mode { round_robin, least_conn, random };
@@ -69,7 +71,7 @@ struct backend_state {
 
 class balancer {
 public:
-    balancer(std::vector<std::string> names, balance_mode mode, std::uint64_t seed = std::random_device{}());
+    balancer(std::vector<std::string> names, balance_mode mode, std::uint64_t seed = random_seed());
 
     /// The backends to try, in order: the first choice, then the others (up ones first, in
     /// balance or ring order), so a failed connect moves on to the next. With a sticky key the

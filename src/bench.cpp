@@ -19,6 +19,7 @@
 #include "codec.hpp"
 #include "exit_code.hpp"
 #include "permessage_deflate.hpp"
+#include "random_seed.hpp"
 #include "tls.hpp"
 
 namespace wsx {
@@ -390,7 +391,7 @@ struct upgrade_info {
 };
 
 std::uint32_t seed32() {
-    thread_local std::mt19937 rng{std::random_device{}()};
+    thread_local std::mt19937 rng{random_seed()};
     return rng() | 1u;
 }
 

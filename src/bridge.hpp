@@ -10,6 +10,7 @@
 #include <random>
 
 #include "balancer.hpp"
+#include "random_seed.hpp"
 #include "session.hpp"
 #include "tap.hpp"
 
@@ -74,7 +75,7 @@ private:
     std::string client_close_reason_;
     close_info client_close_;
     std::uint64_t messages_ = 0;
-    std::mt19937_64 rng_{std::random_device{}()};
+    std::mt19937_64 rng_{random_seed()};
     struct delayed;
     struct delay_line;
     std::unique_ptr<delay_line> to_client_line_, to_upstream_line_;

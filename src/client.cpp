@@ -12,6 +12,7 @@
 #include "codec.hpp"
 #include "exit_code.hpp"
 #include "permessage_deflate.hpp"
+#include "random_seed.hpp"
 
 namespace wsx {
 namespace {
@@ -22,6 +23,19 @@ using std::chrono::milliseconds;
 
 std::string ms(std::chrono::nanoseconds d) {
     return fmt::format("{}ms", duration_cast<milliseconds>(d).count());
+}
+
+// Beast seeds the generator of handshake keys from eight std::random_device words unless it is
+// seeded first (before any stream exists; later calls change nothing); see random_seed.hpp.
+void seed_handshake_keys() {
+    static const bool seeded = [] {
+        std::uint32_t words[8];
+        for (auto& w : words) w = random_seed();
+        std::seed_seq seq(std::begin(words), std::end(words));
+        websocket::seed_prng(seq);
+        return true;
+    }();
+    (void)seeded;
 }
 
 [[noreturn]] void timed_out(const client_options& o, std::string_view step) {
@@ -273,7 +287,7 @@ std::string upgrade_target(const client_options& o, const endpoint& url) {
 }
 
 std::string make_sec_websocket_key() {
-    thread_local std::mt19937 rng{std::random_device{}()};
+    thread_local std::mt19937 rng{random_seed()};
     std::string raw(16, '\0');
     for (auto& c : raw) c = static_cast<char>(rng());
     return base64_encode(raw);
@@ -322,6 +336,7 @@ void decorate_upgrade_request(http::fields& req, const client_options& o, const 
 
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose) {
     auto ex = co_await net::this_coro::executor;
+    seed_handshake_keys();
     connect_result r;
     const auto start = clock::now();
     const auto deadline = start + o.connect_timeout;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec.hpp"
+#include "random_seed.hpp"
 #include "repl.hpp"
 #include "units.hpp"
 
@@ -111,7 +112,7 @@ private:
 class connect_app final : public channel_events, public repl_controller, public std::enable_shared_from_this<connect_app> {
 public:
     connect_app(net::io_context& ioc, const connect_options& o)
-        : ioc_(ioc), o_(o), signals_(ioc, SIGINT, SIGTERM), deadline_(ioc), backoff_(ioc), keepalive_(ioc), rng_(std::random_device{}()) {}
+        : ioc_(ioc), o_(o), signals_(ioc, SIGINT, SIGTERM), deadline_(ioc), backoff_(ioc), keepalive_(ioc), rng_(random_seed()) {}
 
     int run();
 

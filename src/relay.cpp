@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec.hpp"
+#include "random_seed.hpp"
 
 namespace wsx {
 
@@ -202,8 +203,7 @@ struct relay_hub::topic_state {
 };
 
 relay_hub::relay_hub(relay_options o) : o_(std::move(o)) {
-    std::random_device rd;
-    instance_ = fmt::format("{:08x}{:08x}", rd(), rd());
+    instance_ = fmt::format("{:08x}{:08x}", random_seed(), random_seed());
 }
 
 relay_hub::~relay_hub() { stop(); }

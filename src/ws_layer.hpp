@@ -9,6 +9,7 @@
 /// is swallowed here because ours already went out.
 #include "frame_reader.hpp"
 #include "net.hpp"
+#include "random_seed.hpp"
 
 #include <sys/socket.h>
 
@@ -322,7 +323,7 @@ public:
 private:
     /// RFC 6455 5.3: a fresh, unpredictable key per frame (xorshift seeded from the OS).
     std::uint32_t next_mask_key() noexcept {
-        if (mask_state_ == 0) mask_state_ = std::random_device{}() | 1;
+        if (mask_state_ == 0) mask_state_ = random_seed() | 1;
         mask_state_ ^= mask_state_ << 13;
         mask_state_ ^= mask_state_ >> 17;
         mask_state_ ^= mask_state_ << 5;
@@ -421,7 +422,7 @@ inline std::string encode_close_frame(std::uint16_t code, std::string_view reaso
     frame.push_back(static_cast<char>(0x88));
     frame.push_back(static_cast<char>((mask ? 0x80 : 0) | payload.size()));
     if (mask) {
-        static thread_local std::mt19937 rng{std::random_device{}()};
+        static thread_local std::mt19937 rng{random_seed()};
         std::array<unsigned char, 4> key;
         auto r = rng();
         for (int i = 0; i < 4; ++i) key[i] = static_cast<unsigned char>(r >> (8 * i));
