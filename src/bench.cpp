@@ -995,12 +995,14 @@ net::awaitable<std::optional<opened_failure>> open_connection(run_shared& s, con
                                      fmt::format("TLS handshake with {} failed: {}", where, describe_tls_error(ec, &stream))};
         if (auto f = co_await upgrade(stream, o, url, buffer, info)) co_return f;
         beast::get_lowest_layer(stream).expires_never();
+        drop_write_interest(beast::get_lowest_layer(stream).socket());
         const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
         auto data = buffer.data();
         ready(std::move(stream), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
     } else {
         if (auto f = co_await upgrade(tcp, o, url, buffer, info)) co_return f;
         tcp.expires_never();
+        drop_write_interest(tcp.socket());
         const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
         auto data = buffer.data();
         ready(tcp.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
@@ -1033,6 +1035,7 @@ net::awaitable<std::optional<opened_failure>> open_unix(run_shared& s, const end
     upgrade_info info;
     if (auto f = co_await upgrade(sock, o, url, buffer, info)) co_return f;
     sock.expires_never();
+    drop_write_interest(sock.socket());
     const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
     auto data = buffer.data();
     ready(sock.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);

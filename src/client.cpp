@@ -362,6 +362,7 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
             r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, so);
         } else {
             auto early = co_await upgrade_raw(sock, o, r, deadline, verbose);
+            drop_write_interest(sock.socket());
             r.session = std::make_shared<session<unix_layer>>(std::move(sock), std::move(early), so, beast::role_type::client);
         }
     } else if (o.url.tls) {
@@ -384,6 +385,7 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
             r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, so);
         } else {
             auto early = co_await upgrade_raw(tls, o, r, deadline, verbose);
+            drop_write_interest(beast::get_lowest_layer(tls).socket());
             r.session = std::make_shared<session<tls_layer>>(std::move(tls), std::move(early), so, beast::role_type::client);
         }
         r.session->hold(ctx);
@@ -396,6 +398,7 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
             r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, so);
         } else {
             auto early = co_await upgrade_raw(tcp, o, r, deadline, verbose);
+            drop_write_interest(tcp.socket());
             r.session = std::make_shared<session<tcp_layer>>(std::move(tcp), std::move(early), so, beast::role_type::client);
         }
     }

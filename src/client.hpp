@@ -1,4 +1,5 @@
 #pragma once
+#include <unistd.h>
 /// Client connect: resolve, TCP (or a unix socket), proxy, TLS, then the WebSocket upgrade.
 #include <chrono>
 #include <optional>
@@ -51,6 +52,21 @@ struct connect_result {
     http::request<http::empty_body> request;     ///< what was sent (for -v)
     http::response<http::string_body> response;  ///< what came back (for -v)
 };
+
+/// Registers a connected socket with the event loop afresh. The reactor keeps watching a socket
+/// for writability once a write or the connect had to wait, and every ACK that frees send
+/// space then wakes the loop for nothing; a fresh registration watches reads only (a write
+/// that has to wait adds writability again). Nothing may be pending on the socket.
+template <class Socket>
+void drop_write_interest(Socket& s) {
+    error_code ec;
+    const auto protocol = s.local_endpoint(ec).protocol();
+    if (ec) return;
+    const auto fd = s.release(ec);
+    if (ec) return;
+    s.assign(protocol, fd, ec);
+    if (ec) ::close(fd);
+}
 
 /// Connects and upgrades. Throws wsx::failure with the exit code of the step that failed
 /// (resolve, connect, tls, upgrade, timeout) and a one-line message naming the cause.

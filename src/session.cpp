@@ -60,6 +60,7 @@ char* thread_read_buffer() {
 template <class Layer>
 void session<Layer>::pump() {
     if (finished_ || read_stopped_) return;
+    write_batch batch;
     if (read_paused_) {
         read_parked_ = true;
         return;
@@ -91,6 +92,7 @@ void session<Layer>::read_plain() {
 template <class Layer>
 void session<Layer>::on_plain_ready(error_code ec) {
     if (finished_) return;
+    write_batch batch;
     char* buf = thread_read_buffer();
     const std::size_t have = partial_.size();  // small: an incomplete frame header or control frame
     std::memcpy(buf, partial_.data(), have);
@@ -108,10 +110,12 @@ void session<Layer>::consume(char* buf, std::size_t total, bool more) {
             error_code ec;
             const std::size_t room = read_chunk - total;
             const std::size_t n = layer().read_available(net::buffer(buf + total, room), ec);
-            // Reading goes on until the socket says it is empty: only then is a wait sure to
-            // end with what arrives next (a short read may leave the peer's FIN behind it).
             if (ec == net::error::would_block || ec == net::error::try_again) more = false;
             else if (ec) return end_of_input(buf, total, ec);
+            // A read that did not fill the buffer took all there was. The wait that follows
+            // re-arms the socket's readiness (EPOLL_CTL_MOD), so it ends at once should
+            // anything, even the peer's FIN, be left behind.
+            if (n < room) more = false;
             total += n;
         }
         const std::size_t used = handle_frames(buf, total);
@@ -164,6 +168,7 @@ void session<Layer>::read_tls() {
 template <class Layer>
 void session<Layer>::on_tls_read(error_code ec, std::size_t n) {
     if (finished_) return;
+    write_batch batch;
     if (ec) return end_of_input(tls_buf_.get(), n, ec);
     const std::size_t used = handle_frames(tls_buf_.get(), n);
     if (finished_) return;

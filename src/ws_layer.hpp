@@ -51,6 +51,50 @@ private:
     std::unique_ptr<base> p_;
 };
 
+/// Frames handled together on one thread (one read's worth): the streams written to meanwhile
+/// are flushed once, when the batch ends, instead of each on a later turn of the event loop.
+/// Sessions open a batch around the handling of what they read (write_batch below).
+class write_batch {
+public:
+    write_batch() noexcept { ++state().depth; }
+    ~write_batch() {
+        auto& st = state();
+        if (--st.depth > 0) return;
+        // A flush may start another batch's worth of work only through posted completions,
+        // never inline, so the list is stable while it is walked.
+        for (std::size_t i = 0; i < st.dirty.size(); ++i) {
+            auto& d = st.dirty[i];
+            if (!d.alive.expired()) d.flush(d.self);
+        }
+        st.dirty.clear();
+    }
+    write_batch(const write_batch&) = delete;
+    write_batch& operator=(const write_batch&) = delete;
+
+    /// True inside a batch: `flush(self)` is then called at its end (while `alive` lives).
+    static bool defer(std::weak_ptr<char> alive, void (*flush)(void*), void* self) {
+        auto& st = state();
+        if (st.depth == 0) return false;
+        st.dirty.push_back({std::move(alive), flush, self});
+        return true;
+    }
+
+private:
+    struct entry {
+        std::weak_ptr<char> alive;
+        void (*flush)(void*);
+        void* self;
+    };
+    struct state_t {
+        int depth = 0;
+        std::vector<entry> dirty;
+    };
+    static state_t& state() noexcept {
+        static thread_local state_t st;
+        return st;
+    }
+};
+
 template <class Next>
 class ws_layer {
 public:
@@ -59,6 +103,8 @@ public:
 
     /// Outgoing bytes held for one gathered write; past this, Beast's write waits for the socket.
     static constexpr std::size_t coalesce_limit = 64 * 1024;
+    /// A socket written with send(2) directly (TCP or unix), not through TLS.
+    static constexpr bool plain_socket = requires(Next& n) { n.socket().native_handle(); };
 
     template <class... Args>
     explicit ws_layer(Args&&... args) : next_(std::forward<Args>(args)...) {}
@@ -333,7 +379,14 @@ private:
     void schedule_flush() {
         if (flush_scheduled_ || in_flight_) return;
         flush_scheduled_ = true;
+        if (write_batch::defer(alive_, &ws_layer::batch_flush, this)) return;
         check_flush(std::size_t(-1));
+    }
+
+    static void batch_flush(void* self) {
+        auto* l = static_cast<ws_layer*>(self);
+        l->flush_scheduled_ = false;
+        l->flush();
     }
 
     // A writer that keeps producing (one message per turn of the event loop) is let finish
@@ -352,6 +405,19 @@ private:
 
     void flush() {
         if (in_flight_ || pending_.empty() || writes_in_flight_ > 0) return;
+        if constexpr (plain_socket) {
+            // Nobody waits for this write to complete: try the socket now, and go through an
+            // asynchronous write only for what it does not take (or to report its error).
+            if (!inject_pending_ && !blocked_ && !low_water_cb_ && drain_waiters_.empty() && !write_error_) {
+                const ssize_t n = ::send(beast::get_lowest_layer(next_).socket().native_handle(), pending_.data(),
+                                         pending_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n == static_cast<ssize_t>(pending_.size())) {
+                    std::string().swap(pending_);  // idle connections keep no write buffer
+                    return;
+                }
+                if (n > 0) pending_.erase(0, static_cast<std::size_t>(n));
+            }
+        }
         in_flight_ = true;
         writing_.swap(pending_);
         const bool injection = inject_pending_;
