@@ -268,10 +268,23 @@ void session<Layer>::arm_close_timer() {
     });
 }
 
-// Server side: shut the sending half, let the peer close, then report.
+// Server side: close the connection (after a complete closing handshake), or shut the sending
+// half and let the peer close (after a protocol error); then report.
 template <class Layer>
 void session<Layer>::teardown_and_finish(close_info info) {
     if (finished_) return;
+    if constexpr (plain_socket) {
+        if (peer_closed_) {
+            // Both Close frames have passed: RFC 6455 7.1.1 has the server close the TCP
+            // connection at once. Waiting for the client's FIN as well only cost system calls.
+            layer().async_drain([self = self(), info = std::move(info)](error_code) mutable {
+                error_code ignored;
+                beast::get_lowest_layer(self->layer()).socket().close(ignored);
+                self->finish(std::move(info));
+            });
+            return;
+        }
+    }
     async_teardown(beast::role_type::server, layer(), [self = self(), info = std::move(info)](error_code) mutable {
         error_code ignored;
         beast::get_lowest_layer(self->layer()).socket().close(ignored);
