@@ -84,8 +84,8 @@ public:
     /// a live socket, or a file that is not a socket, is refused and left alone.
     void listen();
     /// Closes the listener without waiting for anything; removes the socket file of a unix
-    /// listener (when it is still the one bound here). The worker contexts must exist and must
-    /// not be running (their threads joined, or the caller is the only one).
+    /// listener (when it is still the one bound here). The first worker context must exist and
+    /// must not be running elsewhere (its thread joined, or the caller is the one running it).
     ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;
@@ -97,8 +97,8 @@ public:
     std::string url() const;
     void start();
     /// Stops accepting; a unix listener's socket file is removed here. May be called from any
-    /// thread: each worker's descriptor is closed on that worker's thread (at once when the
-    /// caller runs it), and a connection accepted in between is dropped.
+    /// thread: the listener is closed on the first worker's thread (at once when the caller
+    /// runs it), and a connection accepted in between is dropped.
     void stop();
 
 private:
