@@ -654,6 +654,10 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
             log_line(line);
         }
     }
+    // Only the main thread decides to finish, and only once shutting down (or at the end of
+    // --stdio input, or with --oneshot): other closes need not wake it. A shutdown that begins
+    // concurrently sees this connection gone from live_ (it reads live_ after setting the flag).
+    if (!o_.oneshot && o_.mode != serve_mode::stdio && !shutting_down_) return;
     net::post(main_, [this] {
         if (o_.oneshot && !shutting_down_) {
             served_one_ = true;
@@ -943,12 +947,16 @@ void serve_app::abort_live() {
 }
 
 void serve_app::teardown() {
-    // Dependency order: the cancelled accept queued on main_ owns a socket of a worker context,
-    // so it completes while the workers exist; the workers' pending operations own sessions whose
-    // handlers may use the service; the service's timers live on main_.
+    // Dependency order: the acceptor lives on the first worker context, so the server goes
+    // (closing it; the worker threads are joined) while the workers exist; the cancelled accept
+    // queued there owns a socket of another worker context, so the first one goes first; the
+    // workers' pending operations own sessions whose handlers may use the service; the
+    // service's timers live on main_.
     if (server_) server_->stop();
     main_.restart();
     main_.poll();
+    server_.reset();
+    if (!workers_.empty()) workers_.front().reset();
     workers_.clear();
     if (o_.service && !finished_) o_.service->stop();  // finish() did not run (a failed start)
     o_.service.reset();

@@ -29,9 +29,18 @@ server::server(net::io_context& ioc, server_options opts, session_handler_factor
 
 server::server(net::io_context& acceptor_ioc, std::vector<net::io_context*> workers, server_options opts,
                session_handler_factory factory)
-    : ioc_(acceptor_ioc), workers_(std::move(workers)), opts_(std::move(opts)), factory_(std::move(factory)),
-      acceptor_(acceptor_ioc), unix_acceptor_(acceptor_ioc) {
+    : ioc_(acceptor_ioc), workers_(std::move(workers)), opts_(std::move(opts)), factory_(std::move(factory)) {
     if (workers_.empty()) workers_.push_back(&ioc_);
+    acceptor_ = std::make_shared<tcp::acceptor>(*workers_[0]);
+    unix_acceptor_ = std::make_shared<net::local::stream_protocol::acceptor>(*workers_[0]);
+}
+
+server::~server() {
+    stopped_ = true;
+    error_code ec;
+    acceptor_->close(ec);
+    unix_acceptor_->close(ec);
+    remove_unix_socket();
 }
 
 namespace {
@@ -102,14 +111,14 @@ void server::listen_unix() {
         throw failure(exit_code::failure, fmt::format("cannot listen on {}: {} ({})", where, ec.message(), step));
     };
     net::local::stream_protocol::endpoint ep(path);
-    unix_acceptor_.open(ep.protocol(), ec);
+    unix_acceptor_->open(ep.protocol(), ec);
     if (ec) fail("socket");
     // bind() creates the file with 0777 & ~umask: with --unix-mode, the umask is set so that it
     // is created with exactly that mode (no window in which it is more open). The umask is
     // process-wide, so this runs before any other thread of the server starts.
     const int mode = opts_.listen.unix_mode;
     const mode_t old_mask = mode >= 0 ? ::umask(static_cast<mode_t>(~mode & 0777)) : 0;
-    unix_acceptor_.bind(ep, ec);
+    unix_acceptor_->bind(ep, ec);
     if (mode >= 0) ::umask(old_mask);
     if (ec) fail("bind");
     struct stat bound{};
@@ -118,7 +127,7 @@ void server::listen_unix() {
         unix_dev_ = bound.st_dev;
         unix_ino_ = bound.st_ino;
     }
-    unix_acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    unix_acceptor_->listen(net::socket_base::max_listen_connections, ec);
     if (ec) fail("listen");
 }
 
@@ -143,18 +152,23 @@ void server::listen() {
         throw failure(exit_code::failure, fmt::format("cannot listen on {}: {} ({})", format_host_port(opts_.listen.host, opts_.listen.port),
                                                       ec.message(), step));
     };
-    acceptor_.open(ep.protocol(), ec);
+    auto& acceptor = *acceptor_;
+    acceptor.open(ep.protocol(), ec);
     if (ec) fail("socket");
-    acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-    acceptor_.bind(ep, ec);
+    acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    // Linux hands TCP_NODELAY on to every accepted socket: one setsockopt here instead of one
+    // per connection (handle() sets it on other systems).
+    acceptor.set_option(tcp::no_delay(true), ec);
+    acceptor.bind(ep, ec);
     if (ec) fail("bind");
-    acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    acceptor.listen(net::socket_base::max_listen_connections, ec);
     if (ec) fail("listen");
+    local_port_ = acceptor.local_endpoint(ec).port();
 }
 
 tcp::endpoint server::local_endpoint() const {
     error_code ec;
-    return acceptor_.local_endpoint(ec);
+    return acceptor_->local_endpoint(ec);
 }
 
 std::string server::url() const {
@@ -166,9 +180,17 @@ std::string server::url() const {
 void server::start() { do_accept(); }
 
 void server::stop() {
-    error_code ec;
-    acceptor_.close(ec);
-    unix_acceptor_.close(ec);
+    stopped_ = true;
+    // The acceptor belongs to the first worker's thread: closing it from another one would
+    // race with an accept completing there.
+    auto close = [a = acceptor_, u = unix_acceptor_] {
+        error_code ec;
+        a->close(ec);
+        u->close(ec);
+    };
+    auto ex = workers_[0]->get_executor();
+    if (ex.running_in_this_thread()) close();
+    else net::post(ex, std::move(close));
     remove_unix_socket();
 }
 
@@ -176,33 +198,27 @@ void server::do_accept() {
     const std::size_t worker = next_worker_;
     next_worker_ = (next_worker_ + 1) % workers_.size();
     auto& target = *workers_[worker];
+    // Out of descriptors (EMFILE) and the like: retry shortly instead of spinning.
+    auto retry = [this] {
+        auto t = std::make_shared<net::steady_timer>(*workers_[0], std::chrono::milliseconds(50));
+        t->async_wait([this, t](error_code) {
+            if (!stopped_) do_accept();
+        });
+    };
     if (is_unix()) {
-        unix_acceptor_.async_accept(target, [this, worker, &target](error_code ec, net::local::stream_protocol::socket socket) {
-            if (ec == net::error::operation_aborted || !unix_acceptor_.is_open()) return;
-            if (!ec) {
-                net::co_spawn(target, handle_unix(std::move(socket), worker), net::detached);
-                do_accept();
-            } else {
-                auto t = std::make_shared<net::steady_timer>(ioc_, std::chrono::milliseconds(50));
-                t->async_wait([this, t](error_code) {
-                    if (unix_acceptor_.is_open()) do_accept();
-                });
-            }
+        unix_acceptor_->async_accept(target, [this, worker, &target, retry](error_code ec, net::local::stream_protocol::socket socket) {
+            if (ec == net::error::operation_aborted || !unix_acceptor_->is_open() || stopped_) return;
+            if (ec) return retry();
+            net::co_spawn(target, handle_unix(std::move(socket), worker), net::detached);
+            do_accept();
         });
         return;
     }
-    acceptor_.async_accept(target, [this, worker, &target](error_code ec, tcp::socket socket) {
-        if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-        if (!ec) {
-            net::co_spawn(target, handle(std::move(socket), worker), net::detached);
-            do_accept();
-        } else {
-            // Out of descriptors (EMFILE) and the like: retry shortly instead of spinning.
-            auto t = std::make_shared<net::steady_timer>(ioc_, std::chrono::milliseconds(50));
-            t->async_wait([this, t](error_code) {
-                if (acceptor_.is_open()) do_accept();
-            });
-        }
+    acceptor_->async_accept(target, remote_, [this, worker, &target, retry](error_code ec, tcp::socket socket) {
+        if (ec == net::error::operation_aborted || !acceptor_->is_open() || stopped_) return;
+        if (ec) return retry();
+        net::co_spawn(target, handle(std::move(socket), remote_, worker), net::detached);
+        do_accept();
     });
 }
 
@@ -292,14 +308,15 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
     }
 }
 
-net::awaitable<void> server::handle(tcp::socket socket, std::size_t worker) {
+net::awaitable<void> server::handle(tcp::socket socket, tcp::endpoint remote, std::size_t worker) {
     error_code ec;
+#ifndef __linux__
     socket.set_option(tcp::no_delay(true), ec);
+#endif
     peer_info peer;
-    auto rep = socket.remote_endpoint(ec);
-    peer.address = rep.address().to_string();
-    peer.port = rep.port();
-    peer.local_port = socket.local_endpoint(ec).port();
+    peer.address = remote.address().to_string();
+    peer.port = remote.port();
+    peer.local_port = local_port_;
     peer.worker = worker;
     beast::flat_buffer buffer;
     if (opts_.tls) {

@@ -2,6 +2,7 @@
 /// The listener: accepts TCP (optionally TLS) or unix socket connections, reads the HTTP
 /// request, upgrades to WebSocket and hands each session to a handler. Plain HTTP requests go
 /// to an optional http handler.
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -65,8 +66,10 @@ class server {
 public:
     /// One listener on `ioc`; every connection runs there.
     server(net::io_context& ioc, server_options opts, session_handler_factory factory);
-    /// The acceptor runs on `acceptor_ioc`; accepted connections are spread round-robin over
-    /// `workers` (one thread each), and stay on the one they were given.
+    /// Accepted connections are spread round-robin over `workers` (one thread each), and stay
+    /// on the one they were given. The acceptor runs on the first worker, so that with one
+    /// worker no connection is handed from one thread to another; `acceptor_ioc` is not used
+    /// for connections.
     server(net::io_context& acceptor_ioc, std::vector<net::io_context*> workers, server_options opts,
            session_handler_factory factory);
     /// Adds a check run before each upgrade (after those added earlier).
@@ -80,9 +83,10 @@ public:
     /// A unix socket path that holds a stale socket (nobody answers a connect) is replaced;
     /// a live socket, or a file that is not a socket, is refused and left alone.
     void listen();
-    /// Stops accepting and closes the listener without waiting for anything; removes the socket
-    /// file of a unix listener (when it is still the one bound here).
-    ~server() { stop(); }
+    /// Closes the listener without waiting for anything; removes the socket file of a unix
+    /// listener (when it is still the one bound here). The first worker context must exist and
+    /// must not be running elsewhere (its thread joined, or the caller is the one running it).
+    ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;
     bool is_unix() const noexcept { return !opts_.listen.unix_path.empty(); }
@@ -92,28 +96,34 @@ public:
     /// `wsx connect` takes).
     std::string url() const;
     void start();
-    /// Stops accepting; a unix listener's socket file is removed here.
+    /// Stops accepting; a unix listener's socket file is removed here. May be called from any
+    /// thread: the listener is closed on the first worker's thread (at once when the caller
+    /// runs it), and a connection accepted in between is dropped.
     void stop();
 
 private:
     void do_accept();
     void listen_unix();
     void remove_unix_socket();
-    net::awaitable<void> handle(tcp::socket socket, std::size_t worker);
+    net::awaitable<void> handle(tcp::socket socket, tcp::endpoint remote, std::size_t worker);
     net::awaitable<void> handle_unix(net::local::stream_protocol::socket socket, std::size_t worker);
     template <class Layer>
     net::awaitable<void> serve_http(websocket::stream<Layer>& ws, beast::flat_buffer& buffer, const peer_info& peer);
 
     net::io_context& ioc_;
     std::vector<net::io_context*> workers_;
-    std::size_t next_worker_ = 0;
     server_options opts_;
     session_handler_factory factory_;
     std::vector<upgrade_filter> filters_;
     async_upgrade_filter async_filter_;
     http_handler http_;
-    tcp::acceptor acceptor_;
-    net::local::stream_protocol::acceptor unix_acceptor_;
+    std::size_t next_worker_ = 0;
+    // On the first worker's context (shared so that a close posted there may outlive us).
+    std::shared_ptr<tcp::acceptor> acceptor_;
+    std::shared_ptr<net::local::stream_protocol::acceptor> unix_acceptor_;
+    tcp::endpoint remote_;  // the peer of the accept in progress
+    std::atomic<bool> stopped_{false};
+    std::uint16_t local_port_ = 0;
     // The socket file bound here (device and inode): removed at stop() only while it is still
     // that file, never one another process put there since.
     bool unix_bound_ = false;

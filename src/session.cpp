@@ -293,12 +293,25 @@ void session<Layer>::arm_close_timer() {
     });
 }
 
-// A server shuts its sending half and lets the peer close; a client waits for the server to
-// close first (RFC 6455 7.1.1). Then report.
+// A server closes the connection after a complete closing handshake, or shuts its sending
+// half and lets the peer close after a protocol error; a client waits for the server to close
+// first (RFC 6455 7.1.1). Then report.
 template <class Layer>
 void session<Layer>::teardown_and_finish(close_info info) {
     if (finished_ || tearing_down_) return;
     tearing_down_ = true;
+    if constexpr (plain_socket) {
+        if (role_ == beast::role_type::server && peer_closed_) {
+            // Both Close frames have passed: RFC 6455 7.1.1 has the server close the TCP
+            // connection at once. Waiting for the client's FIN as well only cost system calls.
+            layer().async_drain([self = self(), info = std::move(info)](error_code) mutable {
+                error_code ignored;
+                beast::get_lowest_layer(self->layer()).socket().close(ignored);
+                self->finish(std::move(info));
+            });
+            return;
+        }
+    }
     async_teardown(role_, layer(), [self = self(), info = std::move(info)](error_code) mutable {
         error_code ignored;
         beast::get_lowest_layer(self->layer()).socket().close(ignored);

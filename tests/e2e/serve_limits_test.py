@@ -126,6 +126,22 @@ class LimitsTest(wsxtest.WsxTestCase):
         m = p.wait_for(r"dropped=(\d+)")
         self.assertGreater(int(m.group(1)), 0)
 
+    def test_closing_handshake_ends_the_connection_at_once(self):
+        # RFC 6455 7.1.1: once both Close frames have passed, the server closes the TCP
+        # connection itself; a client that keeps its socket open holds neither the connection
+        # nor its slot until the close timeout (5 s).
+        p, url = self.start_server("--max-connections", "1")
+        a = RawWS(url)
+        self.addCleanup(a.close)
+        a.send_close(1000)
+        self.assertEqual(a.expect_close()[0], 1000)
+        self.assertTrue(a.wait_eof(2), "the server did not close the connection")
+        p.wait_for(r"code=1000", timeout=2)
+        b = RawWS(url)
+        self.addCleanup(b.close)
+        b.send_text("x")
+        self.assertEqual(b.recv_message(), (1, b"x"))
+
     def test_announce_json(self):
         p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "--announce-json"])
         line = p.wait_for(r"^\{.*\}$").group(0)
