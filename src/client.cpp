@@ -273,6 +273,22 @@ net::awaitable<std::string> upgrade_raw(Stream& stream, const client_options& o,
     co_return beast::buffers_to_string(buffer.data());
 }
 
+// The upgrade over a connected stream, then the session on it: Beast's websocket stream when
+// compressing, else the stream alone with frames parsed by the session.
+template <class Layer>
+net::awaitable<std::shared_ptr<ws_session>> open_session(typename Layer::next_layer_type& stream, const client_options& o,
+                                                         const session_options& so, connect_result& r,
+                                                         clock::time_point deadline, std::ostream* verbose) {
+    if (o.deflate.enabled) {
+        websocket::stream<Layer> ws(std::move(stream));
+        co_await upgrade(ws, o, r, deadline, verbose);
+        co_return std::make_shared<session<Layer>>(std::move(ws), beast::role_type::client, so);
+    }
+    auto early = co_await upgrade_raw(stream, o, r, deadline, verbose);
+    drop_write_interest(beast::get_lowest_layer(stream).socket());
+    co_return std::make_shared<session<Layer>>(std::move(stream), std::move(early), so, beast::role_type::client);
+}
+
 }  // namespace
 
 std::string upgrade_target(const client_options& o, const endpoint& url) {
@@ -356,15 +372,7 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to unix socket {}: {}", o.url.unix_path, ec.message()));
         r.remote = o.url.unix_path;
         r.timings.tcp = clock::now() - start;
-        if (o.deflate.enabled) {
-            websocket::stream<unix_layer> ws(std::move(sock));
-            co_await upgrade(ws, o, r, deadline, verbose);
-            r.session = std::make_shared<session<unix_layer>>(std::move(ws), beast::role_type::client, so);
-        } else {
-            auto early = co_await upgrade_raw(sock, o, r, deadline, verbose);
-            drop_write_interest(sock.socket());
-            r.session = std::make_shared<session<unix_layer>>(std::move(sock), std::move(early), so, beast::role_type::client);
-        }
+        r.session = co_await open_session<unix_layer>(sock, o, so, r, deadline, verbose);
     } else if (o.url.tls) {
         auto ctx = make_client_tls(o.tls);
         beast::ssl_stream<beast::tcp_stream> tls(ex, *ctx);
@@ -379,28 +387,12 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
             throw failure(exit_code::tls, fmt::format("TLS handshake with {} failed: {}{}", format_host_port(o.url.host, o.url.port),
                                                       describe_tls_error(ec, &tls), verify_hint(o, tls)));
         r.timings.tls = clock::now() - t0;
-        if (o.deflate.enabled) {
-            websocket::stream<tls_layer> ws(std::move(tls));
-            co_await upgrade(ws, o, r, deadline, verbose);
-            r.session = std::make_shared<session<tls_layer>>(std::move(ws), beast::role_type::client, so);
-        } else {
-            auto early = co_await upgrade_raw(tls, o, r, deadline, verbose);
-            drop_write_interest(beast::get_lowest_layer(tls).socket());
-            r.session = std::make_shared<session<tls_layer>>(std::move(tls), std::move(early), so, beast::role_type::client);
-        }
+        r.session = co_await open_session<tls_layer>(tls, o, so, r, deadline, verbose);
         r.session->hold(ctx);
     } else {
         beast::tcp_stream tcp(ex);
         co_await open_tcp(tcp, o, r, deadline);
-        if (o.deflate.enabled) {
-            websocket::stream<tcp_layer> ws(std::move(tcp));
-            co_await upgrade(ws, o, r, deadline, verbose);
-            r.session = std::make_shared<session<tcp_layer>>(std::move(ws), beast::role_type::client, so);
-        } else {
-            auto early = co_await upgrade_raw(tcp, o, r, deadline, verbose);
-            drop_write_interest(tcp.socket());
-            r.session = std::make_shared<session<tcp_layer>>(std::move(tcp), std::move(early), so, beast::role_type::client);
-        }
+        r.session = co_await open_session<tcp_layer>(tcp, o, so, r, deadline, verbose);
     }
     r.timings.total = clock::now() - start;
     co_return r;
