@@ -12,7 +12,6 @@ import hashlib
 import socket
 import struct
 import threading
-import unittest
 
 import wsxtest
 from wsxtest import WsxTestCase
