@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "client.hpp"
 #include "endpoint.hpp"
 
 using namespace wsx;
@@ -61,4 +62,15 @@ TEST_CASE("parse_listen_address answers a ws+unix:// listen address with the spe
           "(clients then connect to ws+unix:///run/a.sock:/)");
     CHECK_FALSE(parse_listen_address("wss+unix://", &err));
     CHECK_THAT(err, Catch::Contains("unix:/path/to.sock"));
+}
+
+TEST_CASE("Sec-WebSocket-Accept is computed as RFC 6455 prescribes", "[client]") {
+    // The worked example of RFC 6455 section 1.3.
+    CHECK(sec_websocket_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    // Keys that are not 24 characters still hash whole (a server may see any key).
+    CHECK(sec_websocket_accept("") == "Kfh9QIsMVZcl6xEPYxPHzW8SZ8w=");
+    CHECK(sec_websocket_accept("x") != sec_websocket_accept("y"));
+    const std::string key = make_sec_websocket_key();
+    CHECK(key.size() == 24);
+    CHECK(sec_websocket_accept(key).size() == 28);
 }
