@@ -155,34 +155,22 @@ public:
     /// and no per-message operation. Only for streams whose data messages are all sent this way.
     void write_frame(bool binary, std::string_view payload, bool mask = false) {
         if (swallow_) return;
-        char head[14];
+        char head[14];  // 2 to 10 header bytes, then room for the masking key
         std::size_t n = 2;
         head[0] = static_cast<char>(binary ? 0x82 : 0x81);
-        const char mask_bit = mask ? static_cast<char>(0x80) : 0;
         if (payload.size() < 126) {
-            head[1] = static_cast<char>(mask_bit | static_cast<char>(payload.size()));
+            head[1] = static_cast<char>(payload.size());
         } else if (payload.size() < 65536) {
-            head[1] = static_cast<char>(mask_bit | 126);
+            head[1] = 126;
             head[2] = static_cast<char>(payload.size() >> 8);
             head[3] = static_cast<char>(payload.size() & 0xff);
             n = 4;
         } else {
-            head[1] = static_cast<char>(mask_bit | 127);
+            head[1] = 127;
             for (int i = 0; i < 8; ++i) head[2 + i] = static_cast<char>((std::uint64_t(payload.size()) >> (56 - 8 * i)) & 0xff);
             n = 10;
         }
-        if (!mask) {
-            pending_.append(head, n);
-            pending_.append(payload);
-        } else {
-            const std::uint32_t key = next_mask_key();
-            std::memcpy(head + n, &key, 4);
-            n += 4;
-            const std::size_t at = pending_.size() + n;
-            pending_.append(head, n);
-            pending_.resize(at + payload.size());
-            apply_mask(pending_.data() + at, payload.data(), payload.size(), key);
-        }
+        append_frame(head, n, payload, mask);
         if (pending_.size() + writing_.size() > coalesce_limit) flush();
         else schedule_flush();
     }
@@ -191,18 +179,7 @@ public:
     void write_control(unsigned char first_byte, std::string_view payload, bool mask = false) {
         if (swallow_) return;
         char head[6] = {static_cast<char>(first_byte), static_cast<char>(payload.size())};
-        if (!mask) {
-            pending_.append(head, 2);
-            pending_.append(payload);
-        } else {
-            head[1] = static_cast<char>(head[1] | 0x80);
-            const std::uint32_t key = next_mask_key();
-            std::memcpy(head + 2, &key, 4);
-            const std::size_t at = pending_.size() + 6;
-            pending_.append(head, 6);
-            pending_.resize(at + payload.size());
-            apply_mask(pending_.data() + at, payload.data(), payload.size(), key);
-        }
+        append_frame(head, 2, payload, mask);
         schedule_flush();
     }
 
@@ -367,6 +344,25 @@ public:
     }
 
 private:
+    /// Appends the frame header head[0, n) and the payload to the pending bytes. When `mask`,
+    /// sets the mask bit, puts a fresh key at head[n, n + 4) (head has room) and masks the
+    /// payload as it is copied.
+    void append_frame(char* head, std::size_t n, std::string_view payload, bool mask) {
+        if (!mask) {
+            pending_.append(head, n);
+            pending_.append(payload);
+            return;
+        }
+        head[1] = static_cast<char>(head[1] | 0x80);
+        const std::uint32_t key = next_mask_key();
+        std::memcpy(head + n, &key, 4);
+        n += 4;
+        const std::size_t at = pending_.size() + n;
+        pending_.append(head, n);
+        pending_.resize(at + payload.size());
+        apply_mask(pending_.data() + at, payload.data(), payload.size(), key);
+    }
+
     /// RFC 6455 5.3: a fresh, unpredictable key per frame (xorshift seeded from the OS).
     std::uint32_t next_mask_key() noexcept {
         if (mask_state_ == 0) mask_state_ = random_seed() | 1;
@@ -489,11 +485,11 @@ inline std::string encode_close_frame(std::uint16_t code, std::string_view reaso
     frame.push_back(static_cast<char>((mask ? 0x80 : 0) | payload.size()));
     if (mask) {
         static thread_local std::mt19937 rng{random_seed()};
-        std::array<unsigned char, 4> key;
-        auto r = rng();
-        for (int i = 0; i < 4; ++i) key[i] = static_cast<unsigned char>(r >> (8 * i));
-        frame.append(reinterpret_cast<const char*>(key.data()), 4);
-        for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ key[i % 4]);
+        const auto key = static_cast<std::uint32_t>(rng());
+        char wire_key[4];
+        std::memcpy(wire_key, &key, 4);
+        frame.append(wire_key, 4);
+        apply_mask(payload.data(), payload.data(), payload.size(), key);
     }
     frame += payload;
     return frame;
