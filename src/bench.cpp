@@ -898,9 +898,12 @@ net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const clie
                                                      std::string(res.reason()), body.empty() ? "" : ": ",
                                                      escape_for_terminal(body))};
             }
-            if (res[http::field::sec_websocket_accept] != sec_websocket_accept(key))
-                co_return opened_failure{"bad accept", exit_code::upgrade,
-                                         fmt::format("upgrade with {} failed: wrong Sec-WebSocket-Accept", url.to_string())};
+            // The checks a client owes the answer (RFC 6455 4.1), the same as wsx connect's.
+            if (const error_code bad = check_upgrade_answer(res, key)) {
+                const bool accept = bad == websocket::error::bad_sec_accept || bad == websocket::error::no_sec_accept;
+                co_return opened_failure{accept ? "bad accept" : "bad upgrade answer", exit_code::upgrade,
+                                         fmt::format("upgrade with {} failed: {}", url.to_string(), bad.message())};
+            }
             std::string proto(res[http::field::sec_websocket_protocol]);
             if (!proto.empty() && std::find(o.subprotocols.begin(), o.subprotocols.end(), proto) == o.subprotocols.end())
                 co_return opened_failure{"subprotocol", exit_code::upgrade,

@@ -226,17 +226,6 @@ net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options&
     r.timings.upgrade = clock::now() - t0;
 }
 
-// What a client checks in the server's answer (RFC 6455 4.1), as Beast's error codes.
-error_code check_upgrade_answer(const http::response<http::string_body>& res, const std::string& key) {
-    if (res.result_int() != 101) return websocket::error::upgrade_declined;
-    if (res.version() != 11) return websocket::error::bad_http_version;
-    if (!http::token_list(res[http::field::connection]).exists("upgrade")) return websocket::error::no_connection_upgrade;
-    if (!http::token_list(res[http::field::upgrade]).exists("websocket")) return websocket::error::no_upgrade_websocket;
-    const auto accept = res[http::field::sec_websocket_accept];
-    if (accept.empty()) return websocket::error::no_sec_accept;
-    if (accept != sec_websocket_accept(key)) return websocket::error::bad_sec_accept;
-    return {};
-}
 
 // The upgrade of a connection without extensions, whose frames the session parses itself:
 // the request is written and the answer read here, and the bytes that arrived behind the
@@ -320,6 +309,17 @@ std::string sec_websocket_accept(std::string_view key) {
     char md[beast::detail::sha1_context::digest_size];
     beast::detail::finish(ctx, md);
     return base64_encode(std::string_view(md, sizeof md));
+}
+
+error_code check_upgrade_answer(const http::response<http::string_body>& res, const std::string& key) {
+    if (res.result_int() != 101) return websocket::error::upgrade_declined;
+    if (res.version() != 11) return websocket::error::bad_http_version;
+    if (!http::token_list(res[http::field::connection]).exists("upgrade")) return websocket::error::no_connection_upgrade;
+    if (!http::token_list(res[http::field::upgrade]).exists("websocket")) return websocket::error::no_upgrade_websocket;
+    const auto accept = res[http::field::sec_websocket_accept];
+    if (accept.empty()) return websocket::error::no_sec_accept;
+    if (accept != sec_websocket_accept(key)) return websocket::error::bad_sec_accept;
+    return {};
 }
 
 http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key) {

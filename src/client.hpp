@@ -80,6 +80,10 @@ std::string upgrade_target(const client_options& o, const endpoint& url);
 std::string make_sec_websocket_key();
 /// The Sec-WebSocket-Accept a server must answer `key` with (RFC 6455 4.2.2).
 std::string sec_websocket_accept(std::string_view key);
+/// What a client checks in the server's answer to its upgrade request sent with `key` (RFC 6455
+/// 4.1: status 101, HTTP/1.1, `Connection: upgrade`, `Upgrade: websocket`, the right
+/// Sec-WebSocket-Accept), as Beast's error codes; extensions and subprotocol are the caller's.
+error_code check_upgrade_answer(const http::response<http::string_body>& res, const std::string& key);
 /// The whole upgrade request for `url`: the fields RFC 6455 requires, the permessage-deflate
 /// offer when the options enable it, then decorate_upgrade_request().
 http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key);

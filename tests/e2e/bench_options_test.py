@@ -97,6 +97,53 @@ class BenchOptions(WsxTestCase):
         self.assertIn("upgrade rejected by ws://127.0.0.1:", r.stderr.decode())
         self.assertIn("HTTP 403", r.stderr.decode())
 
+    def test_answer_without_upgrade_websocket_exits_6(self):
+        # A server that answers 101 but names another protocol in Upgrade: RFC 6455 4.1 says
+        # the client must fail the connection, so bench measures nothing against it.
+        import base64
+        import hashlib
+        import threading
+
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(20)
+        self.addCleanup(listener.close)
+
+        def answer(conn):
+            with conn:
+                conn.settimeout(10)
+                req = b""
+                while b"\r\n\r\n" not in req and len(req) < 65536:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    req += chunk
+                key = next(line.split(b":", 1)[1].strip() for line in req.split(b"\r\n")
+                           if line.lower().startswith(b"sec-websocket-key:"))
+                accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                try:
+                    conn.recv(4096)  # until the client gives up on the connection
+                except OSError:
+                    pass
+
+        def serve():
+            for _ in range(50):  # bounded: bench opens a handful of connections
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        r = self.wsx("bench", f"ws://127.0.0.1:{listener.getsockname()[1]}/", "-c", "2", "-n", "10", timeout=30)
+        self.assertExit(r, 6)
+        err = r.stderr.decode()
+        self.assertIn("upgrade with ws://127.0.0.1:", err)
+        self.assertIn("Upgrade field is missing the websocket token", err)
+
     def test_connect_fail_threshold_passes_when_all_connect(self):
         _, url = self.start_server()
         r = self.wsx("bench", url, "-c", "2", "-n", "100", "--fail-if", "connect_fail>0")
