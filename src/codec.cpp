@@ -381,6 +381,31 @@ bool is_valid_utf8(std::string_view data) noexcept {
     return true;
 }
 
+std::size_t utf8_complete_prefix(std::string_view data) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+    const std::size_t n = data.size();
+    std::size_t i = 0;
+    while (i < n) {
+        i += ascii_prefix(p + i, n - i);
+        if (i >= n) break;
+        char32_t cp;
+        const std::size_t len = utf8_sequence(p + i, n - i, cp);
+        if (len == 0) break;
+        i += len;
+    }
+    if (i == n) return n;
+    // An unfinished sequence at the end is fine as long as what is there can still be completed.
+    const unsigned char c = p[i];
+    const std::size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    const std::size_t have = n - i;
+    if (need == 0 || have >= need) return std::string_view::npos;
+    const unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+    const unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    if (have >= 2 && (p[i + 1] < lo || p[i + 1] > hi)) return std::string_view::npos;
+    if (have >= 3 && !is_cont(p[i + 2])) return std::string_view::npos;
+    return i;
+}
+
 std::string escape_for_terminal(std::string_view text) {
     const auto* p = reinterpret_cast<const unsigned char*>(text.data());
     const std::size_t n = text.size();

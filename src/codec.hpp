@@ -103,6 +103,11 @@ std::optional<std::string> base64_decode(std::string_view text);
 /// True when `data` is well-formed UTF-8 (RFC 3629): no overlong forms, no
 /// surrogates (U+D800..U+DFFF), nothing above U+10FFFF, no truncated sequences.
 bool is_valid_utf8(std::string_view data) noexcept;
+/// For UTF-8 checked piece by piece as it arrives (RFC 6455 8.1: fail as soon as the text
+/// is known to be invalid): the length of the longest prefix of `data` made of whole
+/// well-formed sequences. The rest, at most 3 bytes, is the start of a sequence that may
+/// still be completed. npos when `data` holds bytes no continuation can make well-formed.
+std::size_t utf8_complete_prefix(std::string_view data) noexcept;
 
 /// Makes remote text safe to print on a terminal, keeping it readable:
 /// - printable ASCII, '\t', '\n' and well-formed UTF-8 are kept as they are;

@@ -101,6 +101,7 @@ std::size_t frame_reader::next(char* data, std::size_t n, frame_event& ev) {
         in_message_ = true;
         binary_ = op == 2;
         message_.clear();
+        utf8_checked_ = 0;
     }
     if (len > max_message_ || message_.size() > max_message_ - len)
         return fail(ev, websocket::error::message_too_big, 1009);
@@ -120,12 +121,20 @@ std::size_t frame_reader::payload(char* data, std::size_t n, frame_event& ev) {
         if (message_.empty() && take == remaining_) message_.assign(data, take);  // the common case: one whole frame
         else message_.append(data, take);
         remaining_ -= take;
+        if (!binary_) {
+            // Text is checked as it arrives, so invalid UTF-8 fails the connection at once,
+            // not only when the message is complete (RFC 6455 8.1).
+            const std::size_t ok = utf8_complete_prefix(std::string_view(message_).substr(utf8_checked_));
+            if (ok == std::string_view::npos) return take + fail(ev, websocket::error::bad_frame_payload, 1007);
+            utf8_checked_ += ok;
+        }
     }
     if (remaining_ > 0) return take;
     in_frame_ = false;
     if (!fin_) return take;
     in_message_ = false;
-    if (!binary_ && !is_valid_utf8(message_)) return take + fail(ev, websocket::error::bad_frame_payload, 1007);
+    // The message ends: an unfinished sequence at its end is invalid too.
+    if (!binary_ && utf8_checked_ != message_.size()) return take + fail(ev, websocket::error::bad_frame_payload, 1007);
     ev.kind = frame_event::message;
     ev.binary = binary_;
     ev.payload = std::move(message_);

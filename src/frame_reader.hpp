@@ -52,6 +52,7 @@ private:
     bool in_frame_ = false;    // inside a data frame's payload
     bool fin_ = false;
     std::uint64_t remaining_ = 0;
+    std::size_t utf8_checked_ = 0;  // text: bytes of message_ known to be whole well-formed UTF-8
     std::uint32_t key_ = 0;
     unsigned key_at_ = 0;      // position in the mask key of the next payload byte
     std::string message_;

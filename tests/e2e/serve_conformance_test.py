@@ -120,6 +120,21 @@ class ConformanceTest(wsxtest.WsxTestCase):
     def test_invalid_utf8_in_fragments_1007(self):
         self.expect_failure(1007, (0x1, b"ok", {"fin": False}), (0x0, b"\xff", {"fin": True}))
 
+    def test_invalid_utf8_fails_before_the_message_ends_1007(self):
+        # RFC 6455 8.1: fail as soon as the text is known to be invalid. The message is never
+        # finished here, so only a check of each fragment as it arrives can answer 1007.
+        for first in (b"ok\xff", b"\xed\xa0", b"\xf4\x90"):
+            with self.subTest(first=first):
+                self.expect_failure(1007, (0x1, first, {"fin": False}))
+        # A large frame whose start is already invalid is failed before its payload is all there.
+        w = self.ws()
+        payload = b"\xc0" + b"a" * 99999
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload[:100]))
+        w.sock.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", len(payload)) + mask + masked)
+        got = w.expect_close()
+        self.assertEqual(got[0], 1007, got)
+
     def test_binary_may_hold_anything(self):
         w = self.ws()
         w.send_frame(0x2, b"\xff\xfe\x00")

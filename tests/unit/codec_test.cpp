@@ -292,6 +292,35 @@ TEST_CASE("is_valid_utf8 finds a bad byte at any position of the fast path", "[c
     }
 }
 
+TEST_CASE("utf8_complete_prefix keeps a sequence that may still be completed", "[codec]") {
+    constexpr auto bad = std::string_view::npos;
+    CHECK(wsx::utf8_complete_prefix("") == 0);
+    CHECK(wsx::utf8_complete_prefix("caf\xc3\xa9") == 5);
+    CHECK(wsx::utf8_complete_prefix("caf\xc3") == 3);                 // waits for its continuation
+    CHECK(wsx::utf8_complete_prefix("x\xe2\x82") == 1);
+    CHECK(wsx::utf8_complete_prefix("x\xf0\x9f\x98") == 1);
+    CHECK(wsx::utf8_complete_prefix("\xed\x9f") == 0);               // below the surrogates: may complete
+    CHECK(wsx::utf8_complete_prefix("\xed\xa0") == bad);             // a surrogate, whatever follows
+    CHECK(wsx::utf8_complete_prefix("\xe0\x9f") == bad);             // overlong, whatever follows
+    CHECK(wsx::utf8_complete_prefix("\xf0\x8f") == bad);
+    CHECK(wsx::utf8_complete_prefix("\xf4\x90") == bad);             // above U+10FFFF
+    CHECK(wsx::utf8_complete_prefix("\xf0\x9f\x28") == bad);        // third byte not a continuation
+    CHECK(wsx::utf8_complete_prefix("\xc3(") == bad);
+    CHECK(wsx::utf8_complete_prefix("ok\xff") == bad);
+    CHECK(wsx::utf8_complete_prefix("\x80") == bad);
+    CHECK(wsx::utf8_complete_prefix("\xc0") == bad);                  // C0 and C1 are never valid
+    CHECK(wsx::utf8_complete_prefix("\xf5") == bad);
+    // Every split of a valid text: the prefix found plus the rest re-checked is the whole.
+    const std::string text = "a\xc3\xa9" "b\xe2\x82\xac\xf0\x9f\x98\x80" "z";
+    for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+        INFO("cut at " << cut);
+        const std::size_t ok = wsx::utf8_complete_prefix(std::string_view(text).substr(0, cut));
+        REQUIRE(ok != bad);
+        CHECK(cut - ok <= 3);
+        CHECK(wsx::utf8_complete_prefix(std::string_view(text).substr(ok)) == text.size() - ok);
+    }
+}
+
 TEST_CASE("escape_for_terminal neutralises control sequences", "[codec]") {
     CHECK(wsx::escape_for_terminal("hello world") == "hello world");
     CHECK(wsx::escape_for_terminal("tab\there\nnext") == "tab\there\nnext");

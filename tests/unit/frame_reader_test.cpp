@@ -153,6 +153,28 @@ TEST_CASE("frame_reader: protocol errors carry the close code RFC 6455 prescribe
     CHECK(feed(frame(8, close_payload(1000, "\xFF")), 64) == std::vector<seen>{err(e::bad_close_payload, 1007)});
 }
 
+TEST_CASE("frame_reader: invalid UTF-8 fails the connection as soon as it arrives", "[frame_reader]") {
+    using e = websocket::error;
+    // The first fragment is already invalid: the error comes before the message ends, and the
+    // fragment that would end it is never needed (feed stops at the error).
+    for (std::size_t chunk : {std::size_t(1), std::size_t(5), std::size_t(64)}) {
+        INFO("chunk " << chunk);
+        CHECK(feed(frame(1, "ok \xFF", false) + frame(9, "after"), chunk) == std::vector<seen>{err(e::bad_frame_payload, 1007)});
+        // A sequence that cannot be completed, cut by the fragment's end: a surrogate (ED A0) and
+        // a code point above U+10FFFF (F4 90).
+        CHECK(feed(frame(1, "\xED\xA0", false) + frame(9, "after"), chunk) == std::vector<seen>{err(e::bad_frame_payload, 1007)});
+        CHECK(feed(frame(1, "\xF4\x90", false) + frame(9, "after"), chunk) == std::vector<seen>{err(e::bad_frame_payload, 1007)});
+        // Inside one frame that arrives in pieces: invalid bytes early in a large frame fail it
+        // before the rest of its payload is there.
+        const std::string big = frame(1, "\xC0" + std::string(5000, 'a'));
+        CHECK(feed(big.substr(0, 100), chunk) == std::vector<seen>{err(e::bad_frame_payload, 1007)});
+    }
+    // Unfinished sequences that can still be completed are not errors until the message ends.
+    const std::string open4 = frame(1, "\xF0\x9F", false) + frame(9, "p") + frame(0, "\x98", false) + frame(0, "\x80");
+    CHECK(feed(open4, 1) == std::vector<seen>{{frame_event::ping, "p"}, msg("\xF0\x9F\x98\x80")});
+    CHECK(feed(frame(1, "a\xE2\x82", false) + frame(0, ""), 64) == std::vector<seen>{err(e::bad_frame_payload, 1007)});
+}
+
 TEST_CASE("frame_reader: nothing is read after an error or a Close", "[frame_reader]") {
     std::string wire = frame(8, close_payload(1000)) + frame(1, "late");
     frame_reader r(1 << 20, true);
