@@ -128,6 +128,40 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     return env;
 }
 
+std::string format_access_entry(log_format format, const access_entry& e) {
+    const int code = effective_close_code(e.close);
+    const auto& info = e.close;
+    const std::string reason = info.clean ? info.reason : info.sent_reason;
+    const std::string error = info.clean ? std::string() : info.what;
+    auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+    if (format == log_format::json) {
+        nlohmann::json j = {{"time", now_iso8601()}, {"event", "close"}, {"peer", e.peer}};
+        if (e.path) j["path"] = *e.path;
+        if (!e.backend.empty()) j["backend"] = e.backend;
+        j["duration_ms"] = std::chrono::duration<double, std::milli>(e.duration).count();
+        j["messages_in"] = e.messages_in;
+        j["bytes_in"] = e.bytes_in;
+        j["messages_out"] = e.messages_out;
+        j["bytes_out"] = e.bytes_out;
+        j["code"] = code;
+        j["reason"] = reason;
+        j["by_peer"] = info.by_peer;
+        if (!error.empty()) j["error"] = error;
+        if (e.dropped_messages) j["dropped_messages"] = e.dropped_messages;
+        if (e.rate_limited) j["rate_limited"] = e.rate_limited;
+        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), e.peer, e.path ? quoted(*e.path) : "-",
+                                   format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(e.duration)),
+                                   e.messages_in, e.bytes_in, e.messages_out, e.bytes_out, code);
+    if (!e.backend.empty()) line += " backend=" + quoted(e.backend);
+    if (!reason.empty()) line += " reason=" + quoted(reason);
+    if (!error.empty()) line += " error=" + quoted(error);
+    if (e.dropped_messages) line += fmt::format(" dropped={}", e.dropped_messages);
+    if (e.rate_limited) line += fmt::format(" rate_limited={}", e.rate_limited);
+    return line;
+}
+
 namespace {
 
 class serve_app;
@@ -617,43 +651,17 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
         std::lock_guard lock(live_mutex_);
         live_.erase(h.id());
     }
-    if (!o_.quiet) {
-        const auto dur = steady_clock::now() - st.opened;
-        std::string reason = info.clean ? info.reason : info.sent_reason;
-        std::string error = info.clean ? std::string() : info.what;
-        if (o_.log == log_format::json) {
-            nlohmann::json j = {
-                {"time", now_iso8601()},
-                {"event", "close"},
-                {"peer", peer},
-                {"path", path},
-                {"duration_ms", std::chrono::duration<double, std::milli>(dur).count()},
-                {"messages_in", st.messages_in},
-                {"bytes_in", st.bytes_in},
-                {"messages_out", st.messages_out},
-                {"bytes_out", st.bytes_out},
-                {"code", code},
-                {"reason", reason},
-                {"by_peer", info.by_peer},
-            };
-            if (!error.empty()) j["error"] = error;
-            if (st.dropped_messages) j["dropped_messages"] = st.dropped_messages;
-            if (rate_limited) j["rate_limited"] = rate_limited;
-            log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-        } else {
-            std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), peer,
-                                           nlohmann::json(path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                                           format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(dur)),
-                                           st.messages_in, st.bytes_in, st.messages_out, st.bytes_out, code);
-            if (!reason.empty())
-                line += " reason=" + nlohmann::json(reason).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            if (!error.empty())
-                line += " error=" + nlohmann::json(error).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            if (st.dropped_messages) line += fmt::format(" dropped={}", st.dropped_messages);
-            if (rate_limited) line += fmt::format(" rate_limited={}", rate_limited);
-            log_line(line);
-        }
-    }
+    if (!o_.quiet)
+        log_line(format_access_entry(o_.log, {.peer = peer,
+                                              .path = path,
+                                              .duration = steady_clock::now() - st.opened,
+                                              .messages_in = st.messages_in,
+                                              .bytes_in = st.bytes_in,
+                                              .messages_out = st.messages_out,
+                                              .bytes_out = st.bytes_out,
+                                              .close = info,
+                                              .dropped_messages = st.dropped_messages,
+                                              .rate_limited = rate_limited}));
     // Only the main thread decides to finish, and only once shutting down (or at the end of
     // --stdio input, or with --oneshot): other closes need not wake it. A shutdown that begins
     // concurrently sees this connection gone from live_ (it reads live_ after setting the flag).

@@ -95,6 +95,22 @@ struct serve_options {
 /// returns the exit code.
 int run_serve(serve_options o);
 
+/// One access log line: a connection (or a TCP tunnel) that ended. "in" is what the client
+/// sent, "out" what it was sent.
+struct access_entry {
+    std::string peer{};               ///< HOST:PORT, or the unix socket path
+    std::optional<std::string> path{};  ///< the request target; none for a TCP tunnel
+    std::string backend{};            ///< the upstream it was joined to; empty: none
+    std::chrono::nanoseconds duration{0};
+    std::uint64_t messages_in = 0, bytes_in = 0, messages_out = 0, bytes_out = 0;
+    close_info close{};               ///< how its WebSocket ended
+    std::uint64_t dropped_messages = 0, rate_limited = 0;
+};
+
+/// The access log line for `e` (no newline): text (`TIME PEER "PATH" DURATION in=M/BB out=M/BB
+/// code=C` and optional key=value fields; `-` for no path), or one JSON object.
+std::string format_access_entry(log_format format, const access_entry& e);
+
 /// The close code that describes how a connection ended: the code received in a closing
 /// handshake; else the one we sent; else the one RFC 6455 prescribes for the error
 /// (1009 too big, 1007 bad UTF-8, 1002 protocol error); else 1006.
