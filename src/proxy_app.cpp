@@ -1,6 +1,5 @@
 #include "proxy_app.hpp"
 
-#include <csignal>
 #include <iostream>
 #include <unordered_map>
 
@@ -371,6 +370,11 @@ public:
         auto b = std::make_shared<ws_tcp_bridge>(s, std::move(*up->sock), true, std::move(cfg));
         net::post(s->get_executor(), [b] { b->start(); });
         return b->ws_handler();
+    }
+
+    std::string access_backend(const peer_info& peer) override {
+        auto up = std::static_pointer_cast<upstream_conn>(peer.attachment);
+        return up ? core_.lb().backend(up->slot->i).name : std::string();
     }
 
     void render_metrics(std::string& out) override { core_.lb().render_metrics(out); }

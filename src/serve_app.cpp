@@ -175,6 +175,7 @@ public:
     void on_close(const close_info& info) override;
     virtual void on_end(const close_info&) {}
     std::uint64_t id() const { return id_; }
+    const std::string& backend() const { return backend_; }
 
 protected:
     /// Counts an incoming message; false when --rate-limit refuses it (dropped, or closing).
@@ -199,7 +200,7 @@ protected:
     std::weak_ptr<ws_session> weak_;
     worker_counters& wc_;
     std::uint64_t id_;
-    std::string path_, peer_;
+    std::string path_, peer_, backend_;
     std::optional<token_bucket> bucket_;
     bool drop_over_rate_ = false;
     std::uint64_t rate_limited_ = 0;
@@ -267,6 +268,7 @@ conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const 
     : app_(app), s_(s.get()), weak_(s), wc_(app.counters()), id_(id), path_(req.target()),
       peer_(peer.is_unix ? peer.address : format_host_port(peer.address, peer.port)) {
     const auto& o = app.options();
+    if (o.service) backend_ = o.service->access_backend(peer);
     if (o.rate_limit > 0) bucket_.emplace(o.rate_limit, std::max(1.0, o.rate_burst));
     drop_over_rate_ = o.rate_limit_drop;
 }
@@ -660,6 +662,7 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
     if (!o_.quiet)
         log_line(format_access_entry(o_.log, {.peer = peer,
                                               .path = path,
+                                              .backend = h.backend(),
                                               .duration = steady_clock::now() - st.opened,
                                               .messages_in = st.messages_in,
                                               .bytes_in = st.bytes_in,

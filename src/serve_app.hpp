@@ -41,6 +41,9 @@ public:
                                                          const peer_info& peer, std::uint64_t id) = 0;
     /// A plain HTTP request that /metrics and --static did not take; nullopt: the default answer.
     virtual std::optional<http_response> answer_http(const http_request&, const peer_info&) { return std::nullopt; }
+    /// The access log's `backend` for a connection (e.g. the upstream a proxy joined it to), from
+    /// what the checks left in `peer`; empty: none. Called on connection threads, concurrently.
+    virtual std::string access_backend(const peer_info&) { return {}; }
     /// Appended to GET /metrics (Prometheus text).
     virtual void render_metrics(std::string& out) { (void)out; }
     /// SIGINT/SIGTERM arrived: the listener stopped; clients are being closed with 1001.
