@@ -98,6 +98,10 @@ runner setup_proxy(CLI::App& app) {
     app.add_flag("--fault-stall-pongs", a->fault_stall_pongs, "Never answer the clients' pings (nor pass them on)")->group(o);
 
     add_listener_options(app, a->listener);
+    // A front door drains first (see below): the timeout bounds the drain, not the closing handshakes.
+    app.get_option("--drain-timeout")
+        ->description("On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest "
+                      "are closed with 1001 (a second signal exits at once)");
 
     app.footer(
         "Examples:\n"

@@ -306,4 +306,4 @@ complete -c wsx -n '__wsx_at wsx proxy' -l 'announce-json' -d 'Announce the list
 complete -c wsx -n '__wsx_at wsx proxy' -l 'metrics' -d 'Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'log-format' -x -a 'text json' -d 'Access log format: text or json (one line per closed connection)'
 complete -c wsx -n '__wsx_at wsx proxy' -s 'q' -l 'quiet' -d 'No access log (the listening line and errors are still printed)'
-complete -c wsx -n '__wsx_at wsx proxy' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long to wait for clients to answer Close 1001 (a second signal exits at once)'
+complete -c wsx -n '__wsx_at wsx proxy' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest are closed with 1001 (a second signal exits at once)'

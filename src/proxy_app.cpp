@@ -1,7 +1,7 @@
 #include "proxy_app.hpp"
 
-#include <csignal>
 #include <iostream>
+#include <unordered_map>
 
 #include <boost/algorithm/string.hpp>
 #include <fmt/format.h>
@@ -9,6 +9,7 @@
 #include "auth.hpp"
 #include "client.hpp"
 #include "exit_code.hpp"
+#include "shutdown.hpp"
 
 namespace wsx {
 
@@ -371,6 +372,11 @@ public:
         return b->ws_handler();
     }
 
+    std::string access_backend(const peer_info& peer) override {
+        auto up = std::static_pointer_cast<upstream_conn>(peer.attachment);
+        return up ? core_.lb().backend(up->slot->i).name : std::string();
+    }
+
     void render_metrics(std::string& out) override { core_.lb().render_metrics(out); }
     void stop() override { core_.stop(); }
 
@@ -379,75 +385,148 @@ private:
 };
 
 /// The tcp:// listener: every accepted connection gets its own WebSocket upstream connection.
-int run_tcp_listener(proxy_options& o, proxy_core& core) {
-    net::io_context ioc(1);
-    tcp::acceptor acceptor(ioc);
-    const auto& l = o.serve.server.listen;
-    error_code ec;
-    auto addr = net::ip::make_address(l.host == "localhost" ? "127.0.0.1" : l.host, ec);
-    if (ec) throw failure(exit_code::usage, fmt::format("cannot listen on '{}': not an IP address", l.host));
-    tcp::endpoint ep(addr, l.port);
-    acceptor.open(ep.protocol(), ec);
-    if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor.bind(ep, ec);
-    if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) throw failure(exit_code::failure, fmt::format("cannot listen on {}: {}", format_host_port(l.host, l.port), ec.message()));
-    const auto local = acceptor.local_endpoint();
-    std::cerr << fmt::format("listening on tcp://{}\n", format_host_port(local.address().to_string(), local.port()));
-    std::cerr.flush();
+/// It ends like the WebSocket listeners (shutdown_control: drain, then Close 1001) and logs
+/// each tunnel in their access log format. Everything runs on one thread.
+class tcp_listener {
+public:
+    tcp_listener(proxy_options& o, proxy_core& core)
+        : o_(o),
+          core_(core),
+          shutdown_(ioc_, {.drain_first = o.serve.drain_first, .drain_timeout = o.serve.drain_timeout, .quiet = o.serve.quiet},
+                    {.stop_accepting =
+                         [this] {
+                             error_code ignored;
+                             acceptor_.close(ignored);
+                         },
+                     .close_all = [this](std::uint16_t code, const std::string& reason) { close_all(code, reason); },
+                     .idle = [this] { return live_.empty(); },
+                     .finish =
+                         [this] {
+                             error_code ignored;
+                             acceptor_.close(ignored);
+                             core_.stop();
+                             ioc_.stop();
+                         },
+                     .log = [](const std::string& line) {
+                         std::cerr << line << '\n';
+                         std::cerr.flush();
+                     }}) {}
 
-    net::signal_set signals(ioc, SIGINT, SIGTERM);
-    int code = 0;
-    signals.async_wait([&](error_code e, int sig) {
-        if (e) return;
-        code = sig == SIGINT ? 130 : 0;
-        acceptor.close(e);
-        core.stop();
-        ioc.stop();
-    });
-    core.start_health(ioc);
+    int run() {
+        listen();
+        shutdown_.watch_signals();
+        core_.start_health(ioc_);
+        do_accept();
+        ioc_.run();
+        return shutdown_.exit_code();
+    }
 
-    std::function<void()> do_accept = [&] {
-        acceptor.async_accept([&](error_code e, tcp::socket sock) {
-            if (e == net::error::operation_aborted || !acceptor.is_open()) return;
-            if (!e) {
-                net::co_spawn(
-                    ioc,
-                    [&core, sock = std::move(sock), &o]() mutable -> net::awaitable<void> {
-                        error_code ignored;
-                        peer_info peer;
-                        peer.address = sock.remote_endpoint(ignored).address().to_string();
-                        auto r = co_await core.connect(nullptr, peer, nullptr);
-                        if (auto* err = std::get_if<std::string>(&r)) {
-                            if (!o.serve.quiet) core.log(fmt::format("tcp client {}: {}", peer.address, *err));
-                            sock.close(ignored);
-                            co_return;
-                        }
-                        auto up = std::get<upstream_conn>(std::move(r));
-                        if (!up.ws) {
-                            sock.close(ignored);
-                            co_return;
-                        }
-                        auto cfg = core.bridge_cfg(core.next_id(), up.slot);
-                        auto b = std::make_shared<ws_tcp_bridge>(up.ws, std::move(sock), false, std::move(cfg));
-                        up.ws->start(b->ws_handler());
-                        b->start();
-                    },
-                    net::detached);
+private:
+    /// A tunnel from accept to its end; `ws` is empty while its upstream is being connected.
+    struct tunnel {
+        std::weak_ptr<ws_session> ws;
+    };
+
+    void listen() {
+        const auto& l = o_.serve.server.listen;
+        error_code ec;
+        auto addr = net::ip::make_address(l.host == "localhost" ? "127.0.0.1" : l.host, ec);
+        if (ec) throw failure(exit_code::usage, fmt::format("cannot listen on '{}': not an IP address", l.host));
+        tcp::endpoint ep(addr, l.port);
+        acceptor_.open(ep.protocol(), ec);
+        if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+        if (!ec) acceptor_.bind(ep, ec);
+        if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+        if (ec) throw failure(exit_code::failure, fmt::format("cannot listen on {}: {}", format_host_port(l.host, l.port), ec.message()));
+        const auto local = acceptor_.local_endpoint();
+        std::cerr << fmt::format("listening on tcp://{}\n", format_host_port(local.address().to_string(), local.port()));
+        std::cerr.flush();
+    }
+
+    void do_accept() {
+        acceptor_.async_accept([this](error_code ec, tcp::socket sock) {
+            if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+            if (!ec) {
+                const auto id = core_.next_id();
+                live_.emplace(id, tunnel{});
+                net::co_spawn(ioc_, open_tunnel(std::move(sock), id), net::detached);
             }
             do_accept();
         });
-    };
-    do_accept();
-    ioc.run();
-    return code;
-}
+    }
+
+    net::awaitable<void> open_tunnel(tcp::socket sock, std::uint64_t id) {
+        const auto accepted = steady_clock::now();
+        error_code ignored;
+        const auto remote = sock.remote_endpoint(ignored);
+        peer_info peer;
+        peer.address = remote.address().to_string();
+        peer.port = remote.port();
+        auto r = co_await core_.connect(nullptr, peer, nullptr);
+        auto* up = std::get_if<upstream_conn>(&r);
+        if (!up || !up->ws) {
+            if (auto* err = std::get_if<std::string>(&r); err && !o_.serve.quiet)
+                core_.log(fmt::format("tcp client {}: {}", peer.address, *err));
+            sock.close(ignored);
+            tunnel_gone(id);
+            co_return;
+        }
+        auto cfg = core_.bridge_cfg(id, up->slot);
+        cfg.on_end = [this, id, keep = std::move(cfg.on_end), w = std::weak_ptr<ws_session>(up->ws),
+                      peer = format_host_port(peer.address, peer.port), backend = o_.upstreams[up->slot->i].name,
+                      accepted](const close_info& info) {
+            if (keep) keep(info);
+            if (auto ws = w.lock(); ws && !o_.serve.quiet) {
+                // The WebSocket runs to the upstream: what it sent is what the client sent.
+                const auto& st = ws->stats();
+                std::cerr << format_access_entry(o_.serve.log, {.peer = peer,
+                                                                .backend = backend,
+                                                                .duration = steady_clock::now() - accepted,
+                                                                .messages_in = st.messages_out,
+                                                                .bytes_in = st.bytes_out,
+                                                                .messages_out = st.messages_in,
+                                                                .bytes_out = st.bytes_in,
+                                                                .close = info,
+                                                                .dropped_messages = st.dropped_messages})
+                          << '\n';
+                std::cerr.flush();
+            }
+            // After the bridge has finished with this call: ending the run may follow.
+            net::post(ioc_, [this, id] { tunnel_gone(id); });
+        };
+        auto b = std::make_shared<ws_tcp_bridge>(up->ws, std::move(sock), false, std::move(cfg));
+        up->ws->start(b->ws_handler());
+        b->start();
+        if (auto it = live_.find(id); it != live_.end()) it->second.ws = up->ws;
+        // Connected after the drain deadline: it gets its Close at once, like the rest.
+        if (closing_) up->ws->close(closing_->first, closing_->second);
+    }
+
+    void tunnel_gone(std::uint64_t id) {
+        live_.erase(id);
+        shutdown_.maybe_finish();
+    }
+
+    void close_all(std::uint16_t code, const std::string& reason) {
+        closing_.emplace(code, reason);
+        for (auto& [id, t] : live_)
+            if (auto ws = t.ws.lock()) ws->close(code, reason);
+    }
+
+    proxy_options& o_;
+    proxy_core& core_;
+    net::io_context ioc_{1};
+    tcp::acceptor acceptor_{ioc_};
+    std::unordered_map<std::uint64_t, tunnel> live_;
+    std::optional<std::pair<std::uint16_t, std::string>> closing_;  ///< set once the rest were told to close
+    shutdown_control shutdown_;
+};
 
 }  // namespace
 
 int run_proxy(proxy_options o) {
     proxy_core core(o);
-    if (o.tcp_listener) return run_tcp_listener(o, core);
+    if (o.tcp_listener) return tcp_listener(o, core).run();
     o.serve.service = std::make_shared<proxy_service>(core);
     o.serve.name = "proxy";
     if (o.fault.stall_pongs) o.serve.server.session.answer_pings = false;

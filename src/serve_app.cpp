@@ -21,6 +21,7 @@
 #include "exec.hpp"
 #include "metrics.hpp"
 #include "rate_limit.hpp"
+#include "shutdown.hpp"
 #include "static_files.hpp"
 #include "units.hpp"
 
@@ -128,6 +129,40 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     return env;
 }
 
+std::string format_access_entry(log_format format, const access_entry& e) {
+    const int code = effective_close_code(e.close);
+    const auto& info = e.close;
+    const std::string reason = info.clean ? info.reason : info.sent_reason;
+    const std::string error = info.clean ? std::string() : info.what;
+    auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+    if (format == log_format::json) {
+        nlohmann::json j = {{"time", now_iso8601()}, {"event", "close"}, {"peer", e.peer}};
+        if (e.path) j["path"] = *e.path;
+        if (!e.backend.empty()) j["backend"] = e.backend;
+        j["duration_ms"] = std::chrono::duration<double, std::milli>(e.duration).count();
+        j["messages_in"] = e.messages_in;
+        j["bytes_in"] = e.bytes_in;
+        j["messages_out"] = e.messages_out;
+        j["bytes_out"] = e.bytes_out;
+        j["code"] = code;
+        j["reason"] = reason;
+        j["by_peer"] = info.by_peer;
+        if (!error.empty()) j["error"] = error;
+        if (e.dropped_messages) j["dropped_messages"] = e.dropped_messages;
+        if (e.rate_limited) j["rate_limited"] = e.rate_limited;
+        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), e.peer, e.path ? quoted(*e.path) : "-",
+                                   format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(e.duration)),
+                                   e.messages_in, e.bytes_in, e.messages_out, e.bytes_out, code);
+    if (!e.backend.empty()) line += " backend=" + quoted(e.backend);
+    if (!reason.empty()) line += " reason=" + quoted(reason);
+    if (!error.empty()) line += " error=" + quoted(error);
+    if (e.dropped_messages) line += fmt::format(" dropped={}", e.dropped_messages);
+    if (e.rate_limited) line += fmt::format(" rate_limited={}", e.rate_limited);
+    return line;
+}
+
 namespace {
 
 class serve_app;
@@ -140,6 +175,7 @@ public:
     void on_close(const close_info& info) override;
     virtual void on_end(const close_info&) {}
     std::uint64_t id() const { return id_; }
+    const std::string& backend() const { return backend_; }
 
 protected:
     /// Counts an incoming message; false when --rate-limit refuses it (dropped, or closing).
@@ -164,7 +200,7 @@ protected:
     std::weak_ptr<ws_session> weak_;
     worker_counters& wc_;
     std::uint64_t id_;
-    std::string path_, peer_;
+    std::string path_, peer_, backend_;
     std::optional<token_bucket> bucket_;
     bool drop_over_rate_ = false;
     std::uint64_t rate_limited_ = 0;
@@ -194,8 +230,8 @@ private:
     std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer);
     std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol);
     http_response answer_http(const http_request& req, const peer_info& peer);
-    void on_signal(int sig);
-    void begin_shutdown(std::uint16_t code, std::string reason);
+    void close_all(std::uint16_t code, const std::string& reason);
+    bool idle();
     void finish();
     void teardown();
     void abort_live();
@@ -218,18 +254,13 @@ private:
     std::unordered_map<std::uint64_t, std::weak_ptr<ws_session>> live_;
     std::atomic<std::uint64_t> next_id_{1};
     std::atomic<std::size_t> reserved_{0};  // connection slots taken (handshaking or open)
-    std::atomic<bool> shutting_down_{false};
-    bool finished_ = false;
-    int exit_code_ = 0;
-    net::steady_timer drain_timer_{main_};
-    net::signal_set signals_{main_, SIGINT, SIGTERM};
+    shutdown_control shutdown_;
     // --stdio, all on the main context:
     std::vector<std::weak_ptr<ws_session>> stdio_clients_;
     std::deque<std::string> held_;
     std::size_t held_bytes_ = 0;
     bool stdin_eof_ = false;
     bool served_one_ = false;
-    int signals_seen_ = 0;
 };
 
 conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
@@ -237,6 +268,7 @@ conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const 
     : app_(app), s_(s.get()), weak_(s), wc_(app.counters()), id_(id), path_(req.target()),
       peer_(peer.is_unix ? peer.address : format_host_port(peer.address, peer.port)) {
     const auto& o = app.options();
+    if (o.service) backend_ = o.service->access_backend(peer);
     if (o.rate_limit > 0) bucket_.emplace(o.rate_limit, std::max(1.0, o.rate_burst));
     drop_over_rate_ = o.rate_limit_drop;
 }
@@ -499,7 +531,17 @@ private:
 
 serve_app::serve_app(serve_options o)
     : o_(std::move(o)),
-      metrics_(o_.threads ? o_.threads : std::max(1u, std::thread::hardware_concurrency())) {
+      metrics_(o_.threads ? o_.threads : std::max(1u, std::thread::hardware_concurrency())),
+      shutdown_(main_, {.drain_first = o_.drain_first, .drain_timeout = o_.drain_timeout, .quiet = o_.quiet},
+                {.stop_accepting =
+                     [this] {
+                         if (server_) server_->stop();
+                         if (o_.service) o_.service->begin_shutdown();
+                     },
+                 .close_all = [this](std::uint16_t code, const std::string& reason) { close_all(code, reason); },
+                 .idle = [this] { return idle(); },
+                 .finish = [this] { finish(); },
+                 .log = [this](const std::string& line) { log_line(line); }}) {
     if (o_.threads == 0) o_.threads = std::max(1u, std::thread::hardware_concurrency());
     if (o_.oneshot) o_.max_connections = 1;
     // Message buffers freed at the top of the heap would go back to the kernel as soon as more
@@ -526,7 +568,7 @@ void serve_app::stdio_out(const std::string& payload) {
 }
 
 std::optional<http_response> serve_app::check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol) {
-    if (shutting_down_) {
+    if (shutdown_.shutting_down()) {
         metrics_.count_rejection("shutting_down");
         return make_response(http::status::service_unavailable, "server is shutting down");
     }
@@ -579,7 +621,7 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
         std::lock_guard lock(live_mutex_);
         live_.emplace(id, s);
     }
-    if (shutting_down_) {
+    if (shutdown_.shutting_down()) {
         // Upgraded while the shutdown began: it still gets its Close 1001.
         net::post(s->get_executor(), [w = std::weak_ptr<ws_session>(s)] {
             if (auto s = w.lock()) s->close(1001, "server shutting down");
@@ -617,51 +659,26 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
         std::lock_guard lock(live_mutex_);
         live_.erase(h.id());
     }
-    if (!o_.quiet) {
-        const auto dur = steady_clock::now() - st.opened;
-        std::string reason = info.clean ? info.reason : info.sent_reason;
-        std::string error = info.clean ? std::string() : info.what;
-        if (o_.log == log_format::json) {
-            nlohmann::json j = {
-                {"time", now_iso8601()},
-                {"event", "close"},
-                {"peer", peer},
-                {"path", path},
-                {"duration_ms", std::chrono::duration<double, std::milli>(dur).count()},
-                {"messages_in", st.messages_in},
-                {"bytes_in", st.bytes_in},
-                {"messages_out", st.messages_out},
-                {"bytes_out", st.bytes_out},
-                {"code", code},
-                {"reason", reason},
-                {"by_peer", info.by_peer},
-            };
-            if (!error.empty()) j["error"] = error;
-            if (st.dropped_messages) j["dropped_messages"] = st.dropped_messages;
-            if (rate_limited) j["rate_limited"] = rate_limited;
-            log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-        } else {
-            std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), peer,
-                                           nlohmann::json(path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                                           format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(dur)),
-                                           st.messages_in, st.bytes_in, st.messages_out, st.bytes_out, code);
-            if (!reason.empty())
-                line += " reason=" + nlohmann::json(reason).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            if (!error.empty())
-                line += " error=" + nlohmann::json(error).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            if (st.dropped_messages) line += fmt::format(" dropped={}", st.dropped_messages);
-            if (rate_limited) line += fmt::format(" rate_limited={}", rate_limited);
-            log_line(line);
-        }
-    }
+    if (!o_.quiet)
+        log_line(format_access_entry(o_.log, {.peer = peer,
+                                              .path = path,
+                                              .backend = h.backend(),
+                                              .duration = steady_clock::now() - st.opened,
+                                              .messages_in = st.messages_in,
+                                              .bytes_in = st.bytes_in,
+                                              .messages_out = st.messages_out,
+                                              .bytes_out = st.bytes_out,
+                                              .close = info,
+                                              .dropped_messages = st.dropped_messages,
+                                              .rate_limited = rate_limited}));
     // Only the main thread decides to finish, and only once shutting down (or at the end of
     // --stdio input, or with --oneshot): other closes need not wake it. A shutdown that begins
     // concurrently sees this connection gone from live_ (it reads live_ after setting the flag).
-    if (!o_.oneshot && o_.mode != serve_mode::stdio && !shutting_down_) return;
+    if (!o_.oneshot && o_.mode != serve_mode::stdio && !shutdown_.shutting_down()) return;
     net::post(main_, [this] {
-        if (o_.oneshot && !shutting_down_) {
+        if (o_.oneshot && !shutdown_.shutting_down()) {
             served_one_ = true;
-            begin_shutdown(1001, "server shutting down");
+            shutdown_.begin();
         }
         maybe_finish();
     });
@@ -757,85 +774,35 @@ void serve_app::stdin_eof() {
 
 // Lifecycle -----------------------------------------------------------------------------
 
-void serve_app::on_signal(int sig) {
-    if (++signals_seen_ > 1) {
-        // A second signal: no more patience.
-        log_line("wsx: interrupted again: exiting now");
-        exit_code_ = 130;
-        return finish();
+void serve_app::close_all(std::uint16_t code, const std::string& reason) {
+    std::vector<std::weak_ptr<ws_session>> all;
+    {
+        std::lock_guard lock(live_mutex_);
+        for (auto& [id, w] : live_) all.push_back(w);
     }
-    if (!o_.quiet)
-        log_line(fmt::format("wsx: {}: {} (up to {}{})", sig == SIGINT ? "interrupted" : "terminated",
-                             o_.drain_first ? "draining connections" : "closing connections", format_duration(o_.drain_timeout),
-                             o_.drain_first ? ", then closing them with 1001" : ""));
-    begin_shutdown(1001, "server shutting down");
-    signals_.async_wait([this](error_code ec, int sig) {
-        if (!ec) on_signal(sig);
-    });
+    for (auto& w : all)
+        if (auto s = w.lock())
+            net::post(s->get_executor(), [w, code, reason] {
+                if (auto s = w.lock()) s->close(code, reason);
+            });
 }
 
-void serve_app::begin_shutdown(std::uint16_t code, std::string reason) {
-    if (shutting_down_) return;
-    shutting_down_ = true;
-    if (server_) server_->stop();
-    if (o_.service) o_.service->begin_shutdown();
-    auto close_all = [this, code, reason] {
-        std::vector<std::weak_ptr<ws_session>> all;
-        {
-            std::lock_guard lock(live_mutex_);
-            for (auto& [id, w] : live_) all.push_back(w);
-        }
-        for (auto& w : all)
-            if (auto s = w.lock())
-                net::post(s->get_executor(), [w, code, reason] {
-                    if (auto s = w.lock()) s->close(code, reason);
-                });
-    };
-    if (o_.drain_first) {
-        // Connections may finish on their own; those still open at the deadline are closed,
-        // and their closing handshakes get a short grace.
-        drain_timer_.expires_after(o_.drain_timeout);
-        drain_timer_.async_wait([this, close_all](error_code ec) {
-            if (ec) return;
-            close_all();
-            drain_timer_.expires_after(std::chrono::seconds(2));
-            drain_timer_.async_wait([this](error_code ec) {
-                if (!ec) finish();
-            });
-        });
-        maybe_finish();
-        return;
+bool serve_app::idle() {
+    {
+        std::lock_guard lock(live_mutex_);
+        if (!live_.empty()) return false;
     }
-    close_all();
-    drain_timer_.expires_after(o_.drain_timeout);
-    drain_timer_.async_wait([this](error_code ec) {
-        if (ec) return;
-        finish();
-    });
-    maybe_finish();
+    return !reaper_ || reaper_->running() == 0;
 }
 
 void serve_app::maybe_finish() {
-    if (finished_) return;
-    std::size_t live;
-    {
-        std::lock_guard lock(live_mutex_);
-        live = live_.size();
-    }
-    if (o_.mode == serve_mode::stdio && stdin_eof_ && !shutting_down_ && live == 0 && held_.empty()) {
-        shutting_down_ = true;
-        if (server_) server_->stop();
-    }
-    if (!shutting_down_) return;
-    if (live > 0) return;
-    if (reaper_ && reaper_->running() > 0) return;
-    finish();
+    if (shutdown_.finished()) return;
+    if (o_.mode == serve_mode::stdio && stdin_eof_ && !shutdown_.shutting_down() && held_.empty() && idle())
+        return shutdown_.finish();
+    shutdown_.maybe_finish();
 }
 
 void serve_app::finish() {
-    if (finished_) return;
-    finished_ = true;
-    drain_timer_.cancel();
     if (o_.service) o_.service->stop();
     if (server_) server_->stop();
     main_.stop();
@@ -901,9 +868,7 @@ int serve_app::run() {
     server_->start();
     announce(fingerprint);
 
-    signals_.async_wait([this](error_code ec, int sig) {
-        if (!ec) on_signal(sig);
-    });
+    shutdown_.watch_signals();
     if (o_.mode == serve_mode::stdio) read_stdin();
 
     std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
@@ -930,7 +895,7 @@ int serve_app::run() {
     guards.clear();  // they refer to the worker contexts teardown() destroys
     teardown();
     std::fflush(stdout);
-    return exit_code_;
+    return shutdown_.exit_code();
 }
 
 void serve_app::abort_live() {
@@ -958,7 +923,7 @@ void serve_app::teardown() {
     server_.reset();
     if (!workers_.empty()) workers_.front().reset();
     workers_.clear();
-    if (o_.service && !finished_) o_.service->stop();  // finish() did not run (a failed start)
+    if (o_.service && !shutdown_.finished()) o_.service->stop();  // finish() did not run (a failed start)
     o_.service.reset();
 }
 

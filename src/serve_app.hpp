@@ -41,6 +41,9 @@ public:
                                                          const peer_info& peer, std::uint64_t id) = 0;
     /// A plain HTTP request that /metrics and --static did not take; nullopt: the default answer.
     virtual std::optional<http_response> answer_http(const http_request&, const peer_info&) { return std::nullopt; }
+    /// The access log's `backend` for a connection (e.g. the upstream a proxy joined it to), from
+    /// what the checks left in `peer`; empty: none. Called on connection threads, concurrently.
+    virtual std::string access_backend(const peer_info&) { return {}; }
     /// Appended to GET /metrics (Prometheus text).
     virtual void render_metrics(std::string& out) { (void)out; }
     /// SIGINT/SIGTERM arrived: the listener stopped; clients are being closed with 1001.
@@ -94,6 +97,22 @@ struct serve_options {
 /// Runs until SIGINT/SIGTERM (or stdin EOF / the only client leaving in the stdio modes);
 /// returns the exit code.
 int run_serve(serve_options o);
+
+/// One access log line: a connection (or a TCP tunnel) that ended. "in" is what the client
+/// sent, "out" what it was sent.
+struct access_entry {
+    std::string peer{};               ///< HOST:PORT, or the unix socket path
+    std::optional<std::string> path{};  ///< the request target; none for a TCP tunnel
+    std::string backend{};            ///< the upstream it was joined to; empty: none
+    std::chrono::nanoseconds duration{0};
+    std::uint64_t messages_in = 0, bytes_in = 0, messages_out = 0, bytes_out = 0;
+    close_info close{};               ///< how its WebSocket ended
+    std::uint64_t dropped_messages = 0, rate_limited = 0;
+};
+
+/// The access log line for `e` (no newline): text (`TIME PEER "PATH" DURATION in=M/BB out=M/BB
+/// code=C` and optional key=value fields; `-` for no path), or one JSON object.
+std::string format_access_entry(log_format format, const access_entry& e);
 
 /// The close code that describes how a connection ended: the code received in a closing
 /// handshake; else the one we sent; else the one RFC 6455 prescribes for the error

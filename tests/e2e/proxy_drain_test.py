@@ -50,8 +50,8 @@ class DrainTest(wsxtest.WsxTestCase):
         proxy, url = start_proxy(self, "--to", up)
         r = self.wsx("connect", url + "/room?x=1", input=b"a\nb\n")
         self.assertExit(r, 0)
-        m = proxy.wait_for(r'"/room\?x=1" .* in=2/2B out=2/2B code=1000')
-        self.assertTrue(m)
+        m = proxy.wait_for(r'"/room\?x=1" .* in=2/2B out=2/2B code=1000 backend="([^"]*)"')
+        self.assertEqual(m.group(1), up)
 
 
 if __name__ == "__main__":
