@@ -191,6 +191,40 @@ runner setup_proxy(CLI::App& app) {
             for (const auto& up : po.upstreams)
                 if (up.tcp) p.add(fmt::format("--fault-* options apply between WebSocket peers: {} is a tcp:// upstream", up.name));
 
+        if (po.tcp_listener) {
+            // A tcp:// listener has no HTTP request and no WebSocket client: these options have
+            // nothing to act on there, and silently ignoring a --token would be worse than refusing it.
+            const auto& l = a->listener;
+            std::vector<std::string> ws_only;
+            auto given = [&](bool set, const char* name) {
+                if (set) ws_only.emplace_back(name);
+            };
+            given(!l.path.empty(), "--path");
+            given(!a->path_prefix.empty(), "--path-prefix");
+            given(!a->forward_headers.empty(), "--forward-header");
+            given(a->strip_auth, "--strip-auth");
+            given(l.compress, "--compress");
+            given(!l.ping_interval.empty(), "--ping-interval");
+            given(!l.ping_timeout.empty(), "--ping-timeout");
+            given(!l.idle_timeout.empty(), "--idle-timeout");
+            given(!l.tls_cert.empty(), "--tls-cert");
+            given(!l.tls_key.empty(), "--tls-key");
+            given(l.tls_self_signed, "--tls-self-signed");
+            given(!l.client_ca.empty(), "--client-ca");
+            given(!l.token.empty(), "--token");
+            given(!l.jwt_secret.empty(), "--jwt-secret");
+            given(!l.jwt_public_key.empty(), "--jwt-public-key");
+            given(!l.jwt_algs.empty(), "--jwt-alg");
+            given(!l.basic_auth.empty(), "--basic-auth");
+            given(!l.origins.empty(), "--origin");
+            given(!l.rate_limit.empty(), "--rate-limit");
+            given(!l.connect_rate_limit.empty(), "--connect-rate-limit");
+            given(l.metrics, "--metrics");
+            for (const auto& name : ws_only)
+                p.add(fmt::format("{}: a tcp:// listener carries raw TCP, with no HTTP request or WebSocket client for "
+                                  "it to act on; use a ws:// or wss:// listener, or leave it out",
+                                  name));
+        }
         apply_listener_options(p, a->listener, so);
         so.drain_first = true;  // a front door lets connections finish before closing them
         if (p.report("proxy")) return static_cast<int>(exit_code::usage);

@@ -1,10 +1,13 @@
 #include "proxy_app.hpp"
 
+#include <unistd.h>
+
 #include <iostream>
 #include <unordered_map>
 
 #include <boost/algorithm/string.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "auth.hpp"
 #include "client.hpp"
@@ -439,14 +442,32 @@ private:
         if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
         if (ec) throw failure(exit_code::failure, fmt::format("cannot listen on {}: {}", format_host_port(l.host, l.port), ec.message()));
         const auto local = acceptor_.local_endpoint();
-        std::cerr << fmt::format("listening on tcp://{}\n", format_host_port(local.address().to_string(), local.port()));
+        const std::string url = fmt::format("tcp://{}", format_host_port(local.address().to_string(), local.port()));
+        if (o_.serve.announce_json)
+            std::cerr << nlohmann::json{{"event", "listening"}, {"url", url},           {"tls", false},
+                                        {"threads", 1},         {"pid", ::getpid()},  {"address", local.address().to_string()},
+                                        {"port", local.port()}}
+                             .dump()
+                      << '\n';
+        else
+            std::cerr << "listening on " << url << '\n';
         std::cerr.flush();
     }
 
     void do_accept() {
         acceptor_.async_accept([this](error_code ec, tcp::socket sock) {
             if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-            if (!ec) {
+            if (!ec && o_.serve.max_connections && live_.size() >= o_.serve.max_connections) {
+                // No HTTP to answer 503 with: the tunnel is refused by closing it at once.
+                error_code ignored;
+                if (!o_.serve.quiet) {
+                    const auto remote = sock.remote_endpoint(ignored);
+                    core_.log(fmt::format("tcp client {}: refused: too many connections (limit {})",
+                                          format_host_port(remote.address().to_string(), remote.port()),
+                                          o_.serve.max_connections));
+                }
+                sock.close(ignored);
+            } else if (!ec) {
                 const auto id = core_.next_id();
                 live_.emplace(id, tunnel{});
                 net::co_spawn(ioc_, open_tunnel(std::move(sock), id), net::detached);
@@ -476,6 +497,7 @@ private:
                       peer = format_host_port(peer.address, peer.port), backend = o_.upstreams[up->slot->i].name,
                       accepted](const close_info& info) {
             if (keep) keep(info);
+            live_.erase(id);  // its --max-connections slot is free before its access line is out
             if (auto ws = w.lock(); ws && !o_.serve.quiet) {
                 // The WebSocket runs to the upstream: what it sent is what the client sent.
                 const auto& st = ws->stats();
@@ -492,7 +514,7 @@ private:
                 std::cerr.flush();
             }
             // After the bridge has finished with this call: ending the run may follow.
-            net::post(ioc_, [this, id] { tunnel_gone(id); });
+            net::post(ioc_, [this] { shutdown_.maybe_finish(); });
         };
         auto b = std::make_shared<ws_tcp_bridge>(up->ws, std::move(sock), false, std::move(cfg));
         up->ws->start(b->ws_handler());

@@ -150,6 +150,45 @@ class TcpListenerTest(wsxtest.WsxTestCase):
         self.assertEqual(len(lines), 1, lines)
         self.assertRegex(lines[0], r"^listening on tcp://")
 
+    def test_max_connections_refuses_tunnels_beyond_the_limit(self):
+        proxy, port, _, _ = self.start_tunnel("--max-connections", "1")
+        first = self.connect(port)
+        first.sendall(b"one")
+        self.assertEqual(recv_exactly(first, 3), b"one")
+        # A second tunnel while the first is open: closed at once, without an upstream.
+        second = self.connect(port)
+        self.assertEqual(recv_eof(second, 5), b"")
+        proxy.wait_for(r"^wsx proxy: tcp client 127\.0\.0\.1:\d+: refused: too many connections \(limit 1\)$")
+        # The first still works; once it has ended (its access line is out), the slot is free.
+        first.sendall(b"still")
+        self.assertEqual(recv_exactly(first, 5), b"still")
+        first.shutdown(socket.SHUT_WR)
+        self.assertEqual(recv_eof(first), b"")
+        proxy.wait_for(r"in=\d+/8B out=\d+/8B code=1000")
+        third = self.connect(port)
+        third.sendall(b"three")
+        self.assertEqual(recv_exactly(third, 5), b"three")
+
+    def test_announce_json(self):
+        backend, burl = self.start_server("-q")
+        proxy = self.start([wsxtest.WSX, "proxy", "--listen", "tcp://127.0.0.1:0", "--to", burl, "--announce-json"])
+        line = json.loads(proxy.wait_for(r"^\{.*\}$").group(0))
+        self.assertEqual(line["event"], "listening")
+        self.assertEqual(line["url"], "tcp://127.0.0.1:%d" % line["port"])
+        self.assertEqual(line["pid"], proxy.proc.pid)
+        s = self.connect(line["port"])
+        s.sendall(b"json")
+        self.assertEqual(recv_exactly(s, 4), b"json")
+
+    def test_websocket_only_options_are_refused(self):
+        r = self.wsx("proxy", "--listen", "tcp://127.0.0.1:0", "--to", "ws://127.0.0.1:9/", "--token", "t",
+                     "--metrics", "--path", "/ws", "--tls-self-signed", timeout=15)
+        self.assertExit(r, 2)
+        lines = self.error_lines(r)
+        for name in ("--token", "--metrics", "--path", "--tls-self-signed"):
+            self.assertTrue(any(l.startswith("wsx: error: " + name) and "tcp:// listener" in l for l in lines),
+                            (name, lines))
+
 
 if __name__ == "__main__":
     wsxtest.main()
