@@ -6,8 +6,8 @@
 //           handshake (CONNS concurrent clients, each: connect, upgrade, close; INFLIGHT ignored)
 //           idle (CONNS upgraded silent connections held for SECONDS; prints "ready N")
 //           latency (open loop: INFLIGHT messages per second in total, spread over CONNS, each
-//                    sent at its own due time (no bursts: the loop polls without sleeping when
-//                    the next send is less than 1 ms away); prints p50/p99 round trip in us)
+//                    sent at its own due time (no bursts: the loop sleeps until the next one is
+//                    due with nanosecond timeouts); prints p50/p99 round trip in us)
 // Prints one JSON line: {"messages": N, "seconds": S, "rate": N/S, "bytes": B}.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -238,10 +238,13 @@ int main(int argc, char** argv) {
                 next_conn = (next_conn + 1) % cs.size();
                 ++sent;
             }
-            // Sleeping in epoll_wait has 1 ms granularity, which would send 1 ms worth of
-            // messages in one burst; when the next send is nearer than that, poll instead.
-            const double next_due = static_cast<double>(sent + 1) / rate;
-            int n = ::epoll_wait(ep, evs.data(), static_cast<int>(evs.size()), next_due - el < 0.001 ? 0 : 1);
+            // Sleep until the next send is due (epoll_wait's 1 ms granularity would send 1 ms
+            // worth of messages in one burst), or until an echo arrives.
+            const double wait_s = std::clamp(static_cast<double>(sent + 1) / rate -
+                                                 std::chrono::duration<double>(clk::now() - t0).count(),
+                                             0.0, 0.001);
+            const timespec ts{0, static_cast<long>(wait_s * 1e9)};
+            int n = ::epoll_pwait2(ep, evs.data(), static_cast<int>(evs.size()), &ts, nullptr);
             for (int i = 0; i < n; ++i) {
                 auto& c = cs[evs[static_cast<std::size_t>(i)].data.u32];
                 ssize_t r;
