@@ -14,7 +14,6 @@ Behaviour these tests rely on:
 import signal
 import socket
 import subprocess
-import unittest
 
 import wsxtest
 from wsxtest import WsxTestCase, read_line_matching, free_port

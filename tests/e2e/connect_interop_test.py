@@ -23,7 +23,6 @@ import select
 import subprocess
 import threading
 import time
-import unittest
 
 import wsxtest
 from wsxtest import WSX, LineCollector, WsxTestCase, read_line_matching

@@ -18,10 +18,8 @@ Pipe-mode behaviour these tests rely on:
 """
 import base64
 import json
-import os
 import random
 import socket
-import unittest
 
 import wsxtest
 from wsxtest import WsxTestCase

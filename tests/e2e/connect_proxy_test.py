@@ -10,7 +10,6 @@ Behaviour these tests rely on:
 """
 import os
 import select
-import unittest
 
 import wsxtest
 from wsxtest import WsxTestCase, read_line_matching, free_port

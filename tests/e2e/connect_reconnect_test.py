@@ -11,10 +11,8 @@ Behaviour these tests rely on:
   failure (4 for a refused connection).
 - a pong missing for --ping-timeout ends the connection; with --reconnect that is a reconnect.
 """
-import os
 import signal
 import subprocess
-import unittest
 
 import wsxtest
 from wsxtest import WSX, LineCollector, WsxTestCase, free_port

@@ -12,7 +12,6 @@ Behaviour these tests rely on:
   expectation waited for and the last message received.
 """
 import json
-import unittest
 
 import wsxtest
 from wsxtest import WsxTestCase

@@ -13,7 +13,6 @@ Behaviour these tests rely on:
 import json
 import os
 import subprocess
-import unittest
 
 import wsxtest
 from wsxtest import WsxTestCase

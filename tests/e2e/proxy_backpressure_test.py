@@ -1,7 +1,6 @@
 """wsx proxy backpressure: a client that does not read slows the reading from its upstream instead
 of filling the proxy's memory (or overflowing its send queue)."""
 import time
-import unittest
 
 import serve_helpers
 import wsxtest

@@ -1,7 +1,6 @@
 """wsx proxy: distribution over three `wsx serve` backends for each balance mode, and sticky
 keys on the consistent-hash ring (a fourth backend takes about a quarter of them)."""
 import collections
-import unittest
 
 import wsxtest
 from proxy_helpers import (metric, wait_until, backend_of, backends_of, held_backends_of, start_port_backend, start_proxy)

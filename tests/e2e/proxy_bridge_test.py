@@ -2,9 +2,7 @@
 `wsx serve`, and TLS termination with a client that verifies the proxy's certificate."""
 import asyncio
 import socket
-import ssl
 import time
-import unittest
 
 import websockets
 

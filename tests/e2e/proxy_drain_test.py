@@ -4,7 +4,6 @@ import asyncio
 import signal
 import socket
 import time
-import unittest
 
 import websockets
 

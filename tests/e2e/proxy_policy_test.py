@@ -1,7 +1,6 @@
 """wsx proxy front-door policy: the listener options of `wsx serve` apply before any upstream
 is contacted (origin allow-list, max connections, message rate limit, max message size)."""
 import asyncio
-import unittest
 
 import websockets
 

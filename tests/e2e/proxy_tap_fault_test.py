@@ -2,9 +2,7 @@
 import asyncio
 import json
 import os
-import re
 import time
-import unittest
 
 import websockets
 

@@ -1,7 +1,6 @@
 """Helpers for the `wsx relay` end-to-end tests: starting relays and a private redis-server,
 JSON-protocol clients over RawWS, and polling with deadlines."""
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -9,7 +9,6 @@ import time
 
 import wsxtest
 from relay_helpers import RelayCase, wait_until
-from serve_helpers import RawWS
 from urllib.parse import urlparse
 
 N = 20000

@@ -12,7 +12,8 @@ from serve_helpers import RawWS, http_request
 class LimitsTest(wsxtest.WsxTestCase):
     def test_max_connections_503(self):
         p, url = self.start_server("--max-connections", "2")
-        a, b = RawWS(url), RawWS(url)
+        a, b = RawWS(url), RawWS(url)  # both held open: the third is one too many
+        self.addCleanup(b.close)
         third = RawWS(url, expect_upgrade=False)
         self.assertEqual(third.status, 503)
         self.assertIn("too many connections", third.buf.decode())
