@@ -421,6 +421,15 @@ public:
         core_.start_health(ioc_);
         do_accept();
         ioc_.run();
+        // Tunnels still open (a second signal): drop them, so that their pending operations
+        // complete with errors and release what they hold (a bridge and its session hold each
+        // other until the session ends), for half a second at most.
+        std::vector<std::weak_ptr<ws_session>> open;  // ending one erases it from live_
+        for (auto& [id, t] : live_) open.push_back(t.ws);
+        for (auto& w : open)
+            if (auto ws = w.lock()) ws->abort("proxy exiting");
+        ioc_.restart();
+        ioc_.run_for(std::chrono::milliseconds(500));
         return shutdown_.exit_code();
     }
 
