@@ -366,20 +366,7 @@ std::optional<std::string> base64_decode(std::string_view text) {
     return out;
 }
 
-bool is_valid_utf8(std::string_view data) noexcept {
-    const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-    const std::size_t n = data.size();
-    std::size_t i = 0;
-    while (i < n) {
-        i += ascii_prefix(p + i, n - i);
-        if (i >= n) break;
-        char32_t cp;
-        const std::size_t len = utf8_sequence(p + i, n - i, cp);
-        if (len == 0) return false;
-        i += len;
-    }
-    return true;
-}
+bool is_valid_utf8(std::string_view data) noexcept { return utf8_complete_prefix(data) == data.size(); }
 
 std::size_t utf8_complete_prefix(std::string_view data) noexcept {
     const auto* p = reinterpret_cast<const unsigned char*>(data.data());

@@ -2,27 +2,11 @@
 `wsx serve`, and TLS termination with a client that verifies the proxy's certificate."""
 import asyncio
 import socket
-import time
 
 import websockets
 
 import wsxtest
-from proxy_helpers import TcpEchoServer, run, start_proxy
-
-
-def recv_exactly(sock, n, timeout=10):
-    deadline = time.monotonic() + timeout
-    data = b""
-    while len(data) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"got {len(data)} of {n} bytes")
-        sock.settimeout(left)
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"EOF after {len(data)} of {n} bytes")
-        data += chunk
-    return data
+from proxy_helpers import TcpEchoServer, recv_exactly, run, start_proxy
 
 
 class BridgeTest(wsxtest.WsxTestCase):
