@@ -14,7 +14,6 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
 #include "codec.hpp"
 #include "exit_code.hpp"

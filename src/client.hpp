@@ -1,6 +1,7 @@
 #pragma once
-#include <unistd.h>
 /// Client connect: resolve, TCP (or a unix socket), proxy, TLS, then the WebSocket upgrade.
+#include <unistd.h>
+
 #include <chrono>
 #include <optional>
 #include <ostream>

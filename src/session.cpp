@@ -204,7 +204,7 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
                 break;
             case frame_event::ping:
                 arrived();
-                if (opts_.answer_pings && !close_sent_) layer().write_control(0x8a, ev.control, role_ == beast::role_type::client);
+                if (opts_.answer_pings && !close_sent_) layer().write_control(0x8a, ev.control, masks());
                 if (events_) events_->on_ping(ev.control);
                 break;
             case frame_event::pong:
@@ -267,7 +267,7 @@ void session<Layer>::fail_connection(websocket::error e, std::uint16_t code) {
 // connection and reports `info`, within the close timeout.
 template <class Layer>
 void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason, close_info info) {
-    layer().inject_and_seal(encode_close_frame(code, reason, role_ == beast::role_type::client),
+    layer().inject_and_seal(encode_close_frame(code, reason, masks()),
                             [self = self(), info = std::move(info)](error_code ec) mutable {
                                 if (ec) return self->abort("could not send Close", ec);
                                 self->teardown_and_finish(std::move(info));
@@ -389,7 +389,7 @@ void session<Layer>::send(std::string payload, bool binary) {
         }
         ++stats_.messages_out;
         stats_.bytes_out += payload.size();
-        layer().write_frame(binary, payload, role_ == beast::role_type::client);
+        layer().write_frame(binary, payload, masks());
         return;
     }
     if (queued_bytes_ + payload.size() > opts_.send_queue_limit && !queue_.empty()) {
@@ -502,7 +502,7 @@ void session<Layer>::do_close() {
         info.by_peer = true;
         return end_with_close(close_code_, close_reason_, std::move(info));
     } else {
-        layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+        layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, masks()),
                                 [self = self()](error_code ec) {
                                     if (ec) self->abort("could not send Close", ec);
                                 });
@@ -545,7 +545,7 @@ void session<Layer>::ping(std::string payload) {
     awaiting_pong_ = true;
     ++stats_.pings_sent;
     if (raw_) {
-        layer().write_control(0x89, payload, role_ == beast::role_type::client);
+        layer().write_control(0x89, payload, masks());
         ping_in_flight_ = false;
     } else {
         ws_->async_ping(websocket::ping_data(payload.data(), payload.size()), [self = self()](error_code) {
@@ -577,7 +577,7 @@ void session<Layer>::on_control(websocket::frame_type kind, beast::string_view p
             close_requested_ = close_sent_ = true;
             close_code_ = 1002;
             close_reason_ = "invalid close code";
-            layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, role_ == beast::role_type::client),
+            layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, masks()),
                                     [](error_code) {});
             return;
         }

@@ -112,6 +112,8 @@ private:
         if (!t) t.emplace(layer().get_executor());
         return *t;
     }
+    /// RFC 6455 5.3: what a client sends is masked, what a server sends is not.
+    bool masks() const noexcept { return role_ == beast::role_type::client; }
     // Frames parsed here (raw_ set):
     void pump();
     void read_plain();
