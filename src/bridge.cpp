@@ -25,7 +25,8 @@ std::string close_data(const close_info& info) { return close_data(info.code, in
 
 struct ws_ws_bridge::side final : channel_events {
     side(std::shared_ptr<ws_ws_bridge> b, bool client) : b(std::move(b)), client(client) {}
-    void on_message(std::string&& payload, bool binary) override { b->message(client, std::move(payload), binary); }
+    void on_message(std::string&& payload, bool binary) override { b->message(client, payload, &payload, binary); }
+    void on_message_view(std::string_view payload, bool binary) override { b->message(client, payload, nullptr, binary); }
     void on_ping(std::string_view payload) override { b->ping(client, payload); }
     void on_writable() override { b->writable(client); }
     void on_close_received(int code, std::string_view reason) override {
@@ -91,7 +92,7 @@ void ws_ws_bridge::close_client_for_fault(const char* why) {
     if (!upstream_done_) upstream_->close(1001, "client closed by the proxy");
 }
 
-void ws_ws_bridge::message(bool from_client, std::string&& payload, bool binary) {
+void ws_ws_bridge::message(bool from_client, std::string_view payload, std::string* owned, bool binary) {
     if (cfg_.backend) (from_client ? cfg_.backend->bytes_up : cfg_.backend->bytes_down) += payload.size();
     if (cfg_.tap)
         cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, binary ? "binary" : "text",
@@ -99,7 +100,7 @@ void ws_ws_bridge::message(bool from_client, std::string&& payload, bool binary)
     const auto& f = cfg_.fault;
     if (f.close_after_messages > 0 && ++messages_ > f.close_after_messages) return close_client_for_fault("fault: close after messages");
     if (f.drop > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < f.drop) return;
-    deliver(!from_client, k_message, std::move(payload), binary, 0);
+    pass_on(!from_client, payload, owned, binary);
     if (f.close_after_messages > 0 && messages_ == f.close_after_messages) close_client_for_fault("fault: close after messages");
 }
 
@@ -181,18 +182,10 @@ void ws_ws_bridge::deliver(bool to_client, int kind, std::string payload, bool b
         return;
     }
     auto& to = to_client ? client_ : upstream_;
-    auto& from = to_client ? upstream_ : client_;
     switch (kind) {
     case k_message:
         to->send(std::move(payload), binary);
-        if (to->queued_bytes() > cfg_.pause_bytes) {
-            bool& paused = to_client ? upstream_paused_ : client_paused_;
-            if (!paused) {
-                paused = true;
-                from->pause_reading();
-                to->want_writable();
-            }
-        }
+        after_send(to_client);
         break;
     case k_ping:
         to->ping(std::move(payload));
@@ -200,6 +193,31 @@ void ws_ws_bridge::deliver(bool to_client, int kind, std::string payload, bool b
     case k_close:
         to->close(code, std::move(payload));
         break;
+    }
+}
+
+// A message on its way without a copy, unless it must wait (delay fault).
+void ws_ws_bridge::pass_on(bool to_client, std::string_view payload, std::string* owned, bool binary) {
+    const auto& f = cfg_.fault;
+    if (f.delay.count() > 0 || f.jitter.count() > 0)
+        return deliver(to_client, k_message, owned ? std::move(*owned) : std::string(payload), binary, 0);
+    auto& to = to_client ? client_ : upstream_;
+    if (owned) to->send(std::move(*owned), binary);
+    else to->send_view(payload, binary);
+    after_send(to_client);
+}
+
+// Backpressure: a side whose queue grew past the limit stops the other side's reading.
+void ws_ws_bridge::after_send(bool to_client) {
+    auto& to = to_client ? client_ : upstream_;
+    auto& from = to_client ? upstream_ : client_;
+    if (to->queued_bytes() > cfg_.pause_bytes) {
+        bool& paused = to_client ? upstream_paused_ : client_paused_;
+        if (!paused) {
+            paused = true;
+            from->pause_reading();
+            to->want_writable();
+        }
     }
 }
 

@@ -57,7 +57,10 @@ public:
 
 private:
     friend struct side;
-    void message(bool from_client, std::string&& payload, bool binary);
+    /// A message from one side; `owned`, when set, holds `payload` and may be taken.
+    void message(bool from_client, std::string_view payload, std::string* owned, bool binary);
+    void pass_on(bool to_client, std::string_view payload, std::string* owned, bool binary);
+    void after_send(bool to_client);
     void ping(bool from_client, std::string_view payload);
     void closed(bool from_client, const close_info& info);
     void close_received(int code, std::string_view reason);

@@ -43,6 +43,9 @@ class channel_events {
 public:
     virtual ~channel_events() = default;
     virtual void on_message(std::string&& payload, bool binary) = 0;
+    /// A message whose bytes stay valid only during the call (read in place). Handlers that
+    /// can use it without keeping it (echo, relaying to another session) save a copy.
+    virtual void on_message_view(std::string_view payload, bool binary) { on_message(std::string(payload), binary); }
     virtual void on_ping(std::string_view /*payload*/) {}
     /// A pong arrived; rtt is set when it answered one of our pings.
     virtual void on_pong(std::string_view /*payload*/, std::chrono::nanoseconds /*rtt*/) {}

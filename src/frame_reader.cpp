@@ -105,6 +105,19 @@ std::size_t frame_reader::next(char* data, std::size_t n, frame_event& ev) {
     }
     if (len > max_message_ || message_.size() > max_message_ - len)
         return fail(ev, websocket::error::message_too_big, 1009);
+    if (fin && op != 0 && n - head >= len) {
+        // The common case: a whole message in one frame, all of it here. It is used in place.
+        char* body = data + head;
+        if (masked) unmask(body, len, key, 0);
+        in_message_ = false;
+        const std::string_view msg(body, len);
+        if (!binary_ && !is_valid_utf8(msg)) return head + len + fail(ev, websocket::error::bad_frame_payload, 1007);
+        ev.kind = frame_event::message;
+        ev.binary = binary_;
+        ev.in_place = true;
+        ev.control = msg;
+        return head + len;
+    }
     in_frame_ = true;
     fin_ = fin;
     remaining_ = len;
@@ -137,6 +150,7 @@ std::size_t frame_reader::payload(char* data, std::size_t n, frame_event& ev) {
     if (!binary_ && utf8_checked_ != message_.size()) return take + fail(ev, websocket::error::bad_frame_payload, 1007);
     ev.kind = frame_event::message;
     ev.binary = binary_;
+    ev.in_place = false;
     ev.payload = std::move(message_);
     message_ = std::string();
     return take;

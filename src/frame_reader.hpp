@@ -3,9 +3,10 @@
 ///
 /// It takes whatever bytes the socket produced, unmasks them in place and yields one event
 /// at a time: a complete data message, a control frame, or the protocol error that fails
-/// the connection (with the close code RFC 6455 prescribes). A data frame's payload is
-/// appended to the message as it arrives, so only an incomplete frame header or control
-/// frame (at most 139 bytes) is ever left for the caller to keep between reads.
+/// the connection (with the close code RFC 6455 prescribes). A message that lies whole in
+/// the bytes offered (one frame) is yielded in place, without a copy; otherwise a data
+/// frame's payload is appended to the message as it arrives, so only an incomplete frame
+/// header or control frame (at most 139 bytes) is ever left for the caller to keep between reads.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -19,10 +20,15 @@ struct frame_event {
     enum kind_t { none, message, ping, pong, close, error };
     kind_t kind = none;
     bool binary = false;             ///< message: binary (else text, already checked as UTF-8)
-    std::string payload;             ///< message: its payload
-    std::string_view control;        ///< ping/pong: payload; close: reason (in the caller's buffer)
+    bool in_place = false;           ///< message: its payload is `control`, in the caller's buffer
+    std::string payload;             ///< message: its payload (when not in_place)
+    std::string_view control;        ///< ping/pong: payload; close: reason; in-place message: payload
+                                     ///< (all in the caller's buffer)
     std::uint16_t close_code = 0;    ///< close: the code received (1005 when none); error: the code to send
     websocket::error failure{};      ///< error: what was wrong
+
+    /// message: its payload, wherever it is.
+    std::string_view data() const noexcept { return in_place ? control : std::string_view(payload); }
 };
 
 class frame_reader {

@@ -194,6 +194,11 @@ protected:
         wc_.bytes_out.add(payload.size());
         s_->send(std::move(payload), binary);
     }
+    void send_view(std::string_view payload, bool binary) {
+        wc_.messages_out.add(1);
+        wc_.bytes_out.add(payload.size());
+        s_->send_view(payload, binary);
+    }
 
     serve_app& app_;
     ws_session* s_;  // the session owns this handler, so it outlives every event call
@@ -288,6 +293,9 @@ public:
     void on_message(std::string&& payload, bool binary) override {
         if (admit(payload.size())) send(std::move(payload), binary);
     }
+    void on_message_view(std::string_view payload, bool binary) override {
+        if (admit(payload.size())) send_view(payload, binary);
+    }
 };
 
 /// A hosted service's handler behind the shared counting, rate limit and access log.
@@ -298,6 +306,9 @@ public:
         : conn_handler(app, std::move(s), req, peer, id), inner_(std::move(inner)) {}
     void on_message(std::string&& payload, bool binary) override {
         if (admit(payload.size())) inner_->on_message(std::move(payload), binary);
+    }
+    void on_message_view(std::string_view payload, bool binary) override {
+        if (admit(payload.size())) inner_->on_message_view(payload, binary);
     }
     void on_ping(std::string_view payload) override { inner_->on_ping(payload); }
     void on_pong(std::string_view payload, std::chrono::nanoseconds rtt) override { inner_->on_pong(payload, rtt); }

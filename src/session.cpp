@@ -199,8 +199,10 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
             case frame_event::message:
                 arrived();
                 if (stats_.messages_in++ == 0) stats_.first_message = last_activity_;
-                stats_.bytes_in += ev.payload.size();
-                if (events_) events_->on_message(std::move(ev.payload), ev.binary);
+                stats_.bytes_in += ev.data().size();
+                if (!events_) break;
+                if (ev.in_place) events_->on_message_view(ev.control, ev.binary);
+                else events_->on_message(std::move(ev.payload), ev.binary);
                 break;
             case frame_event::ping:
                 arrived();
@@ -372,26 +374,38 @@ void session<Layer>::resume_reading() {
     }
 }
 
+// Frames written straight to the stream's buffer (direct writes): returns false when the
+// session does not write that way. Also takes care of a session that is closing.
 template <class Layer>
-void session<Layer>::send(std::string payload, bool binary) {
+bool session<Layer>::send_direct(std::string_view payload, bool binary) {
     if (finished_ || close_requested_) {
         ++stats_.dropped_messages;
         stats_.dropped_bytes += payload.size();
-        return;
+        return true;
     }
-    if (direct_) {
-        const std::size_t queued = layer().buffered();
-        if (queued > 0 && queued + payload.size() > opts_.send_queue_limit) {
-            ++stats_.dropped_messages;
-            stats_.dropped_bytes += payload.size();
-            if (opts_.overflow == overflow_policy::close) return close(1008, "send queue limit exceeded");
-            if (opts_.overflow == overflow_policy::drop) return want_writable();
-        }
-        ++stats_.messages_out;
-        stats_.bytes_out += payload.size();
-        layer().write_frame(binary, payload, masks());
-        return;
+    if (!direct_) return false;
+    const std::size_t queued = layer().buffered();
+    if (queued > 0 && queued + payload.size() > opts_.send_queue_limit && opts_.overflow != overflow_policy::queue) {
+        ++stats_.dropped_messages;
+        stats_.dropped_bytes += payload.size();
+        if (opts_.overflow == overflow_policy::close) close(1008, "send queue limit exceeded");
+        else want_writable();
+        return true;
     }
+    ++stats_.messages_out;
+    stats_.bytes_out += payload.size();
+    layer().write_frame(binary, payload, masks());
+    return true;
+}
+
+template <class Layer>
+void session<Layer>::send_view(std::string_view payload, bool binary) {
+    if (!send_direct(payload, binary)) send(std::string(payload), binary);
+}
+
+template <class Layer>
+void session<Layer>::send(std::string payload, bool binary) {
+    if (send_direct(payload, binary)) return;
     if (queued_bytes_ + payload.size() > opts_.send_queue_limit && !queue_.empty()) {
         blocked_ = true;
         if (opts_.overflow == overflow_policy::drop) {

@@ -46,6 +46,8 @@ public:
     virtual void start(std::shared_ptr<channel_events> events) = 0;
     /// Queues a message. Applies the overflow policy when the queue is full.
     virtual void send(std::string payload, bool binary) = 0;
+    /// Queues a message given as bytes the caller keeps (copied only where they must be kept).
+    virtual void send_view(std::string_view payload, bool binary) { send(std::string(payload), binary); }
     virtual void ping(std::string payload = {}) = 0;
     /// Sends Close after everything queued; keeps delivering messages until the peer's Close.
     virtual void close(std::uint16_t code = 1000, std::string reason = {}) = 0;
@@ -93,6 +95,7 @@ public:
 
     void start(std::shared_ptr<channel_events> events) override;
     void send(std::string payload, bool binary) override;
+    void send_view(std::string_view payload, bool binary) override;
     void ping(std::string payload) override;
     void close(std::uint16_t code, std::string reason) override;
     void abort(std::string what, error_code ec) override;
@@ -130,6 +133,7 @@ private:
     void teardown_and_finish(close_info info);
     void note_pong(std::string_view payload);
 
+    bool send_direct(std::string_view payload, bool binary);
     void do_read();
     void on_read(error_code ec, std::size_t n);
     void do_write();

@@ -76,7 +76,7 @@ std::vector<seen> feed(const std::string& wire, std::size_t chunk, std::uint64_t
                 continue;
             }
             seen s{ev.kind, {}, ev.binary, 0, {}};
-            if (ev.kind == frame_event::message) s.data = ev.payload;
+            if (ev.kind == frame_event::message) s.data = std::string(ev.data());
             if (ev.kind == frame_event::ping || ev.kind == frame_event::pong || ev.kind == frame_event::close)
                 s.data = std::string(ev.control);
             if (ev.kind == frame_event::close || ev.kind == frame_event::error) s.code = ev.close_code;
@@ -108,6 +108,28 @@ TEST_CASE("frame_reader: messages and control frames, whole or one byte at a tim
         INFO("chunk " << chunk);
         CHECK(feed(wire, chunk) == want);
     }
+}
+
+TEST_CASE("frame_reader: a whole one-frame message is yielded in place, unmasked", "[frame_reader]") {
+    std::string buf = frame(2, "in place") + frame(1, "next", false);
+    frame_reader r(1 << 20, true);
+    frame_event ev;
+    const std::size_t used = r.next(buf.data(), buf.size(), ev);
+    REQUIRE(ev.kind == frame_event::message);
+    CHECK(ev.in_place);
+    CHECK(ev.binary);
+    CHECK(ev.data() == "in place");
+    CHECK(ev.data().data() == buf.data() + 6);  // the payload, unmasked where it arrived
+    CHECK(ev.payload.empty());
+    // A message still coming (here: an unfinished fragment) is gathered, not in place.
+    r.next(buf.data() + used, buf.size() - used, ev);
+    CHECK(ev.kind == frame_event::none);
+    CHECK(r.mid_message());
+    std::string last = frame(0, "!");
+    r.next(last.data(), last.size(), ev);
+    REQUIRE(ev.kind == frame_event::message);
+    CHECK_FALSE(ev.in_place);
+    CHECK(ev.data() == "next!");
 }
 
 TEST_CASE("frame_reader: fragments make one message; control frames may come between them", "[frame_reader]") {
