@@ -24,7 +24,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--ping-timeout", a->ping_timeout,
                    "Drop a client whose pong is this late (default: the ping interval)")
         ->group(l)->type_name("DUR");
-    app.add_option("--idle-timeout", a->idle_timeout, "Close connections silent this long with 1001")
+    app.add_option("--idle-timeout", a->idle_timeout, "Close with 1001 connections that pass no message either way for this long (pings and pongs do not count)")
         ->group(l)->type_name("DUR");
     app.add_option("--max-connections", a->max_connections, "At most N connections at once; further upgrades get HTTP 503")
         ->group(l)->type_name("N");

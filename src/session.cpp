@@ -24,7 +24,7 @@ session<Layer>::session(typename Layer::next_layer_type&& stream, std::string ea
 template <class Layer>
 void session<Layer>::start(std::shared_ptr<channel_events> events) {
     events_ = std::move(events);
-    stats_.opened = last_activity_ = steady_clock::now();
+    stats_.opened = last_activity_ = last_message_ = steady_clock::now();
     direct_ = opts_.direct_writes;
     // Clients coalesce only with direct writes: their Close then leaves in a write of its own,
     // after everything queued (see do_close), and Beast's frames keep their order.
@@ -198,6 +198,7 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
                 continue;  // a frame header was read; its payload follows
             case frame_event::message:
                 arrived();
+                last_message_ = now;
                 if (stats_.messages_in++ == 0) stats_.first_message = last_activity_;
                 stats_.bytes_in += ev.data().size();
                 if (!events_) break;
@@ -337,7 +338,7 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
         }
         return finish(std::move(info));
     }
-    last_activity_ = steady_clock::now();
+    last_activity_ = last_message_ = steady_clock::now();
     if (stats_.messages_in++ == 0) stats_.first_message = last_activity_;
     std::string payload = beast::buffers_to_string(rbuf_.data());
     stats_.bytes_in += payload.size();
@@ -394,6 +395,7 @@ bool session<Layer>::send_direct(std::string_view payload, bool binary) {
     }
     ++stats_.messages_out;
     stats_.bytes_out += payload.size();
+    if (opts_.idle_timeout.count() > 0) last_message_ = steady_clock::now();
     layer().write_frame(binary, payload, masks());
     return true;
 }
@@ -426,6 +428,7 @@ void session<Layer>::send(std::string payload, bool binary) {
         }
     }
     queued_bytes_ += payload.size();
+    if (opts_.idle_timeout.count() > 0) last_message_ = steady_clock::now();
     queue_.push_back({std::move(payload), binary});
     if (!writing_) do_write();
 }
@@ -548,6 +551,21 @@ void session<Layer>::abort(std::string what, error_code ec) {
 }
 
 template <class Layer>
+void session<Layer>::send_control(bool ping, std::string_view payload) {
+    if (finished_ || close_sent_) return;
+    payload = payload.substr(0, 125);
+    if (raw_) return layer().write_control(ping ? 0x89 : 0x8a, payload, masks());
+    // Beast's stream takes one control frame at a time: one that arrives meanwhile is dropped,
+    // as a peer may drop pings it cannot answer at once.
+    if (ping_in_flight_) return;
+    ping_in_flight_ = true;
+    auto done = [self = self()](error_code) { self->ping_in_flight_ = false; };
+    const websocket::ping_data data(payload.data(), payload.size());
+    if (ping) ws_->async_ping(data, std::move(done));
+    else ws_->async_pong(data, std::move(done));
+}
+
+template <class Layer>
 void session<Layer>::ping(std::string payload) {
     if (finished_ || close_sent_ || ping_in_flight_) return;
     // An unanswered ping keeps its deadline: a new ping must not push the timeout further out.
@@ -638,10 +656,10 @@ void session<Layer>::arm_ping() {
 template <class Layer>
 void session<Layer>::arm_idle() {
     if (opts_.idle_timeout.count() <= 0) return;
-    timer(idle_timer_).expires_at(last_activity_ + opts_.idle_timeout);
+    timer(idle_timer_).expires_at(idle_since() + opts_.idle_timeout);
     idle_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_ || self->close_requested_) return;
-        if (steady_clock::now() - self->last_activity_ >= self->opts_.idle_timeout) {
+        if (steady_clock::now() - self->idle_since() >= self->opts_.idle_timeout) {
             self->timed_out_ = true;
             self->abort_what_ = "idle timeout";
             self->close(1001, "idle timeout");

@@ -49,6 +49,9 @@ public:
     /// Queues a message given as bytes the caller keeps (copied only where they must be kept).
     virtual void send_view(std::string_view payload, bool binary) { send(std::string(payload), binary); }
     virtual void ping(std::string payload = {}) = 0;
+    /// Sends a Ping (`ping`) or Pong frame as given, for a relay passing control frames on:
+    /// no pong is awaited for it. Dropped while the connection is closing.
+    virtual void send_control(bool ping, std::string_view payload) = 0;
     /// Sends Close after everything queued; keeps delivering messages until the peer's Close.
     virtual void close(std::uint16_t code = 1000, std::string reason = {}) = 0;
     /// Drops the connection now (no closing handshake); `what` explains why.
@@ -97,6 +100,7 @@ public:
     void send(std::string payload, bool binary) override;
     void send_view(std::string_view payload, bool binary) override;
     void ping(std::string payload) override;
+    void send_control(bool ping, std::string_view payload) override;
     void close(std::uint16_t code, std::string reason) override;
     void abort(std::string what, error_code ec) override;
     std::size_t queued_bytes() const noexcept override { return direct_ ? layer().buffered() : queued_bytes_; }
@@ -117,6 +121,11 @@ private:
     }
     /// RFC 6455 5.3: what a client sends is masked, what a server sends is not.
     bool masks() const noexcept { return role_ == beast::role_type::client; }
+    /// The idle timeout counts from here: a server's connection is idle while no data message
+    /// passes either way (pings and pongs do not count); a client's while nothing arrives.
+    steady_clock::time_point idle_since() const noexcept {
+        return role_ == beast::role_type::server ? last_message_ : last_activity_;
+    }
     // Frames parsed here (raw_ set):
     void pump();
     void read_plain();
@@ -179,6 +188,7 @@ private:
     steady_clock::time_point ping_sent_{};
     bool awaiting_pong_ = false;
     steady_clock::time_point last_activity_{};
+    steady_clock::time_point last_message_{};  // servers' idle clock: a data message either way
     // Created when first needed: most connections never use most of them.
     std::optional<net::steady_timer> ping_timer_;
     std::optional<net::steady_timer> idle_timer_;

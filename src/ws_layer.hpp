@@ -170,6 +170,11 @@ public:
             for (int i = 0; i < 8; ++i) head[2 + i] = static_cast<char>((std::uint64_t(payload.size()) >> (56 - 8 * i)) & 0xff);
             n = 10;
         }
+        if constexpr (plain_socket) {
+            // A large frame goes out at once, gathered with what is pending, instead of being
+            // copied behind it: only what the socket does not take is kept.
+            if (!mask && payload.size() >= direct_send_min && can_send_now()) return send_now(head, n, payload);
+        }
         append_frame(head, n, payload, mask);
         if (pending_.size() + writing_.size() > coalesce_limit) flush();
         else schedule_flush();
@@ -399,12 +404,56 @@ private:
         });
     }
 
+    /// Payloads from this size on are written from the caller's bytes (send_now) when they can.
+    static constexpr std::size_t direct_send_min = 4096;
+
+    /// Nothing is being written and nobody waits for a write to complete: bytes may go to the
+    /// socket now, with an asynchronous write only for what it does not take.
+    bool can_send_now() const noexcept {
+        return !in_flight_ && writes_in_flight_ == 0 && !inject_pending_ && !blocked_ && !low_water_cb_ &&
+               drain_waiters_.empty() && !write_error_;
+    }
+
+    /// Writes the pending bytes, then head[0, n), then the payload, in one sendmsg(2); keeps
+    /// what the socket did not take and writes it asynchronously.
+    void send_now(const char* head, std::size_t n, std::string_view payload) {
+        iovec iov[3];
+        int count = 0;
+        if (!pending_.empty()) iov[count++] = {pending_.data(), pending_.size()};
+        iov[count++] = {const_cast<char*>(head), n};
+        iov[count++] = {const_cast<char*>(payload.data()), payload.size()};
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = static_cast<decltype(msg.msg_iovlen)>(count);
+        const ssize_t sent = ::sendmsg(beast::get_lowest_layer(next_).socket().native_handle(), &msg,
+                                       MSG_DONTWAIT | MSG_NOSIGNAL);
+        std::size_t skip = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+        if (skip == pending_.size() + n + payload.size()) {
+            std::string().swap(pending_);  // idle connections keep no write buffer
+            return;
+        }
+        // Keep the rest, in order; the asynchronous write reports an error the socket gave.
+        std::string rest;
+        rest.reserve(pending_.size() + n + payload.size() - skip);
+        for (int i = 0; i < count; ++i) {
+            const std::size_t len = iov[i].iov_len;
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            rest.append(static_cast<const char*>(iov[i].iov_base) + skip, len - skip);
+            skip = 0;
+        }
+        pending_.swap(rest);
+        flush();
+    }
+
     void flush() {
         if (in_flight_ || pending_.empty() || writes_in_flight_ > 0) return;
         if constexpr (plain_socket) {
             // Nobody waits for this write to complete: try the socket now, and go through an
             // asynchronous write only for what it does not take (or to report its error).
-            if (!inject_pending_ && !blocked_ && !low_water_cb_ && drain_waiters_.empty() && !write_error_) {
+            if (can_send_now()) {
                 const ssize_t n = ::send(beast::get_lowest_layer(next_).socket().native_handle(), pending_.data(),
                                          pending_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (n == static_cast<ssize_t>(pending_.size())) {

@@ -67,6 +67,38 @@ class LimitsTest(wsxtest.WsxTestCase):
         self.assertEqual((code, reason), (1001, "idle timeout"))
         self.assertGreater(time.monotonic() - t0, 0.2)
 
+    def test_idle_timeout_ignores_answered_pings(self):
+        # A client that answers every ping but sends nothing is still idle.
+        p, url = self.start_server("--idle-timeout", "500ms", "--ping-interval", "100ms")
+        ws = RawWS(url)
+        pongs = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5:
+            fin, op, payload = ws.recv_frame(timeout=5)
+            if op == 0x9:
+                ws.send_frame(0xA, payload)
+                pongs += 1
+                continue
+            self.assertEqual(op, 0x8)
+            self.assertEqual(int.from_bytes(payload[:2], "big"), 1001)
+            break
+        else:
+            self.fail("the idle client was not closed")
+        self.assertGreater(pongs, 0)
+
+    def test_idle_timeout_counts_messages_sent(self):
+        # A stream from the server is not silence, even if the client says nothing.
+        p, url = self.start_server("--idle-timeout", "600ms", "--exec", "--", "sh", "-c",
+                                   "while :; do echo tick; sleep 0.1; done")
+        ws = RawWS(url)
+        ticks = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:
+            fin, op, payload = ws.recv_frame(timeout=5)
+            self.assertEqual((op, payload), (0x1, b"tick"), "closed while the server was still sending")
+            ticks += 1
+        self.assertGreaterEqual(ticks, 5)
+
     def test_handshake_timeout_against_slowloris(self):
         p, url = self.start_server("--handshake-timeout", "300ms")
         host, port = url.split("//")[1].rstrip("/").split(":")
