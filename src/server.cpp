@@ -69,6 +69,26 @@ probe_result probe_unix_socket(const std::string& path, const std::string& where
                               where, std::strerror(err)));
 }
 
+/// Whether the upgrade request offers permessage-deflate (RFC 7692): only then can the
+/// connection end up compressed.
+bool offers_deflate(const http_request& req) {
+    const auto [first, last] = req.equal_range(http::field::sec_websocket_extensions);
+    for (auto field = first; field != last; ++field) {
+        std::string_view v(field->value().data(), field->value().size());
+        while (!v.empty()) {
+            const std::size_t comma = v.find(',');
+            std::string_view offer = v.substr(0, comma);
+            offer = offer.substr(0, offer.find(';'));
+            while (!offer.empty() && (offer.front() == ' ' || offer.front() == '\t')) offer.remove_prefix(1);
+            while (!offer.empty() && (offer.back() == ' ' || offer.back() == '\t')) offer.remove_suffix(1);
+            if (beast::iequals(offer, "permessage-deflate")) return true;
+            if (comma == std::string_view::npos) break;
+            v.remove_prefix(comma + 1);
+        }
+    }
+    return false;
+}
+
 }  // namespace
 
 void server::listen_unix() {
@@ -293,9 +313,10 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         co_await ws.async_accept(req, net::redirect_error(net::use_awaitable, ec));
         if (ec) co_return;
         session_options so = opts_.session;
-        so.direct_writes = !opts_.deflate.enabled;
-        // Without extensions, frames are parsed by the session itself and Beast's stream state
-        // is let go; bytes the client sent behind its upgrade request go along.
+        so.direct_writes = !opts_.deflate.enabled || !offers_deflate(req);
+        // Without extensions (also with --compress, for a client that did not offer it), frames
+        // are parsed by the session itself and Beast's stream state is let go; bytes the client
+        // sent behind its upgrade request go along.
         auto s = so.direct_writes ? std::make_shared<session<Layer>>(std::move(ws.next_layer().next_layer()),
                                                                     beast::buffers_to_string(buffer.data()), so)
                                   : std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, so);

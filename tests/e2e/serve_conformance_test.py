@@ -120,6 +120,9 @@ class ConformanceTest(wsxtest.WsxTestCase):
     def test_invalid_utf8_in_fragments_1007(self):
         self.expect_failure(1007, (0x1, b"ok", {"fin": False}), (0x0, b"\xff", {"fin": True}))
 
+    def test_unfinished_utf8_at_the_end_of_the_message_1007(self):
+        self.expect_failure(1007, (0x1, b"a\xe2\x82", {"fin": False}), (0x0, b"", {"fin": True}))
+
     def test_invalid_utf8_fails_before_the_message_ends_1007(self):
         # RFC 6455 8.1: fail as soon as the text is known to be invalid. The message is never
         # finished here, so only a check of each fragment as it arrives can answer 1007.
@@ -160,6 +163,16 @@ class ConformanceTest(wsxtest.WsxTestCase):
             with self.subTest(code=code):
                 self.expect_failure(1002, (0x8, struct.pack("!H", code)))
 
+    def test_close_reason_not_utf8_1007(self):
+        self.expect_failure(1007, (0x8, struct.pack("!H", 1000) + b"\xff"))
+
+    def test_payload_length_with_the_top_bit_set_1002(self):
+        # RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+        w = self.ws()
+        w.sock.sendall(bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 1 << 63) + b"\x01\x02\x03\x04")
+        got = w.expect_close()
+        self.assertEqual(got[0], 1002, got)
+
     def test_one_byte_close_payload_1002(self):
         self.expect_failure(1002, (0x8, b"\x03"))
 
@@ -181,6 +194,16 @@ class ConformanceTest(wsxtest.WsxTestCase):
         w.send_close(1000)
         w.send_text("too late")
         self.assertEqual(w.expect_close()[0], 1000)
+
+
+class ConformanceWithCompressionOnTest(ConformanceTest):
+    """The same, against `--compress`: a client that does not offer permessage-deflate gets the
+    same RFC 6455 answers as without it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = wsxtest.Process([wsxtest.WSX, "serve", "127.0.0.1:0", "-q", "--compress"])
+        cls.url = cls.server.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
 
 
 if __name__ == "__main__":
