@@ -48,18 +48,25 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(t)->type_name("FILE");
 
     const char* sec = "Security";
+    // An empty value would leave the server open: remember it so that it is refused.
+    auto refuse_empty = [a](const char* name) {
+        return [a, name](const std::string& v) {
+            if (v.empty()) a->empty_secrets.emplace_back(name);
+        };
+    };
     app.add_option("--token", a->token, "Require this bearer token (Authorization: Bearer, or ?token=); else HTTP 401")
-        ->group(sec)->type_name("SECRET");
+        ->group(sec)->type_name("SECRET")->each(refuse_empty("--token"));
     app.add_option("--jwt-secret", a->jwt_secret, "Require a JWT signed with this HMAC secret (HS256); its 'sub' is WSX_SUB for --exec")
-        ->group(sec)->type_name("SECRET");
+        ->group(sec)->type_name("SECRET")->each(refuse_empty("--jwt-secret"));
     app.add_option("--jwt-public-key", a->jwt_public_key,
                    "Require a JWT signed by this public key or certificate (PEM: RS256/384/512, ES256/384/512)")
-        ->group(sec)->type_name("FILE");
+        ->group(sec)->type_name("FILE")->each(refuse_empty("--jwt-public-key"));
     app.add_option("--jwt-alg", a->jwt_algs, "Accept only these JWT algorithms (repeatable; default from the secret/key)")
         ->group(sec)->type_name("ALG");
     app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims")
         ->group(sec)->type_name("DUR")->capture_default_str();
-    app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")->group(sec)->type_name("USER:PASS");
+    app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")
+        ->group(sec)->type_name("USER:PASS")->each(refuse_empty("--basic-auth"));
     app.add_option("--origin", a->origins,
                    "Allow only this Origin (repeatable; 'https://*.example.com' for subdomains, '*' for any); else HTTP 403")
         ->group(sec)->type_name("ORIGIN");
@@ -159,6 +166,10 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
             p.add(fmt::format("--connect-rate-limit '{}': {}", a->connect_rate_limit, why));
         }
     }
+    for (const auto& name : a->empty_secrets)
+        p.add(fmt::format("{} is empty, which would accept every client: give a non-empty value (is the variable "
+                          "it came from set?) or leave the option out",
+                          name));
     auth_options ao;
     ao.token = a->token;
     ao.jwt_secret = a->jwt_secret;
@@ -175,6 +186,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     if (!a->basic_auth.empty()) {
         auto colon = a->basic_auth.find(':');
         if (colon == std::string::npos) p.add(fmt::format("--basic-auth '{}': use USER:PASS", a->basic_auth));
+        else if (colon + 1 == a->basic_auth.size())
+            p.add("--basic-auth: the password is empty, which anyone could send: give USER:PASS with a non-empty PASS");
         else {
             ao.basic_user = a->basic_auth.substr(0, colon);
             ao.basic_pass = a->basic_auth.substr(colon + 1);

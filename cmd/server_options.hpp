@@ -24,6 +24,8 @@ struct listener_args {
     std::vector<std::string> jwt_algs, origins;
     std::string rate_limit, rate_limit_policy = "close", connect_rate_limit;
     std::string unix_mode;
+    /// Secret options given an empty value (e.g. --token "$UNSET"): refused, never "no auth".
+    std::vector<std::string> empty_secrets;
 };
 
 /// Adds the shared listener options (groups "Protocol and limits", "TLS", "Security",
