@@ -129,6 +129,38 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     return env;
 }
 
+std::string redact_target(std::string_view target) {
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) return std::string(target);
+    std::string out(target.substr(0, q + 1));
+    auto query = target.substr(q + 1);
+    std::string_view fragment;
+    if (const auto hash = query.find('#'); hash != std::string_view::npos) {
+        fragment = query.substr(hash);
+        query = query.substr(0, hash);
+    }
+    bool first = true;
+    for (;;) {
+        const auto amp = query.find('&');
+        const auto pair = query.substr(0, amp);
+        if (!first) out += '&';
+        first = false;
+        const auto eq = pair.find('=');
+        std::string key = percent_decode(pair.substr(0, eq));
+        for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (eq != std::string_view::npos && eq + 1 < pair.size() && (key == "token" || key == "access_token")) {
+            out.append(pair.substr(0, eq + 1));
+            out += "REDACTED";
+        } else {
+            out.append(pair);
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    out.append(fragment);
+    return out;
+}
+
 std::string format_access_entry(log_format format, const access_entry& e) {
     const int code = effective_close_code(e.close);
     const auto& info = e.close;
@@ -137,7 +169,7 @@ std::string format_access_entry(log_format format, const access_entry& e) {
     auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
     if (format == log_format::json) {
         nlohmann::json j = {{"time", now_iso8601()}, {"event", "close"}, {"peer", e.peer}};
-        if (e.path) j["path"] = *e.path;
+        if (e.path) j["path"] = redact_target(*e.path);
         if (!e.backend.empty()) j["backend"] = e.backend;
         j["duration_ms"] = std::chrono::duration<double, std::milli>(e.duration).count();
         j["messages_in"] = e.messages_in;
@@ -152,7 +184,7 @@ std::string format_access_entry(log_format format, const access_entry& e) {
         if (e.rate_limited) j["rate_limited"] = e.rate_limited;
         return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), e.peer, e.path ? quoted(*e.path) : "-",
+    std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), e.peer, e.path ? quoted(redact_target(*e.path)) : "-",
                                    format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(e.duration)),
                                    e.messages_in, e.bytes_in, e.messages_out, e.bytes_out, code);
     if (!e.backend.empty()) line += " backend=" + quoted(e.backend);

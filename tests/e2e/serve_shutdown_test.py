@@ -68,6 +68,25 @@ class ShutdownTest(wsxtest.WsxTestCase):
         self.assertEqual((j["path"], j["messages_in"], j["bytes_in"], j["messages_out"], j["code"]), ("/j", 1, 3, 1, 1006))
         self.assertIn("error", j)
 
+    def test_access_log_hides_credentials(self):
+        for fmt in ("text", "json"):
+            with self.subTest(fmt=fmt):
+                p, url = self.start_server("--token", "s3cret", "--jwt-secret", "k3y", "--log-format", fmt)
+                c = RawWS(url, "/app?x=1&token=s3cret&ACCESS_TOKEN=abc.def&t%6Fken=s3cret")
+                c.send_close()
+                c.expect_close()
+                c.close()
+                p.stop()
+                log = p.rest_of_stderr()
+                self.assertNotIn("s3cret", log)
+                self.assertNotIn("abc.def", log)
+                expected = "/app?x=1&token=REDACTED&ACCESS_TOKEN=REDACTED&t%6Fken=REDACTED"
+                if fmt == "json":
+                    entry = json.loads([l for l in log.splitlines() if '"event":"close"' in l][0])
+                    self.assertEqual(entry["path"], expected)
+                else:
+                    self.assertIn(f'"{expected}"', log)
+
     def test_quiet(self):
         p, url = self.start_server("-q")
         c = RawWS(url)
