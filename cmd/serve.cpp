@@ -34,7 +34,7 @@ runner setup_serve(CLI::App& app) {
     app.add_flag("--echo", a->echo, "Send every message back to its sender, same opcode (the default)")->group(m);
     app.add_option("--exec", a->exec,
                    "Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the "
-                   "client, exit status as close code; for arguments that start with '-', end the options with "
+                   "client (as text; a line that is not UTF-8 as binary), exit status as close code; for arguments that start with '-', end the options with "
                    "--exec -- CMD ARGS... or give one quoted string: --exec 'sh -c \"cat -n\"'")
         ->group(m)->type_name("CMD [ARGS...]")->expected(1, -1);
     app.add_flag("--binary", a->binary, "With --exec: raw output chunks as binary messages, messages written raw")->group(m);
@@ -47,7 +47,8 @@ runner setup_serve(CLI::App& app) {
     app.add_option("--max-forks", a->max_forks, "With --exec: at most N children at once; further upgrades get HTTP 503")
         ->group(m)->type_name("N");
     app.add_flag("--stdio", a->stdio,
-                 "Server stdin lines go to every client, client messages to stdout; stdin EOF closes clients and exits")
+                 "Server stdin lines go to every client (as text; a line that is not UTF-8 as binary), client messages "
+                 "to stdout; stdin EOF closes clients and exits")
         ->group(m);
     app.add_flag("--oneshot", a->oneshot, "Serve a single client, then exit (others get HTTP 503 meanwhile)")->group(m);
     app.add_option("--static", a->static_dir, "Serve files from DIR to plain HTTP GET on the same port")

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "codec.hpp"
 #include "exec.hpp"
 #include "metrics.hpp"
 #include "rate_limit.hpp"
@@ -40,7 +41,7 @@ int effective_close_code(const close_info& info) {
 
 namespace {
 
-std::string percent_decode(std::string_view s) {
+std::string lenient_percent_decode(std::string_view s) {
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
         if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
@@ -102,7 +103,7 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     add("SCRIPT_NAME", script_name);
     std::string_view info = path;
     if (!script_name.empty() && info.substr(0, script_name.size()) == script_name) info.remove_prefix(script_name.size());
-    add("PATH_INFO", percent_decode(info));
+    add("PATH_INFO", lenient_percent_decode(info));
     add("QUERY_STRING", query);
     if (peer.tls) add("HTTPS", "on");
     for (const auto& field : req) {
@@ -146,7 +147,7 @@ std::string redact_target(std::string_view target) {
         if (!first) out += '&';
         first = false;
         const auto eq = pair.find('=');
-        std::string key = percent_decode(pair.substr(0, eq));
+        std::string key = lenient_percent_decode(pair.substr(0, eq));
         for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         if (eq != std::string_view::npos && eq + 1 < pair.size() && (key == "token" || key == "access_token")) {
             out.append(pair.substr(0, eq + 1));
@@ -225,6 +226,12 @@ protected:
         wc_.messages_out.add(1);
         wc_.bytes_out.add(payload.size());
         s_->send(std::move(payload), binary);
+    }
+    /// A line of a child's or of stdin's output: a text message when it is valid UTF-8, else a
+    /// binary one (a text message must be UTF-8, RFC 6455 §8.1; the client would fail with 1007).
+    void send_line(std::string line) {
+        const bool binary = !is_valid_utf8(line);
+        send(std::move(line), binary);
     }
     void send_view(std::string_view payload, bool binary) {
         wc_.messages_out.add(1);
@@ -463,7 +470,7 @@ private:
 
     void on_out(error_code ec, std::size_t n) {
         if (ec) {
-            if (!partial_.empty() && !session_done_) send(std::exchange(partial_, {}), false);
+            if (!partial_.empty() && !session_done_) send_line(std::exchange(partial_, {}));
             out_eof_ = true;
             error_code ignored;
             out_.close(ignored);
@@ -483,7 +490,7 @@ private:
                 partial_.append(data.substr(0, nl));
                 data.remove_prefix(nl + 1);
                 if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
-                send(std::exchange(partial_, {}), false);
+                send_line(std::exchange(partial_, {}));
             }
         }
         // Backpressure: stop reading the child while the client is slow; the pipe fills and
@@ -521,7 +528,7 @@ private:
 
     void stderr_line(std::string line) {
         if (app_.options().exec.pass_stderr) {
-            if (!session_done_) send(std::move(line), false);
+            if (!session_done_) send_line(std::move(line));
         } else {
             app_.log_line(fmt::format("{} [{}] {}", peer_, pid_, line));
         }
@@ -741,7 +748,8 @@ void serve_app::stdio_register(std::weak_ptr<ws_session> w) {
             for (auto& l : lines) {
                 wc.messages_out.add(1);
                 wc.bytes_out.add(l.size());
-                s->send(std::move(l), false);
+                const bool binary = !is_valid_utf8(l);  // as for --exec: text frames carry only UTF-8
+                s->send(std::move(l), binary);
             }
         });
         held_.clear();
@@ -798,7 +806,8 @@ void serve_app::stdin_line(std::string line) {
                 auto& wc = counters();
                 wc.messages_out.add(1);
                 wc.bytes_out.add(l.size());
-                s->send(std::move(l), false);
+                const bool binary = !is_valid_utf8(l);  // as for --exec: text frames carry only UTF-8
+                s->send(std::move(l), binary);
             }
         });
     }

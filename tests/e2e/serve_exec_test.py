@@ -99,6 +99,29 @@ class ExecTest(wsxtest.WsxTestCase):
         self.assertEqual(ws2.recv_message(), (1, b"oops"))
         self.assertEqual(ws2.recv_message(), (1, b"out"))
 
+    def test_invalid_utf8_lines_go_as_binary(self):
+        # A text message must be UTF-8 (RFC 6455): such a line goes as a binary message, so the
+        # client does not fail the connection with 1007 and the lines after it still arrive.
+        script = r"printf 'caf\303\251\n\377\376bad\nok\n'; printf '\376err\n' >&2; printf 'tail\377'"
+        for extra in ([], ["--pass-stderr"]):
+            with self.subTest(extra=extra):
+                p, url = self.start_server(*extra, "--exec", *sh(script))
+                ws = RawWS(url)
+                got = []
+                while True:
+                    m = ws.recv_message()
+                    if m[0] == "close":
+                        break
+                    got.append(m)
+                self.assertEqual(m[1], 1000)
+                expected = [(1, "café".encode()), (2, b"\xff\xfebad"), (1, b"ok"), (2, b"tail\xff")]
+                if extra:
+                    self.assertIn((2, b"\xfeerr"), got)  # stderr and stdout interleave freely
+                    got.remove((2, b"\xfeerr"))
+                self.assertEqual(got, expected)
+                ws.close()
+                p.stop()
+
     def test_binary_mode(self):
         p, url = self.start_server("--binary", "--exec", "head -c 5")
         ws = RawWS(url)

@@ -36,6 +36,19 @@ class StdioTest(wsxtest.WsxTestCase):
             c.close()
         self.assertEqual(p.proc.wait(10), 0)
 
+    def test_invalid_utf8_lines_go_as_binary(self):
+        # A text message must be UTF-8: a line that is not goes as a binary message, and the
+        # lines after it still arrive.
+        p, url = self.start_stdio()
+        c = RawWS(url)
+        c.send_text("ready")
+        self.assertEqual(LineReader(p.proc.stdout).line(), "ready")  # registered
+        p.proc.stdin.write(b"caf\xc3\xa9\n\xff\xfebad\nok\n")
+        p.proc.stdin.flush()
+        self.assertEqual(c.recv_message(), (1, "café".encode()))
+        self.assertEqual(c.recv_message(), (2, b"\xff\xfebad"))
+        self.assertEqual(c.recv_message(), (1, b"ok"))
+
     def test_lines_before_first_client_are_held(self):
         p, url = self.start_stdio("--oneshot")
         p.proc.stdin.write(b"early\n")
