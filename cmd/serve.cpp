@@ -74,10 +74,11 @@ runner setup_serve(CLI::App& app) {
         "replaced; a live socket or a file that is not a socket is refused (exit 1) and left alone;\n"
         "the file is removed when the server stops.\n"
         "The child of --exec gets REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SCRIPT_NAME,\n"
-        "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers), WSX_CONNECTION_ID,\n"
-        "WSX_SCHEME, WSX_SUB (JWT subject or basic user) and PATH; its exit status becomes the\n"
-        "close code (0: 1000, else 1011 'exit N' or 'signal N'). On a unix socket, REMOTE_ADDR is\n"
-        "unix:PATH, the ports are empty and WSX_PEER_PID/UID/GID name the connecting process.");
+        "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers but Proxy, which\n"
+        "would set HTTP_PROXY), WSX_CONNECTION_ID, WSX_SCHEME, WSX_SUB (JWT subject or basic user)\n"
+        "and PATH; its exit status becomes the close code (0: 1000, else 1011 'exit N' or\n"
+        "'signal N'). On a unix socket, REMOTE_ADDR is unix:PATH, the ports are empty and\n"
+        "WSX_PEER_PID/UID/GID name the connecting process.");
 
     return [a]() -> int {
         problems p;

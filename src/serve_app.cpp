@@ -107,6 +107,9 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     add("QUERY_STRING", query);
     if (peer.tls) add("HTTPS", "on");
     for (const auto& field : req) {
+        // HTTP_PROXY is where many programs look for their outgoing proxy: a client must not set
+        // it through a Proxy header ("httpoxy", CVE-2016-5385), so that header is not passed on.
+        if (beast::iequals(field.name_string(), "proxy")) continue;
         std::string name = "HTTP_";
         for (char c : field.name_string()) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         // A header spelt with characters a variable name cannot hold is dropped, not mangled into another.

@@ -58,6 +58,13 @@ class ExecTest(wsxtest.WsxTestCase):
         self.assertEqual(ws.expect_close(), (1000, ""))
         ws.close()
 
+    def test_proxy_header_does_not_become_http_proxy(self):
+        # httpoxy: a client must not choose the child's outgoing proxy.
+        p, url = self.start_server("--exec", *sh('echo "[${HTTP_PROXY-unset}] [$HTTP_X_OK]"'))
+        ws = RawWS(url, headers={"Proxy": "http://127.0.0.1:9/", "X-Ok": "yes"})
+        self.assertEqual(ws.recv_message(), (1, b"[unset] [yes]"))
+        ws.close()
+
     def test_path_info_without_path_option(self):
         p, url = self.start_server("--exec", *sh('echo "$PATH_INFO"'))
         ws = RawWS(url, "/a/b%20c")

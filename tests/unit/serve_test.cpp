@@ -125,6 +125,17 @@ TEST_CASE("cgi_environment follows websocketd", "[serve]") {
     CHECK(has("WSX_SCHEME=wss"));
 }
 
+TEST_CASE("cgi_environment does not turn a Proxy header into HTTP_PROXY", "[serve]") {
+    http_request req{http::verb::get, "/", 11};
+    req.set("Proxy", "http://evil.example:3128");
+    req.set("PROXY", "http://evil.example:3129");
+    req.set("Proxy-Thing", "kept");
+    peer_info peer;
+    auto env = cgi_environment(req, peer, "", {}, 1);
+    CHECK(std::none_of(env.begin(), env.end(), [](const std::string& kv) { return kv.rfind("HTTP_PROXY=", 0) == 0; }));
+    CHECK(std::find(env.begin(), env.end(), "HTTP_PROXY_THING=kept") != env.end());
+}
+
 TEST_CASE("cgi_environment for a unix socket peer has no ports", "[serve]") {
     http_request req{http::verb::get, "/", 11};
     req.set(http::field::host, "localhost");
