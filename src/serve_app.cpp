@@ -203,6 +203,17 @@ namespace {
 
 class serve_app;
 
+/// One --max-forks slot, taken when an upgrade is admitted (so that concurrent upgrades cannot
+/// all pass the check before any child has started) and given back when the last owner lets
+/// go: the upgrade that failed, or the handler once its child has exited (or could not start).
+struct fork_slot {
+    explicit fork_slot(std::atomic<std::size_t>& n) : forks(n) {}
+    fork_slot(const fork_slot&) = delete;
+    fork_slot& operator=(const fork_slot&) = delete;
+    ~fork_slot() { --forks; }
+    std::atomic<std::size_t>& forks;
+};
+
 /// What every connection handler shares: counting, the access log, the registry.
 class conn_handler : public channel_events {
 public:
@@ -268,7 +279,7 @@ public:
     const serve_options& options() const { return o_; }
     child_reaper& reaper() { return *reaper_; }
     net::io_context& main_context() { return main_; }
-    std::atomic<std::size_t> forks_{0};
+    std::atomic<std::size_t> forks_{0};  // --max-forks slots taken: children running or about to start
     void stdio_out(const std::string& payload);
     void stdio_register(std::weak_ptr<ws_session> s);
     void maybe_finish();
@@ -387,22 +398,26 @@ public:
           out_(ex_),
           err_(ex_),
           timer_(ex_),
-          env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)) {}
+          env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)),
+          slot_(std::static_pointer_cast<fork_slot>(peer.attachment)) {}
 
     /// Spawns the child; false (after closing the session with 1011) when it cannot start.
     bool start() {
-        if (session_done_) return false;  // the client left before the child was started
+        if (session_done_) {  // the client left before the child was started
+            slot_.reset();
+            return false;
+        }
         const auto& eo = app_.options().exec;
         std::string error;
         auto child = spawn_child(eo.argv, env_, true, &error);
         env_.clear();
         if (!child) {
+            slot_.reset();
             app_.log_line(fmt::format("wsx: error: {}: {}", peer_, error));
             s_->close(1011, error);
             return false;
         }
         pid_ = child->pid;
-        ++app_.forks_;
         in_.assign(child->stdin_fd);
         out_.assign(child->stdout_fd);
         err_.assign(child->stderr_fd);
@@ -435,6 +450,7 @@ public:
         error_code ec;
         in_.close(ec);
         inq_.clear();
+        if (pid_ <= 0) slot_.reset();  // no child, and start() will not make one
         if (exited_ || pid_ <= 0) return;  // no child (yet): kill(-pid) with pid -1 would signal init
         ::kill(-pid_, SIGTERM);
         timer_.expires_after(app_.options().exec.kill_grace);
@@ -540,7 +556,7 @@ private:
     void on_exit(int status) {
         exited_ = true;
         status_ = status;
-        --app_.forks_;
+        slot_.reset();
         timer_.cancel();
         net::post(app_.main_context(), [&app = app_] { app.maybe_finish(); });
         if (session_done_) {
@@ -573,6 +589,7 @@ private:
     net::posix::stream_descriptor in_, out_, err_;
     net::steady_timer timer_;
     std::vector<std::string> env_;
+    std::shared_ptr<fork_slot> slot_;  // null without --max-forks
     pid_t pid_ = -1;
     std::deque<std::string> inq_;
     bool writing_ = false, paused_ = false, out_eof_ = false, exited_ = false, session_done_ = false;
@@ -634,9 +651,15 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         }
         peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
     }
-    if (o_.mode == serve_mode::exec && o_.exec.max_forks && forks_.load() >= o_.exec.max_forks) {
-        metrics_.count_rejection("max_forks");
-        return make_response(http::status::service_unavailable, fmt::format("too many processes (limit {})", o_.exec.max_forks));
+    if (o_.mode == serve_mode::exec && o_.exec.max_forks) {
+        // Taken here, at admission, and handed to the handler through peer.attachment.
+        if (forks_.fetch_add(1) >= o_.exec.max_forks) {
+            --forks_;
+            metrics_.count_rejection("max_forks");
+            return make_response(http::status::service_unavailable,
+                                 fmt::format("too many processes (limit {})", o_.exec.max_forks));
+        }
+        peer.attachment = std::make_shared<fork_slot>(forks_);
     }
     if (o_.service) {
         auto r = o_.service->check_upgrade(req, peer, subprotocol);

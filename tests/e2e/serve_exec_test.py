@@ -164,6 +164,41 @@ class ExecTest(wsxtest.WsxTestCase):
         third.send_text("three")
         self.assertEqual(third.recv_message(), (1, b"three"))
 
+    def test_max_forks_holds_under_concurrent_upgrades(self):
+        # Eight upgrades sent at the same moment: exactly --max-forks of them get a process.
+        import socket
+        import base64
+        p, url = self.start_server("--threads", "2", "--max-forks", "2", "--exec", "--", "sleep", "30")
+        host, port = url[len("ws://"):].rstrip("/").split(":")
+        socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(8)]
+        try:
+            requests = [(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n").encode() for _ in socks]
+            for sock, req in zip(socks, requests):
+                sock.sendall(req)
+            statuses = []
+            for sock in socks:
+                head = b""
+                deadline = time.monotonic() + 10
+                while b"\r\n" not in head and time.monotonic() < deadline:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                statuses.append(int(head.split()[1]))
+            self.assertEqual(sorted(statuses), [101, 101] + [503] * 6)
+            wait_until(lambda: len(children(p.proc.pid)) == 2, what="two children")
+            self.assertEqual(len(children(p.proc.pid)), 2)
+        finally:
+            for sock in socks:
+                sock.close()
+        # The slots come back once the children are gone.
+        wait_until(lambda: not children(p.proc.pid), timeout=15, what="children reaped")
+        ws = RawWS(url)
+        self.assertEqual(ws.status, 101)
+        ws.close()
+
     def test_child_killed_when_client_leaves(self):
         # The child ignores SIGTERM, so only SIGKILL after --kill-grace ends it.
         p, url = self.start_server("--kill-grace", "300ms", "--exec", *sh("trap '' TERM; echo ready; while :; do sleep 0.05; done"))
