@@ -17,7 +17,8 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--path", a->path, "Upgrade only at this path (e.g. /ws); other paths get HTTP 404")
         ->group("Protocol and limits")->type_name("PATH");
     const char* l = "Protocol and limits";
-    app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009")
+    app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009 (serve --exec/--stdio: also the longest line sent "
+                   "as one message; longer ones are split)")
         ->group(l)->type_name("SIZE")->capture_default_str();
     app.add_flag("--compress", a->compress, "Accept permessage-deflate compression")->group(l);
     app.add_option("--ping-interval", a->ping_interval, "Ping every client this often")->group(l)->type_name("DUR");

@@ -73,6 +73,25 @@ std::string now_iso8601() {
 
 thread_local std::size_t tl_worker = 0;
 
+/// A line is at most --max-message-size bytes (what a client of this server may send, and so
+/// what it is assumed to take): while `partial` (a line still without its newline) holds more,
+/// its first `max` bytes, cut after a whole UTF-8 character, go to `emit` as a message of their
+/// own and the line goes on in the next one. This also bounds the memory a writer that never
+/// writes a newline can take.
+template <class Emit>
+void split_long_line(std::string& partial, std::uint64_t max, Emit emit) {
+    const auto cap = static_cast<std::size_t>(std::clamp<std::uint64_t>(max, 4, std::size_t(-1)));
+    std::size_t done = 0;
+    while (partial.size() - done > cap) {
+        std::string_view head(partial.data() + done, cap);
+        auto n = utf8_complete_prefix(head);
+        if (n == std::string_view::npos || n == 0) n = cap;  // not text anyway: cut anywhere
+        emit(std::string(head.substr(0, n)));
+        done += n;
+    }
+    partial.erase(0, done);
+}
+
 }  // namespace
 
 std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
@@ -434,8 +453,17 @@ public:
     void on_message(std::string&& payload, bool) override {
         if (!admit(payload.size()) || !in_.is_open()) return;
         if (!app_.options().exec.binary) payload += '\n';
+        inq_bytes_ += payload.size();
         inq_.push_back(std::move(payload));
         if (!writing_) write_in();
+        // Backpressure: a child slower than its client (or not reading at all) stops the reading
+        // from the socket, so that the client's sends back up in TCP instead of in memory here.
+        if (!reading_paused_ && inq_bytes_ > stdin_backlog_limit()) {
+            reading_paused_ = true;
+            // A session is owned by its pending operations, and a paused one may have none.
+            paused_hold_ = weak_.lock();
+            s_->pause_reading();
+        }
     }
 
     void on_writable() override {
@@ -450,6 +478,9 @@ public:
         error_code ec;
         in_.close(ec);
         inq_.clear();
+        inq_bytes_ = 0;
+        // Let go of a paused session after this call, which the session makes.
+        if (paused_hold_) net::post(ex_, [hold = std::move(paused_hold_)] {});
         if (pid_ <= 0) slot_.reset();  // no child, and start() will not make one
         if (exited_ || pid_ <= 0) return;  // no child (yet): kill(-pid) with pid -1 would signal init
         ::kill(-pid_, SIGTERM);
@@ -461,6 +492,12 @@ public:
     }
 
 private:
+    /// Bytes waiting for the child's stdin beyond which the client is no longer read (as
+    /// `wsx proxy` does between its two sides).
+    std::size_t stdin_backlog_limit() const {
+        return std::max<std::size_t>(1, std::min<std::size_t>(1 << 20, app_.options().server.session.send_queue_limit / 2));
+    }
+
     void write_in() {
         if (inq_.empty() || !in_.is_open()) {
             writing_ = false;
@@ -468,17 +505,29 @@ private:
         }
         writing_ = true;
         net::async_write(in_, net::buffer(inq_.front()), [self = shared_from_this()](error_code ec, std::size_t) {
+            if (self->session_done_) return;  // on_end emptied the queue; the session may be gone
             if (ec) {
                 // The child closed its stdin (or died): later messages have nowhere to go.
                 self->writing_ = false;
                 self->inq_.clear();
+                self->inq_bytes_ = 0;
                 error_code ignored;
                 self->in_.close(ignored);
+                self->maybe_resume_reading();
                 return;
             }
+            self->inq_bytes_ -= self->inq_.front().size();
             self->inq_.pop_front();
+            self->maybe_resume_reading();
             self->write_in();
         });
+    }
+
+    void maybe_resume_reading() {
+        if (!reading_paused_ || session_done_ || inq_bytes_ > stdin_backlog_limit() / 2) return;
+        reading_paused_ = false;
+        s_->resume_reading();
+        paused_hold_.reset();  // the read resumed holds the session now
     }
 
     void read_out() {
@@ -504,11 +553,13 @@ private:
                 auto nl = data.find('\n');
                 if (nl == std::string_view::npos) {
                     partial_.append(data);
+                    split_long_line(partial_, [this](std::string piece) { send_line(std::move(piece)); });
                     break;
                 }
                 partial_.append(data.substr(0, nl));
                 data.remove_prefix(nl + 1);
                 if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+                split_long_line(partial_, [this](std::string piece) { send_line(std::move(piece)); });
                 send_line(std::exchange(partial_, {}));
             }
         }
@@ -533,16 +584,24 @@ private:
             std::string_view data(self->ebuf_.data(), n);
             while (!data.empty()) {
                 auto nl = data.find('\n');
+                auto line = [&self](std::string piece) { self->stderr_line(std::move(piece)); };
                 if (nl == std::string_view::npos) {
                     self->epartial_.append(data);
+                    self->split_long_line(self->epartial_, line);
                     break;
                 }
                 self->epartial_.append(data.substr(0, nl));
                 data.remove_prefix(nl + 1);
+                self->split_long_line(self->epartial_, line);
                 self->stderr_line(std::exchange(self->epartial_, {}));
             }
             self->read_err();
         });
+    }
+
+    template <class Emit>
+    void split_long_line(std::string& partial, Emit emit) {
+        wsx::split_long_line(partial, app_.options().server.session.max_message_size, emit);
     }
 
     void stderr_line(std::string line) {
@@ -592,6 +651,9 @@ private:
     std::shared_ptr<fork_slot> slot_;  // null without --max-forks
     pid_t pid_ = -1;
     std::deque<std::string> inq_;
+    std::size_t inq_bytes_ = 0;
+    bool reading_paused_ = false;
+    std::shared_ptr<ws_session> paused_hold_;  // keeps the session while reading is paused
     bool writing_ = false, paused_ = false, out_eof_ = false, exited_ = false, session_done_ = false;
     int status_ = 0;
     std::array<char, 65536> buf_;
@@ -798,13 +860,18 @@ void serve_app::read_stdin() {
             std::string_view data(buf, static_cast<std::size_t>(n));
             while (!data.empty()) {
                 auto nl = data.find('\n');
+                auto post_line = [this](std::string l) {
+                    net::post(main_, [this, l = std::move(l)]() mutable { stdin_line(std::move(l)); });
+                };
                 if (nl == std::string_view::npos) {
                     line.append(data);
+                    split_long_line(line, o_.server.session.max_message_size, post_line);
                     break;
                 }
                 line.append(data.substr(0, nl));
                 data.remove_prefix(nl + 1);
-                net::post(main_, [this, l = std::exchange(line, {})]() mutable { stdin_line(std::move(l)); });
+                split_long_line(line, o_.server.session.max_message_size, post_line);
+                post_line(std::exchange(line, {}));
             }
         }
         if (!line.empty()) net::post(main_, [this, l = std::move(line)]() mutable { stdin_line(std::move(l)); });

@@ -129,6 +129,68 @@ class ExecTest(wsxtest.WsxTestCase):
                 ws.close()
                 p.stop()
 
+    def test_stdin_backlog_pauses_reading(self):
+        # A child that does not read: the server stops reading its client instead of keeping
+        # every message in memory, and carries on once the child reads.
+        import select
+        import socket
+        import struct
+        fifo = os.path.join(self.tmp, "go")
+        os.mkfifo(fifo)
+        count, size = 100, 1 << 20
+        total = count * size
+        p, url = self.start_server("--binary", "--exec", *sh(f"cat {fifo} >/dev/null; head -c {total} | wc -c"))
+        ws = RawWS(url)
+        frame = struct.pack("!BBQ", 0x82, 0x80 | 127, size) + b"\0\0\0\0" + b"x" * size  # zero mask
+        base = wsxtest.rss_kib(p.proc.pid)
+        peak = base
+        sent = 0
+        ws.sock.setblocking(False)
+
+        def pump(stall):
+            nonlocal sent, peak
+            view = memoryview(frame)
+            while sent < count * len(frame):
+                _, writable, _ = select.select([], [ws.sock], [], stall)
+                if not writable:
+                    return False
+                sent += ws.sock.send(view[sent % len(frame):])
+                peak = max(peak, wsxtest.rss_kib(p.proc.pid))
+            return True
+
+        self.assertFalse(pump(1.0), "the server read 100 MiB its child did not take")
+        self.assertLess(sent, total // 2)
+        if not wsxtest.SANITIZED:
+            self.assertLess(peak - base, 40 * 1024, f"server grew by {peak - base} KiB")
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the child waits on it: let it read
+        os.close(fd)
+        self.assertTrue(pump(10.0), "reading did not resume")
+        ws.sock.setblocking(True)
+        ws.sock.settimeout(30)
+        self.assertEqual(ws.recv_message(30), (2, f"{total}\n".encode()))
+        self.assertEqual(ws.expect_close(30), (1000, ""))
+        if not wsxtest.SANITIZED:
+            self.assertLess(peak - base, 40 * 1024, f"server grew by {peak - base} KiB")
+        ws.close()
+
+    def test_long_output_line_is_split_at_max_message_size(self):
+        # 3 MB without a newline, with --max-message-size 1MiB: 1 MiB messages, never one 3 MB one.
+        n = 3_000_000
+        p, url = self.start_server("--max-message-size", "1MiB", "--exec",
+                                   *sh(f"head -c {n} /dev/zero | tr '\\0' a; printf 'b\\303\\251\\n'"))
+        ws = RawWS(url)
+        got = []
+        while True:
+            m = ws.recv_message()
+            if m[0] == "close":
+                break
+            got.append(m)
+        self.assertEqual(m[1], 1000)
+        self.assertEqual([len(x[1]) for x in got], [1 << 20, 1 << 20, n + 3 - 2 * (1 << 20)])
+        self.assertEqual({x[0] for x in got}, {1})
+        self.assertEqual(b"".join(x[1] for x in got), b"a" * n + "bé".encode())
+        ws.close()
+
     def test_binary_mode(self):
         p, url = self.start_server("--binary", "--exec", "head -c 5")
         ws = RawWS(url)
