@@ -101,8 +101,10 @@ http_response static_files::serve(const http_request& req) const {
     if (fs::is_directory(canon, ec)) {
         if (!target.empty() && target.substr(0, target.find('?')).back() != '/') {
             auto res = make_response(http::status::moved_permanently, "moved");
-            std::string loc(target.substr(0, target.find('?')));
-            res.set(http::field::location, loc + "/");
+            auto path = target.substr(0, target.find('?'));
+            // "//host/x" would name another host: one leading slash, always a path on this one.
+            path.remove_prefix(std::min(path.find_first_not_of('/'), path.size()) - 1);
+            res.set(http::field::location, std::string(path) + "/");
             return res;
         }
         canon /= "index.html";

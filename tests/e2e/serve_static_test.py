@@ -40,6 +40,14 @@ class StaticTest(wsxtest.WsxTestCase):
         status, h, body = http_request(url, "/", method="POST")
         self.assertEqual(status, 405)
 
+    def test_redirect_stays_on_this_host(self):
+        # "//sub/" in a Location is another host ("sub"): the redirect must be a path here.
+        p, url = self.start_server("--static", self.root)
+        for path, location in (("//sub", "/sub/"), ("///sub", "/sub/"), ("/./sub", "/./sub/"), ("//sub?x=1", "/sub/")):
+            with self.subTest(path=path):
+                status, h, body = http_request(url, path)
+                self.assertEqual((status, h.get("location")), (301, location))
+
     def test_traversal_refused(self):
         p, url = self.start_server("--static", self.root)
         for path in ("/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt", "/sub/%2E%2E/%2e%2e/secret.txt",
