@@ -306,7 +306,7 @@ public:
 private:
     std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer);
     std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol);
-    http_response answer_http(const http_request& req, const peer_info& peer);
+    http_answer answer_http(const http_request& req, const peer_info& peer);
     void close_all(std::uint16_t code, const std::string& reason);
     bool idle();
     void finish();
@@ -731,7 +731,7 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
     return std::nullopt;
 }
 
-http_response serve_app::answer_http(const http_request& req, const peer_info& peer) {
+http_answer serve_app::answer_http(const http_request& req, const peer_info& peer) {
     auto path = target_path(req);
     if (o_.metrics && path == "/metrics") {
         http_response res{http::status::ok, req.version()};

@@ -1,6 +1,8 @@
 """wsx serve --static, --path and --metrics: files with content types, 404s, no path
 traversal, upgrades only at --path, Prometheus metrics on the same port."""
 import os
+import socket
+import time
 
 import wsxtest
 from serve_helpers import RawWS, http_request
@@ -47,6 +49,65 @@ class StaticTest(wsxtest.WsxTestCase):
             with self.subTest(path=path):
                 status, h, body = http_request(url, path)
                 self.assertEqual((status, h.get("location")), (301, location))
+
+    def test_slow_download_is_not_cut_at_the_handshake_timeout(self):
+        size = 30 << 20
+        with open(os.path.join(self.root, "big.bin"), "wb") as f:
+            f.write(os.urandom(1 << 20) * 30)
+        p, url = self.start_server("--static", self.root, "--handshake-timeout", "500ms")
+        host, port = url[len("ws://"):].rstrip("/").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(f"GET /big.bin HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = bytearray()
+            t0 = time.monotonic()
+            deadline = t0 + 60
+            while time.monotonic() < deadline:
+                # A client that reads about 20 MB/s: the download takes well over 500 ms.
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+                time.sleep(0.05)  # pacing of the slow reader, not synchronisation
+            elapsed = time.monotonic() - t0
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        self.assertIn(f"content-length: {size}".encode(), head.lower())
+        self.assertEqual(len(body), size, f"got {len(body)} of {size} bytes in {elapsed:.1f}s")
+        with open(os.path.join(self.root, "big.bin"), "rb") as f:
+            self.assertEqual(body, f.read())
+        self.assertGreater(elapsed, 0.5)
+
+    def test_large_files_are_streamed(self):
+        # 256 MiB (sparse): neither HEAD nor GET holds the file in the server's memory.
+        size = 256 << 20
+        with open(os.path.join(self.root, "huge.bin"), "wb") as f:
+            f.truncate(size)
+        p, url = self.start_server("--static", self.root)
+        base = wsxtest.rss_kib(p.proc.pid)
+        status, h, body = http_request(url, "/huge.bin", method="HEAD")
+        self.assertEqual((status, h["content-length"], body), (200, str(size), b""))
+        peak = wsxtest.rss_kib(p.proc.pid)
+        host, port = url[len("ws://"):].rstrip("/").split(":")
+        got = 0
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(f"GET /huge.bin HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "connection closed in the headers")
+                head += chunk
+            got = len(head.partition(b"\r\n\r\n")[2])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got % (32 << 20) < len(chunk):
+                    peak = max(peak, wsxtest.rss_kib(p.proc.pid))
+        self.assertEqual(got, size)
+        if not wsxtest.SANITIZED:
+            self.assertLess(peak - base, 32 * 1024, f"server grew by {peak - base} KiB")
 
     def test_traversal_refused(self):
         p, url = self.start_server("--static", self.root)
