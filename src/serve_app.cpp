@@ -241,6 +241,8 @@ public:
     void on_close(const close_info& info) override;
     virtual void on_end(const close_info&) {}
     std::uint64_t id() const { return id_; }
+    /// A line of --stdio input for this client (called on the session's executor).
+    void send_stdin_line(std::string line) { send_line(std::move(line)); }
     const std::string& backend() const { return backend_; }
 
 protected:
@@ -255,10 +257,13 @@ protected:
         return false;
     }
     void count_rate_limited();
+    /// Sends, and counts what the session did with it: sent (messages_total{out}) or dropped
+    /// under --overflow (wsx_dropped_messages_total, at once rather than at the close).
     void send(std::string payload, bool binary) {
-        wc_.messages_out.add(1);
-        wc_.bytes_out.add(payload.size());
+        const auto n = payload.size();
+        const auto dropped = s_->stats().dropped_messages;
         s_->send(std::move(payload), binary);
+        count_sent(n, dropped);
     }
     /// A line of a child's or of stdin's output: a text message when it is valid UTF-8, else a
     /// binary one (a text message must be UTF-8, RFC 6455 §8.1; the client would fail with 1007).
@@ -267,9 +272,20 @@ protected:
         send(std::move(line), binary);
     }
     void send_view(std::string_view payload, bool binary) {
-        wc_.messages_out.add(1);
-        wc_.bytes_out.add(payload.size());
+        const auto dropped = s_->stats().dropped_messages;
         s_->send_view(payload, binary);
+        count_sent(payload.size(), dropped);
+    }
+    void count_sent(std::size_t bytes, std::uint64_t dropped_before) {
+        const auto dropped = s_->stats().dropped_messages - dropped_before;
+        if (dropped == 0) {
+            wc_.messages_out.add(1);
+            wc_.bytes_out.add(bytes);
+            return;
+        }
+        // This message, and with --overflow close those still queued.
+        wc_.dropped_messages.add(dropped);
+        dropped_counted_ += dropped;
     }
 
     serve_app& app_;
@@ -281,6 +297,7 @@ protected:
     std::optional<token_bucket> bucket_;
     bool drop_over_rate_ = false;
     std::uint64_t rate_limited_ = 0;
+    std::uint64_t dropped_counted_ = 0;  // drops already in wc_.dropped_messages
 };
 
 class serve_app {
@@ -300,7 +317,7 @@ public:
     net::io_context& main_context() { return main_; }
     std::atomic<std::size_t> forks_{0};  // --max-forks slots taken: children running or about to start
     void stdio_out(const std::string& payload);
-    void stdio_register(std::weak_ptr<ws_session> s);
+    void stdio_register(std::weak_ptr<ws_session> s, std::weak_ptr<conn_handler> h);
     void maybe_finish();
 
 private:
@@ -333,7 +350,12 @@ private:
     std::atomic<std::size_t> reserved_{0};  // connection slots taken (handshaking or open)
     shutdown_control shutdown_;
     // --stdio, all on the main context:
-    std::vector<std::weak_ptr<ws_session>> stdio_clients_;
+    struct stdio_client {
+        std::weak_ptr<ws_session> session;
+        std::weak_ptr<conn_handler> handler;  // the session owns it: lock the session first
+        bool expired() const { return session.expired(); }
+    };
+    std::vector<stdio_client> stdio_clients_;
     std::deque<std::string> held_;
     std::size_t held_bytes_ = 0;
     bool stdin_eof_ = false;
@@ -353,7 +375,7 @@ conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const 
 void conn_handler::count_rate_limited() { app_.count_rate_limited(); }
 
 void conn_handler::on_close(const close_info& info) {
-    wc_.dropped_messages.add(s_->stats().dropped_messages);
+    wc_.dropped_messages.add(s_->stats().dropped_messages - dropped_counted_);
     app_.connection_closed(*this, peer_, path_, s_->stats(), info, rate_limited_);
     on_end(info);
 }
@@ -774,7 +796,9 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
         return std::make_shared<echo_handler>(*this, s, req, peer, id);
     case serve_mode::stdio: {
         auto h = std::make_shared<stdio_handler>(*this, s, req, peer, id);
-        net::post(main_, [this, w = std::weak_ptr<ws_session>(s)] { stdio_register(w); });
+        net::post(main_, [this, w = std::weak_ptr<ws_session>(s), hw = std::weak_ptr<conn_handler>(h)] {
+            stdio_register(w, hw);
+        });
         return h;
     }
     case serve_mode::exec: {
@@ -824,21 +848,16 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
 
 // --stdio ------------------------------------------------------------------------------
 
-void serve_app::stdio_register(std::weak_ptr<ws_session> w) {
+void serve_app::stdio_register(std::weak_ptr<ws_session> w, std::weak_ptr<conn_handler> hw) {
     auto s = w.lock();
     if (!s) return;
-    stdio_clients_.push_back(w);
+    stdio_clients_.push_back({w, hw});
     if (!held_.empty()) {
-        net::post(s->get_executor(), [w, lines = std::move(held_), this]() mutable {
+        net::post(s->get_executor(), [w, hw, lines = std::move(held_)]() mutable {
             auto s = w.lock();
-            if (!s) return;
-            auto& wc = counters();
-            for (auto& l : lines) {
-                wc.messages_out.add(1);
-                wc.bytes_out.add(l.size());
-                const bool binary = !is_valid_utf8(l);  // as for --exec: text frames carry only UTF-8
-                s->send(std::move(l), binary);
-            }
+            auto h = hw.lock();
+            if (!s || !h) return;
+            for (auto& l : lines) h->send_stdin_line(std::move(l));
         });
         held_.clear();
         held_bytes_ = 0;
@@ -891,17 +910,12 @@ void serve_app::stdin_line(std::string line) {
         }
         return;
     }
-    for (const auto& w : stdio_clients_) {
-        auto s = w.lock();
+    for (const auto& c : stdio_clients_) {
+        auto s = c.session.lock();
         if (!s) continue;
-        net::post(s->get_executor(), [this, w, l = line]() mutable {
-            if (auto s = w.lock()) {
-                auto& wc = counters();
-                wc.messages_out.add(1);
-                wc.bytes_out.add(l.size());
-                const bool binary = !is_valid_utf8(l);  // as for --exec: text frames carry only UTF-8
-                s->send(std::move(l), binary);
-            }
+        net::post(s->get_executor(), [c, l = line]() mutable {
+            auto s = c.session.lock();
+            if (auto h = c.handler.lock(); s && h) h->send_stdin_line(std::move(l));
         });
     }
 }
@@ -909,9 +923,9 @@ void serve_app::stdin_line(std::string line) {
 void serve_app::stdin_eof() {
     stdin_eof_ = true;
     std::erase_if(stdio_clients_, [](const auto& w) { return w.expired(); });
-    for (const auto& w : stdio_clients_)
-        if (auto s = w.lock())
-            net::post(s->get_executor(), [w] {
+    for (const auto& c : stdio_clients_)
+        if (auto s = c.session.lock())
+            net::post(s->get_executor(), [w = c.session] {
                 if (auto s = w.lock()) s->close(1000, "end of input");
             });
     maybe_finish();

@@ -156,6 +156,39 @@ class StaticTest(wsxtest.WsxTestCase):
         self.assertIn("wsx_connections_current 0\n", text)
         self.assertIn('wsx_closes_total{code="1000"} 1\n', text)
 
+    def test_metrics_count_drops_as_they_happen(self):
+        # A client that reads nothing, with --overflow drop: what the server dropped is not
+        # counted as sent, and shows in /metrics while the connection is still open.
+        import re
+        import struct
+        p, url = self.start_server("--metrics", "--send-queue-limit", "64KiB", "--overflow", "drop")
+        ws = RawWS(url)
+        count, size = 2000, 16384
+        frame = struct.pack("!BBH", 0x82, 0x80 | 126, size) + b"\0\0\0\0" + b"x" * size  # zero mask
+        ws.sock.sendall(frame * count)
+
+        def metric(text, name):
+            m = re.search("^" + re.escape(name) + r" (\d+)$", text, re.M)
+            return int(m.group(1)) if m else None
+
+        deadline = time.monotonic() + 20
+        while True:
+            text = http_request(url, "/metrics")[2].decode()
+            if metric(text, 'wsx_messages_total{direction="in"}') == count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # poll interval of a bounded wait
+        self.assertEqual(metric(text, 'wsx_messages_total{direction="in"}'), count)
+        out = metric(text, 'wsx_messages_total{direction="out"}')
+        dropped = metric(text, "wsx_dropped_messages_total")
+        self.assertGreater(dropped, 0)
+        self.assertEqual(out + dropped, count, text)
+        self.assertEqual(metric(text, 'wsx_bytes_total{direction="out"}'), out * size)
+        self.assertEqual(metric(text, "wsx_connections_current"), 1)
+        ws.close()
+        p.wait_for(r"code=1006")
+        text = http_request(url, "/metrics")[2].decode()
+        self.assertEqual(metric(text, "wsx_dropped_messages_total"), dropped)  # not counted twice at the close
+
 
 if __name__ == "__main__":
     wsxtest.main()
