@@ -439,6 +439,7 @@ public:
           out_(ex_),
           err_(ex_),
           timer_(ex_),
+          close_timer_(ex_),
           env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)),
           slot_(std::static_pointer_cast<fork_slot>(peer.attachment)) {}
 
@@ -469,7 +470,29 @@ public:
         });
         read_out();
         read_err();
+        // The client's Close is answered once the child is done with what came before it.
+        s_->hold_close_reply();
         return true;
+    }
+
+    /// The client's Close (held): the child gets EOF after the messages that came before it,
+    /// and its output still goes out; the answer follows when it has finished, or after the
+    /// close timeout (then the child is stopped as for a client that left).
+    void on_close_received(int code, std::string_view) override {
+        if (session_done_ || close_received_) return;
+        close_received_ = true;
+        close_hold_ = weak_.lock();  // reading is over: nothing else keeps the session now
+        if (!writing_) {
+            error_code ignored;
+            in_.close(ignored);
+        }
+        const auto answer = static_cast<std::uint16_t>(code == 1005 ? 0 : code);
+        close_timer_.expires_after(app_.options().server.session.close_timeout);
+        close_timer_.async_wait([self = shared_from_this(), answer](error_code ec) {
+            if (ec || self->session_done_) return;
+            self->s_->close(answer, {});
+        });
+        maybe_close();
     }
 
     void on_message(std::string&& payload, bool) override {
@@ -501,8 +524,10 @@ public:
         in_.close(ec);
         inq_.clear();
         inq_bytes_ = 0;
-        // Let go of a paused session after this call, which the session makes.
-        if (paused_hold_) net::post(ex_, [hold = std::move(paused_hold_)] {});
+        close_timer_.cancel();
+        // Let go of a paused or closing session after this call, which the session makes.
+        if (paused_hold_ || close_hold_)
+            net::post(ex_, [a = std::move(paused_hold_), b = std::move(close_hold_)] {});
         if (pid_ <= 0) slot_.reset();  // no child, and start() will not make one
         if (exited_ || pid_ <= 0) return;  // no child (yet): kill(-pid) with pid -1 would signal init
         ::kill(-pid_, SIGTERM);
@@ -523,6 +548,10 @@ private:
     void write_in() {
         if (inq_.empty() || !in_.is_open()) {
             writing_ = false;
+            if (close_received_) {  // all that came before the client's Close is written: EOF
+                error_code ignored;
+                in_.close(ignored);
+            }
             return;
         }
         writing_ = true;
@@ -669,6 +698,7 @@ private:
     net::any_io_executor ex_;
     net::posix::stream_descriptor in_, out_, err_;
     net::steady_timer timer_;
+    net::steady_timer close_timer_;  // bounds the wait for the child after the client's Close
     std::vector<std::string> env_;
     std::shared_ptr<fork_slot> slot_;  // null without --max-forks
     pid_t pid_ = -1;
@@ -676,6 +706,8 @@ private:
     std::size_t inq_bytes_ = 0;
     bool reading_paused_ = false;
     std::shared_ptr<ws_session> paused_hold_;  // keeps the session while reading is paused
+    std::shared_ptr<ws_session> close_hold_;   // keeps the session while its Close is held
+    bool close_received_ = false;
     bool writing_ = false, paused_ = false, out_eof_ = false, exited_ = false, session_done_ = false;
     int status_ = 0;
     std::array<char, 65536> buf_;

@@ -191,6 +191,54 @@ class ExecTest(wsxtest.WsxTestCase):
         self.assertEqual(b"".join(x[1] for x in got), b"a" * n + "bé".encode())
         ws.close()
 
+    def test_output_for_messages_before_close_still_arrives(self):
+        # 2000 lines and the Close in one write: the child's answers to all of them come first.
+        import struct
+        p, url = self.start_server("--exec", "cat")
+        ws = RawWS(url)
+        frames = b"".join(struct.pack("!BB", 0x81, 0x80 | len(f"line {i}")) + b"\0\0\0\0" + f"line {i}".encode()
+                          for i in range(2000))
+        ws.sock.sendall(frames + struct.pack("!BB", 0x88, 0x80 | 2) + b"\0\0\0\0" + struct.pack("!H", 1000))
+        got = []
+        while True:
+            m = ws.recv_message()
+            if m[0] == "close":
+                break
+            got.append(m[1].decode())
+        self.assertEqual(got, [f"line {i}" for i in range(2000)])
+        self.assertEqual(m[1], 1000)
+        self.assertTrue(ws.wait_eof(5))
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child reaped")
+
+    def test_child_that_ignores_eof_is_stopped_after_close(self):
+        # A child that never finishes: the client's Close is answered within the close timeout
+        # (5 s) with its own code, and the child is stopped.
+        p, url = self.start_server("--kill-grace", "200ms", "--exec", *sh("echo up; exec sleep 60"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"up"))
+        t0 = time.monotonic()
+        ws.send_close(4000)
+        self.assertEqual(ws.expect_close(10), (4000, ""))
+        self.assertLess(time.monotonic() - t0, 8)
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child stopped")
+        p.wait_for(r"code=4000")
+
+    def test_help_example_answers_each_line(self):
+        # The example of `wsx serve --help`: a filter that buffers its output needs stdbuf.
+        help_text = self.wsx("serve", "--help").stdout.decode()
+        self.assertIn("--exec 'stdbuf -oL tr a-z A-Z'", help_text)
+        p, url = self.start_server("--exec", "stdbuf -oL tr a-z A-Z")
+        ws = RawWS(url)
+        ws.send_text("hello")
+        self.assertEqual(ws.recv_message(), (1, b"HELLO"))
+        ws.send_text("again")
+        self.assertEqual(ws.recv_message(), (1, b"AGAIN"))
+        ws.send_close()
+        self.assertEqual(ws.expect_close(), (1000, ""))
+        ws.close()
+
     def test_binary_mode(self):
         p, url = self.start_server("--binary", "--exec", "head -c 5")
         ws = RawWS(url)
