@@ -92,7 +92,8 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(o);
     app.add_flag("--metrics", a->metrics, "Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)")
         ->group(o);
-    app.add_option("--log-format", a->log_format, "Access log format: text or json (one line per closed connection)")
+    app.add_option("--log-format", a->log_format, "Log format on stderr: text or json (an access line per closed connection; with json, other log "
+                   "lines such as a child's stderr are JSON objects too)")
         ->group(o)->type_name("FORMAT")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
     app.add_flag("-q,--quiet", a->quiet, "No access log (the listening line and errors are still printed)")->group(o);
     app.add_option("--drain-timeout", a->drain_timeout,

@@ -148,7 +148,7 @@ complete -c wsx -n '__wsx_at wsx serve' -l 'connect-rate-limit' -x -d 'Connectio
 complete -c wsx -n '__wsx_at wsx serve' -l 'unix-mode' -x -d 'Permissions of the socket file of a unix:PATH listener, in octal (e.g. 660: owner and group may connect); default: from the umask'
 complete -c wsx -n '__wsx_at wsx serve' -l 'announce-json' -d 'Announce the listening address as one JSON line on stderr (url, port, pid, fingerprint)'
 complete -c wsx -n '__wsx_at wsx serve' -l 'metrics' -d 'Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)'
-complete -c wsx -n '__wsx_at wsx serve' -l 'log-format' -x -a 'text json' -d 'Access log format: text or json (one line per closed connection)'
+complete -c wsx -n '__wsx_at wsx serve' -l 'log-format' -x -a 'text json' -d 'Log format on stderr: text or json (an access line per closed connection; with json, other log lines such as a child\'s stderr are JSON objects too)'
 complete -c wsx -n '__wsx_at wsx serve' -s 'q' -l 'quiet' -d 'No access log (the listening line and errors are still printed)'
 complete -c wsx -n '__wsx_at wsx serve' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long to wait for clients to answer Close 1001 (a second signal exits at once)'
 
@@ -247,7 +247,7 @@ complete -c wsx -n '__wsx_at wsx relay' -l 'connect-rate-limit' -x -d 'Connectio
 complete -c wsx -n '__wsx_at wsx relay' -l 'unix-mode' -x -d 'Permissions of the socket file of a unix:PATH listener, in octal (e.g. 660: owner and group may connect); default: from the umask'
 complete -c wsx -n '__wsx_at wsx relay' -l 'announce-json' -d 'Announce the listening address as one JSON line on stderr (url, port, pid, fingerprint)'
 complete -c wsx -n '__wsx_at wsx relay' -l 'metrics' -d 'Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)'
-complete -c wsx -n '__wsx_at wsx relay' -l 'log-format' -x -a 'text json' -d 'Access log format: text or json (one line per closed connection)'
+complete -c wsx -n '__wsx_at wsx relay' -l 'log-format' -x -a 'text json' -d 'Log format on stderr: text or json (an access line per closed connection; with json, other log lines such as a child\'s stderr are JSON objects too)'
 complete -c wsx -n '__wsx_at wsx relay' -s 'q' -l 'quiet' -d 'No access log (the listening line and errors are still printed)'
 complete -c wsx -n '__wsx_at wsx relay' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long to wait for clients to answer Close 1001 (a second signal exits at once)'
 
@@ -304,6 +304,6 @@ complete -c wsx -n '__wsx_at wsx proxy' -l 'connect-rate-limit' -x -d 'Connectio
 complete -c wsx -n '__wsx_at wsx proxy' -l 'unix-mode' -x -d 'Permissions of the socket file of a unix:PATH listener, in octal (e.g. 660: owner and group may connect); default: from the umask'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'announce-json' -d 'Announce the listening address as one JSON line on stderr (url, port, pid, fingerprint)'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'metrics' -d 'Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)'
-complete -c wsx -n '__wsx_at wsx proxy' -l 'log-format' -x -a 'text json' -d 'Access log format: text or json (one line per closed connection)'
+complete -c wsx -n '__wsx_at wsx proxy' -l 'log-format' -x -a 'text json' -d 'Log format on stderr: text or json (an access line per closed connection; with json, other log lines such as a child\'s stderr are JSON objects too)'
 complete -c wsx -n '__wsx_at wsx proxy' -s 'q' -l 'quiet' -d 'No access log (the listening line and errors are still printed)'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest are closed with 1001 (a second signal exits at once)'

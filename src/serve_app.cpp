@@ -308,6 +308,9 @@ public:
 
     // Called from any thread.
     void log_line(const std::string& line);
+    /// A line for the log that is not an access entry: `text` as it is, or with --log-format
+    /// json one object {"time", "event", ...fields, "message": text} (fields may replace it).
+    void log_event(std::string_view event, const std::string& text, nlohmann::json fields = nlohmann::json::object());
     void connection_closed(conn_handler& h, const std::string& peer, const std::string& path, const session_stats& st,
                            const close_info& info, std::uint64_t rate_limited);
     void count_rate_limited() { ++metrics_.rate_limited; }
@@ -455,7 +458,7 @@ public:
         env_.clear();
         if (!child) {
             slot_.reset();
-            app_.log_line(fmt::format("wsx: error: {}: {}", peer_, error));
+            app_.log_event("error", fmt::format("wsx: error: {}: {}", peer_, error), {{"peer", peer_}, {"message", error}});
             s_->close(1011, error);
             return false;
         }
@@ -659,7 +662,8 @@ private:
         if (app_.options().exec.pass_stderr) {
             if (!session_done_) send_line(std::move(line));
         } else {
-            app_.log_line(fmt::format("{} [{}] {}", peer_, pid_, line));
+            app_.log_event("stderr", fmt::format("{} [{}] {}", peer_, pid_, line),
+                           {{"peer", peer_}, {"pid", pid_}, {"message", line}});
         }
     }
 
@@ -727,7 +731,7 @@ serve_app::serve_app(serve_options o)
                  .close_all = [this](std::uint16_t code, const std::string& reason) { close_all(code, reason); },
                  .idle = [this] { return idle(); },
                  .finish = [this] { finish(); },
-                 .log = [this](const std::string& line) { log_line(line); }}) {
+                 .log = [this](const std::string& line) { log_event("shutdown", line); }}) {
     if (o_.threads == 0) o_.threads = std::max(1u, std::thread::hardware_concurrency());
     if (o_.oneshot) o_.max_connections = 1;
     // Message buffers freed at the top of the heap would go back to the kernel as soon as more
@@ -744,6 +748,14 @@ void serve_app::log_line(const std::string& line) {
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fputc('\n', stderr);
     std::fflush(stderr);
+}
+
+void serve_app::log_event(std::string_view event, const std::string& text, nlohmann::json fields) {
+    if (o_.log != log_format::json) return log_line(text);
+    nlohmann::json j = {{"time", now_iso8601()}, {"event", event}};
+    if (!fields.contains("message")) fields["message"] = text;
+    j.update(fields);
+    log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void serve_app::stdio_out(const std::string& payload) {
