@@ -18,7 +18,7 @@ struct serve_args {
     std::vector<std::string> exec, passenv;
     bool binary = false, pass_stderr = false;
     std::string kill_grace = "5s";
-    std::size_t max_forks = 0;
+    std::string max_forks;
     std::string static_dir;
     listener_args listener;
 };
@@ -114,14 +114,14 @@ runner setup_serve(CLI::App& app) {
         if (o.mode != serve_mode::exec) {
             if (a->binary) p.add("--binary only applies to --exec");
             if (a->pass_stderr) p.add("--pass-stderr only applies to --exec");
-            if (a->max_forks) p.add("--max-forks only applies to --exec");
+            if (!a->max_forks.empty()) p.add("--max-forks only applies to --exec");
             if (!a->passenv.empty()) p.add("--passenv only applies to --exec");
         }
         o.exec.binary = a->binary;
         o.exec.pass_stderr = a->pass_stderr;
         o.exec.kill_grace = duration_arg(p, "--kill-grace", a->kill_grace);
         o.exec.passenv = a->passenv;
-        o.exec.max_forks = a->max_forks;
+        o.exec.max_forks = count_arg(p, "--max-forks", a->max_forks, 1, 10'000'000, "no limit");
         o.oneshot = a->oneshot;
         o.static_dir = a->static_dir;
         if (!a->static_dir.empty() && ::access(a->static_dir.c_str(), R_OK | X_OK) != 0)

@@ -9,6 +9,7 @@
 #include "auth.hpp"
 #include "rate_limit.hpp"
 #include "tls.hpp"
+#include "units.hpp"
 
 namespace wsx::cli {
 
@@ -36,7 +37,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--handshake-timeout", a->handshake_timeout,
                    "Time allowed for the TLS handshake and the upgrade request")
         ->group(l)->type_name("DUR")->capture_default_str();
-    app.add_option("--threads", a->threads, "Worker threads, connections spread over them (default: one per core)")
+    app.add_option("--threads", a->threads, "Worker threads (1 to 1024), connections spread over them (default: one per core)")
         ->group(l)->type_name("N");
 
     const char* t = "TLS";
@@ -137,6 +138,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     }
     auto& s = o.server.session;
     s.max_message_size = size_arg(p, "--max-message-size", a->max_message_size);
+    if (s.max_message_size == 0 && parse_size(a->max_message_size))
+        p.add("--max-message-size 0: every message would be refused; give at least 1 byte, e.g. 64KiB");
     s.send_queue_limit = size_arg(p, "--send-queue-limit", a->send_queue_limit);
     s.overflow = a->overflow == "drop" ? overflow_policy::drop : overflow_policy::close;
     s.ping_interval = duration_arg(p, "--ping-interval", a->ping_interval);
@@ -146,8 +149,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     o.server.handshake_timeout = duration_arg(p, "--handshake-timeout", a->handshake_timeout);
     if (o.server.handshake_timeout.count() <= 0) p.add("--handshake-timeout must be more than 0");
     o.server.deflate.enabled = a->compress;
-    o.max_connections = a->max_connections;
-    o.threads = a->threads;
+    o.max_connections = count_arg(p, "--max-connections", a->max_connections, 1, 10'000'000, "no limit");
+    o.threads = count_arg(p, "--threads", a->threads, 1, 1024, "one per core");
     o.announce_json = a->announce_json;
     o.metrics = a->metrics;
     o.log = a->log_format == "json" ? log_format::json : log_format::text;
