@@ -40,5 +40,9 @@ private:
 /// Option parsing helpers shared by subcommands: they record a problem and return a default.
 std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, const std::string& value);
 std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value);
+/// A whole number in [lo, hi] ("" gives 0, for "not given"); `unset` says what leaving the
+/// option out means, for the error message.
+std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t lo,
+                        std::uint64_t hi, std::string_view unset);
 
 }  // namespace wsx::cli

@@ -62,6 +62,19 @@ std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, co
     return {};
 }
 
+std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t lo,
+                        std::uint64_t hi, std::string_view unset) {
+    if (value.empty()) return 0;
+    std::uint64_t n = 0;
+    const bool digits = value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) n = std::stoull(value);
+    if (!digits || n < lo || n > hi) {
+        p.add(fmt::format("{} '{}': give a whole number from {} to {} (leave it out for {})", option, value, lo, hi, unset));
+        return 0;
+    }
+    return n;
+}
+
 std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value) {
     if (value.empty()) return 0;
     if (auto s = parse_size(value)) return *s;
@@ -125,9 +138,16 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::string which;
-        for (auto* sub : app.get_subcommands()) which = sub->get_name();
-        std::cerr << "wsx: error: " << e.what() << '\n'
+        std::string which, hint;
+        for (auto* sub : app.get_subcommands()) {
+            which = sub->get_name();
+            // `--exec sh -c 'cat'`: CLI11 takes -c for an option of wsx and leaves the rest over.
+            auto* exec = sub->get_option_no_throw("--exec");
+            if (exec && exec->count() > 0 && dynamic_cast<const CLI::ExtrasError*>(&e))
+                hint = ": for a command with options, write --exec -- CMD ARGS... (every word after '--exec --' is "
+                       "the command's) or quote it as one word: --exec 'sh -c \"cat -n\"'";
+        }
+        std::cerr << "wsx: error: " << e.what() << hint << '\n'
                   << (which.empty() ? std::string("Run 'wsx --help' for usage.\n")
                                     : fmt::format("Run 'wsx {} --help' for usage.\n", which));
         return static_cast<int>(exit_code::usage);

@@ -18,7 +18,7 @@ struct serve_args {
     std::vector<std::string> exec, passenv;
     bool binary = false, pass_stderr = false;
     std::string kill_grace = "5s";
-    std::size_t max_forks = 0;
+    std::string max_forks;
     std::string static_dir;
     listener_args listener;
 };
@@ -34,7 +34,7 @@ runner setup_serve(CLI::App& app) {
     app.add_flag("--echo", a->echo, "Send every message back to its sender, same opcode (the default)")->group(m);
     app.add_option("--exec", a->exec,
                    "Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the "
-                   "client, exit status as close code; for arguments that start with '-', end the options with "
+                   "client (as text; a line that is not UTF-8 as binary), exit status as close code; for arguments that start with '-', end the options with "
                    "--exec -- CMD ARGS... or give one quoted string: --exec 'sh -c \"cat -n\"'")
         ->group(m)->type_name("CMD [ARGS...]")->expected(1, -1);
     app.add_flag("--binary", a->binary, "With --exec: raw output chunks as binary messages, messages written raw")->group(m);
@@ -47,7 +47,8 @@ runner setup_serve(CLI::App& app) {
     app.add_option("--max-forks", a->max_forks, "With --exec: at most N children at once; further upgrades get HTTP 503")
         ->group(m)->type_name("N");
     app.add_flag("--stdio", a->stdio,
-                 "Server stdin lines go to every client, client messages to stdout; stdin EOF closes clients and exits")
+                 "Server stdin lines go to every client (as text; a line that is not UTF-8 as binary), client messages "
+                 "to stdout; stdin EOF closes clients and exits")
         ->group(m);
     app.add_flag("--oneshot", a->oneshot, "Serve a single client, then exit (others get HTTP 503 meanwhile)")->group(m);
     app.add_option("--static", a->static_dir, "Serve files from DIR to plain HTTP GET on the same port")
@@ -61,7 +62,7 @@ runner setup_serve(CLI::App& app) {
         "  wsx serve 127.0.0.1:0                      # any free port, printed on stderr\n"
         "  wsx serve 0.0.0.0:8443 --tls-cert c.pem --tls-key k.pem\n"
         "  wsx serve 8080 --exec ./count.sh 10        # one process per connection\n"
-        "  wsx serve 8080 --exec 'sh -c \"tr a-z A-Z\"'\n"
+        "  wsx serve 8080 --exec 'stdbuf -oL tr a-z A-Z'  # stdbuf: tr answers each line at once\n"
         "  wsx serve 8080 --exec -- grep --line-buffered -v '^#'\n"
         "  wsx serve 8080 --stdio                     # chat with clients from the terminal\n"
         "  wsx serve 8080 --static ./public --path /ws --metrics\n"
@@ -69,14 +70,21 @@ runner setup_serve(CLI::App& app) {
         "  wsx serve unix:/tmp/wsx.sock --unix-mode 600  # clients: wsx connect ws+unix:///tmp/wsx.sock:/\n"
         "\nPrints 'listening on ws://HOST:PORT' (ws+unix://PATH:/ for a unix socket) on stderr once\n"
         "ready. Put ADDR before --exec: the words after --exec are the command; after '--exec --'\n"
-        "every word is, options included. On unix:PATH, a socket file left by a dead process is\n"
-        "replaced; a live socket or a file that is not a socket is refused (exit 1) and left alone;\n"
-        "the file is removed when the server stops.\n"
+        "every word is, options included. A child's output goes out as soon as it writes it:\n"
+        "commands that buffer output to a pipe (tr, sed, awk, python) need line buffering\n"
+        "(stdbuf -oL, sed -u, grep --line-buffered, python -u) to answer each line at once.\n"
+        "A client's Close is answered when the child has ended: it gets EOF after the messages\n"
+        "sent before the Close, and its answers to them still go out; after 5 s the Close is\n"
+        "answered anyway and the child stopped (with --compress, the Close is answered at once).\n"
+        "On unix:PATH, a socket file left by a dead process is replaced; a live socket or a file\n"
+        "that is not a socket is refused (exit 1) and left alone; the file is removed when the\n"
+        "server stops.\n"
         "The child of --exec gets REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SCRIPT_NAME,\n"
-        "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers), WSX_CONNECTION_ID,\n"
-        "WSX_SCHEME, WSX_SUB (JWT subject or basic user) and PATH; its exit status becomes the\n"
-        "close code (0: 1000, else 1011 'exit N' or 'signal N'). On a unix socket, REMOTE_ADDR is\n"
-        "unix:PATH, the ports are empty and WSX_PEER_PID/UID/GID name the connecting process.");
+        "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers but Proxy, which\n"
+        "would set HTTP_PROXY), WSX_CONNECTION_ID, WSX_SCHEME, WSX_SUB (JWT subject or basic user)\n"
+        "and PATH; its exit status becomes the close code (0: 1000, else 1011 'exit N' or\n"
+        "'signal N'). On a unix socket, REMOTE_ADDR is unix:PATH, the ports are empty and\n"
+        "WSX_PEER_PID/UID/GID name the connecting process.");
 
     return [a]() -> int {
         problems p;
@@ -106,14 +114,14 @@ runner setup_serve(CLI::App& app) {
         if (o.mode != serve_mode::exec) {
             if (a->binary) p.add("--binary only applies to --exec");
             if (a->pass_stderr) p.add("--pass-stderr only applies to --exec");
-            if (a->max_forks) p.add("--max-forks only applies to --exec");
+            if (!a->max_forks.empty()) p.add("--max-forks only applies to --exec");
             if (!a->passenv.empty()) p.add("--passenv only applies to --exec");
         }
         o.exec.binary = a->binary;
         o.exec.pass_stderr = a->pass_stderr;
         o.exec.kill_grace = duration_arg(p, "--kill-grace", a->kill_grace);
         o.exec.passenv = a->passenv;
-        o.exec.max_forks = a->max_forks;
+        o.exec.max_forks = count_arg(p, "--max-forks", a->max_forks, 1, 10'000'000, "no limit");
         o.oneshot = a->oneshot;
         o.static_dir = a->static_dir;
         if (!a->static_dir.empty() && ::access(a->static_dir.c_str(), R_OK | X_OK) != 0)

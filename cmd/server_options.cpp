@@ -9,6 +9,7 @@
 #include "auth.hpp"
 #include "rate_limit.hpp"
 #include "tls.hpp"
+#include "units.hpp"
 
 namespace wsx::cli {
 
@@ -17,7 +18,8 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--path", a->path, "Upgrade only at this path (e.g. /ws); other paths get HTTP 404")
         ->group("Protocol and limits")->type_name("PATH");
     const char* l = "Protocol and limits";
-    app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009")
+    app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009 (serve --exec/--stdio: also the longest line sent "
+                   "as one message; longer ones are split)")
         ->group(l)->type_name("SIZE")->capture_default_str();
     app.add_flag("--compress", a->compress, "Accept permessage-deflate compression")->group(l);
     app.add_option("--ping-interval", a->ping_interval, "Ping every client this often")->group(l)->type_name("DUR");
@@ -35,7 +37,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--handshake-timeout", a->handshake_timeout,
                    "Time allowed for the TLS handshake and the upgrade request")
         ->group(l)->type_name("DUR")->capture_default_str();
-    app.add_option("--threads", a->threads, "Worker threads, connections spread over them (default: one per core)")
+    app.add_option("--threads", a->threads, "Worker threads (1 to 1024), connections spread over them (default: one per core)")
         ->group(l)->type_name("N");
 
     const char* t = "TLS";
@@ -48,18 +50,25 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(t)->type_name("FILE");
 
     const char* sec = "Security";
+    // An empty value would leave the server open: remember it so that it is refused.
+    auto refuse_empty = [a](const char* name) {
+        return [a, name](const std::string& v) {
+            if (v.empty()) a->empty_secrets.emplace_back(name);
+        };
+    };
     app.add_option("--token", a->token, "Require this bearer token (Authorization: Bearer, or ?token=); else HTTP 401")
-        ->group(sec)->type_name("SECRET");
+        ->group(sec)->type_name("SECRET")->each(refuse_empty("--token"));
     app.add_option("--jwt-secret", a->jwt_secret, "Require a JWT signed with this HMAC secret (HS256); its 'sub' is WSX_SUB for --exec")
-        ->group(sec)->type_name("SECRET");
+        ->group(sec)->type_name("SECRET")->each(refuse_empty("--jwt-secret"));
     app.add_option("--jwt-public-key", a->jwt_public_key,
                    "Require a JWT signed by this public key or certificate (PEM: RS256/384/512, ES256/384/512)")
-        ->group(sec)->type_name("FILE");
+        ->group(sec)->type_name("FILE")->each(refuse_empty("--jwt-public-key"));
     app.add_option("--jwt-alg", a->jwt_algs, "Accept only these JWT algorithms (repeatable; default from the secret/key)")
         ->group(sec)->type_name("ALG");
     app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims")
         ->group(sec)->type_name("DUR")->capture_default_str();
-    app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")->group(sec)->type_name("USER:PASS");
+    app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")
+        ->group(sec)->type_name("USER:PASS")->each(refuse_empty("--basic-auth"));
     app.add_option("--origin", a->origins,
                    "Allow only this Origin (repeatable; 'https://*.example.com' for subdomains, '*' for any); else HTTP 403")
         ->group(sec)->type_name("ORIGIN");
@@ -84,7 +93,8 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(o);
     app.add_flag("--metrics", a->metrics, "Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)")
         ->group(o);
-    app.add_option("--log-format", a->log_format, "Access log format: text or json (one line per closed connection)")
+    app.add_option("--log-format", a->log_format, "Log format on stderr: text or json (an access line per closed connection; with json, other log "
+                   "lines such as a child's stderr are JSON objects too)")
         ->group(o)->type_name("FORMAT")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
     app.add_flag("-q,--quiet", a->quiet, "No access log (the listening line and errors are still printed)")->group(o);
     app.add_option("--drain-timeout", a->drain_timeout,
@@ -128,6 +138,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     }
     auto& s = o.server.session;
     s.max_message_size = size_arg(p, "--max-message-size", a->max_message_size);
+    if (s.max_message_size == 0 && parse_size(a->max_message_size))
+        p.add("--max-message-size 0: every message would be refused; give at least 1 byte, e.g. 64KiB");
     s.send_queue_limit = size_arg(p, "--send-queue-limit", a->send_queue_limit);
     s.overflow = a->overflow == "drop" ? overflow_policy::drop : overflow_policy::close;
     s.ping_interval = duration_arg(p, "--ping-interval", a->ping_interval);
@@ -137,8 +149,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     o.server.handshake_timeout = duration_arg(p, "--handshake-timeout", a->handshake_timeout);
     if (o.server.handshake_timeout.count() <= 0) p.add("--handshake-timeout must be more than 0");
     o.server.deflate.enabled = a->compress;
-    o.max_connections = a->max_connections;
-    o.threads = a->threads;
+    o.max_connections = count_arg(p, "--max-connections", a->max_connections, 1, 10'000'000, "no limit");
+    o.threads = count_arg(p, "--threads", a->threads, 1, 1024, "one per core");
     o.announce_json = a->announce_json;
     o.metrics = a->metrics;
     o.log = a->log_format == "json" ? log_format::json : log_format::text;
@@ -159,6 +171,10 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
             p.add(fmt::format("--connect-rate-limit '{}': {}", a->connect_rate_limit, why));
         }
     }
+    for (const auto& name : a->empty_secrets)
+        p.add(fmt::format("{} is empty, which would accept every client: give a non-empty value (is the variable "
+                          "it came from set?) or leave the option out",
+                          name));
     auth_options ao;
     ao.token = a->token;
     ao.jwt_secret = a->jwt_secret;
@@ -175,6 +191,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     if (!a->basic_auth.empty()) {
         auto colon = a->basic_auth.find(':');
         if (colon == std::string::npos) p.add(fmt::format("--basic-auth '{}': use USER:PASS", a->basic_auth));
+        else if (colon + 1 == a->basic_auth.size())
+            p.add("--basic-auth: the password is empty, which anyone could send: give USER:PASS with a non-empty PASS");
         else {
             ao.basic_user = a->basic_auth.substr(0, colon);
             ao.basic_pass = a->basic_auth.substr(colon + 1);

@@ -17,13 +17,15 @@ struct listener_args {
     std::string max_message_size = "64MiB", send_queue_limit = "16MiB", overflow = "close";
     bool compress = false;
     std::string ping_interval, ping_timeout, idle_timeout, handshake_timeout = "10s", drain_timeout = "5s";
-    std::size_t max_connections = 0, threads = 0;
+    std::string max_connections, threads;  // checked in apply_listener_options
     bool announce_json = false, metrics = false, quiet = false;
     std::string log_format = "text";
     std::string token, jwt_secret, jwt_public_key, basic_auth, jwt_leeway = "30s";
     std::vector<std::string> jwt_algs, origins;
     std::string rate_limit, rate_limit_policy = "close", connect_rate_limit;
     std::string unix_mode;
+    /// Secret options given an empty value (e.g. --token "$UNSET"): refused, never "no auth".
+    std::vector<std::string> empty_secrets;
 };
 
 /// Adds the shared listener options (groups "Protocol and limits", "TLS", "Security",

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "codec.hpp"
 #include "exec.hpp"
 #include "metrics.hpp"
 #include "rate_limit.hpp"
@@ -40,7 +41,7 @@ int effective_close_code(const close_info& info) {
 
 namespace {
 
-std::string percent_decode(std::string_view s) {
+std::string lenient_percent_decode(std::string_view s) {
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
         if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
@@ -72,6 +73,25 @@ std::string now_iso8601() {
 
 thread_local std::size_t tl_worker = 0;
 
+/// A line is at most --max-message-size bytes (what a client of this server may send, and so
+/// what it is assumed to take): while `partial` (a line still without its newline) holds more,
+/// its first `max` bytes, cut after a whole UTF-8 character, go to `emit` as a message of their
+/// own and the line goes on in the next one. This also bounds the memory a writer that never
+/// writes a newline can take.
+template <class Emit>
+void split_long_line(std::string& partial, std::uint64_t max, Emit emit) {
+    const auto cap = static_cast<std::size_t>(std::clamp<std::uint64_t>(max, 4, std::size_t(-1)));
+    std::size_t done = 0;
+    while (partial.size() - done > cap) {
+        std::string_view head(partial.data() + done, cap);
+        auto n = utf8_complete_prefix(head);
+        if (n == std::string_view::npos || n == 0) n = cap;  // not text anyway: cut anywhere
+        emit(std::string(head.substr(0, n)));
+        done += n;
+    }
+    partial.erase(0, done);
+}
+
 }  // namespace
 
 std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
@@ -102,10 +122,13 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     add("SCRIPT_NAME", script_name);
     std::string_view info = path;
     if (!script_name.empty() && info.substr(0, script_name.size()) == script_name) info.remove_prefix(script_name.size());
-    add("PATH_INFO", percent_decode(info));
+    add("PATH_INFO", lenient_percent_decode(info));
     add("QUERY_STRING", query);
     if (peer.tls) add("HTTPS", "on");
     for (const auto& field : req) {
+        // HTTP_PROXY is where many programs look for their outgoing proxy: a client must not set
+        // it through a Proxy header ("httpoxy", CVE-2016-5385), so that header is not passed on.
+        if (beast::iequals(field.name_string(), "proxy")) continue;
         std::string name = "HTTP_";
         for (char c : field.name_string()) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         // A header spelt with characters a variable name cannot hold is dropped, not mangled into another.
@@ -129,6 +152,38 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     return env;
 }
 
+std::string redact_target(std::string_view target) {
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) return std::string(target);
+    std::string out(target.substr(0, q + 1));
+    auto query = target.substr(q + 1);
+    std::string_view fragment;
+    if (const auto hash = query.find('#'); hash != std::string_view::npos) {
+        fragment = query.substr(hash);
+        query = query.substr(0, hash);
+    }
+    bool first = true;
+    for (;;) {
+        const auto amp = query.find('&');
+        const auto pair = query.substr(0, amp);
+        if (!first) out += '&';
+        first = false;
+        const auto eq = pair.find('=');
+        std::string key = lenient_percent_decode(pair.substr(0, eq));
+        for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (eq != std::string_view::npos && eq + 1 < pair.size() && (key == "token" || key == "access_token")) {
+            out.append(pair.substr(0, eq + 1));
+            out += "REDACTED";
+        } else {
+            out.append(pair);
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    out.append(fragment);
+    return out;
+}
+
 std::string format_access_entry(log_format format, const access_entry& e) {
     const int code = effective_close_code(e.close);
     const auto& info = e.close;
@@ -137,7 +192,7 @@ std::string format_access_entry(log_format format, const access_entry& e) {
     auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
     if (format == log_format::json) {
         nlohmann::json j = {{"time", now_iso8601()}, {"event", "close"}, {"peer", e.peer}};
-        if (e.path) j["path"] = *e.path;
+        if (e.path) j["path"] = redact_target(*e.path);
         if (!e.backend.empty()) j["backend"] = e.backend;
         j["duration_ms"] = std::chrono::duration<double, std::milli>(e.duration).count();
         j["messages_in"] = e.messages_in;
@@ -152,7 +207,7 @@ std::string format_access_entry(log_format format, const access_entry& e) {
         if (e.rate_limited) j["rate_limited"] = e.rate_limited;
         return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), e.peer, e.path ? quoted(*e.path) : "-",
+    std::string line = fmt::format("{} {} {} {} in={}/{}B out={}/{}B code={}", now_iso8601(), e.peer, e.path ? quoted(redact_target(*e.path)) : "-",
                                    format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(e.duration)),
                                    e.messages_in, e.bytes_in, e.messages_out, e.bytes_out, code);
     if (!e.backend.empty()) line += " backend=" + quoted(e.backend);
@@ -167,6 +222,17 @@ namespace {
 
 class serve_app;
 
+/// One --max-forks slot, taken when an upgrade is admitted (so that concurrent upgrades cannot
+/// all pass the check before any child has started) and given back when the last owner lets
+/// go: the upgrade that failed, or the handler once its child has exited (or could not start).
+struct fork_slot {
+    explicit fork_slot(std::atomic<std::size_t>& n) : forks(n) {}
+    fork_slot(const fork_slot&) = delete;
+    fork_slot& operator=(const fork_slot&) = delete;
+    ~fork_slot() { --forks; }
+    std::atomic<std::size_t>& forks;
+};
+
 /// What every connection handler shares: counting, the access log, the registry.
 class conn_handler : public channel_events {
 public:
@@ -175,6 +241,8 @@ public:
     void on_close(const close_info& info) override;
     virtual void on_end(const close_info&) {}
     std::uint64_t id() const { return id_; }
+    /// A line of --stdio input for this client (called on the session's executor).
+    void send_stdin_line(std::string line) { send_line(std::move(line)); }
     const std::string& backend() const { return backend_; }
 
 protected:
@@ -189,15 +257,35 @@ protected:
         return false;
     }
     void count_rate_limited();
+    /// Sends, and counts what the session did with it: sent (messages_total{out}) or dropped
+    /// under --overflow (wsx_dropped_messages_total, at once rather than at the close).
     void send(std::string payload, bool binary) {
-        wc_.messages_out.add(1);
-        wc_.bytes_out.add(payload.size());
+        const auto n = payload.size();
+        const auto dropped = s_->stats().dropped_messages;
         s_->send(std::move(payload), binary);
+        count_sent(n, dropped);
+    }
+    /// A line of a child's or of stdin's output: a text message when it is valid UTF-8, else a
+    /// binary one (a text message must be UTF-8, RFC 6455 §8.1; the client would fail with 1007).
+    void send_line(std::string line) {
+        const bool binary = !is_valid_utf8(line);
+        send(std::move(line), binary);
     }
     void send_view(std::string_view payload, bool binary) {
-        wc_.messages_out.add(1);
-        wc_.bytes_out.add(payload.size());
+        const auto dropped = s_->stats().dropped_messages;
         s_->send_view(payload, binary);
+        count_sent(payload.size(), dropped);
+    }
+    void count_sent(std::size_t bytes, std::uint64_t dropped_before) {
+        const auto dropped = s_->stats().dropped_messages - dropped_before;
+        if (dropped == 0) {
+            wc_.messages_out.add(1);
+            wc_.bytes_out.add(bytes);
+            return;
+        }
+        // This message, and with --overflow close those still queued.
+        wc_.dropped_messages.add(dropped);
+        dropped_counted_ += dropped;
     }
 
     serve_app& app_;
@@ -209,6 +297,7 @@ protected:
     std::optional<token_bucket> bucket_;
     bool drop_over_rate_ = false;
     std::uint64_t rate_limited_ = 0;
+    std::uint64_t dropped_counted_ = 0;  // drops already in wc_.dropped_messages
 };
 
 class serve_app {
@@ -219,6 +308,9 @@ public:
 
     // Called from any thread.
     void log_line(const std::string& line);
+    /// A line for the log that is not an access entry: `text` as it is, or with --log-format
+    /// json one object {"time", "event", ...fields, "message": text} (fields may replace it).
+    void log_event(std::string_view event, const std::string& text, nlohmann::json fields = nlohmann::json::object());
     void connection_closed(conn_handler& h, const std::string& peer, const std::string& path, const session_stats& st,
                            const close_info& info, std::uint64_t rate_limited);
     void count_rate_limited() { ++metrics_.rate_limited; }
@@ -226,15 +318,15 @@ public:
     const serve_options& options() const { return o_; }
     child_reaper& reaper() { return *reaper_; }
     net::io_context& main_context() { return main_; }
-    std::atomic<std::size_t> forks_{0};
+    std::atomic<std::size_t> forks_{0};  // --max-forks slots taken: children running or about to start
     void stdio_out(const std::string& payload);
-    void stdio_register(std::weak_ptr<ws_session> s);
+    void stdio_register(std::weak_ptr<ws_session> s, std::weak_ptr<conn_handler> h);
     void maybe_finish();
 
 private:
     std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer);
     std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol);
-    http_response answer_http(const http_request& req, const peer_info& peer);
+    http_answer answer_http(const http_request& req, const peer_info& peer);
     void close_all(std::uint16_t code, const std::string& reason);
     bool idle();
     void finish();
@@ -261,7 +353,12 @@ private:
     std::atomic<std::size_t> reserved_{0};  // connection slots taken (handshaking or open)
     shutdown_control shutdown_;
     // --stdio, all on the main context:
-    std::vector<std::weak_ptr<ws_session>> stdio_clients_;
+    struct stdio_client {
+        std::weak_ptr<ws_session> session;
+        std::weak_ptr<conn_handler> handler;  // the session owns it: lock the session first
+        bool expired() const { return session.expired(); }
+    };
+    std::vector<stdio_client> stdio_clients_;
     std::deque<std::string> held_;
     std::size_t held_bytes_ = 0;
     bool stdin_eof_ = false;
@@ -281,7 +378,7 @@ conn_handler::conn_handler(serve_app& app, std::shared_ptr<ws_session> s, const 
 void conn_handler::count_rate_limited() { app_.count_rate_limited(); }
 
 void conn_handler::on_close(const close_info& info) {
-    wc_.dropped_messages.add(s_->stats().dropped_messages);
+    wc_.dropped_messages.add(s_->stats().dropped_messages - dropped_counted_);
     app_.connection_closed(*this, peer_, path_, s_->stats(), info, rate_limited_);
     on_end(info);
 }
@@ -345,22 +442,27 @@ public:
           out_(ex_),
           err_(ex_),
           timer_(ex_),
-          env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)) {}
+          close_timer_(ex_),
+          env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)),
+          slot_(std::static_pointer_cast<fork_slot>(peer.attachment)) {}
 
     /// Spawns the child; false (after closing the session with 1011) when it cannot start.
     bool start() {
-        if (session_done_) return false;  // the client left before the child was started
+        if (session_done_) {  // the client left before the child was started
+            slot_.reset();
+            return false;
+        }
         const auto& eo = app_.options().exec;
         std::string error;
         auto child = spawn_child(eo.argv, env_, true, &error);
         env_.clear();
         if (!child) {
-            app_.log_line(fmt::format("wsx: error: {}: {}", peer_, error));
+            slot_.reset();
+            app_.log_event("error", fmt::format("wsx: error: {}: {}", peer_, error), {{"peer", peer_}, {"message", error}});
             s_->close(1011, error);
             return false;
         }
         pid_ = child->pid;
-        ++app_.forks_;
         in_.assign(child->stdin_fd);
         out_.assign(child->stdout_fd);
         err_.assign(child->stderr_fd);
@@ -371,14 +473,45 @@ public:
         });
         read_out();
         read_err();
+        // The client's Close is answered once the child is done with what came before it.
+        s_->hold_close_reply();
         return true;
+    }
+
+    /// The client's Close (held): the child gets EOF after the messages that came before it,
+    /// and its output still goes out; the answer follows when it has finished, or after the
+    /// close timeout (then the child is stopped as for a client that left).
+    void on_close_received(int code, std::string_view) override {
+        if (session_done_ || close_received_) return;
+        close_received_ = true;
+        close_hold_ = weak_.lock();  // reading is over: nothing else keeps the session now
+        if (!writing_) {
+            error_code ignored;
+            in_.close(ignored);
+        }
+        const auto answer = static_cast<std::uint16_t>(code == 1005 ? 0 : code);
+        close_timer_.expires_after(app_.options().server.session.close_timeout);
+        close_timer_.async_wait([self = shared_from_this(), answer](error_code ec) {
+            if (ec || self->session_done_) return;
+            self->s_->close(answer, {});
+        });
+        maybe_close();
     }
 
     void on_message(std::string&& payload, bool) override {
         if (!admit(payload.size()) || !in_.is_open()) return;
         if (!app_.options().exec.binary) payload += '\n';
+        inq_bytes_ += payload.size();
         inq_.push_back(std::move(payload));
         if (!writing_) write_in();
+        // Backpressure: a child slower than its client (or not reading at all) stops the reading
+        // from the socket, so that the client's sends back up in TCP instead of in memory here.
+        if (!reading_paused_ && inq_bytes_ > stdin_backlog_limit()) {
+            reading_paused_ = true;
+            // A session is owned by its pending operations, and a paused one may have none.
+            paused_hold_ = weak_.lock();
+            s_->pause_reading();
+        }
     }
 
     void on_writable() override {
@@ -393,6 +526,12 @@ public:
         error_code ec;
         in_.close(ec);
         inq_.clear();
+        inq_bytes_ = 0;
+        close_timer_.cancel();
+        // Let go of a paused or closing session after this call, which the session makes.
+        if (paused_hold_ || close_hold_)
+            net::post(ex_, [a = std::move(paused_hold_), b = std::move(close_hold_)] {});
+        if (pid_ <= 0) slot_.reset();  // no child, and start() will not make one
         if (exited_ || pid_ <= 0) return;  // no child (yet): kill(-pid) with pid -1 would signal init
         ::kill(-pid_, SIGTERM);
         timer_.expires_after(app_.options().exec.kill_grace);
@@ -403,24 +542,46 @@ public:
     }
 
 private:
+    /// Bytes waiting for the child's stdin beyond which the client is no longer read (as
+    /// `wsx proxy` does between its two sides).
+    std::size_t stdin_backlog_limit() const {
+        return std::max<std::size_t>(1, std::min<std::size_t>(1 << 20, app_.options().server.session.send_queue_limit / 2));
+    }
+
     void write_in() {
         if (inq_.empty() || !in_.is_open()) {
             writing_ = false;
+            if (close_received_) {  // all that came before the client's Close is written: EOF
+                error_code ignored;
+                in_.close(ignored);
+            }
             return;
         }
         writing_ = true;
         net::async_write(in_, net::buffer(inq_.front()), [self = shared_from_this()](error_code ec, std::size_t) {
+            if (self->session_done_) return;  // on_end emptied the queue; the session may be gone
             if (ec) {
                 // The child closed its stdin (or died): later messages have nowhere to go.
                 self->writing_ = false;
                 self->inq_.clear();
+                self->inq_bytes_ = 0;
                 error_code ignored;
                 self->in_.close(ignored);
+                self->maybe_resume_reading();
                 return;
             }
+            self->inq_bytes_ -= self->inq_.front().size();
             self->inq_.pop_front();
+            self->maybe_resume_reading();
             self->write_in();
         });
+    }
+
+    void maybe_resume_reading() {
+        if (!reading_paused_ || session_done_ || inq_bytes_ > stdin_backlog_limit() / 2) return;
+        reading_paused_ = false;
+        s_->resume_reading();
+        paused_hold_.reset();  // the read resumed holds the session now
     }
 
     void read_out() {
@@ -431,7 +592,7 @@ private:
 
     void on_out(error_code ec, std::size_t n) {
         if (ec) {
-            if (!partial_.empty() && !session_done_) send(std::exchange(partial_, {}), false);
+            if (!partial_.empty() && !session_done_) send_line(std::exchange(partial_, {}));
             out_eof_ = true;
             error_code ignored;
             out_.close(ignored);
@@ -446,12 +607,14 @@ private:
                 auto nl = data.find('\n');
                 if (nl == std::string_view::npos) {
                     partial_.append(data);
+                    split_long_line(partial_, [this](std::string piece) { send_line(std::move(piece)); });
                     break;
                 }
                 partial_.append(data.substr(0, nl));
                 data.remove_prefix(nl + 1);
                 if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
-                send(std::exchange(partial_, {}), false);
+                split_long_line(partial_, [this](std::string piece) { send_line(std::move(piece)); });
+                send_line(std::exchange(partial_, {}));
             }
         }
         // Backpressure: stop reading the child while the client is slow; the pipe fills and
@@ -475,30 +638,39 @@ private:
             std::string_view data(self->ebuf_.data(), n);
             while (!data.empty()) {
                 auto nl = data.find('\n');
+                auto line = [&self](std::string piece) { self->stderr_line(std::move(piece)); };
                 if (nl == std::string_view::npos) {
                     self->epartial_.append(data);
+                    self->split_long_line(self->epartial_, line);
                     break;
                 }
                 self->epartial_.append(data.substr(0, nl));
                 data.remove_prefix(nl + 1);
+                self->split_long_line(self->epartial_, line);
                 self->stderr_line(std::exchange(self->epartial_, {}));
             }
             self->read_err();
         });
     }
 
+    template <class Emit>
+    void split_long_line(std::string& partial, Emit emit) {
+        wsx::split_long_line(partial, app_.options().server.session.max_message_size, emit);
+    }
+
     void stderr_line(std::string line) {
         if (app_.options().exec.pass_stderr) {
-            if (!session_done_) send(std::move(line), false);
+            if (!session_done_) send_line(std::move(line));
         } else {
-            app_.log_line(fmt::format("{} [{}] {}", peer_, pid_, line));
+            app_.log_event("stderr", fmt::format("{} [{}] {}", peer_, pid_, line),
+                           {{"peer", peer_}, {"pid", pid_}, {"message", line}});
         }
     }
 
     void on_exit(int status) {
         exited_ = true;
         status_ = status;
-        --app_.forks_;
+        slot_.reset();
         timer_.cancel();
         net::post(app_.main_context(), [&app = app_] { app.maybe_finish(); });
         if (session_done_) {
@@ -530,9 +702,16 @@ private:
     net::any_io_executor ex_;
     net::posix::stream_descriptor in_, out_, err_;
     net::steady_timer timer_;
+    net::steady_timer close_timer_;  // bounds the wait for the child after the client's Close
     std::vector<std::string> env_;
+    std::shared_ptr<fork_slot> slot_;  // null without --max-forks
     pid_t pid_ = -1;
     std::deque<std::string> inq_;
+    std::size_t inq_bytes_ = 0;
+    bool reading_paused_ = false;
+    std::shared_ptr<ws_session> paused_hold_;  // keeps the session while reading is paused
+    std::shared_ptr<ws_session> close_hold_;   // keeps the session while its Close is held
+    bool close_received_ = false;
     bool writing_ = false, paused_ = false, out_eof_ = false, exited_ = false, session_done_ = false;
     int status_ = 0;
     std::array<char, 65536> buf_;
@@ -552,7 +731,7 @@ serve_app::serve_app(serve_options o)
                  .close_all = [this](std::uint16_t code, const std::string& reason) { close_all(code, reason); },
                  .idle = [this] { return idle(); },
                  .finish = [this] { finish(); },
-                 .log = [this](const std::string& line) { log_line(line); }}) {
+                 .log = [this](const std::string& line) { log_event("shutdown", line); }}) {
     if (o_.threads == 0) o_.threads = std::max(1u, std::thread::hardware_concurrency());
     if (o_.oneshot) o_.max_connections = 1;
     // Message buffers freed at the top of the heap would go back to the kernel as soon as more
@@ -569,6 +748,14 @@ void serve_app::log_line(const std::string& line) {
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fputc('\n', stderr);
     std::fflush(stderr);
+}
+
+void serve_app::log_event(std::string_view event, const std::string& text, nlohmann::json fields) {
+    if (o_.log != log_format::json) return log_line(text);
+    nlohmann::json j = {{"time", now_iso8601()}, {"event", event}};
+    if (!fields.contains("message")) fields["message"] = text;
+    j.update(fields);
+    log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void serve_app::stdio_out(const std::string& payload) {
@@ -592,9 +779,15 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         }
         peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
     }
-    if (o_.mode == serve_mode::exec && o_.exec.max_forks && forks_.load() >= o_.exec.max_forks) {
-        metrics_.count_rejection("max_forks");
-        return make_response(http::status::service_unavailable, fmt::format("too many processes (limit {})", o_.exec.max_forks));
+    if (o_.mode == serve_mode::exec && o_.exec.max_forks) {
+        // Taken here, at admission, and handed to the handler through peer.attachment.
+        if (forks_.fetch_add(1) >= o_.exec.max_forks) {
+            --forks_;
+            metrics_.count_rejection("max_forks");
+            return make_response(http::status::service_unavailable,
+                                 fmt::format("too many processes (limit {})", o_.exec.max_forks));
+        }
+        peer.attachment = std::make_shared<fork_slot>(forks_);
     }
     if (o_.service) {
         auto r = o_.service->check_upgrade(req, peer, subprotocol);
@@ -604,7 +797,7 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
     return std::nullopt;
 }
 
-http_response serve_app::answer_http(const http_request& req, const peer_info& peer) {
+http_answer serve_app::answer_http(const http_request& req, const peer_info& peer) {
     auto path = target_path(req);
     if (o_.metrics && path == "/metrics") {
         http_response res{http::status::ok, req.version()};
@@ -647,7 +840,9 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
         return std::make_shared<echo_handler>(*this, s, req, peer, id);
     case serve_mode::stdio: {
         auto h = std::make_shared<stdio_handler>(*this, s, req, peer, id);
-        net::post(main_, [this, w = std::weak_ptr<ws_session>(s)] { stdio_register(w); });
+        net::post(main_, [this, w = std::weak_ptr<ws_session>(s), hw = std::weak_ptr<conn_handler>(h)] {
+            stdio_register(w, hw);
+        });
         return h;
     }
     case serve_mode::exec: {
@@ -697,20 +892,16 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
 
 // --stdio ------------------------------------------------------------------------------
 
-void serve_app::stdio_register(std::weak_ptr<ws_session> w) {
+void serve_app::stdio_register(std::weak_ptr<ws_session> w, std::weak_ptr<conn_handler> hw) {
     auto s = w.lock();
     if (!s) return;
-    stdio_clients_.push_back(w);
+    stdio_clients_.push_back({w, hw});
     if (!held_.empty()) {
-        net::post(s->get_executor(), [w, lines = std::move(held_), this]() mutable {
+        net::post(s->get_executor(), [w, hw, lines = std::move(held_)]() mutable {
             auto s = w.lock();
-            if (!s) return;
-            auto& wc = counters();
-            for (auto& l : lines) {
-                wc.messages_out.add(1);
-                wc.bytes_out.add(l.size());
-                s->send(std::move(l), false);
-            }
+            auto h = hw.lock();
+            if (!s || !h) return;
+            for (auto& l : lines) h->send_stdin_line(std::move(l));
         });
         held_.clear();
         held_bytes_ = 0;
@@ -732,13 +923,18 @@ void serve_app::read_stdin() {
             std::string_view data(buf, static_cast<std::size_t>(n));
             while (!data.empty()) {
                 auto nl = data.find('\n');
+                auto post_line = [this](std::string l) {
+                    net::post(main_, [this, l = std::move(l)]() mutable { stdin_line(std::move(l)); });
+                };
                 if (nl == std::string_view::npos) {
                     line.append(data);
+                    split_long_line(line, o_.server.session.max_message_size, post_line);
                     break;
                 }
                 line.append(data.substr(0, nl));
                 data.remove_prefix(nl + 1);
-                net::post(main_, [this, l = std::exchange(line, {})]() mutable { stdin_line(std::move(l)); });
+                split_long_line(line, o_.server.session.max_message_size, post_line);
+                post_line(std::exchange(line, {}));
             }
         }
         if (!line.empty()) net::post(main_, [this, l = std::move(line)]() mutable { stdin_line(std::move(l)); });
@@ -758,16 +954,12 @@ void serve_app::stdin_line(std::string line) {
         }
         return;
     }
-    for (const auto& w : stdio_clients_) {
-        auto s = w.lock();
+    for (const auto& c : stdio_clients_) {
+        auto s = c.session.lock();
         if (!s) continue;
-        net::post(s->get_executor(), [this, w, l = line]() mutable {
-            if (auto s = w.lock()) {
-                auto& wc = counters();
-                wc.messages_out.add(1);
-                wc.bytes_out.add(l.size());
-                s->send(std::move(l), false);
-            }
+        net::post(s->get_executor(), [c, l = line]() mutable {
+            auto s = c.session.lock();
+            if (auto h = c.handler.lock(); s && h) h->send_stdin_line(std::move(l));
         });
     }
 }
@@ -775,9 +967,9 @@ void serve_app::stdin_line(std::string line) {
 void serve_app::stdin_eof() {
     stdin_eof_ = true;
     std::erase_if(stdio_clients_, [](const auto& w) { return w.expired(); });
-    for (const auto& w : stdio_clients_)
-        if (auto s = w.lock())
-            net::post(s->get_executor(), [w] {
+    for (const auto& c : stdio_clients_)
+        if (auto s = c.session.lock())
+            net::post(s->get_executor(), [w = c.session] {
                 if (auto s = w.lock()) s->close(1000, "end of input");
             });
     maybe_finish();

@@ -112,7 +112,12 @@ struct access_entry {
 
 /// The access log line for `e` (no newline): text (`TIME PEER "PATH" DURATION in=M/BB out=M/BB
 /// code=C` and optional key=value fields; `-` for no path), or one JSON object.
+/// The path is logged through redact_target(), so that credentials never reach the log.
 std::string format_access_entry(log_format format, const access_entry& e);
+
+/// `target` with the values of the credential query parameters (`token`, `access_token`; names
+/// compared after percent-decoding, ignoring case) replaced by `REDACTED`; the rest unchanged.
+std::string redact_target(std::string_view target);
 
 /// The close code that describes how a connection ended: the code received in a closing
 /// handshake; else the one we sent; else the one RFC 6455 prescribes for the error

@@ -262,8 +262,24 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         }
         http_request req = parser.release();
         if (!websocket::is_upgrade(req)) {
-            http_response res = http_ ? http_(req, peer)
-                                      : make_response(http::status::upgrade_required, "this is a WebSocket endpoint: connect with ws://");
+            http_answer answer = http_ ? http_(req, peer)
+                                       : http_answer(make_response(http::status::upgrade_required,
+                                                                   "this is a WebSocket endpoint: connect with ws://"));
+            if (auto* file = std::get_if<file_response>(&answer)) {
+                file->version(req.version());
+                file->keep_alive(req.keep_alive() && file->keep_alive());
+                http::serializer<false, http::file_body> sr(*file);
+                while (!sr.is_done()) {
+                    // A bound on a stall, not on the download: a slow client gets the whole file.
+                    lowest.expires_after(opts_.handshake_timeout);
+                    co_await http::async_write_some(ws.next_layer().next_layer(), sr,
+                                                    net::redirect_error(net::use_awaitable, ec));
+                    if (ec) co_return;
+                }
+                if (!file->keep_alive()) co_return;
+                continue;
+            }
+            auto& res = std::get<http_response>(answer);
             if (res.result() == http::status::upgrade_required) res.set(http::field::upgrade, "websocket");
             res.version(req.version());
             res.keep_alive(req.keep_alive() && res.keep_alive());

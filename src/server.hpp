@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "client.hpp"
@@ -17,6 +18,10 @@ namespace wsx {
 
 using http_request = http::request<http::string_body>;
 using http_response = http::response<http::string_body>;
+/// A response streamed from a file (static files): never held in memory whole.
+using file_response = http::response<http::file_body>;
+/// What an http handler answers: a response in memory, or one streamed from a file.
+using http_answer = std::variant<http_response, file_response>;
 
 /// Information about a connection being upgraded.
 struct peer_info {
@@ -60,7 +65,9 @@ using async_upgrade_filter =
 /// Gives a new session its handler. Called on the session's executor; the handler receives events.
 using session_handler_factory = std::function<std::shared_ptr<channel_events>(std::shared_ptr<ws_session>, const http_request&, const peer_info&)>;
 /// Answers plain HTTP requests (no upgrade). The default answers 426 Upgrade Required.
-using http_handler = std::function<http_response(const http_request&, const peer_info&)>;
+/// --handshake-timeout bounds reading the request; writing a file response is bounded only by
+/// progress (no write may stall that long), however long the whole download takes.
+using http_handler = std::function<http_answer(const http_request&, const peer_info&)>;
 
 class server {
 public:

@@ -1,7 +1,5 @@
 #include "static_files.hpp"
 
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -82,7 +80,7 @@ static_files::static_files(const std::string& root) {
     root_ = canon;
 }
 
-http_response static_files::serve(const http_request& req) const {
+http_answer static_files::serve(const http_request& req) const {
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
         auto res = make_response(http::status::method_not_allowed, "only GET and HEAD are served here");
         res.set(http::field::allow, "GET, HEAD");
@@ -101,29 +99,35 @@ http_response static_files::serve(const http_request& req) const {
     if (fs::is_directory(canon, ec)) {
         if (!target.empty() && target.substr(0, target.find('?')).back() != '/') {
             auto res = make_response(http::status::moved_permanently, "moved");
-            std::string loc(target.substr(0, target.find('?')));
-            res.set(http::field::location, loc + "/");
+            auto path = target.substr(0, target.find('?'));
+            // "//host/x" would name another host: one leading slash, always a path on this one.
+            path.remove_prefix(std::min(path.find_first_not_of('/'), path.size()) - 1);
+            res.set(http::field::location, std::string(path) + "/");
             return res;
         }
         canon /= "index.html";
         if (!fs::is_regular_file(canon, ec)) return make_response(http::status::not_found, "not found");
     }
     if (!fs::is_regular_file(canon, ec)) return make_response(http::status::not_found, "not found");
-    std::ifstream in(canon, std::ios::binary);
-    if (!in) return make_response(http::status::forbidden, "cannot read this file");
-    std::ostringstream body;
-    body << in.rdbuf();
-    http_response res{http::status::ok, req.version()};
-    res.set(http::field::server, "wsx/" WSX_VERSION);
-    res.set(http::field::content_type, content_type_for(canon.filename().string()));
-    res.set(http::field::cache_control, "no-cache");
-    res.body() = std::move(body).str();
-    res.prepare_payload();
-    if (req.method() == http::verb::head) {
-        auto len = res.body().size();
-        res.body().clear();
-        res.content_length(len);
+    beast::error_code fec;
+    http::file_body::value_type file;
+    file.open(canon.c_str(), beast::file_mode::scan, fec);
+    if (fec) return make_response(http::status::forbidden, "cannot read this file");
+    auto headers = [&](auto& res) {
+        res.set(http::field::server, "wsx/" WSX_VERSION);
+        res.set(http::field::content_type, content_type_for(canon.filename().string()));
+        res.set(http::field::cache_control, "no-cache");
+    };
+    if (req.method() == http::verb::head) {  // the length, without reading the file
+        http_response res{http::status::ok, req.version()};
+        headers(res);
+        res.content_length(file.size());
+        return res;
     }
+    file_response res{http::status::ok, req.version()};
+    headers(res);
+    res.body() = std::move(file);
+    res.prepare_payload();
     return res;
 }
 

@@ -22,8 +22,9 @@ class static_files {
 public:
     /// Throws wsx::failure(usage) when `root` is not a readable directory.
     explicit static_files(const std::string& root);
-    /// Answers GET/HEAD for a file (a directory serves its index.html): 200, 403, 404, 405.
-    http_response serve(const http_request& req) const;
+    /// Answers GET/HEAD for a file (a directory serves its index.html): 200, 301 (a directory
+    /// without its final '/'), 403, 404, 405. A GET streams the file; a HEAD does not read it.
+    http_answer serve(const http_request& req) const;
 
 private:
     std::filesystem::path root_;  // canonical

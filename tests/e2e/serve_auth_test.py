@@ -46,6 +46,24 @@ class AuthTest(wsxtest.WsxTestCase):
         r = self.wsx("connect", url, "--token", "nope", "--send", "hi", "-n", "1")
         self.assertExit(r, 6)
 
+    def test_empty_secrets_are_refused(self):
+        # An unset variable (--token "$UNSET") must not leave the server open to everyone.
+        for cmd in ("serve", "relay", "proxy"):
+            extra = ["--to", "ws://127.0.0.1:9/"] if cmd == "proxy" else []
+            for args, option in ((["--token", ""], "--token"), (["--jwt-secret", ""], "--jwt-secret"),
+                                 (["--basic-auth", ""], "--basic-auth"), (["--basic-auth", ":"], "--basic-auth"),
+                                 (["--basic-auth", "ann:"], "--basic-auth"),
+                                 (["--jwt-public-key", ""], "--jwt-public-key")):
+                with self.subTest(cmd=cmd, args=args):
+                    listen = ["--listen", "ws://127.0.0.1:0"] if cmd == "proxy" else ["127.0.0.1:0"]
+                    r = self.wsx(cmd, *listen, *extra, *args, timeout=10)
+                    self.assertExit(r, 2)
+                    errors = self.error_lines(r)
+                    self.assertEqual(len(errors), 1, r.stderr)
+                    self.assertIn(option, errors[0])
+                    self.assertIn("empty", errors[0])
+                    self.assertNotIn(b"listening on", r.stderr)
+
     def test_basic_auth(self):
         p, url = self.start_server("--basic-auth", "ann:pw")
         good = "Basic " + base64.b64encode(b"ann:pw").decode()

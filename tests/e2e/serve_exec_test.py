@@ -58,6 +58,13 @@ class ExecTest(wsxtest.WsxTestCase):
         self.assertEqual(ws.expect_close(), (1000, ""))
         ws.close()
 
+    def test_proxy_header_does_not_become_http_proxy(self):
+        # httpoxy: a client must not choose the child's outgoing proxy.
+        p, url = self.start_server("--exec", *sh('echo "[${HTTP_PROXY-unset}] [$HTTP_X_OK]"'))
+        ws = RawWS(url, headers={"Proxy": "http://127.0.0.1:9/", "X-Ok": "yes"})
+        self.assertEqual(ws.recv_message(), (1, b"[unset] [yes]"))
+        ws.close()
+
     def test_path_info_without_path_option(self):
         p, url = self.start_server("--exec", *sh('echo "$PATH_INFO"'))
         ws = RawWS(url, "/a/b%20c")
@@ -99,6 +106,139 @@ class ExecTest(wsxtest.WsxTestCase):
         self.assertEqual(ws2.recv_message(), (1, b"oops"))
         self.assertEqual(ws2.recv_message(), (1, b"out"))
 
+    def test_invalid_utf8_lines_go_as_binary(self):
+        # A text message must be UTF-8 (RFC 6455): such a line goes as a binary message, so the
+        # client does not fail the connection with 1007 and the lines after it still arrive.
+        script = r"printf 'caf\303\251\n\377\376bad\nok\n'; printf '\376err\n' >&2; printf 'tail\377'"
+        for extra in ([], ["--pass-stderr"]):
+            with self.subTest(extra=extra):
+                p, url = self.start_server(*extra, "--exec", *sh(script))
+                ws = RawWS(url)
+                got = []
+                while True:
+                    m = ws.recv_message()
+                    if m[0] == "close":
+                        break
+                    got.append(m)
+                self.assertEqual(m[1], 1000)
+                expected = [(1, "café".encode()), (2, b"\xff\xfebad"), (1, b"ok"), (2, b"tail\xff")]
+                if extra:
+                    self.assertIn((2, b"\xfeerr"), got)  # stderr and stdout interleave freely
+                    got.remove((2, b"\xfeerr"))
+                self.assertEqual(got, expected)
+                ws.close()
+                p.stop()
+
+    def test_stdin_backlog_pauses_reading(self):
+        # A child that does not read: the server stops reading its client instead of keeping
+        # every message in memory, and carries on once the child reads.
+        import select
+        import socket
+        import struct
+        fifo = os.path.join(self.tmp, "go")
+        os.mkfifo(fifo)
+        count, size = 100, 1 << 20
+        total = count * size
+        p, url = self.start_server("--binary", "--exec", *sh(f"cat {fifo} >/dev/null; head -c {total} | wc -c"))
+        ws = RawWS(url)
+        frame = struct.pack("!BBQ", 0x82, 0x80 | 127, size) + b"\0\0\0\0" + b"x" * size  # zero mask
+        base = wsxtest.rss_kib(p.proc.pid)
+        peak = base
+        sent = 0
+        ws.sock.setblocking(False)
+
+        def pump(stall):
+            nonlocal sent, peak
+            view = memoryview(frame)
+            while sent < count * len(frame):
+                _, writable, _ = select.select([], [ws.sock], [], stall)
+                if not writable:
+                    return False
+                sent += ws.sock.send(view[sent % len(frame):])
+                peak = max(peak, wsxtest.rss_kib(p.proc.pid))
+            return True
+
+        self.assertFalse(pump(1.0), "the server read 100 MiB its child did not take")
+        self.assertLess(sent, total // 2)
+        if not wsxtest.SANITIZED:
+            self.assertLess(peak - base, 40 * 1024, f"server grew by {peak - base} KiB")
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the child waits on it: let it read
+        os.close(fd)
+        self.assertTrue(pump(10.0), "reading did not resume")
+        ws.sock.setblocking(True)
+        ws.sock.settimeout(30)
+        self.assertEqual(ws.recv_message(30), (2, f"{total}\n".encode()))
+        self.assertEqual(ws.expect_close(30), (1000, ""))
+        if not wsxtest.SANITIZED:
+            self.assertLess(peak - base, 40 * 1024, f"server grew by {peak - base} KiB")
+        ws.close()
+
+    def test_long_output_line_is_split_at_max_message_size(self):
+        # 3 MB without a newline, with --max-message-size 1MiB: 1 MiB messages, never one 3 MB one.
+        n = 3_000_000
+        p, url = self.start_server("--max-message-size", "1MiB", "--exec",
+                                   *sh(f"head -c {n} /dev/zero | tr '\\0' a; printf 'b\\303\\251\\n'"))
+        ws = RawWS(url)
+        got = []
+        while True:
+            m = ws.recv_message()
+            if m[0] == "close":
+                break
+            got.append(m)
+        self.assertEqual(m[1], 1000)
+        self.assertEqual([len(x[1]) for x in got], [1 << 20, 1 << 20, n + 3 - 2 * (1 << 20)])
+        self.assertEqual({x[0] for x in got}, {1})
+        self.assertEqual(b"".join(x[1] for x in got), b"a" * n + "bé".encode())
+        ws.close()
+
+    def test_output_for_messages_before_close_still_arrives(self):
+        # 2000 lines and the Close in one write: the child's answers to all of them come first.
+        import struct
+        p, url = self.start_server("--exec", "cat")
+        ws = RawWS(url)
+        frames = b"".join(struct.pack("!BB", 0x81, 0x80 | len(f"line {i}")) + b"\0\0\0\0" + f"line {i}".encode()
+                          for i in range(2000))
+        ws.sock.sendall(frames + struct.pack("!BB", 0x88, 0x80 | 2) + b"\0\0\0\0" + struct.pack("!H", 1000))
+        got = []
+        while True:
+            m = ws.recv_message()
+            if m[0] == "close":
+                break
+            got.append(m[1].decode())
+        self.assertEqual(got, [f"line {i}" for i in range(2000)])
+        self.assertEqual(m[1], 1000)
+        self.assertTrue(ws.wait_eof(5))
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child reaped")
+
+    def test_child_that_ignores_eof_is_stopped_after_close(self):
+        # A child that never finishes: the client's Close is answered within the close timeout
+        # (5 s) with its own code, and the child is stopped.
+        p, url = self.start_server("--kill-grace", "200ms", "--exec", *sh("echo up; exec sleep 60"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"up"))
+        t0 = time.monotonic()
+        ws.send_close(4000)
+        self.assertEqual(ws.expect_close(10), (4000, ""))
+        self.assertLess(time.monotonic() - t0, 8)
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child stopped")
+        p.wait_for(r"code=4000")
+
+    def test_help_example_answers_each_line(self):
+        # The example of `wsx serve --help`: a filter that buffers its output needs stdbuf.
+        help_text = self.wsx("serve", "--help").stdout.decode()
+        self.assertIn("--exec 'stdbuf -oL tr a-z A-Z'", help_text)
+        p, url = self.start_server("--exec", "stdbuf -oL tr a-z A-Z")
+        ws = RawWS(url)
+        ws.send_text("hello")
+        self.assertEqual(ws.recv_message(), (1, b"HELLO"))
+        ws.send_text("again")
+        self.assertEqual(ws.recv_message(), (1, b"AGAIN"))
+        ws.send_close()
+        self.assertEqual(ws.expect_close(), (1000, ""))
+        ws.close()
+
     def test_binary_mode(self):
         p, url = self.start_server("--binary", "--exec", "head -c 5")
         ws = RawWS(url)
@@ -133,6 +273,41 @@ class ExecTest(wsxtest.WsxTestCase):
         third = RawWS(url)
         third.send_text("three")
         self.assertEqual(third.recv_message(), (1, b"three"))
+
+    def test_max_forks_holds_under_concurrent_upgrades(self):
+        # Eight upgrades sent at the same moment: exactly --max-forks of them get a process.
+        import socket
+        import base64
+        p, url = self.start_server("--threads", "2", "--max-forks", "2", "--exec", "--", "sleep", "30")
+        host, port = url[len("ws://"):].rstrip("/").split(":")
+        socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(8)]
+        try:
+            requests = [(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n").encode() for _ in socks]
+            for sock, req in zip(socks, requests):
+                sock.sendall(req)
+            statuses = []
+            for sock in socks:
+                head = b""
+                deadline = time.monotonic() + 10
+                while b"\r\n" not in head and time.monotonic() < deadline:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                statuses.append(int(head.split()[1]))
+            self.assertEqual(sorted(statuses), [101, 101] + [503] * 6)
+            wait_until(lambda: len(children(p.proc.pid)) == 2, what="two children")
+            self.assertEqual(len(children(p.proc.pid)), 2)
+        finally:
+            for sock in socks:
+                sock.close()
+        # The slots come back once the children are gone.
+        wait_until(lambda: not children(p.proc.pid), timeout=15, what="children reaped")
+        ws = RawWS(url)
+        self.assertEqual(ws.status, 101)
+        ws.close()
 
     def test_child_killed_when_client_leaves(self):
         # The child ignores SIGTERM, so only SIGKILL after --kill-grace ends it.

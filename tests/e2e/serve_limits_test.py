@@ -26,6 +26,37 @@ class LimitsTest(wsxtest.WsxTestCase):
         c.send_text("x")
         self.assertEqual(c.recv_message(), (1, b"x"))
 
+    def test_bad_numbers_are_usage_errors(self):
+        cases = (
+            (["--threads", "-1"], "--threads '-1'"),
+            (["--threads", "0"], "--threads '0'"),
+            (["--threads", "40000"], "--threads '40000'"),
+            (["--max-connections", "-5"], "--max-connections '-5'"),
+            (["--max-connections", "0"], "--max-connections '0'"),
+            (["--max-message-size", "0"], "--max-message-size 0"),
+            (["--max-forks", "-1", "--exec", "cat"], "--max-forks '-1'"),
+        )
+        for args, what in cases:
+            with self.subTest(args=args):
+                r = self.wsx("serve", "127.0.0.1:0", *args, timeout=10)
+                self.assertExit(r, 2)
+                errors = self.error_lines(r)
+                self.assertEqual(len(errors), 1, r.stderr)
+                self.assertIn(what, errors[0])
+                self.assertNotIn(b"listening on", r.stderr)
+        for cmd, listen in (("relay", ["127.0.0.1:0"]), ("proxy", ["--listen", "ws://127.0.0.1:0", "--to", "ws://127.0.0.1:9/"])):
+            with self.subTest(cmd=cmd):
+                r = self.wsx(cmd, *listen, "--threads", "-1", timeout=10)
+                self.assertExit(r, 2)
+                self.assertIn("--threads '-1'", self.error_lines(r)[0])
+
+    def test_exec_options_without_double_dash_get_a_hint(self):
+        r = self.wsx("serve", "127.0.0.1:0", "--exec", "sh", "-c", "cat", timeout=10)
+        self.assertExit(r, 2)
+        errors = self.error_lines(r)
+        self.assertEqual(len(errors), 1, r.stderr)
+        self.assertIn("--exec -- CMD ARGS", errors[0])
+
     def test_max_message_size_1009(self):
         p, url = self.start_server("--max-message-size", "100")
         ws = RawWS(url)

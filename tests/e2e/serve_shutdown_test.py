@@ -68,6 +68,47 @@ class ShutdownTest(wsxtest.WsxTestCase):
         self.assertEqual((j["path"], j["messages_in"], j["bytes_in"], j["messages_out"], j["code"]), ("/j", 1, 3, 1, 1006))
         self.assertIn("error", j)
 
+    def test_access_log_hides_credentials(self):
+        for fmt in ("text", "json"):
+            with self.subTest(fmt=fmt):
+                p, url = self.start_server("--token", "s3cret", "--jwt-secret", "k3y", "--log-format", fmt)
+                c = RawWS(url, "/app?x=1&token=s3cret&ACCESS_TOKEN=abc.def&t%6Fken=s3cret")
+                c.send_close()
+                c.expect_close()
+                c.close()
+                p.stop()
+                log = p.rest_of_stderr()
+                self.assertNotIn("s3cret", log)
+                self.assertNotIn("abc.def", log)
+                expected = "/app?x=1&token=REDACTED&ACCESS_TOKEN=REDACTED&t%6Fken=REDACTED"
+                if fmt == "json":
+                    entry = json.loads([l for l in log.splitlines() if '"event":"close"' in l][0])
+                    self.assertEqual(entry["path"], expected)
+                else:
+                    self.assertIn(f'"{expected}"', log)
+
+    def test_json_log_has_only_json_lines(self):
+        # With --log-format json, a child's stderr and the shutdown notice are JSON objects too.
+        p, url = self.start_server("--log-format", "json", "--exec", "sh -c 'echo oops >&2; echo out'")
+        c = RawWS(url)
+        self.assertEqual(c.recv_message(), (1, b"out"))
+        self.assertEqual(c.expect_close()[0], 1000)
+        c.close()
+        p.wait_for(r'"event":"close"')
+        p.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(p.proc.wait(10), 0)
+        lines = [l for l in p.rest_of_stderr().splitlines() if l and not l.startswith("listening on")]
+        events = [json.loads(l) for l in lines]  # fails on any line that is not JSON
+        stderr = [e for e in events if e["event"] == "stderr"]
+        self.assertEqual(len(stderr), 1, lines)
+        self.assertEqual(stderr[0]["message"], "oops")
+        self.assertRegex(stderr[0]["peer"], r"^127\.0\.0\.1:\d+$")
+        self.assertIsInstance(stderr[0]["pid"], int)
+        shutdown = [e for e in events if e["event"] == "shutdown"]
+        self.assertEqual(len(shutdown), 1, lines)
+        self.assertIn("terminated", shutdown[0]["message"])
+        self.assertTrue(all("time" in e for e in events))
+
     def test_quiet(self):
         p, url = self.start_server("-q")
         c = RawWS(url)

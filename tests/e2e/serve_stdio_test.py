@@ -36,6 +36,30 @@ class StdioTest(wsxtest.WsxTestCase):
             c.close()
         self.assertEqual(p.proc.wait(10), 0)
 
+    def test_invalid_utf8_lines_go_as_binary(self):
+        # A text message must be UTF-8: a line that is not goes as a binary message, and the
+        # lines after it still arrive.
+        p, url = self.start_stdio()
+        c = RawWS(url)
+        c.send_text("ready")
+        self.assertEqual(LineReader(p.proc.stdout).line(), "ready")  # registered
+        p.proc.stdin.write(b"caf\xc3\xa9\n\xff\xfebad\nok\n")
+        p.proc.stdin.flush()
+        self.assertEqual(c.recv_message(), (1, "café".encode()))
+        self.assertEqual(c.recv_message(), (2, b"\xff\xfebad"))
+        self.assertEqual(c.recv_message(), (1, b"ok"))
+
+    def test_long_line_is_split_at_max_message_size(self):
+        p, url = self.start_stdio("--max-message-size", "1MiB")
+        c = RawWS(url)
+        c.send_text("ready")
+        self.assertEqual(LineReader(p.proc.stdout).line(), "ready")  # registered
+        p.proc.stdin.write(b"a" * 2_500_000 + b"\n")
+        p.proc.stdin.flush()
+        got = [c.recv_message() for _ in range(3)]
+        self.assertEqual([(op, len(m)) for op, m in got], [(1, 1 << 20), (1, 1 << 20), (1, 2_500_000 - (2 << 20))])
+        c.close()
+
     def test_lines_before_first_client_are_held(self):
         p, url = self.start_stdio("--oneshot")
         p.proc.stdin.write(b"early\n")

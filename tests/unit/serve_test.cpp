@@ -85,6 +85,17 @@ TEST_CASE("effective_close_code describes how a connection ended", "[serve]") {
     CHECK(effective_close_code(gone) == 1006);
 }
 
+TEST_CASE("redact_target hides credentials in query parameters", "[serve]") {
+    CHECK(redact_target("/chat") == "/chat");
+    CHECK(redact_target("/chat?x=1") == "/chat?x=1");
+    CHECK(redact_target("/?token=s3cret") == "/?token=REDACTED");
+    CHECK(redact_target("/a?x=1&access_token=t&y=2") == "/a?x=1&access_token=REDACTED&y=2");
+    CHECK(redact_target("/?Token=a&t%6fken=b") == "/?Token=REDACTED&t%6fken=REDACTED");
+    CHECK(redact_target("/?token=&token&mytoken=x") == "/?token=&token&mytoken=x");
+    CHECK(redact_target("/?token=a#frag") == "/?token=REDACTED#frag");
+    CHECK(redact_target("/?&&token=a&") == "/?&&token=REDACTED&");
+}
+
 TEST_CASE("cgi_environment follows websocketd", "[serve]") {
     http_request req{http::verb::get, "/app/x%20y?a=1&b=2", 11};
     req.set(http::field::host, "example.test:8080");
@@ -112,6 +123,17 @@ TEST_CASE("cgi_environment follows websocketd", "[serve]") {
     CHECK(has("WSX_SUB=alice"));
     CHECK(has("WSX_CONNECTION_ID=42"));
     CHECK(has("WSX_SCHEME=wss"));
+}
+
+TEST_CASE("cgi_environment does not turn a Proxy header into HTTP_PROXY", "[serve]") {
+    http_request req{http::verb::get, "/", 11};
+    req.set("Proxy", "http://evil.example:3128");
+    req.set("PROXY", "http://evil.example:3129");
+    req.set("Proxy-Thing", "kept");
+    peer_info peer;
+    auto env = cgi_environment(req, peer, "", {}, 1);
+    CHECK(std::none_of(env.begin(), env.end(), [](const std::string& kv) { return kv.rfind("HTTP_PROXY=", 0) == 0; }));
+    CHECK(std::find(env.begin(), env.end(), "HTTP_PROXY_THING=kept") != env.end());
 }
 
 TEST_CASE("cgi_environment for a unix socket peer has no ports", "[serve]") {
