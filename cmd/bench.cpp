@@ -123,7 +123,11 @@ int report(const bench_args& a, const bench_result& r, const std::vector<thresho
     std::cout << std::flush;
     int missed = 0;
     for (const auto& t : fail_if) {
-        if (threshold_holds(r, t)) {
+        if (auto why = threshold_unmeasured(r, t)) {
+            // A gate on a figure that has no sample fails: 0 would pass `p99>20ms` unseen.
+            std::cerr << fmt::format("wsx: error: --fail-if {}: {}: {}\n", t.text, t.figure, *why);
+            ++missed;
+        } else if (threshold_holds(r, t)) {
             std::cerr << fmt::format("wsx: error: --fail-if {}: {} was {}\n", t.text, t.figure, threshold_actual(r, t));
             ++missed;
         }

@@ -271,7 +271,7 @@ struct worker {
     std::uint64_t wire_bytes_sent = 0, wire_bytes_received = 0;
     std::string extensions;  // what the first connection's server answered
     std::uint64_t i_sent = 0, i_received = 0, i_errors = 0, i_bytes_sent = 0, i_bytes_received = 0;
-    std::uint64_t first_measured_ns = no_end, last_measured_ns = 0;
+    std::uint64_t first_measured_ns = no_end, last_measured_ns = 0, last_sent_ns = 0;
     std::uint64_t attempted = 0, established = 0, failed = 0, subscribers_established = 0;
     std::map<std::string, std::uint64_t> errors, connect_errors;
     std::map<int, std::uint64_t> close_codes;
@@ -295,6 +295,7 @@ struct worker {
             bytes_sent += bytes;
             wire_bytes_sent += wire;
             if (t_ns < first_measured_ns) first_measured_ns = t_ns;
+            if (t_ns > last_sent_ns) last_sent_ns = t_ns;
         }
     }
     void count_received(std::uint64_t sent_ns, std::uint64_t now_ns, std::size_t bytes, bool has_latency,
@@ -1377,7 +1378,8 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
         for (auto& [k, v] : w->errors) r.errors[k] += v;
         for (auto& [k, v] : w->close_codes) r.close_codes[k] += v;
         first = std::min(first, w->first_measured_ns);
-        last = std::max(last, w->last_measured_ns);
+        // Sends count too: against a server that never answers, the window is the sending.
+        last = std::max({last, w->last_measured_ns, w->last_sent_ns});
         for (auto& iv : w->series) {
             std::size_t k = std::size_t(iv.start_s + 0.5);
             while (r.series.size() <= k) {
@@ -1414,6 +1416,14 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
             "the generator used {:.0f}% of its {} thread(s): it may be what limits these figures; add --threads, "
             "or run wsx bench on another machine than the server",
             r.cpu_utilisation() * 100, nthreads));
+    if (o.scenario != bench_scenario::connect && r.conn_established > 0 && !r.interrupted) {
+        if (r.sent == 0)
+            r.warnings.push_back("no message was measured: nothing was sent after the warmup");
+        else if (o.scenario != bench_scenario::send && r.received == 0)
+            r.warnings.push_back(fmt::format(
+                "no message was {}: {} sent, none came back within --reply-timeout; the latency figures have no sample",
+                o.scenario == bench_scenario::fanout ? "delivered" : "answered", r.sent));
+    }
     if (r.conn_established == 0 && s.first_failure && first_failure) *first_failure = *s.first_failure;
     return r;
 }

@@ -399,21 +399,31 @@ bench_result merge_results(const std::vector<bench_result>& runs) {
 
 std::vector<figure> figures(const bench_result& r) {
     std::vector<figure> f;
-    for (const auto& l : levels) f.push_back({l.name, double(r.latency.value_at_percentile(l.percentile)), figure_kind::duration_ns, true});
-    f.push_back({"mean", r.latency.mean(), figure_kind::duration_ns, true});
-    f.push_back({"handshake_p50", double(r.handshake.value_at_percentile(50)), figure_kind::duration_ns, true});
-    f.push_back({"handshake_p99", double(r.handshake.value_at_percentile(99)), figure_kind::duration_ns, true});
-    f.push_back({"handshake_max", double(r.handshake.max()), figure_kind::duration_ns, true});
-    f.push_back({"rate", r.receive_rate(), figure_kind::rate, false});
-    f.push_back({"send_rate", r.send_rate(), figure_kind::rate, false});
-    f.push_back({"rx_bytes", r.elapsed_s > 0 ? double(r.bytes_received) / r.elapsed_s : 0, figure_kind::bytes_rate, false});
-    f.push_back({"tx_bytes", r.elapsed_s > 0 ? double(r.bytes_sent) / r.elapsed_s : 0, figure_kind::bytes_rate, false});
-    f.push_back({"errors", double(r.error_count()), figure_kind::count, true});
-    f.push_back({"connect_fail", double(r.conn_failed), figure_kind::count, true});
-    f.push_back({"connections", double(r.conn_established), figure_kind::count, false});
-    f.push_back({"delivery", r.expected ? 100.0 * double(r.received) / double(r.expected) : 100.0, figure_kind::percent, false});
-    f.push_back({"cpu", 100.0 * r.cpu_utilisation(), figure_kind::percent, true});
-    f.push_back({"cpu_per_msg", r.cpu_per_message_ns(), figure_kind::duration_ns, true});
+    // Percentiles of an empty histogram read as 0: say instead that there was no sample.
+    const std::string no_latency =
+        r.latency.count() > 0              ? ""
+        : r.config.scenario == "connect"   ? "no handshake completed"
+        : r.config.scenario == "fanout"    ? "no message was delivered"
+        : r.config.scenario == "send"      ? "the send scenario measures no latency"
+                                           : "no message was answered";
+    const std::string no_handshake = r.handshake.count() > 0 ? "" : "no handshake completed";
+    for (const auto& l : levels)
+        f.push_back({l.name, double(r.latency.value_at_percentile(l.percentile)), figure_kind::duration_ns, true, no_latency});
+    f.push_back({"mean", r.latency.mean(), figure_kind::duration_ns, true, no_latency});
+    f.push_back({"handshake_p50", double(r.handshake.value_at_percentile(50)), figure_kind::duration_ns, true, no_handshake});
+    f.push_back({"handshake_p99", double(r.handshake.value_at_percentile(99)), figure_kind::duration_ns, true, no_handshake});
+    f.push_back({"handshake_max", double(r.handshake.max()), figure_kind::duration_ns, true, no_handshake});
+    f.push_back({"rate", r.receive_rate(), figure_kind::rate, false, {}});
+    f.push_back({"send_rate", r.send_rate(), figure_kind::rate, false, {}});
+    f.push_back({"rx_bytes", r.elapsed_s > 0 ? double(r.bytes_received) / r.elapsed_s : 0, figure_kind::bytes_rate, false, {}});
+    f.push_back({"tx_bytes", r.elapsed_s > 0 ? double(r.bytes_sent) / r.elapsed_s : 0, figure_kind::bytes_rate, false, {}});
+    f.push_back({"errors", double(r.error_count()), figure_kind::count, true, {}});
+    f.push_back({"connect_fail", double(r.conn_failed), figure_kind::count, true, {}});
+    f.push_back({"connections", double(r.conn_established), figure_kind::count, false, {}});
+    f.push_back({"delivery", r.expected ? 100.0 * double(r.received) / double(r.expected) : 100.0, figure_kind::percent, false, {}});
+    f.push_back({"cpu", 100.0 * r.cpu_utilisation(), figure_kind::percent, true, {}});
+    f.push_back({"cpu_per_msg", r.cpu_per_message_ns(), figure_kind::duration_ns, true,
+                 r.cpu_per_message_ns() > 0 ? "" : "no message was measured"});
     return f;
 }
 
@@ -524,6 +534,13 @@ bool threshold_holds(const bench_result& r, const threshold& t) {
     if (t.op == "==") return v == t.value;
     if (t.op == "!=") return v != t.value;
     return false;
+}
+
+std::optional<std::string> threshold_unmeasured(const bench_result& r, const threshold& t) {
+    if (t.percent) return std::nullopt;
+    auto f = find_figure(r, t.figure);
+    if (!f || f->missing.empty()) return std::nullopt;
+    return f->missing;
 }
 
 std::string threshold_actual(const bench_result& r, const threshold& t) {

@@ -86,6 +86,9 @@ struct figure {
     double value = 0;
     figure_kind kind = figure_kind::count;
     bool lower_is_better = true;
+    /// Why the figure has no value (e.g. "no message was answered"); empty when it was measured.
+    /// A latency figure of an empty histogram would otherwise read as 0 and pass every gate.
+    std::string missing;
 };
 
 /// Every figure of a result, in report order. Names: min p50 p90 p99 p99.9 p99.99 max mean
@@ -110,8 +113,12 @@ std::optional<threshold> parse_threshold(std::string_view text, std::string* err
 
 /// The value a threshold compares, formatted for people ("31.2ms", "0.4%").
 std::string threshold_actual(const bench_result& r, const threshold& t);
-/// True when the condition holds for r.
+/// True when the condition holds for r. Says nothing of figures without a value: ask
+/// threshold_unmeasured first.
 bool threshold_holds(const bench_result& r, const threshold& t);
+/// Why the threshold's figure has no value in r (e.g. "no message was answered"), or nothing
+/// when it was measured. A gate on a figure without a value fails.
+std::optional<std::string> threshold_unmeasured(const bench_result& r, const threshold& t);
 
 /// Options of the human report.
 struct text_report_options {

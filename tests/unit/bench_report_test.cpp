@@ -244,6 +244,32 @@ TEST_CASE("thresholds parse and evaluate", "[bench]") {
     CHECK(threshold_actual(r, *th) == "20.0%");
 }
 
+TEST_CASE("a threshold on a figure without a sample names why", "[bench]") {
+    std::string err;
+    bench_result r = sample_result();
+    auto t = parse_threshold("p99>20ms", &err);
+    REQUIRE(t);
+    CHECK_FALSE(threshold_unmeasured(r, *t));
+    r.latency.reset();
+    r.received = 0;
+    CHECK(threshold_unmeasured(r, *t) == std::optional<std::string>("no message was answered"));
+    r.config.scenario = "connect";
+    CHECK(*threshold_unmeasured(r, *t) == "no handshake completed");
+    r.config.scenario = "fanout";
+    CHECK(*threshold_unmeasured(r, *t) == "no message was delivered");
+    auto h = parse_threshold("handshake_max>1s", &err);
+    REQUIRE(h);
+    CHECK_FALSE(threshold_unmeasured(r, *h));
+    r.handshake.reset();
+    CHECK(*threshold_unmeasured(r, *h) == "no handshake completed");
+    // Counts and rates are measured even when they are 0.
+    for (const char* e : {"errors>0", "rate<10", "connect_fail>1%"}) {
+        auto c = parse_threshold(e, &err);
+        REQUIRE(c);
+        CHECK_FALSE(threshold_unmeasured(r, *c));
+    }
+}
+
 TEST_CASE("compression shows in the text report and survives JSON and merging", "[report]") {
     bench_result r = sample_result();
     r.config.compress = true;
