@@ -20,6 +20,7 @@
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 #include "tls.hpp"
+#include "units.hpp"
 
 namespace wsx {
 
@@ -278,6 +279,7 @@ struct worker {
     std::vector<bench_interval> series;
     std::uint64_t next_boundary_ns = second_ns;
     std::uint64_t error_total = 0;
+    std::uint64_t stalled = 0;  // connections whose writes stopped (the server took no data)
 
     // Published at each tick for the progress line (relaxed: figures for people).
     std::atomic<std::uint64_t> p_sent{0}, p_received{0}, p_errors{0}, p_established{0}, p_failed{0};
@@ -297,6 +299,22 @@ struct worker {
             if (t_ns < first_measured_ns) first_measured_ns = t_ns;
             if (t_ns > last_sent_ns) last_sent_ns = t_ns;
         }
+    }
+    // The send scenario counts a message when its write completed, not when it was queued:
+    // a server that stops reading must not show as throughput.
+    struct send_batch {
+        std::uint64_t all = 0, bytes_all = 0;
+        std::uint64_t measured = 0, bytes_measured = 0, wire_measured = 0, first_measured_ns = no_end;
+    };
+    void count_written(const send_batch& b, std::uint64_t now_ns) noexcept {
+        i_sent += b.all;
+        i_bytes_sent += b.bytes_all;
+        if (b.measured == 0) return;
+        sent += b.measured;
+        bytes_sent += b.bytes_measured;
+        wire_bytes_sent += b.wire_measured;
+        first_measured_ns = std::min(first_measured_ns, b.first_measured_ns);
+        last_sent_ns = std::max(last_sent_ns, now_ns);
     }
     void count_received(std::uint64_t sent_ns, std::uint64_t now_ns, std::size_t bytes, bool has_latency,
                         std::size_t wire = 0) noexcept {
@@ -453,6 +471,18 @@ public:
             if (now >= close_deadline_ns_) end();
             return;
         }
+        if (writing_) {
+            // A write that makes no progress: the server stopped reading. It gives up after
+            // --reply-timeout, and a sender stuck when a timed run ends does not hold the run.
+            const std::uint64_t still = now - std::min(now, last_write_progress_ns_);
+            const bool sends = spec_.role == conn_role::sender || spec_.role == conn_role::publisher;
+            const std::uint64_t at_end = std::min<std::uint64_t>(std::uint64_t(o_.reply_timeout.count()), 250'000'000);
+            if (still > std::uint64_t(o_.reply_timeout.count()) || (sends && now >= s_.end_ns && still >= at_end)) {
+                w_.error("stalled");
+                ++w_.stalled;
+                return lost_quietly();
+            }
+        }
         if (outstanding_ > 0 && now - std::min(now, last_progress_ns_) > std::uint64_t(o_.reply_timeout.count())) {
             w_.error("timeout", outstanding_);
             outstanding_ = 0;
@@ -513,7 +543,18 @@ private:
         } else {
             bench_frame::append_stamped(pending_, o_.binary, seq, t_ns, o_.body, next_key());
         }
-        w_.count_sent(t_ns, size, pending_.size() - before);
+        if (spec_.role == conn_role::sender) {
+            ++pending_batch_.all;
+            pending_batch_.bytes_all += size;
+            if (w_.measured(t_ns)) {
+                ++pending_batch_.measured;
+                pending_batch_.bytes_measured += size;
+                pending_batch_.wire_measured += pending_.size() - before;
+                pending_batch_.first_measured_ns = std::min(pending_batch_.first_measured_ns, t_ns);
+            }
+        } else {
+            w_.count_sent(t_ns, size, pending_.size() - before);
+        }
         if (t_ns >= s_.warmup_end_ns && budget_ != no_end) --budget_;
         ++sent_all_;
         if (spec_.role == conn_role::echo) {
@@ -563,10 +604,25 @@ private:
     void flush() {
         if (writing_ || pending_.empty() || done_) return;
         out_.swap(pending_);
+        out_batch_ = pending_batch_;
+        pending_batch_ = {};
+        out_written_ = 0;
         writing_ = true;
-        net::async_write(stream_, net::buffer(out_), [self = this->shared_from_this()](error_code ec, std::size_t) {
-            self->on_write(ec);
-        });
+        last_write_progress_ns_ = s_.now_ns();
+        write_some();
+    }
+
+    // Writes out_ piece by piece, so that tick() sees whether the server still takes data.
+    void write_some() {
+        stream_.async_write_some(net::buffer(out_.data() + out_written_, out_.size() - out_written_),
+                                 [self = this->shared_from_this()](error_code ec, std::size_t n) {
+                                     if (!ec && !self->done_) {
+                                         self->out_written_ += n;
+                                         self->last_write_progress_ns_ = self->s_.now_ns();
+                                         if (self->out_written_ < self->out_.size()) return self->write_some();
+                                     }
+                                     self->on_write(ec);
+                                 });
     }
 
     void on_write(error_code ec) {
@@ -575,8 +631,10 @@ private:
         if (done_) return;
         if (ec) return lost("write", ec);
         const std::uint64_t now = s_.now_ns();
+        w_.count_written(out_batch_, now);
+        out_batch_ = {};
         if (spec_.role == conn_role::sender && !open_loop_) refill(now);
-        if (spec_.role == conn_role::publisher || spec_.role == conn_role::sender) w_.last_measured_ns = std::max(w_.last_measured_ns, now);
+        if (spec_.role == conn_role::publisher) w_.last_measured_ns = std::max(w_.last_measured_ns, now);
         flush();
         if (closing_ && !writing_ && close_received_) return end();
         check_done(now);
@@ -848,6 +906,9 @@ private:
     std::vector<char> rbuf_;
     std::size_t rstart_ = 0, rend_ = 0;
     std::string out_, pending_;
+    std::size_t out_written_ = 0;
+    worker::send_batch out_batch_, pending_batch_;   // sender: the messages in out_ and pending_
+    std::uint64_t last_write_progress_ns_ = 0;
     bool writing_ = false;
     std::string fragment_;
     bool in_fragment_ = false, fragment_compressed_ = false;
@@ -1416,6 +1477,14 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
             "the generator used {:.0f}% of its {} thread(s): it may be what limits these figures; add --threads, "
             "or run wsx bench on another machine than the server",
             r.cpu_utilisation() * 100, nthreads));
+    std::uint64_t stalled = 0;
+    for (auto& w : workers) stalled += w->stalled;
+    if (stalled > 0)
+        r.warnings.push_back(fmt::format(
+            "{} connection{} stalled: the server took no data for --reply-timeout ({}){}; what was still queued "
+            "was not counted as sent",
+            stalled, stalled == 1 ? "" : "s", format_duration(o.reply_timeout),
+            o.duration.count() > 0 ? ", or a write was stuck when the run ended" : ""));
     if (o.scenario != bench_scenario::connect && r.conn_established > 0 && !r.interrupted) {
         if (r.sent == 0)
             r.warnings.push_back("no message was measured: nothing was sent after the warmup");

@@ -202,6 +202,29 @@ class BenchFaults(WsxTestCase):
         self.assertGreater(j["elapsed_s"], 0)
         self.assertGreater(j["messages"]["send_rate"], 0)
 
+    # A server that stops reading: sends count when written, and the run ends on time.
+
+    def test_send_to_a_server_that_stops_reading_ends_with_the_duration(self):
+        url = self.serve(deaf, rcvbuf=4096)
+        r, j, took = self.run_bench(url, "-s", "send", "-c", "1", "-d", "1s")
+        self.assertExit(r, 0)
+        # Ends near -d (it took up to 26 s), not after --reply-timeout (10 s by default).
+        self.assertLess(took, 8, r.stderr.decode())
+        self.assertEqual(j["errors"], {"stalled": 1})
+        self.assertIn("wsx: warning: 1 connection stalled: the server took no data", r.stderr.decode())
+        # Only what the kernel took was sent: a few MiB of socket buffers, not 9.9M messages.
+        self.assertGreater(j["messages"]["sent"], 0)
+        self.assertLess(j["messages"]["wire_bytes_sent"], 64 << 20)
+        self.assertEqual(j["messages"]["wire_bytes_sent"], j["messages"]["sent"] * 38)
+
+    def test_send_with_a_message_count_gives_up_on_a_stalled_write(self):
+        url = self.serve(deaf, rcvbuf=4096)
+        r, j, _ = self.run_bench(url, "-s", "send", "-c", "1", "-n", "1000000", "--reply-timeout", "500ms", timeout=30)
+        self.assertExit(r, 0)
+        self.assertEqual(j["errors"], {"stalled": 1})
+        self.assertLess(j["messages"]["sent"], 1000000)
+        self.assertIn("1 connection stalled", r.stdout.decode())
+
 
 if __name__ == "__main__":
     main()
