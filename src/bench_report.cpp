@@ -413,7 +413,8 @@ std::vector<figure> figures(const bench_result& r) {
     f.push_back({"handshake_p50", double(r.handshake.value_at_percentile(50)), figure_kind::duration_ns, true, no_handshake});
     f.push_back({"handshake_p99", double(r.handshake.value_at_percentile(99)), figure_kind::duration_ns, true, no_handshake});
     f.push_back({"handshake_max", double(r.handshake.max()), figure_kind::duration_ns, true, no_handshake});
-    f.push_back({"rate", r.receive_rate(), figure_kind::rate, false, {}});
+    // The send scenario expects no replies: its rate is what was sent.
+    f.push_back({"rate", r.config.scenario == "send" ? r.send_rate() : r.receive_rate(), figure_kind::rate, false, {}});
     f.push_back({"send_rate", r.send_rate(), figure_kind::rate, false, {}});
     f.push_back({"rx_bytes", r.elapsed_s > 0 ? double(r.bytes_received) / r.elapsed_s : 0, figure_kind::bytes_rate, false, {}});
     f.push_back({"tx_bytes", r.elapsed_s > 0 ? double(r.bytes_sent) / r.elapsed_s : 0, figure_kind::bytes_rate, false, {}});

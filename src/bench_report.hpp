@@ -91,7 +91,8 @@ struct figure {
     std::string missing;
 };
 
-/// Every figure of a result, in report order. Names: min p50 p90 p99 p99.9 p99.99 max mean
+/// Every figure of a result, in report order. `rate` is messages received per second (fanout:
+/// deliveries; connect: handshakes completed), except in the send scenario, where it is the send rate. Names: min p50 p90 p99 p99.9 p99.99 max mean
 /// handshake_p50 handshake_p99 handshake_max rate send_rate rx_bytes tx_bytes errors
 /// connect_fail connections delivery cpu cpu_per_msg.
 std::vector<figure> figures(const bench_result& r);

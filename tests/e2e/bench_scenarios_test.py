@@ -41,6 +41,12 @@ class BenchScenarios(WsxTestCase):
         self.assertEqual(j["messages"]["bytes_sent"], 20000 * 32)
         self.assertEqual(j["errors"], {})
         self.assertGreater(j["messages"]["send_rate"], 0)
+        # rate is the send rate here: nothing is expected back.
+        r = self.wsx("bench", url, "-s", "send", "-c", "1", "-n", "2000", "--fail-if", "rate<1")
+        self.assertExit(r, 0)
+        r = self.wsx("bench", url, "-s", "send", "-c", "1", "-n", "2000", "--fail-if", "rate>1")
+        self.assertExit(r, 9)
+        self.assertRegex(r.stderr.decode(), r"--fail-if rate>1: rate was [\d,.]+/s")
         _, j = self.bench_json(url, "-s", "send", "-c", "1", "--rate", "500", "-d", "1s")
         self.assertGreater(j["messages"]["sent"], 400)
         self.assertLess(j["messages"]["sent"], 560)
