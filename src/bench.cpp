@@ -778,22 +778,54 @@ private:
                std::memcmp(payload.data() + ss, o_.body.data(), o_.body.size()) == 0;
     }
 
+    // Echoes are matched by sequence number. One that arrives ahead of others leaves a gap
+    // behind it: a late echo that fills a gap is out of order but answered (and measured),
+    // one that fills none was answered before (duplicate), and a gap never filled is a
+    // message the server dropped, which the reply timeout counts.
     void on_echo(std::string_view payload, std::uint64_t now, std::size_t wire) {
         std::uint64_t seq = 0, t = 0;
-        ++replies_;
         last_progress_ns_ = now;
+        const bool stamped = message_stamp::read(payload, o_.binary, seq, t) && t <= now && seq < next_seq_;
+        bool late = false;
+        if (stamped && seq < expect_seq_) {
+            if (!fill_gap(seq)) {
+                w_.error("duplicate");  // answers nothing outstanding
+                return;
+            }
+            late = true;
+        }
+        ++replies_;
         if (outstanding_ > 0) --outstanding_;
-        if (!message_stamp::read(payload, o_.binary, seq, t) || t > now || !body_ok(payload)) {
+        if (!stamped) {
             w_.error("corrupt");
             return;
         }
-        if (seq != expect_seq_) {
-            w_.error(seq < expect_seq_ ? "duplicate" : "out_of_order");
-            if (seq > expect_seq_) expect_seq_ = seq + 1;
+        if (!late) {
+            if (seq > expect_seq_) gaps_.emplace_back(expect_seq_, seq);
+            expect_seq_ = seq + 1;
+        }
+        if (!body_ok(payload)) {
+            w_.error("corrupt");
             return;
         }
-        ++expect_seq_;
+        if (late) w_.error("out_of_order");
         w_.count_received(t, now, payload.size(), true, wire);
+    }
+
+    // Removes seq from the gaps; false when it was in none.
+    bool fill_gap(std::uint64_t seq) {
+        auto it = std::upper_bound(gaps_.begin(), gaps_.end(), seq,
+                                   [](std::uint64_t v, const std::pair<std::uint64_t, std::uint64_t>& g) { return v < g.second; });
+        if (it == gaps_.end() || seq < it->first) return false;
+        if (it->first + 1 == it->second) gaps_.erase(it);
+        else if (seq == it->first) ++it->first;
+        else if (seq + 1 == it->second) --it->second;
+        else {
+            const std::uint64_t hi = it->second;
+            it->second = seq;
+            gaps_.emplace(it + 1, seq + 1, hi);
+        }
+        return true;
     }
 
     void on_delivery(std::string_view payload, std::uint64_t now, std::size_t wire) {
@@ -926,6 +958,7 @@ private:
     double interval_ns_ = 0;
     std::uint64_t t0_ns_ = 0, sched_index_ = 0;
     std::vector<std::uint64_t> pub_last_;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps_;  // echo: [lo, hi) sent, not echoed, below expect_seq_
 };
 
 // ---------------------------------------------------------------------------------------------

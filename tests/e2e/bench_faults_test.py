@@ -225,6 +225,34 @@ class BenchFaults(WsxTestCase):
         self.assertLess(j["messages"]["sent"], 1000000)
         self.assertIn("1 connection stalled", r.stdout.decode())
 
+    # Echo checking: one misplaced echo is one error, and the others still count.
+
+    def echo_run(self, fault):
+        url = self.serve(faulty_echo(fault, 3))
+        r, j, _ = self.run_bench(url, "-c", "1", "-n", "20", "--in-flight", "4", "--size", "64",
+                                 "--reply-timeout", "500ms")
+        self.assertExit(r, 0)
+        return r, j
+
+    def test_two_swapped_echoes_are_one_out_of_order(self):
+        r, j = self.echo_run("swap")
+        self.assertEqual(j["errors"], {"out_of_order": 1})
+        self.assertEqual(j["messages"]["sent"], 20)
+        self.assertEqual(j["messages"]["received"], 20)
+        self.assertEqual(j["latency"]["histogram"]["count"], 20)
+        self.assertRegex(r.stdout.decode(), r"\n  out_of_order +1\n")
+
+    def test_one_corrupt_echo_is_corrupt_only(self):
+        _, j = self.echo_run("corrupt")
+        self.assertEqual(j["errors"], {"corrupt": 1})
+        self.assertEqual(j["messages"]["received"], 19)
+
+    def test_one_dropped_echo_is_a_timeout_only(self):
+        _, j = self.echo_run("drop")
+        self.assertEqual(j["errors"], {"timeout": 1})
+        self.assertEqual(j["messages"]["sent"], 20)
+        self.assertEqual(j["messages"]["received"], 19)
+
 
 if __name__ == "__main__":
     main()
