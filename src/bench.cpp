@@ -336,9 +336,12 @@ struct worker {
         i_errors += n;
         error_total += n;
     }
-    void connect_failed(const std::string& reason, exit_code code, const std::string& message) {
-        ++failed;
-        ++connect_errors[reason];
+    /// `counted`: false for a connect-scenario attempt made during the warmup.
+    void connect_failed(const std::string& reason, exit_code code, const std::string& message, bool counted = true) {
+        if (counted) {
+            ++failed;
+            ++connect_errors[reason];
+        }
         s.note_failure(code, message);
     }
 
@@ -1207,7 +1210,6 @@ net::awaitable<void> storm(worker& w) {
     const auto& o = s.o;
     for (;;) {
         if (s.stopping.load() || s.now_ns() >= s.end_ns) break;
-        if (o.messages > 0 && s.handshakes_left.fetch_sub(1) <= 0) break;
         if (o.connect_rate > 0) {
             const std::uint64_t k = s.next_attempt.fetch_add(1);
             const std::uint64_t when = std::uint64_t(double(k) / o.connect_rate * 1e9);
@@ -1216,7 +1218,10 @@ net::awaitable<void> storm(worker& w) {
             if (s.stopping.load()) break;
         }
         const std::uint64_t t_start = s.now_ns();
-        ++w.attempted;
+        // Handshakes started during the warmup are the warmup: they count nowhere, -n included.
+        const bool measured = w.measured(t_start);
+        if (measured && o.messages > 0 && s.handshakes_left.fetch_sub(1) <= 0) break;
+        if (measured) ++w.attempted;
         w.count_sent(t_start, 0);
         std::optional<tcp::socket> plain;
         std::optional<net::local::stream_protocol::socket> local;
@@ -1234,12 +1239,14 @@ net::awaitable<void> storm(worker& w) {
         };
         std::optional<opened_failure> f = co_await open_any(s, o.client.url, s.endpoints, on_ready);
         if (f) {
-            w.connect_failed(f->reason, f->code, f->message);
+            w.connect_failed(f->reason, f->code, f->message, measured);
             ++w.i_errors;
             continue;
         }
-        ++w.established;
-        w.handshake.record(hs);
+        if (measured) {
+            ++w.established;
+            w.handshake.record(hs);
+        }
         w.count_received(t_start, t_start + hs, 0, true);
         // Close politely: our Close, then read until the server's Close or end of stream.
         std::string frame;
@@ -1260,7 +1267,7 @@ net::awaitable<void> storm(worker& w) {
                         int code = fr.payload.size() >= 2 ? (static_cast<unsigned char>(fr.payload[0]) << 8) |
                                                                 static_cast<unsigned char>(fr.payload[1])
                                                           : 1005;
-                        ++w.close_codes[code];
+                        if (measured) ++w.close_codes[code];
                         closed = true;
                         break;
                     }

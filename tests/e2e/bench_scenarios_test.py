@@ -28,6 +28,19 @@ class BenchScenarios(WsxTestCase):
         self.assertIn("Handshakes", out)
         self.assertIn("Handshake latency", out)
 
+    def test_connect_storm_warmup_counts_nowhere(self):
+        _, url = self.start_server("-q")  # quiet: thousands of warmup connections, nobody reads the log
+        r, j = self.bench_json(url, "-s", "connect", "-c", "2", "-n", "50", "--warmup", "200ms")
+        # -n counts measured handshakes; every figure leaves the warmup out alike.
+        self.assertEqual(j["messages"]["sent"], 50)
+        self.assertEqual(j["messages"]["received"], 50)
+        self.assertEqual(j["connections"]["attempted"], 50)
+        self.assertEqual(j["connections"]["established"], 50)
+        self.assertEqual(j["connections"]["handshake"]["count"], 50)
+        self.assertEqual(j["latency"]["histogram"]["count"], 50)
+        self.assertEqual(j["close_codes"], {"1000": 50})
+        self.assertGreater(sum(i["sent"] for i in j["series"]), 50, "the series shows the warmup too")
+
     def test_connect_rate_limits_handshakes(self):
         _, url = self.start_server()
         _, j = self.bench_json(url, "-s", "connect", "-c", "4", "--connect-rate", "50", "-d", "1s")
