@@ -280,6 +280,7 @@ struct worker {
     std::uint64_t next_boundary_ns = second_ns;
     std::uint64_t error_total = 0;
     std::uint64_t stalled = 0;  // connections whose writes stopped (the server took no data)
+    std::uint64_t not_opened = 0;  // --connect-rate scheduled them after the end of the run
 
     // Published at each tick for the progress line (relaxed: figures for people).
     std::atomic<std::uint64_t> p_sent{0}, p_received{0}, p_errors{0}, p_established{0}, p_failed{0};
@@ -1168,7 +1169,17 @@ net::awaitable<void> sleep_until(const run_shared& s, clock::time_point t) {
 net::awaitable<void> launch(worker& w, conn_spec spec) {
     run_shared& s = w.s;
     const auto& o = s.o;
-    if (o.connect_rate > 0) co_await sleep_until(s, s.at(std::uint64_t(double(spec.index) / o.connect_rate * 1e9)));
+    if (o.connect_rate > 0) {
+        // A connection whose turn comes after the end of a timed run is not opened at all.
+        const std::uint64_t when = std::uint64_t(double(spec.index) / o.connect_rate * 1e9);
+        if (when < s.end_ns) co_await sleep_until(s, s.at(when));
+        if (when >= s.end_ns || s.now_ns() >= s.end_ns) {
+            ++w.not_opened;
+            if (spec.role == conn_role::subscriber) s.subscribers_settled.fetch_add(1, std::memory_order_acq_rel);
+            w.connection_done(nullptr);
+            co_return;
+        }
+    }
     if (spec.role == conn_role::publisher) {
         // Publish only once every subscriber is connected (or failed), plus the settle time.
         while (s.subscribers_settled.load(std::memory_order_acquire) < o.connections && !s.stopping.load())
@@ -1517,8 +1528,22 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
             "the generator used {:.0f}% of its {} thread(s): it may be what limits these figures; add --threads, "
             "or run wsx bench on another machine than the server",
             r.cpu_utilisation() * 100, nthreads));
-    std::uint64_t stalled = 0;
-    for (auto& w : workers) stalled += w->stalled;
+    std::uint64_t stalled = 0, not_opened = 0;
+    for (auto& w : workers) {
+        stalled += w->stalled;
+        not_opened += w->not_opened;
+    }
+    if (not_opened > 0)
+        r.warnings.push_back(fmt::format(
+            "{} of {} connections were not opened: at --connect-rate {:g}/s their turn came after the end of the run; "
+            "raise --connect-rate or -d",
+            not_opened, o.connections, o.connect_rate));
+    if (o.connect_rate > 0 && o.rate > 0 && !o.rate_per_conn && o.scenario != bench_scenario::fanout &&
+        o.connections > 1)
+        r.warnings.push_back(fmt::format(
+            "--rate is shared by all {} connections, and --connect-rate opens them over {}: until the last is open, "
+            "less than --rate is sent",
+            o.connections, format_duration(std::chrono::nanoseconds(std::int64_t(double(o.connections - 1) / o.connect_rate * 1e9)))));
     if (stalled > 0)
         r.warnings.push_back(fmt::format(
             "{} connection{} stalled: the server took no data for --reply-timeout ({}){}; what was still queued "

@@ -47,6 +47,16 @@ class BenchScenarios(WsxTestCase):
         self.assertGreaterEqual(j["connections"]["established"], 40)
         self.assertLessEqual(j["connections"]["established"], 51)
 
+    def test_connect_rate_stops_at_the_duration(self):
+        _, url = self.start_server()
+        r, j = self.bench_json(url, "-c", "6", "--connect-rate", "2", "-d", "1s", "--rate", "20")
+        # Turns at 0 s and 0.5 s come within the second; the other four would come after it.
+        self.assertEqual(j["connections"]["attempted"], 2)
+        err = r.stderr.decode()
+        self.assertIn("wsx: warning: 4 of 6 connections were not opened: at --connect-rate 2/s", err)
+        self.assertIn("wsx: warning: --rate is shared by all 6 connections, and --connect-rate opens them over 2.5s", err)
+        self.assertIn("4 of 6 connections were not opened", " ".join(j["warnings"]))
+
     def test_send_into_a_sink(self):
         _, url = self.start_server()
         _, j = self.bench_json(url, "-s", "send", "-c", "2", "-n", "20000")
