@@ -111,8 +111,9 @@ std::string filler(std::size_t n, bool binary) {
 }
 
 // Writes the requested reports and evaluates --fail-if. Returns the exit code.
+// `merged`: the result of bench merge, which was not interrupted itself even when an input was.
 int report(const bench_args& a, const bench_result& r, const std::vector<threshold>& fail_if,
-           const std::optional<bench_result>& baseline, bool human) {
+           const std::optional<bench_result>& baseline, bool human, bool merged = false) {
     if (human) std::cout << render_text(r);
     // With --json -, stdout carries the JSON alone; the comparison goes to stderr.
     if (baseline) (human ? std::cout : std::cerr) << '\n' << render_compare(*baseline, r);
@@ -132,7 +133,7 @@ int report(const bench_args& a, const bench_result& r, const std::vector<thresho
             ++missed;
         }
     }
-    if (r.interrupted) return static_cast<int>(exit_code::interrupted);
+    if (r.interrupted && !merged) return static_cast<int>(exit_code::interrupted);
     if (missed) return static_cast<int>(exit_code::expectation);
     if (!ok) return static_cast<int>(exit_code::failure);
     return 0;
@@ -177,7 +178,7 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
         } catch (const std::invalid_argument& e) {
             throw failure(exit_code::usage, fmt::format("bench merge: {}", e.what()));
         }
-        return report(*a, m, fail_if, std::nullopt, a->json != "-");
+        return report(*a, m, fail_if, std::nullopt, a->json != "-", true);
     };
 }
 

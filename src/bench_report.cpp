@@ -333,13 +333,18 @@ bench_result bench_from_json(const nlohmann::json& j) {
 
 bench_result merge_results(const std::vector<bench_result>& runs) {
     if (runs.empty()) throw std::invalid_argument("nothing to merge");
+    for (const auto& r : runs)
+        if (r.config.scenario != runs.front().config.scenario)
+            throw std::invalid_argument(fmt::format(
+                "cannot merge runs of different scenarios ({} and {}): their figures measure different things; "
+                "merge the runs of one scenario",
+                runs.front().config.scenario, r.config.scenario));
     bench_result m = runs.front();
     for (std::size_t k = 1; k < runs.size(); ++k) {
         const auto& r = runs[k];
         m.runs += r.runs;
         m.interrupted = m.interrupted || r.interrupted;
         m.started_at = std::min(m.started_at, r.started_at);
-        if (m.config.scenario != r.config.scenario) m.config.scenario += "+" + r.config.scenario;
         m.config.connections += r.config.connections;
         m.config.publishers += r.config.publishers;
         m.config.threads += r.config.threads;
@@ -561,7 +566,9 @@ std::string render_text(const bench_result& r, const text_report_options& o) {
     if (!c.publish_url.empty() && c.publish_url != c.url) out += fmt::format("publishing to {}\n", c.publish_url);
     out += "  " + describe_load(c) + "\n";
     if (r.runs > 1) out += fmt::format("  merged from {} runs\n", r.runs);
-    if (r.interrupted) out += "  interrupted: figures cover the part that ran\n";
+    if (r.interrupted)
+        out += r.runs > 1 ? "  an input run was interrupted: its figures cover the part that ran\n"
+                          : "  interrupted: figures cover the part that ran\n";
     out += fmt::format("  measured {:.2f}s, started {}\n\n", r.elapsed_s, r.started_at);
 
     out += fmt::format("{:<14}{:>12}{:>13}{:>9}\n", "Connections", "attempted", "established", "failed");

@@ -74,7 +74,8 @@ bench_result bench_from_json(const nlohmann::json& j);
 
 /// One result from several runs (e.g. on several machines against one server): counts and
 /// histograms add up exactly, so percentiles of the merge are those of all samples together;
-/// the window is the longest run's. Throws std::invalid_argument when given nothing.
+/// the window is the longest run's. `interrupted` holds when any run was. Throws
+/// std::invalid_argument when given nothing or runs of different scenarios.
 bench_result merge_results(const std::vector<bench_result>& runs);
 
 /// How a figure's value reads and compares.

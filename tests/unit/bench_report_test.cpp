@@ -200,6 +200,16 @@ TEST_CASE("merging runs gives the percentiles of one combined run", "[bench]") {
     CHECK(m.errors.at("corrupt") == 2);
     CHECK(m.series[1].latency.count() == 2000);
     CHECK_THROWS(merge_results({}));
+    b.config.scenario = "connect";
+    CHECK_THROWS_WITH(merge_results({a, b}), Catch::Contains("cannot merge runs of different scenarios (echo and connect)"));
+}
+
+TEST_CASE("a merge with an interrupted input says so", "[bench]") {
+    bench_result a = sample_result(), b = sample_result();
+    b.interrupted = true;
+    auto m = merge_results({a, b});
+    CHECK(m.interrupted);
+    CHECK_THAT(render_text(m), Catch::Contains("an input run was interrupted: its figures cover the part that ran"));
 }
 
 TEST_CASE("thresholds parse and evaluate", "[bench]") {
