@@ -1,5 +1,10 @@
 // wsx bench: parse options → bench_options → validate (every problem at once) → run → reports.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdlib>
 #include <fstream>
@@ -86,6 +91,37 @@ bool write_output(const std::string& path, const std::string& content, const cha
     return true;
 }
 
+// The report files, checked before the run so that an unwritable path does not waste it.
+void check_outputs(problems& p, const bench_args& a) {
+    const std::pair<const char*, const std::string*> outputs[] = {{"--json", &a.json}, {"--html", &a.html}, {"--hgrm", &a.hgrm}};
+    for (std::size_t i = 0; i < std::size(outputs); ++i) {
+        const auto& [name, path] = outputs[i];
+        if (path->empty()) continue;
+        bool shared = false;
+        for (std::size_t k = 0; k < i; ++k) {
+            if (*outputs[k].second != *path) continue;
+            shared = true;
+            p.add(*path == "-" ? fmt::format("{} and {} both write to stdout (-): give one of them a file", outputs[k].first, name)
+                               : fmt::format("{} and {} both write to {}: give each its own file", outputs[k].first, name, *path));
+        }
+        if (shared || *path == "-") continue;
+        // Open it as the report will (without truncating what is there); a file made only
+        // for this check is removed again.
+        struct stat st {};
+        const bool existed = ::stat(path->c_str(), &st) == 0;
+        const int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) {
+            p.add(fmt::format("{} {}: cannot write the file: {}", name, *path, std::strerror(errno)));
+            continue;
+        }
+        ::close(fd);
+        if (!existed) ::unlink(path->c_str());
+    }
+}
+
+// True when a report goes to stdout, which then carries it alone.
+bool report_on_stdout(const bench_args& a) { return a.json == "-" || a.html == "-" || a.hgrm == "-"; }
+
 std::optional<bench_result> read_result(const std::string& path, std::string* error) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
@@ -115,7 +151,7 @@ std::string filler(std::size_t n, bool binary) {
 int report(const bench_args& a, const bench_result& r, const std::vector<threshold>& fail_if,
            const std::optional<bench_result>& baseline, bool human, bool merged = false) {
     if (human) std::cout << render_text(r);
-    // With --json -, stdout carries the JSON alone; the comparison goes to stderr.
+    // With a report on stdout (e.g. --json -), stdout carries it alone; the comparison goes to stderr.
     if (baseline) (human ? std::cout : std::cerr) << '\n' << render_compare(*baseline, r);
     bool ok = true;
     if (!a.json.empty()) ok &= write_output(a.json, bench_to_json(r).dump(2) + "\n", "--json");
@@ -171,6 +207,7 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
             if (auto t = parse_threshold(e, &err)) fail_if.push_back(*t);
             else p.add("--fail-if " + err);
         }
+        check_outputs(p, *a);
         if (p.report("bench merge")) return static_cast<int>(exit_code::usage);
         bench_result m;
         try {
@@ -178,7 +215,7 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
         } catch (const std::invalid_argument& e) {
             throw failure(exit_code::usage, fmt::format("bench merge: {}", e.what()));
         }
-        return report(*a, m, fail_if, std::nullopt, a->json != "-", true);
+        return report(*a, m, fail_if, std::nullopt, !report_on_stdout(*a), true);
     };
 }
 
@@ -370,6 +407,7 @@ runner setup_bench(CLI::App& app) {
             if (auto b = read_result(a->compare, &err)) baseline = std::move(*b);
             else p.add("--compare " + err);
         }
+        check_outputs(p, *a);
         if (p.report("bench")) return static_cast<int>(exit_code::usage);
 
         const bool tty = ::isatty(2) == 1 && !a->no_progress;
@@ -403,7 +441,7 @@ runner setup_bench(CLI::App& app) {
             return first_failure.first;
         }
         for (const auto& w : result.warnings) std::cerr << "wsx: warning: " << w << '\n';
-        int rc = report(*a, result, fail_if, baseline, a->json != "-");
+        int rc = report(*a, result, fail_if, baseline, !report_on_stdout(*a));
         if (a->find_max && !result.max_rate && rc == 0) {
             std::cerr << "wsx: error: --find-max-rate: no rate tried met the target\n";
             rc = static_cast<int>(exit_code::expectation);

@@ -57,6 +57,36 @@ class BenchOptions(WsxTestCase):
         r = self.wsx("bench", "http://127.0.0.1:1/")
         self.assertExit(r, 2)
 
+    def test_output_files_are_checked_before_the_run(self):
+        # Port 1 refuses: a check made after the run would exit 4, not 2.
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "-n", "10", "--json", "/nonexistent/x.json",
+                     "--html", os.path.join(self.tmp, "ok.html"))
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [
+            "wsx: error: --json /nonexistent/x.json: cannot write the file: No such file or directory"])
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "ok.html")), "the check leaves no file behind")
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "-n", "10", "--hgrm", self.tmp)
+        self.assertExit(r, 2)
+        self.assertIn(f"wsx: error: --hgrm {self.tmp}: cannot write the file: Is a directory", r.stderr.decode())
+
+    def test_two_reports_cannot_share_stdout_or_a_file(self):
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "--json", "-", "--hgrm", "-")
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [
+            "wsx: error: --json and --hgrm both write to stdout (-): give one of them a file"])
+        path = os.path.join(self.tmp, "r.out")
+        r = self.wsx("bench", "merge", "a.json", "--html", path, "--hgrm", path)
+        self.assertExit(r, 2)
+        self.assertIn(f"wsx: error: --html and --hgrm both write to {path}: give each its own file", r.stderr.decode())
+
+    def test_hgrm_on_stdout_goes_alone(self):
+        _, url = self.start_server()
+        r = self.wsx("bench", url, "-c", "1", "-n", "50", "--hgrm", "-")
+        self.assertExit(r, 0)
+        out = r.stdout.decode()
+        self.assertTrue(out.startswith("       Value     Percentile"), out[:200])
+        self.assertNotIn("Round-trip latency", out)
+
     def test_unreachable_server_exits_4(self):
         port = free_port()
         r = self.wsx("bench", f"ws://127.0.0.1:{port}/", "-c", "3", "-n", "10", timeout=30)
