@@ -56,6 +56,11 @@ std::string rstrip_lines(const std::string& text) {
     return out;
 }
 
+// "1 message", "2 messages".
+std::string count_of(std::uint64_t n, std::string_view one, std::string_view many) {
+    return fmt::format("{} {}", group(n), n == 1 ? one : many);
+}
+
 std::string mb(double bytes_per_s) { return fmt::format("{:.2f}", bytes_per_s / 1e6); }
 
 std::string pct(double v) {
@@ -98,7 +103,9 @@ std::string describe_load(const bench_config& c) {
     if (c.message_size > 0) s += fmt::format(", {}-byte {} messages", c.message_size, c.binary ? "binary" : "text");
     if (c.compress) s += ", permessage-deflate";
     if (c.duration_s > 0) s += ", " + dur(c.duration_s * 1e9);
-    if (c.messages > 0) s += fmt::format(", {} {}", group(c.messages), c.scenario == "connect" ? "handshakes" : "messages");
+    if (c.messages > 0)
+        s += ", " + (c.scenario == "connect" ? count_of(c.messages, "handshake", "handshakes")
+                                             : count_of(c.messages, "message", "messages"));
     if (c.warmup_s > 0) s += " (warmup " + dur(c.warmup_s * 1e9) + ")";
     return s;
 }
@@ -111,6 +118,11 @@ struct bin {
 std::vector<bin> log_bins(const histogram& h, int n) {
     std::vector<bin> bins;
     if (h.count() == 0) return bins;
+    if (h.min() == h.max()) {
+        // One value: one row, not n rows with the same bounds.
+        bins.push_back({double(h.min()), double(h.max()), h.count()});
+        return bins;
+    }
     double lo = std::max<double>(1, double(h.min()));
     double hi = std::max<double>(lo * 1.0001, double(h.max()) + 1);
     const double step = std::pow(hi / lo, 1.0 / n);
@@ -615,7 +627,7 @@ std::string render_text(const bench_result& r, const text_report_options& o) {
 
     if (r.latency.count() > 0) {
         const char* what = storm ? "Handshake latency" : fanout ? "Delivery latency" : "Round-trip latency";
-        out += fmt::format("{} ({} samples)\n", what, group(r.latency.count()));
+        out += fmt::format("{} ({})\n", what, count_of(r.latency.count(), "sample", "samples"));
         std::string names, values;
         for (const auto& l : levels) {
             names += fmt::format("{:>9}", l.name);
@@ -769,15 +781,16 @@ std::string percentile_plot(const histogram& h) {
 std::string histogram_plot(const histogram& h) {
     chart c;
     auto bins = log_bins(h, 40);
+    const double columns = double(std::max<std::size_t>(1, bins.size()));
     c.x0 = 0;
-    c.x1 = 40;
+    c.x1 = columns;
     c.y0 = 0;
     std::uint64_t top = 0;
     for (const auto& b : bins) top = std::max(top, b.count);
     c.y1 = nice_ceiling(double(top));
     std::vector<std::pair<double, std::string>> ticks;
     for (std::size_t i = 0; i < bins.size(); i += 8) ticks.emplace_back(double(i), dur(bins[i].lo));
-    if (!bins.empty()) ticks.emplace_back(40.0, dur(bins.back().hi));
+    if (!bins.empty()) ticks.emplace_back(columns, dur(bins.back().hi));
     std::string s = svg_open(c, "plot-histogram", "Latency histogram");
     s += axes(c, ticks, "messages", [](double v) { return group(std::uint64_t(std::llround(v))); }, "latency (log scale)");
     if (bins.empty()) return s + empty_note(c) + "</svg></figure>\n";

@@ -2,6 +2,7 @@
 // Set WSX_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -202,6 +203,25 @@ TEST_CASE("merging runs gives the percentiles of one combined run", "[bench]") {
     CHECK_THROWS(merge_results({}));
     b.config.scenario = "connect";
     CHECK_THROWS_WITH(merge_results({a, b}), Catch::Contains("cannot merge runs of different scenarios (echo and connect)"));
+}
+
+TEST_CASE("one latency value gives one distribution row; one message is singular", "[bench]") {
+    bench_result r = sample_result();
+    r.config.messages = 1;
+    r.config.duration_s = 0;
+    r.latency.reset();
+    r.latency.record(2'000'000);
+    const std::string text = render_text(r);
+    CHECK_THAT(text, Catch::Contains(", 1 message (warmup"));
+    CHECK_THAT(text, Catch::Contains("Round-trip latency (1 sample)\n"));
+    const auto at = text.find("Latency distribution\n");
+    REQUIRE(at != std::string::npos);
+    const auto rows = text.substr(at, text.find("\n\n", at) - at);
+    CHECK(std::count(rows.begin(), rows.end(), '\n') == 1);  // the title, then one row
+    CHECK_THAT(rows, Catch::Contains("2ms - 2ms"));
+    r.config.scenario = "connect";
+    CHECK_THAT(render_text(r), Catch::Contains(", 1 handshake (warmup"));
+    CHECK_THAT(render_html(r), Catch::Contains("class=\"bar\""));
 }
 
 TEST_CASE("a merge with an interrupted input says so", "[bench]") {
