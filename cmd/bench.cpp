@@ -244,7 +244,7 @@ runner setup_bench(CLI::App& app) {
         ->group(l)->type_name("K")->capture_default_str();
     app.add_option("--rate", a->rate,
                    "Open loop: send this many messages per second in total, whether or not replies have "
-                   "arrived; latency counts from the intended send time")
+                   "arrived; latency counts from the intended send time (fanout: publications, default 1000)")
         ->group(l)->type_name("RATE");
     app.add_option("--rate-per-conn", a->rate_per_conn, "Open loop: messages per second per connection")
         ->group(l)->type_name("RATE");
@@ -339,6 +339,19 @@ runner setup_bench(CLI::App& app) {
         if (o.rate > 0 && a->in_flight != "1") p.add("--in-flight is for the closed loop; it cannot be combined with --rate");
         if (o.scenario == bench_scenario::connect && o.rate > 0)
             p.add("--rate does not apply to the connect scenario; use --connect-rate");
+        // Options a scenario has no use for are refused rather than ignored.
+        if (a->in_flight != "1" && o.scenario == bench_scenario::fanout)
+            p.add("--in-flight does not apply to -s fanout: publishers send at --rate (1000/s in total by default)");
+        if (a->in_flight != "1" && o.scenario == bench_scenario::send)
+            p.add("--in-flight does not apply to -s send: it sends as fast as the server takes data, or at --rate");
+        if (a->in_flight != "1" && o.scenario == bench_scenario::connect)
+            p.add("--in-flight does not apply to -s connect: it sends no messages; -c sets the handshakes in progress");
+        if (o.scenario == bench_scenario::connect) {
+            for (const auto& [given, name] : {std::pair{!a->size.empty(), "--size"}, std::pair{a->binary, "--binary"},
+                                              std::pair{!a->payload.empty(), "--payload"},
+                                              std::pair{!a->payload_file.empty(), "--payload-file"}})
+                if (given) p.add(fmt::format("{} does not apply to -s connect: it sends no messages", name));
+        }
         o.reply_timeout = duration_arg(p, "--reply-timeout", a->reply_timeout);
         if (o.reply_timeout.count() == 0) p.add("--reply-timeout must be greater than 0");
 
@@ -375,6 +388,8 @@ runner setup_bench(CLI::App& app) {
         }
         o.subscribe_messages = a->subscribe_messages;
         o.settle = duration_arg(p, "--settle", a->settle);
+        if (o.scenario == bench_scenario::fanout && o.duration.count() > 0 && o.settle >= o.duration)
+            p.add("--settle must be shorter than --duration: publishing starts only after it");
         if (o.scenario == bench_scenario::fanout && o.rate == 0) o.rate = 1000;
         if (o.scenario != bench_scenario::fanout &&
             (!a->publish_url.empty() || !a->subscribe_messages.empty() || a->publishers != "1"))

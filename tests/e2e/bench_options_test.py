@@ -45,6 +45,14 @@ class BenchOptions(WsxTestCase):
             (["--payload-file", "/nonexistent/x"], "--payload-file /nonexistent/x: cannot read the file"),
             (["--compare", "/nonexistent/b.json"], "--compare /nonexistent/b.json: cannot read the file"),
             (["--fail-if", "latency>1ms"], "unknown figure 'latency'"),
+            (["-s", "fanout", "--in-flight", "8"],
+             "--in-flight does not apply to -s fanout: publishers send at --rate (1000/s in total by default)"),
+            (["-s", "send", "--in-flight", "8"], "--in-flight does not apply to -s send"),
+            (["-s", "connect", "--in-flight", "8"], "--in-flight does not apply to -s connect"),
+            (["-s", "connect", "--size", "1KiB"], "--size does not apply to -s connect: it sends no messages"),
+            (["-s", "connect", "--binary"], "--binary does not apply to -s connect: it sends no messages"),
+            (["-s", "connect", "--payload", "x"], "--payload does not apply to -s connect"),
+            (["-s", "fanout", "-d", "1s", "--settle", "1s"], "--settle must be shorter than --duration"),
         ]
         for args, message in cases:
             with self.subTest(args=args):
