@@ -346,9 +346,10 @@ struct worker {
         s.note_failure(code, message);
     }
 
-    void close_interval(std::uint64_t start_ns) {
+    void close_interval(std::uint64_t start_ns, std::uint64_t end_ns) {
         bench_interval iv;
         iv.start_s = double(start_ns) / 1e9;
+        iv.length_s = double(std::clamp(end_ns - std::min(end_ns, start_ns), std::uint64_t(1'000'000), second_ns)) / 1e9;
         iv.sent = i_sent;
         iv.received = i_received;
         iv.errors = i_errors;
@@ -373,7 +374,7 @@ struct worker {
     void on_tick() {
         const std::uint64_t now = s.now_ns();
         while (now >= next_boundary_ns) {
-            close_interval(next_boundary_ns - second_ns);
+            close_interval(next_boundary_ns - second_ns, next_boundary_ns);
             next_boundary_ns += second_ns;
         }
         const bool stopping = s.stopping.load(std::memory_order_relaxed);
@@ -393,7 +394,7 @@ struct worker {
 
     void finish() {
         ticker.cancel();
-        if (i_sent || i_received || i_errors) close_interval(next_boundary_ns - second_ns);
+        if (i_sent || i_received || i_errors) close_interval(next_boundary_ns - second_ns, s.now_ns());
         publish_progress();
     }
 
@@ -1497,9 +1498,11 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
             while (r.series.size() <= k) {
                 bench_interval e;
                 e.start_s = double(r.series.size());
+                e.length_s = 0;  // the longest of the threads' intervals
                 r.series.push_back(std::move(e));
             }
             auto& d = r.series[k];
+            d.length_s = std::max(d.length_s, iv.length_s);
             d.sent += iv.sent;
             d.received += iv.received;
             d.errors += iv.errors;

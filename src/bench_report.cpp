@@ -195,6 +195,7 @@ nlohmann::json bench_to_json(const bench_result& r) {
     nlohmann::json series = nlohmann::json::array();
     for (const auto& i : r.series) {
         series.push_back({{"t", i.start_s},
+                          {"length_s", i.length_s},
                           {"sent", i.sent},
                           {"received", i.received},
                           {"errors", i.errors},
@@ -317,6 +318,8 @@ bench_result bench_from_json(const nlohmann::json& j) {
     for (const auto& s : series) {
         bench_interval i;
         i.start_s = get<double>(s, "t");
+        i.length_s = get_or<double>(s, "length_s", 1.0);
+        if (!(i.length_s > 0 && i.length_s <= 1)) bad("series: \"length_s\" must be in (0, 1]");
         i.sent = get<std::uint64_t>(s, "sent");
         i.received = get<std::uint64_t>(s, "received");
         i.errors = get<std::uint64_t>(s, "errors");
@@ -389,10 +392,12 @@ bench_result merge_results(const std::vector<bench_result>& runs) {
             while (m.series.size() <= i) {
                 bench_interval e;
                 e.start_s = double(m.series.size());
+                e.length_s = 0;  // the longest of the runs' intervals
                 m.series.push_back(std::move(e));
             }
             auto& d = m.series[i];
             const auto& s = r.series[i];
+            d.length_s = std::max(d.length_s, s.length_s);
             d.sent += s.sent;
             d.received += s.received;
             d.errors += s.errors;
@@ -744,7 +749,20 @@ std::string axes(const chart& c, const std::vector<std::pair<double, std::string
 std::string polyline(const chart& c, const std::vector<std::pair<double, double>>& pts, const std::string& cls) {
     std::string d;
     for (const auto& [x, y] : pts) d += fmt::format("{}{:.1f},{:.1f}", d.empty() ? "" : " ", c.px(x), c.py(y));
-    return fmt::format("<polyline class=\"{}\" fill=\"none\" points=\"{}\"/>\n", cls, d);
+    std::string out = fmt::format("<polyline class=\"{}\" fill=\"none\" points=\"{}\"/>\n", cls, d);
+    // A line through one point draws nothing: mark the point.
+    if (pts.size() == 1)
+        out += fmt::format("<circle class=\"point {}\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\"/>\n", cls, c.px(pts[0].first),
+                           c.py(pts[0].second));
+    return out;
+}
+
+// Where the time plots put an interval, and its count per second: the last, partial
+// second of a run counts for its real length, not as a whole second.
+double mid_s(const bench_interval& i) { return i.start_s + i.length_s / 2; }
+double per_s(const bench_interval& i, std::uint64_t n) { return double(n) / (i.length_s > 0 ? i.length_s : 1.0); }
+double series_end(const bench_result& r) {
+    return r.series.empty() ? 1.0 : std::max(1.0, r.series.back().start_s + r.series.back().length_s);
 }
 
 std::string empty_note(const chart& c) {
@@ -814,18 +832,18 @@ std::vector<std::pair<double, std::string>> time_ticks(double end) {
 std::string throughput_plot(const bench_result& r) {
     chart c;
     c.x0 = 0;
-    c.x1 = std::max(1.0, double(r.series.size()));
+    c.x1 = series_end(r);
     c.y0 = 0;
     double top = 0;
-    for (const auto& i : r.series) top = std::max({top, double(i.sent), double(i.received)});
+    for (const auto& i : r.series) top = std::max({top, per_s(i, i.sent), per_s(i, i.received)});
     c.y1 = nice_ceiling(top);
     std::string s = svg_open(c, "plot-throughput", "Throughput over time");
     s += axes(c, time_ticks(c.x1), "messages/s", [](double v) { return group(std::uint64_t(std::llround(v))); }, "time");
     if (r.series.empty()) return s + empty_note(c) + "</svg></figure>\n";
     std::vector<std::pair<double, double>> sent, recv;
     for (const auto& i : r.series) {
-        sent.emplace_back(i.start_s + 0.5, double(i.sent));
-        recv.emplace_back(i.start_s + 0.5, double(i.received));
+        sent.emplace_back(mid_s(i), per_s(i, i.sent));
+        recv.emplace_back(mid_s(i), per_s(i, i.received));
     }
     s += polyline(c, sent, "line sent");
     s += polyline(c, recv, "line received");
@@ -836,7 +854,7 @@ std::string throughput_plot(const bench_result& r) {
 std::string p99_plot(const bench_result& r) {
     chart c;
     c.x0 = 0;
-    c.x1 = std::max(1.0, double(r.series.size()));
+    c.x1 = series_end(r);
     c.y0 = 0;
     double top = 0;
     for (const auto& i : r.series) top = std::max(top, double(i.latency.value_at_percentile(99)) / 1e6);
@@ -846,8 +864,8 @@ std::string p99_plot(const bench_result& r) {
     std::vector<std::pair<double, double>> p50, p99;
     for (const auto& i : r.series) {
         if (i.latency.count() == 0) continue;
-        p50.emplace_back(i.start_s + 0.5, double(i.latency.value_at_percentile(50)) / 1e6);
-        p99.emplace_back(i.start_s + 0.5, double(i.latency.value_at_percentile(99)) / 1e6);
+        p50.emplace_back(mid_s(i), double(i.latency.value_at_percentile(50)) / 1e6);
+        p99.emplace_back(mid_s(i), double(i.latency.value_at_percentile(99)) / 1e6);
     }
     if (p99.empty()) return s + empty_note(c) + "</svg></figure>\n";
     s += polyline(c, p50, "line p50");
@@ -870,7 +888,7 @@ th{text-align:left;font-weight:600}.plots{display:flex;flex-wrap:wrap;gap:16px}f
 figcaption{font-weight:600;margin:4px 0}.axis{stroke:#333}.grid{stroke:#ddd}.tick,.label,.legend{font-size:11px;fill:#444}
 .line{stroke-width:2}.latency,.received,.p99{stroke:#c0392b}.sent,.p50{stroke:#2471a3}.legend.sent,.legend.p50{fill:#2471a3}
 .legend.received,.legend.p99{fill:#c0392b}.bar{fill:#5d8aa8}.bar:hover,.mark:hover{fill:#c0392b}.mark{fill:#333}
-.empty{fill:#999}#readout{min-height:1.4em;color:#555}.warn{color:#a04000}
+.point{fill:#fff;stroke-width:2}.empty{fill:#999}#readout{min-height:1.4em;color:#555}.warn{color:#a04000}
 </style>
 </head>
 <body>

@@ -43,7 +43,8 @@
 ///     "cpu": {"user_s": 0.0, "system_s": 0.0, "wall_s": 0.0,
 ///             "utilisation": 0.0, "per_message_ns": 0.0},  // last two derived
 ///     "series": [                          // one entry per second of the run, warmup included
-///       {"t": 0, "sent": 0, "received": 0, "errors": 0, "bytes_sent": 0, "bytes_received": 0,
+///       {"t": 0, "length_s": 1,           // start (s since the run began); length: < 1 for the last
+///        "sent": 0, "received": 0, "errors": 0, "bytes_sent": 0, "bytes_received": 0,   // counts in it
 ///        "p50": 0, "p99": 0, "max": 0,     // derived
 ///        "histogram": HISTOGRAM}
 ///     ],

@@ -224,6 +224,43 @@ TEST_CASE("one latency value gives one distribution row; one message is singular
     CHECK_THAT(render_html(r), Catch::Contains("class=\"bar\""));
 }
 
+namespace {
+// The points="..." of the first polyline with class `cls` inside the plot `id`.
+std::vector<std::pair<double, double>> plot_points(const std::string& html, const std::string& id, const std::string& cls) {
+    const auto plot = html.find("id=\"" + id + "\"");
+    const auto line = html.find("<polyline class=\"" + cls + "\"", plot);
+    const auto from = html.find("points=\"", line) + 8;
+    std::istringstream in(html.substr(from, html.find('"', from) - from));
+    std::vector<std::pair<double, double>> pts;
+    double x, y;
+    char comma;
+    while (in >> x >> comma >> y) pts.emplace_back(x, y);
+    return pts;
+}
+}  // namespace
+
+TEST_CASE("time plots count the last partial second for its length and mark lone points", "[bench]") {
+    bench_result r = sample_result();
+    r.series.resize(2);
+    r.series[0].sent = r.series[0].received = 1000;
+    r.series[1].sent = r.series[1].received = 500;  // a steady 1000/s over the last half second
+    r.series[1].length_s = 0.5;
+    const std::string html = render_html(r);
+    auto pts = plot_points(html, "plot-throughput", "line received");
+    REQUIRE(pts.size() == 2);
+    CHECK(pts[0].second == pts[1].second);
+    CHECK(pts[1].first > pts[0].first);
+    CHECK(bench_from_json(bench_to_json(r)).series[1].length_s == 0.5);
+    CHECK(merge_results({r, r}).series[1].length_s == 0.5);
+
+    // A run shorter than a second: one interval, drawn as a point.
+    r.series.resize(1);
+    r.series[0].length_s = 0.4;
+    const std::string short_run = render_html(r);
+    const auto plot = short_run.find("id=\"plot-throughput\"");
+    CHECK(short_run.find("<circle class=\"point line received\"", plot) < short_run.find("</svg>", plot));
+}
+
 TEST_CASE("a merge with an interrupted input says so", "[bench]") {
     bench_result a = sample_result(), b = sample_result();
     b.interrupted = true;
