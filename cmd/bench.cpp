@@ -296,10 +296,29 @@ runner setup_bench(CLI::App& app) {
         "  wsx bench merge a.json b.json --html all.html                # runs from several machines\n"
         "\nFigures for --fail-if, --target and --compare: min p50 p90 p99 p99.9 p99.99 max mean\n"
         "handshake_p50 handshake_p99 handshake_max rate send_rate rx_bytes tx_bytes errors connect_fail\n"
-        "connections delivery cpu cpu_per_msg.\n"
-        "\nExit status: 0 ok, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected or, with --compress,\n"
-        "permessage-deflate declined (when no connection could be made), 8 timeout, 9 a --fail-if threshold\n"
-        "held (or no rate met --target), 130 interrupted.");
+        "connections delivery cpu cpu_per_msg. rate is messages received per second (fanout: deliveries,\n"
+        "connect: handshakes completed); in the send scenario it is messages sent per second, a message\n"
+        "counting as sent once written to the socket. A threshold on a latency or handshake figure that\n"
+        "has no sample fails, e.g. 'p99: no message was answered'.\n"
+        "\nError kinds: timeout (no echo within --reply-timeout), corrupt (stamp or body not as sent),\n"
+        "out_of_order (an echo that came after later ones; still received and measured), duplicate\n"
+        "(one answered already), lost (fanout: a delivery that never came), backlog (open loop: a send\n"
+        "skipped, 16MiB being queued already), stalled (a write took no data for --reply-timeout or was\n"
+        "stuck when -d ended; once per connection), closed_by_server, unanswered (outstanding when the\n"
+        "connection ended), disconnected, read, write, protocol, inflate.\n"
+        "\nJSON (--json, schema wsx.bench.v1): schema, generator, started_at, runs, interrupted, config\n"
+        "(what was asked: scenario, url, publish_url, connections, publishers, connect_rate, duration_s,\n"
+        "messages, warmup_s, threads, in_flight, rate, message_size, binary, compress), elapsed_s (the\n"
+        "measured window), connections {attempted, established, failed, errors, extensions, handshake},\n"
+        "messages {sent, received, expected, bytes_sent, bytes_received,\n"
+        "wire_bytes_sent, wire_bytes_received, send_rate, rate}, latency {unit, min, p50, p90, p99, p99.9,\n"
+        "p99.99, max, mean, stddev, histogram}, errors, close_codes, cpu {user_s, system_s, wall_s,\n"
+        "utilisation, per_message_ns}, series (per second: t, length_s, sent, received, errors,\n"
+        "bytes_sent, bytes_received, p50, p99, max, histogram), find_max_rate, warnings. Times in ns.\n"
+        "\nExit status: 0 ok, 1 other failure (e.g. a report file could not be written), 2 usage,\n"
+        "3 resolve, 4 connect, 5 TLS, 6 upgrade rejected or, with --compress, permessage-deflate declined\n"
+        "(when no connection could be made), 8 timeout, 9 a --fail-if threshold held (or no rate met\n"
+        "--target), 130 interrupted (bench merge never exits 130: it says when an input was).");
 
     CLI::App* merge = app.add_subcommand("merge", "Merge JSON results of several runs into one report");
     runner merge_run = setup_merge(*merge, a);

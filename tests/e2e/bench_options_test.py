@@ -1,10 +1,11 @@
 """wsx bench: bad options and unreachable servers give clear errors and documented exit codes."""
 import os
+import re
 import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wsxtest import WsxTestCase, main  # noqa: E402
+from wsxtest import SOURCE_DIR, WsxTestCase, main  # noqa: E402
 
 
 def free_port():
@@ -94,6 +95,26 @@ class BenchOptions(WsxTestCase):
         out = r.stdout.decode()
         self.assertTrue(out.startswith("       Value     Percentile"), out[:200])
         self.assertNotIn("Round-trip latency", out)
+
+    def test_help_and_readme_document_the_json_and_the_exit_status(self):
+        _, url = self.start_server()
+        _, j = self.bench_json(url, "-c", "1", "-n", "20")
+        names = set(j)
+        for section in ("config", "connections", "messages", "latency", "cpu"):
+            names |= set(j[section])
+        names |= set(j["series"][0])
+        help_text = self.wsx("bench", "--help").stdout.decode()
+        with open(os.path.join(SOURCE_DIR, "README.md")) as f:
+            readme = f.read()
+        bench_section = readme[readme.index("## wsx bench"):readme.index("## wsx proxy")]
+        for name in sorted(names):
+            with self.subTest(field=name):
+                self.assertTrue(re.search(r"[\s({,:]%s[\s,.})]" % re.escape(name), help_text), f"{name} not in the help")
+                self.assertIn(f"`{name}`", bench_section)
+        for kind in ("timeout", "corrupt", "out_of_order", "duplicate", "lost", "backlog", "stalled"):
+            self.assertTrue(re.search(r"\b%s\s+\(" % kind, help_text), f"{kind} not explained in the help")
+            self.assertIn(f"| `{kind}` |", bench_section)
+        self.assertIn("Exit status: 0 ok, 1 other failure", help_text)
 
     def test_unreachable_server_exits_4(self):
         port = free_port()
