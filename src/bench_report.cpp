@@ -899,7 +899,8 @@ figcaption{font-weight:600;margin:4px 0}.axis{stroke:#333}.grid{stroke:#ddd}.tic
                        escape_html(r.generator));
     out += "<table id=\"summary\">\n<tr><th>figure</th><th>value</th></tr>\n";
     for (const auto& f : figures(r))
-        out += fmt::format("<tr><th>{}</th><td>{}</td></tr>\n", f.name, escape_html(format_value(f.value, f.kind)));
+        out += fmt::format("<tr><th>{}</th><td>{}</td></tr>\n", f.name,
+                           escape_html(f.missing.empty() ? format_value(f.value, f.kind) : "- (" + f.missing + ")"));
     out += "</table>\n";
     if (!r.errors.empty()) {
         out += "<p>Errors: ";
@@ -949,7 +950,11 @@ std::string render_compare(const bench_result& baseline, const bench_result& cur
         const auto& fb = b[i];
         const auto& fc = c[i];
         std::string change = "", verdict = "";
-        if (fb.value == fc.value) {
+        if (!fb.missing.empty() || !fc.missing.empty()) {
+            // A figure without a sample reads as 0, which would compare as a great improvement.
+            change = "-";
+            if (!fc.missing.empty()) verdict = "no sample";
+        } else if (fb.value == fc.value) {
             change = "=";
         } else if (fb.value != 0) {
             double d = (fc.value - fb.value) / std::abs(fb.value) * 100.0;
@@ -959,8 +964,8 @@ std::string render_compare(const bench_result& baseline, const bench_result& cur
             change = "new";
             verdict = fb.lower_is_better ? "worse" : "better";
         }
-        out += fmt::format("  {:<14}{:>14}{:>14}{:>10}  {}\n", fb.name, format_value(fb.value, fb.kind),
-                           format_value(fc.value, fc.kind), change, verdict);
+        auto shown = [](const figure& f) { return f.missing.empty() ? format_value(f.value, f.kind) : std::string("-"); };
+        out += fmt::format("  {:<14}{:>14}{:>14}{:>10}  {}\n", fb.name, shown(fb), shown(fc), change, verdict);
     }
     return rstrip_lines(out);
 }

@@ -329,6 +329,11 @@ TEST_CASE("a threshold on a figure without a sample names why", "[bench]") {
     CHECK_FALSE(threshold_unmeasured(r, *h));
     r.handshake.reset();
     CHECK(*threshold_unmeasured(r, *h) == "no handshake completed");
+    // Reports do not show the missing figure as 0 (which compares as a great improvement).
+    const std::string cmp = render_compare(sample_result(), r);
+    CHECK_THAT(cmp, Catch::Contains("\n  p99                   20.1ms             -         -  no sample\n"));
+    CHECK_THAT(cmp, Catch::Contains("\n  handshake_max          1.2ms             -         -  no sample\n"));
+    CHECK_THAT(render_html(r), Catch::Contains("<tr><th>p99</th><td>- (no message was delivered)</td></tr>"));
     // Counts and rates are measured even when they are 0.
     for (const char* e : {"errors>0", "rate<10", "connect_fail>1%"}) {
         auto c = parse_threshold(e, &err);
