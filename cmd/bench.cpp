@@ -111,7 +111,8 @@ void check_outputs(problems& p, const bench_args& a) {
         const bool existed = ::stat(path->c_str(), &st) == 0;
         const int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (fd < 0) {
-            p.add(fmt::format("{} {}: cannot write the file: {}", name, *path, std::strerror(errno)));
+            p.add(fmt::format("{} {}: cannot write the file: {}; give a file in a writable directory, or - for stdout",
+                              name, *path, std::strerror(errno)));
             continue;
         }
         ::close(fd);

@@ -72,11 +72,11 @@ class BenchOptions(WsxTestCase):
                      "--html", os.path.join(self.tmp, "ok.html"))
         self.assertExit(r, 2)
         self.assertEqual(self.error_lines(r), [
-            "wsx: error: --json /nonexistent/x.json: cannot write the file: No such file or directory"])
+            "wsx: error: --json /nonexistent/x.json: cannot write the file: No such file or directory; give a file in a writable directory, or - for stdout"])
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "ok.html")), "the check leaves no file behind")
         r = self.wsx("bench", "ws://127.0.0.1:1/", "-n", "10", "--hgrm", self.tmp)
         self.assertExit(r, 2)
-        self.assertIn(f"wsx: error: --hgrm {self.tmp}: cannot write the file: Is a directory", r.stderr.decode())
+        self.assertIn(f"wsx: error: --hgrm {self.tmp}: cannot write the file: Is a directory; give a file", r.stderr.decode())
 
     def test_two_reports_cannot_share_stdout_or_a_file(self):
         r = self.wsx("bench", "ws://127.0.0.1:1/", "--json", "-", "--hgrm", "-")
