@@ -1,5 +1,10 @@
 // wsx bench: parse options → bench_options → validate (every problem at once) → run → reports.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdlib>
 #include <fstream>
@@ -86,6 +91,38 @@ bool write_output(const std::string& path, const std::string& content, const cha
     return true;
 }
 
+// The report files, checked before the run so that an unwritable path does not waste it.
+void check_outputs(problems& p, const bench_args& a) {
+    const std::pair<const char*, const std::string*> outputs[] = {{"--json", &a.json}, {"--html", &a.html}, {"--hgrm", &a.hgrm}};
+    for (std::size_t i = 0; i < std::size(outputs); ++i) {
+        const auto& [name, path] = outputs[i];
+        if (path->empty()) continue;
+        bool shared = false;
+        for (std::size_t k = 0; k < i; ++k) {
+            if (*outputs[k].second != *path) continue;
+            shared = true;
+            p.add(*path == "-" ? fmt::format("{} and {} both write to stdout (-): give one of them a file", outputs[k].first, name)
+                               : fmt::format("{} and {} both write to {}: give each its own file", outputs[k].first, name, *path));
+        }
+        if (shared || *path == "-") continue;
+        // Open it as the report will (without truncating what is there); a file made only
+        // for this check is removed again.
+        struct stat st {};
+        const bool existed = ::stat(path->c_str(), &st) == 0;
+        const int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) {
+            p.add(fmt::format("{} {}: cannot write the file: {}; give a file in a writable directory, or - for stdout",
+                              name, *path, std::strerror(errno)));
+            continue;
+        }
+        ::close(fd);
+        if (!existed) ::unlink(path->c_str());
+    }
+}
+
+// True when a report goes to stdout, which then carries it alone.
+bool report_on_stdout(const bench_args& a) { return a.json == "-" || a.html == "-" || a.hgrm == "-"; }
+
 std::optional<bench_result> read_result(const std::string& path, std::string* error) {
     std::ifstream f(path, std::ios::binary);
     if (!f) {
@@ -111,10 +148,11 @@ std::string filler(std::size_t n, bool binary) {
 }
 
 // Writes the requested reports and evaluates --fail-if. Returns the exit code.
+// `merged`: the result of bench merge, which was not interrupted itself even when an input was.
 int report(const bench_args& a, const bench_result& r, const std::vector<threshold>& fail_if,
-           const std::optional<bench_result>& baseline, bool human) {
+           const std::optional<bench_result>& baseline, bool human, bool merged = false) {
     if (human) std::cout << render_text(r);
-    // With --json -, stdout carries the JSON alone; the comparison goes to stderr.
+    // With a report on stdout (e.g. --json -), stdout carries it alone; the comparison goes to stderr.
     if (baseline) (human ? std::cout : std::cerr) << '\n' << render_compare(*baseline, r);
     bool ok = true;
     if (!a.json.empty()) ok &= write_output(a.json, bench_to_json(r).dump(2) + "\n", "--json");
@@ -123,12 +161,16 @@ int report(const bench_args& a, const bench_result& r, const std::vector<thresho
     std::cout << std::flush;
     int missed = 0;
     for (const auto& t : fail_if) {
-        if (threshold_holds(r, t)) {
+        if (auto why = threshold_unmeasured(r, t)) {
+            // A gate on a figure that has no sample fails: 0 would pass `p99>20ms` unseen.
+            std::cerr << fmt::format("wsx: error: --fail-if {}: {}: {}\n", t.text, t.figure, *why);
+            ++missed;
+        } else if (threshold_holds(r, t)) {
             std::cerr << fmt::format("wsx: error: --fail-if {}: {} was {}\n", t.text, t.figure, threshold_actual(r, t));
             ++missed;
         }
     }
-    if (r.interrupted) return static_cast<int>(exit_code::interrupted);
+    if (r.interrupted && !merged) return static_cast<int>(exit_code::interrupted);
     if (missed) return static_cast<int>(exit_code::expectation);
     if (!ok) return static_cast<int>(exit_code::failure);
     return 0;
@@ -166,6 +208,7 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
             if (auto t = parse_threshold(e, &err)) fail_if.push_back(*t);
             else p.add("--fail-if " + err);
         }
+        check_outputs(p, *a);
         if (p.report("bench merge")) return static_cast<int>(exit_code::usage);
         bench_result m;
         try {
@@ -173,7 +216,7 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
         } catch (const std::invalid_argument& e) {
             throw failure(exit_code::usage, fmt::format("bench merge: {}", e.what()));
         }
-        return report(*a, m, fail_if, std::nullopt, a->json != "-");
+        return report(*a, m, fail_if, std::nullopt, !report_on_stdout(*a), true);
     };
 }
 
@@ -202,7 +245,7 @@ runner setup_bench(CLI::App& app) {
         ->group(l)->type_name("K")->capture_default_str();
     app.add_option("--rate", a->rate,
                    "Open loop: send this many messages per second in total, whether or not replies have "
-                   "arrived; latency counts from the intended send time")
+                   "arrived; latency counts from the intended send time (fanout: publications, default 1000)")
         ->group(l)->type_name("RATE");
     app.add_option("--rate-per-conn", a->rate_per_conn, "Open loop: messages per second per connection")
         ->group(l)->type_name("RATE");
@@ -254,10 +297,29 @@ runner setup_bench(CLI::App& app) {
         "  wsx bench merge a.json b.json --html all.html                # runs from several machines\n"
         "\nFigures for --fail-if, --target and --compare: min p50 p90 p99 p99.9 p99.99 max mean\n"
         "handshake_p50 handshake_p99 handshake_max rate send_rate rx_bytes tx_bytes errors connect_fail\n"
-        "connections delivery cpu cpu_per_msg.\n"
-        "\nExit status: 0 ok, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected or, with --compress,\n"
-        "permessage-deflate declined (when no connection could be made), 8 timeout, 9 a --fail-if threshold\n"
-        "held (or no rate met --target), 130 interrupted.");
+        "connections delivery cpu cpu_per_msg. rate is messages received per second (fanout: deliveries,\n"
+        "connect: handshakes completed); in the send scenario it is messages sent per second, a message\n"
+        "counting as sent once written to the socket. A threshold on a latency or handshake figure that\n"
+        "has no sample fails, e.g. 'p99: no message was answered'.\n"
+        "\nError kinds: timeout (no echo within --reply-timeout), corrupt (stamp or body not as sent),\n"
+        "out_of_order (an echo that came after later ones; still received and measured), duplicate\n"
+        "(one answered already), lost (fanout: a delivery that never came), backlog (open loop: a send\n"
+        "skipped, 16MiB being queued already), stalled (a write took no data for --reply-timeout or was\n"
+        "stuck when -d ended; once per connection), closed_by_server, unanswered (outstanding when the\n"
+        "connection ended), disconnected, read, write, protocol, inflate.\n"
+        "\nJSON (--json, schema wsx.bench.v1): schema, generator, started_at, runs, interrupted, config\n"
+        "(what was asked: scenario, url, publish_url, connections, publishers, connect_rate, duration_s,\n"
+        "messages, warmup_s, threads, in_flight, rate, message_size, binary, compress), elapsed_s (the\n"
+        "measured window), connections {attempted, established, failed, errors, extensions, handshake},\n"
+        "messages {sent, received, expected, bytes_sent, bytes_received,\n"
+        "wire_bytes_sent, wire_bytes_received, send_rate, rate}, latency {unit, min, p50, p90, p99, p99.9,\n"
+        "p99.99, max, mean, stddev, histogram}, errors, close_codes, cpu {user_s, system_s, wall_s,\n"
+        "utilisation, per_message_ns}, series (per second: t, length_s, sent, received, errors,\n"
+        "bytes_sent, bytes_received, p50, p99, max, histogram), find_max_rate, warnings. Times in ns.\n"
+        "\nExit status: 0 ok, 1 other failure (e.g. a report file could not be written), 2 usage,\n"
+        "3 resolve, 4 connect, 5 TLS, 6 upgrade rejected or, with --compress, permessage-deflate declined\n"
+        "(when no connection could be made), 8 timeout, 9 a --fail-if threshold held (or no rate met\n"
+        "--target), 130 interrupted (bench merge never exits 130: it says when an input was).");
 
     CLI::App* merge = app.add_subcommand("merge", "Merge JSON results of several runs into one report");
     runner merge_run = setup_merge(*merge, a);
@@ -297,6 +359,19 @@ runner setup_bench(CLI::App& app) {
         if (o.rate > 0 && a->in_flight != "1") p.add("--in-flight is for the closed loop; it cannot be combined with --rate");
         if (o.scenario == bench_scenario::connect && o.rate > 0)
             p.add("--rate does not apply to the connect scenario; use --connect-rate");
+        // Options a scenario has no use for are refused rather than ignored.
+        if (a->in_flight != "1" && o.scenario == bench_scenario::fanout)
+            p.add("--in-flight does not apply to -s fanout: publishers send at --rate (1000/s in total by default)");
+        if (a->in_flight != "1" && o.scenario == bench_scenario::send)
+            p.add("--in-flight does not apply to -s send: it sends as fast as the server takes data, or at --rate");
+        if (a->in_flight != "1" && o.scenario == bench_scenario::connect)
+            p.add("--in-flight does not apply to -s connect: it sends no messages; -c sets the handshakes in progress");
+        if (o.scenario == bench_scenario::connect) {
+            for (const auto& [given, name] : {std::pair{!a->size.empty(), "--size"}, std::pair{a->binary, "--binary"},
+                                              std::pair{!a->payload.empty(), "--payload"},
+                                              std::pair{!a->payload_file.empty(), "--payload-file"}})
+                if (given) p.add(fmt::format("{} does not apply to -s connect: it sends no messages", name));
+        }
         o.reply_timeout = duration_arg(p, "--reply-timeout", a->reply_timeout);
         if (o.reply_timeout.count() == 0) p.add("--reply-timeout must be greater than 0");
 
@@ -333,6 +408,8 @@ runner setup_bench(CLI::App& app) {
         }
         o.subscribe_messages = a->subscribe_messages;
         o.settle = duration_arg(p, "--settle", a->settle);
+        if (o.scenario == bench_scenario::fanout && o.duration.count() > 0 && o.settle >= o.duration)
+            p.add("--settle must be shorter than --duration: publishing starts only after it");
         if (o.scenario == bench_scenario::fanout && o.rate == 0) o.rate = 1000;
         if (o.scenario != bench_scenario::fanout &&
             (!a->publish_url.empty() || !a->subscribe_messages.empty() || a->publishers != "1"))
@@ -365,6 +442,7 @@ runner setup_bench(CLI::App& app) {
             if (auto b = read_result(a->compare, &err)) baseline = std::move(*b);
             else p.add("--compare " + err);
         }
+        check_outputs(p, *a);
         if (p.report("bench")) return static_cast<int>(exit_code::usage);
 
         const bool tty = ::isatty(2) == 1 && !a->no_progress;
@@ -398,7 +476,7 @@ runner setup_bench(CLI::App& app) {
             return first_failure.first;
         }
         for (const auto& w : result.warnings) std::cerr << "wsx: warning: " << w << '\n';
-        int rc = report(*a, result, fail_if, baseline, a->json != "-");
+        int rc = report(*a, result, fail_if, baseline, !report_on_stdout(*a));
         if (a->find_max && !result.max_rate && rc == 0) {
             std::cerr << "wsx: error: --find-max-rate: no rate tried met the target\n";
             rc = static_cast<int>(exit_code::expectation);

@@ -163,7 +163,7 @@ complete -c wsx -n '__wsx_at wsx bench' -s 'n' -l 'messages' -x -d 'Stop after N
 complete -c wsx -n '__wsx_at wsx bench' -l 'warmup' -x -d 'Leave out of the results what is sent during this first part of the run'
 complete -c wsx -n '__wsx_at wsx bench' -l 'threads' -x -d 'Event-loop threads (default: one per core)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'in-flight' -x -d 'Closed loop: messages outstanding per connection (1 = ping-pong)'
-complete -c wsx -n '__wsx_at wsx bench' -l 'rate' -x -d 'Open loop: send this many messages per second in total, whether or not replies have arrived; latency counts from the intended send time'
+complete -c wsx -n '__wsx_at wsx bench' -l 'rate' -x -d 'Open loop: send this many messages per second in total, whether or not replies have arrived; latency counts from the intended send time (fanout: publications, default 1000)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'rate-per-conn' -x -d 'Open loop: messages per second per connection'
 complete -c wsx -n '__wsx_at wsx bench' -l 'reply-timeout' -x -d 'A connection waiting this long for a reply gives up (errors: timeout)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'size' -x -d 'Message size, stamp included (default 32; at least 32 for text, 16 for binary)'

@@ -20,6 +20,7 @@
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 #include "tls.hpp"
+#include "units.hpp"
 
 namespace wsx {
 
@@ -271,13 +272,15 @@ struct worker {
     std::uint64_t wire_bytes_sent = 0, wire_bytes_received = 0;
     std::string extensions;  // what the first connection's server answered
     std::uint64_t i_sent = 0, i_received = 0, i_errors = 0, i_bytes_sent = 0, i_bytes_received = 0;
-    std::uint64_t first_measured_ns = no_end, last_measured_ns = 0;
+    std::uint64_t first_measured_ns = no_end, last_measured_ns = 0, last_sent_ns = 0;
     std::uint64_t attempted = 0, established = 0, failed = 0, subscribers_established = 0;
     std::map<std::string, std::uint64_t> errors, connect_errors;
     std::map<int, std::uint64_t> close_codes;
     std::vector<bench_interval> series;
     std::uint64_t next_boundary_ns = second_ns;
     std::uint64_t error_total = 0;
+    std::uint64_t stalled = 0;  // connections whose writes stopped (the server took no data)
+    std::uint64_t not_opened = 0;  // --connect-rate scheduled them after the end of the run
 
     // Published at each tick for the progress line (relaxed: figures for people).
     std::atomic<std::uint64_t> p_sent{0}, p_received{0}, p_errors{0}, p_established{0}, p_failed{0};
@@ -295,7 +298,24 @@ struct worker {
             bytes_sent += bytes;
             wire_bytes_sent += wire;
             if (t_ns < first_measured_ns) first_measured_ns = t_ns;
+            if (t_ns > last_sent_ns) last_sent_ns = t_ns;
         }
+    }
+    // The send scenario counts a message when its write completed, not when it was queued:
+    // a server that stops reading must not show as throughput.
+    struct send_batch {
+        std::uint64_t all = 0, bytes_all = 0;
+        std::uint64_t measured = 0, bytes_measured = 0, wire_measured = 0, first_measured_ns = no_end;
+    };
+    void count_written(const send_batch& b, std::uint64_t now_ns) noexcept {
+        i_sent += b.all;
+        i_bytes_sent += b.bytes_all;
+        if (b.measured == 0) return;
+        sent += b.measured;
+        bytes_sent += b.bytes_measured;
+        wire_bytes_sent += b.wire_measured;
+        first_measured_ns = std::min(first_measured_ns, b.first_measured_ns);
+        last_sent_ns = std::max(last_sent_ns, now_ns);
     }
     void count_received(std::uint64_t sent_ns, std::uint64_t now_ns, std::size_t bytes, bool has_latency,
                         std::size_t wire = 0) noexcept {
@@ -317,15 +337,19 @@ struct worker {
         i_errors += n;
         error_total += n;
     }
-    void connect_failed(const std::string& reason, exit_code code, const std::string& message) {
-        ++failed;
-        ++connect_errors[reason];
+    /// `counted`: false for a connect-scenario attempt made during the warmup.
+    void connect_failed(const std::string& reason, exit_code code, const std::string& message, bool counted = true) {
+        if (counted) {
+            ++failed;
+            ++connect_errors[reason];
+        }
         s.note_failure(code, message);
     }
 
-    void close_interval(std::uint64_t start_ns) {
+    void close_interval(std::uint64_t start_ns, std::uint64_t end_ns) {
         bench_interval iv;
         iv.start_s = double(start_ns) / 1e9;
+        iv.length_s = double(std::clamp(end_ns - std::min(end_ns, start_ns), std::uint64_t(1'000'000), second_ns)) / 1e9;
         iv.sent = i_sent;
         iv.received = i_received;
         iv.errors = i_errors;
@@ -350,7 +374,7 @@ struct worker {
     void on_tick() {
         const std::uint64_t now = s.now_ns();
         while (now >= next_boundary_ns) {
-            close_interval(next_boundary_ns - second_ns);
+            close_interval(next_boundary_ns - second_ns, next_boundary_ns);
             next_boundary_ns += second_ns;
         }
         const bool stopping = s.stopping.load(std::memory_order_relaxed);
@@ -370,7 +394,7 @@ struct worker {
 
     void finish() {
         ticker.cancel();
-        if (i_sent || i_received || i_errors) close_interval(next_boundary_ns - second_ns);
+        if (i_sent || i_received || i_errors) close_interval(next_boundary_ns - second_ns, s.now_ns());
         publish_progress();
     }
 
@@ -452,6 +476,18 @@ public:
             if (now >= close_deadline_ns_) end();
             return;
         }
+        if (writing_) {
+            // A write that makes no progress: the server stopped reading. It gives up after
+            // --reply-timeout, and a sender stuck when a timed run ends does not hold the run.
+            const std::uint64_t still = now - std::min(now, last_write_progress_ns_);
+            const bool sends = spec_.role == conn_role::sender || spec_.role == conn_role::publisher;
+            const std::uint64_t at_end = std::min<std::uint64_t>(std::uint64_t(o_.reply_timeout.count()), 250'000'000);
+            if (still > std::uint64_t(o_.reply_timeout.count()) || (sends && now >= s_.end_ns && still >= at_end)) {
+                w_.error("stalled");
+                ++w_.stalled;
+                return lost_quietly();
+            }
+        }
         if (outstanding_ > 0 && now - std::min(now, last_progress_ns_) > std::uint64_t(o_.reply_timeout.count())) {
             w_.error("timeout", outstanding_);
             outstanding_ = 0;
@@ -512,7 +548,18 @@ private:
         } else {
             bench_frame::append_stamped(pending_, o_.binary, seq, t_ns, o_.body, next_key());
         }
-        w_.count_sent(t_ns, size, pending_.size() - before);
+        if (spec_.role == conn_role::sender) {
+            ++pending_batch_.all;
+            pending_batch_.bytes_all += size;
+            if (w_.measured(t_ns)) {
+                ++pending_batch_.measured;
+                pending_batch_.bytes_measured += size;
+                pending_batch_.wire_measured += pending_.size() - before;
+                pending_batch_.first_measured_ns = std::min(pending_batch_.first_measured_ns, t_ns);
+            }
+        } else {
+            w_.count_sent(t_ns, size, pending_.size() - before);
+        }
         if (t_ns >= s_.warmup_end_ns && budget_ != no_end) --budget_;
         ++sent_all_;
         if (spec_.role == conn_role::echo) {
@@ -562,10 +609,25 @@ private:
     void flush() {
         if (writing_ || pending_.empty() || done_) return;
         out_.swap(pending_);
+        out_batch_ = pending_batch_;
+        pending_batch_ = {};
+        out_written_ = 0;
         writing_ = true;
-        net::async_write(stream_, net::buffer(out_), [self = this->shared_from_this()](error_code ec, std::size_t) {
-            self->on_write(ec);
-        });
+        last_write_progress_ns_ = s_.now_ns();
+        write_some();
+    }
+
+    // Writes out_ piece by piece, so that tick() sees whether the server still takes data.
+    void write_some() {
+        stream_.async_write_some(net::buffer(out_.data() + out_written_, out_.size() - out_written_),
+                                 [self = this->shared_from_this()](error_code ec, std::size_t n) {
+                                     if (!ec && !self->done_) {
+                                         self->out_written_ += n;
+                                         self->last_write_progress_ns_ = self->s_.now_ns();
+                                         if (self->out_written_ < self->out_.size()) return self->write_some();
+                                     }
+                                     self->on_write(ec);
+                                 });
     }
 
     void on_write(error_code ec) {
@@ -574,8 +636,10 @@ private:
         if (done_) return;
         if (ec) return lost("write", ec);
         const std::uint64_t now = s_.now_ns();
+        w_.count_written(out_batch_, now);
+        out_batch_ = {};
         if (spec_.role == conn_role::sender && !open_loop_) refill(now);
-        if (spec_.role == conn_role::publisher || spec_.role == conn_role::sender) w_.last_measured_ns = std::max(w_.last_measured_ns, now);
+        if (spec_.role == conn_role::publisher) w_.last_measured_ns = std::max(w_.last_measured_ns, now);
         flush();
         if (closing_ && !writing_ && close_received_) return end();
         check_done(now);
@@ -719,22 +783,54 @@ private:
                std::memcmp(payload.data() + ss, o_.body.data(), o_.body.size()) == 0;
     }
 
+    // Echoes are matched by sequence number. One that arrives ahead of others leaves a gap
+    // behind it: a late echo that fills a gap is out of order but answered (and measured),
+    // one that fills none was answered before (duplicate), and a gap never filled is a
+    // message the server dropped, which the reply timeout counts.
     void on_echo(std::string_view payload, std::uint64_t now, std::size_t wire) {
         std::uint64_t seq = 0, t = 0;
-        ++replies_;
         last_progress_ns_ = now;
+        const bool stamped = message_stamp::read(payload, o_.binary, seq, t) && t <= now && seq < next_seq_;
+        bool late = false;
+        if (stamped && seq < expect_seq_) {
+            if (!fill_gap(seq)) {
+                w_.error("duplicate");  // answers nothing outstanding
+                return;
+            }
+            late = true;
+        }
+        ++replies_;
         if (outstanding_ > 0) --outstanding_;
-        if (!message_stamp::read(payload, o_.binary, seq, t) || t > now || !body_ok(payload)) {
+        if (!stamped) {
             w_.error("corrupt");
             return;
         }
-        if (seq != expect_seq_) {
-            w_.error(seq < expect_seq_ ? "duplicate" : "out_of_order");
-            if (seq > expect_seq_) expect_seq_ = seq + 1;
+        if (!late) {
+            if (seq > expect_seq_) gaps_.emplace_back(expect_seq_, seq);
+            expect_seq_ = seq + 1;
+        }
+        if (!body_ok(payload)) {
+            w_.error("corrupt");
             return;
         }
-        ++expect_seq_;
+        if (late) w_.error("out_of_order");
         w_.count_received(t, now, payload.size(), true, wire);
+    }
+
+    // Removes seq from the gaps; false when it was in none.
+    bool fill_gap(std::uint64_t seq) {
+        auto it = std::upper_bound(gaps_.begin(), gaps_.end(), seq,
+                                   [](std::uint64_t v, const std::pair<std::uint64_t, std::uint64_t>& g) { return v < g.second; });
+        if (it == gaps_.end() || seq < it->first) return false;
+        if (it->first + 1 == it->second) gaps_.erase(it);
+        else if (seq == it->first) ++it->first;
+        else if (seq + 1 == it->second) --it->second;
+        else {
+            const std::uint64_t hi = it->second;
+            it->second = seq;
+            gaps_.emplace(it + 1, seq + 1, hi);
+        }
+        return true;
     }
 
     void on_delivery(std::string_view payload, std::uint64_t now, std::size_t wire) {
@@ -847,6 +943,9 @@ private:
     std::vector<char> rbuf_;
     std::size_t rstart_ = 0, rend_ = 0;
     std::string out_, pending_;
+    std::size_t out_written_ = 0;
+    worker::send_batch out_batch_, pending_batch_;   // sender: the messages in out_ and pending_
+    std::uint64_t last_write_progress_ns_ = 0;
     bool writing_ = false;
     std::string fragment_;
     bool in_fragment_ = false, fragment_compressed_ = false;
@@ -864,6 +963,7 @@ private:
     double interval_ns_ = 0;
     std::uint64_t t0_ns_ = 0, sched_index_ = 0;
     std::vector<std::uint64_t> pub_last_;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps_;  // echo: [lo, hi) sent, not echoed, below expect_seq_
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1070,7 +1170,17 @@ net::awaitable<void> sleep_until(const run_shared& s, clock::time_point t) {
 net::awaitable<void> launch(worker& w, conn_spec spec) {
     run_shared& s = w.s;
     const auto& o = s.o;
-    if (o.connect_rate > 0) co_await sleep_until(s, s.at(std::uint64_t(double(spec.index) / o.connect_rate * 1e9)));
+    if (o.connect_rate > 0) {
+        // A connection whose turn comes after the end of a timed run is not opened at all.
+        const std::uint64_t when = std::uint64_t(double(spec.index) / o.connect_rate * 1e9);
+        if (when < s.end_ns) co_await sleep_until(s, s.at(when));
+        if (when >= s.end_ns || s.now_ns() >= s.end_ns) {
+            ++w.not_opened;
+            if (spec.role == conn_role::subscriber) s.subscribers_settled.fetch_add(1, std::memory_order_acq_rel);
+            w.connection_done(nullptr);
+            co_return;
+        }
+    }
     if (spec.role == conn_role::publisher) {
         // Publish only once every subscriber is connected (or failed), plus the settle time.
         while (s.subscribers_settled.load(std::memory_order_acquire) < o.connections && !s.stopping.load())
@@ -1112,7 +1222,6 @@ net::awaitable<void> storm(worker& w) {
     const auto& o = s.o;
     for (;;) {
         if (s.stopping.load() || s.now_ns() >= s.end_ns) break;
-        if (o.messages > 0 && s.handshakes_left.fetch_sub(1) <= 0) break;
         if (o.connect_rate > 0) {
             const std::uint64_t k = s.next_attempt.fetch_add(1);
             const std::uint64_t when = std::uint64_t(double(k) / o.connect_rate * 1e9);
@@ -1121,7 +1230,10 @@ net::awaitable<void> storm(worker& w) {
             if (s.stopping.load()) break;
         }
         const std::uint64_t t_start = s.now_ns();
-        ++w.attempted;
+        // Handshakes started during the warmup are the warmup: they count nowhere, -n included.
+        const bool measured = w.measured(t_start);
+        if (measured && o.messages > 0 && s.handshakes_left.fetch_sub(1) <= 0) break;
+        if (measured) ++w.attempted;
         w.count_sent(t_start, 0);
         std::optional<tcp::socket> plain;
         std::optional<net::local::stream_protocol::socket> local;
@@ -1139,12 +1251,14 @@ net::awaitable<void> storm(worker& w) {
         };
         std::optional<opened_failure> f = co_await open_any(s, o.client.url, s.endpoints, on_ready);
         if (f) {
-            w.connect_failed(f->reason, f->code, f->message);
+            w.connect_failed(f->reason, f->code, f->message, measured);
             ++w.i_errors;
             continue;
         }
-        ++w.established;
-        w.handshake.record(hs);
+        if (measured) {
+            ++w.established;
+            w.handshake.record(hs);
+        }
         w.count_received(t_start, t_start + hs, 0, true);
         // Close politely: our Close, then read until the server's Close or end of stream.
         std::string frame;
@@ -1165,7 +1279,7 @@ net::awaitable<void> storm(worker& w) {
                         int code = fr.payload.size() >= 2 ? (static_cast<unsigned char>(fr.payload[0]) << 8) |
                                                                 static_cast<unsigned char>(fr.payload[1])
                                                           : 1005;
-                        ++w.close_codes[code];
+                        if (measured) ++w.close_codes[code];
                         closed = true;
                         break;
                     }
@@ -1377,15 +1491,18 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
         for (auto& [k, v] : w->errors) r.errors[k] += v;
         for (auto& [k, v] : w->close_codes) r.close_codes[k] += v;
         first = std::min(first, w->first_measured_ns);
-        last = std::max(last, w->last_measured_ns);
+        // Sends count too: against a server that never answers, the window is the sending.
+        last = std::max({last, w->last_measured_ns, w->last_sent_ns});
         for (auto& iv : w->series) {
             std::size_t k = std::size_t(iv.start_s + 0.5);
             while (r.series.size() <= k) {
                 bench_interval e;
                 e.start_s = double(r.series.size());
+                e.length_s = 0;  // the longest of the threads' intervals
                 r.series.push_back(std::move(e));
             }
             auto& d = r.series[k];
+            d.length_s = std::max(d.length_s, iv.length_s);
             d.sent += iv.sent;
             d.received += iv.received;
             d.errors += iv.errors;
@@ -1414,6 +1531,36 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
             "the generator used {:.0f}% of its {} thread(s): it may be what limits these figures; add --threads, "
             "or run wsx bench on another machine than the server",
             r.cpu_utilisation() * 100, nthreads));
+    std::uint64_t stalled = 0, not_opened = 0;
+    for (auto& w : workers) {
+        stalled += w->stalled;
+        not_opened += w->not_opened;
+    }
+    if (not_opened > 0)
+        r.warnings.push_back(fmt::format(
+            "{} of {} connections were not opened: at --connect-rate {:g}/s their turn came after the end of the run; "
+            "raise --connect-rate or -d",
+            not_opened, o.connections, o.connect_rate));
+    if (o.connect_rate > 0 && o.rate > 0 && !o.rate_per_conn && o.scenario != bench_scenario::fanout &&
+        o.connections > 1)
+        r.warnings.push_back(fmt::format(
+            "--rate is shared by all {} connections, and --connect-rate opens them over {}: until the last is open, "
+            "less than --rate is sent",
+            o.connections, format_duration(std::chrono::nanoseconds(std::int64_t(double(o.connections - 1) / o.connect_rate * 1e9)))));
+    if (stalled > 0)
+        r.warnings.push_back(fmt::format(
+            "{} connection{} stalled: the server took no data for --reply-timeout ({}){}; what was still queued "
+            "was not counted as sent",
+            stalled, stalled == 1 ? "" : "s", format_duration(o.reply_timeout),
+            o.duration.count() > 0 ? ", or a write was stuck when the run ended" : ""));
+    if (o.scenario != bench_scenario::connect && r.conn_established > 0 && !r.interrupted) {
+        if (r.sent == 0)
+            r.warnings.push_back("no message was measured: nothing was sent after the warmup");
+        else if (o.scenario != bench_scenario::send && r.received == 0)
+            r.warnings.push_back(fmt::format(
+                "no message was {}: {} sent, none came back within --reply-timeout; the latency figures have no sample",
+                o.scenario == bench_scenario::fanout ? "delivered" : "answered", r.sent));
+    }
     if (r.conn_established == 0 && s.first_failure && first_failure) *first_failure = *s.first_failure;
     return r;
 }

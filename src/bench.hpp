@@ -96,9 +96,10 @@ struct bench_config {
     bool compress = false;       ///< permessage-deflate required (--compress)
 };
 
-/// One second of the measured window.
+/// One second of the run.
 struct bench_interval {
     double start_s = 0;          ///< seconds since the start of the run
+    double length_s = 1;         ///< 1, but less for the last, partial second
     std::uint64_t sent = 0, received = 0, errors = 0;
     std::uint64_t bytes_sent = 0, bytes_received = 0;
     histogram latency;

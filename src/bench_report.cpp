@@ -56,6 +56,11 @@ std::string rstrip_lines(const std::string& text) {
     return out;
 }
 
+// "1 message", "2 messages".
+std::string count_of(std::uint64_t n, std::string_view one, std::string_view many) {
+    return fmt::format("{} {}", group(n), n == 1 ? one : many);
+}
+
 std::string mb(double bytes_per_s) { return fmt::format("{:.2f}", bytes_per_s / 1e6); }
 
 std::string pct(double v) {
@@ -98,7 +103,9 @@ std::string describe_load(const bench_config& c) {
     if (c.message_size > 0) s += fmt::format(", {}-byte {} messages", c.message_size, c.binary ? "binary" : "text");
     if (c.compress) s += ", permessage-deflate";
     if (c.duration_s > 0) s += ", " + dur(c.duration_s * 1e9);
-    if (c.messages > 0) s += fmt::format(", {} {}", group(c.messages), c.scenario == "connect" ? "handshakes" : "messages");
+    if (c.messages > 0)
+        s += ", " + (c.scenario == "connect" ? count_of(c.messages, "handshake", "handshakes")
+                                             : count_of(c.messages, "message", "messages"));
     if (c.warmup_s > 0) s += " (warmup " + dur(c.warmup_s * 1e9) + ")";
     return s;
 }
@@ -111,6 +118,11 @@ struct bin {
 std::vector<bin> log_bins(const histogram& h, int n) {
     std::vector<bin> bins;
     if (h.count() == 0) return bins;
+    if (h.min() == h.max()) {
+        // One value: one row, not n rows with the same bounds.
+        bins.push_back({double(h.min()), double(h.max()), h.count()});
+        return bins;
+    }
     double lo = std::max<double>(1, double(h.min()));
     double hi = std::max<double>(lo * 1.0001, double(h.max()) + 1);
     const double step = std::pow(hi / lo, 1.0 / n);
@@ -183,6 +195,7 @@ nlohmann::json bench_to_json(const bench_result& r) {
     nlohmann::json series = nlohmann::json::array();
     for (const auto& i : r.series) {
         series.push_back({{"t", i.start_s},
+                          {"length_s", i.length_s},
                           {"sent", i.sent},
                           {"received", i.received},
                           {"errors", i.errors},
@@ -305,6 +318,8 @@ bench_result bench_from_json(const nlohmann::json& j) {
     for (const auto& s : series) {
         bench_interval i;
         i.start_s = get<double>(s, "t");
+        i.length_s = get_or<double>(s, "length_s", 1.0);
+        if (!(i.length_s > 0 && i.length_s <= 1)) bad("series: \"length_s\" must be in (0, 1]");
         i.sent = get<std::uint64_t>(s, "sent");
         i.received = get<std::uint64_t>(s, "received");
         i.errors = get<std::uint64_t>(s, "errors");
@@ -333,13 +348,18 @@ bench_result bench_from_json(const nlohmann::json& j) {
 
 bench_result merge_results(const std::vector<bench_result>& runs) {
     if (runs.empty()) throw std::invalid_argument("nothing to merge");
+    for (const auto& r : runs)
+        if (r.config.scenario != runs.front().config.scenario)
+            throw std::invalid_argument(fmt::format(
+                "cannot merge runs of different scenarios ({} and {}): their figures measure different things; "
+                "merge the runs of one scenario",
+                runs.front().config.scenario, r.config.scenario));
     bench_result m = runs.front();
     for (std::size_t k = 1; k < runs.size(); ++k) {
         const auto& r = runs[k];
         m.runs += r.runs;
         m.interrupted = m.interrupted || r.interrupted;
         m.started_at = std::min(m.started_at, r.started_at);
-        if (m.config.scenario != r.config.scenario) m.config.scenario += "+" + r.config.scenario;
         m.config.connections += r.config.connections;
         m.config.publishers += r.config.publishers;
         m.config.threads += r.config.threads;
@@ -372,10 +392,12 @@ bench_result merge_results(const std::vector<bench_result>& runs) {
             while (m.series.size() <= i) {
                 bench_interval e;
                 e.start_s = double(m.series.size());
+                e.length_s = 0;  // the longest of the runs' intervals
                 m.series.push_back(std::move(e));
             }
             auto& d = m.series[i];
             const auto& s = r.series[i];
+            d.length_s = std::max(d.length_s, s.length_s);
             d.sent += s.sent;
             d.received += s.received;
             d.errors += s.errors;
@@ -399,21 +421,32 @@ bench_result merge_results(const std::vector<bench_result>& runs) {
 
 std::vector<figure> figures(const bench_result& r) {
     std::vector<figure> f;
-    for (const auto& l : levels) f.push_back({l.name, double(r.latency.value_at_percentile(l.percentile)), figure_kind::duration_ns, true});
-    f.push_back({"mean", r.latency.mean(), figure_kind::duration_ns, true});
-    f.push_back({"handshake_p50", double(r.handshake.value_at_percentile(50)), figure_kind::duration_ns, true});
-    f.push_back({"handshake_p99", double(r.handshake.value_at_percentile(99)), figure_kind::duration_ns, true});
-    f.push_back({"handshake_max", double(r.handshake.max()), figure_kind::duration_ns, true});
-    f.push_back({"rate", r.receive_rate(), figure_kind::rate, false});
-    f.push_back({"send_rate", r.send_rate(), figure_kind::rate, false});
-    f.push_back({"rx_bytes", r.elapsed_s > 0 ? double(r.bytes_received) / r.elapsed_s : 0, figure_kind::bytes_rate, false});
-    f.push_back({"tx_bytes", r.elapsed_s > 0 ? double(r.bytes_sent) / r.elapsed_s : 0, figure_kind::bytes_rate, false});
-    f.push_back({"errors", double(r.error_count()), figure_kind::count, true});
-    f.push_back({"connect_fail", double(r.conn_failed), figure_kind::count, true});
-    f.push_back({"connections", double(r.conn_established), figure_kind::count, false});
-    f.push_back({"delivery", r.expected ? 100.0 * double(r.received) / double(r.expected) : 100.0, figure_kind::percent, false});
-    f.push_back({"cpu", 100.0 * r.cpu_utilisation(), figure_kind::percent, true});
-    f.push_back({"cpu_per_msg", r.cpu_per_message_ns(), figure_kind::duration_ns, true});
+    // Percentiles of an empty histogram read as 0: say instead that there was no sample.
+    const std::string no_latency =
+        r.latency.count() > 0              ? ""
+        : r.config.scenario == "connect"   ? "no handshake completed"
+        : r.config.scenario == "fanout"    ? "no message was delivered"
+        : r.config.scenario == "send"      ? "the send scenario measures no latency"
+                                           : "no message was answered";
+    const std::string no_handshake = r.handshake.count() > 0 ? "" : "no handshake completed";
+    for (const auto& l : levels)
+        f.push_back({l.name, double(r.latency.value_at_percentile(l.percentile)), figure_kind::duration_ns, true, no_latency});
+    f.push_back({"mean", r.latency.mean(), figure_kind::duration_ns, true, no_latency});
+    f.push_back({"handshake_p50", double(r.handshake.value_at_percentile(50)), figure_kind::duration_ns, true, no_handshake});
+    f.push_back({"handshake_p99", double(r.handshake.value_at_percentile(99)), figure_kind::duration_ns, true, no_handshake});
+    f.push_back({"handshake_max", double(r.handshake.max()), figure_kind::duration_ns, true, no_handshake});
+    // The send scenario expects no replies: its rate is what was sent.
+    f.push_back({"rate", r.config.scenario == "send" ? r.send_rate() : r.receive_rate(), figure_kind::rate, false, {}});
+    f.push_back({"send_rate", r.send_rate(), figure_kind::rate, false, {}});
+    f.push_back({"rx_bytes", r.elapsed_s > 0 ? double(r.bytes_received) / r.elapsed_s : 0, figure_kind::bytes_rate, false, {}});
+    f.push_back({"tx_bytes", r.elapsed_s > 0 ? double(r.bytes_sent) / r.elapsed_s : 0, figure_kind::bytes_rate, false, {}});
+    f.push_back({"errors", double(r.error_count()), figure_kind::count, true, {}});
+    f.push_back({"connect_fail", double(r.conn_failed), figure_kind::count, true, {}});
+    f.push_back({"connections", double(r.conn_established), figure_kind::count, false, {}});
+    f.push_back({"delivery", r.expected ? 100.0 * double(r.received) / double(r.expected) : 100.0, figure_kind::percent, false, {}});
+    f.push_back({"cpu", 100.0 * r.cpu_utilisation(), figure_kind::percent, true, {}});
+    f.push_back({"cpu_per_msg", r.cpu_per_message_ns(), figure_kind::duration_ns, true,
+                 r.cpu_per_message_ns() > 0 ? "" : "no message was measured"});
     return f;
 }
 
@@ -526,6 +559,13 @@ bool threshold_holds(const bench_result& r, const threshold& t) {
     return false;
 }
 
+std::optional<std::string> threshold_unmeasured(const bench_result& r, const threshold& t) {
+    if (t.percent) return std::nullopt;
+    auto f = find_figure(r, t.figure);
+    if (!f || f->missing.empty()) return std::nullopt;
+    return f->missing;
+}
+
 std::string threshold_actual(const bench_result& r, const threshold& t) {
     const double v = threshold_value(r, t);
     if (t.percent) return pct(v);
@@ -543,7 +583,9 @@ std::string render_text(const bench_result& r, const text_report_options& o) {
     if (!c.publish_url.empty() && c.publish_url != c.url) out += fmt::format("publishing to {}\n", c.publish_url);
     out += "  " + describe_load(c) + "\n";
     if (r.runs > 1) out += fmt::format("  merged from {} runs\n", r.runs);
-    if (r.interrupted) out += "  interrupted: figures cover the part that ran\n";
+    if (r.interrupted)
+        out += r.runs > 1 ? "  an input run was interrupted: its figures cover the part that ran\n"
+                          : "  interrupted: figures cover the part that ran\n";
     out += fmt::format("  measured {:.2f}s, started {}\n\n", r.elapsed_s, r.started_at);
 
     out += fmt::format("{:<14}{:>12}{:>13}{:>9}\n", "Connections", "attempted", "established", "failed");
@@ -590,7 +632,7 @@ std::string render_text(const bench_result& r, const text_report_options& o) {
 
     if (r.latency.count() > 0) {
         const char* what = storm ? "Handshake latency" : fanout ? "Delivery latency" : "Round-trip latency";
-        out += fmt::format("{} ({} samples)\n", what, group(r.latency.count()));
+        out += fmt::format("{} ({})\n", what, count_of(r.latency.count(), "sample", "samples"));
         std::string names, values;
         for (const auto& l : levels) {
             names += fmt::format("{:>9}", l.name);
@@ -707,7 +749,20 @@ std::string axes(const chart& c, const std::vector<std::pair<double, std::string
 std::string polyline(const chart& c, const std::vector<std::pair<double, double>>& pts, const std::string& cls) {
     std::string d;
     for (const auto& [x, y] : pts) d += fmt::format("{}{:.1f},{:.1f}", d.empty() ? "" : " ", c.px(x), c.py(y));
-    return fmt::format("<polyline class=\"{}\" fill=\"none\" points=\"{}\"/>\n", cls, d);
+    std::string out = fmt::format("<polyline class=\"{}\" fill=\"none\" points=\"{}\"/>\n", cls, d);
+    // A line through one point draws nothing: mark the point.
+    if (pts.size() == 1)
+        out += fmt::format("<circle class=\"point {}\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\"/>\n", cls, c.px(pts[0].first),
+                           c.py(pts[0].second));
+    return out;
+}
+
+// Where the time plots put an interval, and its count per second: the last, partial
+// second of a run counts for its real length, not as a whole second.
+double mid_s(const bench_interval& i) { return i.start_s + i.length_s / 2; }
+double per_s(const bench_interval& i, std::uint64_t n) { return double(n) / (i.length_s > 0 ? i.length_s : 1.0); }
+double series_end(const bench_result& r) {
+    return r.series.empty() ? 1.0 : std::max(1.0, r.series.back().start_s + r.series.back().length_s);
 }
 
 std::string empty_note(const chart& c) {
@@ -744,15 +799,16 @@ std::string percentile_plot(const histogram& h) {
 std::string histogram_plot(const histogram& h) {
     chart c;
     auto bins = log_bins(h, 40);
+    const double columns = double(std::max<std::size_t>(1, bins.size()));
     c.x0 = 0;
-    c.x1 = 40;
+    c.x1 = columns;
     c.y0 = 0;
     std::uint64_t top = 0;
     for (const auto& b : bins) top = std::max(top, b.count);
     c.y1 = nice_ceiling(double(top));
     std::vector<std::pair<double, std::string>> ticks;
     for (std::size_t i = 0; i < bins.size(); i += 8) ticks.emplace_back(double(i), dur(bins[i].lo));
-    if (!bins.empty()) ticks.emplace_back(40.0, dur(bins.back().hi));
+    if (!bins.empty()) ticks.emplace_back(columns, dur(bins.back().hi));
     std::string s = svg_open(c, "plot-histogram", "Latency histogram");
     s += axes(c, ticks, "messages", [](double v) { return group(std::uint64_t(std::llround(v))); }, "latency (log scale)");
     if (bins.empty()) return s + empty_note(c) + "</svg></figure>\n";
@@ -776,18 +832,18 @@ std::vector<std::pair<double, std::string>> time_ticks(double end) {
 std::string throughput_plot(const bench_result& r) {
     chart c;
     c.x0 = 0;
-    c.x1 = std::max(1.0, double(r.series.size()));
+    c.x1 = series_end(r);
     c.y0 = 0;
     double top = 0;
-    for (const auto& i : r.series) top = std::max({top, double(i.sent), double(i.received)});
+    for (const auto& i : r.series) top = std::max({top, per_s(i, i.sent), per_s(i, i.received)});
     c.y1 = nice_ceiling(top);
     std::string s = svg_open(c, "plot-throughput", "Throughput over time");
     s += axes(c, time_ticks(c.x1), "messages/s", [](double v) { return group(std::uint64_t(std::llround(v))); }, "time");
     if (r.series.empty()) return s + empty_note(c) + "</svg></figure>\n";
     std::vector<std::pair<double, double>> sent, recv;
     for (const auto& i : r.series) {
-        sent.emplace_back(i.start_s + 0.5, double(i.sent));
-        recv.emplace_back(i.start_s + 0.5, double(i.received));
+        sent.emplace_back(mid_s(i), per_s(i, i.sent));
+        recv.emplace_back(mid_s(i), per_s(i, i.received));
     }
     s += polyline(c, sent, "line sent");
     s += polyline(c, recv, "line received");
@@ -798,7 +854,7 @@ std::string throughput_plot(const bench_result& r) {
 std::string p99_plot(const bench_result& r) {
     chart c;
     c.x0 = 0;
-    c.x1 = std::max(1.0, double(r.series.size()));
+    c.x1 = series_end(r);
     c.y0 = 0;
     double top = 0;
     for (const auto& i : r.series) top = std::max(top, double(i.latency.value_at_percentile(99)) / 1e6);
@@ -808,8 +864,8 @@ std::string p99_plot(const bench_result& r) {
     std::vector<std::pair<double, double>> p50, p99;
     for (const auto& i : r.series) {
         if (i.latency.count() == 0) continue;
-        p50.emplace_back(i.start_s + 0.5, double(i.latency.value_at_percentile(50)) / 1e6);
-        p99.emplace_back(i.start_s + 0.5, double(i.latency.value_at_percentile(99)) / 1e6);
+        p50.emplace_back(mid_s(i), double(i.latency.value_at_percentile(50)) / 1e6);
+        p99.emplace_back(mid_s(i), double(i.latency.value_at_percentile(99)) / 1e6);
     }
     if (p99.empty()) return s + empty_note(c) + "</svg></figure>\n";
     s += polyline(c, p50, "line p50");
@@ -832,7 +888,7 @@ th{text-align:left;font-weight:600}.plots{display:flex;flex-wrap:wrap;gap:16px}f
 figcaption{font-weight:600;margin:4px 0}.axis{stroke:#333}.grid{stroke:#ddd}.tick,.label,.legend{font-size:11px;fill:#444}
 .line{stroke-width:2}.latency,.received,.p99{stroke:#c0392b}.sent,.p50{stroke:#2471a3}.legend.sent,.legend.p50{fill:#2471a3}
 .legend.received,.legend.p99{fill:#c0392b}.bar{fill:#5d8aa8}.bar:hover,.mark:hover{fill:#c0392b}.mark{fill:#333}
-.empty{fill:#999}#readout{min-height:1.4em;color:#555}.warn{color:#a04000}
+.point{fill:#fff;stroke-width:2}.empty{fill:#999}#readout{min-height:1.4em;color:#555}.warn{color:#a04000}
 </style>
 </head>
 <body>
@@ -843,7 +899,8 @@ figcaption{font-weight:600;margin:4px 0}.axis{stroke:#333}.grid{stroke:#ddd}.tic
                        escape_html(r.generator));
     out += "<table id=\"summary\">\n<tr><th>figure</th><th>value</th></tr>\n";
     for (const auto& f : figures(r))
-        out += fmt::format("<tr><th>{}</th><td>{}</td></tr>\n", f.name, escape_html(format_value(f.value, f.kind)));
+        out += fmt::format("<tr><th>{}</th><td>{}</td></tr>\n", f.name,
+                           escape_html(f.missing.empty() ? format_value(f.value, f.kind) : "- (" + f.missing + ")"));
     out += "</table>\n";
     if (!r.errors.empty()) {
         out += "<p>Errors: ";
@@ -893,7 +950,11 @@ std::string render_compare(const bench_result& baseline, const bench_result& cur
         const auto& fb = b[i];
         const auto& fc = c[i];
         std::string change = "", verdict = "";
-        if (fb.value == fc.value) {
+        if (!fb.missing.empty() || !fc.missing.empty()) {
+            // A figure without a sample reads as 0, which would compare as a great improvement.
+            change = "-";
+            if (!fc.missing.empty()) verdict = "no sample";
+        } else if (fb.value == fc.value) {
             change = "=";
         } else if (fb.value != 0) {
             double d = (fc.value - fb.value) / std::abs(fb.value) * 100.0;
@@ -903,8 +964,8 @@ std::string render_compare(const bench_result& baseline, const bench_result& cur
             change = "new";
             verdict = fb.lower_is_better ? "worse" : "better";
         }
-        out += fmt::format("  {:<14}{:>14}{:>14}{:>10}  {}\n", fb.name, format_value(fb.value, fb.kind),
-                           format_value(fc.value, fc.kind), change, verdict);
+        auto shown = [](const figure& f) { return f.missing.empty() ? format_value(f.value, f.kind) : std::string("-"); };
+        out += fmt::format("  {:<14}{:>14}{:>14}{:>10}  {}\n", fb.name, shown(fb), shown(fc), change, verdict);
     }
     return rstrip_lines(out);
 }

@@ -43,7 +43,8 @@
 ///     "cpu": {"user_s": 0.0, "system_s": 0.0, "wall_s": 0.0,
 ///             "utilisation": 0.0, "per_message_ns": 0.0},  // last two derived
 ///     "series": [                          // one entry per second of the run, warmup included
-///       {"t": 0, "sent": 0, "received": 0, "errors": 0, "bytes_sent": 0, "bytes_received": 0,
+///       {"t": 0, "length_s": 1,           // start (s since the run began); length: < 1 for the last
+///        "sent": 0, "received": 0, "errors": 0, "bytes_sent": 0, "bytes_received": 0,   // counts in it
 ///        "p50": 0, "p99": 0, "max": 0,     // derived
 ///        "histogram": HISTOGRAM}
 ///     ],
@@ -74,7 +75,8 @@ bench_result bench_from_json(const nlohmann::json& j);
 
 /// One result from several runs (e.g. on several machines against one server): counts and
 /// histograms add up exactly, so percentiles of the merge are those of all samples together;
-/// the window is the longest run's. Throws std::invalid_argument when given nothing.
+/// the window is the longest run's. `interrupted` holds when any run was. Throws
+/// std::invalid_argument when given nothing or runs of different scenarios.
 bench_result merge_results(const std::vector<bench_result>& runs);
 
 /// How a figure's value reads and compares.
@@ -86,9 +88,13 @@ struct figure {
     double value = 0;
     figure_kind kind = figure_kind::count;
     bool lower_is_better = true;
+    /// Why the figure has no value (e.g. "no message was answered"); empty when it was measured.
+    /// A latency figure of an empty histogram would otherwise read as 0 and pass every gate.
+    std::string missing;
 };
 
-/// Every figure of a result, in report order. Names: min p50 p90 p99 p99.9 p99.99 max mean
+/// Every figure of a result, in report order. `rate` is messages received per second (fanout:
+/// deliveries; connect: handshakes completed), except in the send scenario, where it is the send rate. Names: min p50 p90 p99 p99.9 p99.99 max mean
 /// handshake_p50 handshake_p99 handshake_max rate send_rate rx_bytes tx_bytes errors
 /// connect_fail connections delivery cpu cpu_per_msg.
 std::vector<figure> figures(const bench_result& r);
@@ -110,8 +116,12 @@ std::optional<threshold> parse_threshold(std::string_view text, std::string* err
 
 /// The value a threshold compares, formatted for people ("31.2ms", "0.4%").
 std::string threshold_actual(const bench_result& r, const threshold& t);
-/// True when the condition holds for r.
+/// True when the condition holds for r. Says nothing of figures without a value: ask
+/// threshold_unmeasured first.
 bool threshold_holds(const bench_result& r, const threshold& t);
+/// Why the threshold's figure has no value in r (e.g. "no message was answered"), or nothing
+/// when it was measured. A gate on a figure without a value fails.
+std::optional<std::string> threshold_unmeasured(const bench_result& r, const threshold& t);
 
 /// Options of the human report.
 struct text_report_options {

@@ -143,6 +143,34 @@ class BenchEcho(WsxTestCase):
         self.assertExit(r, 2)
         self.assertIn("missing.json: cannot read the file", r.stderr.decode())
 
+    def test_merge_of_an_interrupted_run_is_not_interrupted(self):
+        path = os.path.join(self.tmp, "run.json")
+        self.assertExit(self.bench("-c", "1", "-n", "100", "--json", path), 0)
+        with open(path) as f:
+            j = json.load(f)
+        j["interrupted"] = True
+        stopped = os.path.join(self.tmp, "stopped.json")
+        with open(stopped, "w") as f:
+            json.dump(j, f)
+        # merge itself ran to the end: its exit status is that of its own gates, not 130.
+        r = self.wsx("bench", "merge", path, stopped, "--fail-if", "errors>0")
+        self.assertExit(r, 0)
+        self.assertIn("an input run was interrupted", r.stdout.decode())
+        r = self.wsx("bench", "merge", path, stopped, "--fail-if", "rate<1G")
+        self.assertExit(r, 9)
+        self.assertIn("--fail-if rate<1G: rate was", r.stderr.decode())
+
+    def test_merge_refuses_different_scenarios(self):
+        echo, connect = os.path.join(self.tmp, "echo.json"), os.path.join(self.tmp, "connect.json")
+        self.assertExit(self.bench("-c", "1", "-n", "50", "--json", echo), 0)
+        self.assertExit(self.bench("-s", "connect", "-c", "1", "-n", "5", "--json", connect), 0)
+        r = self.wsx("bench", "merge", echo, connect)
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [
+            "wsx: error: bench merge: cannot merge runs of different scenarios (echo and connect): their figures "
+            "measure different things; merge the runs of one scenario"])
+        self.assertEqual(r.stdout, b"")
+
     def test_find_max_rate(self):
         r = self.bench("-c", "2", "--find-max-rate", "--target", "p99<5s", "--rate", "200", "-d", "300ms",
                        "--json", os.path.join(self.tmp, "f.json"), timeout=120)

@@ -1,10 +1,11 @@
 """wsx bench: bad options and unreachable servers give clear errors and documented exit codes."""
 import os
+import re
 import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wsxtest import WsxTestCase, main  # noqa: E402
+from wsxtest import SOURCE_DIR, WsxTestCase, main  # noqa: E402
 
 
 def free_port():
@@ -45,6 +46,14 @@ class BenchOptions(WsxTestCase):
             (["--payload-file", "/nonexistent/x"], "--payload-file /nonexistent/x: cannot read the file"),
             (["--compare", "/nonexistent/b.json"], "--compare /nonexistent/b.json: cannot read the file"),
             (["--fail-if", "latency>1ms"], "unknown figure 'latency'"),
+            (["-s", "fanout", "--in-flight", "8"],
+             "--in-flight does not apply to -s fanout: publishers send at --rate (1000/s in total by default)"),
+            (["-s", "send", "--in-flight", "8"], "--in-flight does not apply to -s send"),
+            (["-s", "connect", "--in-flight", "8"], "--in-flight does not apply to -s connect"),
+            (["-s", "connect", "--size", "1KiB"], "--size does not apply to -s connect: it sends no messages"),
+            (["-s", "connect", "--binary"], "--binary does not apply to -s connect: it sends no messages"),
+            (["-s", "connect", "--payload", "x"], "--payload does not apply to -s connect"),
+            (["-s", "fanout", "-d", "1s", "--settle", "1s"], "--settle must be shorter than --duration"),
         ]
         for args, message in cases:
             with self.subTest(args=args):
@@ -56,6 +65,56 @@ class BenchOptions(WsxTestCase):
         self.assertIn("bench needs a URL", r.stderr.decode())
         r = self.wsx("bench", "http://127.0.0.1:1/")
         self.assertExit(r, 2)
+
+    def test_output_files_are_checked_before_the_run(self):
+        # Port 1 refuses: a check made after the run would exit 4, not 2.
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "-n", "10", "--json", "/nonexistent/x.json",
+                     "--html", os.path.join(self.tmp, "ok.html"))
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [
+            "wsx: error: --json /nonexistent/x.json: cannot write the file: No such file or directory; give a file in a writable directory, or - for stdout"])
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "ok.html")), "the check leaves no file behind")
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "-n", "10", "--hgrm", self.tmp)
+        self.assertExit(r, 2)
+        self.assertIn(f"wsx: error: --hgrm {self.tmp}: cannot write the file: Is a directory; give a file", r.stderr.decode())
+
+    def test_two_reports_cannot_share_stdout_or_a_file(self):
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "--json", "-", "--hgrm", "-")
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [
+            "wsx: error: --json and --hgrm both write to stdout (-): give one of them a file"])
+        path = os.path.join(self.tmp, "r.out")
+        r = self.wsx("bench", "merge", "a.json", "--html", path, "--hgrm", path)
+        self.assertExit(r, 2)
+        self.assertIn(f"wsx: error: --html and --hgrm both write to {path}: give each its own file", r.stderr.decode())
+
+    def test_hgrm_on_stdout_goes_alone(self):
+        _, url = self.start_server()
+        r = self.wsx("bench", url, "-c", "1", "-n", "50", "--hgrm", "-")
+        self.assertExit(r, 0)
+        out = r.stdout.decode()
+        self.assertTrue(out.startswith("       Value     Percentile"), out[:200])
+        self.assertNotIn("Round-trip latency", out)
+
+    def test_help_and_readme_document_the_json_and_the_exit_status(self):
+        _, url = self.start_server()
+        _, j = self.bench_json(url, "-c", "1", "-n", "20")
+        names = set(j)
+        for section in ("config", "connections", "messages", "latency", "cpu"):
+            names |= set(j[section])
+        names |= set(j["series"][0])
+        help_text = self.wsx("bench", "--help").stdout.decode()
+        with open(os.path.join(SOURCE_DIR, "README.md")) as f:
+            readme = f.read()
+        bench_section = readme[readme.index("## wsx bench"):readme.index("## wsx proxy")]
+        for name in sorted(names):
+            with self.subTest(field=name):
+                self.assertTrue(re.search(r"[\s({,:]%s[\s,.})]" % re.escape(name), help_text), f"{name} not in the help")
+                self.assertIn(f"`{name}`", bench_section)
+        for kind in ("timeout", "corrupt", "out_of_order", "duplicate", "lost", "backlog", "stalled"):
+            self.assertTrue(re.search(r"\b%s\s+\(" % kind, help_text), f"{kind} not explained in the help")
+            self.assertIn(f"| `{kind}` |", bench_section)
+        self.assertIn("Exit status: 0 ok, 1 other failure", help_text)
 
     def test_unreachable_server_exits_4(self):
         port = free_port()

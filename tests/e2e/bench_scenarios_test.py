@@ -28,11 +28,34 @@ class BenchScenarios(WsxTestCase):
         self.assertIn("Handshakes", out)
         self.assertIn("Handshake latency", out)
 
+    def test_connect_storm_warmup_counts_nowhere(self):
+        _, url = self.start_server("-q")  # quiet: thousands of warmup connections, nobody reads the log
+        r, j = self.bench_json(url, "-s", "connect", "-c", "2", "-n", "50", "--warmup", "200ms")
+        # -n counts measured handshakes; every figure leaves the warmup out alike.
+        self.assertEqual(j["messages"]["sent"], 50)
+        self.assertEqual(j["messages"]["received"], 50)
+        self.assertEqual(j["connections"]["attempted"], 50)
+        self.assertEqual(j["connections"]["established"], 50)
+        self.assertEqual(j["connections"]["handshake"]["count"], 50)
+        self.assertEqual(j["latency"]["histogram"]["count"], 50)
+        self.assertEqual(j["close_codes"], {"1000": 50})
+        self.assertGreater(sum(i["sent"] for i in j["series"]), 50, "the series shows the warmup too")
+
     def test_connect_rate_limits_handshakes(self):
         _, url = self.start_server()
         _, j = self.bench_json(url, "-s", "connect", "-c", "4", "--connect-rate", "50", "-d", "1s")
         self.assertGreaterEqual(j["connections"]["established"], 40)
         self.assertLessEqual(j["connections"]["established"], 51)
+
+    def test_connect_rate_stops_at_the_duration(self):
+        _, url = self.start_server()
+        r, j = self.bench_json(url, "-c", "6", "--connect-rate", "2", "-d", "1s", "--rate", "20")
+        # Turns at 0 s and 0.5 s come within the second; the other four would come after it.
+        self.assertEqual(j["connections"]["attempted"], 2)
+        err = r.stderr.decode()
+        self.assertIn("wsx: warning: 4 of 6 connections were not opened: at --connect-rate 2/s", err)
+        self.assertIn("wsx: warning: --rate is shared by all 6 connections, and --connect-rate opens them over 2.5s", err)
+        self.assertIn("4 of 6 connections were not opened", " ".join(j["warnings"]))
 
     def test_send_into_a_sink(self):
         _, url = self.start_server()
@@ -41,6 +64,12 @@ class BenchScenarios(WsxTestCase):
         self.assertEqual(j["messages"]["bytes_sent"], 20000 * 32)
         self.assertEqual(j["errors"], {})
         self.assertGreater(j["messages"]["send_rate"], 0)
+        # rate is the send rate here: nothing is expected back.
+        r = self.wsx("bench", url, "-s", "send", "-c", "1", "-n", "2000", "--fail-if", "rate<1")
+        self.assertExit(r, 0)
+        r = self.wsx("bench", url, "-s", "send", "-c", "1", "-n", "2000", "--fail-if", "rate>1")
+        self.assertExit(r, 9)
+        self.assertRegex(r.stderr.decode(), r"--fail-if rate>1: rate was [\d,.]+/s")
         _, j = self.bench_json(url, "-s", "send", "-c", "1", "--rate", "500", "-d", "1s")
         self.assertGreater(j["messages"]["sent"], 400)
         self.assertLess(j["messages"]["sent"], 560)

@@ -2,6 +2,7 @@
 // Set WSX_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -200,6 +201,72 @@ TEST_CASE("merging runs gives the percentiles of one combined run", "[bench]") {
     CHECK(m.errors.at("corrupt") == 2);
     CHECK(m.series[1].latency.count() == 2000);
     CHECK_THROWS(merge_results({}));
+    b.config.scenario = "connect";
+    CHECK_THROWS_WITH(merge_results({a, b}), Catch::Contains("cannot merge runs of different scenarios (echo and connect)"));
+}
+
+TEST_CASE("one latency value gives one distribution row; one message is singular", "[bench]") {
+    bench_result r = sample_result();
+    r.config.messages = 1;
+    r.config.duration_s = 0;
+    r.latency.reset();
+    r.latency.record(2'000'000);
+    const std::string text = render_text(r);
+    CHECK_THAT(text, Catch::Contains(", 1 message (warmup"));
+    CHECK_THAT(text, Catch::Contains("Round-trip latency (1 sample)\n"));
+    const auto at = text.find("Latency distribution\n");
+    REQUIRE(at != std::string::npos);
+    const auto rows = text.substr(at, text.find("\n\n", at) - at);
+    CHECK(std::count(rows.begin(), rows.end(), '\n') == 1);  // the title, then one row
+    CHECK_THAT(rows, Catch::Contains("2ms - 2ms"));
+    r.config.scenario = "connect";
+    CHECK_THAT(render_text(r), Catch::Contains(", 1 handshake (warmup"));
+    CHECK_THAT(render_html(r), Catch::Contains("class=\"bar\""));
+}
+
+namespace {
+// The points="..." of the first polyline with class `cls` inside the plot `id`.
+std::vector<std::pair<double, double>> plot_points(const std::string& html, const std::string& id, const std::string& cls) {
+    const auto plot = html.find("id=\"" + id + "\"");
+    const auto line = html.find("<polyline class=\"" + cls + "\"", plot);
+    const auto from = html.find("points=\"", line) + 8;
+    std::istringstream in(html.substr(from, html.find('"', from) - from));
+    std::vector<std::pair<double, double>> pts;
+    double x, y;
+    char comma;
+    while (in >> x >> comma >> y) pts.emplace_back(x, y);
+    return pts;
+}
+}  // namespace
+
+TEST_CASE("time plots count the last partial second for its length and mark lone points", "[bench]") {
+    bench_result r = sample_result();
+    r.series.resize(2);
+    r.series[0].sent = r.series[0].received = 1000;
+    r.series[1].sent = r.series[1].received = 500;  // a steady 1000/s over the last half second
+    r.series[1].length_s = 0.5;
+    const std::string html = render_html(r);
+    auto pts = plot_points(html, "plot-throughput", "line received");
+    REQUIRE(pts.size() == 2);
+    CHECK(pts[0].second == pts[1].second);
+    CHECK(pts[1].first > pts[0].first);
+    CHECK(bench_from_json(bench_to_json(r)).series[1].length_s == 0.5);
+    CHECK(merge_results({r, r}).series[1].length_s == 0.5);
+
+    // A run shorter than a second: one interval, drawn as a point.
+    r.series.resize(1);
+    r.series[0].length_s = 0.4;
+    const std::string short_run = render_html(r);
+    const auto plot = short_run.find("id=\"plot-throughput\"");
+    CHECK(short_run.find("<circle class=\"point line received\"", plot) < short_run.find("</svg>", plot));
+}
+
+TEST_CASE("a merge with an interrupted input says so", "[bench]") {
+    bench_result a = sample_result(), b = sample_result();
+    b.interrupted = true;
+    auto m = merge_results({a, b});
+    CHECK(m.interrupted);
+    CHECK_THAT(render_text(m), Catch::Contains("an input run was interrupted: its figures cover the part that ran"));
 }
 
 TEST_CASE("thresholds parse and evaluate", "[bench]") {
@@ -242,6 +309,37 @@ TEST_CASE("thresholds parse and evaluate", "[bench]") {
     CHECK(holds("p50<1ms"));
     auto th = parse_threshold("connect_fail>1%", &err);
     CHECK(threshold_actual(r, *th) == "20.0%");
+}
+
+TEST_CASE("a threshold on a figure without a sample names why", "[bench]") {
+    std::string err;
+    bench_result r = sample_result();
+    auto t = parse_threshold("p99>20ms", &err);
+    REQUIRE(t);
+    CHECK_FALSE(threshold_unmeasured(r, *t));
+    r.latency.reset();
+    r.received = 0;
+    CHECK(threshold_unmeasured(r, *t) == std::optional<std::string>("no message was answered"));
+    r.config.scenario = "connect";
+    CHECK(*threshold_unmeasured(r, *t) == "no handshake completed");
+    r.config.scenario = "fanout";
+    CHECK(*threshold_unmeasured(r, *t) == "no message was delivered");
+    auto h = parse_threshold("handshake_max>1s", &err);
+    REQUIRE(h);
+    CHECK_FALSE(threshold_unmeasured(r, *h));
+    r.handshake.reset();
+    CHECK(*threshold_unmeasured(r, *h) == "no handshake completed");
+    // Reports do not show the missing figure as 0 (which compares as a great improvement).
+    const std::string cmp = render_compare(sample_result(), r);
+    CHECK_THAT(cmp, Catch::Contains("\n  p99                   20.1ms             -         -  no sample\n"));
+    CHECK_THAT(cmp, Catch::Contains("\n  handshake_max          1.2ms             -         -  no sample\n"));
+    CHECK_THAT(render_html(r), Catch::Contains("<tr><th>p99</th><td>- (no message was delivered)</td></tr>"));
+    // Counts and rates are measured even when they are 0.
+    for (const char* e : {"errors>0", "rate<10", "connect_fail>1%"}) {
+        auto c = parse_threshold(e, &err);
+        REQUIRE(c);
+        CHECK_FALSE(threshold_unmeasured(r, *c));
+    }
 }
 
 TEST_CASE("compression shows in the text report and survives JSON and merging", "[report]") {
