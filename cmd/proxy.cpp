@@ -68,8 +68,9 @@ runner setup_proxy(CLI::App& app) {
                    "Keep clients on one backend by ip, header:NAME, cookie:NAME or query:NAME (consistent-hash ring)")
         ->group(b)->type_name("KEY");
     app.add_option("--health-interval", a->health_interval,
-                   "Check every backend this often (TCP connect or WebSocket upgrade; an HTTP answer below 500 counts "
-                   "as up); 0: only mark backends down on failed connects and retry them after 10s")
+                   "Check every backend this often (TCP connect or WebSocket upgrade: 101, 401, 403 or 404 count as up, "
+                   "5xx or a web server's 200 as down); 0: only mark backends down on failed connects and retry them "
+                   "after 10s")
         ->group(b)->type_name("DUR")->capture_default_str();
     app.add_option("--health-timeout", a->health_timeout, "A health check slower than this fails")
         ->group(b)->type_name("DUR")->capture_default_str();
@@ -114,7 +115,8 @@ runner setup_proxy(CLI::App& app) {
         "  wsx proxy --listen unix:/run/wsx/front.sock --to ws+unix:///run/app.sock:/\n"
         "\nPrints 'listening on ws://HOST:PORT' (or ws+unix://PATH:/, tcp://) on stderr once ready. The\n"
         "upstream is connected before the client's upgrade is answered: its subprotocol choice is the\n"
-        "client's, and when every backend fails the client gets HTTP 502. X-Forwarded-For and\n"
+        "client's. A backend's 5xx sends the client to the next one; its 4xx goes back to the client;\n"
+        "when every backend is busy the client gets HTTP 503, when none answers 502. X-Forwarded-For and\n"
         "X-Forwarded-Proto are added (a unix socket client has no address: X-Forwarded-For is passed\n"
         "on as it came, and --sticky ip puts all such clients on one backend).\n"
         "GET /metrics (--metrics) adds per-backend state, connections, bytes and failures.");

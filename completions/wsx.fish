@@ -261,7 +261,7 @@ complete -c wsx -n '__wsx_at wsx proxy' -l 'strip-auth' -d 'Do not pass Authoriz
 complete -c wsx -n '__wsx_at wsx proxy' -l 'connect-timeout' -x -d 'Time allowed to connect to an upstream before trying the next'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'balance' -x -a 'round-robin least-conn random' -d 'How new connections are spread: round-robin, least-conn or random'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'sticky' -x -d 'Keep clients on one backend by ip, header:NAME, cookie:NAME or query:NAME (consistent-hash ring)'
-complete -c wsx -n '__wsx_at wsx proxy' -l 'health-interval' -x -d 'Check every backend this often (TCP connect or WebSocket upgrade; an HTTP answer below 500 counts as up); 0: only mark backends down on failed connects and retry them after 10s'
+complete -c wsx -n '__wsx_at wsx proxy' -l 'health-interval' -x -d 'Check every backend this often (TCP connect or WebSocket upgrade: 101, 401, 403 or 404 count as up, 5xx or a web server\'s 200 as down); 0: only mark backends down on failed connects and retry them after 10s'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'health-timeout' -x -d 'A health check slower than this fails'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'cacert' -r -F -d 'Trust this CA bundle (PEM) for wss:// upstreams'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'cert' -r -F -d 'Client certificate (PEM) for wss:// upstreams'

@@ -79,6 +79,12 @@ struct backend_slot {
     std::size_t i;
 };
 
+/// The answer to a client no upstream took.
+struct refusal {
+    http::status status;
+    std::string body;
+};
+
 /// What the asynchronous upgrade check hands to the session handler.
 struct upstream_conn {
     std::shared_ptr<ws_session> ws;
@@ -220,14 +226,18 @@ public:
         co_return stream.release_socket();
     }
 
-    /// Tries the candidates in order; a backend whose connect fails is marked down and the next
-    /// one is tried. Returns the connection, or an error message for the client.
-    net::awaitable<std::variant<upstream_conn, std::string>> connect(const http_request* req, const peer_info& peer,
-                                                                     std::string* subprotocol) {
+    /// Tries the candidates in order, up backends first and down ones as a last resort (one may
+    /// be back before a check says so). A backend whose connect fails is marked down, and one
+    /// that answers the upgrade with 5xx (busy) is passed over; either way the next one is tried.
+    /// A 4xx answer is about the client's request: it goes back to the client as it came.
+    /// Returns the connection, or the answer for the client (which names no upstream: their
+    /// URLs may hold credentials; the log has the details).
+    net::awaitable<std::variant<upstream_conn, refusal>> connect(const http_request* req, const peer_info& peer,
+                                                                 std::string* subprotocol) {
         auto key = sticky_key(req, peer.address);
-        auto order = balancer_.candidates(key ? &*key : nullptr, false);
-        if (order.empty()) co_return std::string("no upstream is available (all are down)");
-        std::string last;
+        auto order = balancer_.candidates(key ? &*key : nullptr, true);
+        if (order.empty()) co_return refusal{http::status::bad_gateway, "no upstream is configured"};
+        std::size_t busy = 0;
         for (auto i : order) {
             const auto& t = o_.upstreams[i];
             try {
@@ -240,18 +250,39 @@ public:
                     if (subprotocol) *subprotocol = r.subprotocol;
                     c.ws = std::move(r.session);
                 }
+                if (!balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is up again", t.name));
                 balancer_.mark_up(i);
                 c.slot = std::make_shared<backend_slot>(balancer_, i);
                 co_return c;
+            } catch (const upgrade_rejected& r) {
+                ++balancer_.backend(i).failures;
+                const int st = r.status();
+                if (st >= 400 && st < 500) {
+                    // About this request (credentials, path): another backend would say the same.
+                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client: {}", t.name, r.what()));
+                    co_return refusal{static_cast<http::status>(st),
+                                      fmt::format("upstream refused the upgrade: HTTP {} {}", st,
+                                                  std::string(http::obsolete_reason(static_cast<http::status>(st))))};
+                }
+                if (st >= 500) {
+                    // Busy or failing (503 at its connection limit): answered, so not down.
+                    ++busy;
+                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client, trying the next: {}", t.name, r.what()));
+                    continue;
+                }
+                // 2xx/3xx: not a WebSocket server (a plain web server, a redirect).
+                balancer_.mark_down(i);
+                if (!o_.serve.quiet) log(fmt::format("upstream {} is down: {} (not a WebSocket upgrade)", t.name, r.what()));
             } catch (const failure& f) {
                 ++balancer_.backend(i).failures;
-                last = f.what();
-                if (f.code() == exit_code::upgrade) co_return fmt::format("upstream refused: {}", last);
+                const bool was_up = balancer_.backend(i).up.load();
                 balancer_.mark_down(i);
-                if (!o_.serve.quiet) log(fmt::format("upstream {} is down: {}", t.name, last));
+                if (!o_.serve.quiet) log(fmt::format("upstream {} {}: {}", t.name, was_up ? "is down" : "is still down", f.what()));
             }
         }
-        co_return fmt::format("no upstream could be reached: {}", last);
+        if (busy == order.size())
+            co_return refusal{http::status::service_unavailable, "every upstream is busy: try again later"};
+        co_return refusal{http::status::bad_gateway, "no upstream could be reached"};
     }
 
     bridge_config bridge_cfg(std::uint64_t id, const std::shared_ptr<backend_slot>& slot) const {
@@ -310,10 +341,12 @@ private:
             }
             mark_checked(i, nullptr);
         } catch (const upgrade_rejected& r) {
-            // An HTTP answer below 500 (404 from a relay that wants a topic path, 401 from a
-            // backend that wants credentials) is about this request: the backend is serving.
+            // 401, 403 and 404 (a relay that wants a topic path, a backend that wants
+            // credentials) are about the check's request: the backend is serving. Anything else
+            // that is not an upgrade (5xx, or 200 from a plain web server) is down.
             if (stopped_) co_return;
-            mark_checked(i, r.status() < 500 ? nullptr : &r);
+            const int st = r.status();
+            mark_checked(i, st == 401 || st == 403 || st == 404 ? nullptr : &r);
         } catch (const failure& f) {
             if (stopped_) co_return;
             mark_checked(i, &f);
@@ -351,7 +384,7 @@ public:
     async_upgrade_filter async_check_upgrade() override {
         return [this](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
             auto r = co_await core_.connect(&req, peer, &sub);
-            if (auto* err = std::get_if<std::string>(&r)) co_return make_response(http::status::bad_gateway, *err);
+            if (auto* no = std::get_if<refusal>(&r)) co_return make_response(no->status, no->body);
             peer.attachment = std::make_shared<upstream_conn>(std::move(std::get<upstream_conn>(r)));
             co_return std::nullopt;
         };
@@ -495,8 +528,8 @@ private:
         auto r = co_await core_.connect(nullptr, peer, nullptr);
         auto* up = std::get_if<upstream_conn>(&r);
         if (!up || !up->ws) {
-            if (auto* err = std::get_if<std::string>(&r); err && !o_.serve.quiet)
-                core_.log(fmt::format("tcp client {}: {}", peer.address, *err));
+            if (auto* no = std::get_if<refusal>(&r); no && !o_.serve.quiet)
+                core_.log(fmt::format("tcp client {}: {}", peer.address, no->body));
             sock.close(ignored);
             tunnel_gone(id);
             co_return;
