@@ -8,7 +8,7 @@ namespace wsx {
 
 namespace {
 
-enum kind_t { k_message = 0, k_ping = 1, k_close = 2 };
+enum kind_t { k_message = 0, k_ping = 1, k_close = 2, k_pong = 3 };
 
 /// Close codes that may not appear in a Close frame stand for "no code" or "no Close at all".
 bool sendable(int code) { return code >= 1000 && code < 5000 && code != 1005 && code != 1006 && code != 1015; }
@@ -28,6 +28,7 @@ struct ws_ws_bridge::side final : channel_events {
     void on_message(std::string&& payload, bool binary) override { b->message(client, payload, &payload, binary); }
     void on_message_view(std::string_view payload, bool binary) override { b->message(client, payload, nullptr, binary); }
     void on_ping(std::string_view payload) override { b->ping(client, payload); }
+    void on_pong(std::string_view payload, std::chrono::nanoseconds rtt) override { b->pong(client, payload, rtt); }
     void on_writable() override { b->writable(client); }
     void on_close_received(int code, std::string_view reason) override {
         if (client) b->close_received(code, reason);
@@ -104,12 +105,23 @@ void ws_ws_bridge::message(bool from_client, std::string_view payload, std::stri
     if (f.close_after_messages > 0 && messages_ == f.close_after_messages) close_client_for_fault("fault: close after messages");
 }
 
+// Pings and pongs pass through as they came: neither session answers pings itself, so the
+// far end answers (through any delay fault), and unsolicited pongs reach the other side too.
 void ws_ws_bridge::ping(bool from_client, std::string_view payload) {
     if (cfg_.tap)
         cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "ping", payload);
     // Stalled pongs: the client's pings vanish here (its session does not answer them either).
     if (from_client && cfg_.fault.stall_pongs) return;
     deliver(!from_client, k_ping, std::string(payload), false, 0);
+}
+
+void ws_ws_bridge::pong(bool from_client, std::string_view payload, std::chrono::nanoseconds rtt) {
+    // A pong that answered the proxy's own ping (--ping-interval) ends here.
+    if (rtt.count() > 0) return;
+    if (!from_client && !cfg_.relay_pongs_to_client) return;
+    if (cfg_.tap)
+        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "pong", payload);
+    deliver(!from_client, k_pong, std::string(payload), false, 0);
 }
 
 void ws_ws_bridge::closed(bool from_client, const close_info& info) {
@@ -188,7 +200,8 @@ void ws_ws_bridge::deliver(bool to_client, int kind, std::string payload, bool b
         after_send(to_client);
         break;
     case k_ping:
-        to->ping(std::move(payload));
+    case k_pong:
+        to->send_control(kind == k_ping, payload);
         break;
     case k_close:
         to->close(code, std::move(payload));
@@ -229,7 +242,7 @@ void ws_ws_bridge::pump_delayed(bool to_client) {
         line.items.pop_front();
         auto& to = to_client ? client_ : upstream_;
         if (item.kind == k_message) to->send(std::move(item.payload), item.binary);
-        else if (item.kind == k_ping) to->ping(std::move(item.payload));
+        else if (item.kind == k_ping || item.kind == k_pong) to->send_control(item.kind == k_ping, item.payload);
         else to->close(item.code, std::move(item.payload));
     }
     line.armed = !line.items.empty();
@@ -246,6 +259,7 @@ void ws_ws_bridge::pump_delayed(bool to_client) {
 struct ws_tcp_bridge::side final : channel_events {
     explicit side(std::shared_ptr<ws_tcp_bridge> b) : b(std::move(b)) {}
     void on_message(std::string&& payload, bool binary) override { b->ws_message(std::move(payload), binary); }
+    void on_ping(std::string_view payload) override { b->ws_ping(payload); }
     void on_writable() override { b->ws_writable(); }
     void on_close(const close_info& info) override {
         auto keep = std::move(b);
@@ -285,6 +299,11 @@ void ws_tcp_bridge::ws_message(std::string&& payload, bool binary) {
         ws_->pause_reading();
     }
     if (!writing_) do_tcp_write();
+}
+
+// TCP has no pings to pass them on to: the proxy answers them.
+void ws_tcp_bridge::ws_ping(std::string_view payload) {
+    if (cfg_.answer_pings) ws_->send_control(false, payload);
 }
 
 void ws_tcp_bridge::do_tcp_write() {

@@ -183,8 +183,10 @@ public:
         c.connect_timeout = o_.connect_timeout;
         c.session = o_.serve.server.session;
         c.session.ping_interval = c.session.ping_timeout = c.session.idle_timeout = {};
+        // The upstream's pings are answered here unless a ws <-> ws bridge passes them on (connect).
+        c.session.answer_pings = true;
+        if (!req) return c;  // a health check or a tcp:// tunnel: wsx's own User-Agent
         c.user_agent.clear();
-        if (!req) return c;
         std::string target(req->target());
         if (o_.strip_auth) target = strip_query_params(target, {"token", "access_token"});
         c.url.target = rewrite_target(target, o_.path_prefix, t.url.target);
@@ -246,6 +248,8 @@ public:
                     c.sock.emplace(co_await connect_tcp(t, o_.connect_timeout));
                 } else {
                     auto opts = ws_client_options(t, req, &peer);
+                    // A WebSocket client's bridge passes pings and pongs on: the client answers.
+                    if (req) opts.session.answer_pings = false;
                     auto r = co_await async_connect(opts);
                     if (subprotocol) *subprotocol = r.subprotocol;
                     c.ws = std::move(r.session);
@@ -293,8 +297,13 @@ public:
         cfg.fault = o_.fault;
         cfg.pause_bytes = std::min<std::size_t>(1u << 20, std::max<std::size_t>(o_.serve.server.session.send_queue_limit / 2, 1));
         cfg.on_end = [slot](const close_info&) {};  // the slot lives as long as the bridge
+        // A client session with compression (a Beast stream) answers its pings itself.
+        cfg.relay_pongs_to_client = !o_.serve.server.deflate.enabled;
         return cfg;
     }
+
+    /// Whether the listener's sessions answer pings themselves (see run_proxy).
+    bool client_answers_pings() const { return o_.serve.server.session.answer_pings; }
 
     void log(const std::string& line) const {
         std::cerr << fmt::format("wsx proxy: {}\n", line);
@@ -403,6 +412,7 @@ public:
             net::post(s->get_executor(), [b] { b->start(); });
             return b->client_handler();
         }
+        cfg.answer_pings = !core_.client_answers_pings();
         auto b = std::make_shared<ws_tcp_bridge>(s, std::move(*up->sock), true, std::move(cfg));
         net::post(s->get_executor(), [b] { b->start(); });
         return b->ws_handler();
@@ -593,7 +603,11 @@ int run_proxy(proxy_options o) {
     if (o.tcp_listener) return tcp_listener(o, core).run();
     o.serve.service = std::make_shared<proxy_service>(core);
     o.serve.name = "proxy";
-    if (o.fault.stall_pongs) o.serve.server.session.answer_pings = false;
+    // Clients' pings go to the upstream, which answers them (the bridge passes pings and pongs
+    // on). A session with compression is a Beast stream, which answers pings itself and whose
+    // layer, told not to, drops every pong, relayed ones too: it keeps answering them, and
+    // the upstream's pongs are not passed on. --fault-stall-pongs: no answer at all.
+    o.serve.server.session.answer_pings = o.serve.server.deflate.enabled && !o.fault.stall_pongs;
     return run_serve(o.serve);
 }
 
