@@ -18,6 +18,15 @@ std::string close_data(int code, std::string_view reason) {
 }
 std::string close_data(const close_info& info) { return close_data(info.code, info.reason); }
 
+/// At most `max` bytes of `s`, cut at a character boundary (a Close reason must be valid UTF-8).
+std::string utf8_prefix(std::string_view s, std::size_t max) {
+    if (s.size() <= max) return std::string(s);
+    s = s.substr(0, max);
+    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xc0) == 0x80) s.remove_suffix(1);
+    if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xc0) s.remove_suffix(1);
+    return std::string(s);
+}
+
 }  // namespace
 
 // ----------------------------------------------------------------------------------------
@@ -141,8 +150,16 @@ void ws_ws_bridge::closed(bool from_client, const close_info& info) {
             deliver(!from_client, k_close, info.reason, false, static_cast<std::uint16_t>(info.code));
         } else if (info.clean) {
             deliver(!from_client, k_close, {}, false, 0);  // a Close without a code
+        } else if (from_client) {
+            upstream_->abort("client connection lost");
         } else {
-            (from_client ? upstream_ : client_)->abort(from_client ? "client connection lost" : "upstream connection lost");
+            // The upstream failed (the proxy closed it for a protocol error, or it was lost): the
+            // client gets a Close that says so (1014, bad gateway), not a dropped connection.
+            const std::string why = info.sent_code ? fmt::format("{} (sent it {})", info.what, info.sent_code)
+                                                   : info.what.empty() ? std::string("connection lost")
+                                                                       : "connection lost: " + info.what;
+            if (cfg_.log) cfg_.log(fmt::format("upstream failed: {}; closing the client with 1014", why));
+            client_->close(1014, utf8_prefix("upstream failed: " + why, 123));
         }
     }
     if (client_done_ && (upstream_done_ || !started_) && !ended_) {

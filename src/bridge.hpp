@@ -44,6 +44,8 @@ struct bridge_config {
     bool relay_pongs_to_client = true;
     /// ws <-> tcp: the WebSocket session does not answer pings itself; the bridge does.
     bool answer_pings = false;
+    /// Where the ws <-> ws bridge reports an upstream that failed (protocol error, lost).
+    std::function<void(const std::string& line)> log;
     /// Called once, when both ends are closed; `client` describes how the client's end closed.
     std::function<void(const close_info& client)> on_end;
 };

@@ -299,6 +299,11 @@ public:
         cfg.on_end = [slot](const close_info&) {};  // the slot lives as long as the bridge
         // A client session with compression (a Beast stream) answers its pings itself.
         cfg.relay_pongs_to_client = !o_.serve.server.deflate.enabled;
+        if (!o_.serve.quiet) {
+            cfg.log = [this, id, name = balancer_.backend(slot->i).name](const std::string& line) {
+                log(fmt::format("#{} {}: {}", id, name, line));
+            };
+        }
         return cfg;
     }
 

@@ -1,6 +1,7 @@
 """wsx proxy: Ping and Pong frames pass through as they came, both ways, answered by the far end
 (never by the proxy), with raw-socket peers on both sides; the proxy's own heartbeat stays its
-own; --fault-stall-pongs stalls only the client's pings."""
+own; --fault-stall-pongs stalls only the client's pings; an upstream the proxy fails for a
+protocol error leaves the client with a Close that says so."""
 import asyncio
 import threading
 import time
@@ -11,7 +12,7 @@ import serve_helpers
 import wsxtest
 from proxy_helpers import RawUpstream, TcpEchoServer, run, start_proxy
 
-PING, PONG, TEXT = 0x9, 0xA, 0x1
+PING, PONG, TEXT, CLOSE = 0x9, 0xA, 0x1, 0x8
 
 
 class RawPair:
@@ -123,6 +124,38 @@ class PingTest(RawPair, wsxtest.WsxTestCase):
         self.addCleanup(echo.close)
         _, url = start_proxy(self, "--to", f"tcp://127.0.0.1:{echo.port}", "--health-interval", "1h")
         self.assertTrue(run(ping_answered(url)))
+
+
+class UpstreamFailureTest(RawPair, wsxtest.WsxTestCase):
+    def test_too_big_message_from_the_upstream(self):
+        proxy, up, client = self.pair("--max-message-size", "1KiB")
+        up.send_frame(TEXT, b"x" * 4000)
+        op, payload = up.recv_frame()
+        self.assertEqual((op, int.from_bytes(payload[:2], "big")), (CLOSE, 1009))
+        up.send_frame(CLOSE, payload[:2])
+        up.conn.close()
+        code, reason = client.expect_close()
+        self.assertEqual(code, 1014)
+        self.assertIn("1009", reason)
+        proxy.wait_for(r"upstream failed: .*1009.*closing the client with 1014")
+
+    def test_invalid_close_reason_from_the_upstream(self):
+        proxy, up, client = self.pair()
+        up.send_frame(CLOSE, (1000).to_bytes(2, "big") + b"\xff\xfe")
+        op, payload = up.recv_frame()
+        self.assertEqual((op, int.from_bytes(payload[:2], "big")), (CLOSE, 1007))
+        up.conn.close()
+        code, reason = client.expect_close()
+        self.assertEqual(code, 1014)
+        self.assertIn("1007", reason)
+
+    def test_upstream_connection_lost(self):
+        proxy, up, client = self.pair()
+        up.conn.close()
+        code, reason = client.expect_close()
+        self.assertEqual(code, 1014)
+        self.assertIn("connection lost", reason)
+        proxy.wait_for(r"upstream failed: connection lost")
 
 
 if __name__ == "__main__":
