@@ -13,11 +13,6 @@ enum kind_t { k_message = 0, k_ping = 1, k_close = 2, k_pong = 3 };
 /// Close codes that may not appear in a Close frame stand for "no code" or "no Close at all".
 bool sendable(int code) { return code >= 1000 && code < 5000 && code != 1005 && code != 1006 && code != 1015; }
 
-std::string close_data(int code, std::string_view reason) {
-    return reason.empty() ? std::to_string(code) : fmt::format("{} {}", code, reason);
-}
-std::string close_data(const close_info& info) { return close_data(info.code, info.reason); }
-
 /// At most `max` bytes of `s`, cut at a character boundary (a Close reason must be valid UTF-8).
 std::string utf8_prefix(std::string_view s, std::size_t max) {
     if (s.size() <= max) return std::string(s);
@@ -104,12 +99,13 @@ void ws_ws_bridge::close_client_for_fault(const char* why) {
 
 void ws_ws_bridge::message(bool from_client, std::string_view payload, std::string* owned, bool binary) {
     if (cfg_.backend) (from_client ? cfg_.backend->bytes_up : cfg_.backend->bytes_down) += payload.size();
-    if (cfg_.tap)
-        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, binary ? "binary" : "text",
-                        payload);
     const auto& f = cfg_.fault;
     if (f.close_after_messages > 0 && ++messages_ > f.close_after_messages) return close_client_for_fault("fault: close after messages");
     if (f.drop > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < f.drop) return;
+    // The tap shows what is passed on: a message dropped on purpose never reached the other side.
+    if (cfg_.tap)
+        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, binary ? "binary" : "text",
+                        payload);
     pass_on(!from_client, payload, owned, binary);
     if (f.close_after_messages > 0 && messages_ == f.close_after_messages) close_client_for_fault("fault: close after messages");
 }
@@ -117,10 +113,10 @@ void ws_ws_bridge::message(bool from_client, std::string_view payload, std::stri
 // Pings and pongs pass through as they came: neither session answers pings itself, so the
 // far end answers (through any delay fault), and unsolicited pongs reach the other side too.
 void ws_ws_bridge::ping(bool from_client, std::string_view payload) {
-    if (cfg_.tap)
-        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "ping", payload);
     // Stalled pongs: the client's pings vanish here (its session does not answer them either).
     if (from_client && cfg_.fault.stall_pongs) return;
+    if (cfg_.tap)
+        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "ping", payload);
     deliver(!from_client, k_ping, std::string(payload), false, 0);
 }
 
@@ -138,7 +134,7 @@ void ws_ws_bridge::closed(bool from_client, const close_info& info) {
     if (from_client) client_close_ = info;
     if (close_timer_) close_timer_->cancel();
     if (cfg_.tap && info.clean && !(from_client && client_closing_))
-        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "close", close_data(info));
+        cfg_.tap->write_close(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, info.code, info.reason);
     // A paused side must read again to see the closing handshake.
     if (from_client && upstream_paused_) upstream_->resume_reading(), upstream_paused_ = false;
     if (!from_client && client_paused_) client_->resume_reading(), client_paused_ = false;
@@ -176,7 +172,7 @@ void ws_ws_bridge::close_received(int code, std::string_view reason) {
     // 1005 (a Close without a code) is passed on as such: code 0 sends no code.
     client_close_code_ = sendable(code) ? code : 0;
     client_close_reason_ = std::string(reason);
-    if (cfg_.tap) cfg_.tap->write(cfg_.id, tap_direction::to_upstream, "close", close_data(code, reason));
+    if (cfg_.tap) cfg_.tap->write_close(cfg_.id, tap_direction::to_upstream, code, reason);
     if (client_paused_) {
         client_paused_ = false;
         client_->resume_reading();
@@ -394,7 +390,7 @@ void ws_tcp_bridge::ws_writable() {
 void ws_tcp_bridge::ws_closed(const close_info& info) {
     ws_done_ = true;
     ws_close_ = info;
-    if (cfg_.tap && (info.clean || info.by_peer)) cfg_.tap->write(cfg_.id, ws_dir(ws_is_client_, true), "close", close_data(info));
+    if (cfg_.tap && (info.clean || info.by_peer)) cfg_.tap->write_close(cfg_.id, ws_dir(ws_is_client_, true), info.code, info.reason);
     if (!info.clean) {
         // Lost, not closed: drop the TCP side too.
         wqueue_.clear();

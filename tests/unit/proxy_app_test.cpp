@@ -53,3 +53,16 @@ TEST_CASE("tap lines in text, hex and ndjson", "[proxy_app]") {
     CHECK(format_tap_line(tap_format::ndjson, ts, 2, tap_direction::to_client, "text", "\xff") ==
           "{\"conn\":2,\"dir\":\"down\",\"hex\":\"ff\",\"opcode\":\"text\",\"ts\":\"" + ts + "\"}\n");
 }
+
+TEST_CASE("tap close records: text shows the code, hex and ndjson the frame payload", "[proxy_app]") {
+    const std::string ts = "2026-01-02T03:04:05.000006Z";
+    using wsx::format_tap_close;
+    CHECK(format_tap_close(tap_format::text, ts, 3, tap_direction::to_upstream, 4001, "r") == ts + " #3 > close 4001 r\n");
+    CHECK(format_tap_close(tap_format::hex, ts, 3, tap_direction::to_upstream, 4001, "r") == ts + " #3 > close 0fa172\n");
+    CHECK(format_tap_close(tap_format::ndjson, ts, 3, tap_direction::to_client, 1000, "") ==
+          "{\"code\":1000,\"conn\":3,\"dir\":\"down\",\"hex\":\"03e8\",\"opcode\":\"close\",\"reason\":\"\",\"ts\":\"" + ts +
+              "\"}\n");
+    // A Close without a code has an empty payload.
+    CHECK(format_tap_close(tap_format::text, ts, 3, tap_direction::to_client, 1005, "") == ts + " #3 < close \n");
+    CHECK(format_tap_close(tap_format::hex, ts, 3, tap_direction::to_client, 1005, "") == ts + " #3 < close \n");
+}
