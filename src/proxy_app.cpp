@@ -132,6 +132,26 @@ std::string strip_query_params(std::string_view target, std::initializer_list<st
     return out;
 }
 
+/// The answer Beast's accept gives an upgrade request it refuses (the same checks, in the same
+/// order), or nullopt for a request it accepts.
+std::optional<http_response> invalid_upgrade(const http_request& req) {
+    auto refuse = [](http::status st, const char* what) {
+        return make_response(st, fmt::format("The WebSocket handshake Sec-WebSocket-{} field is {}", what,
+                                             st == http::status::upgrade_required ? "invalid" : "missing"));
+    };
+    const auto key = req[http::field::sec_websocket_key];
+    if (key.empty()) return refuse(http::status::bad_request, "Key");
+    if (key.size() > 24) return make_response(http::status::bad_request, "The WebSocket handshake Sec-WebSocket-Key field is invalid");
+    const auto version = req[http::field::sec_websocket_version];
+    if (version.empty()) return refuse(http::status::bad_request, "Version");
+    if (version != "13") {
+        auto res = refuse(http::status::upgrade_required, "Version");
+        res.set(http::field::sec_websocket_version, "13");
+        return res;
+    }
+    return std::nullopt;
+}
+
 /// The engine shared by every listener: balancer, health checks, upstream connects, tap.
 class proxy_core {
 public:
@@ -397,6 +417,9 @@ public:
 
     async_upgrade_filter async_check_upgrade() override {
         return [this](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
+            // The request is checked as the upgrade will check it before any upstream is
+            // connected on its behalf: an invalid one must cost no backend a connection.
+            if (auto bad = invalid_upgrade(req)) co_return bad;
             auto r = co_await core_.connect(&req, peer, &sub);
             if (auto* no = std::get_if<refusal>(&r)) co_return make_response(no->status, no->body);
             peer.attachment = std::make_shared<upstream_conn>(std::move(std::get<upstream_conn>(r)));
