@@ -274,7 +274,7 @@ complete -c wsx -n '__wsx_at wsx proxy' -l 'fault-delay' -x -d 'Delay every mess
 complete -c wsx -n '__wsx_at wsx proxy' -l 'fault-jitter' -x -d 'Add a random 0..DUR to each delay'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'fault-drop' -x -d 'Silently drop this share of messages (both ways), e.g. 1%'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'fault-close-after' -x -d 'Close each client after N messages (both ways) or after a duration (e.g. 5s)'
-complete -c wsx -n '__wsx_at wsx proxy' -l 'fault-close-code' -x -d 'Close code for --fault-close-after'
+complete -c wsx -n '__wsx_at wsx proxy' -l 'fault-close-code' -x -d 'Close code for --fault-close-after: 1000-1003, 1007-1014 or 3000-4999'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'fault-stall-pongs' -d 'Never answer the clients\' pings (nor pass them on)'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'path' -r -F -d 'Upgrade only at this path (e.g. /ws); other paths get HTTP 404'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'max-message-size' -x -d 'Largest message accepted; larger ones close with 1009'

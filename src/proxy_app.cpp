@@ -233,7 +233,9 @@ public:
     }
 
     /// Connects a TCP upstream on the current executor. Throws wsx::failure.
-    static net::awaitable<tcp::socket> connect_tcp(const upstream_target& t, std::chrono::nanoseconds timeout) {
+    /// `timeout_option` names the option that sets `timeout`, for the hint of a timeout.
+    static net::awaitable<tcp::socket> connect_tcp(const upstream_target& t, std::chrono::nanoseconds timeout,
+                                                   const char* timeout_option = "--connect-timeout") {
         auto ex = co_await net::this_coro::executor;
         tcp::resolver resolver(ex);
         error_code ec;
@@ -242,7 +244,7 @@ public:
         beast::tcp_stream stream(ex);
         stream.expires_after(timeout);
         co_await stream.async_connect(results, net::redirect_error(net::use_awaitable, ec));
-        if (ec == beast::error::timeout) throw failure(exit_code::timeout, fmt::format("timed out connecting to {}", t.name));
+        if (ec == beast::error::timeout) throw failure(exit_code::timeout, fmt::format("timed out connecting to {} (raise {})", t.name, timeout_option));
         if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to {}: {}", t.name, ec.message()));
         stream.expires_never();
         co_return stream.release_socket();
@@ -363,7 +365,7 @@ private:
         const auto& t = o_.upstreams[i];
         try {
             if (t.tcp) {
-                auto s = co_await connect_tcp(t, o_.health_timeout);
+                auto s = co_await connect_tcp(t, o_.health_timeout, "--health-timeout");
                 error_code ec;
                 s.close(ec);
             } else {
@@ -383,7 +385,12 @@ private:
             mark_checked(i, st == 401 || st == 403 || st == 404 ? nullptr : &r);
         } catch (const failure& f) {
             if (stopped_) co_return;
-            mark_checked(i, &f);
+            // The client code's timeout hint names the client's option; a check's is --health-timeout.
+            std::string what = f.what();
+            if (auto at = what.find("(raise --connect-timeout)"); at != std::string::npos)
+                what.replace(at, 25, "(raise --health-timeout)");
+            const failure named(f.code(), what);
+            mark_checked(i, &named);
         }
     }
 
