@@ -56,13 +56,19 @@ std::string rewrite_target(std::string_view client_target, std::string_view pref
         if (p == pre) p = "/";
         else if (p.starts_with(pre) && p[pre.size()] == '/') p = p.substr(pre.size());
     }
-    std::string base(upstream_path.substr(0, upstream_path.find('?')));
+    const auto uq = upstream_path.find('?');
+    std::string base(upstream_path.substr(0, uq));
     if (!base.empty() && base != "/") {
         if (base.back() == '/') base.pop_back();
         p = base + (p == "/" ? "" : p);
         if (p.empty()) p = "/";
     }
-    return p + std::string(query);
+    // The upstream URL's query comes first, then the client's: both reach the upstream.
+    std::string_view up_query = uq == std::string_view::npos ? std::string_view() : upstream_path.substr(uq + 1);
+    std::string_view client_query = query.empty() ? query : query.substr(1);
+    std::string q(up_query);
+    if (!client_query.empty()) q += (q.empty() ? "" : "&") + std::string(client_query);
+    return q.empty() ? p : p + "?" + q;
 }
 
 namespace {

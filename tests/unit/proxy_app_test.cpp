@@ -19,6 +19,15 @@ TEST_CASE("rewrite_target strips the prefix and prepends the upstream path", "[p
     CHECK(rewrite_target("/api/x", "/api", "/base") == "/base/x");
 }
 
+TEST_CASE("rewrite_target keeps the upstream URL's query and the client's", "[proxy_app]") {
+    CHECK(rewrite_target("/x?c=2", "", "/a?b=1") == "/a/x?b=1&c=2");
+    CHECK(rewrite_target("/x", "", "/a?b=1") == "/a/x?b=1");
+    CHECK(rewrite_target("/?c=2", "", "/?b=1") == "/?b=1&c=2");
+    CHECK(rewrite_target("/", "", "/?b=1") == "/?b=1");
+    CHECK(rewrite_target("/api/x?c=2", "/api", "/v2?key=k") == "/v2/x?key=k&c=2");
+    CHECK(rewrite_target("/x?", "", "/a") == "/a/x");
+}
+
 TEST_CASE("upstream URLs: ws, wss and tcp", "[proxy_app]") {
     std::string err;
     auto t = wsx::parse_upstream("tcp://127.0.0.1:5900", &err);
