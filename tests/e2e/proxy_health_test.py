@@ -83,6 +83,14 @@ class HealthTest(wsxtest.WsxTestCase):
         line = proxy.wait_for(r"upstream .* is down: ").string
         self.assertIn("(raise --health-timeout)", line)
 
+    def test_checks_say_who_they_are(self):
+        from proxy_helpers import RawUpstream
+        up = RawUpstream()
+        self.addCleanup(up.close)
+        start_proxy(self, "--to", up.url, "--health-interval", "50ms")
+        up.accept()  # the first check's upgrade request
+        self.assertRegex(up.request, r"(?im)^User-Agent: wsx/\S+\r?$")
+
     def test_all_backends_down_is_502(self):
         b, burl, _ = start_port_backend(self)
         _, url = start_proxy(self, "--to", burl, "--health-interval", "1h")

@@ -94,6 +94,20 @@ class RefusalTest(wsxtest.WsxTestCase):
         _, url = start_proxy(self, "--to", web, "--to", b_url, "--health-interval", "1h")
         self.assertEqual(backends_of(url, 4), [b_port] * 4)
 
+    def test_502_names_no_upstream(self):
+        # An upstream URL may carry credentials: the client's answer shows none of it.
+        b, b_url, _ = start_port_backend(self)
+        secret = b_url + "/?token=s3cret"
+        proxy, url = start_proxy(self, "--to", secret, "--health-interval", "1h")
+        b.stop(signal.SIGKILL)
+        r = serve_helpers.RawWS(url, expect_upgrade=False)
+        body = r.response_head + r.buf.decode(errors="replace")
+        r.close()
+        self.assertEqual(r.status, 502)
+        self.assertNotIn("s3cret", body)
+        self.assertNotIn(b_url.split("//")[1], body)
+        proxy.wait_for(r"upstream .*s3cret is down: ")  # the operator's log has the details
+
     def test_down_backend_is_tried_when_no_other_is_left(self):
         # No check will bring the backend back for an hour: the next client's connect does.
         b, b_url, b_port = start_port_backend(self)
