@@ -287,7 +287,6 @@ public:
                 c.slot = std::make_shared<backend_slot>(balancer_, i);
                 co_return c;
             } catch (const upgrade_rejected& r) {
-                ++balancer_.backend(i).failures;
                 const int st = r.status();
                 if (st >= 400 && st < 500) {
                     // About this request (credentials, path): another backend would say the same.
@@ -296,6 +295,7 @@ public:
                                       fmt::format("upstream refused the upgrade: HTTP {} {}", st,
                                                   std::string(http::obsolete_reason(static_cast<http::status>(st))))};
                 }
+                ++balancer_.backend(i).failures;
                 if (st >= 500) {
                     // Busy or failing (503 at its connection limit): answered, so not down.
                     ++busy;

@@ -10,7 +10,7 @@ import websockets
 
 import serve_helpers
 import wsxtest
-from proxy_helpers import PORT_BACKEND, backend_up, backends_of, run, start_port_backend, start_proxy, wait_until
+from proxy_helpers import PORT_BACKEND, backend_up, backends_of, metric, run, start_port_backend, start_proxy, wait_until
 
 # An HTTP server that answers every request with the status given as its argument.
 STATUS_SERVER = r"""
@@ -69,9 +69,13 @@ class RefusalTest(wsxtest.WsxTestCase):
         for status in (401, 403, 404):
             with self.subTest(status=status):
                 _, up = self.start_peer("ws_server.py", "--mode", "reject", "--status", str(status))
-                proxy, url = start_proxy(self, "--to", f"ws://127.0.0.1:{up}/?key=s3cret", "--health-interval", "1h")
+                backend = f"ws://127.0.0.1:{up}/?key=s3cret"
+                proxy, url = start_proxy(self, "--to", backend, "--health-interval", "1h", "--metrics")
                 r = serve_helpers.RawWS(url, expect_upgrade=False)
                 self.assertEqual(r.status, status)
+                # The client's request was refused, not the backend broken.
+                self.assertEqual(metric(url, "wsx_proxy_backend_failures_total", backend), 0)
+                self.assertEqual(backend_up(url, backend), 1)
                 body = r.response_head + r.buf.decode(errors="replace")
                 self.assertIn(f"HTTP {status}", body)
                 self.assertNotIn("s3cret", body, "the upstream's URL stays with the proxy")
