@@ -75,14 +75,14 @@ class PingTest(RawPair, wsxtest.WsxTestCase):
         self.assertEqual(client.recv_frame()[1:], (TEXT, b"back"), "no pong came first")
 
     def test_stalled_pongs_keep_a_pinging_backend(self):
-        # A backend that pings every 100ms and drops a client without a pong in 300ms.
-        _, upurl = self.start_server("-q", "--ping-interval", "100ms", "--ping-timeout", "300ms")
+        # A backend that pings every 100ms and drops a client without a pong in 1s.
+        _, upurl = self.start_server("-q", "--ping-interval", "100ms", "--ping-timeout", "1s")
         _, url = start_proxy(self, "--to", upurl.rstrip("/"), "--health-interval", "1h", "--fault-stall-pongs")
 
         async def go():
             async with websockets.connect(url, open_timeout=5, ping_interval=None) as ws:
-                # Ten of the backend's pings come and are answered by this client.
-                deadline = time.monotonic() + 1.2
+                # Twenty of the backend's pings come and are answered by this client.
+                deadline = time.monotonic() + 2.0
                 n = 0
                 while time.monotonic() < deadline:
                     await ws.send(str(n))
