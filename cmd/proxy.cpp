@@ -1,4 +1,8 @@
 // wsx proxy: parse options → proxy_options → validate (every problem at once) → run.
+#include <charconv>
+#include <limits>
+#include <tuple>
+
 #include <fmt/format.h>
 
 #include "commands.hpp"
@@ -68,8 +72,9 @@ runner setup_proxy(CLI::App& app) {
                    "Keep clients on one backend by ip, header:NAME, cookie:NAME or query:NAME (consistent-hash ring)")
         ->group(b)->type_name("KEY");
     app.add_option("--health-interval", a->health_interval,
-                   "Check every backend this often (TCP connect or WebSocket upgrade; an HTTP answer below 500 counts "
-                   "as up); 0: only mark backends down on failed connects and retry them after 10s")
+                   "Check every backend this often (TCP connect or WebSocket upgrade: 101, 401, 403 or 404 count as up, "
+                   "5xx or a web server's 200 as down); 0: only mark backends down on failed connects and retry them "
+                   "after 10s")
         ->group(b)->type_name("DUR")->capture_default_str();
     app.add_option("--health-timeout", a->health_timeout, "A health check slower than this fails")
         ->group(b)->type_name("DUR")->capture_default_str();
@@ -93,8 +98,8 @@ runner setup_proxy(CLI::App& app) {
     app.add_option("--fault-close-after", a->fault_close_after,
                    "Close each client after N messages (both ways) or after a duration (e.g. 5s)")
         ->group(o)->type_name("N|DUR");
-    app.add_option("--fault-close-code", a->fault_close_code, "Close code for --fault-close-after")
-        ->group(o)->type_name("CODE")->capture_default_str()->check(CLI::Range(1000, 4999));
+    app.add_option("--fault-close-code", a->fault_close_code, "Close code for --fault-close-after: 1000-1003, 1007-1014 or 3000-4999")
+        ->group(o)->type_name("CODE")->capture_default_str();
     app.add_flag("--fault-stall-pongs", a->fault_stall_pongs, "Never answer the clients' pings (nor pass them on)")->group(o);
 
     add_listener_options(app, a->listener);
@@ -114,7 +119,8 @@ runner setup_proxy(CLI::App& app) {
         "  wsx proxy --listen unix:/run/wsx/front.sock --to ws+unix:///run/app.sock:/\n"
         "\nPrints 'listening on ws://HOST:PORT' (or ws+unix://PATH:/, tcp://) on stderr once ready. The\n"
         "upstream is connected before the client's upgrade is answered: its subprotocol choice is the\n"
-        "client's, and when every backend fails the client gets HTTP 502. X-Forwarded-For and\n"
+        "client's. A backend's 5xx sends the client to the next one; its 4xx goes back to the client;\n"
+        "when every backend is busy the client gets HTTP 503, when none answers 502. X-Forwarded-For and\n"
         "X-Forwarded-Proto are added (a unix socket client has no address: X-Forwarded-For is passed\n"
         "on as it came, and --sticky ip puts all such clients on one backend).\n"
         "GET /metrics (--metrics) adds per-backend state, connections, bytes and failures.");
@@ -165,6 +171,11 @@ runner setup_proxy(CLI::App& app) {
         po.health_interval = duration_arg(p, "--health-interval", a->health_interval);
         po.health_timeout = duration_arg(p, "--health-timeout", a->health_timeout);
         po.connect_timeout = duration_arg(p, "--connect-timeout", a->connect_timeout);
+        // A zero timeout would fail every connect (and every check) at once.
+        for (auto [name, value, parsed] : {std::tuple{"--health-timeout", &a->health_timeout, po.health_timeout},
+                                           std::tuple{"--connect-timeout", &a->connect_timeout, po.connect_timeout}})
+            if (parsed.count() == 0 && parse_duration(*value))
+                p.add(fmt::format("{} must be more than 0 (e.g. {} 2s)", name, name));
         po.path_prefix = a->path_prefix;
         po.forward_headers = a->forward_headers;
         po.strip_auth = a->strip_auth;
@@ -181,9 +192,24 @@ runner setup_proxy(CLI::App& app) {
         }
         if (!a->fault_close_after.empty()) {
             const auto& s = a->fault_close_after;
-            if (s.find_first_not_of("0123456789") == std::string::npos) fo.close_after_messages = std::stoull(s);
-            else fo.close_after_time = duration_arg(p, "--fault-close-after", s);
+            if (s.find_first_not_of("0123456789") == std::string::npos) {
+                const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), fo.close_after_messages);
+                if (ec != std::errc{})
+                    p.add(fmt::format("--fault-close-after '{}': too many messages (at most {})", s,
+                                      std::numeric_limits<std::uint64_t>::max()));
+                else if (fo.close_after_messages == 0)
+                    p.add("--fault-close-after '0': would close nothing; give 1 or more messages or a duration, or leave it out");
+            } else {
+                fo.close_after_time = duration_arg(p, "--fault-close-after", s);
+                if (fo.close_after_time.count() == 0 && parse_duration(s))
+                    p.add(fmt::format("--fault-close-after '{}': would close nothing; give a duration above 0, or leave it out", s));
+            }
         }
+        // Only codes a Close frame may carry: 1004, 1005, 1006 and 1015 are reserved, 1016-2999
+        // unassigned (RFC 6455 7.4).
+        if (const int c = a->fault_close_code; !((c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999)))
+            p.add(fmt::format("--fault-close-code {}: not a code a Close frame may carry; use 1000-1003, 1007-1014 or 3000-4999",
+                              c));
         fo.close_code = static_cast<std::uint16_t>(a->fault_close_code);
         fo.stall_pongs = a->fault_stall_pongs;
         if (po.tcp_listener && fo.any()) p.add("--fault-* options apply to WebSocket clients: use a ws:// or wss:// listener");
@@ -220,6 +246,8 @@ runner setup_proxy(CLI::App& app) {
             given(!l.rate_limit.empty(), "--rate-limit");
             given(!l.connect_rate_limit.empty(), "--connect-rate-limit");
             given(l.metrics, "--metrics");
+            if (l.threads > 1)
+                p.add("--threads: a tcp:// listener runs its tunnels on one thread; leave it out or use a ws:// listener");
             for (const auto& name : ws_only)
                 p.add(fmt::format("{}: a tcp:// listener carries raw TCP, with no HTTP request or WebSocket client for "
                                   "it to act on; use a ws:// or wss:// listener, or leave it out",

@@ -8,15 +8,19 @@ namespace wsx {
 
 namespace {
 
-enum kind_t { k_message = 0, k_ping = 1, k_close = 2 };
+enum kind_t { k_message = 0, k_ping = 1, k_close = 2, k_pong = 3 };
 
 /// Close codes that may not appear in a Close frame stand for "no code" or "no Close at all".
 bool sendable(int code) { return code >= 1000 && code < 5000 && code != 1005 && code != 1006 && code != 1015; }
 
-std::string close_data(int code, std::string_view reason) {
-    return reason.empty() ? std::to_string(code) : fmt::format("{} {}", code, reason);
+/// At most `max` bytes of `s`, cut at a character boundary (a Close reason must be valid UTF-8).
+std::string utf8_prefix(std::string_view s, std::size_t max) {
+    if (s.size() <= max) return std::string(s);
+    s = s.substr(0, max);
+    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xc0) == 0x80) s.remove_suffix(1);
+    if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xc0) s.remove_suffix(1);
+    return std::string(s);
 }
-std::string close_data(const close_info& info) { return close_data(info.code, info.reason); }
 
 }  // namespace
 
@@ -28,6 +32,7 @@ struct ws_ws_bridge::side final : channel_events {
     void on_message(std::string&& payload, bool binary) override { b->message(client, payload, &payload, binary); }
     void on_message_view(std::string_view payload, bool binary) override { b->message(client, payload, nullptr, binary); }
     void on_ping(std::string_view payload) override { b->ping(client, payload); }
+    void on_pong(std::string_view payload, std::chrono::nanoseconds rtt) override { b->pong(client, payload, rtt); }
     void on_writable() override { b->writable(client); }
     void on_close_received(int code, std::string_view reason) override {
         if (client) b->close_received(code, reason);
@@ -94,22 +99,34 @@ void ws_ws_bridge::close_client_for_fault(const char* why) {
 
 void ws_ws_bridge::message(bool from_client, std::string_view payload, std::string* owned, bool binary) {
     if (cfg_.backend) (from_client ? cfg_.backend->bytes_up : cfg_.backend->bytes_down) += payload.size();
-    if (cfg_.tap)
-        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, binary ? "binary" : "text",
-                        payload);
     const auto& f = cfg_.fault;
     if (f.close_after_messages > 0 && ++messages_ > f.close_after_messages) return close_client_for_fault("fault: close after messages");
     if (f.drop > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < f.drop) return;
+    // The tap shows what is passed on: a message dropped on purpose never reached the other side.
+    if (cfg_.tap)
+        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, binary ? "binary" : "text",
+                        payload);
     pass_on(!from_client, payload, owned, binary);
     if (f.close_after_messages > 0 && messages_ == f.close_after_messages) close_client_for_fault("fault: close after messages");
 }
 
+// Pings and pongs pass through as they came: neither session answers pings itself, so the
+// far end answers (through any delay fault), and unsolicited pongs reach the other side too.
 void ws_ws_bridge::ping(bool from_client, std::string_view payload) {
-    if (cfg_.tap)
-        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "ping", payload);
     // Stalled pongs: the client's pings vanish here (its session does not answer them either).
     if (from_client && cfg_.fault.stall_pongs) return;
+    if (cfg_.tap)
+        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "ping", payload);
     deliver(!from_client, k_ping, std::string(payload), false, 0);
+}
+
+void ws_ws_bridge::pong(bool from_client, std::string_view payload, std::chrono::nanoseconds rtt) {
+    // A pong that answered the proxy's own ping (--ping-interval) ends here.
+    if (rtt.count() > 0) return;
+    if (!from_client && !cfg_.relay_pongs_to_client) return;
+    if (cfg_.tap)
+        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "pong", payload);
+    deliver(!from_client, k_pong, std::string(payload), false, 0);
 }
 
 void ws_ws_bridge::closed(bool from_client, const close_info& info) {
@@ -117,7 +134,7 @@ void ws_ws_bridge::closed(bool from_client, const close_info& info) {
     if (from_client) client_close_ = info;
     if (close_timer_) close_timer_->cancel();
     if (cfg_.tap && info.clean && !(from_client && client_closing_))
-        cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "close", close_data(info));
+        cfg_.tap->write_close(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, info.code, info.reason);
     // A paused side must read again to see the closing handshake.
     if (from_client && upstream_paused_) upstream_->resume_reading(), upstream_paused_ = false;
     if (!from_client && client_paused_) client_->resume_reading(), client_paused_ = false;
@@ -129,8 +146,16 @@ void ws_ws_bridge::closed(bool from_client, const close_info& info) {
             deliver(!from_client, k_close, info.reason, false, static_cast<std::uint16_t>(info.code));
         } else if (info.clean) {
             deliver(!from_client, k_close, {}, false, 0);  // a Close without a code
+        } else if (from_client) {
+            upstream_->abort("client connection lost");
         } else {
-            (from_client ? upstream_ : client_)->abort(from_client ? "client connection lost" : "upstream connection lost");
+            // The upstream failed (the proxy closed it for a protocol error, or it was lost): the
+            // client gets a Close that says so (1014, bad gateway), not a dropped connection.
+            const std::string why = info.sent_code ? fmt::format("{} (sent it {})", info.what, info.sent_code)
+                                                   : info.what.empty() ? std::string("connection lost")
+                                                                       : "connection lost: " + info.what;
+            if (cfg_.log) cfg_.log(fmt::format("upstream failed: {}; closing the client with 1014", why));
+            client_->close(1014, utf8_prefix("upstream failed: " + why, 123));
         }
     }
     if (client_done_ && (upstream_done_ || !started_) && !ended_) {
@@ -147,7 +172,7 @@ void ws_ws_bridge::close_received(int code, std::string_view reason) {
     // 1005 (a Close without a code) is passed on as such: code 0 sends no code.
     client_close_code_ = sendable(code) ? code : 0;
     client_close_reason_ = std::string(reason);
-    if (cfg_.tap) cfg_.tap->write(cfg_.id, tap_direction::to_upstream, "close", close_data(code, reason));
+    if (cfg_.tap) cfg_.tap->write_close(cfg_.id, tap_direction::to_upstream, code, reason);
     if (client_paused_) {
         client_paused_ = false;
         client_->resume_reading();
@@ -188,7 +213,8 @@ void ws_ws_bridge::deliver(bool to_client, int kind, std::string payload, bool b
         after_send(to_client);
         break;
     case k_ping:
-        to->ping(std::move(payload));
+    case k_pong:
+        to->send_control(kind == k_ping, payload);
         break;
     case k_close:
         to->close(code, std::move(payload));
@@ -229,7 +255,7 @@ void ws_ws_bridge::pump_delayed(bool to_client) {
         line.items.pop_front();
         auto& to = to_client ? client_ : upstream_;
         if (item.kind == k_message) to->send(std::move(item.payload), item.binary);
-        else if (item.kind == k_ping) to->ping(std::move(item.payload));
+        else if (item.kind == k_ping || item.kind == k_pong) to->send_control(item.kind == k_ping, item.payload);
         else to->close(item.code, std::move(item.payload));
     }
     line.armed = !line.items.empty();
@@ -246,6 +272,7 @@ void ws_ws_bridge::pump_delayed(bool to_client) {
 struct ws_tcp_bridge::side final : channel_events {
     explicit side(std::shared_ptr<ws_tcp_bridge> b) : b(std::move(b)) {}
     void on_message(std::string&& payload, bool binary) override { b->ws_message(std::move(payload), binary); }
+    void on_ping(std::string_view payload) override { b->ws_ping(payload); }
     void on_writable() override { b->ws_writable(); }
     void on_close(const close_info& info) override {
         auto keep = std::move(b);
@@ -285,6 +312,11 @@ void ws_tcp_bridge::ws_message(std::string&& payload, bool binary) {
         ws_->pause_reading();
     }
     if (!writing_) do_tcp_write();
+}
+
+// TCP has no pings to pass them on to: the proxy answers them.
+void ws_tcp_bridge::ws_ping(std::string_view payload) {
+    if (cfg_.answer_pings) ws_->send_control(false, payload);
 }
 
 void ws_tcp_bridge::do_tcp_write() {
@@ -358,7 +390,7 @@ void ws_tcp_bridge::ws_writable() {
 void ws_tcp_bridge::ws_closed(const close_info& info) {
     ws_done_ = true;
     ws_close_ = info;
-    if (cfg_.tap && (info.clean || info.by_peer)) cfg_.tap->write(cfg_.id, ws_dir(ws_is_client_, true), "close", close_data(info));
+    if (cfg_.tap && (info.clean || info.by_peer)) cfg_.tap->write_close(cfg_.id, ws_dir(ws_is_client_, true), info.code, info.reason);
     if (!info.clean) {
         // Lost, not closed: drop the TCP side too.
         wqueue_.clear();

@@ -24,7 +24,7 @@ struct fault_options {
     std::uint64_t close_after_messages = 0;      ///< 0: never; else close the client after N messages (both ways)
     std::chrono::nanoseconds close_after_time{0};  ///< 0: never; else close the client this long after it opened
     std::uint16_t close_code = 1011;
-    bool stall_pongs = false;            ///< never answer the client's pings (nor forward them)
+    bool stall_pongs = false;            ///< the client's pings are neither answered nor passed on
 
     bool any() const noexcept {
         return delay.count() > 0 || jitter.count() > 0 || drop > 0 || close_after_messages > 0 ||
@@ -39,6 +39,13 @@ struct bridge_config {
     std::shared_ptr<tap_writer> tap;       ///< may be null
     fault_options fault;
     std::size_t pause_bytes = 1u << 20;    ///< queued bytes on one side that pause reading the other
+    /// ws <-> ws: pass the upstream's pongs on to the client. Off when the client's session
+    /// answers its pings itself (a Beast stream, with --compress): the client would get two.
+    bool relay_pongs_to_client = true;
+    /// ws <-> tcp: the WebSocket session does not answer pings itself; the bridge does.
+    bool answer_pings = false;
+    /// Where the ws <-> ws bridge reports an upstream that failed (protocol error, lost).
+    std::function<void(const std::string& line)> log;
     /// Called once, when both ends are closed; `client` describes how the client's end closed.
     std::function<void(const close_info& client)> on_end;
 };
@@ -62,6 +69,7 @@ private:
     void pass_on(bool to_client, std::string_view payload, std::string* owned, bool binary);
     void after_send(bool to_client);
     void ping(bool from_client, std::string_view payload);
+    void pong(bool from_client, std::string_view payload, std::chrono::nanoseconds rtt);
     void closed(bool from_client, const close_info& info);
     void close_received(int code, std::string_view reason);
     void writable(bool client_side);
@@ -101,6 +109,7 @@ public:
 private:
     friend struct side;
     void ws_message(std::string&& payload, bool binary);
+    void ws_ping(std::string_view payload);
     void ws_closed(const close_info& info);
     void ws_writable();
     void do_tcp_read();

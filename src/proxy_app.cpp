@@ -56,13 +56,19 @@ std::string rewrite_target(std::string_view client_target, std::string_view pref
         if (p == pre) p = "/";
         else if (p.starts_with(pre) && p[pre.size()] == '/') p = p.substr(pre.size());
     }
-    std::string base(upstream_path.substr(0, upstream_path.find('?')));
+    const auto uq = upstream_path.find('?');
+    std::string base(upstream_path.substr(0, uq));
     if (!base.empty() && base != "/") {
         if (base.back() == '/') base.pop_back();
         p = base + (p == "/" ? "" : p);
         if (p.empty()) p = "/";
     }
-    return p + std::string(query);
+    // The upstream URL's query comes first, then the client's: both reach the upstream.
+    std::string_view up_query = uq == std::string_view::npos ? std::string_view() : upstream_path.substr(uq + 1);
+    std::string_view client_query = query.empty() ? query : query.substr(1);
+    std::string q(up_query);
+    if (!client_query.empty()) q += (q.empty() ? "" : "&") + std::string(client_query);
+    return q.empty() ? p : p + "?" + q;
 }
 
 namespace {
@@ -77,6 +83,12 @@ struct backend_slot {
     backend_slot& operator=(const backend_slot&) = delete;
     balancer& b;
     std::size_t i;
+};
+
+/// The answer to a client no upstream took.
+struct refusal {
+    http::status status;
+    std::string body;
 };
 
 /// What the asynchronous upgrade check hands to the session handler.
@@ -124,6 +136,26 @@ std::string strip_query_params(std::string_view target, std::initializer_list<st
     }
     if (!kept.empty()) out += "?" + kept;
     return out;
+}
+
+/// The answer Beast's accept gives an upgrade request it refuses (the same checks, in the same
+/// order), or nullopt for a request it accepts.
+std::optional<http_response> invalid_upgrade(const http_request& req) {
+    auto refuse = [](http::status st, const char* what) {
+        return make_response(st, fmt::format("The WebSocket handshake Sec-WebSocket-{} field is {}", what,
+                                             st == http::status::upgrade_required ? "invalid" : "missing"));
+    };
+    const auto key = req[http::field::sec_websocket_key];
+    if (key.empty()) return refuse(http::status::bad_request, "Key");
+    if (key.size() > 24) return make_response(http::status::bad_request, "The WebSocket handshake Sec-WebSocket-Key field is invalid");
+    const auto version = req[http::field::sec_websocket_version];
+    if (version.empty()) return refuse(http::status::bad_request, "Version");
+    if (version != "13") {
+        auto res = refuse(http::status::upgrade_required, "Version");
+        res.set(http::field::sec_websocket_version, "13");
+        return res;
+    }
+    return std::nullopt;
 }
 
 /// The engine shared by every listener: balancer, health checks, upstream connects, tap.
@@ -177,8 +209,10 @@ public:
         c.connect_timeout = o_.connect_timeout;
         c.session = o_.serve.server.session;
         c.session.ping_interval = c.session.ping_timeout = c.session.idle_timeout = {};
+        // The upstream's pings are answered here unless a ws <-> ws bridge passes them on (connect).
+        c.session.answer_pings = true;
+        if (!req) return c;  // a health check or a tcp:// tunnel: wsx's own User-Agent
         c.user_agent.clear();
-        if (!req) return c;
         std::string target(req->target());
         if (o_.strip_auth) target = strip_query_params(target, {"token", "access_token"});
         c.url.target = rewrite_target(target, o_.path_prefix, t.url.target);
@@ -205,7 +239,9 @@ public:
     }
 
     /// Connects a TCP upstream on the current executor. Throws wsx::failure.
-    static net::awaitable<tcp::socket> connect_tcp(const upstream_target& t, std::chrono::nanoseconds timeout) {
+    /// `timeout_option` names the option that sets `timeout`, for the hint of a timeout.
+    static net::awaitable<tcp::socket> connect_tcp(const upstream_target& t, std::chrono::nanoseconds timeout,
+                                                   const char* timeout_option = "--connect-timeout") {
         auto ex = co_await net::this_coro::executor;
         tcp::resolver resolver(ex);
         error_code ec;
@@ -214,20 +250,24 @@ public:
         beast::tcp_stream stream(ex);
         stream.expires_after(timeout);
         co_await stream.async_connect(results, net::redirect_error(net::use_awaitable, ec));
-        if (ec == beast::error::timeout) throw failure(exit_code::timeout, fmt::format("timed out connecting to {}", t.name));
+        if (ec == beast::error::timeout) throw failure(exit_code::timeout, fmt::format("timed out connecting to {} (raise {})", t.name, timeout_option));
         if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to {}: {}", t.name, ec.message()));
         stream.expires_never();
         co_return stream.release_socket();
     }
 
-    /// Tries the candidates in order; a backend whose connect fails is marked down and the next
-    /// one is tried. Returns the connection, or an error message for the client.
-    net::awaitable<std::variant<upstream_conn, std::string>> connect(const http_request* req, const peer_info& peer,
-                                                                     std::string* subprotocol) {
+    /// Tries the candidates in order, up backends first and down ones as a last resort (one may
+    /// be back before a check says so). A backend whose connect fails is marked down, and one
+    /// that answers the upgrade with 5xx (busy) is passed over; either way the next one is tried.
+    /// A 4xx answer is about the client's request: it goes back to the client as it came.
+    /// Returns the connection, or the answer for the client (which names no upstream: their
+    /// URLs may hold credentials; the log has the details).
+    net::awaitable<std::variant<upstream_conn, refusal>> connect(const http_request* req, const peer_info& peer,
+                                                                 std::string* subprotocol) {
         auto key = sticky_key(req, peer.address);
-        auto order = balancer_.candidates(key ? &*key : nullptr, false);
-        if (order.empty()) co_return std::string("no upstream is available (all are down)");
-        std::string last;
+        auto order = balancer_.candidates(key ? &*key : nullptr, true);
+        if (order.empty()) co_return refusal{http::status::bad_gateway, "no upstream is configured"};
+        std::size_t busy = 0;
         for (auto i : order) {
             const auto& t = o_.upstreams[i];
             try {
@@ -236,22 +276,45 @@ public:
                     c.sock.emplace(co_await connect_tcp(t, o_.connect_timeout));
                 } else {
                     auto opts = ws_client_options(t, req, &peer);
+                    // A WebSocket client's bridge passes pings and pongs on: the client answers.
+                    if (req) opts.session.answer_pings = false;
                     auto r = co_await async_connect(opts);
                     if (subprotocol) *subprotocol = r.subprotocol;
                     c.ws = std::move(r.session);
                 }
+                if (!balancer_.backend(i).up.load() && !o_.serve.quiet) log(fmt::format("upstream {} is up again", t.name));
                 balancer_.mark_up(i);
                 c.slot = std::make_shared<backend_slot>(balancer_, i);
                 co_return c;
+            } catch (const upgrade_rejected& r) {
+                const int st = r.status();
+                if (st >= 400 && st < 500) {
+                    // About this request (credentials, path): another backend would say the same.
+                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client: {}", t.name, r.what()));
+                    co_return refusal{static_cast<http::status>(st),
+                                      fmt::format("upstream refused the upgrade: HTTP {} {}", st,
+                                                  std::string(http::obsolete_reason(static_cast<http::status>(st))))};
+                }
+                ++balancer_.backend(i).failures;
+                if (st >= 500) {
+                    // Busy or failing (503 at its connection limit): answered, so not down.
+                    ++busy;
+                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client, trying the next: {}", t.name, r.what()));
+                    continue;
+                }
+                // 2xx/3xx: not a WebSocket server (a plain web server, a redirect).
+                balancer_.mark_down(i);
+                if (!o_.serve.quiet) log(fmt::format("upstream {} is down: {} (not a WebSocket upgrade)", t.name, r.what()));
             } catch (const failure& f) {
                 ++balancer_.backend(i).failures;
-                last = f.what();
-                if (f.code() == exit_code::upgrade) co_return fmt::format("upstream refused: {}", last);
+                const bool was_up = balancer_.backend(i).up.load();
                 balancer_.mark_down(i);
-                if (!o_.serve.quiet) log(fmt::format("upstream {} is down: {}", t.name, last));
+                if (!o_.serve.quiet) log(fmt::format("upstream {} {}: {}", t.name, was_up ? "is down" : "is still down", f.what()));
             }
         }
-        co_return fmt::format("no upstream could be reached: {}", last);
+        if (busy == order.size())
+            co_return refusal{http::status::service_unavailable, "every upstream is busy: try again later"};
+        co_return refusal{http::status::bad_gateway, "no upstream could be reached"};
     }
 
     bridge_config bridge_cfg(std::uint64_t id, const std::shared_ptr<backend_slot>& slot) const {
@@ -262,8 +325,18 @@ public:
         cfg.fault = o_.fault;
         cfg.pause_bytes = std::min<std::size_t>(1u << 20, std::max<std::size_t>(o_.serve.server.session.send_queue_limit / 2, 1));
         cfg.on_end = [slot](const close_info&) {};  // the slot lives as long as the bridge
+        // A client session with compression (a Beast stream) answers its pings itself.
+        cfg.relay_pongs_to_client = !o_.serve.server.deflate.enabled;
+        if (!o_.serve.quiet) {
+            cfg.log = [this, id, name = balancer_.backend(slot->i).name](const std::string& line) {
+                log(fmt::format("#{} {}: {}", id, name, line));
+            };
+        }
         return cfg;
     }
+
+    /// Whether the listener's sessions answer pings themselves (see run_proxy).
+    bool client_answers_pings() const { return o_.serve.server.session.answer_pings; }
 
     void log(const std::string& line) const {
         std::cerr << fmt::format("wsx proxy: {}\n", line);
@@ -298,7 +371,7 @@ private:
         const auto& t = o_.upstreams[i];
         try {
             if (t.tcp) {
-                auto s = co_await connect_tcp(t, o_.health_timeout);
+                auto s = co_await connect_tcp(t, o_.health_timeout, "--health-timeout");
                 error_code ec;
                 s.close(ec);
             } else {
@@ -310,13 +383,20 @@ private:
             }
             mark_checked(i, nullptr);
         } catch (const upgrade_rejected& r) {
-            // An HTTP answer below 500 (404 from a relay that wants a topic path, 401 from a
-            // backend that wants credentials) is about this request: the backend is serving.
+            // 401, 403 and 404 (a relay that wants a topic path, a backend that wants
+            // credentials) are about the check's request: the backend is serving. Anything else
+            // that is not an upgrade (5xx, or 200 from a plain web server) is down.
             if (stopped_) co_return;
-            mark_checked(i, r.status() < 500 ? nullptr : &r);
+            const int st = r.status();
+            mark_checked(i, st == 401 || st == 403 || st == 404 ? nullptr : &r);
         } catch (const failure& f) {
             if (stopped_) co_return;
-            mark_checked(i, &f);
+            // The client code's timeout hint names the client's option; a check's is --health-timeout.
+            std::string what = f.what();
+            if (auto at = what.find("(raise --connect-timeout)"); at != std::string::npos)
+                what.replace(at, 25, "(raise --health-timeout)");
+            const failure named(f.code(), what);
+            mark_checked(i, &named);
         }
     }
 
@@ -350,8 +430,11 @@ public:
 
     async_upgrade_filter async_check_upgrade() override {
         return [this](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
+            // The request is checked as the upgrade will check it before any upstream is
+            // connected on its behalf: an invalid one must cost no backend a connection.
+            if (auto bad = invalid_upgrade(req)) co_return bad;
             auto r = co_await core_.connect(&req, peer, &sub);
-            if (auto* err = std::get_if<std::string>(&r)) co_return make_response(http::status::bad_gateway, *err);
+            if (auto* no = std::get_if<refusal>(&r)) co_return make_response(no->status, no->body);
             peer.attachment = std::make_shared<upstream_conn>(std::move(std::get<upstream_conn>(r)));
             co_return std::nullopt;
         };
@@ -370,6 +453,7 @@ public:
             net::post(s->get_executor(), [b] { b->start(); });
             return b->client_handler();
         }
+        cfg.answer_pings = !core_.client_answers_pings();
         auto b = std::make_shared<ws_tcp_bridge>(s, std::move(*up->sock), true, std::move(cfg));
         net::post(s->get_executor(), [b] { b->start(); });
         return b->ws_handler();
@@ -495,8 +579,8 @@ private:
         auto r = co_await core_.connect(nullptr, peer, nullptr);
         auto* up = std::get_if<upstream_conn>(&r);
         if (!up || !up->ws) {
-            if (auto* err = std::get_if<std::string>(&r); err && !o_.serve.quiet)
-                core_.log(fmt::format("tcp client {}: {}", peer.address, *err));
+            if (auto* no = std::get_if<refusal>(&r); no && !o_.serve.quiet)
+                core_.log(fmt::format("tcp client {}: {}", peer.address, no->body));
             sock.close(ignored);
             tunnel_gone(id);
             co_return;
@@ -560,7 +644,11 @@ int run_proxy(proxy_options o) {
     if (o.tcp_listener) return tcp_listener(o, core).run();
     o.serve.service = std::make_shared<proxy_service>(core);
     o.serve.name = "proxy";
-    if (o.fault.stall_pongs) o.serve.server.session.answer_pings = false;
+    // Clients' pings go to the upstream, which answers them (the bridge passes pings and pongs
+    // on). A session with compression is a Beast stream, which answers pings itself and whose
+    // layer, told not to, drops every pong, relayed ones too: it keeps answering them, and
+    // the upstream's pongs are not passed on. --fault-stall-pongs: no answer at all.
+    o.serve.server.session.answer_pings = o.serve.server.deflate.enabled && !o.fault.stall_pongs;
     return run_serve(o.serve);
 }
 

@@ -52,7 +52,8 @@ struct proxy_options {
 int run_proxy(proxy_options o);
 
 /// The upstream request target for a client's: `prefix` stripped from the path (when it starts
-/// with it), the upstream URL's own path in front (unless "/"), the query kept.
+/// with it), the upstream URL's own path in front (unless "/"), and the upstream URL's query
+/// followed by the client's (`/a?b=1` and `/x?c=2` give `/a/x?b=1&c=2`).
 std::string rewrite_target(std::string_view client_target, std::string_view prefix, std::string_view upstream_path);
 
 }  // namespace wsx

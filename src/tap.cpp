@@ -93,6 +93,30 @@ std::string format_tap_line(tap_format f, std::string_view timestamp, std::uint6
     return {};
 }
 
+std::string format_tap_close(tap_format f, std::string_view timestamp, std::uint64_t id, tap_direction dir, int code,
+                             std::string_view reason) {
+    const bool has_code = code >= 1000 && code <= 0xffff && code != 1005;
+    if (f == tap_format::text) {
+        std::string data = has_code ? std::to_string(code) : std::string();
+        if (!reason.empty()) data += (data.empty() ? "" : " ") + std::string(reason);
+        return format_tap_line(f, timestamp, id, dir, "close", data);
+    }
+    std::string payload;
+    if (has_code) {
+        payload += static_cast<char>((code >> 8) & 0xff);
+        payload += static_cast<char>(code & 0xff);
+        payload += reason;
+    }
+    if (f == tap_format::hex) return format_tap_line(f, timestamp, id, dir, "close", payload);
+    auto line = format_tap_line(f, timestamp, id, dir, "close", payload);
+    auto j = nlohmann::json::parse(line);
+    if (has_code) {
+        j["code"] = code;
+        j["reason"] = std::string(reason);
+    }
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 tap_writer::tap_writer(const std::string& path, tap_format f) : format_(f) {
     if (path == "-") {
         out_ = stdout;
@@ -110,7 +134,14 @@ tap_writer::~tap_writer() {
 }
 
 void tap_writer::write(std::uint64_t id, tap_direction dir, std::string_view opcode, std::string_view data) {
-    const std::string line = format_tap_line(format_, timestamp_now(), id, dir, opcode, data);
+    put(format_tap_line(format_, timestamp_now(), id, dir, opcode, data));
+}
+
+void tap_writer::write_close(std::uint64_t id, tap_direction dir, int code, std::string_view reason) {
+    put(format_tap_close(format_, timestamp_now(), id, dir, code, reason));
+}
+
+void tap_writer::put(const std::string& line) {
     std::lock_guard lock(mutex_);
     std::fwrite(line.data(), 1, line.size(), out_);
     std::fflush(out_);

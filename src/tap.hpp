@@ -28,6 +28,12 @@ enum class tap_direction { to_upstream, to_client };
 std::string format_tap_line(tap_format f, std::string_view timestamp, std::uint64_t id, tap_direction dir,
                             std::string_view opcode, std::string_view data);
 
+/// Formats a close record: text shows `CODE REASON` (no code: an empty Close); hex and ndjson
+/// show the Close frame's payload as sent, the code as two big-endian bytes and then the
+/// reason (ndjson adds "code" and "reason" fields).
+std::string format_tap_close(tap_format f, std::string_view timestamp, std::uint64_t id, tap_direction dir, int code,
+                             std::string_view reason);
+
 /// Writes tap lines to a file or stdout from any thread; each line is flushed at once.
 class tap_writer {
 public:
@@ -38,11 +44,14 @@ public:
     tap_writer& operator=(const tap_writer&) = delete;
 
     void write(std::uint64_t id, tap_direction dir, std::string_view opcode, std::string_view data);
+    /// A Close frame: `code` 1005 (or 0) is a Close without a code.
+    void write_close(std::uint64_t id, tap_direction dir, int code, std::string_view reason);
 
 private:
     std::FILE* out_;
     bool owned_;
     tap_format format_;
+    void put(const std::string& line);
     std::mutex mutex_;
 };
 

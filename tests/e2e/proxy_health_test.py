@@ -75,6 +75,22 @@ class HealthTest(wsxtest.WsxTestCase):
         self.assertEqual(backend_up(url, relay_url), 1)
         self.assertEqual(metric(url, "wsx_proxy_backend_failures_total", relay_url), 0)
 
+    def test_check_timeout_names_the_health_timeout(self):
+        from proxy_helpers import RawUpstream
+        up = RawUpstream()  # takes the connection, never answers the upgrade
+        self.addCleanup(up.close)
+        proxy, _ = start_proxy(self, "--to", up.url, "--health-interval", "100ms", "--health-timeout", "200ms")
+        line = proxy.wait_for(r"upstream .* is down: ").string
+        self.assertIn("(raise --health-timeout)", line)
+
+    def test_checks_say_who_they_are(self):
+        from proxy_helpers import RawUpstream
+        up = RawUpstream()
+        self.addCleanup(up.close)
+        start_proxy(self, "--to", up.url, "--health-interval", "50ms")
+        up.accept()  # the first check's upgrade request
+        self.assertRegex(up.request, r"(?im)^User-Agent: wsx/\S+\r?$")
+
     def test_all_backends_down_is_502(self):
         b, burl, _ = start_port_backend(self)
         _, url = start_proxy(self, "--to", burl, "--health-interval", "1h")

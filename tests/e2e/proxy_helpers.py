@@ -161,3 +161,86 @@ class TcpEchoServer:
     def close(self):
         self.stopped = True
         self.sock.close()
+
+
+class RawUpstream:
+    """A WebSocket server over a plain socket on 127.0.0.1, frame by frame (an independent peer
+    for the proxy's upstream side): accept() takes one connection and answers its upgrade;
+    frames are then sent and read one at a time. The upgrade request is kept in `request`."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.conn = None
+        self.request = ""
+
+    def accept(self, timeout=10):
+        import base64
+        import hashlib
+        self.listener.settimeout(timeout)
+        self.conn, _ = self.listener.accept()
+        self.conn.settimeout(timeout)
+        self.buf = b""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            if time.monotonic() > deadline:
+                raise AssertionError("no upgrade request")
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise AssertionError("closed before the upgrade request")
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.request = head.decode("latin-1")
+        key = re.search(r"(?im)^sec-websocket-key:\s*(\S+)", self.request).group(1)
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+
+    def _read_exact(self, n, deadline):
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("frame timed out")
+            self.conn.settimeout(left)
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send_frame(self, opcode, payload=b""):
+        import struct
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | opcode, n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+        self.conn.sendall(head + payload)
+
+    def recv_frame(self, timeout=10):
+        """(opcode, payload), unmasked."""
+        import struct
+        deadline = time.monotonic() + timeout
+        b0, b1 = self._read_exact(2, deadline)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read_exact(2, deadline))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read_exact(8, deadline))[0]
+        key = self._read_exact(4, deadline) if b1 & 0x80 else b"\0\0\0\0"
+        data = self._read_exact(n, deadline)
+        return b0 & 0x0F, bytes(c ^ key[i % 4] for i, c in enumerate(data))
+
+    def close(self):
+        for s in (self.conn, self.listener):
+            if s:
+                try:
+                    s.close()
+                except OSError:
+                    pass

@@ -19,6 +19,41 @@ class ProxyOptionsTest(wsxtest.WsxTestCase):
             self.assertIn(expected, err)
         self.assertEqual(len(self.error_lines(r)), 6, err)
 
+    def test_values_that_cannot_work_are_refused(self):
+        r = self.wsx("proxy", "--to", "ws://127.0.0.1:1", "--connect-timeout", "0", "--health-timeout", "0s",
+                     "--fault-close-after", "0", "--fault-close-code", "1005")
+        self.assertExit(r, 2)
+        err = r.stderr.decode()
+        for expected in ("--connect-timeout must be more than 0",
+                         "--health-timeout must be more than 0",
+                         "--fault-close-after '0': would close nothing",
+                         "--fault-close-code 1005: not a code a Close frame may carry"):
+            self.assertIn(expected, err)
+        self.assertEqual(len(self.error_lines(r)), 4, err)
+
+    def test_close_codes_that_may_not_be_sent(self):
+        for code in ("999", "1004", "1006", "1015", "1016", "2999", "5000"):
+            with self.subTest(code=code):
+                r = self.wsx("proxy", "--to", "ws://127.0.0.1:1", "--fault-close-code", code)
+                self.assertExit(r, 2)
+                self.assertEqual(self.error_lines(r),
+                                 [f"wsx: error: --fault-close-code {code}: not a code a Close frame may carry; "
+                                  "use 1000-1003, 1007-1014 or 3000-4999"])
+
+    def test_fault_close_after_out_of_range_is_one_line(self):
+        for value, expected in (("99999999999999999999999", "too many messages"), ("0ms", "would close nothing")):
+            with self.subTest(value=value):
+                r = self.wsx("proxy", "--to", "ws://127.0.0.1:1", "--fault-close-after", value)
+                self.assertExit(r, 2)
+                lines = self.error_lines(r)
+                self.assertEqual(len(lines), 1, r.stderr)
+                self.assertIn(f"--fault-close-after '{value}': {expected}", lines[0])
+
+    def test_tcp_listener_refuses_threads(self):
+        r = self.wsx("proxy", "--listen", "tcp://127.0.0.1:0", "--to", "ws://127.0.0.1:1", "--threads", "4")
+        self.assertExit(r, 2)
+        self.assertIn("--threads: a tcp:// listener runs its tunnels on one thread", r.stderr.decode())
+
     def test_upstream_required(self):
         r = self.wsx("proxy", "--listen", "ws://127.0.0.1:0")
         self.assertExit(r, 2)

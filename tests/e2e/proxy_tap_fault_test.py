@@ -48,6 +48,9 @@ class TapTest(wsxtest.WsxTestCase):
         lines = self.tap_lines("hex")
         self.assertTrue(lines[0].endswith(" #1 > text " + b"hi\tthere".hex()), lines[0])
         self.assertTrue(lines[3].endswith(" #1 < binary 01fe"), lines[3])
+        # A close record is the Close frame's payload: the code's two bytes, then the reason.
+        self.assertTrue(lines[4].endswith(" #1 > close 0fa0" + b"done".hex()), lines[4])
+        self.assertTrue(lines[5].endswith(" #1 < close 0fa0"), lines[5])
 
     def test_ndjson(self):
         lines = [json.loads(l) for l in self.tap_lines("ndjson")]
@@ -55,6 +58,28 @@ class TapTest(wsxtest.WsxTestCase):
                          {"conn": 1, "dir": "up", "opcode": "text", "data": "hi\tthere"})
         self.assertEqual((lines[3]["dir"], lines[3]["opcode"], lines[3]["hex"]), ("down", "binary", "01fe"))
         self.assertIn("ts", lines[0])
+        self.assertEqual({k: lines[4][k] for k in ("dir", "opcode", "hex", "code", "reason")},
+                         {"dir": "up", "opcode": "close", "hex": "0fa0" + b"done".hex(), "code": 4000, "reason": "done"})
+
+    def test_dropped_messages_are_not_tapped(self):
+        _, up = self.start_server("-q")
+        path = os.path.join(self.tmp, "tap.txt")
+        _, url = start_proxy(self, "--to", up, "--tap", path, "--fault-drop", "100%", "--health-interval", "1h")
+
+        async def go():
+            async with websockets.connect(url, open_timeout=5) as ws:
+                for i in range(3):
+                    await ws.send(f"lost {i}")
+                await ws.close(4000, "done")
+        run(go())
+
+        def lines():
+            with open(path, encoding="utf-8") as f:
+                return f.read().splitlines()
+        # The close records come last: once they are there, every message would have been too.
+        wait_until(lambda: os.path.exists(path) and len([l for l in lines() if " close " in l]) >= 2,
+                   what="the close records")
+        self.assertEqual([l.split(" ", 3)[2:] for l in lines()], [[">", "close 4000 done"], ["<", "close 4000"]])
 
 
 class FaultTest(wsxtest.WsxTestCase):

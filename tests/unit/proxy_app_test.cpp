@@ -19,6 +19,15 @@ TEST_CASE("rewrite_target strips the prefix and prepends the upstream path", "[p
     CHECK(rewrite_target("/api/x", "/api", "/base") == "/base/x");
 }
 
+TEST_CASE("rewrite_target keeps the upstream URL's query and the client's", "[proxy_app]") {
+    CHECK(rewrite_target("/x?c=2", "", "/a?b=1") == "/a/x?b=1&c=2");
+    CHECK(rewrite_target("/x", "", "/a?b=1") == "/a/x?b=1");
+    CHECK(rewrite_target("/?c=2", "", "/?b=1") == "/?b=1&c=2");
+    CHECK(rewrite_target("/", "", "/?b=1") == "/?b=1");
+    CHECK(rewrite_target("/api/x?c=2", "/api", "/v2?key=k") == "/v2/x?key=k&c=2");
+    CHECK(rewrite_target("/x?", "", "/a") == "/a/x");
+}
+
 TEST_CASE("upstream URLs: ws, wss and tcp", "[proxy_app]") {
     std::string err;
     auto t = wsx::parse_upstream("tcp://127.0.0.1:5900", &err);
@@ -52,4 +61,17 @@ TEST_CASE("tap lines in text, hex and ndjson", "[proxy_app]") {
     // Text that is not UTF-8 falls back to hex rather than producing invalid JSON.
     CHECK(format_tap_line(tap_format::ndjson, ts, 2, tap_direction::to_client, "text", "\xff") ==
           "{\"conn\":2,\"dir\":\"down\",\"hex\":\"ff\",\"opcode\":\"text\",\"ts\":\"" + ts + "\"}\n");
+}
+
+TEST_CASE("tap close records: text shows the code, hex and ndjson the frame payload", "[proxy_app]") {
+    const std::string ts = "2026-01-02T03:04:05.000006Z";
+    using wsx::format_tap_close;
+    CHECK(format_tap_close(tap_format::text, ts, 3, tap_direction::to_upstream, 4001, "r") == ts + " #3 > close 4001 r\n");
+    CHECK(format_tap_close(tap_format::hex, ts, 3, tap_direction::to_upstream, 4001, "r") == ts + " #3 > close 0fa172\n");
+    CHECK(format_tap_close(tap_format::ndjson, ts, 3, tap_direction::to_client, 1000, "") ==
+          "{\"code\":1000,\"conn\":3,\"dir\":\"down\",\"hex\":\"03e8\",\"opcode\":\"close\",\"reason\":\"\",\"ts\":\"" + ts +
+              "\"}\n");
+    // A Close without a code has an empty payload.
+    CHECK(format_tap_close(tap_format::text, ts, 3, tap_direction::to_client, 1005, "") == ts + " #3 < close \n");
+    CHECK(format_tap_close(tap_format::hex, ts, 3, tap_direction::to_client, 1005, "") == ts + " #3 < close \n");
 }

@@ -1,0 +1,162 @@
+"""wsx proxy: Ping and Pong frames pass through as they came, both ways, answered by the far end
+(never by the proxy), with raw-socket peers on both sides; the proxy's own heartbeat stays its
+own; --fault-stall-pongs stalls only the client's pings; an upstream the proxy fails for a
+protocol error leaves the client with a Close that says so."""
+import asyncio
+import threading
+import time
+
+import websockets
+
+import serve_helpers
+import wsxtest
+from proxy_helpers import RawUpstream, TcpEchoServer, run, start_proxy
+
+PING, PONG, TEXT, CLOSE = 0x9, 0xA, 0x1, 0x8
+
+
+class RawPair:
+    def pair(self, *proxy_args):
+        """A proxy in front of a raw upstream, and a raw client joined through it."""
+        up = RawUpstream()
+        self.addCleanup(up.close)
+        proxy, url = start_proxy(self, "--to", up.url, "--health-interval", "1h", *proxy_args)
+        accepted = threading.Thread(target=up.accept, daemon=True)
+        accepted.start()
+        client = serve_helpers.RawWS(url)
+        self.addCleanup(client.close)
+        accepted.join(10)
+        self.assertIsNotNone(up.conn, "the upstream was connected")
+        return proxy, up, client
+
+
+async def ping_answered(url, **kw):
+    async with websockets.connect(url, open_timeout=5, ping_interval=None, **kw) as ws:
+        try:
+            await asyncio.wait_for(await ws.ping(b"p"), 5)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+
+class PingTest(RawPair, wsxtest.WsxTestCase):
+    def test_client_ping_is_answered_by_the_upstream(self):
+        _, up, client = self.pair()
+        client.send_frame(PING, b"hello?")
+        self.assertEqual(up.recv_frame(), (PING, b"hello?"))
+        # The proxy did not answer on the upstream's behalf: the first pong is the upstream's.
+        up.send_frame(PONG, b"from upstream")
+        self.assertEqual(client.recv_frame()[1:], (PONG, b"from upstream"))
+        # An unsolicited pong passes too, both ways.
+        up.send_frame(PONG, b"heartbeat")
+        self.assertEqual(client.recv_frame()[1:], (PONG, b"heartbeat"))
+        client.send_frame(PONG, b"client heartbeat")
+        self.assertEqual(up.recv_frame(), (PONG, b"client heartbeat"))
+
+    def test_upstream_ping_is_answered_by_the_client(self):
+        _, up, client = self.pair()
+        up.send_frame(PING, b"up?")
+        self.assertEqual(client.recv_frame()[1:], (PING, b"up?"))
+        client.send_frame(PONG, b"client's answer")
+        self.assertEqual(up.recv_frame(), (PONG, b"client's answer"), "the proxy did not answer itself")
+
+    def test_stalled_pongs_stall_only_the_clients_pings(self):
+        _, up, client = self.pair("--fault-stall-pongs")
+        # The upstream's ping still gets the client's answer.
+        up.send_frame(PING, b"u1")
+        self.assertEqual(client.recv_frame()[1:], (PING, b"u1"))
+        client.send_frame(PONG, b"u1")
+        self.assertEqual(up.recv_frame(), (PONG, b"u1"))
+        # The client's ping goes nowhere: the message after it is the next thing to arrive.
+        client.send_frame(PING, b"c1")
+        client.send_text("after")
+        self.assertEqual(up.recv_frame(), (TEXT, b"after"))
+        up.send_frame(TEXT, b"back")
+        self.assertEqual(client.recv_frame()[1:], (TEXT, b"back"), "no pong came first")
+
+    def test_stalled_pongs_keep_a_pinging_backend(self):
+        # A backend that pings every 100ms and drops a client without a pong in 1s.
+        _, upurl = self.start_server("-q", "--ping-interval", "100ms", "--ping-timeout", "1s")
+        _, url = start_proxy(self, "--to", upurl.rstrip("/"), "--health-interval", "1h", "--fault-stall-pongs")
+
+        async def go():
+            async with websockets.connect(url, open_timeout=5, ping_interval=None) as ws:
+                # Twenty of the backend's pings come and are answered by this client.
+                deadline = time.monotonic() + 2.0
+                n = 0
+                while time.monotonic() < deadline:
+                    await ws.send(str(n))
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), 5), str(n))
+                    n += 1
+                    await asyncio.sleep(0.05)
+                return ws.close_code
+        self.assertIsNone(run(go()), "the backend kept the connection")
+
+    def test_proxy_heartbeat_stays_the_proxys(self):
+        _, up, client = self.pair("--ping-interval", "100ms", "--ping-timeout", "2s")
+        _, op, payload = client.recv_frame()
+        self.assertEqual(op, PING, "the proxy's own ping")
+        client.send_frame(PONG, payload)
+        client.send_text("after the pong")
+        # The answer to the proxy's ping is the proxy's: the upstream sees the message only.
+        self.assertEqual(up.recv_frame(), (TEXT, b"after the pong"))
+
+    def test_delay_fault_is_in_the_ping_round_trip(self):
+        _, upurl = self.start_server("-q")
+        _, url = start_proxy(self, "--to", upurl.rstrip("/"), "--health-interval", "1h", "--fault-delay", "100ms")
+
+        async def go():
+            async with websockets.connect(url, open_timeout=5, ping_interval=None) as ws:
+                t0 = time.monotonic()
+                await asyncio.wait_for(await ws.ping(b"timed"), 5)
+                return time.monotonic() - t0
+        self.assertGreaterEqual(run(go()), 0.2, "100ms each way")
+
+
+    def test_compressed_clients_pings_are_answered_by_the_proxy(self):
+        # A session with compression answers its pings itself (see README).
+        _, upurl = self.start_server("-q")
+        _, url = start_proxy(self, "--to", upurl.rstrip("/"), "--health-interval", "1h", "--compress")
+        self.assertTrue(run(ping_answered(url, compression="deflate")))
+
+    def test_pings_to_a_tcp_upstream_are_answered_by_the_proxy(self):
+        echo = TcpEchoServer()
+        self.addCleanup(echo.close)
+        _, url = start_proxy(self, "--to", f"tcp://127.0.0.1:{echo.port}", "--health-interval", "1h")
+        self.assertTrue(run(ping_answered(url)))
+
+
+class UpstreamFailureTest(RawPair, wsxtest.WsxTestCase):
+    def test_too_big_message_from_the_upstream(self):
+        proxy, up, client = self.pair("--max-message-size", "1KiB")
+        up.send_frame(TEXT, b"x" * 4000)
+        op, payload = up.recv_frame()
+        self.assertEqual((op, int.from_bytes(payload[:2], "big")), (CLOSE, 1009))
+        up.send_frame(CLOSE, payload[:2])
+        up.conn.close()
+        code, reason = client.expect_close()
+        self.assertEqual(code, 1014)
+        self.assertIn("1009", reason)
+        proxy.wait_for(r"upstream failed: .*1009.*closing the client with 1014")
+
+    def test_invalid_close_reason_from_the_upstream(self):
+        proxy, up, client = self.pair()
+        up.send_frame(CLOSE, (1000).to_bytes(2, "big") + b"\xff\xfe")
+        op, payload = up.recv_frame()
+        self.assertEqual((op, int.from_bytes(payload[:2], "big")), (CLOSE, 1007))
+        up.conn.close()
+        code, reason = client.expect_close()
+        self.assertEqual(code, 1014)
+        self.assertIn("1007", reason)
+
+    def test_upstream_connection_lost(self):
+        proxy, up, client = self.pair()
+        up.conn.close()
+        code, reason = client.expect_close()
+        self.assertEqual(code, 1014)
+        self.assertIn("connection lost", reason)
+        proxy.wait_for(r"upstream failed: connection lost")
+
+
+if __name__ == "__main__":
+    wsxtest.main()
