@@ -246,7 +246,7 @@ runner setup_proxy(CLI::App& app) {
             given(!l.rate_limit.empty(), "--rate-limit");
             given(!l.connect_rate_limit.empty(), "--connect-rate-limit");
             given(l.metrics, "--metrics");
-            if (l.threads > 1)
+            if (!l.threads.empty() && l.threads != "1")
                 p.add("--threads: a tcp:// listener runs its tunnels on one thread; leave it out or use a ws:// listener");
             for (const auto& name : ws_only)
                 p.add(fmt::format("{}: a tcp:// listener carries raw TCP, with no HTTP request or WebSocket client for "

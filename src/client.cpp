@@ -335,7 +335,7 @@ http::request<http::empty_body> upgrade_request(const client_options& o, const e
 }
 
 void decorate_upgrade_request(http::fields& req, const client_options& o, const endpoint& url) {
-    req.set(http::field::user_agent, o.user_agent);
+    if (!o.user_agent.empty()) req.set(http::field::user_agent, o.user_agent);  // empty: none (a proxy whose client sent none)
     if (!o.subprotocols.empty()) {
         std::string list;
         for (const auto& p : o.subprotocols) list += (list.empty() ? "" : ", ") + p;

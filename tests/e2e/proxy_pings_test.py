@@ -126,6 +126,30 @@ class PingTest(RawPair, wsxtest.WsxTestCase):
         self.assertTrue(run(ping_answered(url)))
 
 
+class RequestHeadersTest(RawPair, wsxtest.WsxTestCase):
+    def test_no_user_agent_is_made_up_for_a_client_that_sent_none(self):
+        _, up, _ = self.pair()
+        self.assertNotRegex(up.request, r"(?im)^User-Agent:")
+
+    def test_the_clients_user_agent_is_passed_on(self):
+        up = RawUpstream()
+        self.addCleanup(up.close)
+        _, url = start_proxy(self, "--to", up.url, "--health-interval", "1h")
+        accepted = threading.Thread(target=up.accept, daemon=True)
+        accepted.start()
+        run(self._connect_as(url, "probe/1.0"))
+        accepted.join(10)
+        self.assertRegex(up.request, r"(?im)^User-Agent: probe/1\.0\r?$")
+
+    @staticmethod
+    async def _connect_as(url, agent):
+        try:
+            async with websockets.connect(url, open_timeout=5, user_agent_header=agent):
+                pass
+        except (asyncio.TimeoutError, websockets.exceptions.WebSocketException, OSError):
+            pass  # the raw upstream answers the upgrade and then says nothing: only its request counts
+
+
 class UpstreamFailureTest(RawPair, wsxtest.WsxTestCase):
     def test_too_big_message_from_the_upstream(self):
         proxy, up, client = self.pair("--max-message-size", "1KiB")

@@ -41,7 +41,7 @@ class RelayRedisTest(RelayCase):
                     try:
                         receiver.next(lambda m: m.get("type") == "message" and m.get("data") == tag, timeout=0.2)
                         return True
-                    except AssertionError:
+                    except (AssertionError, TimeoutError):
                         return False
                 wait_until(arrived, 15, f"instance {i} to reach instance {j} through redis")
         for c in probes:

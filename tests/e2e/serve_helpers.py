@@ -108,17 +108,43 @@ class RawWS:
         self.send_frame(0x8, struct.pack("!H", code) + reason)
 
     def recv_frame(self, timeout=None):
-        """Returns (fin, opcode, payload); raises EOFError when the server closed the TCP connection."""
+        """Returns (fin, opcode, payload); raises EOFError when the server closed the TCP connection,
+        TimeoutError when no whole frame came in time (nothing of the frame is consumed then)."""
         deadline = time.monotonic() + (timeout or self.timeout)
-        b0, b1 = self._read_exact(2, deadline)
+        self._fill(2, deadline)
+        b0, b1 = self.buf[0], self.buf[1]
         n = b1 & 0x7F
+        head = 2
         if n == 126:
-            n = struct.unpack("!H", self._read_exact(2, deadline))[0]
+            self._fill(4, deadline)
+            n, head = struct.unpack("!H", self.buf[2:4])[0], 4
         elif n == 127:
-            n = struct.unpack("!Q", self._read_exact(8, deadline))[0]
+            self._fill(10, deadline)
+            n, head = struct.unpack("!Q", self.buf[2:10])[0], 10
         if b1 & 0x80:
-            self._read_exact(4, deadline)  # servers never mask; tolerate it anyway
-        return bool(b0 & 0x80), b0 & 0x0F, self._read_exact(n, deadline)
+            head += 4  # servers never mask; tolerate it anyway
+        self._fill(head + n, deadline)
+        frame, self.buf = self.buf[:head + n], self.buf[head + n:]
+        payload = frame[head:]
+        if b1 & 0x80:
+            key = frame[head - 4:head]
+            payload = bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+        return bool(b0 & 0x80), b0 & 0x0F, payload
+
+    def _fill(self, n, deadline):
+        """Reads until at least n bytes are held, consuming none."""
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("frame timed out")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except (TimeoutError, socket.timeout):
+                raise TimeoutError("frame timed out")
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
 
     def recv_message(self, timeout=None):
         """The next data message as (opcode, payload), answering pings; ('close', code, reason) at Close."""
