@@ -2,27 +2,13 @@
 connect during the failure succeed elsewhere, and the backend returns after it recovers."""
 import collections
 import signal
-import subprocess
 
 import wsxtest
-from proxy_helpers import (backend_up, backends_of, metric, start_port_backend, start_proxy, wait_until)
+from proxy_helpers import (backend_up, backends_of, metric, start_port_backend, start_proxy, start_status_server,
+                           wait_until)
 
 
 # An HTTP server that answers every request with 503 (an independent peer that never upgrades).
-BUSY_SERVER = r"""
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(503)
-        self.send_header("Content-Length", "5")
-        self.end_headers()
-        self.wfile.write(b"busy\n")
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print("listening on 127.0.0.1:%d" % s.server_port, flush=True)
-s.serve_forever()
-"""
 
 
 class HealthTest(wsxtest.WsxTestCase):
@@ -66,8 +52,7 @@ class HealthTest(wsxtest.WsxTestCase):
         # first was checked too.
         relay = self.start([wsxtest.WSX, "relay", "127.0.0.1:0", "-q"])
         relay_url = relay.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
-        busy = self.start([wsxtest.PYTHON, "-c", BUSY_SERVER], stdout=subprocess.PIPE)
-        busy_url = "ws://127.0.0.1:%s" % wsxtest.read_line_matching(busy.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)").group(1)
+        busy_url = start_status_server(self, 503)
         _, url = start_proxy(self, "--to", relay_url, "--to", busy_url, "--health-interval", "50ms", "--metrics")
         wait_until(lambda: (metric(url, "wsx_proxy_backend_failures_total", busy_url) or 0) >= 3,
                    what="three failed checks of the 503 backend")

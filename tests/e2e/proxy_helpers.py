@@ -3,6 +3,7 @@ proxy itself, a python3-websockets client and /metrics polling. Every wait has a
 import asyncio
 import re
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -244,3 +245,28 @@ class RawUpstream:
                     s.close()
                 except OSError:
                     pass
+
+
+# An HTTP server that answers every request with the status given as its argument.
+STATUS_SERVER = r"""
+import http.server, sys
+status = int(sys.argv[1])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(status)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"hi\n")
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print("listening on 127.0.0.1:%d" % s.server_port, flush=True)
+s.serve_forever()
+"""
+
+
+def start_status_server(tc, status):
+    """An HTTP server answering every request with `status`; returns its ws:// URL."""
+    p = tc.start([wsxtest.PYTHON, "-c", STATUS_SERVER, str(status)], stdout=subprocess.PIPE)
+    port = wsxtest.read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)").group(1)
+    return f"ws://127.0.0.1:{port}"

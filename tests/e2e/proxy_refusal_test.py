@@ -4,37 +4,19 @@ server's 200 is not a WebSocket server, for clients and health checks alike; bac
 down are still tried when no other is left."""
 import asyncio
 import signal
-import subprocess
 
 import websockets
 
 import serve_helpers
 import wsxtest
-from proxy_helpers import PORT_BACKEND, backend_up, backends_of, metric, run, start_port_backend, start_proxy, wait_until
+from proxy_helpers import (PORT_BACKEND, backend_up, backends_of, metric, run, start_port_backend, start_proxy,
+                           start_status_server, wait_until)
 
-# An HTTP server that answers every request with the status given as its argument.
-STATUS_SERVER = r"""
-import http.server, sys
-status = int(sys.argv[1])
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(status)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"hi\n")
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print("listening on 127.0.0.1:%d" % s.server_port, flush=True)
-s.serve_forever()
-"""
 
 
 class RefusalTest(wsxtest.WsxTestCase):
     def status_server(self, status):
-        p = self.start([wsxtest.PYTHON, "-c", STATUS_SERVER, str(status)], stdout=subprocess.PIPE)
-        port = wsxtest.read_line_matching(p.proc.stdout, r"listening on 127\.0\.0\.1:(\d+)").group(1)
-        return f"ws://127.0.0.1:{port}"
+        return start_status_server(self, status)
 
     def test_busy_backend_is_passed_over(self):
         # Backend A takes one connection (--max-connections 1), held here directly; the proxy

@@ -114,12 +114,7 @@ class ExecTest(wsxtest.WsxTestCase):
             with self.subTest(extra=extra):
                 p, url = self.start_server(*extra, "--exec", *sh(script))
                 ws = RawWS(url)
-                got = []
-                while True:
-                    m = ws.recv_message()
-                    if m[0] == "close":
-                        break
-                    got.append(m)
+                got, m = ws.messages_until_close()
                 self.assertEqual(m[1], 1000)
                 expected = [(1, "café".encode()), (2, b"\xff\xfebad"), (1, b"ok"), (2, b"tail\xff")]
                 if extra:
@@ -133,7 +128,6 @@ class ExecTest(wsxtest.WsxTestCase):
         # A child that does not read: the server stops reading its client instead of keeping
         # every message in memory, and carries on once the child reads.
         import select
-        import socket
         import struct
         fifo = os.path.join(self.tmp, "go")
         os.mkfifo(fifo)
@@ -179,12 +173,7 @@ class ExecTest(wsxtest.WsxTestCase):
         p, url = self.start_server("--max-message-size", "1MiB", "--exec",
                                    *sh(f"head -c {n} /dev/zero | tr '\\0' a; printf 'b\\303\\251\\n'"))
         ws = RawWS(url)
-        got = []
-        while True:
-            m = ws.recv_message()
-            if m[0] == "close":
-                break
-            got.append(m)
+        got, m = ws.messages_until_close()
         self.assertEqual(m[1], 1000)
         self.assertEqual([len(x[1]) for x in got], [1 << 20, 1 << 20, n + 3 - 2 * (1 << 20)])
         self.assertEqual({x[0] for x in got}, {1})

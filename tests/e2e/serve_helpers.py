@@ -146,6 +146,16 @@ class RawWS:
                 raise EOFError("connection closed")
             self.buf += chunk
 
+    def messages_until_close(self, limit=100000):
+        """Every data message up to the Close, and the Close: ([(opcode, payload)...], ('close', code, reason))."""
+        got = []
+        for _ in range(limit):
+            m = self.recv_message()
+            if m[0] == "close":
+                return got, m
+            got.append(m)
+        raise AssertionError(f"no Close after {limit} messages")
+
     def recv_message(self, timeout=None):
         """The next data message as (opcode, payload), answering pings; ('close', code, reason) at Close."""
         while True:
