@@ -75,7 +75,7 @@ runner setup_serve(CLI::App& app) {
         "(stdbuf -oL, sed -u, grep --line-buffered, python -u) to answer each line at once.\n"
         "A client's Close is answered when the child has ended: it gets EOF after the messages\n"
         "sent before the Close, and its answers to them still go out; after 5 s the Close is\n"
-        "answered anyway and the child stopped (with --compress, the Close is answered at once).\n"
+        "answered anyway and the child stopped (for a client that negotiated --compress, the Close is answered at once).\n"
         "On unix:PATH, a socket file left by a dead process is replaced; a live socket or a file\n"
         "that is not a socket is refused (exit 1) and left alone; the file is removed when the\n"
         "server stops.\n"

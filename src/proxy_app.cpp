@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <mutex>
 #include <unordered_map>
 
 #include <boost/algorithm/string.hpp>
@@ -270,12 +271,23 @@ public:
         std::size_t busy = 0;
         for (auto i : order) {
             const auto& t = o_.upstreams[i];
+            // The upstream URL carries the client's query: its credentials stay out of the log.
+            std::string url_text;
+            auto scrub = [&url_text](const char* what) {
+                std::string s = what;
+                if (url_text.empty()) return s;
+                const std::string clean = redact_target(url_text);
+                for (auto at = s.find(url_text); at != std::string::npos; at = s.find(url_text, at + clean.size()))
+                    s.replace(at, url_text.size(), clean);
+                return s;
+            };
             try {
                 upstream_conn c;
                 if (t.tcp) {
                     c.sock.emplace(co_await connect_tcp(t, o_.connect_timeout));
                 } else {
                     auto opts = ws_client_options(t, req, &peer);
+                    url_text = opts.url.to_string();
                     // A WebSocket client's bridge passes pings and pongs on: the client answers.
                     if (req) opts.session.answer_pings = false;
                     auto r = co_await async_connect(opts);
@@ -290,7 +302,7 @@ public:
                 const int st = r.status();
                 if (st >= 400 && st < 500) {
                     // About this request (credentials, path): another backend would say the same.
-                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client: {}", t.name, r.what()));
+                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client: {}", t.name, scrub(r.what())));
                     co_return refusal{static_cast<http::status>(st),
                                       fmt::format("upstream refused the upgrade: HTTP {} {}", st,
                                                   std::string(http::obsolete_reason(static_cast<http::status>(st))))};
@@ -299,17 +311,17 @@ public:
                 if (st >= 500) {
                     // Busy or failing (503 at its connection limit): answered, so not down.
                     ++busy;
-                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client, trying the next: {}", t.name, r.what()));
+                    if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client, trying the next: {}", t.name, scrub(r.what())));
                     continue;
                 }
                 // 2xx/3xx: not a WebSocket server (a plain web server, a redirect).
                 balancer_.mark_down(i);
-                if (!o_.serve.quiet) log(fmt::format("upstream {} is down: {} (not a WebSocket upgrade)", t.name, r.what()));
+                if (!o_.serve.quiet) log(fmt::format("upstream {} is down: {} (not a WebSocket upgrade)", t.name, scrub(r.what())));
             } catch (const failure& f) {
                 ++balancer_.backend(i).failures;
                 const bool was_up = balancer_.backend(i).up.load();
                 balancer_.mark_down(i);
-                if (!o_.serve.quiet) log(fmt::format("upstream {} {}: {}", t.name, was_up ? "is down" : "is still down", f.what()));
+                if (!o_.serve.quiet) log(fmt::format("upstream {} {}: {}", t.name, was_up ? "is down" : "is still down", scrub(f.what())));
             }
         }
         if (busy == order.size())
@@ -325,8 +337,6 @@ public:
         cfg.fault = o_.fault;
         cfg.pause_bytes = std::min<std::size_t>(1u << 20, std::max<std::size_t>(o_.serve.server.session.send_queue_limit / 2, 1));
         cfg.on_end = [slot](const close_info&) {};  // the slot lives as long as the bridge
-        // A client session with compression (a Beast stream) answers its pings itself.
-        cfg.relay_pongs_to_client = !o_.serve.server.deflate.enabled;
         if (!o_.serve.quiet) {
             cfg.log = [this, id, name = balancer_.backend(slot->i).name](const std::string& line) {
                 log(fmt::format("#{} {}: {}", id, name, line));
@@ -335,12 +345,13 @@ public:
         return cfg;
     }
 
-    /// Whether the listener's sessions answer pings themselves (see run_proxy).
-    bool client_answers_pings() const { return o_.serve.server.session.answer_pings; }
+    bool stalls_pongs() const { return o_.fault.stall_pongs; }
 
     void log(const std::string& line) const {
-        std::cerr << fmt::format("wsx proxy: {}\n", line);
-        std::cerr.flush();
+        const std::string out = format_log_event(o_.serve.log, "proxy", "wsx proxy: " + line) + "\n";
+        std::lock_guard lock(log_mutex_);
+        std::fwrite(out.data(), 1, out.size(), stderr);
+        std::fflush(stderr);
     }
 
     std::uint64_t next_id() { return ++tcp_ids_; }
@@ -413,6 +424,7 @@ private:
     }
 
     proxy_options& o_;
+    mutable std::mutex log_mutex_;
     mutable balancer balancer_;
     std::shared_ptr<tap_writer> tap_;
     net::io_context* health_ioc_ = nullptr;
@@ -448,12 +460,21 @@ public:
             return std::make_shared<refuse_events>();
         }
         auto cfg = core_.bridge_cfg(id, up->slot);
+        // Pings and pongs pass through the bridge, except on a compressed client connection: a
+        // Beast stream answers its pings itself (and, told not to, drops every Pong it would
+        // write, relayed ones too), so the upstream's pongs are not passed on to it.
+        // --fault-stall-pongs: no answer at all.
+        const bool stream_answers = s->compressed();
+        const bool stall = core_.stalls_pongs();
+        s->set_answer_pings(stream_answers && !stall);
         if (up->ws) {
+            cfg.relay_pongs_to_client = !stream_answers;
             auto b = std::make_shared<ws_ws_bridge>(s, up->ws, std::move(cfg));
             net::post(s->get_executor(), [b] { b->start(); });
             return b->client_handler();
         }
-        cfg.answer_pings = !core_.client_answers_pings();
+        // TCP has no pings to pass them on to: the bridge answers them.
+        cfg.answer_pings = !stream_answers && !stall;
         auto b = std::make_shared<ws_tcp_bridge>(s, std::move(*up->sock), true, std::move(cfg));
         net::post(s->get_executor(), [b] { b->start(); });
         return b->ws_handler();
@@ -644,11 +665,6 @@ int run_proxy(proxy_options o) {
     if (o.tcp_listener) return tcp_listener(o, core).run();
     o.serve.service = std::make_shared<proxy_service>(core);
     o.serve.name = "proxy";
-    // Clients' pings go to the upstream, which answers them (the bridge passes pings and pongs
-    // on). A session with compression is a Beast stream, which answers pings itself and whose
-    // layer, told not to, drops every pong, relayed ones too: it keeps answering them, and
-    // the upstream's pongs are not passed on. --fault-stall-pongs: no answer at all.
-    o.serve.server.session.answer_pings = o.serve.server.deflate.enabled && !o.fault.stall_pongs;
     return run_serve(o.serve);
 }
 

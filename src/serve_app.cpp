@@ -152,6 +152,12 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     return env;
 }
 
+std::string format_log_event(log_format format, std::string_view event, const std::string& text) {
+    if (format != log_format::json) return text;
+    const nlohmann::json j = {{"time", now_iso8601()}, {"event", event}, {"message", text}};
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string redact_target(std::string_view target) {
     const auto q = target.find('?');
     if (q == std::string_view::npos) return std::string(target);

@@ -115,6 +115,10 @@ struct access_entry {
 /// The path is logged through redact_target(), so that credentials never reach the log.
 std::string format_access_entry(log_format format, const access_entry& e);
 
+/// Any other log line (no newline): `text` as it is, or with json one object
+/// {"time", "event", "message": text}.
+std::string format_log_event(log_format format, std::string_view event, const std::string& text);
+
 /// `target` with the values of the credential query parameters (`token`, `access_token`; names
 /// compared after percent-decoding, ignoring case) replaced by `REDACTED`; the rest unchanged.
 std::string redact_target(std::string_view target);

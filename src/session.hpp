@@ -68,6 +68,11 @@ public:
     /// so that a proxy can pass the close on and return the far end's answer.
     virtual void hold_close_reply() {}
     virtual void resume_reading() {}
+    /// Whether the connection negotiated compression: then a Beast stream carries it, which
+    /// answers pings itself (or, told not to, drops every Pong it would write).
+    virtual bool compressed() const noexcept { return false; }
+    /// Before start(): whether the session answers pings itself (a relay may pass them on instead).
+    virtual void set_answer_pings(bool on) = 0;
     virtual bool is_open() const noexcept = 0;
     virtual net::any_io_executor get_executor() = 0;
     const session_stats& stats() const noexcept { return stats_; }
@@ -109,6 +114,8 @@ public:
     void hold_close_reply() override;
     void resume_reading() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
+    bool compressed() const noexcept override { return ws_.has_value(); }
+    void set_answer_pings(bool on) override { opts_.answer_pings = on; }
     net::any_io_executor get_executor() override { return layer().get_executor(); }
 
 private:

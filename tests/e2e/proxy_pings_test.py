@@ -41,7 +41,12 @@ async def ping_answered(url, **kw):
 
 class PingTest(RawPair, wsxtest.WsxTestCase):
     def test_client_ping_is_answered_by_the_upstream(self):
-        _, up, client = self.pair()
+        for extra in ([], ["--compress"]):  # a client that does not offer compression: the same
+            with self.subTest(extra=extra):
+                self.ping_and_pongs_pass(*extra)
+
+    def ping_and_pongs_pass(self, *proxy_args):
+        _, up, client = self.pair(*proxy_args)
         client.send_frame(PING, b"hello?")
         self.assertEqual(up.recv_frame(), (PING, b"hello?"))
         # The proxy did not answer on the upstream's behalf: the first pong is the upstream's.

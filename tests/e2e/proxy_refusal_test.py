@@ -3,6 +3,7 @@ over for the next one; a 4xx about the request goes back to the client as it cam
 server's 200 is not a WebSocket server, for clients and health checks alike; backends marked
 down are still tried when no other is left."""
 import asyncio
+import json
 import signal
 
 import websockets
@@ -40,6 +41,19 @@ class RefusalTest(wsxtest.WsxTestCase):
         proxy.wait_for(r"upstream " + a_url + r" refused a client, trying the next: .*HTTP 503")
         self.assertEqual(backend_up(url, a_url), 1, "busy is not down")
 
+    def test_json_log_has_only_json_lines(self):
+        busy = self.status_server(503)
+        proxy, url = start_proxy(self, "--to", busy, "--health-interval", "1h", "--log-format", "json")
+        r = serve_helpers.RawWS(url, expect_upgrade=False)
+        self.assertEqual(r.status, 503)
+        r.close()
+        proxy.wait_for(r"refused a client, trying the next")
+        proxy.stop()
+        lines = [ln for ln in proxy.stderr_lines if ln.strip() and not ln.startswith("listening on ")]
+        self.assertTrue(lines)
+        for line in lines:  # the listening line stays text (--announce-json gives it as JSON)
+            self.assertIsInstance(json.loads(line), dict, line)
+
     def test_every_backend_busy_is_503(self):
         _, up = self.start_peer("ws_server.py", "--mode", "reject", "--status", "503", "--body", "full")
         _, url = start_proxy(self, "--to", f"ws://127.0.0.1:{up}", "--health-interval", "1h")
@@ -53,7 +67,7 @@ class RefusalTest(wsxtest.WsxTestCase):
                 _, up = self.start_peer("ws_server.py", "--mode", "reject", "--status", str(status))
                 backend = f"ws://127.0.0.1:{up}/?key=s3cret"
                 proxy, url = start_proxy(self, "--to", backend, "--health-interval", "1h", "--metrics")
-                r = serve_helpers.RawWS(url, expect_upgrade=False)
+                r = serve_helpers.RawWS(url, path="/?token=client-secret", expect_upgrade=False)
                 self.assertEqual(r.status, status)
                 # The client's request was refused, not the backend broken.
                 self.assertEqual(metric(url, "wsx_proxy_backend_failures_total", backend), 0)
@@ -62,7 +76,9 @@ class RefusalTest(wsxtest.WsxTestCase):
                 self.assertIn(f"HTTP {status}", body)
                 self.assertNotIn("s3cret", body, "the upstream's URL stays with the proxy")
                 r.close()
-                proxy.wait_for(rf"refused a client: .*HTTP {status}")
+                line = proxy.wait_for(rf"refused a client: .*HTTP {status}").string
+                self.assertNotIn("client-secret", line, "a client's credentials stay out of the log")
+                self.assertIn("token=REDACTED", line)
 
     def test_plain_web_server_is_not_a_backend(self):
         # A 200 to an upgrade request is no upgrade: clients go to the real backend, and health
