@@ -1172,7 +1172,7 @@ net::awaitable<void> launch(worker& w, conn_spec spec) {
     const auto& o = s.o;
     if (o.connect_rate > 0) {
         // A connection whose turn comes after the end of a timed run is not opened at all.
-        const std::uint64_t when = std::uint64_t(double(spec.index) / o.connect_rate * 1e9);
+        const std::uint64_t when = std::uint64_t(std::min(double(spec.index) / o.connect_rate * 1e9, 9e18));
         if (when < s.end_ns) co_await sleep_until(s, s.at(when));
         if (when >= s.end_ns || s.now_ns() >= s.end_ns) {
             ++w.not_opened;
@@ -1224,7 +1224,7 @@ net::awaitable<void> storm(worker& w) {
         if (s.stopping.load() || s.now_ns() >= s.end_ns) break;
         if (o.connect_rate > 0) {
             const std::uint64_t k = s.next_attempt.fetch_add(1);
-            const std::uint64_t when = std::uint64_t(double(k) / o.connect_rate * 1e9);
+            const std::uint64_t when = std::uint64_t(std::min(double(k) / o.connect_rate * 1e9, 9e18));
             if (when >= s.end_ns) break;
             co_await sleep_until(s, s.at(when));
             if (s.stopping.load()) break;
@@ -1546,7 +1546,7 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
         r.warnings.push_back(fmt::format(
             "--rate is shared by all {} connections, and --connect-rate opens them over {}: until the last is open, "
             "less than --rate is sent",
-            o.connections, format_duration(std::chrono::nanoseconds(std::int64_t(double(o.connections - 1) / o.connect_rate * 1e9)))));
+            o.connections, format_duration(std::chrono::nanoseconds(std::int64_t(std::min(double(o.connections - 1) / o.connect_rate * 1e9, 9e18))))));
     if (stalled > 0)
         r.warnings.push_back(fmt::format(
             "{} connection{} stalled: the server took no data for --reply-timeout ({}){}; what was still queued "

@@ -97,9 +97,10 @@ http_answer static_files::serve(const http_request& req) const {
     auto [root_end, ignored] = std::mismatch(root_.begin(), root_.end(), canon.begin(), canon.end());
     if (root_end != root_.end()) return make_response(http::status::not_found, "not found");
     if (fs::is_directory(canon, ec)) {
-        if (!target.empty() && target.substr(0, target.find('?')).back() != '/') {
+        const auto path_end = target.find_first_of("?#");
+        if (!target.empty() && path_end != 0 && target.substr(0, path_end).back() != '/') {
             auto res = make_response(http::status::moved_permanently, "moved");
-            auto path = target.substr(0, target.find('?'));
+            auto path = target.substr(0, path_end);
             // "//host/x" would name another host: one leading slash, always a path on this one.
             path.remove_prefix(std::min(path.find_first_not_of('/'), path.size()) - 1);
             res.set(http::field::location, std::string(path) + "/");

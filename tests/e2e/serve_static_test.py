@@ -45,7 +45,7 @@ class StaticTest(wsxtest.WsxTestCase):
     def test_redirect_stays_on_this_host(self):
         # "//sub/" in a Location is another host ("sub"): the redirect must be a path here.
         p, url = self.start_server("--static", self.root)
-        for path, location in (("//sub", "/sub/"), ("///sub", "/sub/"), ("/./sub", "/./sub/"), ("//sub?x=1", "/sub/")):
+        for path, location in (("//sub", "/sub/"), ("///sub", "/sub/"), ("/./sub", "/./sub/"), ("//sub?x=1", "/sub/"), ("/sub#x", "/sub/")):
             with self.subTest(path=path):
                 status, h, body = http_request(url, path)
                 self.assertEqual((status, h.get("location")), (301, location))
