@@ -187,7 +187,7 @@ void add_client_options(CLI::App& app, bench_args& a) {
 }
 
 runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
-    app.add_option("files", a->merge_inputs, "JSON results written by wsx bench --json")->required()->type_name("FILE");
+    app.add_option("files", a->merge_inputs, "JSON results written by wsx bench --json")->type_name("FILE");
     app.add_option("--json", a->json, "Write the merged result as JSON (- for stdout)")->type_name("FILE");
     app.add_option("--html", a->html, "Write the merged HTML report")->type_name("FILE");
     app.add_option("--hgrm", a->hgrm, "Write the merged latency distribution (HdrHistogram .hgrm, microseconds)")->type_name("FILE");
@@ -196,6 +196,8 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
                "merged percentiles are those of all samples together.");
     return [a]() -> int {
         problems p;
+        if (a->merge_inputs.empty())
+            p.add("no result to merge: give the JSON files of the runs, e.g. wsx bench merge a.json b.json");
         std::vector<bench_result> runs;
         for (const auto& f : a->merge_inputs) {
             std::string err;

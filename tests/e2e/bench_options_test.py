@@ -63,6 +63,10 @@ class BenchOptions(WsxTestCase):
         r = self.wsx("bench")
         self.assertExit(r, 2)
         self.assertIn("bench needs a URL", r.stderr.decode())
+        r = self.wsx("bench", "merge")
+        self.assertExit(r, 2)
+        self.assertIn("no result to merge: give the JSON files", r.stderr.decode())
+        self.assertIn("Run 'wsx bench merge --help'", r.stderr.decode())
         r = self.wsx("bench", "http://127.0.0.1:1/")
         self.assertExit(r, 2)
 
