@@ -152,10 +152,19 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     return env;
 }
 
-std::string format_log_event(log_format format, std::string_view event, const std::string& text) {
+namespace {
+/// format_log_event with more fields for the JSON object (a "message" among them replaces `text`).
+std::string log_event_line(log_format format, std::string_view event, const std::string& text, nlohmann::json fields) {
     if (format != log_format::json) return text;
-    const nlohmann::json j = {{"time", now_iso8601()}, {"event", event}, {"message", text}};
+    nlohmann::json j = {{"time", now_iso8601()}, {"event", event}};
+    if (!fields.contains("message")) fields["message"] = text;
+    j.update(fields);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+}  // namespace
+
+std::string format_log_event(log_format format, std::string_view event, const std::string& text) {
+    return log_event_line(format, event, text, nlohmann::json::object());
 }
 
 std::string redact_target(std::string_view target) {
@@ -757,11 +766,7 @@ void serve_app::log_line(const std::string& line) {
 }
 
 void serve_app::log_event(std::string_view event, const std::string& text, nlohmann::json fields) {
-    if (o_.log != log_format::json) return log_line(text);
-    nlohmann::json j = {{"time", now_iso8601()}, {"event", event}};
-    if (!fields.contains("message")) fields["message"] = text;
-    j.update(fields);
-    log_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    log_line(log_event_line(o_.log, event, text, std::move(fields)));
 }
 
 void serve_app::stdio_out(const std::string& payload) {

@@ -10,6 +10,7 @@ import urllib.request
 
 import websockets
 
+import serve_helpers
 import wsxtest
 
 # A backend whose every connection first receives the backend's own port, then an echo.
@@ -201,15 +202,7 @@ class RawUpstream:
                            f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
 
     def _read_exact(self, n, deadline):
-        while len(self.buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("frame timed out")
-            self.conn.settimeout(left)
-            chunk = self.conn.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed")
-            self.buf += chunk
+        self.buf = serve_helpers.read_at_least(self.conn, self.buf, n, deadline)
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 

@@ -37,6 +37,24 @@ def http_request(url, path="/", method="GET", headers=None, timeout=10.0):
     return int(status_line.split()[1]), h, body
 
 
+def read_at_least(sock, buf, n, deadline):
+    """`buf` with what `sock` sends appended until it holds n bytes; TimeoutError at the
+    deadline (monotonic), EOFError when the peer closed."""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("frame timed out")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            raise TimeoutError("frame timed out")
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    return buf
+
+
 class RawWS:
     """A WebSocket client over a plain socket, frame by frame."""
 
@@ -71,15 +89,7 @@ class RawWS:
         return head
 
     def _read_exact(self, n, deadline):
-        while len(self.buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("frame timed out")
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed")
-            self.buf += chunk
+        self._fill(n, deadline)
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
@@ -133,18 +143,7 @@ class RawWS:
 
     def _fill(self, n, deadline):
         """Reads until at least n bytes are held, consuming none."""
-        while len(self.buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("frame timed out")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
-                raise TimeoutError("frame timed out")
-            if not chunk:
-                raise EOFError("connection closed")
-            self.buf += chunk
+        self.buf = read_at_least(self.sock, self.buf, n, deadline)
 
     def messages_until_close(self, limit=100000):
         """Every data message up to the Close, and the Close: ([(opcode, payload)...], ('close', code, reason))."""
