@@ -7,7 +7,12 @@ Servers run on CPU 0 and generators on CPU 1 (taskset), both generators single-t
 the runs being compared are interleaved; the figures quoted are medians of the rounds, and
 the ratio wsx/node. wsx bench's own CPU per message comes from its JSON result.
 
-Usage: tests/bench/bench_echo_vs_node.py [--wsx PATH] [--seconds 5] [--rounds 3]
+With --floor (the default), both generators also drive tests/bench/serve_floor.cpp (compiled
+here with g++), an echo server doing the least work per message any server can (one recv and one
+send per ping-pong message). No server lets a generator go faster on this machine, so its rates
+over the node script's rate against `wsx serve` bound what any ratio can reach here.
+
+Usage: tests/bench/bench_echo_vs_node.py [--wsx PATH] [--seconds 5] [--rounds 3] [--no-floor]
 The npm package `ws` is installed into ~/.cache/wsx-bench (outside the repository).
 tcpkali is not compared: it is neither packaged by Debian nor published on npm.
 """
@@ -70,10 +75,11 @@ def ensure_ws():
     return os.path.join(CACHE, "node_modules")
 
 
-def start(args, pattern, env=None):
+def start(args, pattern, env=None, on_stderr=False):
+    """Starts a server; returns it and the first group of `pattern` in its listening line."""
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     deadline = time.monotonic() + 15
-    stream = p.stderr if "serve" in args else p.stdout
+    stream = p.stderr if on_stderr else p.stdout
     while time.monotonic() < deadline:
         line = stream.readline()
         m = re.search(pattern, line)
@@ -109,6 +115,8 @@ def main():
                     or os.path.join(HERE, "..", "..", "build", "wsx"))
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                    help="also drive the floor server (tests/bench/serve_floor.cpp, needs g++ and libcrypto)")
     a = ap.parse_args()
     if os.cpu_count() < 2:
         sys.exit("needs 2 CPUs: servers on CPU 0, generators on CPU 1")
@@ -119,13 +127,21 @@ def main():
     load_js = os.path.join(tmp, "load.js")
     open(server_js, "w").write(NODE_SERVER)
     open(load_js, "w").write(NODE_LOAD)
+    floor_bin = os.path.join(tmp, "serve_floor")
+    if a.floor and subprocess.run(["g++", "-O2", "-std=c++20", "-o", floor_bin, os.path.join(HERE, "serve_floor.cpp"),
+                                   "-lcrypto"]).returncode != 0:
+        print("floor server did not build: measuring without it", file=sys.stderr)
+        a.floor = False
 
     servers = []
     try:
-        p, url = start(["taskset", "-c", "0", a.wsx, "serve", "127.0.0.1:0"], r"listening on (ws://\S+)")
+        p, url = start(["taskset", "-c", "0", a.wsx, "serve", "127.0.0.1:0"], r"listening on (ws://\S+)", on_stderr=True)
         servers.append(("wsx serve", p, url + "/"))
         p, port = start(["taskset", "-c", "0", "node", server_js], r"listening on 127\.0\.0\.1:(\d+)", env)
         servers.append(("node ws", p, f"ws://127.0.0.1:{port}/"))
+        if a.floor:
+            p, url = start(["taskset", "-c", "0", floor_bin, "0"], r"listening on (ws://\S+)", on_stderr=True)
+            servers.append(("floor", p, url + "/"))
 
         rows = []
         for name, _, url in servers:
@@ -153,6 +169,18 @@ def main():
         for name, mode, w, n, ratio, wc, nc in rows:
             print(f"{name:10} {mode:13} {w:16,.0f} {n:14,.0f} {ratio:6.2f} {wc:10.0f}ns {nc:11.0f}ns")
         print()
+        if a.floor:
+            # The floor is the fastest server possible here: a generator's rate against it, over the
+            # node script's against wsx serve, is the most any wsx bench/node ratio could show.
+            base = {mode: n for name, mode, _, n, _, _, _ in rows if name == "wsx serve"}
+            print("Against the floor (tests/bench/serve_floor.cpp: one recv and one send per echo, the most any")
+            print("server allows here), each generator's rate over the node script's rate against wsx serve:")
+            print()
+            print(f"{'load':13} {'wsx bench msg/s':>16} {'/ node@wsx':>11} {'node ws msg/s':>14} {'/ node@wsx':>11}")
+            for name, mode, w, n, _, _, _ in rows:
+                if name == "floor":
+                    print(f"{mode:13} {w:16,.0f} {w / base[mode]:10.2f}x {n:14,.0f} {n / base[mode]:10.2f}x")
+            print()
         print("tcpkali: not compared (not packaged by Debian, not published on npm).")
     finally:
         for _, p, _ in servers:

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""`wsx serve` beside a node `ws` echo server and a python websockets echo server, in one run.
+"""`wsx serve` beside a node `ws` echo server, a python websockets echo server and a floor, in one run.
 
 Load comes from tests/bench/serve_loadgen.cpp (a small epoll client, compiled here with g++),
 so no server is measured with its own code. Servers run on CPU 0, the generator on CPU 1
@@ -7,6 +7,12 @@ so no server is measured with its own code. Servers run on CPU 0, the generator 
 and the ratios wsx/node are printed. Under each throughput figure: the server CPU time per message
 (or handshake), read from /proc, since a load generator near its own ceiling hides how much
 each server has left.
+
+The floor (tests/bench/serve_floor.cpp, compiled here) is the least work any correct echo server
+can do per message: one recv and one send per ping-pong message, nothing else. What it reaches is
+the ceiling this machine's kernel allows, so floor/node says how far any server could get beyond
+node, and wsx/floor how close wsx is to that ceiling (on the CPU line: wsx's CPU per message
+over the floor's).
 
 Scenarios (32-byte text unless stated):
   pipelined   100 connections, 32 messages in flight each         (msgs/s)
@@ -17,8 +23,9 @@ Scenarios (32-byte text unless stated):
   idle        RSS growth per idle connection with N connections   (KiB/conn)
 
 Usage: tests/bench/serve_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--only a,b] [--idle 10000]
+                                  [--servers wsx,node,python,floor]
 Needs: g++, node with the npm package `ws` (tests/node_modules, see tests/package.json),
-python3-websockets, taskset.
+python3-websockets, taskset, OpenSSL's libcrypto headers (for the floor).
 """
 import argparse
 import json
@@ -74,6 +81,8 @@ def start_server(kind, wsx, tmp):
     env = dict(os.environ, NODE_PATH=NODE_MODULES)
     if kind == "wsx":
         cmd = [wsx, "serve", "127.0.0.1:0", "-q", "--threads", "1", "--max-message-size", "64MiB"]
+    elif kind == "floor":
+        cmd = [os.path.join(tmp, "serve_floor"), "0"]
     elif kind == "node":
         path = os.path.join(tmp, "node_echo.js")
         with open(path, "w") as f:
@@ -168,12 +177,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="pipelined,pingpong,binary16k,handshake,latency,idle")
     ap.add_argument("--idle", type=int, default=10000, help="connections for the idle-memory scenario")
-    ap.add_argument("--servers", default="wsx,node,python")
+    ap.add_argument("--servers", default="wsx,node,python,floor")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="wsx-serve-bench-")
     loadgen = os.path.join(tmp, "serve_loadgen")
     subprocess.run(["g++", "-O2", "-std=c++20", "-o", loadgen, os.path.join(HERE, "serve_loadgen.cpp")], check=True)
     servers = a.servers.split(",")
+    if "floor" in servers:
+        subprocess.run(["g++", "-O2", "-std=c++20", "-o", os.path.join(tmp, "serve_floor"),
+                        os.path.join(HERE, "serve_floor.cpp"), "-lcrypto"], check=True)
     only = a.only.split(",")
     results = {}
     for scenario in [s for s in only if s in SCENARIOS]:
@@ -198,14 +210,21 @@ def main():
         med = {k: statistics.median(x[0] for x in v) if v else None for k, v in per.items()}
         results[scenario] = (med, unit)
         ratio = f"{med['wsx'] / med['node']:.1f}x node" if med.get("wsx") and med.get("node") else "-"
+        # The floor beside wsx/node: the most any server could reach here, and wsx's share of it.
+        ceiling = ""
+        if med.get("floor") and med.get("node"):
+            ceiling += f"   floor/node {med['floor'] / med['node']:.1f}x node"
+        if med.get("floor") and med.get("wsx"):
+            ceiling += f"   wsx/floor {med['wsx'] / med['floor']:.2f}"
         print(f"{scenario:10} " + "  ".join(f"{k} {v:,.0f} {unit}" if v else f"{k} failed" for k, v in med.items())
-              + f"   wsx/node {ratio}", flush=True)
+              + f"   wsx/node {ratio}" + ceiling, flush=True)
         # Server CPU per message: what each server spends, whatever the load generator's ceiling.
         cpu = {k: statistics.median(x[1] for x in v) if v and all(x[1] for x in v) else None for k, v in per.items()}
         if cpu.get("wsx") and cpu.get("node"):
             what = "handshake" if scenario == "handshake" else "msg"
+            floor = f"   wsx/floor {cpu['wsx'] / cpu['floor']:.1f}x" if cpu.get("floor") else ""
             print(f"{'':10} server CPU per {what}: " + "  ".join(f"{k} {v:.2f}us" for k, v in cpu.items() if v)
-                  + f"   node/wsx {cpu['node'] / cpu['wsx']:.1f}x", flush=True)
+                  + f"   node/wsx {cpu['node'] / cpu['wsx']:.1f}x" + floor, flush=True)
     if "idle" in only:
         row = {}
         for kind in servers:
