@@ -107,6 +107,12 @@ runner setup_proxy(CLI::App& app) {
     app.get_option("--drain-timeout")
         ->description("On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest "
                       "are closed with 1001 (a second signal exits at once)");
+    app.get_option("--max-message-size")
+        ->description("Largest message accepted from a client or an upstream; larger ones close with 1009 (on a "
+                      "tcp:// listener: from the upstream, ending the tunnel)");
+    app.get_option("--handshake-timeout")
+        ->description("Time allowed for a client's TLS handshake and upgrade request (not with a tcp:// listener: "
+                      "the upstream's upgrade is bounded by --connect-timeout)");
 
     app.footer(
         "Examples:\n"
@@ -126,7 +132,10 @@ runner setup_proxy(CLI::App& app) {
         "on as it came, and --sticky ip puts all such clients on one backend).\n"
         "GET /metrics (--metrics) adds per-backend state, connections, bytes and failures.");
 
-    return [a]() -> int {
+    // Its default is shown in the help, so only the count tells whether it was given.
+    const CLI::Option* handshake_timeout = app.get_option("--handshake-timeout");
+
+    return [a, handshake_timeout]() -> int {
         problems p;
         proxy_options po;
         auto& so = po.serve;
@@ -234,6 +243,9 @@ runner setup_proxy(CLI::App& app) {
             given(!l.ping_interval.empty(), "--ping-interval");
             given(!l.ping_timeout.empty(), "--ping-timeout");
             given(!l.idle_timeout.empty(), "--idle-timeout");
+            // The client's TLS handshake and upgrade request: a TCP client has neither (the
+            // upstream's upgrade is bounded by --connect-timeout).
+            given(handshake_timeout->count() > 0, "--handshake-timeout");
             given(!l.tls_cert.empty(), "--tls-cert");
             given(!l.tls_key.empty(), "--tls-key");
             given(l.tls_self_signed, "--tls-self-signed");
