@@ -259,14 +259,15 @@ runner setup_proxy(CLI::App& app) {
             given(!l.rate_limit.empty(), "--rate-limit");
             given(!l.connect_rate_limit.empty(), "--connect-rate-limit");
             given(l.metrics, "--metrics");
-            if (!l.threads.empty() && l.threads != "1")
-                p.add("--threads: a tcp:// listener runs its tunnels on one thread; leave it out or use a ws:// listener");
             for (const auto& name : ws_only)
                 p.add(fmt::format("{}: a tcp:// listener carries raw TCP, with no HTTP request or WebSocket client for "
                                   "it to act on; use a ws:// or wss:// listener, or leave it out",
                                   name));
         }
         apply_listener_options(p, a->listener, so);
+        // Checked on the value (01 is 1; a value that is no number has its own complaint).
+        if (po.tcp_listener && so.threads > 1)
+            p.add("--threads: a tcp:// listener runs its tunnels on one thread; leave it out or use a ws:// listener");
         so.drain_first = true;  // a front door lets connections finish before closing them
         if (p.report("proxy")) return static_cast<int>(exit_code::usage);
         return run_proxy(std::move(po));

@@ -177,6 +177,18 @@ class TcpListenerTest(wsxtest.WsxTestCase):
         self.assertLess(len(recv_eof(big)), 65536)
         proxy.wait_for(r"code=1009")
 
+    def test_threads_is_checked_by_its_value(self):
+        # 01 is one thread: accepted, and the tunnel works.
+        proxy, port, _, _ = self.start_tunnel("--threads", "01")
+        s = self.connect(port)
+        s.sendall(b"one")
+        self.assertEqual(recv_exactly(s, 3), b"one")
+        r = self.wsx("proxy", "--listen", "tcp://127.0.0.1:0", "--to", "ws://127.0.0.1:9/", "--threads", "02",
+                     timeout=15)
+        self.assertExit(r, 2)
+        self.assertTrue(any(l.startswith("wsx: error: --threads: a tcp:// listener runs its tunnels on one thread")
+                            for l in self.error_lines(r)), self.error_lines(r))
+
 
 if __name__ == "__main__":
     wsxtest.main()
