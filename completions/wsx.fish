@@ -114,7 +114,7 @@ complete -c wsx -n '__wsx_at wsx serve' -l 'echo' -d 'Send every message back to
 complete -c wsx -n '__wsx_at wsx serve' -l 'exec' -x -d 'Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the client (as text; a line that is not UTF-8 as binary), exit status as close code; for arguments that start with \'-\', end the options with --exec -- CMD ARGS... or give one quoted string: --exec \'sh -c "cat -n"\''
 complete -c wsx -n '__wsx_at wsx serve' -l 'binary' -d 'With --exec: raw output chunks as binary messages, messages written raw'
 complete -c wsx -n '__wsx_at wsx serve' -l 'pass-stderr' -d 'With --exec: child stderr lines go to the client instead of the log'
-complete -c wsx -n '__wsx_at wsx serve' -l 'kill-grace' -x -d 'With --exec: time between SIGTERM and SIGKILL once the client has left'
+complete -c wsx -n '__wsx_at wsx serve' -l 'kill-grace' -x -d 'With --exec: time a child may run on after the client\'s Close (its EOF) before SIGTERM, and between SIGTERM and SIGKILL'
 complete -c wsx -n '__wsx_at wsx serve' -l 'passenv' -x -d 'With --exec: also pass these server variables (comma-separated; PATH always is)'
 complete -c wsx -n '__wsx_at wsx serve' -l 'max-forks' -x -d 'With --exec: at most N children at once; further upgrades get HTTP 503'
 complete -c wsx -n '__wsx_at wsx serve' -l 'stdio' -d 'Server stdin lines go to every client (as text; a line that is not UTF-8 as binary), client messages to stdout; stdin EOF closes clients and exits'
