@@ -50,6 +50,7 @@ struct command_doc {
     std::vector<option_doc> options;  // nonpositional, help flags included
     std::vector<option_doc> positionals;
     std::vector<command_doc> children;
+    bool child_required = false;  // false: the command also runs without a subcommand (bench URL)
 
     std::string joined() const {
         std::string s;
@@ -255,6 +256,7 @@ command_doc describe_command(const CLI::App& app, std::vector<std::string> path)
     // CLI11 copies the parent's footer into subcommands made after it was set; once is enough.
     if (app.get_parent() != nullptr && cmd.footer == app.get_parent()->get_footer()) cmd.footer.clear();
     collect_options(app, app, nullptr, cmd);
+    cmd.child_required = app.get_require_subcommand_min() > 0;
     auto visible = [](const CLI::App* s) {
         return !s->get_name().empty() && !s->get_group().empty() && !s->get_disabled();
     };
@@ -378,7 +380,10 @@ std::string synopsis(const command_doc& cmd) {
         if (p.opt->get_expected_max() > 1) item += "...";
         s += " " + (p.opt->get_required() ? item : "[" + item + "]");
     }
-    if (!cmd.children.empty()) s += " " + italic("COMMAND") + " [" + italic("ARGS") + "]";
+    if (!cmd.children.empty()) {
+        const std::string sub = italic("COMMAND") + " [" + italic("ARGS") + "]";
+        s += " " + (cmd.child_required ? sub : "[" + sub + "]");
+    }
     return s;
 }
 

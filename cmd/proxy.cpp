@@ -107,6 +107,12 @@ runner setup_proxy(CLI::App& app) {
     app.get_option("--drain-timeout")
         ->description("On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest "
                       "are closed with 1001 (a second signal exits at once)");
+    app.get_option("--max-message-size")
+        ->description("Largest message accepted from a client or an upstream; larger ones close with 1009 (on a "
+                      "tcp:// listener: from the upstream, ending the tunnel)");
+    app.get_option("--handshake-timeout")
+        ->description("Time allowed for a client's TLS handshake and upgrade request (not with a tcp:// listener: "
+                      "the upstream's upgrade is bounded by --connect-timeout)");
 
     app.footer(
         "Examples:\n"
@@ -119,13 +125,17 @@ runner setup_proxy(CLI::App& app) {
         "  wsx proxy --listen unix:/run/wsx/front.sock --to ws+unix:///run/app.sock:/\n"
         "\nPrints 'listening on ws://HOST:PORT' (or ws+unix://PATH:/, tcp://) on stderr once ready. The\n"
         "upstream is connected before the client's upgrade is answered: its subprotocol choice is the\n"
-        "client's. A backend's 5xx sends the client to the next one; its 4xx goes back to the client;\n"
+        "client's. A backend's 5xx sends the client to the next one; its 4xx goes back to the client\n"
+        "with its WWW-Authenticate and Retry-After fields (a client can answer a challenge through it);\n"
         "when every backend is busy the client gets HTTP 503, when none answers 502. X-Forwarded-For and\n"
         "X-Forwarded-Proto are added (a unix socket client has no address: X-Forwarded-For is passed\n"
         "on as it came, and --sticky ip puts all such clients on one backend).\n"
         "GET /metrics (--metrics) adds per-backend state, connections, bytes and failures.");
 
-    return [a]() -> int {
+    // Its default is shown in the help, so only the count tells whether it was given.
+    const CLI::Option* handshake_timeout = app.get_option("--handshake-timeout");
+
+    return [a, handshake_timeout]() -> int {
         problems p;
         proxy_options po;
         auto& so = po.serve;
@@ -233,6 +243,9 @@ runner setup_proxy(CLI::App& app) {
             given(!l.ping_interval.empty(), "--ping-interval");
             given(!l.ping_timeout.empty(), "--ping-timeout");
             given(!l.idle_timeout.empty(), "--idle-timeout");
+            // The client's TLS handshake and upgrade request: a TCP client has neither (the
+            // upstream's upgrade is bounded by --connect-timeout).
+            given(handshake_timeout->count() > 0, "--handshake-timeout");
             given(!l.tls_cert.empty(), "--tls-cert");
             given(!l.tls_key.empty(), "--tls-key");
             given(l.tls_self_signed, "--tls-self-signed");
@@ -246,14 +259,15 @@ runner setup_proxy(CLI::App& app) {
             given(!l.rate_limit.empty(), "--rate-limit");
             given(!l.connect_rate_limit.empty(), "--connect-rate-limit");
             given(l.metrics, "--metrics");
-            if (!l.threads.empty() && l.threads != "1")
-                p.add("--threads: a tcp:// listener runs its tunnels on one thread; leave it out or use a ws:// listener");
             for (const auto& name : ws_only)
                 p.add(fmt::format("{}: a tcp:// listener carries raw TCP, with no HTTP request or WebSocket client for "
                                   "it to act on; use a ws:// or wss:// listener, or leave it out",
                                   name));
         }
         apply_listener_options(p, a->listener, so);
+        // Checked on the value (01 is 1; a value that is no number has its own complaint).
+        if (po.tcp_listener && so.threads > 1)
+            p.add("--threads: a tcp:// listener runs its tunnels on one thread; leave it out or use a ws:// listener");
         so.drain_first = true;  // a front door lets connections finish before closing them
         if (p.report("proxy")) return static_cast<int>(exit_code::usage);
         return run_proxy(std::move(po));

@@ -40,7 +40,8 @@ runner setup_serve(CLI::App& app) {
     app.add_flag("--binary", a->binary, "With --exec: raw output chunks as binary messages, messages written raw")->group(m);
     app.add_flag("--pass-stderr", a->pass_stderr, "With --exec: child stderr lines go to the client instead of the log")
         ->group(m);
-    app.add_option("--kill-grace", a->kill_grace, "With --exec: time between SIGTERM and SIGKILL once the client has left")
+    app.add_option("--kill-grace", a->kill_grace, "With --exec: time a child may run on after the client's Close (its EOF) before SIGTERM, and "
+                   "between SIGTERM and SIGKILL")
         ->group(m)->type_name("DUR")->capture_default_str();
     app.add_option("--passenv", a->passenv, "With --exec: also pass these server variables (comma-separated; PATH always is)")
         ->group(m)->type_name("NAMES")->delimiter(',');
@@ -74,8 +75,10 @@ runner setup_serve(CLI::App& app) {
         "commands that buffer output to a pipe (tr, sed, awk, python) need line buffering\n"
         "(stdbuf -oL, sed -u, grep --line-buffered, python -u) to answer each line at once.\n"
         "A client's Close is answered when the child has ended: it gets EOF after the messages\n"
-        "sent before the Close, and its answers to them still go out; after 5 s the Close is\n"
-        "answered anyway and the child stopped (for a client that negotiated --compress, the Close is answered at once).\n"
+        "sent before the Close, and its answers to them still go out; a child still running\n"
+        "--kill-grace after its EOF gets SIGTERM (SIGKILL after another --kill-grace), and the Close\n"
+        "is answered with the client's code; after 5 s it is answered anyway. A client that leaves\n"
+        "without a Close: SIGTERM at once. (For a client that negotiated --compress, the Close is answered at once.)\n"
         "On unix:PATH, a socket file left by a dead process is replaced; a live socket or a file\n"
         "that is not a socket is refused (exit 1) and left alone; the file is removed when the\n"
         "server stops.\n"

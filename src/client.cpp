@@ -182,9 +182,14 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
         std::string body = r.response.body();
         if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
         if (body.size() > 200) body = body.substr(0, 200) + "...";
-        throw upgrade_rejected(r.response.result_int(),
+        std::vector<std::pair<std::string, std::string>> fields;
+        for (const auto& f : r.response)
+            if (f.name() == http::field::www_authenticate || f.name() == http::field::retry_after)
+                fields.emplace_back(std::string(f.name_string()), std::string(f.value()));
+        throw upgrade_refused(r.response.result_int(),
                       fmt::format("upgrade rejected by {}: HTTP {} {}{}{}", o.url.to_string(), r.response.result_int(),
-                                  std::string(r.response.reason()), body.empty() ? "" : ": ", escape_for_terminal(body)));
+                                  std::string(r.response.reason()), body.empty() ? "" : ": ", escape_for_terminal(body)),
+                              std::move(fields));
     }
     if (ec) throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
     r.subprotocol = std::string(r.response[http::field::sec_websocket_protocol]);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "endpoint.hpp"
+#include "exit_code.hpp"
 #include "proxy.hpp"
 #include "session.hpp"
 #include "tls.hpp"
@@ -38,6 +39,20 @@ struct client_options {
     std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
     session_options session;
     std::string user_agent = "wsx/" WSX_VERSION;
+};
+
+/// An upgrade refusal that keeps the answer's header fields a client needs to try again:
+/// every WWW-Authenticate challenge and Retry-After, in the order they came. A proxy passes
+/// them back with the status, so its clients can answer the challenge through it.
+class upgrade_refused : public upgrade_rejected {
+public:
+    upgrade_refused(int status, std::string message, std::vector<std::pair<std::string, std::string>> fields)
+        : upgrade_rejected(status, std::move(message)), fields_(std::move(fields)) {}
+    /// (name, value) pairs, names as the server spelled them.
+    const std::vector<std::pair<std::string, std::string>>& fields() const noexcept { return fields_; }
+
+private:
+    std::vector<std::pair<std::string, std::string>> fields_;
 };
 
 /// Where the time of a connect went (curl -w style).

@@ -90,6 +90,8 @@ struct backend_slot {
 struct refusal {
     http::status status;
     std::string body;
+    /// The upstream's WWW-Authenticate and Retry-After fields, passed back as they came.
+    std::vector<std::pair<std::string, std::string>> fields = {};
 };
 
 /// What the asynchronous upgrade check hands to the session handler.
@@ -303,9 +305,12 @@ public:
                 if (st >= 400 && st < 500) {
                     // About this request (credentials, path): another backend would say the same.
                     if (!o_.serve.quiet) log(fmt::format("upstream {} refused a client: {}", t.name, scrub(r.what())));
+                    // Its challenges and Retry-After go back too: a client answers a 401 through the proxy.
+                    auto* full = dynamic_cast<const upgrade_refused*>(&r);
                     co_return refusal{static_cast<http::status>(st),
                                       fmt::format("upstream refused the upgrade: HTTP {} {}", st,
-                                                  std::string(http::obsolete_reason(static_cast<http::status>(st))))};
+                                                  std::string(http::obsolete_reason(static_cast<http::status>(st)))),
+                                      full ? full->fields() : std::vector<std::pair<std::string, std::string>>{}};
                 }
                 ++balancer_.backend(i).failures;
                 if (st >= 500) {
@@ -446,7 +451,11 @@ public:
             // connected on its behalf: an invalid one must cost no backend a connection.
             if (auto bad = invalid_upgrade(req)) co_return bad;
             auto r = co_await core_.connect(&req, peer, &sub);
-            if (auto* no = std::get_if<refusal>(&r)) co_return make_response(no->status, no->body);
+            if (auto* no = std::get_if<refusal>(&r)) {
+                auto res = make_response(no->status, no->body);
+                for (const auto& [name, value] : no->fields) res.insert(name, value);
+                co_return res;
+            }
             peer.attachment = std::make_shared<upstream_conn>(std::move(std::get<upstream_conn>(r)));
             co_return std::nullopt;
         };

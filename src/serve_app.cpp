@@ -494,17 +494,16 @@ public:
     }
 
     /// The client's Close (held): the child gets EOF after the messages that came before it,
-    /// and its output still goes out; the answer follows when it has finished, or after the
-    /// close timeout (then the child is stopped as for a client that left).
+    /// and its output still goes out; the answer follows when it has finished. A child still
+    /// running --kill-grace after its EOF is stopped (end_input); the close timeout bounds the
+    /// wait all the same (then the child is stopped as for a client that left).
     void on_close_received(int code, std::string_view) override {
         if (session_done_ || close_received_) return;
         close_received_ = true;
         close_hold_ = weak_.lock();  // reading is over: nothing else keeps the session now
-        if (!writing_) {
-            error_code ignored;
-            in_.close(ignored);
-        }
         const auto answer = static_cast<std::uint16_t>(code == 1005 ? 0 : code);
+        close_answer_ = answer;
+        if (!writing_) end_input();
         close_timer_.expires_after(app_.options().server.session.close_timeout);
         close_timer_.async_wait([self = shared_from_this(), answer](error_code ec) {
             if (ec || self->session_done_) return;
@@ -557,6 +556,27 @@ public:
     }
 
 private:
+    /// Closes the child's stdin. After the client's Close that is the child's EOF: from then
+    /// on it may run --kill-grace more, then gets SIGTERM, and SIGKILL after another --kill-grace.
+    void end_input() {
+        error_code ignored;
+        in_.close(ignored);
+        if (!close_received_ || stop_armed_ || exited_ || session_done_ || pid_ <= 0) return;
+        stop_armed_ = true;
+        const auto grace = app_.options().exec.kill_grace;
+        timer_.expires_after(grace);
+        timer_.async_wait([self = shared_from_this(), grace](error_code ec) {
+            if (ec || self->exited_ || self->session_done_) return;
+            self->stopped_ = true;  // its end is ours, not its own: the client's code answers
+            ::kill(-self->pid_, SIGTERM);
+            self->timer_.expires_after(grace);
+            self->timer_.async_wait([self](error_code ec) {
+                if (ec || self->exited_) return;
+                ::kill(-self->pid_, SIGKILL);
+            });
+        });
+    }
+
     /// Bytes waiting for the child's stdin beyond which the client is no longer read (as
     /// `wsx proxy` does between its two sides).
     std::size_t stdin_backlog_limit() const {
@@ -566,10 +586,7 @@ private:
     void write_in() {
         if (inq_.empty() || !in_.is_open()) {
             writing_ = false;
-            if (close_received_) {  // all that came before the client's Close is written: EOF
-                error_code ignored;
-                in_.close(ignored);
-            }
+            if (close_received_) end_input();  // all that came before the client's Close is written: EOF
             return;
         }
         writing_ = true;
@@ -580,8 +597,7 @@ private:
                 self->writing_ = false;
                 self->inq_.clear();
                 self->inq_bytes_ = 0;
-                error_code ignored;
-                self->in_.close(ignored);
+                self->end_input();
                 self->maybe_resume_reading();
                 return;
             }
@@ -710,6 +726,7 @@ private:
 
     void maybe_close() {
         if (!out_eof_ || !exited_ || session_done_) return;
+        if (stopped_) return s_->close(close_answer_, {});
         auto c = close_for_status(status_);
         s_->close(c.code, c.reason);
     }
@@ -727,6 +744,8 @@ private:
     std::shared_ptr<ws_session> paused_hold_;  // keeps the session while reading is paused
     std::shared_ptr<ws_session> close_hold_;   // keeps the session while its Close is held
     bool close_received_ = false;
+    std::uint16_t close_answer_ = 0;  // the client's close code (0: it gave none)
+    bool stop_armed_ = false, stopped_ = false;  // the child's stop after its EOF is timed / was begun
     bool writing_ = false, paused_ = false, out_eof_ = false, exited_ = false, session_done_ = false;
     int status_ = 0;
     std::array<char, 65536> buf_;

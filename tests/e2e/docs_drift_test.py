@@ -143,6 +143,18 @@ class DocsDriftTest(unittest.TestCase):
         self.assertEqual(again.stdout, self.generated["man"])
         self.assertNotIn("generate", help_text([]))
 
+    def test_synopsis_marks_an_optional_subcommand(self):
+        # `wsx bench URL` runs without a subcommand (merge is optional); `wsx` needs one.
+        lines = self.generated["man"].splitlines()
+        synopses = lines[lines.index(".SH SYNOPSIS") + 1:]
+        synopses = [l for l in synopses[:synopses.index(next(l for l in synopses if l.startswith(".SH")))]
+                    if l != ".br"]
+        def plain(line):
+            return re.sub(r"\\f[BIR]", "", line)
+        by_command = {plain(l).split(" [")[0]: plain(l) for l in synopses}
+        self.assertEqual(by_command["wsx bench"], "wsx bench [OPTIONS] [url] [COMMAND [ARGS]]")
+        self.assertEqual(by_command["wsx"], "wsx [OPTIONS] COMMAND [ARGS]")
+
     def test_every_command_has_help_and_a_man_section(self):
         self.assertGreater(len(self.commands), 1, "wsx --help lists no subcommands")
         sections = man_sections(self.generated["man"])

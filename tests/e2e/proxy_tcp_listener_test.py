@@ -156,6 +156,39 @@ class TcpListenerTest(wsxtest.WsxTestCase):
             self.assertTrue(any(l.startswith("wsx: error: " + name) and "tcp:// listener" in l for l in lines),
                             (name, lines))
 
+    def test_handshake_timeout_is_refused(self):
+        # It bounds a client's TLS handshake and upgrade request; a TCP client makes neither.
+        r = self.wsx("proxy", "--listen", "tcp://127.0.0.1:0", "--to", "ws://127.0.0.1:9/",
+                     "--handshake-timeout", "3s", timeout=15)
+        self.assertExit(r, 2)
+        lines = self.error_lines(r)
+        self.assertTrue(any(l.startswith("wsx: error: --handshake-timeout") and "tcp:// listener" in l for l in lines),
+                        lines)
+
+    def test_max_message_size_bounds_the_upstreams_messages(self):
+        proxy, port, _, _ = self.start_tunnel("--max-message-size", "1KiB")
+        small = self.connect(port)
+        small.sendall(b"x" * 1000)
+        self.assertEqual(recv_exactly(small, 1000), b"x" * 1000)
+        # The echo of a larger chunk is a message over the limit: the tunnel ends, its access
+        # line says 1009, and no more than what came before it reached the client.
+        big = self.connect(port)
+        big.sendall(b"y" * 65536)
+        self.assertLess(len(recv_eof(big)), 65536)
+        proxy.wait_for(r"code=1009")
+
+    def test_threads_is_checked_by_its_value(self):
+        # 01 is one thread: accepted, and the tunnel works.
+        proxy, port, _, _ = self.start_tunnel("--threads", "01")
+        s = self.connect(port)
+        s.sendall(b"one")
+        self.assertEqual(recv_exactly(s, 3), b"one")
+        r = self.wsx("proxy", "--listen", "tcp://127.0.0.1:0", "--to", "ws://127.0.0.1:9/", "--threads", "02",
+                     timeout=15)
+        self.assertExit(r, 2)
+        self.assertTrue(any(l.startswith("wsx: error: --threads: a tcp:// listener runs its tunnels on one thread")
+                            for l in self.error_lines(r)), self.error_lines(r))
+
 
 if __name__ == "__main__":
     wsxtest.main()

@@ -201,8 +201,8 @@ class ExecTest(wsxtest.WsxTestCase):
         wait_until(lambda: not children(p.proc.pid), what="child reaped")
 
     def test_child_that_ignores_eof_is_stopped_after_close(self):
-        # A child that never finishes: the client's Close is answered within the close timeout
-        # (5 s) with its own code, and the child is stopped.
+        # A child that never finishes is stopped (--kill-grace after its EOF, well within the
+        # 5 s close timeout), and the client's Close is answered with its own code.
         p, url = self.start_server("--kill-grace", "200ms", "--exec", *sh("echo up; exec sleep 60"))
         ws = RawWS(url)
         self.assertEqual(ws.recv_message(), (1, b"up"))
@@ -213,6 +213,35 @@ class ExecTest(wsxtest.WsxTestCase):
         ws.close()
         wait_until(lambda: not children(p.proc.pid), what="child stopped")
         p.wait_for(r"code=4000")
+
+    def test_child_that_ignores_stdin_is_stopped_after_kill_grace(self):
+        # It never reads its stdin: --kill-grace after its EOF it gets SIGTERM, and the Close is
+        # answered then with the client's code (not after the 5 s close timeout).
+        p, url = self.start_server("--kill-grace", "300ms", "--exec", "--", "sh", "-c", "echo up; exec sleep 100")
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"up"))
+        ws.send_text("not read")
+        t0 = time.monotonic()
+        ws.send_close(4001)
+        self.assertEqual(ws.expect_close(10), (4001, ""))
+        self.assertLess(time.monotonic() - t0, 2.5)
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child stopped")
+
+    def test_child_that_ignores_sigterm_gets_sigkill_after_close(self):
+        # SIGTERM at --kill-grace after the EOF, SIGKILL one --kill-grace later.
+        p, url = self.start_server("--kill-grace", "300ms", "--exec",
+                                   *sh("trap '' TERM; echo up; while :; do sleep 0.05; done"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"up"))
+        t0 = time.monotonic()
+        ws.send_close(1000)
+        self.assertEqual(ws.expect_close(10), (1000, ""))
+        elapsed = time.monotonic() - t0
+        self.assertGreater(elapsed, 0.5, "two graces: SIGTERM was ignored")
+        self.assertLess(elapsed, 3)
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child killed")
 
     def test_help_example_answers_each_line(self):
         # The example of `wsx serve --help`: a filter that buffers its output needs stdbuf.

@@ -14,7 +14,7 @@ Modes (--mode):
   close    close with --close-code/--close-reason after --close-after messages (0: at once)
   drop     drop the TCP connection without a Close frame after --close-after messages
   silent   complete the handshake, then never send a message
-  reject   answer the upgrade with --status and --body (plain HTTP)
+  reject   answer the upgrade with --status, --body and any --header NAME:VALUE (plain HTTP)
   burst    on each received message "N", send N numbered text messages "0".."N-1"
 TLS: --tls-cert/--tls-key; --client-ca FILE requires a client certificate signed by it.
 --unix PATH listens on a unix socket instead (and prints `listening on unix:PATH`).
@@ -43,6 +43,8 @@ def parse_args():
     p.add_argument("--close-after", type=int, default=0, help="messages to echo before close/drop")
     p.add_argument("--status", type=int, default=403)
     p.add_argument("--body", default="forbidden")
+    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                   help="a header field to add to a reject answer (repeatable)")
     p.add_argument("--subprotocol", action="append", default=[], help="supported subprotocols, in preference order")
     p.add_argument("--no-compression", action="store_true", help="refuse permessage-deflate")
     p.add_argument("--ping-interval", type=float, default=None, help="server pings every N seconds")
@@ -58,7 +60,8 @@ async def main():
 
     async def process_request(path, headers):
         if a.mode == "reject":
-            return http.HTTPStatus(a.status), [("Content-Type", "text/plain")], a.body.encode()
+            extra = [tuple(part.strip() for part in h.split(":", 1)) for h in a.header]
+            return http.HTTPStatus(a.status), [("Content-Type", "text/plain"), *extra], a.body.encode()
         return None
 
     async def handler(ws, path):
