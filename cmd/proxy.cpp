@@ -127,9 +127,9 @@ runner setup_proxy(CLI::App& app) {
         "upstream is connected before the client's upgrade is answered: its subprotocol choice is the\n"
         "client's. A backend's 5xx sends the client to the next one; its 4xx goes back to the client\n"
         "with its WWW-Authenticate and Retry-After fields (a client can answer a challenge through it);\n"
-        "when every backend is busy the client gets HTTP 503, when none answers 502. X-Forwarded-For and\n"
-        "X-Forwarded-Proto are added (a unix socket client has no address: X-Forwarded-For is passed\n"
-        "on as it came, and --sticky ip puts all such clients on one backend).\n"
+        "when every backend is busy the client gets HTTP 503 (Retry-After: 1), when none answers 502.\n"
+        "X-Forwarded-For and X-Forwarded-Proto are added (a unix socket client has no address:\n"
+        "X-Forwarded-For is passed on as it came, and --sticky ip puts all such clients on one backend).\n"
         "GET /metrics (--metrics) adds per-backend state, connections, bytes and failures.");
 
     // Its default is shown in the help, so only the count tells whether it was given.

@@ -45,7 +45,7 @@ runner setup_serve(CLI::App& app) {
         ->group(m)->type_name("DUR")->capture_default_str();
     app.add_option("--passenv", a->passenv, "With --exec: also pass these server variables (comma-separated; PATH always is)")
         ->group(m)->type_name("NAMES")->delimiter(',');
-    app.add_option("--max-forks", a->max_forks, "With --exec: at most N children at once; further upgrades get HTTP 503")
+    app.add_option("--max-forks", a->max_forks, "With --exec: at most N children at once; further upgrades get HTTP 503 with Retry-After: 1")
         ->group(m)->type_name("N");
     app.add_flag("--stdio", a->stdio,
                  "Server stdin lines go to every client (as text; a line that is not UTF-8 as binary), client messages "

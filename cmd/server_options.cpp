@@ -28,7 +28,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(l)->type_name("DUR");
     app.add_option("--idle-timeout", a->idle_timeout, "Close with 1001 connections that pass no message either way for this long (pings and pongs do not count)")
         ->group(l)->type_name("DUR");
-    app.add_option("--max-connections", a->max_connections, "At most N connections at once; further upgrades get HTTP 503")
+    app.add_option("--max-connections", a->max_connections, "At most N connections at once; further upgrades get HTTP 503 with Retry-After: 1")
         ->group(l)->type_name("N");
     app.add_option("--send-queue-limit", a->send_queue_limit, "Bytes queued for a slow client before --overflow applies")
         ->group(l)->type_name("SIZE")->capture_default_str();

@@ -330,7 +330,8 @@ public:
             }
         }
         if (busy == order.size())
-            co_return refusal{http::status::service_unavailable, "every upstream is busy: try again later"};
+            co_return refusal{http::status::service_unavailable, "every upstream is busy: try again later",
+                              {{"Retry-After", "1"}}};
         co_return refusal{http::status::bad_gateway, "no upstream could be reached"};
     }
 

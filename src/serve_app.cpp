@@ -804,8 +804,10 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         if (reserved_.fetch_add(1) >= o_.max_connections) {
             --reserved_;
             metrics_.count_rejection("max_connections");
-            return make_response(http::status::service_unavailable,
-                                 fmt::format("too many connections (limit {})", o_.max_connections));
+            auto res = make_response(http::status::service_unavailable,
+                                     fmt::format("too many connections (limit {})", o_.max_connections));
+            res.set(http::field::retry_after, "1");  // a slot frees when any client leaves
+            return res;
         }
         peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
     }
@@ -814,8 +816,10 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         if (forks_.fetch_add(1) >= o_.exec.max_forks) {
             --forks_;
             metrics_.count_rejection("max_forks");
-            return make_response(http::status::service_unavailable,
-                                 fmt::format("too many processes (limit {})", o_.exec.max_forks));
+            auto res = make_response(http::status::service_unavailable,
+                                     fmt::format("too many processes (limit {})", o_.exec.max_forks));
+            res.set(http::field::retry_after, "1");
+            return res;
         }
         peer.attachment = std::make_shared<fork_slot>(forks_);
     }

@@ -59,6 +59,7 @@ class RefusalTest(wsxtest.WsxTestCase):
         _, url = start_proxy(self, "--to", f"ws://127.0.0.1:{up}", "--health-interval", "1h")
         r = serve_helpers.RawWS(url, expect_upgrade=False)
         self.assertEqual(r.status, 503)
+        self.assertRegex(r.response_head, r"(?i)(^|\r\n)retry-after: 1(\r\n|$)")  # when to try again
         r.close()
 
     def test_client_error_from_the_upstream_reaches_the_client(self):

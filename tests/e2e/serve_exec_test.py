@@ -283,6 +283,7 @@ class ExecTest(wsxtest.WsxTestCase):
         second = RawWS(url, expect_upgrade=False)
         self.assertEqual(second.status, 503)
         self.assertIn("too many processes", second.buf.decode() + second.response_head)
+        self.assertRegex(second.response_head, r"(?i)(^|\r\n)retry-after: 1(\r\n|$)")
         ws.send_close()
         ws.expect_close()
         ws.close()

@@ -17,6 +17,7 @@ class LimitsTest(wsxtest.WsxTestCase):
         third = RawWS(url, expect_upgrade=False)
         self.assertEqual(third.status, 503)
         self.assertIn("too many connections", third.buf.decode())
+        self.assertRegex(third.response_head, r"(?i)(^|\r\n)retry-after: 1(\r\n|$)")
         a.send_close()
         self.assertEqual(a.expect_close()[0], 1000)
         a.close()
