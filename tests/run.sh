@@ -2,6 +2,7 @@
 # Installs what is missing, builds, and runs wsx: the one entry point for people and CI.
 #
 #   tests/run.sh demo    install, build (Release), start a local echo server and talk to it
+#   tests/run.sh demo-run  the demo alone, with the binary already built (or the one in $WSX)
 #   tests/run.sh test    install, build (Release), run every test (unit + end to end) with CTest
 #   tests/run.sh asan    the same test run on an AddressSanitizer + UBSan build (build-asan/)
 #   tests/run.sh ci      test, then asan: both must pass
@@ -51,11 +52,12 @@ run_tests() {  # run_tests DIR
 }
 
 demo() {
-  local wsx=build/wsx log port
+  local wsx=${WSX:-build/wsx} log port
   log=$(mktemp)
   "$wsx" serve 127.0.0.1:0 2>"$log" &
   local server=$!
-  trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
+  # Expanded now: the trap runs after this function's locals are gone (and set -u is on).
+  trap "kill $server 2>/dev/null; rm -f '$log'" EXIT
   for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.05; done
   port=$(grep -o 'listening on ws://127.0.0.1:[0-9]*' "$log" | grep -o '[0-9]*$')
   [ -n "$port" ] || { cat "$log"; echo "server did not start" >&2; exit 1; }
@@ -74,11 +76,12 @@ demo() {
 case "${1:-test}" in
   deps) deps ;;
   demo) deps; build build Release; demo ;;
+  demo-run) demo ;;
   test) deps; build build Release; run_tests build ;;
   asan) deps; build build-asan RelWithDebInfo -DWSX_SANITIZE=ON; ASAN_OPTIONS=detect_leaks=1 run_tests build-asan ;;
   ci) deps; build build Release; run_tests build
       # The whole suite again on an ASan+UBSan build: a memory error anywhere fails CI.
       echo "== ASan+UBSan suite"
       ASAN_OPTIONS=detect_leaks=1 timeout "${ASAN_BUDGET:-3600}" "$0" asan ;;
-  *) echo "usage: tests/run.sh demo|test|asan|ci|deps" >&2; exit 2 ;;
+  *) echo "usage: tests/run.sh demo|demo-run|test|asan|ci|deps" >&2; exit 2 ;;
 esac
