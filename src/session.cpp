@@ -280,7 +280,9 @@ void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason,
 
 template <class Layer>
 void session<Layer>::arm_close_timer() {
-    timer(close_timer_).expires_after(opts_.close_timeout);
+    // A client leaving after its idle timeout waits no longer than a second for its Close to go.
+    timer(close_timer_).expires_after(give_up_after_close_ ? std::min<std::chrono::nanoseconds>(opts_.close_timeout, std::chrono::seconds(1))
+                                                           : opts_.close_timeout);
     close_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
         if (self->tearing_down_) {
@@ -346,6 +348,7 @@ void session<Layer>::on_read(error_code ec, std::size_t) {
     if (events_) events_->on_message(std::move(payload), ws_->got_binary());
     if (finished_) return;
     if (read_paused_) read_parked_ = true;
+    else if (opts_.replies_before_reading && writing_) read_after_writes_ = true;
     else do_read();
 }
 
@@ -438,6 +441,11 @@ void session<Layer>::do_write() {
     if (queue_.empty()) {
         writing_ = false;
         if (close_requested_ && !close_sent_) do_close();
+        if (read_after_writes_ && !finished_) {
+            read_after_writes_ = false;
+            if (read_paused_) read_parked_ = true;
+            else do_read();
+        }
         return;
     }
     writing_ = true;
@@ -450,6 +458,10 @@ void session<Layer>::on_write(error_code ec, std::size_t) {
     if (ec) {
         // The read side sees the same failure and reports it; stop writing.
         writing_ = false;
+        if (read_after_writes_ && !finished_) {
+            read_after_writes_ = false;
+            do_read();  // it reports the failure
+        }
         return;
     }
     ++stats_.messages_out;
@@ -500,13 +512,14 @@ void session<Layer>::close(std::uint16_t code, std::string reason) {
 
 template <class Layer>
 void session<Layer>::do_close() {
-    if (direct_ && role_ == beast::role_type::client && !close_drained_) {
+    if (direct_ && role_ == beast::role_type::client && !close_drained_ && !give_up_after_close_) {
         // Let the queued messages leave before the Close, in writes of their own: some servers
         // stop answering a batch that arrives together with the client's Close.
         close_drained_ = true;
         layer().async_drain([self = self()](error_code) {
             if (!self->finished_) self->do_close();
         });
+        watch_drain(layer().buffered());
         return;
     }
     close_sent_ = true;
@@ -522,10 +535,26 @@ void session<Layer>::do_close() {
         layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, masks()),
                                 [self = self()](error_code ec) {
                                     if (ec) self->abort("could not send Close", ec);
+                                    else if (self->give_up_after_close_) self->abort(self->abort_what_, net::error::timed_out);
                                 });
         if (hold_close_ && ws_) layer().release_close_reply();
     }
     arm_close_timer();
+}
+
+// A server that stops reading must not hold a client's close forever: the drain before our
+// Close may take as long as it needs while bytes leave, but not a close timeout without any.
+template <class Layer>
+void session<Layer>::watch_drain(std::size_t unsent) {
+    timer(close_timer_).expires_after(opts_.close_timeout);
+    close_timer_->async_wait([self = self(), unsent](error_code ec) {
+        if (ec || self->finished_ || self->close_sent_) return;
+        const std::size_t now = self->layer().buffered();
+        if (now < unsent) return self->watch_drain(now);
+        self->abort(fmt::format("the peer read nothing for {}ms; {} bytes were not sent",
+                                std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.close_timeout).count(), now),
+                    net::error::timed_out);
+    });
 }
 
 template <class Layer>
@@ -662,6 +691,10 @@ void session<Layer>::arm_idle() {
         if (steady_clock::now() - self->idle_since() >= self->opts_.idle_timeout) {
             self->timed_out_ = true;
             self->abort_what_ = "idle timeout";
+            // A client has heard nothing for the whole timeout: it says why it leaves, and
+            // leaves, without waiting for an answer from a server that is likely gone. A server
+            // closes politely: its silent client may well answer.
+            if (self->role_ == beast::role_type::client) self->give_up_after_close_ = true;
             self->close(1001, "idle timeout");
             return;
         }

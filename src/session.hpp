@@ -36,6 +36,12 @@ struct session_options {
     bool direct_writes = false;
     /// Server sessions: false leaves the peer's pings unanswered (fault injection).
     bool answer_pings = true;
+    /// Sessions with compression (Beast's stream): read the next message only once every
+    /// message queued has been written. Beast answers a Close the moment it reads one, and a
+    /// message still queued then is lost: an echo server sets it so that the answers to what
+    /// came before a client's Close all go out first (sessions without compression write
+    /// their answers before they read on anyway).
+    bool replies_before_reading = false;
 };
 
 /// The type-erased face of a session.
@@ -146,6 +152,7 @@ private:
     void fail_connection(websocket::error e, std::uint16_t code);
     void end_with_close(std::uint16_t code, std::string_view reason, close_info info);
     void arm_close_timer();
+    void watch_drain(std::size_t unsent);
     void teardown_and_finish(close_info info);
     void note_pong(std::string_view payload);
 
@@ -188,6 +195,8 @@ private:
     bool read_paused_ = false;
     bool hold_close_ = false;
     bool read_parked_ = false;  // a read completed while paused: the next one waits for resume
+    bool read_after_writes_ = false;  // replies_before_reading: the next read waits for the queue
+    bool give_up_after_close_ = false;  // a client's idle timeout: end once our Close is out
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;

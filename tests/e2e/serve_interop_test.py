@@ -78,6 +78,34 @@ class InteropTest(wsxtest.WsxTestCase):
         self.assertIn("permessage-deflate", ext)
         self.assertEqual(text, "z" * 10000)
 
+    def test_compressed_echoes_before_the_close_are_all_answered(self):
+        # A client sends 16 messages and its Close at once: every echo comes back before the
+        # server's Close (Beast answers a Close as soon as it reads it, ahead of what is queued).
+        import websockets
+
+        p, url = self.start_server("--compress")
+        data = os.urandom(65536)  # random: compression cannot make the echoes small
+
+        async def talk():
+            ws = await websockets.connect(url, compression="deflate", max_size=None)
+            for _ in range(16):
+                await ws.send(data)
+            closing = asyncio.ensure_future(ws.close())
+            got = []
+            try:
+                async for m in ws:
+                    got.append(m)
+            except websockets.ConnectionClosed:
+                pass
+            await closing
+            return got, ws.close_code
+
+        for _ in range(3):
+            got, code = asyncio.run(asyncio.wait_for(talk(), 30))
+            self.assertEqual(len(got), 16)
+            self.assertTrue(all(m == data for m in got))
+            self.assertEqual(code, 1000)
+
     @unittest.skipUnless(os.path.isdir(os.path.join(NODE_MODULES, "ws")), "npm ws not installed in tests/node_modules")
     def test_node_ws_client(self):
         p, url = self.start_server()
