@@ -488,10 +488,12 @@ void connect_app::on_close(const close_info& info) {
         // We asked for the close (stdin EOF, -n, --expect, /close, /quit).
         if (!info.clean && info.timed_out)
             return finish(exit_code::timeout, fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait)));
-        // A server that hangs up instead of answering our Close has still delivered everything
-        // (TCP keeps order), but a message we could not read is lost data.
-        if (!info.clean && info.error && info.error.category() == websocket::make_error_code(websocket::error::closed).category())
-            return finish(exit_code::abnormal_close, what);
+        // The exit status says how the connection ended, whoever started the close and
+        // whichever Close crossed which: a hang-up without a Close (1006), or a Close with a
+        // code other than 1000/1001, is abnormal. The code we sent ourselves (/close 4000)
+        // coming back is the normal answer to it.
+        const bool echoed = info.clean && !info.by_peer && info.sent_code != 0 && info.code == info.sent_code;
+        if (!info.normal() && !echoed) return finish(exit_code::abnormal_close, what);
         if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed while " + goal_status());
         return finish(exit_code::ok, "");
     }

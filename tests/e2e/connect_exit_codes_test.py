@@ -5,7 +5,8 @@ Behaviour these tests rely on:
   usage errors may add one `Run 'wsx connect --help' for usage.` hint line.
 - a refused upgrade prints the HTTP status and (the first line of) the body.
 - a peer close with a code other than 1000/1001, or a connection lost without a Close
-  frame (1006), is exit 7 and prints the code and reason.
+  frame (1006), is exit 7 and prints the code and reason; so is such an answer to our own Close
+  (stdin EOF, --send done): only a 1000/1001 answer makes that exit 0.
 - --expect that is still unmatched when the connection closes is exit 9; still unmatched
   when --timeout passes is exit 8 (a timeout); both say what was expected and what arrived.
 - -n N: exit 0 once N messages have arrived (the closing handshake is completed first).
@@ -13,10 +14,12 @@ Behaviour these tests rely on:
 """
 import signal
 import socket
+import struct
 import subprocess
 
 import wsxtest
 from wsxtest import WsxTestCase, read_line_matching, free_port
+from connect_handshake_test import ScriptedServer, answer_101, frame
 
 
 
@@ -145,6 +148,32 @@ class ExitCodeTest(WsxTestCase):
             self.assertExit(r, 7)
             self.assertOneError(r, "--max-message-size", "1009")
             self.assertEqual(r.stdout, b"")
+
+    def test_7_close_answered_abnormally_after_stdin_ends(self):
+        # Our Close (stdin EOF, or --send done) answered with 1011, or with a hang-up and no
+        # Close at all (1006): abnormal, as when the server starts the close.
+        cases = [("1011", frame(8, struct.pack("!H", 1011) + b"boom")), ("1006", b"")]
+        for code, close_answer in cases:
+            for how in ("stdin", "--send"):
+                with self.subTest(code=code, how=how):
+                    s = ScriptedServer(answer_101, close_answer)
+                    self.addCleanup(s.close)
+                    url = f"ws://127.0.0.1:{s.port}/"
+                    if how == "stdin":
+                        r = self.wsx("connect", url, "--stats-json", input=b"hello\n", timeout=15)
+                    else:
+                        r = self.wsx_open_stdin("connect", url, "--send", "x", "--stats-json", timeout=15)
+                    self.assertExit(r, 7)
+                    self.assertOneError(r, code)
+                    s.thread.join(10)
+                    self.assertEqual(s.client_close_code(), 1000)
+
+    def test_0_close_answered_with_1000_after_stdin_ends(self):
+        s = ScriptedServer(answer_101, frame(8, struct.pack("!H", 1000)))
+        self.addCleanup(s.close)
+        r = self.wsx("connect", f"ws://127.0.0.1:{s.port}/", input=b"hello\n", timeout=15)
+        self.assertExit(r, 0)
+        self.assertEqual(self.error_lines(r), [])
 
     def test_0_server_closes_with_1000_and_1001(self):
         for code in (1000, 1001):
