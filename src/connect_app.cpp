@@ -448,7 +448,12 @@ void connect_app::on_message(std::string&& payload, bool binary) {
     if (next_expect_ < o_.expects.size() && o_.expects[next_expect_].matches(payload)) ++next_expect_;
     if (goal_set()) last_received_ = payload.substr(0, 256);
     if (goal_set() && goal_reached()) close_if_done();
-    if (out_.broken()) finish(exit_code::ok, "");
+    // The reader of stdout went away (`| head -1`): nothing more can be shown, so the run
+    // ends, and a goal still unmet is a failure, as when the connection closes before it.
+    if (out_.broken()) {
+        if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "stdout was closed while " + goal_status());
+        finish(exit_code::ok, "");
+    }
 }
 
 void connect_app::on_ping(std::string_view payload) {
@@ -539,7 +544,7 @@ void connect_app::finish(exit_code code, std::string message) {
         error_code ignored;
         stdin_->cancel(ignored);
     }
-    if (session_ && code == exit_code::ok) {
+    if (session_ && (code == exit_code::ok || code == exit_code::expectation)) {
         // Normal end: complete the closing handshake (bounded by --wait) before exiting.
         if (!closing_) begin_close(1000, "");
         return;

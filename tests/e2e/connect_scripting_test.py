@@ -8,10 +8,11 @@ Behaviour these tests rely on:
   a message that does not match the current expectation is skipped (but still printed).
 - once every expectation has matched (and -n is reached), wsx closes with 1000 and exits 0;
   messages arriving after that are not printed.
-- unmatched when the server closes: exit 9; unmatched at --timeout: exit 8; both name the
+- unmatched when the server closes, or when stdout's reader goes away (`| head -1`): exit 9; unmatched at --timeout: exit 8; both name the
   expectation waited for and the last message received.
 """
 import json
+import subprocess
 
 import wsxtest
 from wsxtest import WsxTestCase
@@ -103,6 +104,20 @@ class ScriptingTest(WsxTestCase):
         r = self.run_ok("--send", "x", "--send", "y", "-n", "2", "--jsonl")
         events = [json.loads(l) for l in r.stdout.splitlines()]
         self.assertEqual([e["data"] for e in events if e["type"] == "message" and e["dir"] == "in"], ["x", "y"])
+
+    def test_goal_unmet_when_stdout_reader_goes_away_is_9(self):
+        # `wsx connect ... --expect X | head -1`: the reader leaves while messages still arrive.
+        _, port = self.start_peer("ws_server.py", "--mode", "burst")
+        for goal in (["--expect", "neverever"], ["-n", "1000000"]):
+            with self.subTest(goal=goal[0]):
+                p = self.start([wsxtest.WSX, "connect", f"ws://127.0.0.1:{port}/", "--send", "50000", *goal,
+                                "--timeout", "20s"], stdout=subprocess.PIPE)
+                self.assertEqual(p.proc.stdout.readline(), b"0\n")
+                p.proc.stdout.close()
+                self.assertEqual(p.proc.wait(15), 9)
+                err = p.rest_of_stderr()
+                self.assertIn("stdout was closed", err)
+                self.assertIn(goal[1], err)
 
     def test_invalid_regex_is_usage_error(self):
         r = self.wsx("connect", self.url, "--expect", "(unclosed")
