@@ -92,6 +92,8 @@ runner setup_connect(CLI::App& app) {
         "  wsx connect wss://example.test/ws --send ping --expect pong   # CI check\n"
         "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"hi\"}' --expect-json op=hello -n 1\n"
         "  wsx connect ws://127.0.0.1:8080/ --reconnect --ping-interval 10s --ping-timeout 5s\n"
+        "\nPipe mode: each stdin line is a text message (a binary one when the line is not valid UTF-8),\n"
+        "each received message a line on stdout.\n"
         "\nExit status: 0 ok, 1 failure, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected,\n"
         "7 abnormal close, 8 timeout, 9 expectation not met, 130 interrupted.");
 

@@ -377,7 +377,10 @@ void connect_app::on_stdin(error_code ec, std::size_t n) {
     reading_ = false;
     if (finished_) return;
     const bool binary = o_.framing == input_framing::binary;
-    auto deliver = [&](std::string_view rec) { send_record(std::string(rec), binary); };
+    // A text message must be UTF-8 (RFC 6455): a record that is not goes out as a binary
+    // message with the same bytes, as serve --exec/--stdio do, rather than making the server
+    // close with 1007 and losing the rest of stdin.
+    auto deliver = [&](std::string_view rec) { send_record(std::string(rec), binary || !is_valid_utf8(rec)); };
     if (n > 0) splitter_->feed(std::string_view(inbuf_.data(), n), deliver);
     if (ec) {
         if (ec != net::error::eof) note(fmt::format("reading stdin: {}", ec.message()), true);
