@@ -213,9 +213,13 @@ int connect_app::run() {
         });
         self->finish(exit_code::interrupted, "");
     });
-    const bool tty = ::isatty(0) == 1;
-    const bool interactive = o_.interactive == interactive_mode::always ||
-                             (o_.interactive == interactive_mode::automatic && tty && !goal_set() && o_.send.empty());
+    // The console draws a prompt and redraws lines on stdout: only when both ends are a
+    // terminal. `wsx connect URL > log` gets the data alone, and --jsonl (a machine format),
+    // --send, --expect and -n are for scripts.
+    const bool tty = ::isatty(0) == 1 && ::isatty(1) == 1;
+    const bool interactive = !o_.jsonl && (o_.interactive == interactive_mode::always ||
+                                           (o_.interactive == interactive_mode::automatic && tty && !goal_set() &&
+                                            o_.send.empty()));
     if (interactive) {
         repl_ = std::make_unique<repl>(ioc_.get_executor(), *this,
                                        repl_options{.history_file = o_.history_file, .colour = o_.colour,

@@ -1,5 +1,8 @@
 """The interactive console of `wsx connect`, driven under a pseudo-terminal.
 
+The console starts only when stdin and stdout are both terminals and --jsonl is not given;
+otherwise a terminal on stdin is read as a pipe (one message per line, EOF on Ctrl-D).
+
 The output is run through a small line-oriented terminal model (carriage
 return, backspace, erase-to-end-of-line, cursor left/right), so assertions see
 the lines a user would see rather than readline's redraw sequences.
@@ -7,6 +10,7 @@ the lines a user would see rather than readline's redraw sequences.
 import asyncio
 import codecs
 import fcntl
+import json
 import os
 import re
 import select
@@ -97,10 +101,11 @@ class MiniTerm:
 class Console:
     """`wsx connect` running on a pseudo-terminal."""
 
-    def __init__(self, args, env):
+    def __init__(self, args, env, stdout=None):
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        self.proc = subprocess.Popen([WSX, "connect", *args], stdin=slave, stdout=slave, stderr=slave,
+        self.proc = subprocess.Popen([WSX, "connect", *args], stdin=slave, stdout=slave if stdout is None else stdout,
+                                     stderr=slave,
                                      env=env, start_new_session=True, close_fds=True)
         os.close(slave)
         self.master = master
@@ -409,6 +414,50 @@ class ReplTest(unittest.TestCase):
         push.push("\x1b[2Jboom\x07")
         c.expect_line(r"^< \\x1b\[2Jboom\\x07$")
         self.assertNotIn(b"\x1b[2Jboom", c.raw)
+
+    def test_stdout_not_a_terminal_is_pipe_mode(self):
+        # `wsx connect URL > log.txt` typed on a terminal: the file gets the data, nothing else.
+        path = os.path.join(self.tmp, "log.txt")
+        with open(path, "wb") as log:
+            c = Console([self.server.url, "--history-file", self.history], self.env, stdout=log)
+        self.cleanups.append(c.close)
+
+        def logged():
+            with open(path, "rb") as f:
+                return f.read()
+
+        c.type("hello\n")
+        c.wait_for(lambda: logged() == b"hello\n", "the echo alone in log.txt")
+        c.type("\x04")  # EOF on the terminal's line discipline: pipe mode's end of input
+        self.assertEqual(c.wait_exit(), 0, c.screen())
+        self.assertEqual(logged(), b"hello\n")
+        self.assertNotIn("connected", c.screen())
+
+    def test_jsonl_on_a_terminal_is_pipe_mode(self):
+        c = Console([self.server.url, "--history-file", self.history, "--jsonl"], self.env)
+        self.cleanups.append(c.close)
+
+        def echoed():
+            for line in c.term.lines:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("type") == "message" and e.get("dir") == "in" and e.get("data") == "hi":
+                    return True
+            return False
+
+        c.type("hi\n")
+        c.wait_for(echoed, "the JSON line of the echo")
+        c.type("\x04")
+        self.assertEqual(c.wait_exit(), 0, c.screen())
+        self.assertNotIn("* connected", c.screen())
+        self.assertFalse([l for l in c.term.lines if l.startswith("> ")], c.screen())
+
+    def test_interactive_and_jsonl_cannot_be_combined(self):
+        r = subprocess.run([WSX, "connect", self.server.url, "-i", "--jsonl"], capture_output=True, timeout=DEADLINE)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--jsonl", r.stderr.decode())
 
 
 if __name__ == "__main__":
