@@ -631,10 +631,13 @@ void connect_app::print_message(std::string_view payload, bool binary, std::stri
         } else if (binary && o_.display == binary_display::base64) {
             out_.write(base64_encode(payload));
             out_.write("\n");
-        } else if (o_.framing == input_framing::binary) {
-            out_.write(payload);
         } else {
-            out_.write(payload);
+            // Remote bytes reach a terminal escaped (a server must not retitle it, clear it
+            // or hide text with control sequences); piped, they stay exact.
+            std::string escaped;
+            if (out_.tty()) escaped = escape_for_terminal(payload);
+            out_.write(out_.tty() ? std::string_view(escaped) : payload);
+            if (o_.framing == input_framing::binary) return schedule_flush();
             out_.write(o_.framing == input_framing::nul ? std::string_view("\0", 1) : std::string_view("\n"));
         }
     }

@@ -415,6 +415,16 @@ class ReplTest(unittest.TestCase):
         c.expect_line(r"^< \\x1b\[2Jboom\\x07$")
         self.assertNotIn(b"\x1b[2Jboom", c.raw)
 
+    def test_pipe_mode_escapes_remote_text_on_a_terminal(self):
+        push = PushServer()
+        self.cleanups.append(push.close)
+        c = Console([push.url, "--no-interactive"], self.env)
+        self.cleanups.append(c.close)
+        push.push("\x1b]0;pwned\x07\x1b[2Jboom")
+        c.expect_line(r"^\\x1b\]0;pwned\\x07\\x1b\[2Jboom$")
+        self.assertNotIn(b"\x1b]0;pwned", c.raw)
+        self.assertNotIn(b"\x1b[2J", c.raw)
+
     def test_stdout_not_a_terminal_is_pipe_mode(self):
         # `wsx connect URL > log.txt` typed on a terminal: the file gets the data, nothing else.
         path = os.path.join(self.tmp, "log.txt")
