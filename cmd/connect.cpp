@@ -129,14 +129,8 @@ runner setup_connect(CLI::App& app) {
         o.timestamps = a->timestamps;
         o.send = a->send;
         for (const auto& e : a->expect) {
-            expectation x;
-            x.text = e;
-            try {
-                x.re = std::regex(e, std::regex::ECMAScript);
-                o.expects.push_back(std::move(x));
-            } catch (const std::regex_error& re) {
-                p.add(fmt::format("--expect '{}': invalid regular expression ({})", e, re.what()));
-            }
+            if (auto x = expectation::regex(e, &err)) o.expects.push_back(std::move(*x));
+            else p.add(fmt::format("--expect '{}': invalid regular expression ({})", e, err));
         }
         for (const auto& e : a->expect_json) {
             auto j = json_expectation::parse(e, &err);

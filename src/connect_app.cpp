@@ -9,6 +9,7 @@
 #include <iostream>
 #include <random>
 
+#include <boost/regex.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -19,9 +20,43 @@
 
 namespace wsx {
 
-bool expectation::matches(std::string_view message) const {
+// Boost.Regex rather than std::regex: libstdc++ matches by recursion and overflows the stack
+// on messages of some tens of KiB (`"status":.*ok`); Boost's matcher is iterative and gives
+// up with an exception when a pattern is too costly instead.
+struct expect_regex {
+    boost::regex re;
+};
+
+namespace {
+/// Boost.Regex messages run to several sentences and end with a full stop: the first is enough.
+std::string first_sentence(std::string_view what) {
+    what = what.substr(0, what.find(".  "));
+    if (what.ends_with('.')) what.remove_suffix(1);
+    return std::string(what);
+}
+}  // namespace
+
+std::optional<expectation> expectation::regex(std::string text, std::string* error) {
+    try {
+        expectation x;
+        x.re = std::make_shared<expect_regex>(expect_regex{boost::regex(text, boost::regex::ECMAScript)});
+        x.text = std::move(text);
+        return x;
+    } catch (const std::exception& e) {
+        if (error) *error = first_sentence(e.what());
+        return std::nullopt;
+    }
+}
+
+bool expectation::matches(std::string_view message, std::string* error) const {
     if (is_json) return json.matches_text(message);
-    return std::regex_search(message.begin(), message.end(), re);
+    if (!re) return false;
+    try {
+        return boost::regex_search(message.begin(), message.end(), re->re);
+    } catch (const std::exception& e) {
+        if (error) *error = first_sentence(e.what());
+        return false;
+    }
 }
 
 namespace {
@@ -452,7 +487,15 @@ void connect_app::on_message(std::string&& payload, bool binary) {
     if (goal_set() && goal_reached()) return;
     ++received_;
     print_message(payload, binary, "in");
-    if (next_expect_ < o_.expects.size() && o_.expects[next_expect_].matches(payload)) ++next_expect_;
+    if (next_expect_ < o_.expects.size()) {
+        std::string error;
+        if (o_.expects[next_expect_].matches(payload, &error)) ++next_expect_;
+        else if (!error.empty())
+            return finish(exit_code::failure,
+                          fmt::format("--expect '{}': cannot match a message of {}: {} (simplify the pattern)",
+                                      o_.expects[next_expect_].text, format_bytes(payload.size()),
+                                      error));
+    }
     if (goal_set()) last_received_ = payload.substr(0, 256);
     if (goal_set() && goal_reached()) close_if_done();
     // The reader of stdout went away (`| head -1`): nothing more can be shown, so the run

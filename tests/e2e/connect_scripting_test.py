@@ -10,6 +10,8 @@ Behaviour these tests rely on:
   messages arriving after that are not printed.
 - unmatched when the server closes, or when stdout's reader goes away (`| head -1`): exit 9; unmatched at --timeout: exit 8; both name the
   expectation waited for and the last message received.
+- --expect is an ECMAScript regex searched in each message, whatever its size; a pattern too
+  costly to evaluate on a message ends the run with exit 1 and one error line.
 """
 import json
 import subprocess
@@ -118,6 +120,20 @@ class ScriptingTest(WsxTestCase):
                 err = p.rest_of_stderr()
                 self.assertIn("stdout was closed", err)
                 self.assertIn(goal[1], err)
+
+    def test_expect_on_a_1mib_message_never_crashes(self):
+        big = b'{"status":' + b"a" * (1 << 20) + b'ok}\n'
+        r = self.wsx("connect", self.url, "--expect", '"status":.*ok', "--timeout", "10s", input=big)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, big)
+        r = self.wsx("connect", self.url, "--expect", "^.*z", "--timeout", "1s", input=big)
+        self.assertExit(r, 8)
+        # A pattern too costly for this message is a clear failure, not a crash.
+        r = self.wsx("connect", self.url, "--expect", "a+z", "--timeout", "10s", input=big)
+        self.assertExit(r, 1)
+        self.assertEqual(len(self.error_lines(r)), 1, r.stderr)
+        self.assertIn("--expect 'a+z'", self.error_lines(r)[0])
+        self.assertIn("simplify the pattern", self.error_lines(r)[0])
 
     def test_invalid_regex_is_usage_error(self):
         r = self.wsx("connect", self.url, "--expect", "(unclosed")
