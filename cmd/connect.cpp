@@ -70,7 +70,7 @@ runner setup_connect(CLI::App& app) {
     app.add_option("--ping-interval", a->ping_interval, "Send a ping this often")->group(k)->type_name("DURATION");
     app.add_option("--ping-timeout", a->ping_timeout, "A pong missing this long is a timeout (or a reconnect)")
         ->group(k)->type_name("DURATION");
-    app.add_flag("--reconnect", a->reconnect, "Reconnect with exponential backoff when the connection drops")->group(k);
+    app.add_flag("--reconnect", a->reconnect, "Reconnect with exponential backoff when the connection drops or fails (not after an HTTP 4xx other than 408/429, nor a certificate that does not verify)")->group(k);
     app.add_option("--backoff-initial", a->backoff_initial, "First reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
     app.add_option("--backoff-max", a->backoff_max, "Longest reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
     app.add_option("--backoff-factor", a->backoff_factor, "Delay multiplier per attempt")

@@ -98,7 +98,7 @@ complete -c wsx -n '__wsx_at wsx connect' -l 'wait' -x -d 'After stdin ends, wai
 complete -c wsx -n '__wsx_at wsx connect' -l 'max-message-size' -x -d 'Largest message accepted'
 complete -c wsx -n '__wsx_at wsx connect' -l 'ping-interval' -x -d 'Send a ping this often'
 complete -c wsx -n '__wsx_at wsx connect' -l 'ping-timeout' -x -d 'A pong missing this long is a timeout (or a reconnect)'
-complete -c wsx -n '__wsx_at wsx connect' -l 'reconnect' -d 'Reconnect with exponential backoff when the connection drops'
+complete -c wsx -n '__wsx_at wsx connect' -l 'reconnect' -d 'Reconnect with exponential backoff when the connection drops or fails (not after an HTTP 4xx other than 408/429, nor a certificate that does not verify)'
 complete -c wsx -n '__wsx_at wsx connect' -l 'backoff-initial' -x -d 'First reconnect delay'
 complete -c wsx -n '__wsx_at wsx connect' -l 'backoff-max' -x -d 'Longest reconnect delay'
 complete -c wsx -n '__wsx_at wsx connect' -l 'backoff-factor' -x -d 'Delay multiplier per attempt'

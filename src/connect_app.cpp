@@ -174,7 +174,9 @@ private:
     std::string goal_status() const;
     void connect();
     void on_connected(connect_result r);
-    void on_connect_failed(exit_code code, std::string message);
+    /// `lasting`: a failure another attempt cannot cure (a 4xx refusal, a certificate that
+    /// does not verify), which --reconnect does not retry.
+    void on_connect_failed(exit_code code, std::string message, bool lasting);
     void arm_keepalive();
     /// Schedules a reconnect if allowed; when not, `why` may gain the reason we gave up.
     bool try_reconnect(std::string& why);
@@ -302,18 +304,26 @@ void connect_app::connect() {
             std::optional<connect_result> r;
             exit_code code = exit_code::ok;
             std::string msg;
+            bool lasting = false;  // trying again cannot help
             try {
                 r = co_await async_connect(self->o_.client, self->o_.verbose ? &std::cerr : nullptr);
+            } catch (const upgrade_rejected& f) {
+                code = f.code();
+                msg = f.what();
+                // A 4xx refuses this request as made (auth, path, origin); 408 and 429 ask
+                // for a later attempt.
+                lasting = f.status() >= 400 && f.status() < 500 && f.status() != 408 && f.status() != 429;
             } catch (const failure& f) {
                 code = f.code();
                 msg = f.what();
+                lasting = code == exit_code::tls && msg.find("certificate verification failed") != std::string::npos;
             } catch (const std::exception& e) {
                 code = exit_code::failure;
                 msg = e.what();
             }
             if (self->finished_) co_return;
             if (r) self->on_connected(std::move(*r));
-            else self->on_connect_failed(code, std::move(msg));
+            else self->on_connect_failed(code, std::move(msg), lasting);
         },
         net::detached);
 }
@@ -366,8 +376,9 @@ void connect_app::arm_keepalive() {
     });
 }
 
-void connect_app::on_connect_failed(exit_code code, std::string message) {
-    if (code == exit_code::usage || !try_reconnect(message)) finish(code, std::move(message));
+void connect_app::on_connect_failed(exit_code code, std::string message, bool lasting) {
+    if (lasting && o_.reconnect && !finished_) message += " (--reconnect does not retry this)";
+    if (code == exit_code::usage || lasting || !try_reconnect(message)) finish(code, std::move(message));
 }
 
 bool connect_app::try_reconnect(std::string& why) {
