@@ -83,7 +83,7 @@ runner setup_connect(CLI::App& app) {
     const char* r = "Reporting";
     app.add_flag("--stats", a->stats, "On exit, print timings and counters to stderr")->group(r);
     app.add_flag("--stats-json", a->stats_json, "On exit, print timings and counters as JSON to stderr")->group(r);
-    app.add_flag("-v,--verbose", a->verbose, "Print the handshake request and response headers to stderr")->group(r);
+    app.add_flag("-v,--verbose", a->verbose, "Print the handshake request and response headers to stderr; the console also shows keepalive pongs")->group(r);
 
     app.footer(
         "Examples:\n"

@@ -106,7 +106,7 @@ complete -c wsx -n '__wsx_at wsx connect' -l 'max-retries' -x -d 'Give up after 
 complete -c wsx -n '__wsx_at wsx connect' -l 'buffer-limit' -x -d 'Stdin held while disconnected before input pauses'
 complete -c wsx -n '__wsx_at wsx connect' -l 'stats' -d 'On exit, print timings and counters to stderr'
 complete -c wsx -n '__wsx_at wsx connect' -l 'stats-json' -d 'On exit, print timings and counters as JSON to stderr'
-complete -c wsx -n '__wsx_at wsx connect' -s 'v' -l 'verbose' -d 'Print the handshake request and response headers to stderr'
+complete -c wsx -n '__wsx_at wsx connect' -s 'v' -l 'verbose' -d 'Print the handshake request and response headers to stderr; the console also shows keepalive pongs'
 
 # wsx serve
 complete -c wsx -n '__wsx_at wsx serve' -s 'h' -l 'help' -d 'Print this help message and exit'

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <deque>
@@ -236,6 +237,7 @@ private:
     close_info last_close_;
     session_stats totals_;
     std::uint64_t pongs_ = 0;
+    std::deque<std::string> console_pings_;  // payloads of /ping commands not answered yet
 };
 
 int connect_app::run() {
@@ -524,7 +526,12 @@ void connect_app::on_ping(std::string_view payload) {
 void connect_app::on_pong(std::string_view payload, nanoseconds rtt) {
     ++pongs_;
     log_event("pong", "in", payload);
-    if (repl_) {
+    // The console reports the answers to /ping; keepalive pongs only with -v, or a line
+    // would appear every --ping-interval.
+    auto asked = std::find(console_pings_.begin(), console_pings_.end(), payload);
+    const bool requested = asked != console_pings_.end();
+    if (requested) console_pings_.erase(asked);
+    if (repl_ && (requested || o_.verbose)) {
         if (rtt.count() > 0) repl_->print_info(fmt::format("pong '{}': rtt {}", shorten(payload), format_duration(rtt)));
         else repl_->print_info(fmt::format("pong '{}'", shorten(payload)));
     }
@@ -533,6 +540,8 @@ void connect_app::on_pong(std::string_view payload, nanoseconds rtt) {
 void connect_app::send_ping(std::string payload) {
     if (!session_) return note("not connected", true);
     log_event("ping", "out", payload);
+    if (console_pings_.size() >= 64) console_pings_.pop_front();  // pings the server never answered
+    console_pings_.push_back(payload);
     session_->ping(std::move(payload));
 }
 

@@ -415,6 +415,23 @@ class ReplTest(unittest.TestCase):
         c.expect_line(r"^< \\x1b\[2Jboom\\x07$")
         self.assertNotIn(b"\x1b[2Jboom", c.raw)
 
+    def test_keepalive_pongs_are_not_printed(self):
+        c = self.console(None, "--ping-interval", "100ms")
+        # Poll /stats (bounded) until several keepalive pongs have come back.
+        deadline = _now() + DEADLINE
+        pongs = 0
+        while pongs < 3 and _now() < deadline:
+            c.type("/stats\r")
+            i = c.expect_line(r"received:")
+            c.expect_prompt()  # the whole report is on screen
+            m = re.search(r"pings:\s+\d+ sent, (\d+) pongs", "\n".join(c.term.lines[i + 1:]))
+            pongs = int(m.group(1)) if m else 0
+        self.assertGreaterEqual(pongs, 3, c.screen())
+        c.type("/ping mine\r")
+        c.expect_line(r"^\* pong 'mine'")
+        pong_lines = [l for l in c.term.lines if "pong '" in l]
+        self.assertEqual(pong_lines, [l for l in pong_lines if "'mine'" in l], c.screen())
+
     def test_pipe_mode_escapes_remote_text_on_a_terminal(self):
         push = PushServer()
         self.cleanups.append(push.close)
