@@ -248,6 +248,8 @@ int connect_app::run() {
         self->signals_.async_wait([self](error_code ec2, int) {
             if (ec2) return;
             if (self->repl_) self->repl_->stop();
+            // stdin's file description is shared with the shell: leave it blocking as found.
+            if (self->stdin_flags_ >= 0) ::fcntl(0, F_SETFL, self->stdin_flags_);
             std::_Exit(static_cast<int>(exit_code::interrupted));
         });
         self->finish(exit_code::interrupted, "");

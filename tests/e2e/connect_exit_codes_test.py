@@ -12,10 +12,13 @@ Behaviour these tests rely on:
 - -n N: exit 0 once N messages have arrived (the closing handshake is completed first).
 - stdin that stays open keeps the connection open: only a deadline ends such a run.
 """
+import fcntl
+import os
 import signal
 import socket
 import struct
 import subprocess
+import time
 
 import wsxtest
 from wsxtest import WsxTestCase, read_line_matching, free_port
@@ -246,6 +249,29 @@ class ExitCodeTest(WsxTestCase):
         p.proc.send_signal(signal.SIGINT)
         self.assertEqual(p.proc.wait(10), 130)
         read_line_matching(peer.proc.stdout, r"^closed 1001", 10)
+
+    def test_130_second_interrupt_leaves_stdin_blocking(self):
+        # The second Ctrl-C ends at once; stdin's file description (shared with the shell) must
+        # not be left O_NONBLOCK.
+        server, url = self.start_server()
+        r, w = os.pipe()
+        self.addCleanup(os.close, w)
+        self.addCleanup(os.close, r)
+        p = self.start([wsxtest.WSX, "connect", url], stdin=r, stdout=subprocess.PIPE)
+        out = wsxtest.LineCollector(p.proc.stdout)
+        os.write(w, b"hello\n")
+        out.wait_for_line(b"hello")
+        server.freeze()  # the Close 1001 of the first signal gets no answer
+        self.addCleanup(server.proc.send_signal, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while p.proc.poll() is None and time.monotonic() < deadline:
+            p.proc.send_signal(signal.SIGINT)
+            try:
+                p.proc.wait(0.02)  # signals 20 ms apart: the second lands long before the 1 s close bound
+            except subprocess.TimeoutExpired:
+                pass
+        self.assertEqual(p.proc.wait(5), 130)
+        self.assertFalse(fcntl.fcntl(r, fcntl.F_GETFL) & os.O_NONBLOCK, "stdin left non-blocking")
 
     # 9 ------------------------------------------------------------------
     def test_9_expect_mismatch_at_close(self):
