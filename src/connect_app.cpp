@@ -570,7 +570,14 @@ void connect_app::on_close(const close_info& info) {
         // code other than 1000/1001, is abnormal. The code we sent ourselves (/close 4000)
         // coming back is the normal answer to it.
         const bool echoed = info.clean && !info.by_peer && info.sent_code != 0 && info.code == info.sent_code;
-        if (!info.normal() && !echoed) return finish(exit_code::abnormal_close, what);
+        if (!info.normal() && !echoed) {
+            if (info.clean && !info.by_peer)
+                what = fmt::format("connection closed abnormally: the server answered our Close with {}",
+                                   describe_close(info.code, info.reason));
+            else if (info.clean)
+                what = fmt::format("connection closed abnormally by server: {}", describe_close(info.code, info.reason));
+            return finish(exit_code::abnormal_close, what);
+        }
         if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed while " + goal_status());
         return finish(exit_code::ok, "");
     }
