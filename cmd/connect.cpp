@@ -43,9 +43,9 @@ runner setup_connect(CLI::App& app) {
     app.add_flag("-0,--null", a->null, "NUL-separated records instead of lines, both ways")->group(io);
     app.add_flag("--hex", a->hex, "Print received binary messages as hex")->group(io);
     app.add_flag("--base64", a->base64, "Print received binary messages as base64")->group(io);
-    app.add_flag("--jsonl", a->jsonl, "Print every event (message, ping, pong, close) as a JSON line")->group(io);
+    app.add_flag("--jsonl", a->jsonl, "Print every event (message, ping, pong, close) as a JSON line (pipe mode, also on a terminal)")->group(io);
     app.add_flag("-t,--timestamps", a->timestamps, "Prefix received messages with the time")->group(io);
-    app.add_flag("-i,--interactive", a->interactive, "Use the interactive console even if stdin is not a terminal")->group(io);
+    app.add_flag("-i,--interactive", a->interactive, "Use the interactive console even if stdin or stdout is not a terminal")->group(io);
     app.add_flag("--no-interactive", a->no_interactive, "Pipe mode even on a terminal")->group(io);
     app.add_flag("--no-color", a->no_color, "No colours (also when NO_COLOR is set)")->group(io);
     app.add_option("--history-file", a->history_file, "Console history file (default ~/.local/state/wsx/history)")
@@ -70,7 +70,7 @@ runner setup_connect(CLI::App& app) {
     app.add_option("--ping-interval", a->ping_interval, "Send a ping this often")->group(k)->type_name("DURATION");
     app.add_option("--ping-timeout", a->ping_timeout, "A pong missing this long is a timeout (or a reconnect)")
         ->group(k)->type_name("DURATION");
-    app.add_flag("--reconnect", a->reconnect, "Reconnect with exponential backoff when the connection drops")->group(k);
+    app.add_flag("--reconnect", a->reconnect, "Reconnect with exponential backoff when the connection drops or fails (not after an HTTP 4xx other than 408/429, nor a certificate that does not verify)")->group(k);
     app.add_option("--backoff-initial", a->backoff_initial, "First reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
     app.add_option("--backoff-max", a->backoff_max, "Longest reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
     app.add_option("--backoff-factor", a->backoff_factor, "Delay multiplier per attempt")
@@ -83,7 +83,7 @@ runner setup_connect(CLI::App& app) {
     const char* r = "Reporting";
     app.add_flag("--stats", a->stats, "On exit, print timings and counters to stderr")->group(r);
     app.add_flag("--stats-json", a->stats_json, "On exit, print timings and counters as JSON to stderr")->group(r);
-    app.add_flag("-v,--verbose", a->verbose, "Print the handshake request and response headers to stderr")->group(r);
+    app.add_flag("-v,--verbose", a->verbose, "Print the handshake request and response headers to stderr; the console also shows keepalive pongs")->group(r);
 
     app.footer(
         "Examples:\n"
@@ -92,6 +92,9 @@ runner setup_connect(CLI::App& app) {
         "  wsx connect wss://example.test/ws --send ping --expect pong   # CI check\n"
         "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"hi\"}' --expect-json op=hello -n 1\n"
         "  wsx connect ws://127.0.0.1:8080/ --reconnect --ping-interval 10s --ping-timeout 5s\n"
+        "\nThe console starts when stdin and stdout are both terminals and none of --send, --expect,\n"
+        "--expect-json, -n, --jsonl is given; otherwise pipe mode: each stdin line is a text message\n"
+        "(a binary one when the line is not valid UTF-8), each received message a line on stdout.\n"
         "\nExit status: 0 ok, 1 failure, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected,\n"
         "7 abnormal close, 8 timeout, 9 expectation not met, 130 interrupted.");
 
@@ -126,14 +129,8 @@ runner setup_connect(CLI::App& app) {
         o.timestamps = a->timestamps;
         o.send = a->send;
         for (const auto& e : a->expect) {
-            expectation x;
-            x.text = e;
-            try {
-                x.re = std::regex(e, std::regex::ECMAScript);
-                o.expects.push_back(std::move(x));
-            } catch (const std::regex_error& re) {
-                p.add(fmt::format("--expect '{}': invalid regular expression ({})", e, re.what()));
-            }
+            if (auto x = expectation::regex(e, &err)) o.expects.push_back(std::move(*x));
+            else p.add(fmt::format("--expect '{}': invalid regular expression ({})", e, err));
         }
         for (const auto& e : a->expect_json) {
             auto j = json_expectation::parse(e, &err);
@@ -161,6 +158,7 @@ runner setup_connect(CLI::App& app) {
         o.colour = !a->no_color && std::getenv("NO_COLOR") == nullptr && ::isatty(1) == 1;
         o.history_file = a->history_file;
         if (a->interactive && a->no_interactive) p.add("--interactive and --no-interactive cannot be combined");
+        if (a->interactive && a->jsonl) p.add("--interactive and --jsonl cannot be combined (--jsonl is pipe mode)");
         o.interactive = a->interactive ? interactive_mode::always
                         : a->no_interactive ? interactive_mode::never
                                             : interactive_mode::automatic;

@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <deque>
 #include <iostream>
 #include <random>
 
+#include <boost/regex.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -19,9 +21,43 @@
 
 namespace wsx {
 
-bool expectation::matches(std::string_view message) const {
+// Boost.Regex rather than std::regex: libstdc++ matches by recursion and overflows the stack
+// on messages of some tens of KiB (`"status":.*ok`); Boost's matcher is iterative and gives
+// up with an exception when a pattern is too costly instead.
+struct expect_regex {
+    boost::regex re;
+};
+
+namespace {
+/// Boost.Regex messages run to several sentences and end with a full stop: the first is enough.
+std::string first_sentence(std::string_view what) {
+    what = what.substr(0, what.find(".  "));
+    if (what.ends_with('.')) what.remove_suffix(1);
+    return std::string(what);
+}
+}  // namespace
+
+std::optional<expectation> expectation::regex(std::string text, std::string* error) {
+    try {
+        expectation x;
+        x.re = std::make_shared<expect_regex>(expect_regex{boost::regex(text, boost::regex::ECMAScript)});
+        x.text = std::move(text);
+        return x;
+    } catch (const std::exception& e) {
+        if (error) *error = first_sentence(e.what());
+        return std::nullopt;
+    }
+}
+
+bool expectation::matches(std::string_view message, std::string* error) const {
     if (is_json) return json.matches_text(message);
-    return std::regex_search(message.begin(), message.end(), re);
+    if (!re) return false;
+    try {
+        return boost::regex_search(message.begin(), message.end(), re->re);
+    } catch (const std::exception& e) {
+        if (error) *error = first_sentence(e.what());
+        return false;
+    }
 }
 
 namespace {
@@ -139,7 +175,9 @@ private:
     std::string goal_status() const;
     void connect();
     void on_connected(connect_result r);
-    void on_connect_failed(exit_code code, std::string message);
+    /// `lasting`: a failure another attempt cannot cure (a 4xx refusal, a certificate that
+    /// does not verify), which --reconnect does not retry.
+    void on_connect_failed(exit_code code, std::string message, bool lasting);
     void arm_keepalive();
     /// Schedules a reconnect if allowed; when not, `why` may gain the reason we gave up.
     bool try_reconnect(std::string& why);
@@ -199,6 +237,7 @@ private:
     close_info last_close_;
     session_stats totals_;
     std::uint64_t pongs_ = 0;
+    std::deque<std::string> console_pings_;  // payloads of /ping commands not answered yet
 };
 
 int connect_app::run() {
@@ -209,13 +248,19 @@ int connect_app::run() {
         self->signals_.async_wait([self](error_code ec2, int) {
             if (ec2) return;
             if (self->repl_) self->repl_->stop();
+            // stdin's file description is shared with the shell: leave it blocking as found.
+            if (self->stdin_flags_ >= 0) ::fcntl(0, F_SETFL, self->stdin_flags_);
             std::_Exit(static_cast<int>(exit_code::interrupted));
         });
         self->finish(exit_code::interrupted, "");
     });
-    const bool tty = ::isatty(0) == 1;
-    const bool interactive = o_.interactive == interactive_mode::always ||
-                             (o_.interactive == interactive_mode::automatic && tty && !goal_set() && o_.send.empty());
+    // The console draws a prompt and redraws lines on stdout: only when both ends are a
+    // terminal. `wsx connect URL > log` gets the data alone, and --jsonl (a machine format),
+    // --send, --expect and -n are for scripts.
+    const bool tty = ::isatty(0) == 1 && ::isatty(1) == 1;
+    const bool interactive = !o_.jsonl && (o_.interactive == interactive_mode::always ||
+                                           (o_.interactive == interactive_mode::automatic && tty && !goal_set() &&
+                                            o_.send.empty()));
     if (interactive) {
         repl_ = std::make_unique<repl>(ioc_.get_executor(), *this,
                                        repl_options{.history_file = o_.history_file, .colour = o_.colour,
@@ -263,18 +308,26 @@ void connect_app::connect() {
             std::optional<connect_result> r;
             exit_code code = exit_code::ok;
             std::string msg;
+            bool lasting = false;  // trying again cannot help
             try {
                 r = co_await async_connect(self->o_.client, self->o_.verbose ? &std::cerr : nullptr);
+            } catch (const upgrade_rejected& f) {
+                code = f.code();
+                msg = f.what();
+                // A 4xx refuses this request as made (auth, path, origin); 408 and 429 ask
+                // for a later attempt.
+                lasting = f.status() >= 400 && f.status() < 500 && f.status() != 408 && f.status() != 429;
             } catch (const failure& f) {
                 code = f.code();
                 msg = f.what();
+                lasting = code == exit_code::tls && msg.find("certificate verification failed") != std::string::npos;
             } catch (const std::exception& e) {
                 code = exit_code::failure;
                 msg = e.what();
             }
             if (self->finished_) co_return;
             if (r) self->on_connected(std::move(*r));
-            else self->on_connect_failed(code, std::move(msg));
+            else self->on_connect_failed(code, std::move(msg), lasting);
         },
         net::detached);
 }
@@ -327,8 +380,9 @@ void connect_app::arm_keepalive() {
     });
 }
 
-void connect_app::on_connect_failed(exit_code code, std::string message) {
-    if (code == exit_code::usage || !try_reconnect(message)) finish(code, std::move(message));
+void connect_app::on_connect_failed(exit_code code, std::string message, bool lasting) {
+    if (lasting && o_.reconnect && !finished_) message += " (--reconnect does not retry this)";
+    if (code == exit_code::usage || lasting || !try_reconnect(message)) finish(code, std::move(message));
 }
 
 bool connect_app::try_reconnect(std::string& why) {
@@ -377,7 +431,10 @@ void connect_app::on_stdin(error_code ec, std::size_t n) {
     reading_ = false;
     if (finished_) return;
     const bool binary = o_.framing == input_framing::binary;
-    auto deliver = [&](std::string_view rec) { send_record(std::string(rec), binary); };
+    // A text message must be UTF-8 (RFC 6455): a record that is not goes out as a binary
+    // message with the same bytes, as serve --exec/--stdio do, rather than making the server
+    // close with 1007 and losing the rest of stdin.
+    auto deliver = [&](std::string_view rec) { send_record(std::string(rec), binary || !is_valid_utf8(rec)); };
     if (n > 0) splitter_->feed(std::string_view(inbuf_.data(), n), deliver);
     if (ec) {
         if (ec != net::error::eof) note(fmt::format("reading stdin: {}", ec.message()), true);
@@ -445,10 +502,23 @@ void connect_app::on_message(std::string&& payload, bool binary) {
     if (goal_set() && goal_reached()) return;
     ++received_;
     print_message(payload, binary, "in");
-    if (next_expect_ < o_.expects.size() && o_.expects[next_expect_].matches(payload)) ++next_expect_;
+    if (next_expect_ < o_.expects.size()) {
+        std::string error;
+        if (o_.expects[next_expect_].matches(payload, &error)) ++next_expect_;
+        else if (!error.empty())
+            return finish(exit_code::failure,
+                          fmt::format("--expect '{}': cannot match a message of {}: {} (simplify the pattern)",
+                                      o_.expects[next_expect_].text, format_bytes(payload.size()),
+                                      error));
+    }
     if (goal_set()) last_received_ = payload.substr(0, 256);
     if (goal_set() && goal_reached()) close_if_done();
-    if (out_.broken()) finish(exit_code::ok, "");
+    // The reader of stdout went away (`| head -1`): nothing more can be shown, so the run
+    // ends, and a goal still unmet is a failure, as when the connection closes before it.
+    if (out_.broken()) {
+        if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "stdout was closed while " + goal_status());
+        finish(exit_code::ok, "");
+    }
 }
 
 void connect_app::on_ping(std::string_view payload) {
@@ -458,7 +528,12 @@ void connect_app::on_ping(std::string_view payload) {
 void connect_app::on_pong(std::string_view payload, nanoseconds rtt) {
     ++pongs_;
     log_event("pong", "in", payload);
-    if (repl_) {
+    // The console reports the answers to /ping; keepalive pongs only with -v, or a line
+    // would appear every --ping-interval.
+    auto asked = std::find(console_pings_.begin(), console_pings_.end(), payload);
+    const bool requested = asked != console_pings_.end();
+    if (requested) console_pings_.erase(asked);
+    if (repl_ && (requested || o_.verbose)) {
         if (rtt.count() > 0) repl_->print_info(fmt::format("pong '{}': rtt {}", shorten(payload), format_duration(rtt)));
         else repl_->print_info(fmt::format("pong '{}'", shorten(payload)));
     }
@@ -467,6 +542,8 @@ void connect_app::on_pong(std::string_view payload, nanoseconds rtt) {
 void connect_app::send_ping(std::string payload) {
     if (!session_) return note("not connected", true);
     log_event("ping", "out", payload);
+    if (console_pings_.size() >= 64) console_pings_.pop_front();  // pings the server never answered
+    console_pings_.push_back(payload);
     session_->ping(std::move(payload));
 }
 
@@ -488,10 +565,19 @@ void connect_app::on_close(const close_info& info) {
         // We asked for the close (stdin EOF, -n, --expect, /close, /quit).
         if (!info.clean && info.timed_out)
             return finish(exit_code::timeout, fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait)));
-        // A server that hangs up instead of answering our Close has still delivered everything
-        // (TCP keeps order), but a message we could not read is lost data.
-        if (!info.clean && info.error && info.error.category() == websocket::make_error_code(websocket::error::closed).category())
+        // The exit status says how the connection ended, whoever started the close and
+        // whichever Close crossed which: a hang-up without a Close (1006), or a Close with a
+        // code other than 1000/1001, is abnormal. The code we sent ourselves (/close 4000)
+        // coming back is the normal answer to it.
+        const bool echoed = info.clean && !info.by_peer && info.sent_code != 0 && info.code == info.sent_code;
+        if (!info.normal() && !echoed) {
+            if (info.clean && !info.by_peer)
+                what = fmt::format("connection closed abnormally: the server answered our Close with {}",
+                                   describe_close(info.code, info.reason));
+            else if (info.clean)
+                what = fmt::format("connection closed abnormally by server: {}", describe_close(info.code, info.reason));
             return finish(exit_code::abnormal_close, what);
+        }
         if (goal_set() && !goal_reached()) return finish(exit_code::expectation, "connection closed while " + goal_status());
         return finish(exit_code::ok, "");
     }
@@ -537,7 +623,7 @@ void connect_app::finish(exit_code code, std::string message) {
         error_code ignored;
         stdin_->cancel(ignored);
     }
-    if (session_ && code == exit_code::ok) {
+    if (session_ && (code == exit_code::ok || code == exit_code::expectation)) {
         // Normal end: complete the closing handshake (bounded by --wait) before exiting.
         if (!closing_) begin_close(1000, "");
         return;
@@ -617,10 +703,13 @@ void connect_app::print_message(std::string_view payload, bool binary, std::stri
         } else if (binary && o_.display == binary_display::base64) {
             out_.write(base64_encode(payload));
             out_.write("\n");
-        } else if (o_.framing == input_framing::binary) {
-            out_.write(payload);
         } else {
-            out_.write(payload);
+            // Remote bytes reach a terminal escaped (a server must not retitle it, clear it
+            // or hide text with control sequences); piped, they stay exact.
+            std::string escaped;
+            if (out_.tty()) escaped = escape_for_terminal(payload);
+            out_.write(out_.tty() ? std::string_view(escaped) : payload);
+            if (o_.framing == input_framing::binary) return schedule_flush();
             out_.write(o_.framing == input_framing::nul ? std::string_view("\0", 1) : std::string_view("\n"));
         }
     }

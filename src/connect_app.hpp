@@ -2,7 +2,8 @@
 /// `wsx connect`: stdio (pipe codec or interactive console) bridged to a WebSocket client.
 #include <chrono>
 #include <cstdint>
-#include <regex>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,13 +13,21 @@
 
 namespace wsx {
 
+/// A compiled --expect pattern (Boost.Regex, kept out of this header).
+struct expect_regex;
+
 /// One --expect / --expect-json, matched in order against incoming messages.
 struct expectation {
     std::string text;                        ///< as given, for messages
     bool is_json = false;
-    std::regex re;                           ///< --expect (ECMAScript, searched in the message)
+    std::shared_ptr<const expect_regex> re;  ///< --expect (ECMAScript, searched in the message)
     json_expectation json;                   ///< --expect-json
-    bool matches(std::string_view message) const;
+
+    /// An --expect REGEX (ECMAScript syntax); nullopt with `error` set when it does not compile.
+    static std::optional<expectation> regex(std::string text, std::string* error);
+    /// Whether `message` matches. A pattern too costly to evaluate on this message (the
+    /// matcher's complexity or memory bound) does not match, and `error` says why.
+    bool matches(std::string_view message, std::string* error = nullptr) const;
 };
 
 enum class input_framing { lines, nul, binary };

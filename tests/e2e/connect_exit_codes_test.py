@@ -5,18 +5,24 @@ Behaviour these tests rely on:
   usage errors may add one `Run 'wsx connect --help' for usage.` hint line.
 - a refused upgrade prints the HTTP status and (the first line of) the body.
 - a peer close with a code other than 1000/1001, or a connection lost without a Close
-  frame (1006), is exit 7 and prints the code and reason.
+  frame (1006), is exit 7 and prints the code and reason; so is such an answer to our own Close
+  (stdin EOF, --send done): only a 1000/1001 answer makes that exit 0.
 - --expect that is still unmatched when the connection closes is exit 9; still unmatched
   when --timeout passes is exit 8 (a timeout); both say what was expected and what arrived.
 - -n N: exit 0 once N messages have arrived (the closing handshake is completed first).
 - stdin that stays open keeps the connection open: only a deadline ends such a run.
 """
+import fcntl
+import os
 import signal
 import socket
+import struct
 import subprocess
+import time
 
 import wsxtest
 from wsxtest import WsxTestCase, read_line_matching, free_port
+from connect_handshake_test import ScriptedServer, answer_101, frame
 
 
 
@@ -146,6 +152,32 @@ class ExitCodeTest(WsxTestCase):
             self.assertOneError(r, "--max-message-size", "1009")
             self.assertEqual(r.stdout, b"")
 
+    def test_7_close_answered_abnormally_after_stdin_ends(self):
+        # Our Close (stdin EOF, or --send done) answered with 1011, or with a hang-up and no
+        # Close at all (1006): abnormal, as when the server starts the close.
+        cases = [("1011", frame(8, struct.pack("!H", 1011) + b"boom")), ("1006", b"")]
+        for code, close_answer in cases:
+            for how in ("stdin", "--send"):
+                with self.subTest(code=code, how=how):
+                    s = ScriptedServer(answer_101, close_answer)
+                    self.addCleanup(s.close)
+                    url = f"ws://127.0.0.1:{s.port}/"
+                    if how == "stdin":
+                        r = self.wsx("connect", url, "--stats-json", input=b"hello\n", timeout=15)
+                    else:
+                        r = self.wsx_open_stdin("connect", url, "--send", "x", "--stats-json", timeout=15)
+                    self.assertExit(r, 7)
+                    self.assertOneError(r, code)
+                    s.thread.join(10)
+                    self.assertEqual(s.client_close_code(), 1000)
+
+    def test_0_close_answered_with_1000_after_stdin_ends(self):
+        s = ScriptedServer(answer_101, frame(8, struct.pack("!H", 1000)))
+        self.addCleanup(s.close)
+        r = self.wsx("connect", f"ws://127.0.0.1:{s.port}/", input=b"hello\n", timeout=15)
+        self.assertExit(r, 0)
+        self.assertEqual(self.error_lines(r), [])
+
     def test_0_server_closes_with_1000_and_1001(self):
         for code in (1000, 1001):
             with self.subTest(code=code):
@@ -217,6 +249,29 @@ class ExitCodeTest(WsxTestCase):
         p.proc.send_signal(signal.SIGINT)
         self.assertEqual(p.proc.wait(10), 130)
         read_line_matching(peer.proc.stdout, r"^closed 1001", 10)
+
+    def test_130_second_interrupt_leaves_stdin_blocking(self):
+        # The second Ctrl-C ends at once; stdin's file description (shared with the shell) must
+        # not be left O_NONBLOCK.
+        server, url = self.start_server()
+        r, w = os.pipe()
+        self.addCleanup(os.close, w)
+        self.addCleanup(os.close, r)
+        p = self.start([wsxtest.WSX, "connect", url], stdin=r, stdout=subprocess.PIPE)
+        out = wsxtest.LineCollector(p.proc.stdout)
+        os.write(w, b"hello\n")
+        out.wait_for_line(b"hello")
+        server.freeze()  # the Close 1001 of the first signal gets no answer
+        self.addCleanup(server.proc.send_signal, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while p.proc.poll() is None and time.monotonic() < deadline:
+            p.proc.send_signal(signal.SIGINT)
+            try:
+                p.proc.wait(0.02)  # signals 20 ms apart: the second lands long before the 1 s close bound
+            except subprocess.TimeoutExpired:
+                pass
+        self.assertEqual(p.proc.wait(5), 130)
+        self.assertFalse(fcntl.fcntl(r, fcntl.F_GETFL) & os.O_NONBLOCK, "stdin left non-blocking")
 
     # 9 ------------------------------------------------------------------
     def test_9_expect_mismatch_at_close(self):

@@ -39,10 +39,12 @@ def frame(opcode, payload, mask=None):
 
 class ScriptedServer:
     """Accepts one connection, reads the upgrade request, sends answer(key) in one write, then
-    keeps what the client sends until its Close frame arrives, and closes (at most 10 s)."""
+    keeps what the client sends until its Close frame arrives, sends close_answer (bytes; none
+    by default: it hangs up without answering the Close), and closes (at most 10 s)."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, close_answer=b""):
         self.answer = answer
+        self.close_answer = close_answer
         self.received = b""
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -77,6 +79,8 @@ class ScriptedServer:
                         break
                     self.received += chunk
                     if self.client_close_code() is not None:
+                        if self.close_answer:
+                            conn.sendall(self.close_answer)
                         break  # the closing handshake is over: the server ends TCP first
             except OSError:
                 pass

@@ -6,6 +6,8 @@ Pipe-mode behaviour these tests rely on:
   newline is still sent as a message. An empty line is an empty message.
 - every received text message is written to stdout followed by "\\n" (so an echo of
   CRLF input comes back with LF endings).
+- a line (or -0 record) that is not valid UTF-8 is sent as a binary message with the same
+  bytes; a received binary message is written raw followed by the separator.
 - -0/--null: records are NUL-terminated both ways; the last record needs no NUL.
 - -b/--binary: stdin is read in chunks and each chunk is one binary message (chunk
   boundaries are not preserved meaning); received binary messages are written raw, without
@@ -44,6 +46,16 @@ class PipeTest(WsxTestCase):
         out = self.pipe(data)
         self.assertEqual(len(out.split(b"\n")) - 1, 100_000)
         self.assertEqual(out, data)
+
+    def test_line_that_is_not_utf8_goes_as_binary(self):
+        # A text frame must be UTF-8: such a line is a binary message, and what follows still goes.
+        out = self.pipe(b"ok\n\xff\xfe\nafter\n", "--jsonl")
+        events = [json.loads(l) for l in out.decode().splitlines()]
+        sent = [(e["opcode"], e.get("data") or base64.b64decode(e["data_base64"]))
+                for e in events if e["type"] == "message" and e["dir"] == "out"]
+        self.assertEqual(sent, [("text", "ok"), ("binary", b"\xff\xfe"), ("text", "after")])
+        self.assertEqual(self.pipe(b"ok\n\xff\xfe\nafter\n"), b"ok\n\xff\xfe\nafter\n")
+        self.assertEqual(self.pipe(b"a\0\xc3\0b", "-0"), b"a\0\xc3\0b\0")
 
     def test_crlf_lines(self):
         self.assertEqual(self.pipe(b"one\r\ntwo\r\n\r\nthree\r\n"), b"one\ntwo\n\nthree\n")

@@ -10,6 +10,8 @@ Behaviour these tests rely on:
 - --max-retries N gives up after N failed attempts in a row, with the exit code of the last
   failure (4 for a refused connection).
 - a pong missing for --ping-timeout ends the connection; with --reconnect that is a reconnect.
+- an upgrade refused with a 4xx other than 408/429, or a server certificate that does not
+  verify, is not retried: exit with its code at once, saying --reconnect does not retry it.
 """
 import signal
 import subprocess
@@ -21,6 +23,32 @@ from wsxtest import WSX, LineCollector, WsxTestCase, free_port
 
 
 class ReconnectTest(WsxTestCase):
+    def test_lasting_refusals_are_not_retried(self):
+        c = wsxtest.certs()
+        _, tls_url = self.start_server("--tls-cert", c["server"], "--tls-key", c["server_key"])
+        cases = [("403", 6, None), ("401", 6, None), ("certificate", 5, tls_url)]
+        for what, code, url in cases:
+            with self.subTest(what=what):
+                if url is None:
+                    _, port = self.start_peer("ws_server.py", "--mode", "reject", "--status", what, "--body", "no")
+                    url = f"ws://127.0.0.1:{port}/"
+                extra = ["--cacert", c["otherca"]] if url == tls_url else []
+                r = self.wsx_open_stdin("connect", url, "--reconnect", "--backoff-initial", "10ms", "--backoff-max",
+                                        "20ms", "--timeout", "5s", *extra, timeout=15)
+                self.assertExit(r, code)
+                err = r.stderr.decode(errors="replace")
+                self.assertNotIn("reconnecting", err)
+                self.assertIn("--reconnect does not retry this", err)
+
+    def test_refusals_that_ask_for_a_later_attempt_are_retried(self):
+        for status in ("429", "408", "503"):
+            with self.subTest(status=status):
+                _, port = self.start_peer("ws_server.py", "--mode", "reject", "--status", status, "--body", "later")
+                r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--reconnect", "--backoff-initial", "10ms",
+                                        "--max-retries", "2", timeout=15)
+                self.assertExit(r, 6)
+                self.assertEqual(r.stderr.decode(errors="replace").count("reconnecting in"), 2)
+
     def serve_on(self, port):
         p = self.start([WSX, "serve", f"127.0.0.1:{port}"])
         p.wait_for(rf"listening on ws://127\.0\.0\.1:{port}")

@@ -8,10 +8,13 @@ Behaviour these tests rely on:
   a message that does not match the current expectation is skipped (but still printed).
 - once every expectation has matched (and -n is reached), wsx closes with 1000 and exits 0;
   messages arriving after that are not printed.
-- unmatched when the server closes: exit 9; unmatched at --timeout: exit 8; both name the
+- unmatched when the server closes, or when stdout's reader goes away (`| head -1`): exit 9; unmatched at --timeout: exit 8; both name the
   expectation waited for and the last message received.
+- --expect is an ECMAScript regex searched in each message, whatever its size; a pattern too
+  costly to evaluate on a message ends the run with exit 1 and one error line.
 """
 import json
+import subprocess
 
 import wsxtest
 from wsxtest import WsxTestCase
@@ -103,6 +106,34 @@ class ScriptingTest(WsxTestCase):
         r = self.run_ok("--send", "x", "--send", "y", "-n", "2", "--jsonl")
         events = [json.loads(l) for l in r.stdout.splitlines()]
         self.assertEqual([e["data"] for e in events if e["type"] == "message" and e["dir"] == "in"], ["x", "y"])
+
+    def test_goal_unmet_when_stdout_reader_goes_away_is_9(self):
+        # `wsx connect ... --expect X | head -1`: the reader leaves while messages still arrive.
+        _, port = self.start_peer("ws_server.py", "--mode", "burst")
+        for goal in (["--expect", "neverever"], ["-n", "1000000"]):
+            with self.subTest(goal=goal[0]):
+                p = self.start([wsxtest.WSX, "connect", f"ws://127.0.0.1:{port}/", "--send", "50000", *goal,
+                                "--timeout", "20s"], stdout=subprocess.PIPE)
+                self.assertEqual(p.proc.stdout.readline(), b"0\n")
+                p.proc.stdout.close()
+                self.assertEqual(p.proc.wait(15), 9)
+                err = p.rest_of_stderr()
+                self.assertIn("stdout was closed", err)
+                self.assertIn(goal[1], err)
+
+    def test_expect_on_a_1mib_message_never_crashes(self):
+        big = b'{"status":' + b"a" * (1 << 20) + b'ok}\n'
+        r = self.wsx("connect", self.url, "--expect", '"status":.*ok', "--timeout", "10s", input=big)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, big)
+        r = self.wsx("connect", self.url, "--expect", "^.*z", "--timeout", "1s", input=big)
+        self.assertExit(r, 8)
+        # A pattern too costly for this message is a clear failure, not a crash.
+        r = self.wsx("connect", self.url, "--expect", "a+z", "--timeout", "10s", input=big)
+        self.assertExit(r, 1)
+        self.assertEqual(len(self.error_lines(r)), 1, r.stderr)
+        self.assertIn("--expect 'a+z'", self.error_lines(r)[0])
+        self.assertIn("simplify the pattern", self.error_lines(r)[0])
 
     def test_invalid_regex_is_usage_error(self):
         r = self.wsx("connect", self.url, "--expect", "(unclosed")

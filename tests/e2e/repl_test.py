@@ -1,5 +1,8 @@
 """The interactive console of `wsx connect`, driven under a pseudo-terminal.
 
+The console starts only when stdin and stdout are both terminals and --jsonl is not given;
+otherwise a terminal on stdin is read as a pipe (one message per line, EOF on Ctrl-D).
+
 The output is run through a small line-oriented terminal model (carriage
 return, backspace, erase-to-end-of-line, cursor left/right), so assertions see
 the lines a user would see rather than readline's redraw sequences.
@@ -7,6 +10,7 @@ the lines a user would see rather than readline's redraw sequences.
 import asyncio
 import codecs
 import fcntl
+import json
 import os
 import re
 import select
@@ -97,10 +101,11 @@ class MiniTerm:
 class Console:
     """`wsx connect` running on a pseudo-terminal."""
 
-    def __init__(self, args, env):
+    def __init__(self, args, env, stdout=None):
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        self.proc = subprocess.Popen([WSX, "connect", *args], stdin=slave, stdout=slave, stderr=slave,
+        self.proc = subprocess.Popen([WSX, "connect", *args], stdin=slave, stdout=slave if stdout is None else stdout,
+                                     stderr=slave,
                                      env=env, start_new_session=True, close_fds=True)
         os.close(slave)
         self.master = master
@@ -409,6 +414,77 @@ class ReplTest(unittest.TestCase):
         push.push("\x1b[2Jboom\x07")
         c.expect_line(r"^< \\x1b\[2Jboom\\x07$")
         self.assertNotIn(b"\x1b[2Jboom", c.raw)
+
+    def test_keepalive_pongs_are_not_printed(self):
+        c = self.console(None, "--ping-interval", "100ms")
+        # Poll /stats (bounded) until several keepalive pongs have come back.
+        deadline = _now() + DEADLINE
+        pongs = 0
+        while pongs < 3 and _now() < deadline:
+            c.type("/stats\r")
+            i = c.expect_line(r"received:")
+            c.expect_prompt()  # the whole report is on screen
+            m = re.search(r"pings:\s+\d+ sent, (\d+) pongs", "\n".join(c.term.lines[i + 1:]))
+            pongs = int(m.group(1)) if m else 0
+        self.assertGreaterEqual(pongs, 3, c.screen())
+        c.type("/ping mine\r")
+        c.expect_line(r"^\* pong 'mine'")
+        pong_lines = [l for l in c.term.lines if "pong '" in l]
+        self.assertEqual(pong_lines, [l for l in pong_lines if "'mine'" in l], c.screen())
+
+    def test_pipe_mode_escapes_remote_text_on_a_terminal(self):
+        push = PushServer()
+        self.cleanups.append(push.close)
+        c = Console([push.url, "--no-interactive"], self.env)
+        self.cleanups.append(c.close)
+        push.push("\x1b]0;pwned\x07\x1b[2Jboom")
+        c.expect_line(r"^\\x1b\]0;pwned\\x07\\x1b\[2Jboom$")
+        self.assertNotIn(b"\x1b]0;pwned", c.raw)
+        self.assertNotIn(b"\x1b[2J", c.raw)
+
+    def test_stdout_not_a_terminal_is_pipe_mode(self):
+        # `wsx connect URL > log.txt` typed on a terminal: the file gets the data, nothing else.
+        path = os.path.join(self.tmp, "log.txt")
+        with open(path, "wb") as log:
+            c = Console([self.server.url, "--history-file", self.history], self.env, stdout=log)
+        self.cleanups.append(c.close)
+
+        def logged():
+            with open(path, "rb") as f:
+                return f.read()
+
+        c.type("hello\n")
+        c.wait_for(lambda: logged() == b"hello\n", "the echo alone in log.txt")
+        c.type("\x04")  # EOF on the terminal's line discipline: pipe mode's end of input
+        self.assertEqual(c.wait_exit(), 0, c.screen())
+        self.assertEqual(logged(), b"hello\n")
+        self.assertNotIn("connected", c.screen())
+
+    def test_jsonl_on_a_terminal_is_pipe_mode(self):
+        c = Console([self.server.url, "--history-file", self.history, "--jsonl"], self.env)
+        self.cleanups.append(c.close)
+
+        def echoed():
+            for line in c.term.lines:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("type") == "message" and e.get("dir") == "in" and e.get("data") == "hi":
+                    return True
+            return False
+
+        c.type("hi\n")
+        c.wait_for(echoed, "the JSON line of the echo")
+        c.type("\x04")
+        self.assertEqual(c.wait_exit(), 0, c.screen())
+        self.assertNotIn("* connected", c.screen())
+        self.assertFalse([l for l in c.term.lines if l.startswith("> ")], c.screen())
+
+    def test_interactive_and_jsonl_cannot_be_combined(self):
+        r = subprocess.run([WSX, "connect", self.server.url, "-i", "--jsonl"], capture_output=True, timeout=DEADLINE)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--jsonl", r.stderr.decode())
 
 
 if __name__ == "__main__":
