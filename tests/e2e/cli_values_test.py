@@ -6,7 +6,9 @@ Behaviour these tests rely on:
   a regex class) is one value, not a list, and the words after it are not taken as more
   values (`--send hi URL`: the URL is the URL);
 - serve --exec CMD ARGS... still takes several words, each as written;
-- an option with a documented delimiter (serve --passenv A,B) still splits on it.
+- an option with a documented delimiter (serve --passenv A,B) still splits on it;
+- a count that is negative, too large or not a number is a usage error (exit 2) on one line
+  naming the option and the value as given, before any connection is made.
 """
 import json
 import subprocess
@@ -130,6 +132,44 @@ class OptionValues(WsxTestCase):
         r = self.wsx("bench", "--fail-if", "errors>0", "--fail-if", "p99>10s", url, "-c", "1", "-n", "5",
                      "--no-progress", timeout=60)
         self.assertExit(r, 0)
+
+
+class CountValues(WsxTestCase):
+    def assertBadCount(self, args, line):
+        r = self.wsx(*args, timeout=10)
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [line])
+
+    def test_connect_count(self):
+        # Port 1 refuses: a count that passed would give exit 4, not 2.
+        for value in ("-1", "0", "x", "18446744073709551616"):
+            with self.subTest(value=value):
+                self.assertBadCount(["connect", "ws://127.0.0.1:1/", "-n", value],
+                                    f"wsx: error: -n/--count '{value}': give a whole number from 1 to "
+                                    "1000000000000000000 (leave it out for no count)")
+
+    def test_relay_history(self):
+        for value in ("-1", "18446744073709551615"):
+            with self.subTest(value=value):
+                self.assertBadCount(["relay", "127.0.0.1:0", "--history", value],
+                                    f"wsx: error: --history '{value}': give a whole number from 0 to 1000000000 "
+                                    "(leave it out for none)")
+
+    def test_bench_counts_that_do_not_fit(self):
+        cases = [
+            (["-c", "4294967297"], "-c/--connections '4294967297': give a whole number from 1 to 10000000"),
+            (["--threads", "4294967297"], "--threads '4294967297': give a whole number from 1 to 1024"),
+            (["--in-flight", "-1"], "--in-flight '-1': give a whole number from 1 to 1000000"),
+            (["-s", "fanout", "--publishers", "4294967296"],
+             "--publishers '4294967296': give a whole number from 1 to 10000000"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                r = self.wsx("bench", "ws://127.0.0.1:1/", "-n", "1", *args, timeout=20)
+                self.assertExit(r, 2)
+                lines = self.error_lines(r)
+                self.assertEqual(len(lines), 1, r.stderr.decode())
+                self.assertIn(message, lines[0])
 
 
 if __name__ == "__main__":
