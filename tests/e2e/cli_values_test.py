@@ -7,6 +7,7 @@ Behaviour these tests rely on:
   values (`--send hi URL`: the URL is the URL);
 - serve --exec CMD ARGS... still takes several words, each as written;
 - an option with a documented delimiter (serve --passenv A,B) still splits on it;
+- a header name must be a token, and a header value is one line;
 - a count that is negative, too large or not a number is a usage error (exit 2) on one line
   naming the option and the value as given, before any connection is made.
 """
@@ -73,6 +74,17 @@ class OptionValues(WsxTestCase):
         info = json.loads(r.stdout.decode().splitlines()[0])
         self.assertEqual(info["headers"]["cookie"], "[a=1,b=2]")
         self.assertEqual(info["headers"]["x-list"], "[1,2]")
+
+    def test_header_json_array_is_one_header(self):
+        # Port 1 refuses: headers that passed would give exit 4, not 2.
+        r = self.wsx("connect", "ws://127.0.0.1:1/", "-H", "[X-A: 1,X-B: 2]", timeout=10)
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [
+            "wsx: error: --header '[X-A: 1,X-B: 2]': '[X-A' is not a header name (letters, digits and !#$%&'*+-.^_`|~)"])
+        r = self.wsx("connect", "ws://127.0.0.1:1/", "-H", "X-A: one\r\nX-B: two", timeout=10)
+        self.assertExit(r, 2)
+        self.assertEqual(self.error_lines(r), [
+            "wsx: error: --header X-A: the value contains a line break or NUL; give it on one line"])
 
     def test_header_before_the_url(self):
         _, port = self.start_peer("ws_server.py", "--mode", "info")
