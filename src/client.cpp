@@ -198,8 +198,9 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
                           fmt::format("upgrade with {} failed: the server closed the connection without an HTTP response{}",
                                       o.url.to_string(), o.url.is_unix() ? "" : " (if it speaks TLS, use wss://)"));
         if (ec.category() == http::make_error_code(http::error::bad_version).category())
-            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({})",
-                                                          o.url.to_string(), ec.message()));
+            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({}){}",
+                                                          o.url.to_string(), ec.message(),
+                                                          o.url.tls || o.url.is_unix() ? "" : " (if the server speaks TLS, use wss://)"));
         throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
     }
     if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 101)) {
