@@ -45,27 +45,6 @@ struct bench_args {
     std::vector<std::string> merge_inputs;
 };
 
-// Reads an unsigned count, recording a problem naming the option when it is not one.
-std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t min_value) {
-    if (value.empty()) return 0;
-    std::uint64_t v = 0;
-    std::size_t used = 0;
-    bool ok = value.find_first_not_of("0123456789") == std::string::npos;
-    if (ok) {
-        try {
-            v = std::stoull(value, &used);
-        } catch (const std::exception&) {
-            ok = false;
-        }
-    }
-    if (!ok) {
-        p.add(fmt::format("{} '{}': expected a whole number >= {}", option, value, min_value));
-        return min_value;
-    }
-    if (v < min_value) p.add(fmt::format("{} must be at least {} (got {})", option, min_value, v));
-    return v;
-}
-
 double rate_arg(problems& p, const std::string& option, const std::string& value) {
     if (value.empty()) return 0;
     auto r = parse_rate(value);
@@ -340,18 +319,18 @@ runner setup_bench(CLI::App& app) {
 
         if (auto sc = parse_scenario(a->scenario)) o.scenario = *sc;
         else p.add(fmt::format("--scenario '{}': expected echo, connect, send or fanout", a->scenario));
-        o.connections = unsigned(count_arg(p, "-c/--connections", a->connections, 1));
+        o.connections = unsigned(count_arg(p, "-c/--connections", a->connections, 1, 10'000'000, "10"));
         o.connect_rate = rate_arg(p, "--connect-rate", a->connect_rate);
         o.duration = duration_arg(p, "--duration", a->duration);
         if (!a->duration.empty() && o.duration.count() == 0 && parse_duration(a->duration))
             p.add("--duration must be greater than 0");
-        o.messages = count_arg(p, "-n/--messages", a->messages, 1);
+        o.messages = count_arg(p, "-n/--messages", a->messages, 1, 1'000'000'000'000'000'000, "a run of --duration");
         if (a->duration.empty() && a->messages.empty()) o.duration = std::chrono::seconds(a->find_max ? 5 : 10);
         o.warmup = duration_arg(p, "--warmup", a->warmup);
         if (o.duration.count() > 0 && o.warmup >= o.duration) p.add("--warmup must be shorter than --duration");
         unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-        o.threads = a->threads.empty() ? cores : unsigned(count_arg(p, "--threads", a->threads, 1));
-        o.in_flight = unsigned(count_arg(p, "--in-flight", a->in_flight, 1));
+        o.threads = a->threads.empty() ? cores : unsigned(count_arg(p, "--threads", a->threads, 1, 1024, "one per core"));
+        o.in_flight = unsigned(count_arg(p, "--in-flight", a->in_flight, 1, 1'000'000, "1"));
         if (!a->rate.empty() && !a->rate_per_conn.empty()) p.add("--rate and --rate-per-conn cannot be combined");
         o.rate = rate_arg(p, "--rate", a->rate);
         if (!a->rate_per_conn.empty()) {
@@ -402,7 +381,7 @@ runner setup_bench(CLI::App& app) {
         }
         if (!o.binary && !is_valid_utf8(o.body)) p.add("the payload is not valid UTF-8: add --binary");
 
-        o.publishers = unsigned(count_arg(p, "--publishers", a->publishers, 1));
+        o.publishers = unsigned(count_arg(p, "--publishers", a->publishers, 1, 10'000'000, "1"));
         o.publish_url = a->publish_url;
         if (!a->publish_url.empty()) {
             if (auto pu = parse_ws_url(a->publish_url, &err); !pu) p.add("--publish-url: " + err);

@@ -3,7 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
+#include <string_view>
 
 #include "proxy.hpp"
 #include "tls.hpp"
@@ -51,9 +54,21 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
             p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
             continue;
         }
-        std::string value = hv.substr(colon + 1);
+        std::string name = hv.substr(0, colon), value = hv.substr(colon + 1);
         value.erase(0, value.find_first_not_of(" \t"));
-        o.headers.emplace_back(hv.substr(0, colon), value);
+        // A field name is an RFC 9110 token; a server would refuse the request over anything else.
+        const auto token = [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+        };
+        if (!std::all_of(name.begin(), name.end(), token)) {
+            p.add(fmt::format("--header '{}': '{}' is not a header name (letters, digits and !#$%&'*+-.^_`|~)", hv, name));
+            continue;
+        }
+        if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+            p.add(fmt::format("--header {}: the value contains a line break or NUL; give it on one line", name));
+            continue;
+        }
+        o.headers.emplace_back(std::move(name), std::move(value));
     }
     o.subprotocols = a.subprotocols;
     o.origin = a.origin;

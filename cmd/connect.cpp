@@ -17,7 +17,7 @@ struct connect_args {
     client_args client;
     std::vector<std::string> send, expect, expect_json;
     bool binary = false, null = false, hex = false, base64 = false, jsonl = false, timestamps = false;
-    std::uint64_t count = 0;
+    std::string count;
     std::string timeout, idle_timeout, connect_timeout = "10s", wait = "5s", ping_interval, ping_timeout;
     bool reconnect = false;
     std::string backoff_initial = "250ms", backoff_max = "30s", buffer_limit = "16MiB", max_message_size = "64MiB";
@@ -144,7 +144,7 @@ runner setup_connect(CLI::App& app) {
             x.json = *j;
             o.expects.push_back(std::move(x));
         }
-        o.count = a->count;
+        o.count = count_arg(p, "-n/--count", a->count, 1, 1'000'000'000'000'000'000, "no count");
         o.reconnect = a->reconnect;
         o.backoff_initial = duration_arg(p, "--backoff-initial", a->backoff_initial);
         o.backoff_max = duration_arg(p, "--backoff-max", a->backoff_max);

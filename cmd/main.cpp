@@ -21,6 +21,18 @@ const command commands[] = {
     {"relay", "Run a pub/sub hub: topics, history, presence, direct messages; Redis to scale out", setup_relay},
     {"proxy", "WebSocket front door: load balancing, TLS termination, ws/tcp bridges, tap and faults", setup_proxy},
 };
+
+// Each occurrence of a repeatable option takes exactly one value, as written. By default CLI11
+// lets a vector option take the words after its value too (`--send hi URL` would send the URL),
+// and splits a value written as `[a,b]` into a and b (`--send '["a","b"]'` would send two
+// messages): both go with allow_extra_args, which vector options get by default. A documented
+// delimiter (--passenv a,b) still splits; an option documented to take several words
+// (serve --exec CMD [ARGS...]) sets its own bounds, and positionals keep collecting.
+void one_value_per_occurrence(CLI::App& app) {
+    for (CLI::Option* opt : app.get_options())
+        if (opt->nonpositional() && opt->get_allow_extra_args()) opt->allow_extra_args(false);
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) one_value_per_occurrence(*sub);
+}
 }  // namespace
 
 std::vector<doc_section> manual_sections() {
@@ -124,6 +136,7 @@ int main(int argc, char** argv) {
         CLI::App* sub = app.add_subcommand(c.name, c.summary);
         if (!everything && std::find(args.begin(), args.end(), c.name) == args.end()) continue;
         auto r = c.setup(*sub);
+        cli::one_value_per_occurrence(*sub);
         sub->callback([&run, r] { run = r; });
     }
     auto gen = cli::add_generate_command(app, everything ? cli::manual_sections() : std::vector<cli::doc_section>{});

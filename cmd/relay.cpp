@@ -16,7 +16,7 @@ namespace {
 struct relay_args {
     std::string address = "127.0.0.1:8080";
     bool echo_self = false;
-    std::size_t history = 0;
+    std::string history;
     std::string subscriber_queue = "1MiB";
     std::string slow_consumer = "drop-oldest";
     std::string control_path;
@@ -97,7 +97,7 @@ runner setup_relay(CLI::App& app) {
 
         relay_options ro;
         ro.echo_self = a->echo_self;
-        ro.history = a->history;
+        ro.history = count_arg(p, "--history", a->history, 0, 1'000'000'000, "none");
         ro.subscriber_queue = size_arg(p, "--subscriber-queue", a->subscriber_queue);
         if (ro.subscriber_queue == 0) p.add("--subscriber-queue must be more than 0 bytes");
         ro.slow = a->slow_consumer == "close" ? slow_policy::close : slow_policy::drop_oldest;

@@ -36,7 +36,9 @@ runner setup_serve(CLI::App& app) {
                    "Run CMD for each connection (websocketd-style): client lines to its stdin, its stdout lines to the "
                    "client (as text; a line that is not UTF-8 as binary), exit status as close code; for arguments that start with '-', end the options with "
                    "--exec -- CMD ARGS... or give one quoted string: --exec 'sh -c \"cat -n\"'")
-        ->group(m)->type_name("CMD [ARGS...]")->expected(1, -1);
+        // Several words, each as written: a bound instead of allow_extra_args, which would also
+        // split an argument written as [a,b] (`--exec jq -c '[.a,.b]'`).
+        ->group(m)->type_name("CMD [ARGS...]")->expected(1, 1 << 20)->allow_extra_args(false);
     app.add_flag("--binary", a->binary, "With --exec: raw output chunks as binary messages, messages written raw")->group(m);
     app.add_flag("--pass-stderr", a->pass_stderr, "With --exec: child stderr lines go to the client instead of the log")
         ->group(m);

@@ -6,6 +6,7 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
@@ -62,6 +63,22 @@ std::string verify_hint(const client_options& o, beast::ssl_stream<beast::tcp_st
     }
 }
 
+// A TLS handshake that ends in a reset, an EOF or bytes that are no TLS record (such as an
+// HTTP answer to the ClientHello) most likely reached a server without TLS.
+bool looks_like_plain_server(const error_code& ec) {
+    if (ec == net::error::connection_reset || ec == net::error::eof || ec == ssl::error::stream_truncated) return true;
+    if (ec.category() != net::error::get_ssl_category()) return false;
+    const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+    return reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+           reason == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
+// What to check when a connection is refused, for the error line.
+std::string refused_hint(const error_code& ec, bool via_proxy) {
+    if (ec != net::error::connection_refused) return {};
+    return via_proxy ? " (is the proxy running on that port?)" : " (is a server listening on that port?)";
+}
+
 void print_headers(std::ostream& out, char mark, const auto& fields) {
     for (const auto& f : fields) out << mark << ' ' << f.name_string() << ": " << f.value() << '\n';
 }
@@ -107,8 +124,8 @@ net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, c
     auto ep = co_await tcp.async_connect(results, net::redirect_error(net::use_awaitable, ec));
     if (ec == beast::error::timeout) timed_out(o, "connecting to");
     if (ec)
-        throw failure(exit_code::connect, fmt::format("cannot connect to {}{}: {}", format_host_port(host, port),
-                                                      via_proxy ? " (proxy)" : "", ec.message()));
+        throw failure(exit_code::connect, fmt::format("cannot connect to {}{}: {}{}", format_host_port(host, port),
+                                                      via_proxy ? " (proxy)" : "", ec.message(), refused_hint(ec, via_proxy)));
     tcp.socket().set_option(tcp::no_delay(true), ec);
     r.remote = format_host_port(ep.address().to_string(), ep.port());
     const auto t2 = clock::now();
@@ -136,7 +153,10 @@ net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, c
 
 // Prints the exchange for -v, then throws the failure that `ec` means (`answered`: the
 // server's HTTP answer was read), or one for a subprotocol that was not offered.
-void report_upgrade(error_code ec, bool answered, const client_options& o, connect_result& r, std::ostream* verbose) {
+// `tls_record`: what came back instead of an answer starts like a TLS record (an alert or a
+// handshake), the reply of a TLS server to a plaintext request.
+void report_upgrade(error_code ec, bool answered, const client_options& o, connect_result& r, std::ostream* verbose,
+                    bool tls_record = false) {
     if (verbose) {
         *verbose << "> " << r.request.method_string() << ' ' << r.request.target() << " HTTP/1.1\n";
         print_headers(*verbose, '>', r.request);
@@ -169,13 +189,18 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
                                       format_host_port(o.url.host, o.url.port),
                                       o.tls.cert.empty() ? " (if the server requires a client certificate, use --cert and --key)"
                                                          : " (the server may have refused the client certificate)"));
+        if (tls_record && !o.url.tls)
+            throw failure(exit_code::upgrade,
+                          fmt::format("upgrade with {} failed: the server answered with TLS (use wss://)", o.url.to_string()));
+        // A TLS server given a plaintext request often just hangs up.
         if (hung_up)
             throw failure(exit_code::upgrade,
-                          fmt::format("upgrade with {} failed: the server closed the connection without an HTTP response",
-                                      o.url.to_string()));
+                          fmt::format("upgrade with {} failed: the server closed the connection without an HTTP response{}",
+                                      o.url.to_string(), o.url.is_unix() ? "" : " (if it speaks TLS, use wss://)"));
         if (ec.category() == http::make_error_code(http::error::bad_version).category())
-            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({})",
-                                                          o.url.to_string(), ec.message()));
+            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({}){}",
+                                                          o.url.to_string(), ec.message(),
+                                                          o.url.tls || o.url.is_unix() ? "" : " (if the server speaks TLS, use wss://)"));
         throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
     }
     if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 101)) {
@@ -186,9 +211,20 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
         for (const auto& f : r.response)
             if (f.name() == http::field::www_authenticate || f.name() == http::field::retry_after)
                 fields.emplace_back(std::string(f.name_string()), std::string(f.value()));
+        // A redirect is not followed (the upgrade request would have to be re-sent elsewhere,
+        // perhaps with its credentials): say where it points instead.
+        std::string redirect;
+        if (const auto status = r.response.result_int(); status >= 300 && status < 400) {
+            std::string location(r.response[http::field::location]);
+            if (location.size() > 200) location = location.substr(0, 200) + "...";
+            redirect = location.empty() ? " (a redirect without a Location)"
+                                        : fmt::format(" (it redirects to {}: connect to that URL instead)",
+                                                      escape_for_terminal(location));
+        }
         throw upgrade_refused(r.response.result_int(),
-                      fmt::format("upgrade rejected by {}: HTTP {} {}{}{}", o.url.to_string(), r.response.result_int(),
-                                  std::string(r.response.reason()), body.empty() ? "" : ": ", escape_for_terminal(body)),
+                      fmt::format("upgrade rejected by {}: HTTP {} {}{}{}{}", o.url.to_string(), r.response.result_int(),
+                                  std::string(r.response.reason()), body.empty() ? "" : ": ", escape_for_terminal(body),
+                                  redirect),
                               std::move(fields));
     }
     if (ec) throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
@@ -258,7 +294,9 @@ net::awaitable<std::string> upgrade_raw(Stream& stream, const client_options& o,
         }
     }
     lowest.expires_never();
-    report_upgrade(ec, answered, o, r, verbose);
+    const auto first = static_cast<const unsigned char*>(buffer.data().data());
+    const bool tls_record = !answered && buffer.size() > 0 && (first[0] == 0x15 || first[0] == 0x16);
+    report_upgrade(ec, answered, o, r, verbose, tls_record);
     if (auto ext = r.response[http::field::sec_websocket_extensions]; !ext.empty())
         throw failure(exit_code::upgrade,
                       fmt::format("upgrade with {} failed: the server enabled an extension that was not offered ({})",
@@ -378,7 +416,12 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         co_await sock.async_connect(net::local::stream_protocol::endpoint(o.url.unix_path),
                                     net::redirect_error(net::use_awaitable, ec));
         if (ec == beast::error::timeout) timed_out(o, "connecting to");
-        if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to unix socket {}: {}", o.url.unix_path, ec.message()));
+        if (ec)
+            throw failure(exit_code::connect,
+                          fmt::format("cannot connect to unix socket {}: {}{}", o.url.unix_path, ec.message(),
+                                      ec == net::error::connection_refused || ec == boost::system::errc::no_such_file_or_directory
+                                          ? " (is a server listening on that socket?)"
+                                          : ""));
         r.remote = o.url.unix_path;
         r.timings.tcp = clock::now() - start;
         r.session = co_await open_session<unix_layer>(sock, o, so, r, deadline, verbose);
@@ -392,9 +435,13 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         error_code ec;
         co_await tls.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
         if (ec == beast::error::timeout) timed_out(o, "in the TLS handshake with");
-        if (ec)
+        if (ec) {
+            std::string hint = verify_hint(o, tls);
+            if (hint.empty() && SSL_get_verify_result(tls.native_handle()) == X509_V_OK && looks_like_plain_server(ec))
+                hint = " (does the server speak TLS? if not, use ws://)";
             throw failure(exit_code::tls, fmt::format("TLS handshake with {} failed: {}{}", format_host_port(o.url.host, o.url.port),
-                                                      describe_tls_error(ec, &tls), verify_hint(o, tls)));
+                                                      describe_tls_error(ec, &tls), hint));
+        }
         r.timings.tls = clock::now() - t0;
         r.session = co_await open_session<tls_layer>(tls, o, so, r, deadline, verbose);
         r.session->hold(ctx);

@@ -23,7 +23,7 @@ class BenchOptions(WsxTestCase):
                      "--scenario", "storm", "--warmup", "bogus")
         self.assertExit(r, 2)
         err = r.stderr.decode()
-        self.assertIn("wsx: error: -c/--connections must be at least 1 (got 0)", err)
+        self.assertIn("wsx: error: -c/--connections '0': give a whole number from 1 to 10000000 (leave it out for 10)", err)
         self.assertIn("wsx: error: --rate '-5': expected a positive rate", err)
         self.assertIn("wsx: error: --size must be at least 32 bytes for text messages", err)
         self.assertIn("wsx: error: --fail-if 'p99>20': give a unit, e.g. 20ms", err)
@@ -42,7 +42,7 @@ class BenchOptions(WsxTestCase):
             (["--find-max-rate"], "--find-max-rate needs --target"),
             (["--target", "p99<1ms"], "--target is for --find-max-rate"),
             (["--publishers", "3"], "need --scenario fanout"),
-            (["-n", "abc"], "-n/--messages 'abc': expected a whole number"),
+            (["-n", "abc"], "-n/--messages 'abc': give a whole number"),
             (["--payload-file", "/nonexistent/x"], "--payload-file /nonexistent/x: cannot read the file"),
             (["--compare", "/nonexistent/b.json"], "--compare /nonexistent/b.json: cannot read the file"),
             (["--fail-if", "latency>1ms"], "unknown figure 'latency'"),

@@ -96,7 +96,13 @@ class ExitCodeTest(WsxTestCase):
         port = free_port()
         r = self.wsx("connect", f"ws://127.0.0.1:{port}/", input=b"x\n")
         self.assertExit(r, 4)
-        self.assertOneError(r, f"127.0.0.1:{port}", "refused")
+        self.assertOneError(r, f"127.0.0.1:{port}", "refused", "(is a server listening on that port?)")
+
+    def test_4_unix_socket_missing(self):
+        path = f"{self.tmp}/none.sock"
+        r = self.wsx("connect", f"ws+unix://{path}:/", input=b"x\n")
+        self.assertExit(r, 4)
+        self.assertOneError(r, path, "(is a server listening on that socket?)")
 
     # 5 ------------------------------------------------------------------
     def test_5_certificate_from_another_ca(self):
@@ -107,7 +113,33 @@ class ExitCodeTest(WsxTestCase):
         self.assertExit(r, 5)
         self.assertOneError(r, "TLS", "verif")
 
+    def test_5_wss_to_a_server_without_tls(self):
+        _, url = self.start_server()
+        port = url.rsplit(":", 1)[1].rstrip("/")
+        r = self.wsx("connect", f"wss://127.0.0.1:{port}/", "-k", input=b"x\n")
+        self.assertExit(r, 5)
+        self.assertOneError(r, f"TLS handshake with 127.0.0.1:{port} failed",
+                            "(does the server speak TLS? if not, use ws://)")
+
+    def test_5_certificate_problem_keeps_its_own_hint(self):
+        c = wsxtest.certs()
+        _, url = self.start_server("--tls-cert", c["server"], "--tls-key", c["server_key"])
+        r = self.wsx("connect", url, input=b"x\n")
+        self.assertExit(r, 5)
+        line = self.assertOneError(r, "--cacert")
+        self.assertNotIn("ws://", line.split("failed:", 1)[1])
+
     # 6 ------------------------------------------------------------------
+    def test_6_ws_to_a_tls_server(self):
+        _, url = self.start_server("--tls-self-signed")
+        self.assertTrue(url.startswith("wss://"))
+        plain = "ws://" + url[len("wss://"):]
+        for extra in ([], ["--compress"]):
+            with self.subTest(extra=extra):
+                r = self.wsx("connect", plain, *extra, input=b"x\n")
+                self.assertExit(r, 6)
+                self.assertOneError(r, f"upgrade with {plain} failed", "(if it speaks TLS, use wss://)")
+
     def test_6_upgrade_rejected_shows_status_and_body(self):
         _, port = self.start_peer("ws_server.py", "--mode", "reject", "--status", "403", "--body", "go away, bot")
         r = self.wsx("connect", f"ws://127.0.0.1:{port}/chat", input=b"x\n")

@@ -5,7 +5,11 @@ Behaviour these tests rely on:
 - frames the server sends in the same segment as its 101 answer (a greeting) are delivered;
 - an answer with a wrong Sec-WebSocket-Accept, without `Upgrade: websocket`, or enabling an
   extension that was not offered is a failed upgrade: exit 6, one error line naming it;
-- a server frame that is masked fails the connection with Close 1002 (RFC 6455 5.1), exit 7.
+- a server frame that is masked fails the connection with Close 1002 (RFC 6455 5.1), exit 7;
+- a TLS record (an alert) instead of an HTTP answer to a ws:// upgrade is exit 6 with the hint
+  to use wss://;
+- a redirect (3xx) is not followed: exit 6, and the error line says where it points (the
+  Location value, escaped for the terminal).
 """
 import base64
 import hashlib
@@ -42,9 +46,10 @@ class ScriptedServer:
     keeps what the client sends until its Close frame arrives, sends close_answer (bytes; none
     by default: it hangs up without answering the Close), and closes (at most 10 s)."""
 
-    def __init__(self, answer, close_answer=b""):
+    def __init__(self, answer, close_answer=b"", close_after_answer=False):
         self.answer = answer
         self.close_answer = close_answer
+        self.close_after_answer = close_after_answer
         self.received = b""
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -72,6 +77,8 @@ class ScriptedServer:
                 if line.lower().startswith("sec-websocket-key:"):
                     key = line.split(":", 1)[1].strip()
             conn.sendall(self.answer(key))
+            if self.close_after_answer:
+                return
             try:
                 while True:
                     chunk = conn.recv(4096)
@@ -111,8 +118,8 @@ def answer_101(key, accept=None, extra=""):
 
 
 class HandshakeTest(WsxTestCase):
-    def serve(self, answer):
-        s = ScriptedServer(answer)
+    def serve(self, answer, close_after_answer=False):
+        s = ScriptedServer(answer, close_after_answer=close_after_answer)
         self.addCleanup(s.close)
         return s
 
@@ -156,6 +163,40 @@ class HandshakeTest(WsxTestCase):
         self.assertEqual(r.stdout.decode().splitlines(), ["first"])
         s.thread.join(10)
         self.assertEqual(s.client_close_code(), 1002)
+
+    def test_tls_alert_instead_of_an_answer_says_use_wss(self):
+        # What a TLS server may send back for a plaintext request: a fatal alert record.
+        s = self.serve(lambda key: b"\x15\x03\x03\x00\x02\x02\x46", close_after_answer=True)
+        r = self.wsx("connect", f"ws://127.0.0.1:{s.port}/", input=b"x\n", timeout=15)
+        self.assertExit(r, 6)
+        self.assertEqual(self.error_lines(r), [
+            f"wsx: error: upgrade with ws://127.0.0.1:{s.port}/ failed: the server answered with TLS (use wss://)"])
+
+    def test_tls_alert_with_compression_still_hints_at_wss(self):
+        # With --compress the upgrade goes through another reader, which sees only "not HTTP".
+        s = self.serve(lambda key: b"\x15\x03\x03\x00\x02\x02\x46", close_after_answer=True)
+        r = self.wsx("connect", f"ws://127.0.0.1:{s.port}/", "--compress", input=b"x\n", timeout=15)
+        self.assertExit(r, 6)
+        self.assertOneError(r, "the answer is not HTTP", "(if the server speaks TLS, use wss://)")
+
+    def test_redirect_names_its_location(self):
+        s = self.serve(lambda key: b"HTTP/1.1 302 Found\r\nLocation: wss://example.test/ws?a=1\r\n"
+                                   b"Content-Length: 0\r\n\r\n")
+        r = self.wsx("connect", f"ws://127.0.0.1:{s.port}/", input=b"x\n", timeout=15)
+        self.assertExit(r, 6)
+        self.assertEqual(self.error_lines(r), [
+            f"wsx: error: upgrade rejected by ws://127.0.0.1:{s.port}/: HTTP 302 Found (it redirects to "
+            "wss://example.test/ws?a=1: connect to that URL instead)"])
+
+    def test_redirect_location_is_escaped(self):
+        s = self.serve(lambda key: b"HTTP/1.1 301 Moved Permanently\r\nLocation: /ws\xe2\x80\xaex\r\n"
+                                   b"Content-Length: 0\r\n\r\n")
+        r = self.wsx("connect", f"ws://127.0.0.1:{s.port}/", input=b"x\n", timeout=15)
+        self.assertExit(r, 6)
+        self.assertOneError(r, "HTTP 301 Moved Permanently", "it redirects to /ws")
+        line = self.error_lines(r)[0]
+        self.assertNotIn("\u202e", line)
+        self.assertIn("/ws\\u202e", line)
 
 
 if __name__ == "__main__":
