@@ -340,7 +340,8 @@ void ws_tcp_bridge::do_tcp_write() {
     }
     writing_ = true;
     net::async_write(sock_, net::buffer(wqueue_.front()), [self = shared_from_this()](error_code ec, std::size_t) {
-        if (ec) {
+        // Closed meanwhile (its queue may be emptied already, even when this write got through).
+        if (ec || self->tcp_closed_) {
             self->writing_ = false;
             self->wqueue_.clear();
             self->wqueued_ = 0;
@@ -411,20 +412,15 @@ void ws_tcp_bridge::ws_close_received(int code) {
         ws_paused_ = false;
         ws_->resume_reading();
     }
-    if (tcp_eof_ || tcp_closed_) {
-        // The TCP side ended first: its Close is already on its way (or the answer goes now).
-        ws_->close(static_cast<std::uint16_t>(ws_close_code_), "");
-        if (!writing_) do_tcp_write();
-        return;
-    }
+    // Also bounds a TCP peer that stops reading what is still queued for it.
     close_timer_ = std::make_unique<net::steady_timer>(ws_->get_executor(), cfg_.close_timeout);
     close_timer_->async_wait([self = shared_from_this()](error_code ec) {
         if (ec || self->ended_) return;
         // No EOF from the TCP peer in time: answer the client now and drop the TCP connection.
-        self->wqueue_.clear();
-        self->wqueued_ = 0;
         self->tcp_finished();
     });
+    // The TCP side ended first: its Close is already on its way (or the answer goes now).
+    if (tcp_eof_ || tcp_closed_) ws_->close(static_cast<std::uint16_t>(ws_close_code_), "");
     if (!writing_) do_tcp_write();
 }
 
@@ -433,9 +429,11 @@ void ws_tcp_bridge::ws_closed(const close_info& info) {
     ws_close_ = info;
     if (cfg_.tap && (info.clean || info.by_peer)) cfg_.tap->write_close(cfg_.id, ws_dir(ws_is_client_, true), info.code, info.reason);
     if (!info.clean) {
-        // Lost, not closed: drop the TCP side too.
-        wqueue_.clear();
-        wqueued_ = 0;
+        // Lost, not closed: drop the TCP side too (a write under way empties the queue when it ends).
+        if (!writing_) {
+            wqueue_.clear();
+            wqueued_ = 0;
+        }
         tcp_finished();
         return;
     }
