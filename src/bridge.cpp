@@ -274,6 +274,7 @@ struct ws_tcp_bridge::side final : channel_events {
     void on_message(std::string&& payload, bool binary) override { b->ws_message(std::move(payload), binary); }
     void on_ping(std::string_view payload) override { b->ws_ping(payload); }
     void on_writable() override { b->ws_writable(); }
+    void on_close_received(int code, std::string_view) override { b->ws_close_received(code); }
     void on_close(const close_info& info) override {
         auto keep = std::move(b);
         keep->ws_closed(info);
@@ -294,6 +295,9 @@ void ws_tcp_bridge::start() {
         tcp_finished();
         return;
     }
+    // websockify: the client's Close is answered once the TCP peer has answered our half-close
+    // with its EOF, so that what it sends meanwhile still reaches the client.
+    if (ws_is_client_) ws_->hold_close_reply();
     do_tcp_read();
 }
 
@@ -322,17 +326,22 @@ void ws_tcp_bridge::ws_ping(std::string_view payload) {
 void ws_tcp_bridge::do_tcp_write() {
     if (wqueue_.empty()) {
         writing_ = false;
-        if (ws_done_ && !tcp_closed_) {
+        if ((ws_done_ || ws_closing_) && !tcp_closed_) {
             // Everything the WebSocket side sent is out: end the TCP stream too.
-            error_code ec;
-            sock_.shutdown(tcp::socket::shutdown_send, ec);
-            tcp_finished();
+            if (!tcp_shut_) {
+                tcp_shut_ = true;
+                error_code ec;
+                sock_.shutdown(tcp::socket::shutdown_send, ec);
+            }
+            // A held Close keeps the socket open for the TCP peer's last bytes, up to its EOF.
+            if (ws_done_ || tcp_eof_) tcp_finished();
         }
         return;
     }
     writing_ = true;
     net::async_write(sock_, net::buffer(wqueue_.front()), [self = shared_from_this()](error_code ec, std::size_t) {
-        if (ec) {
+        // Closed meanwhile (its queue may be emptied already, even when this write got through).
+        if (ec || self->tcp_closed_) {
             self->writing_ = false;
             self->wqueue_.clear();
             self->wqueued_ = 0;
@@ -357,7 +366,12 @@ void ws_tcp_bridge::do_tcp_read() {
         if (ec) {
             if (ec == net::error::operation_aborted) return;
             self->tcp_eof_ = true;
-            if (!self->ws_done_) {
+            if (self->ws_closing_ && !self->ws_done_) {
+                // The TCP peer's answer to our half-close (or its end): all it sent is passed
+                // on, the client's Close is answered after it, TCP closes once our writes are out.
+                self->ws_->close(static_cast<std::uint16_t>(self->ws_close_code_), "");
+                if (!self->writing_) self->do_tcp_write();
+            } else if (!self->ws_done_) {
                 // The TCP peer finished (or failed): close the WebSocket after what is queued.
                 if (ec == net::error::eof) self->ws_->close(1000, "");
                 else self->ws_->abort("tcp connection lost", ec);
@@ -387,14 +401,39 @@ void ws_tcp_bridge::ws_writable() {
     }
 }
 
+// The client's Close, held: half-close TCP after what is queued and keep passing on what the
+// TCP peer sends until its EOF; the close timeout bounds the wait.
+void ws_tcp_bridge::ws_close_received(int code) {
+    if (ws_closing_ || ws_done_) return;
+    ws_closing_ = true;
+    // RFC 6455 5.5.1: the answer echoes the code (1005, none, is answered without one).
+    ws_close_code_ = sendable(code) ? code : 0;
+    if (ws_paused_) {
+        ws_paused_ = false;
+        ws_->resume_reading();
+    }
+    // Also bounds a TCP peer that stops reading what is still queued for it.
+    close_timer_ = std::make_unique<net::steady_timer>(ws_->get_executor(), cfg_.close_timeout);
+    close_timer_->async_wait([self = shared_from_this()](error_code ec) {
+        if (ec || self->ended_) return;
+        // No EOF from the TCP peer in time: answer the client now and drop the TCP connection.
+        self->tcp_finished();
+    });
+    // The TCP side ended first: its Close is already on its way (or the answer goes now).
+    if (tcp_eof_ || tcp_closed_) ws_->close(static_cast<std::uint16_t>(ws_close_code_), "");
+    if (!writing_) do_tcp_write();
+}
+
 void ws_tcp_bridge::ws_closed(const close_info& info) {
     ws_done_ = true;
     ws_close_ = info;
     if (cfg_.tap && (info.clean || info.by_peer)) cfg_.tap->write_close(cfg_.id, ws_dir(ws_is_client_, true), info.code, info.reason);
     if (!info.clean) {
-        // Lost, not closed: drop the TCP side too.
-        wqueue_.clear();
-        wqueued_ = 0;
+        // Lost, not closed: drop the TCP side too (a write under way empties the queue when it ends).
+        if (!writing_) {
+            wqueue_.clear();
+            wqueued_ = 0;
+        }
         tcp_finished();
         return;
     }
@@ -406,7 +445,7 @@ void ws_tcp_bridge::tcp_finished() {
         tcp_closed_ = true;
         error_code ec;
         sock_.close(ec);
-        if (!ws_done_) ws_->close(1000, "");
+        if (!ws_done_) ws_->close(static_cast<std::uint16_t>(ws_closing_ ? ws_close_code_ : 1000), "");
     }
     maybe_end();
 }
@@ -414,6 +453,7 @@ void ws_tcp_bridge::tcp_finished() {
 void ws_tcp_bridge::maybe_end() {
     if (ended_ || !ws_done_ || !tcp_closed_) return;
     ended_ = true;
+    if (close_timer_) close_timer_->cancel();
     if (cfg_.on_end) cfg_.on_end(ws_close_);
 }
 

@@ -44,6 +44,9 @@ struct bridge_config {
     bool relay_pongs_to_client = true;
     /// ws <-> tcp: the WebSocket session does not answer pings itself; the bridge does.
     bool answer_pings = false;
+    /// ws <-> tcp with the WebSocket end as the client: how long its Close waits for the TCP
+    /// peer's EOF before it is answered anyway (and the TCP connection dropped).
+    std::chrono::nanoseconds close_timeout = session_options{}.close_timeout;
     /// Where the ws <-> ws bridge reports an upstream that failed (protocol error, lost).
     std::function<void(const std::string& line)> log;
     /// Called once, when both ends are closed; `client` describes how the client's end closed.
@@ -110,6 +113,7 @@ private:
     friend struct side;
     void ws_message(std::string&& payload, bool binary);
     void ws_ping(std::string_view payload);
+    void ws_close_received(int code);
     void ws_closed(const close_info& info);
     void ws_writable();
     void do_tcp_read();
@@ -126,7 +130,11 @@ private:
     std::size_t wqueued_ = 0;
     bool writing_ = false, reading_ = false, read_paused_ = false, ws_paused_ = false;
     bool ws_done_ = false, tcp_eof_ = false, tcp_closed_ = false, ended_ = false;
+    bool ws_closing_ = false;  // the client's Close arrived; its answer waits for the TCP peer's EOF
+    bool tcp_shut_ = false;    // our sending half of TCP is shut
+    int ws_close_code_ = 1000; // the answer to the held Close (0: a Close without a code)
     close_info ws_close_;
+    std::unique_ptr<net::steady_timer> close_timer_;
 };
 
 }  // namespace wsx

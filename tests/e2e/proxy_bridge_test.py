@@ -1,12 +1,69 @@
 """wsx proxy bridges: WS→TCP (websockify) against a TCP echo server, TCP→WS (tunnel) into
 `wsx serve`, and TLS termination with a client that verifies the proxy's certificate."""
 import asyncio
+import os
 import socket
+import struct
+import threading
+import time
 
 import websockets
 
 import wsxtest
-from proxy_helpers import TcpEchoServer, recv_exactly, run, start_proxy
+from proxy_helpers import TcpEchoServer, recv_exactly, run, start_proxy, wait_until
+from serve_helpers import RawWS
+
+
+def masked_frame(opcode, payload):
+    """One masked client frame (payload under 126 bytes)."""
+    key = os.urandom(4)
+    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + key + bytes(
+        c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+class FinalLineServer(TcpEchoServer):
+    """Echoes; on EOF sends a last line, then closes."""
+
+    @staticmethod
+    def _echo(c):
+        with c:
+            c.settimeout(20)
+            try:
+                while True:
+                    data = c.recv(65536)
+                    if not data:
+                        c.sendall(b"bye\n")
+                        return
+                    c.sendall(data)
+            except OSError:
+                return
+
+
+class NeverClosingServer(TcpEchoServer):
+    """Echoes; on EOF notes it and keeps its end of the connection open until closed itself."""
+
+    def __init__(self):
+        self.eof = threading.Event()
+        self.conns = []
+        super().__init__()
+
+    def _echo(self, c):
+        self.conns.append(c)
+        c.settimeout(20)
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    self.eof.set()
+                    return
+                c.sendall(data)
+        except OSError:
+            return
+
+    def close(self):
+        super().close()
+        for c in self.conns:
+            c.close()
 
 
 class BridgeTest(wsxtest.WsxTestCase):
@@ -35,6 +92,45 @@ class BridgeTest(wsxtest.WsxTestCase):
         self.assertEqual(big_a, big)
         self.assertEqual(big_b, big)
         self.assertEqual(echo.accepted, 2)
+
+    def test_ws_to_tcp_client_close_waits_for_the_tcp_peers_last_bytes(self):
+        # The client sends a message and its Close in one write: the TCP peer's echo and what
+        # it sends on EOF (after the proxy's half-close) still reach the client before the
+        # answer to its Close.
+        server = FinalLineServer()
+        self.addCleanup(server.close)
+        _, url = start_proxy(self, "--to", f"tcp://127.0.0.1:{server.port}")
+        for i in range(20):
+            ws = RawWS(url)
+            try:
+                ws.sock.sendall(masked_frame(0x2, b"hello\n") + masked_frame(0x8, struct.pack("!H", 1000)))
+                got, close = ws.messages_until_close()
+            finally:
+                ws.close()
+            self.assertTrue(all(op == 0x2 for op, _ in got), f"round {i}: {got!r}")
+            self.assertEqual(b"".join(p for _, p in got), b"hello\nbye\n", f"round {i}")
+            self.assertEqual(close[:2], ("close", 1000), f"round {i}")
+
+    def test_ws_to_tcp_client_close_answered_within_the_close_timeout(self):
+        # A TCP peer that never ends its side: the client's Close is answered anyway, after
+        # what the peer sent, within the close timeout (5 s).
+        server = NeverClosingServer()
+        self.addCleanup(server.close)
+        _, url = start_proxy(self, "--to", f"tcp://127.0.0.1:{server.port}")
+        ws = RawWS(url, timeout=15)
+        try:
+            start = time.monotonic()
+            ws.sock.sendall(masked_frame(0x2, b"ping me\n") + masked_frame(0x8, struct.pack("!H", 1000)))
+            got, close = ws.messages_until_close()
+            elapsed = time.monotonic() - start
+            self.assertEqual(b"".join(p for _, p in got), b"ping me\n")
+            self.assertEqual(close[:2], ("close", 1000))
+            self.assertLess(elapsed, 8.0)
+            self.assertTrue(ws.wait_eof(5), "the proxy ends the connection after its Close")
+        finally:
+            ws.close()
+        # The TCP peer was half-closed (it saw EOF) when the client's Close arrived.
+        wait_until(server.eof.is_set, 5, "EOF at the TCP peer")
 
     def test_tcp_to_ws_tunnel_into_wsx_serve(self):
         serve, surl = self.start_server("-q")
