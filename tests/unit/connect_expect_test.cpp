@@ -13,7 +13,7 @@ TEST_CASE("an --expect pattern that does not compile says why", "[connect]") {
     CHECK(error.find("  ") == std::string::npos);  // one sentence, not Boost's paragraph
 }
 
-TEST_CASE("--expect is an ECMAScript search", "[connect]") {
+TEST_CASE("expect patterns: ECMAScript syntax, searched in the message", "[connect]") {
     auto x = expectation::regex(R"(^\d+ ok$)", nullptr);
     REQUIRE(x);
     CHECK(x->matches("200 ok"));
@@ -21,7 +21,7 @@ TEST_CASE("--expect is an ECMAScript search", "[connect]") {
     CHECK(expectation::regex("o+k", nullptr)->matches("status: ook"));
 }
 
-TEST_CASE("--expect on a 1 MiB message neither crashes nor hangs", "[connect]") {
+TEST_CASE("expect patterns on a 1 MiB message neither crash nor hang", "[connect]") {
     const std::string big = R"({"status":)" + std::string(1 << 20, 'a') + "ok}";
     std::string error;
     CHECK(expectation::regex(R"("status":.*ok)", nullptr)->matches(big, &error));
