@@ -24,19 +24,7 @@ def masked_frame(opcode, payload):
 class FinalLineServer(TcpEchoServer):
     """Echoes; on EOF sends a last line, then closes."""
 
-    @staticmethod
-    def _echo(c):
-        with c:
-            c.settimeout(20)
-            try:
-                while True:
-                    data = c.recv(65536)
-                    if not data:
-                        c.sendall(b"bye\n")
-                        return
-                    c.sendall(data)
-            except OSError:
-                return
+    last_words = b"bye\n"
 
 
 class NeverClosingServer(TcpEchoServer):

@@ -127,7 +127,10 @@ def wait_until(predicate, timeout=10.0, what="condition"):
 
 
 class TcpEchoServer:
-    """A plain TCP echo server on 127.0.0.1 in a thread; counts the connections it accepted."""
+    """A plain TCP echo server on 127.0.0.1 in a thread; counts the connections it accepted.
+    At a client's EOF it sends `last_words` (nothing by default) and closes."""
+
+    last_words = b""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -147,14 +150,15 @@ class TcpEchoServer:
             self.accepted += 1
             threading.Thread(target=self._echo, args=(c,), daemon=True).start()
 
-    @staticmethod
-    def _echo(c):
+    def _echo(self, c):
         with c:
             c.settimeout(20)
             try:
                 while True:
                     data = c.recv(65536)
                     if not data:
+                        if self.last_words:
+                            c.sendall(self.last_words)
                         return
                     c.sendall(data)
             except OSError:
