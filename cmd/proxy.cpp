@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "proxy_app.hpp"
+#include "tls.hpp"
 #include "server_options.hpp"
 #include "units.hpp"
 
@@ -190,6 +191,14 @@ runner setup_proxy(CLI::App& app) {
         po.forward_headers = a->forward_headers;
         po.strip_auth = a->strip_auth;
         po.upstream_tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
+        // Checked now, before listening, not at the first client's connect (a 502 for everyone).
+        if (!a->cacert.empty() || !a->cert.empty() || !a->key.empty()) {
+            try {
+                make_client_tls(po.upstream_tls);
+            } catch (const failure& f) {
+                p.add(f.what());
+            }
+        }
         po.tap_path = a->tap;
         po.tap = *parse_tap_format(a->tap_format);
 

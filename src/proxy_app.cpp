@@ -564,7 +564,7 @@ private:
         if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
         if (!ec) acceptor_.bind(ep, ec);
         if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
-        if (ec) throw failure(exit_code::failure, fmt::format("cannot listen on {}: {}", format_host_port(l.host, l.port), ec.message()));
+        if (ec) throw failure(exit_code::failure, fmt::format("cannot listen on {}: {}", format_host_port(l.host, l.port), listen_problem(ec)));
         const auto local = acceptor_.local_endpoint();
         const std::string url = fmt::format("tcp://{}", format_host_port(local.address().to_string(), local.port()));
         if (o_.serve.announce_json)

@@ -359,6 +359,7 @@ private:
     std::vector<std::thread> threads_;
     server_metrics metrics_;
     std::unique_ptr<server> server_;
+    bool service_started_ = false;  // o_.service->start() ran (the listener was set up)
     std::unique_ptr<child_reaper> reaper_;
     std::optional<static_files> static_;
     std::mutex log_mutex_, stdout_mutex_;
@@ -1102,9 +1103,13 @@ int serve_app::run() {
                     if (r) metrics_.count_rejection(std::to_string(r->result_int()));
                     co_return r;
                 });
-        o_.service->start(main_);
     }
     server_->listen();
+    // Started once the address is ours: a failed listen leaves it untouched (no summary line).
+    if (o_.service) {
+        o_.service->start(main_);
+        service_started_ = true;
+    }
     server_->start();
     announce(fingerprint);
 
@@ -1163,7 +1168,7 @@ void serve_app::teardown() {
     server_.reset();
     if (!workers_.empty()) workers_.front().reset();
     workers_.clear();
-    if (o_.service && !shutdown_.finished()) o_.service->stop();  // finish() did not run (a failed start)
+    if (o_.service && service_started_ && !shutdown_.finished()) o_.service->stop();  // finish() did not run
     o_.service.reset();
 }
 

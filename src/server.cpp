@@ -170,7 +170,7 @@ void server::listen() {
     tcp::endpoint ep(addr, opts_.listen.port);
     auto fail = [&](std::string_view step) {
         throw failure(exit_code::failure, fmt::format("cannot listen on {}: {} ({})", format_host_port(opts_.listen.host, opts_.listen.port),
-                                                      ec.message(), step));
+                                                      listen_problem(ec), step));
     };
     auto& acceptor = *acceptor_;
     acceptor.open(ep.protocol(), ec);
@@ -195,6 +195,16 @@ std::string server::url() const {
     if (is_unix()) return fmt::format("ws+unix://{}:/", opts_.listen.unix_path);
     auto ep = local_endpoint();
     return fmt::format("{}://{}", opts_.tls ? "wss" : "ws", format_host_port(ep.address().to_string(), ep.port()));
+}
+
+std::string listen_problem(const error_code& ec) {
+    if (ec == net::error::address_in_use)
+        return ec.message() + ": another process listens on that port; stop it, or choose another port (0 picks a free one)";
+    if (ec == net::error::access_denied)
+        return ec.message() + ": ports below 1024 need privileges; choose a port above 1023";
+    if (ec == boost::system::errc::address_not_available)
+        return ec.message() + ": this machine has no such address; use one of its own, 127.0.0.1 or 0.0.0.0";
+    return ec.message();
 }
 
 void server::start() { do_accept(); }

@@ -69,6 +69,9 @@ using session_handler_factory = std::function<std::shared_ptr<channel_events>(st
 /// progress (no write may stall that long), however long the whole download takes.
 using http_handler = std::function<http_answer(const http_request&, const peer_info&)>;
 
+/// Why a TCP listener could not be set up, with what to do about it: `ec` from bind or listen.
+std::string listen_problem(const error_code& ec);
+
 class server {
 public:
     /// One listener on `ioc`; every connection runs there.

@@ -1,5 +1,7 @@
 """`wsx proxy`: wrong option values are reported together, one line each, with exit 2, before
 anything listens or connects."""
+import os
+
 import wsxtest
 
 
@@ -73,6 +75,14 @@ class ProxyOptionsTest(wsxtest.WsxTestCase):
         r = self.wsx("proxy", "--listen", "wss://127.0.0.1:0", "--to", "ws://127.0.0.1:1")
         self.assertExit(r, 2)
         self.assertIn("--listen wss://: give --tls-cert and --tls-key, or --tls-self-signed", r.stderr.decode())
+
+    def test_upstream_tls_files_are_checked_before_listening(self):
+        # Not at the first client's connect, which would give every client a 502.
+        missing = os.path.join(self.tmp, "missing.pem")
+        r = self.wsx("proxy", "--listen", "ws://127.0.0.1:0", "--to", "wss://127.0.0.1:1", "--cacert", missing)
+        self.assertExit(r, 2)
+        self.assertIn(f"--cacert '{missing}': cannot read the file", r.stderr.decode())
+        self.assertNotIn("listening on", r.stderr.decode())
 
 
 if __name__ == "__main__":
