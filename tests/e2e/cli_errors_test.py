@@ -96,6 +96,18 @@ class CliErrors(WsxTestCase):
                          "wsx: error: serve: --overflow: 'foo' is not one of close, drop",
                          "Run 'wsx serve --help' for usage.")
 
+    # --- a value wsx refuses is reported once ---------------------------------------------
+
+    def test_bad_duration_is_not_reported_again_as_zero(self):
+        self.assertUsage(["relay", "127.0.0.1:0", "--redis-timeout", "5x"],
+                         "wsx: error: --redis-timeout '5x': not a duration (use e.g. 500ms, 2s, 1.5m)",
+                         "Run 'wsx relay --help' for usage.")
+
+    def test_zero_duration_is_still_refused(self):
+        self.assertUsage(["relay", "127.0.0.1:0", "--redis-timeout", "0"],
+                         "wsx: error: --redis-timeout must be more than 0",
+                         "Run 'wsx relay --help' for usage.")
+
 
 if __name__ == "__main__":
     main()
