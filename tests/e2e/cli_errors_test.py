@@ -109,5 +109,26 @@ class CliErrors(WsxTestCase):
                          "Run 'wsx relay --help' for usage.")
 
 
+class SharedHelpTexts(WsxTestCase):
+    """relay and proxy share serve's listener options; their help must not speak of serve's modes."""
+
+    def help_text(self, command):
+        r = self.wsx(command, "--help", timeout=10)
+        self.assertExit(r, 0)
+        return r.stdout.decode()
+
+    def test_relay_and_proxy_help_say_nothing_of_exec_or_stdio(self):
+        for command in ("relay", "proxy"):
+            text = self.help_text(command)
+            for serve_only in ("--exec", "--stdio", "WSX_SUB", "child's stderr"):
+                self.assertNotIn(serve_only, text, (command, serve_only))
+
+    def test_serve_help_keeps_its_specifics(self):
+        text = self.help_text("serve")
+        self.assertIn("(--exec/--stdio: also the longest line sent as one message; longer ones are split)", text)
+        self.assertIn("its 'sub' is WSX_SUB for --exec", text)
+        self.assertIn("other log lines such as a child's stderr are JSON objects too", text)
+
+
 if __name__ == "__main__":
     main()
