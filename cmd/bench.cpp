@@ -232,7 +232,7 @@ runner setup_bench(CLI::App& app) {
     const char* l = "Load";
     app.add_option("-s,--scenario", a->scenario,
                    "echo (round trips), connect (handshake storm), send (fire and forget), fanout (publish/subscribe)")
-        ->group(l)->type_name("NAME")->capture_default_str();
+        ->group(l)->type_name("NAME")->check(CLI::IsMember({"echo", "connect", "send", "fanout"}))->capture_default_str();
     app.add_option("-c,--connections", a->connections, "Connections (fanout: subscribers)")
         ->group(l)->type_name("N")->capture_default_str();
     app.add_option("--connect-rate", a->connect_rate, "Open at most this many connections per second (ramp-up)")

@@ -155,7 +155,7 @@ complete -c wsx -n '__wsx_at wsx serve' -l 'drain-timeout' -x -d 'On SIGINT/SIGT
 # wsx bench
 complete -c wsx -n '__wsx_at wsx bench' -a 'merge' -d 'Merge JSON results of several runs into one report'
 complete -c wsx -n '__wsx_at wsx bench' -s 'h' -l 'help' -d 'Print this help message and exit'
-complete -c wsx -n '__wsx_at wsx bench' -s 's' -l 'scenario' -x -d 'echo (round trips), connect (handshake storm), send (fire and forget), fanout (publish/subscribe)'
+complete -c wsx -n '__wsx_at wsx bench' -s 's' -l 'scenario' -x -a 'echo connect send fanout' -d 'echo (round trips), connect (handshake storm), send (fire and forget), fanout (publish/subscribe)'
 complete -c wsx -n '__wsx_at wsx bench' -s 'c' -l 'connections' -x -d 'Connections (fanout: subscribers)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'connect-rate' -x -d 'Open at most this many connections per second (ramp-up)'
 complete -c wsx -n '__wsx_at wsx bench' -s 'd' -l 'duration' -x -d 'Run this long (default 10s unless -n is given)'
