@@ -293,7 +293,7 @@ runner setup_bench(CLI::App& app) {
         "  wsx bench ws://127.0.0.1:8080/ -c 100 --in-flight 32         # pipelined: maximum rate\n"
         "  wsx bench ws://127.0.0.1:8080/ --rate 20k --fail-if 'p99>5ms' # open loop, CI gate\n"
         "  wsx bench ws://127.0.0.1:8080/ -s connect -c 50 -n 5000      # handshake storm\n"
-        "  wsx bench ws://127.0.0.1:8080/ --compress --size 4KiB        # permessage-deflate both ways\n"
+        "  wsx bench ws://127.0.0.1:8080/ --compress --size 4KiB        # deflate: needs serve --compress\n"
         "  wsx bench ws+unix:///run/app.sock:/ws -c 10                  # over a unix socket\n"
         "  wsx bench ws://127.0.0.1:8080/ --find-max-rate --target 'p99<10ms' -d 5s\n"
         "  wsx bench merge a.json b.json --html all.html                # runs from several machines\n"

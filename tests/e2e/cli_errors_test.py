@@ -1,6 +1,7 @@
 """Command-line mistakes (an unknown command or option, a value of the wrong kind) give one
 `wsx: error:` line that names the mistake and the way out, and exit 2."""
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +129,36 @@ class SharedHelpTexts(WsxTestCase):
         self.assertIn("(--exec/--stdio: also the longest line sent as one message; longer ones are split)", text)
         self.assertIn("its 'sub' is WSX_SUB for --exec", text)
         self.assertIn("other log lines such as a child's stderr are JSON objects too", text)
+
+
+class HelpExamples(WsxTestCase):
+    """The examples in the help work as written against the echo server `wsx --help` suggests."""
+
+    def examples(self, command, needle):
+        r = self.wsx(command, "--help", timeout=10)
+        self.assertExit(r, 0)
+        lines = [l.strip() for l in r.stdout.decode().splitlines() if l.strip().startswith("wsx ") and needle in l]
+        self.assertTrue(lines, f"no example with {needle} in wsx {command} --help")
+        return lines
+
+    def run_example(self, line, server_args=(), extra=()):
+        command, _, comment = line.partition("  #")
+        words = shlex.split(command)
+        _, url = self.start_server(*server_args)
+        words = [url if w == "ws://127.0.0.1:8080/" else w for w in words[1:]]
+        r = self.wsx(*words, *extra, timeout=30)
+        self.assertExit(r, 0)
+        return r
+
+    def test_connect_scripted_example_passes_against_echo(self):
+        for line in self.examples("connect", "--expect-json"):
+            r = self.run_example(line)
+            self.assertEqual(r.stdout, b'{"op":"hi"}\n')
+
+    def test_bench_compress_example_says_what_server_it_needs(self):
+        for line in self.examples("bench", "--compress"):
+            server = ["--compress"] if "serve --compress" in line else []
+            self.run_example(line, server, ["-d", "300ms", "--no-progress"])
 
 
 if __name__ == "__main__":
