@@ -104,6 +104,16 @@ std::string value_error(const CLI::ParseError& e) {
             return fmt::format("{}: '{}' is too large", m[1].str(), v);
         return fmt::format("{}: '{}' is not a whole number", m[1].str(), v);
     }
+    if (dynamic_cast<const CLI::ArgumentMismatch*>(&e)) {
+        // "--overflow: 1 required POLICY:{close,drop} missing": the option ended the line.
+        if (!std::regex_match(what, m, std::regex("(\\S+): \\d+ required (.*) missing"))) return what;
+        std::smatch c;
+        const std::string type = m[2];
+        if (std::regex_search(type, c, std::regex(":\\{(.*)\\}")))
+            return fmt::format("{}: a value is missing (one of {})", m[1].str(),
+                               std::regex_replace(c[1].str(), std::regex(","), ", "));
+        return fmt::format("{}: a value is missing ({})", m[1].str(), type.substr(0, type.find_first_of(":=")));
+    }
     if (!dynamic_cast<const CLI::ValidationError*>(&e)) return what;
     const auto colon = what.find(": ");
     if (colon == std::string::npos) return what;

@@ -97,6 +97,14 @@ class CliErrors(WsxTestCase):
                          "wsx: error: serve: --overflow: 'foo' is not one of close, drop",
                          "Run 'wsx serve --help' for usage.")
 
+    def test_missing_value_at_the_end(self):
+        self.assertUsage(["serve", "127.0.0.1:0", "--overflow"],
+                         "wsx: error: serve: --overflow: a value is missing (one of close, drop)",
+                         "Run 'wsx serve --help' for usage.")
+        self.assertUsage(["connect", URL, "--header"],
+                         "wsx: error: connect: --header: a value is missing (HEADER)",
+                         "Run 'wsx connect --help' for usage.")
+
     # --- a value wsx refuses is reported once ---------------------------------------------
 
     def test_bad_duration_is_not_reported_again_as_zero(self):
