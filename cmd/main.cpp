@@ -94,7 +94,6 @@ std::string trim_number(std::string n) {
 std::string value_error(const CLI::ParseError& e) {
     const std::string what = e.what();
     std::smatch m;
-    std::string option, detail = what;
     if (dynamic_cast<const CLI::ConversionError*>(&e)) {
         // "Could not convert: --count = abc": an option of a numeric type.
         if (!std::regex_match(what, m, std::regex("Could not convert: (\\S+) = (.*)"))) return what;
@@ -117,8 +116,7 @@ std::string value_error(const CLI::ParseError& e) {
     if (!dynamic_cast<const CLI::ValidationError*>(&e)) return what;
     const auto colon = what.find(": ");
     if (colon == std::string::npos) return what;
-    option = what.substr(0, colon);
-    detail = what.substr(colon + 2);
+    const std::string option = what.substr(0, colon), detail = what.substr(colon + 2);
     // CLI::Range: "Value abc not in range 1.000000 to 100.000000"
     if (std::regex_match(detail, m, std::regex("Value (.*) not in range (\\S+) to (\\S+)"))) {
         if (!is_number(m[1])) return fmt::format("{}: '{}' is not a number", option, m[1].str());
