@@ -23,7 +23,68 @@ const command commands[] = {
     {"relay", "Run a pub/sub hub: topics, history, presence, direct messages; Redis to scale out", setup_relay},
     {"proxy", "WebSocket front door: load balancing, TLS termination, ws/tcp bridges, tap and faults", setup_proxy},
 };
+}  // namespace
 
+std::vector<doc_section> manual_sections() {
+    return {
+        {"EXIT STATUS",
+         "Every command uses the same exit codes, so scripts can tell failures apart.\n\n"
+         "  0    success\n"
+         "  1    other runtime failure\n"
+         "  2    usage error (bad option or argument)\n"
+         "  3    name resolution failed\n"
+         "  4    TCP connection failed (refused, unreachable, proxy refused)\n"
+         "  5    TLS failed (handshake, certificate verification)\n"
+         "  6    HTTP upgrade rejected (status line and body are printed), or bench --compress declined\n"
+         "  7    connection closed abnormally (1006, or a close code other than 1000/1001)\n"
+         "  8    timeout (connect, idle, ping, expect, overall)\n"
+         "  9    expectation or threshold not met (--expect, -n)\n"
+         "  130  interrupted (SIGINT)"},
+        {"ENVIRONMENT",
+         "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower-case forms) choose a proxy for wss:// and ws:// "
+         "URLs; NO_PROXY lists hosts reached directly. NO_COLOR turns colours off. XDG_STATE_HOME "
+         "locates the console history (wsx/history)."},
+        {"DIAGNOSTICS",
+         "Data goes to standard output; everything else (errors, progress, the listening address) goes to "
+         "standard error. Errors are one line: wsx: error: WHAT: DETAIL, with a hint on how to fix it "
+         "where there is one."},
+    };
+}
+
+bool problems::report(const std::string& command) const {
+    for (const auto& p : list_) std::cerr << "wsx: error: " << p << '\n';
+    if (!list_.empty()) std::cerr << fmt::format("Run 'wsx {} --help' for usage.\n", command);
+    return !list_.empty();
+}
+
+std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, const std::string& value) {
+    if (value.empty()) return {};
+    if (auto d = parse_duration(value)) return *d;
+    p.add(fmt::format("{} '{}': not a duration (use e.g. 500ms, 2s, 1.5m)", option, value));
+    return {};
+}
+
+std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t lo,
+                        std::uint64_t hi, std::string_view unset) {
+    if (value.empty()) return 0;
+    std::uint64_t n = 0;
+    const bool digits = value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) n = std::stoull(value);
+    if (!digits || n < lo || n > hi) {
+        p.add(fmt::format("{} '{}': give a whole number from {} to {} (leave it out for {})", option, value, lo, hi, unset));
+        return 0;
+    }
+    return n;
+}
+
+std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value) {
+    if (value.empty()) return 0;
+    if (auto s = parse_size(value)) return *s;
+    p.add(fmt::format("{} '{}': not a size (use e.g. 65536, 64KiB, 16MiB)", option, value));
+    return 0;
+}
+
+namespace {
 /// Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
@@ -162,65 +223,6 @@ std::string command_parse_error(const CLI::App& sub, const CLI::ParseError& e) {
     return value_error(e);
 }
 }  // namespace
-
-std::vector<doc_section> manual_sections() {
-    return {
-        {"EXIT STATUS",
-         "Every command uses the same exit codes, so scripts can tell failures apart.\n\n"
-         "  0    success\n"
-         "  1    other runtime failure\n"
-         "  2    usage error (bad option or argument)\n"
-         "  3    name resolution failed\n"
-         "  4    TCP connection failed (refused, unreachable, proxy refused)\n"
-         "  5    TLS failed (handshake, certificate verification)\n"
-         "  6    HTTP upgrade rejected (status line and body are printed), or bench --compress declined\n"
-         "  7    connection closed abnormally (1006, or a close code other than 1000/1001)\n"
-         "  8    timeout (connect, idle, ping, expect, overall)\n"
-         "  9    expectation or threshold not met (--expect, -n)\n"
-         "  130  interrupted (SIGINT)"},
-        {"ENVIRONMENT",
-         "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower-case forms) choose a proxy for wss:// and ws:// "
-         "URLs; NO_PROXY lists hosts reached directly. NO_COLOR turns colours off. XDG_STATE_HOME "
-         "locates the console history (wsx/history)."},
-        {"DIAGNOSTICS",
-         "Data goes to standard output; everything else (errors, progress, the listening address) goes to "
-         "standard error. Errors are one line: wsx: error: WHAT: DETAIL, with a hint on how to fix it "
-         "where there is one."},
-    };
-}
-
-bool problems::report(const std::string& command) const {
-    for (const auto& p : list_) std::cerr << "wsx: error: " << p << '\n';
-    if (!list_.empty()) std::cerr << fmt::format("Run 'wsx {} --help' for usage.\n", command);
-    return !list_.empty();
-}
-
-std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, const std::string& value) {
-    if (value.empty()) return {};
-    if (auto d = parse_duration(value)) return *d;
-    p.add(fmt::format("{} '{}': not a duration (use e.g. 500ms, 2s, 1.5m)", option, value));
-    return {};
-}
-
-std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t lo,
-                        std::uint64_t hi, std::string_view unset) {
-    if (value.empty()) return 0;
-    std::uint64_t n = 0;
-    const bool digits = value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
-    if (digits) n = std::stoull(value);
-    if (!digits || n < lo || n > hi) {
-        p.add(fmt::format("{} '{}': give a whole number from {} to {} (leave it out for {})", option, value, lo, hi, unset));
-        return 0;
-    }
-    return n;
-}
-
-std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value) {
-    if (value.empty()) return 0;
-    if (auto s = parse_size(value)) return *s;
-    p.add(fmt::format("{} '{}': not a size (use e.g. 65536, 64KiB, 16MiB)", option, value));
-    return 0;
-}
 
 }  // namespace wsx::cli
 
