@@ -211,7 +211,7 @@ runner setup_bench(CLI::App& app) {
     const char* l = "Load";
     app.add_option("-s,--scenario", a->scenario,
                    "echo (round trips), connect (handshake storm), send (fire and forget), fanout (publish/subscribe)")
-        ->group(l)->type_name("NAME")->capture_default_str();
+        ->group(l)->type_name("NAME")->check(CLI::IsMember({"echo", "connect", "send", "fanout"}))->capture_default_str();
     app.add_option("-c,--connections", a->connections, "Connections (fanout: subscribers)")
         ->group(l)->type_name("N")->capture_default_str();
     app.add_option("--connect-rate", a->connect_rate, "Open at most this many connections per second (ramp-up)")
@@ -272,7 +272,7 @@ runner setup_bench(CLI::App& app) {
         "  wsx bench ws://127.0.0.1:8080/ -c 100 --in-flight 32         # pipelined: maximum rate\n"
         "  wsx bench ws://127.0.0.1:8080/ --rate 20k --fail-if 'p99>5ms' # open loop, CI gate\n"
         "  wsx bench ws://127.0.0.1:8080/ -s connect -c 50 -n 5000      # handshake storm\n"
-        "  wsx bench ws://127.0.0.1:8080/ --compress --size 4KiB        # permessage-deflate both ways\n"
+        "  wsx bench ws://127.0.0.1:8080/ --compress --size 4KiB        # deflate: needs serve --compress\n"
         "  wsx bench ws+unix:///run/app.sock:/ws -c 10                  # over a unix socket\n"
         "  wsx bench ws://127.0.0.1:8080/ --find-max-rate --target 'p99<10ms' -d 5s\n"
         "  wsx bench merge a.json b.json --html all.html                # runs from several machines\n"

@@ -90,7 +90,7 @@ runner setup_connect(CLI::App& app) {
         "  wsx connect ws://127.0.0.1:8080/                      # interactive console\n"
         "  seq 100 | wsx connect ws://127.0.0.1:8080/            # pipe: a message per line\n"
         "  wsx connect wss://example.test/ws --send ping --expect pong   # CI check\n"
-        "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"hi\"}' --expect-json op=hello -n 1\n"
+        "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"hi\"}' --expect-json op=hi -n 1\n"
         "  wsx connect ws://127.0.0.1:8080/ --reconnect --ping-interval 10s --ping-timeout 5s\n"
         "\nThe console starts when stdin and stdout are both terminals and none of --send, --expect,\n"
         "--expect-json, -n, --jsonl is given; otherwise pipe mode: each stdin line is a text message\n"

@@ -2,7 +2,9 @@
 // the command table, parsing, dispatch, and exceptions turned into exit codes.
 #include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
+#include <regex>
 
 #include <fmt/format.h>
 
@@ -94,6 +96,146 @@ std::uint64_t size_arg(problems& p, const std::string& option, const std::string
     return 0;
 }
 
+namespace {
+/// Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i)
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    return d[a.size()][b.size()];
+}
+
+/// " (did you mean X?)" when one of `names` is close enough to `typed` to be what was meant,
+/// else "", each name shown after `prefix`. Short words allow one edit, longer ones two: more
+/// would suggest unrelated names.
+std::string did_you_mean(std::string_view typed, const std::vector<std::string>& names, std::string_view prefix = "") {
+    const std::size_t limit = typed.size() <= 4 ? 1 : 2;
+    std::size_t best = limit + 1;
+    std::vector<std::string> closest;
+    for (const auto& n : names) {
+        const auto d = edit_distance(typed, n);
+        if (d > limit) continue;
+        if (d < best) best = d, closest.clear();
+        if (d == best && std::find(closest.begin(), closest.end(), n) == closest.end()) closest.push_back(n);
+    }
+    if (closest.empty()) return {};
+    std::string list;
+    for (std::size_t i = 0; i < closest.size(); ++i)
+        list += fmt::format("{}{}{}", i == 0 ? "" : i + 1 == closest.size() ? " or " : ", ", prefix, closest[i]);
+    return fmt::format(" (did you mean {}?)", list);
+}
+
+/// A word CLI11 left over that was meant as an option ("--tokn", "--tokn=x", "-z"); "-" (stdin)
+/// and "--" are not.
+bool looks_like_option(const std::string& w) { return w.size() > 1 && w[0] == '-' && w != "--"; }
+
+/// "unknown option --tokn (did you mean --token?)", suggesting among the options of `app`.
+std::string unknown_option(const CLI::App& app, const std::string& word) {
+    const std::string name = word.substr(0, word.find('='));
+    const std::string_view typed = std::string_view(name).substr(name.find_first_not_of('-'));
+    std::vector<std::string> longs;
+    for (const auto* o : app.get_options())
+        for (const auto& l : o->get_lnames()) longs.push_back(l);
+    // A single letter is too short to guess from; "-token" is likely --token with one dash.
+    return fmt::format("unknown option {}{}", name, typed.size() > 1 ? did_you_mean(typed, longs, "--") : "");
+}
+
+/// True when `v` is a number as a person would write it ("12", "-1.5", "1e3").
+bool is_number(const std::string& v) {
+    if (v.empty() || std::isspace(static_cast<unsigned char>(v[0]))) return false;
+    char* end = nullptr;
+    std::strtod(v.c_str(), &end);
+    return end == v.c_str() + v.size();
+}
+
+/// "1.000000" (std::to_string in CLI::Range's message) as "1".
+std::string trim_number(std::string n) {
+    if (n.find('.') == std::string::npos) return n;
+    while (n.back() == '0') n.pop_back();
+    if (n.back() == '.') n.pop_back();
+    return n;
+}
+
+/// CLI11's text for a value it could not take, in wsx's words: "--count: 'abc' is not a number".
+/// Texts of CLI11 2.1 (Error.hpp, Validators.hpp); anything else is passed on as it is.
+std::string value_error(const CLI::ParseError& e) {
+    const std::string what = e.what();
+    std::smatch m;
+    if (dynamic_cast<const CLI::ConversionError*>(&e)) {
+        // "Could not convert: --count = abc": an option of a numeric type.
+        if (!std::regex_match(what, m, std::regex("Could not convert: (\\S+) = (.*)"))) return what;
+        const std::string v = m[2];
+        if (!is_number(v)) return fmt::format("{}: '{}' is not a number", m[1].str(), v);
+        if (v.find_first_not_of("0123456789") == std::string::npos)
+            return fmt::format("{}: '{}' is too large", m[1].str(), v);
+        return fmt::format("{}: '{}' is not a whole number", m[1].str(), v);
+    }
+    if (dynamic_cast<const CLI::ArgumentMismatch*>(&e)) {
+        // "--overflow: 1 required POLICY:{close,drop} missing": the option ended the line.
+        if (!std::regex_match(what, m, std::regex("(\\S+): \\d+ required (.*) missing"))) return what;
+        std::smatch c;
+        const std::string type = m[2];
+        if (std::regex_search(type, c, std::regex(":\\{(.*)\\}")))
+            return fmt::format("{}: a value is missing (one of {})", m[1].str(),
+                               std::regex_replace(c[1].str(), std::regex(","), ", "));
+        return fmt::format("{}: a value is missing ({})", m[1].str(), type.substr(0, type.find_first_of(":=")));
+    }
+    if (!dynamic_cast<const CLI::ValidationError*>(&e)) return what;
+    const auto colon = what.find(": ");
+    if (colon == std::string::npos) return what;
+    const std::string option = what.substr(0, colon), detail = what.substr(colon + 2);
+    // CLI::Range: "Value abc not in range 1.000000 to 100.000000"
+    if (std::regex_match(detail, m, std::regex("Value (.*) not in range (\\S+) to (\\S+)"))) {
+        if (!is_number(m[1])) return fmt::format("{}: '{}' is not a number", option, m[1].str());
+        return fmt::format("{}: '{}' is out of range: give a number from {} to {}", option, m[1].str(),
+                           trim_number(m[2]), trim_number(m[3]));
+    }
+    // CLI::IsMember: "foo not in {close,drop}"
+    if (std::regex_match(detail, m, std::regex("(.*) not in \\{(.*)\\}"))) {
+        return fmt::format("{}: '{}' is not one of {}", option, m[1].str(),
+                           std::regex_replace(m[2].str(), std::regex(","), ", "));
+    }
+    return what;
+}
+
+/// What went wrong when no command was recognised: nothing given, an unknown word, or an
+/// option before the command. One line that also says how to find the right one.
+std::string command_error(const CLI::App& app) {
+    std::vector<std::string> names;
+    std::string list;
+    for (const auto& c : commands) {
+        names.push_back(c.name);
+        list += (list.empty() ? "" : &c == std::end(commands) - 1 ? " or " : ", ") + std::string(c.name);
+    }
+    const auto left = app.remaining();
+    const auto first = std::find_if(left.begin(), left.end(), [](const std::string& w) { return w != "--"; });
+    if (first == left.end()) return fmt::format("no command given: use {}; run 'wsx --help' for the commands", list);
+    if (looks_like_option(*first))
+        return fmt::format("{}; run 'wsx --help' for usage (a command's options go after its name)",
+                           unknown_option(app, *first));
+    return fmt::format("unknown command '{}'{}; run 'wsx --help' for the commands", *first, did_you_mean(*first, names));
+}
+
+/// The message for a parse error inside command `sub`: an unknown option first (it likely
+/// shifted every word after it), then a stray argument, then a value CLI11 refused.
+std::string command_parse_error(const CLI::App& sub, const CLI::ParseError& e) {
+    const auto left = sub.remaining();
+    for (const auto& w : left)
+        if (looks_like_option(w)) return unknown_option(sub, w);
+    if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
+        for (const auto& w : left)
+            if (w != "--") return fmt::format("unexpected argument '{}'", w);
+    }
+    return value_error(e);
+}
+}  // namespace
+
 }  // namespace wsx::cli
 
 int main(int argc, char** argv) {
@@ -113,6 +255,12 @@ int main(int argc, char** argv) {
     // `serve --exec -- CMD ARGS...`: every word after `--` belongs to the command, also those
     // that look like options; they reach --exec as one shell-quoted string.
     std::vector<std::string> args(argv + 1, argv + argc);
+    // `wsx help [COMMAND]` is what many tools accept for `wsx [COMMAND] --help`.
+    if (!args.empty() && args[0] == "help") {
+        const bool known = args.size() > 1 && std::any_of(std::begin(cli::commands), std::end(cli::commands),
+                                                          [&](const auto& c) { return args[1] == c.name; });
+        args = known ? std::vector<std::string>{args[1], "--help"} : std::vector<std::string>{"--help"};
+    }
     for (std::size_t i = 0; i + 1 < args.size(); ++i) {
         if (args[i] != "--exec" || args[i + 1] != "--") continue;
         std::string command;
@@ -151,18 +299,26 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::string which, hint;
-        for (auto* sub : app.get_subcommands()) {
-            which = sub->get_name();
-            // `--exec sh -c 'cat'`: CLI11 takes -c for an option of wsx and leaves the rest over.
-            auto* exec = sub->get_option_no_throw("--exec");
-            if (exec && exec->count() > 0 && dynamic_cast<const CLI::ExtrasError*>(&e))
-                hint = ": for a command with options, write --exec -- CMD ARGS... (every word after '--exec --' is "
-                       "the command's) or quote it as one word: --exec 'sh -c \"cat -n\"'";
+        // An unknown word before the command leaves CLI11 with no command at all.
+        if (app.get_subcommands().empty() || !app.remaining().empty()) {
+            std::cerr << "wsx: error: " << cli::command_error(app) << '\n';
+            return static_cast<int>(exit_code::usage);
         }
-        std::cerr << "wsx: error: " << e.what() << hint << '\n'
-                  << (which.empty() ? std::string("Run 'wsx --help' for usage.\n")
-                                    : fmt::format("Run 'wsx {} --help' for usage.\n", which));
+        // The innermost command given (bench merge): the error is in its words.
+        CLI::App* sub = app.get_subcommands().front();
+        std::string which = sub->get_name();
+        while (!sub->get_subcommands().empty()) {
+            sub = sub->get_subcommands().front();
+            which += ' ' + sub->get_name();
+        }
+        std::string hint;
+        // `--exec sh -c 'cat'`: CLI11 takes -c for an option of wsx and leaves the rest over.
+        auto* exec = sub->get_option_no_throw("--exec");
+        if (exec && exec->count() > 0 && dynamic_cast<const CLI::ExtrasError*>(&e))
+            hint = ": for a command with options, write --exec -- CMD ARGS... (every word after '--exec --' is "
+                   "the command's) or quote it as one word: --exec 'sh -c \"cat -n\"'";
+        std::cerr << fmt::format("wsx: error: {}: {}{}\nRun 'wsx {} --help' for usage.\n", which,
+                                 cli::command_parse_error(*sub, e), hint, which);
         return static_cast<int>(exit_code::usage);
     }
     if (!run) return static_cast<int>(exit_code::usage);

@@ -115,7 +115,9 @@ runner setup_relay(CLI::App& app) {
 
         const auto rt = duration_arg(p, "--redis-timeout", a->redis_timeout);
         ro.redis_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(rt);
-        if (ro.redis_timeout.count() <= 0) p.add("--redis-timeout must be more than 0");
+        // A value that is not a duration has been reported already (and left 0 behind).
+        const bool reported = !a->redis_timeout.empty() && !parse_duration(a->redis_timeout);
+        if (!reported && ro.redis_timeout.count() <= 0) p.add("--redis-timeout must be more than 0");
 
         apply_listener_options(p, a->listener, o);
         if (p.report("relay")) return static_cast<int>(exit_code::usage);

@@ -18,8 +18,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--path", a->path, "Upgrade only at this path (e.g. /ws); other paths get HTTP 404")
         ->group("Protocol and limits")->type_name("PATH");
     const char* l = "Protocol and limits";
-    app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009 (serve --exec/--stdio: also the longest line sent "
-                   "as one message; longer ones are split)")
+    app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009")
         ->group(l)->type_name("SIZE")->capture_default_str();
     app.add_flag("--compress", a->compress, "Accept permessage-deflate compression")->group(l);
     app.add_option("--ping-interval", a->ping_interval, "Ping every client this often")->group(l)->type_name("DUR");
@@ -58,7 +57,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     };
     app.add_option("--token", a->token, "Require this bearer token (Authorization: Bearer, or ?token=); else HTTP 401")
         ->group(sec)->type_name("SECRET")->each(refuse_empty("--token"));
-    app.add_option("--jwt-secret", a->jwt_secret, "Require a JWT signed with this HMAC secret (HS256); its 'sub' is WSX_SUB for --exec")
+    app.add_option("--jwt-secret", a->jwt_secret, "Require a JWT signed with this HMAC secret (HS256)")
         ->group(sec)->type_name("SECRET")->each(refuse_empty("--jwt-secret"));
     app.add_option("--jwt-public-key", a->jwt_public_key,
                    "Require a JWT signed by this public key or certificate (PEM: RS256/384/512, ES256/384/512)")
@@ -94,7 +93,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_flag("--metrics", a->metrics, "Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)")
         ->group(o);
     app.add_option("--log-format", a->log_format, "Log format on stderr: text or json (an access line per closed connection; with json, other log "
-                   "lines such as a child's stderr are JSON objects too)")
+                   "lines are JSON objects too)")
         ->group(o)->type_name("FORMAT")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
     app.add_flag("-q,--quiet", a->quiet, "No access log (the listening line and errors are still printed)")->group(o);
     app.add_option("--drain-timeout", a->drain_timeout,

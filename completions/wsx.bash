@@ -282,6 +282,7 @@ _wsx() {
         'wsx serve --jwt-public-key') _wsx_files "$cur" ;;
         'wsx serve --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx serve --log-format') _wsx_words 'text json' "$cur" ;;
+        'wsx bench -s' | 'wsx bench --scenario') _wsx_words 'echo connect send fanout' "$cur" ;;
         'wsx bench --payload-file') _wsx_files "$cur" ;;
         'wsx bench --cacert') _wsx_files "$cur" ;;
         'wsx bench --cert') _wsx_files "$cur" ;;

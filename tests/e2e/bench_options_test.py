@@ -20,18 +20,35 @@ def free_port():
 class BenchOptions(WsxTestCase):
     def test_every_problem_is_named_at_once(self):
         r = self.wsx("bench", "ws://127.0.0.1:1/", "-c", "0", "--rate=-5", "--size", "8", "--fail-if", "p99>20",
-                     "--scenario", "storm", "--warmup", "bogus")
+                     "--warmup", "bogus")
         self.assertExit(r, 2)
         err = r.stderr.decode()
         self.assertIn("wsx: error: -c/--connections '0': give a whole number from 1 to 10000000 (leave it out for 10)", err)
         self.assertIn("wsx: error: --rate '-5': expected a positive rate", err)
         self.assertIn("wsx: error: --size must be at least 32 bytes for text messages", err)
         self.assertIn("wsx: error: --fail-if 'p99>20': give a unit, e.g. 20ms", err)
-        self.assertIn("wsx: error: --scenario 'storm'", err)
         self.assertIn("wsx: error: --warmup 'bogus': not a duration", err)
         self.assertIn("Run 'wsx bench --help' for usage.", err)
         for line in err.strip().splitlines():
             self.assertTrue(line.startswith("wsx: error: ") or line.startswith("Run 'wsx bench"), line)
+
+    def test_unknown_scenario_names_the_choices(self):
+        r = self.wsx("bench", "ws://127.0.0.1:1/", "--scenario", "storm")
+        self.assertExit(r, 2)
+        self.assertEqual(r.stderr.decode().splitlines(),
+                         ["wsx: error: bench: --scenario: 'storm' is not one of echo, connect, send, fanout",
+                          "Run 'wsx bench --help' for usage."])
+
+    def test_scenario_names_are_completed(self):
+        expected = {
+            "bash": "'wsx bench -s' | 'wsx bench --scenario') _wsx_words 'echo connect send fanout'",
+            "zsh": ":NAME:(echo connect send fanout)",
+            "fish": "-s 's' -l 'scenario' -x -a 'echo connect send fanout'",
+        }
+        for shell, line in expected.items():
+            r = self.wsx("generate", shell)
+            self.assertExit(r, 0)
+            self.assertIn(line, r.stdout.decode(), shell)
 
     def test_more_conflicts(self):
         cases = [

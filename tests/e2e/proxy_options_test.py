@@ -64,7 +64,7 @@ class ProxyOptionsTest(wsxtest.WsxTestCase):
     def test_unknown_balance_mode(self):
         r = self.wsx("proxy", "--to", "ws://127.0.0.1:1", "--balance", "nope")
         self.assertExit(r, 2)
-        self.assertIn("--balance: nope not in {round-robin,least-conn,random}", r.stderr.decode())
+        self.assertIn("wsx: error: proxy: --balance: 'nope' is not one of round-robin, least-conn, random", r.stderr.decode())
 
     def test_tcp_listener_needs_websocket_upstreams(self):
         r = self.wsx("proxy", "--listen", "tcp://127.0.0.1:0", "--to", "tcp://127.0.0.1:2")
