@@ -563,8 +563,13 @@ void connect_app::on_close(const close_info& info) {
     if (repl_) repl_->print_info(what);
     if (closing_) {
         // We asked for the close (stdin EOF, -n, --expect, /close, /quit).
-        if (!info.clean && info.timed_out)
+        if (!info.clean && info.timed_out) {
+            // Our Close never left: the server stopped reading what came before it.
+            if (info.sent_code == 0 && !info.what.empty())
+                return finish(exit_code::timeout, fmt::format("the server stopped reading: {} (--wait {})", info.what,
+                                                              format_duration(o_.wait)));
             return finish(exit_code::timeout, fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait)));
+        }
         // The exit status says how the connection ended, whoever started the close and
         // whichever Close crossed which: a hang-up without a Close (1006), or a Close with a
         // code other than 1000/1001, is abnormal. The code we sent ourselves (/close 4000)

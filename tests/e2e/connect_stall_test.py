@@ -70,7 +70,8 @@ class StallTest(wsxtest.WsxTestCase):
         r = self.wsx("connect", self.url, "--wait", "1s", input=data * 5120, timeout=30)
         took = time.monotonic() - start
         self.assertExit(r, 8)
-        self.assertIn("--wait", r.stderr.decode())
+        self.assertIn("the server stopped reading", r.stderr.decode())
+        self.assertIn("(--wait 1s)", r.stderr.decode())
         self.assertLess(took, 10)
 
     def test_idle_timeout_gives_up_after_about_the_timeout(self):
