@@ -93,7 +93,10 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
         else if (!err.empty()) p.add(err);
     }
     o.tls = {.cacert = a.cacert, .cert = a.cert, .key = a.key, .insecure = a.insecure, .sni = a.sni};
-    if (o.url.tls || !a.cacert.empty() || !a.cert.empty()) {
+    bool readable = true;
+    for (auto [option, path] : {std::pair{"--cacert", &a.cacert}, {"--cert", &a.cert}, {"--key", &a.key}})
+        if (!path->empty()) readable = readable_file(p, option, *path) && readable;
+    if ((o.url.tls || !a.cacert.empty() || !a.cert.empty()) && readable) {
         try {
             make_client_tls(o.tls);
         } catch (const failure& f) {

@@ -40,6 +40,8 @@ private:
 /// Option parsing helpers shared by subcommands: they record a problem and return a default.
 std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, const std::string& value);
 std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value);
+/// False (and a problem naming the option, the path and why) when `path` cannot be read.
+bool readable_file(problems& p, const std::string& option, const std::string& path);
 /// A whole number in [lo, hi] ("" gives 0, for "not given"); `unset` says what leaving the
 /// option out means, for the error message.
 std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t lo,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <regex>
 
@@ -67,6 +69,13 @@ bool problems::report(const std::string& command) const {
     for (const auto& p : list_) std::cerr << "wsx: error: " << p << '\n';
     if (!list_.empty()) std::cerr << fmt::format("Run 'wsx {} --help' for usage.\n", command);
     return !list_.empty();
+}
+
+bool readable_file(problems& p, const std::string& option, const std::string& path) {
+    std::ifstream f(path);
+    if (f) return true;
+    p.add(fmt::format("{} '{}': cannot read the file ({})", option, path, std::strerror(errno)));
+    return false;
 }
 
 std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, const std::string& value) {

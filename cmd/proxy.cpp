@@ -192,7 +192,10 @@ runner setup_proxy(CLI::App& app) {
         po.strip_auth = a->strip_auth;
         po.upstream_tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
         // Checked now, before listening, not at the first client's connect (a 502 for everyone).
-        if (!a->cacert.empty() || !a->cert.empty() || !a->key.empty()) {
+        bool readable = true;
+        for (auto [option, path] : {std::pair{"--cacert", &a->cacert}, {"--cert", &a->cert}, {"--key", &a->key}})
+            if (!path->empty()) readable = readable_file(p, option, *path) && readable;
+        if ((!a->cacert.empty() || !a->cert.empty() || !a->key.empty()) && readable) {
             try {
                 make_client_tls(po.upstream_tls);
             } catch (const failure& f) {

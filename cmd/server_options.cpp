@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -128,7 +129,11 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     if (a->tls_self_signed && (!a->tls_cert.empty() || !a->tls_key.empty()))
         p.add("--tls-self-signed cannot be combined with --tls-cert/--tls-key");
     if (!a->client_ca.empty() && !o.use_tls) p.add("--client-ca needs TLS: add --tls-cert/--tls-key or --tls-self-signed");
-    if (o.use_tls && !a->tls_self_signed) {
+    // Every unreadable file is named at once; the contents are checked when all can be read.
+    bool readable = true;
+    for (auto [option, path] : {std::pair{"--tls-cert", &a->tls_cert}, {"--tls-key", &a->tls_key}, {"--client-ca", &a->client_ca}})
+        if (!path->empty()) readable = readable_file(p, option, *path) && readable;
+    if (o.use_tls && !a->tls_self_signed && readable) {
         try {
             make_server_tls(o.tls);
         } catch (const failure& f) {
@@ -184,7 +189,7 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
         std::ifstream in(a->jwt_public_key);
         std::ostringstream text;
         text << in.rdbuf();
-        if (!in) p.add(fmt::format("--jwt-public-key '{}': cannot read the file", a->jwt_public_key));
+        if (!in) p.add(fmt::format("--jwt-public-key '{}': cannot read the file ({})", a->jwt_public_key, std::strerror(errno)));
         else ao.jwt_public_key_pem = text.str();
     }
     if (!a->basic_auth.empty()) {

@@ -169,5 +169,35 @@ class HelpExamples(WsxTestCase):
             self.run_example(line, server, ["-d", "300ms", "--no-progress"])
 
 
+class UnreadableFiles(WsxTestCase):
+    """Every TLS file that cannot be read is named at once, with the reason, before anything
+    listens or connects."""
+
+    def lines(self, *args):
+        r = self.wsx(*args, timeout=20)
+        self.assertExit(r, 2)
+        return r.stderr.decode().splitlines()
+
+    def test_serve(self):
+        a, b = os.path.join(self.tmp, "a.pem"), os.path.join(self.tmp, "b.pem")
+        self.assertEqual(self.lines("serve", "127.0.0.1:0", "--tls-cert", a, "--tls-key", b), [
+            f"wsx: error: --tls-cert '{a}': cannot read the file (No such file or directory)",
+            f"wsx: error: --tls-key '{b}': cannot read the file (No such file or directory)",
+            "Run 'wsx serve --help' for usage."])
+        # With a generated certificate too (the CA file was only read at start-up).
+        self.assertEqual(self.lines("serve", "127.0.0.1:0", "--tls-self-signed", "--client-ca", a), [
+            f"wsx: error: --client-ca '{a}': cannot read the file (No such file or directory)",
+            "Run 'wsx serve --help' for usage."])
+
+    def test_connect_and_proxy(self):
+        a, b, c = (os.path.join(self.tmp, n) for n in ("a.pem", "b.pem", "c.pem"))
+        for cmd in (["connect", "wss://127.0.0.1:1/"], ["proxy", "--listen", "ws://127.0.0.1:0", "--to", "wss://127.0.0.1:1/"]):
+            with self.subTest(cmd=cmd[0]):
+                got = self.lines(*cmd, "--cacert", a, "--cert", b, "--key", c)
+                self.assertEqual(got[:3], [f"wsx: error: --cacert '{a}': cannot read the file (No such file or directory)",
+                                           f"wsx: error: --cert '{b}': cannot read the file (No such file or directory)",
+                                           f"wsx: error: --key '{c}': cannot read the file (No such file or directory)"])
+
+
 if __name__ == "__main__":
     main()
