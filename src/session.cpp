@@ -516,7 +516,13 @@ void session<Layer>::do_close() {
         // Let the queued messages leave before the Close, in writes of their own: some servers
         // stop answering a batch that arrives together with the client's Close.
         close_drained_ = true;
-        layer().async_drain([self = self()](error_code) {
+        // Held weakly: the layer keeps this callback, and the session the layer, so a drain that
+        // never ends (a server that stopped reading, then the run stopped) would keep both
+        // alive. The read under way and the session's owner hold it meanwhile.
+        layer().async_drain([weak = std::weak_ptr<ws_session>(self())](error_code) {
+            auto s = weak.lock();
+            if (!s) return;
+            auto* self = static_cast<session*>(s.get());
             if (!self->finished_) self->do_close();
         });
         watch_drain(layer().buffered());
