@@ -1052,7 +1052,10 @@ opened_failure tcp_failure(const error_code& ec, const std::string& where, bool 
                          : ec == net::error::no_buffer_space || ec == net::error::no_descriptors ? "no resources"
                                                                                                   : ec.message();
     return {reason, exit_code::connect,
-            fmt::format("cannot connect to {}{}: {}", where, proxy ? " (proxy)" : "", ec.message())};
+            fmt::format("cannot connect to {}{}: {}{}", where, proxy ? " (proxy)" : "", ec.message(),
+                        ec != net::error::connection_refused ? ""
+                        : proxy                              ? " (is the proxy running on that port?)"
+                                                             : " (is a server listening on that port?)")};
 }
 
 // Opens one connection. On success calls ready(stream, leftover bytes, handshake ns).

@@ -144,6 +144,7 @@ class BenchOptions(WsxTestCase):
         err = r.stderr.decode()
         self.assertIn("wsx: error: no connection could be made (3 attempted): cannot connect to 127.0.0.1:", err)
         self.assertIn("refused", err.lower())
+        self.assertIn("(is a server listening on that port?)", err)  # what to check, as connect says
         self.assertEqual(r.stdout, b"")
 
     def test_unresolvable_host_exits_3(self):
