@@ -93,12 +93,16 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
         else if (!err.empty()) p.add(err);
     }
     o.tls = {.cacert = a.cacert, .cert = a.cert, .key = a.key, .insecure = a.insecure, .sni = a.sni};
+    check_client_tls(p, o.tls, o.url.tls);
+}
+
+void check_client_tls(problems& p, const tls_client_options& tls, bool used) {
     bool readable = true;
-    for (auto [option, path] : {std::pair{"--cacert", &a.cacert}, {"--cert", &a.cert}, {"--key", &a.key}})
+    for (auto [option, path] : {std::pair{"--cacert", &tls.cacert}, {"--cert", &tls.cert}, {"--key", &tls.key}})
         if (!path->empty()) readable = readable_file(p, option, *path) && readable;
-    if ((o.url.tls || !a.cacert.empty() || !a.cert.empty()) && readable) {
+    if ((used || !tls.cacert.empty() || !tls.cert.empty()) && readable) {
         try {
-            make_client_tls(o.tls);
+            make_client_tls(tls);
         } catch (const failure& f) {
             p.add(f.what());
         }

@@ -31,5 +31,8 @@ void add_client_tls_options(CLI::App& app, client_args& a);
 /// Fills the handshake, compression, proxy and TLS parts of `o` (whose url must already be set), recording
 /// every problem in `p`; unreadable certificate files are reported now, before any connection.
 void apply_client_options(problems& p, const client_args& a, client_options& o);
+/// Names every unreadable --cacert/--cert/--key at once, then checks their contents when a CA or
+/// certificate is given or TLS is `used`, before anything connects.
+void check_client_tls(problems& p, const tls_client_options& tls, bool used);
 
 }  // namespace wsx::cli

@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
+#include "client_options.hpp"
 #include "commands.hpp"
 #include "proxy_app.hpp"
-#include "tls.hpp"
 #include "server_options.hpp"
 #include "units.hpp"
 
@@ -192,16 +192,7 @@ runner setup_proxy(CLI::App& app) {
         po.strip_auth = a->strip_auth;
         po.upstream_tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
         // Checked now, before listening, not at the first client's connect (a 502 for everyone).
-        bool readable = true;
-        for (auto [option, path] : {std::pair{"--cacert", &a->cacert}, {"--cert", &a->cert}, {"--key", &a->key}})
-            if (!path->empty()) readable = readable_file(p, option, *path) && readable;
-        if ((!a->cacert.empty() || !a->cert.empty() || !a->key.empty()) && readable) {
-            try {
-                make_client_tls(po.upstream_tls);
-            } catch (const failure& f) {
-                p.add(f.what());
-            }
-        }
+        check_client_tls(p, po.upstream_tls, !po.upstream_tls.key.empty());
         po.tap_path = a->tap;
         po.tap = *parse_tap_format(a->tap_format);
 

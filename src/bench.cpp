@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "codec.hpp"
+#include "connect_hints.hpp"
 #include "exit_code.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
@@ -1053,9 +1054,7 @@ opened_failure tcp_failure(const error_code& ec, const std::string& where, bool 
                                                                                                   : ec.message();
     return {reason, exit_code::connect,
             fmt::format("cannot connect to {}{}: {}{}", where, proxy ? " (proxy)" : "", ec.message(),
-                        ec != net::error::connection_refused ? ""
-                        : proxy                              ? " (is the proxy running on that port?)"
-                                                             : " (is a server listening on that port?)")};
+                        refused_hint(ec, proxy))};
 }
 
 // Opens one connection. On success calls ready(stream, leftover bytes, handshake ns).

@@ -11,11 +11,18 @@
 #include <openssl/x509_vfy.h>
 
 #include "codec.hpp"
+#include "connect_hints.hpp"
 #include "exit_code.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 
 namespace wsx {
+
+std::string refused_hint(const error_code& ec, bool via_proxy) {
+    if (ec != net::error::connection_refused) return {};
+    return via_proxy ? " (is the proxy running on that port?)" : " (is a server listening on that port?)";
+}
+
 namespace {
 
 using clock = steady_clock;
@@ -71,12 +78,6 @@ bool looks_like_plain_server(const error_code& ec) {
     const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
     return reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
            reason == SSL_R_UNEXPECTED_EOF_WHILE_READING;
-}
-
-// What to check when a connection is refused, for the error line.
-std::string refused_hint(const error_code& ec, bool via_proxy) {
-    if (ec != net::error::connection_refused) return {};
-    return via_proxy ? " (is the proxy running on that port?)" : " (is a server listening on that port?)";
 }
 
 void print_headers(std::ostream& out, char mark, const auto& fields) {
