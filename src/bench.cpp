@@ -18,6 +18,7 @@
 #include "codec.hpp"
 #include "connect_hints.hpp"
 #include "exit_code.hpp"
+#include "frame_reader.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 #include "tls.hpp"
@@ -118,89 +119,19 @@ bool read(std::string_view payload, bool binary, std::uint64_t& seq, std::uint64
 }  // namespace message_stamp
 
 namespace bench_frame {
-namespace {
-// Writes the frame header for a masked client frame and returns the header size.
-std::size_t put_header(char* h, unsigned op, std::uint64_t len, std::uint32_t key, bool rsv1 = false) noexcept {
-    std::size_t n = 0;
-    h[n++] = static_cast<char>(0x80 | (rsv1 ? 0x40 : 0) | (op & 0x0f));
-    if (len < 126) {
-        h[n++] = static_cast<char>(0x80 | len);
-    } else if (len <= 0xffff) {
-        h[n++] = static_cast<char>(0x80 | 126);
-        h[n++] = static_cast<char>(len >> 8);
-        h[n++] = static_cast<char>(len & 0xff);
-    } else {
-        h[n++] = static_cast<char>(0x80 | 127);
-        for (int i = 7; i >= 0; --i) h[n++] = static_cast<char>((len >> (8 * i)) & 0xff);
-    }
-    std::memcpy(h + n, &key, 4);
-    return n + 4;
-}
-std::size_t header_size(std::uint64_t len) noexcept { return (len < 126 ? 2 : len <= 0xffff ? 4 : 10) + 4; }
-
-}  // namespace
-
-void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key, bool rsv1) {
-    const std::size_t at = out.size();
-    const std::size_t hs = header_size(payload.size());
-    out.resize(at + hs + payload.size());
-    char* p = out.data() + at;
-    put_header(p, op, payload.size(), key, rsv1);
-    if (!payload.empty()) std::memcpy(p + hs, payload.data(), payload.size());
-    apply_mask(p + hs, p + hs, payload.size(), key);
-}
-
 void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint64_t time_ns, std::string_view body,
                     std::uint32_t key) {
     const std::size_t ss = message_stamp::size(binary);
     const std::size_t len = ss + body.size();
+    char head[max_frame_header];
+    const std::size_t hs = encode_frame_header(head, binary ? opcode_byte::binary : opcode_byte::text, len, &key);
     const std::size_t at = out.size();
-    const std::size_t hs = header_size(len);
     out.resize(at + hs + len);
     char* p = out.data() + at;
-    put_header(p, binary ? 2 : 1, len, key);
+    std::memcpy(p, head, hs);
     message_stamp::write(p + hs, binary, seq, time_ns);
     if (!body.empty()) std::memcpy(p + hs + ss, body.data(), body.size());
     apply_mask(p + hs, p + hs, len, key);
-}
-
-parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used,
-                   bool allow_rsv1) noexcept {
-    if (size < 2) return parse_status::need_more;
-    const auto b0 = static_cast<unsigned char>(data[0]);
-    const auto b1 = static_cast<unsigned char>(data[1]);
-    if (b0 & (allow_rsv1 ? 0x30 : 0x70)) return parse_status::error;  // only permessage-deflate's RSV1 is known
-    f.fin = (b0 & 0x80) != 0;
-    f.rsv1 = (b0 & 0x40) != 0;
-    f.opcode = b0 & 0x0f;
-    const bool masked = (b1 & 0x80) != 0;
-    std::uint64_t len = b1 & 0x7f;
-    std::size_t pos = 2;
-    if (len == 126) {
-        if (size < 4) return parse_status::need_more;
-        len = (std::uint64_t(static_cast<unsigned char>(data[2])) << 8) | static_cast<unsigned char>(data[3]);
-        pos = 4;
-    } else if (len == 127) {
-        if (size < 10) return parse_status::need_more;
-        len = 0;
-        for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(data[2 + i]);
-        pos = 10;
-    }
-    const bool control = f.opcode >= 8;
-    if (control && (len > 125 || !f.fin || f.rsv1)) return parse_status::error;
-    if ((f.opcode > 2 && f.opcode < 8) || f.opcode > 10) return parse_status::error;
-    if (len > limit) return parse_status::error;
-    std::uint32_t key = 0;
-    if (masked) {
-        if (size < pos + 4) return parse_status::need_more;
-        std::memcpy(&key, data + pos, 4);
-        pos += 4;
-    }
-    if (size - pos < len) return parse_status::need_more;
-    if (masked) apply_mask(data + pos, data + pos, std::size_t(len), key);
-    f.payload = std::string_view(data + pos, std::size_t(len));
-    used = pos + std::size_t(len);
-    return parse_status::ok;
 }
 }  // namespace bench_frame
 
@@ -426,13 +357,15 @@ template <class Stream>
 class connection final : public conn_base, public std::enable_shared_from_this<connection<Stream>> {
 public:
     connection(Stream&& stream, worker& w, conn_spec spec, std::string leftover, const upgrade_info& info)
-        : stream_(std::move(stream)), w_(w), s_(w.s), o_(w.s.o), spec_(spec), timer_(w.ioc), rng_(seed32()) {
+        : stream_(std::move(stream)), w_(w), s_(w.s), o_(w.s.o), spec_(spec), timer_(w.ioc), rng_(seed32()),
+          reader_(w.s.o.client.session.max_message_size, false) {
         if (info.deflate) {
             deflater_ = std::make_unique<pmd::deflater>(info.deflate->client_max_window_bits,
                                                         info.deflate->client_no_context_takeover);
             inflater_ = std::make_unique<pmd::inflater>(info.deflate->server_no_context_takeover);
+            reader_.set_inflater(inflater_.get());
         }
-        rbuf_.resize(std::max<std::size_t>(64 * 1024, leftover.size() * 2));
+        rbuf_.resize(std::max<std::size_t>(64 * 1024, leftover.size() + 16 * 1024));
         std::memcpy(rbuf_.data(), leftover.data(), leftover.size());
         rend_ = leftover.size();
         budget_ = no_end;
@@ -449,7 +382,7 @@ public:
         const std::uint64_t now = s_.now_ns();
         last_progress_ns_ = now;
         if (spec_.role == conn_role::subscriber) {
-            for (const auto& m : o_.subscribe_messages) bench_frame::append(pending_, o_.binary ? 2 : 1, m, next_key());
+            for (const auto& m : o_.subscribe_messages) append_data(m, false);
         }
         open_loop_ = o_.rate > 0 && (spec_.role == conn_role::echo || spec_.role == conn_role::sender ||
                                      spec_.role == conn_role::publisher);
@@ -526,6 +459,18 @@ private:
         return rng_;
     }
 
+    /// Queues one masked frame (a client's, RFC 6455 5.3).
+    void append_masked(unsigned char first, std::string_view payload) {
+        const std::uint32_t key = next_key();
+        append_frame(pending_, first, payload, &key);
+    }
+
+    /// Queues a data message of the run's type; `compressed`: the payload is deflated (RSV1).
+    void append_data(std::string_view payload, bool compressed) {
+        const unsigned char op = o_.binary ? opcode_byte::binary : opcode_byte::text;
+        append_masked(compressed ? static_cast<unsigned char>(op | opcode_byte::rsv1) : op, payload);
+    }
+
     bool can_send(std::uint64_t now) const noexcept {
         if (sending_over_ || closing_) return false;
         if (now >= s_.end_ns) return false;
@@ -545,7 +490,7 @@ private:
             if (!o_.body.empty()) std::memcpy(plain_.data() + message_stamp::size(o_.binary), o_.body.data(), o_.body.size());
             zbuf_.clear();
             deflater_->compress(plain_, zbuf_);
-            bench_frame::append(pending_, o_.binary ? 2 : 1, zbuf_, next_key(), true);
+            append_data(zbuf_, true);
         } else {
             bench_frame::append_stamped(pending_, o_.binary, seq, t_ns, o_.body, next_key());
         }
@@ -646,15 +591,8 @@ private:
         check_done(now);
     }
 
+    // Reads into rbuf_ behind the bytes that came with the upgrade answer (the first read only).
     void do_read() {
-        if (rbuf_.size() - rend_ < 16 * 1024) {
-            if (rstart_ > 0) {
-                std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
-                rend_ -= rstart_;
-                rstart_ = 0;
-            }
-            if (rbuf_.size() - rend_ < 16 * 1024) rbuf_.resize(rbuf_.size() * 2);
-        }
         stream_.async_read_some(net::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_),
                                 [self = this->shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
     }
@@ -665,28 +603,15 @@ private:
             if (closing_) return end();
             return lost(ec == net::error::eof ? "disconnected" : "read", ec);
         }
-        rend_ += n;
+        const std::size_t total = std::exchange(rend_, 0) + n;
         const std::uint64_t now = s_.now_ns();
         replies_ = 0;
-        bench_frame::frame f;
-        std::size_t used = 0;
-        for (;;) {
-            auto st = bench_frame::parse(rbuf_.data() + rstart_, rend_ - rstart_, o_.client.session.max_message_size, f, used,
-                                         inflater_ != nullptr);
-            if (st == bench_frame::parse_status::need_more) break;
-            if (st == bench_frame::parse_status::error) {
-                w_.error("protocol");
-                return lost_quietly();
-            }
-            rstart_ += used;
-            if (!on_frame(f, now, used)) return;
-        }
-        if (rstart_ == rend_) rstart_ = rend_ = 0;
-        if (rend_ - rstart_ > 0 && rstart_ > 0 && rbuf_.size() - rend_ < 16 * 1024) {
-            // A large frame is arriving: make room for all of it.
-            std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
-            rend_ -= rstart_;
-            rstart_ = 0;
+        frame_event ev;
+        // The reader yields an event or takes every byte offered: each turn makes progress.
+        for (std::size_t used = 0; used < total;) {
+            used += reader_.next(rbuf_.data() + used, total - used, ev);
+            if (ev.kind == frame_event::none) break;
+            if (!on_event(ev, now)) return;
         }
         if (spec_.role == conn_role::echo && !open_loop_) {
             for (std::uint64_t i = 0; i < replies_ && can_send(now); ++i) send_one(now);
@@ -696,75 +621,37 @@ private:
         if (!done_) do_read();
     }
 
-    // A whole data message as received (compressed when `compressed`); `wire` is the size of
-    // its frames. Returns false when the connection ended.
-    bool on_data(std::string_view payload, bool compressed, std::uint64_t now, std::size_t wire) {
-        if (!compressed) {
-            on_message(payload, now, wire);
-            return true;
-        }
-        if (!inflater_->decompress(payload, inflated_, o_.client.session.max_message_size)) {
-            w_.error("inflate");
-            lost_quietly();
-            return false;
-        }
-        on_message(inflated_, now, wire);
-        return true;
-    }
-
     // Returns false when the connection ended.
-    bool on_frame(const bench_frame::frame& f, std::uint64_t now, std::size_t used) {
-        switch (f.opcode) {
-            case 0:
-                if (!in_fragment_ || f.rsv1) {
-                    w_.error("protocol");
-                    lost_quietly();
-                    return false;
-                }
-                fragment_.append(f.payload);
-                fragment_wire_ += used;
-                if (f.fin) {
-                    in_fragment_ = false;
-                    if (!on_data(fragment_, fragment_compressed_, now, fragment_wire_)) return false;
-                    fragment_.clear();
-                }
+    bool on_event(frame_event& ev, std::uint64_t now) {
+        switch (ev.kind) {
+            case frame_event::message:
+                on_message(ev.data(), now, ev.wire);
                 return true;
-            case 1:
-            case 2:
-                if (in_fragment_) {
-                    w_.error("protocol");
-                    lost_quietly();
-                    return false;
-                }
-                if (f.fin) return on_data(f.payload, f.rsv1, now, used);
-                in_fragment_ = true;
-                fragment_compressed_ = f.rsv1;
-                fragment_wire_ = used;
-                fragment_.assign(f.payload);
+            case frame_event::ping:
+                append_masked(opcode_byte::pong, ev.control);
                 return true;
-            case 8: {
-                int code = 1005;
-                if (f.payload.size() >= 2)
-                    code = (static_cast<unsigned char>(f.payload[0]) << 8) | static_cast<unsigned char>(f.payload[1]);
-                ++w_.close_codes[code];
-                close_received_ = true;
-                if (!closing_) {
-                    // The server ended the conversation while we still had work.
-                    if (!sending_over_ || outstanding_ > 0) w_.error("closed_by_server");
-                    if (outstanding_ > 0) w_.error("unanswered", outstanding_);
-                    outstanding_ = 0;
-                    sending_over_ = true;
-                    start_close(code == 1005 ? 1000 : 1000);
-                }
-                if (!writing_) end();
+            case frame_event::pong:
+            case frame_event::none:
+                return true;
+            case frame_event::error:
+                w_.error(ev.compressed ? "inflate" : "protocol");
+                lost_quietly();
                 return false;
-            }
-            case 9:
-                bench_frame::append(pending_, 10, f.payload, next_key());
-                return true;
-            default:
-                return true;  // pong
+            case frame_event::close:
+                break;
         }
+        ++w_.close_codes[ev.close_code];
+        close_received_ = true;
+        if (!closing_) {
+            // The server ended the conversation while we still had work.
+            if (!sending_over_ || outstanding_ > 0) w_.error("closed_by_server");
+            if (outstanding_ > 0) w_.error("unanswered", outstanding_);
+            outstanding_ = 0;
+            sending_over_ = true;
+            start_close(1000);
+        }
+        if (!writing_) end();
+        return false;
     }
 
     void on_message(std::string_view payload, std::uint64_t now, std::size_t wire) {
@@ -894,8 +781,7 @@ private:
         closing_ = true;
         timer_.cancel();
         close_deadline_ns_ = s_.now_ns() + 1'000'000'000;
-        char p[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
-        bench_frame::append(pending_, 8, std::string_view(p, 2), next_key());
+        append_masked(opcode_byte::close, close_payload(code, {}));
         flush();
         if (close_received_ && !writing_) end();
     }
@@ -941,20 +827,18 @@ private:
     net::steady_timer timer_;
     std::uint32_t rng_;
 
+    frame_reader reader_;
     std::vector<char> rbuf_;
-    std::size_t rstart_ = 0, rend_ = 0;
+    std::size_t rend_ = 0;  // bytes in rbuf_ not yet handled (what came with the upgrade answer)
     std::string out_, pending_;
     std::size_t out_written_ = 0;
     worker::send_batch out_batch_, pending_batch_;   // sender: the messages in out_ and pending_
     std::uint64_t last_write_progress_ns_ = 0;
     bool writing_ = false;
-    std::string fragment_;
-    bool in_fragment_ = false, fragment_compressed_ = false;
-    std::size_t fragment_wire_ = 0;
     // permessage-deflate, when negotiated: the message before and after compression.
     std::unique_ptr<pmd::deflater> deflater_;
     std::unique_ptr<pmd::inflater> inflater_;
-    std::string plain_, zbuf_, inflated_;
+    std::string plain_, zbuf_;
 
     std::uint64_t budget_;
     std::uint64_t next_seq_ = 0, expect_seq_ = 0, outstanding_ = 0, replies_ = 0, sent_all_ = 0, received_all_ = 0;
@@ -1023,7 +907,8 @@ net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const clie
             // --compress measures compressed traffic or nothing: leave with 1010 (RFC 6455
             // section 7.4.1: an extension the client needs was not negotiated).
             std::string close;
-            bench_frame::append(close, 8, std::string_view("\x03\xf2permessage-deflate required", 29), seed32());
+            const std::uint32_t key = seed32();
+            append_frame(close, opcode_byte::close, close_payload(1010, "permessage-deflate required"), &key);
             error_code wec;
             co_await net::async_write(stream, net::buffer(close), net::redirect_error(net::use_awaitable, wec));
             if (answer.status == pmd::answer_status::declined)
@@ -1264,32 +1149,25 @@ net::awaitable<void> storm(worker& w) {
         w.count_received(t_start, t_start + hs, 0, true);
         // Close politely: our Close, then read until the server's Close or end of stream.
         std::string frame;
-        bench_frame::append(frame, 8, std::string_view("\x03\xe8", 2), seed32());
+        const std::uint32_t key = seed32();
+        append_frame(frame, opcode_byte::close, close_payload(1000, {}), &key);
         auto finish_close = [&](auto& stream) -> net::awaitable<void> {
             error_code ec;
             beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
             co_await net::async_write(stream, net::buffer(frame), net::redirect_error(net::use_awaitable, ec));
+            frame_reader reader(1 << 20, false);
+            pmd::inflater inflater(false);
+            if (o.client.deflate.enabled) reader.set_inflater(&inflater);
             std::string buf = leftover;
             std::array<char, 4096> chunk;
-            while (!ec) {
-                bench_frame::frame fr;
-                std::size_t used = 0;
-                bool closed = false;
-                while (bench_frame::parse(buf.data(), buf.size(), 1 << 20, fr, used, o.client.deflate.enabled) ==
-                       bench_frame::parse_status::ok) {
-                    if (fr.opcode == 8) {
-                        int code = fr.payload.size() >= 2 ? (static_cast<unsigned char>(fr.payload[0]) << 8) |
-                                                                static_cast<unsigned char>(fr.payload[1])
-                                                          : 1005;
-                        if (measured) ++w.close_codes[code];
-                        closed = true;
-                        break;
-                    }
-                    buf.erase(0, used);
-                }
-                if (closed) break;
+            for (;;) {
+                frame_event ev;
+                for (std::size_t used = 0; used < buf.size() && !reader.done();)
+                    used += reader.next(buf.data() + used, buf.size() - used, ev);
+                if (ev.kind == frame_event::close && measured) ++w.close_codes[ev.close_code];
+                if (reader.done() || ec) break;
                 std::size_t n = co_await stream.async_read_some(net::buffer(chunk), net::redirect_error(net::use_awaitable, ec));
-                buf.append(chunk.data(), n);
+                buf.assign(chunk.data(), n);
             }
         };
         if (plain) {

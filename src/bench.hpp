@@ -175,29 +175,12 @@ void write(char* out, bool binary, std::uint64_t seq, std::uint64_t time_ns) noe
 bool read(std::string_view payload, bool binary, std::uint64_t& seq, std::uint64_t& time_ns) noexcept;
 }  // namespace message_stamp
 
-/// Client-side WebSocket framing used by the bench hot path (RFC 6455 section 5).
+/// The bench hot path's one encoder of its own: a stamped message framed without a temporary
+/// copy (every other frame is written with append_frame, and read with frame_reader).
 namespace bench_frame {
-/// Appends one masked frame (FIN set) holding `payload` with opcode `op` to `out`,
-/// masked with `key`; `rsv1` marks a message compressed with permessage-deflate.
-void append(std::string& out, unsigned op, std::string_view payload, std::uint32_t key, bool rsv1 = false);
-/// Appends a masked frame whose payload is `stamp` followed by `body` (no temporary copy).
+/// Appends a masked frame (FIN set) whose payload is the stamp followed by `body`.
 void append_stamped(std::string& out, bool binary, std::uint64_t seq, std::uint64_t time_ns, std::string_view body,
                     std::uint32_t key);
-
-/// One frame parsed from server bytes.
-struct frame {
-    unsigned opcode = 0;
-    bool fin = false;
-    bool rsv1 = false;          ///< permessage-deflate: the message starting here is compressed
-    std::string_view payload;   ///< points into the parsed buffer (unmasked as needed)
-};
-/// Result of parse(): a frame, more bytes needed, or a protocol error.
-enum class parse_status { ok, need_more, error };
-/// Parses the frame at the start of `data`, unmasking in place if the frame is masked.
-/// On ok, `used` is the frame's total size; `limit` caps the payload length (error above it).
-/// RSV1 is an error unless `allow_rsv1` (permessage-deflate negotiated), and always on control frames.
-parse_status parse(char* data, std::size_t size, std::uint64_t limit, frame& f, std::size_t& used,
-                   bool allow_rsv1 = false) noexcept;
 }  // namespace bench_frame
 
 }  // namespace wsx

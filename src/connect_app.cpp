@@ -607,7 +607,7 @@ std::string connect_app::describe_end(const close_info& info) const {
         return fmt::format("a message larger than --max-message-size {} arrived; closed with 1009",
                            format_bytes(o_.client.session.max_message_size));
     if (info.error && info.error.category() == websocket::make_error_code(websocket::error::closed).category())
-        return fmt::format("protocol error from the server: {}; closed with {}", info.error.message(),
+        return fmt::format("protocol error: the server {} (closed with {})", describe_protocol_error(info.error),
                            info.sent_code ? info.sent_code : 1002);
     if (info.clean && !info.by_peer)
         return fmt::format("connection closed: the server answered our Close {}", describe_close(info.code, info.reason));

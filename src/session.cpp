@@ -1,6 +1,7 @@
 #include "session.hpp"
 
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -94,7 +95,7 @@ void session<Layer>::on_plain_ready(error_code ec) {
     if (finished_) return;
     write_batch batch;
     char* buf = thread_read_buffer();
-    const std::size_t have = partial_.size();  // small: an incomplete frame header or control frame
+    const std::size_t have = partial_.size();  // bytes left while reading was paused, if any
     std::memcpy(buf, partial_.data(), have);
     partial_.clear();
     if (ec) return end_of_input(buf, have, ec);
@@ -158,7 +159,7 @@ template <class Layer>
 void session<Layer>::read_tls() {
     constexpr std::size_t tls_chunk = 16 * 1024 + 256;
     if (!tls_buf_) tls_buf_.reset(new char[tls_chunk]);
-    const std::size_t have = partial_.size();  // an incomplete frame header or control frame
+    const std::size_t have = partial_.size();  // bytes left while reading was paused, if any
     std::memcpy(tls_buf_.get(), partial_.data(), have);
     partial_.clear();
     layer().async_read_some(net::buffer(tls_buf_.get() + have, tls_chunk - have),
@@ -175,7 +176,7 @@ void session<Layer>::on_tls_read(error_code ec, std::size_t n) {
     partial_.assign(tls_buf_.get() + used, n - used);
     if (read_stopped_) return;
     if (read_paused_) read_parked_ = true;  // resume_reading() handles what is kept first
-    else read_tls();                         // what is kept is an incomplete frame: read behind it
+    else read_tls();
 }
 
 // Handles the complete frames in [data, data + n); returns the bytes used. Stops at a Close,
@@ -190,12 +191,12 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
         if (now == steady_clock::time_point{}) now = steady_clock::now();
         last_activity_ = now;
     };
-    while (!finished_ && !read_stopped_ && !read_paused_) {
+    // The reader yields an event or takes every byte offered: each turn makes progress.
+    while (used < n && !finished_ && !read_stopped_ && !read_paused_) {
         used += reader_.next(data + used, n - used, ev);
         switch (ev.kind) {
             case frame_event::none:
-                if (used == n || !reader_.mid_message()) return used;
-                continue;  // a frame header was read; its payload follows
+                return used;  // all taken: the rest of a frame comes with the next read
             case frame_event::message:
                 arrived();
                 last_message_ = now;
@@ -263,6 +264,10 @@ void session<Layer>::fail_connection(websocket::error e, std::uint16_t code) {
     close_requested_ = close_sent_ = true;
     close_code_ = code;
     close_reason_.clear();
+    failure_ = info.error;
+    // RFC 6455 7.1.7: failing the connection does not wait for the peer's answer. Our Close
+    // goes out (within a second at most), then TCP ends and the cause is reported at once.
+    failing_ = true;
     end_with_close(code, {}, std::move(info));
 }
 
@@ -273,18 +278,32 @@ void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason,
     layer().inject_and_seal(encode_close_frame(code, reason, masks()),
                             [self = self(), info = std::move(info)](error_code ec) mutable {
                                 if (ec) return self->abort("could not send Close", ec);
-                                self->teardown_and_finish(std::move(info));
+                                if (!self->failing_) return self->teardown_and_finish(std::move(info));
+                                error_code ignored;
+                                beast::get_lowest_layer(self->layer()).socket().close(ignored);
+                                self->finish(std::move(info));
                             });
     arm_close_timer();
 }
 
 template <class Layer>
 void session<Layer>::arm_close_timer() {
-    // A client leaving after its idle timeout waits no longer than a second for its Close to go.
-    timer(close_timer_).expires_after(give_up_after_close_ ? std::min<std::chrono::nanoseconds>(opts_.close_timeout, std::chrono::seconds(1))
-                                                           : opts_.close_timeout);
+    // A client leaving after its idle timeout, or a connection failed for a protocol error,
+    // waits no longer than a second for its Close to go.
+    const bool short_wait = give_up_after_close_ || failing_;
+    timer(close_timer_).expires_after(short_wait ? std::min<std::chrono::nanoseconds>(opts_.close_timeout, std::chrono::seconds(1))
+                                                 : opts_.close_timeout);
     close_timer_->async_wait([self = self()](error_code ec) {
         if (ec || self->finished_) return;
+        if (self->failing_) {
+            // Our Close could not leave in time: end TCP and report the protocol error.
+            error_code ignored;
+            beast::get_lowest_layer(self->layer()).socket().close(ignored);
+            close_info info;
+            info.error = self->failure_;
+            info.what = info.error.message();
+            return self->finish(std::move(info));
+        }
         if (self->tearing_down_) {
             // The Close frames are exchanged (or ours, failing the connection, went out): only
             // the peer's end of TCP is late. Drop the connection; the teardown reports the close.
@@ -392,8 +411,16 @@ bool session<Layer>::send_direct(std::string_view payload, bool binary) {
     if (queued > 0 && queued + payload.size() > opts_.send_queue_limit && opts_.overflow != overflow_policy::queue) {
         ++stats_.dropped_messages;
         stats_.dropped_bytes += payload.size();
-        if (opts_.overflow == overflow_policy::close) close(1008, "send queue limit exceeded");
-        else want_writable();
+        if (opts_.overflow == overflow_policy::close) {
+            // The peer reads nothing and may send on: read nothing more from it until our Close
+            // has gone out (only then can its answer come), so it cannot make us read and drop
+            // its data until the close timeout.
+            paused_for_close_ = !read_paused_;
+            pause_reading();
+            close(1008, "send queue limit exceeded");
+        } else {
+            want_writable();
+        }
         return true;
     }
     ++stats_.messages_out;
@@ -542,6 +569,7 @@ void session<Layer>::do_close() {
                                 [self = self()](error_code ec) {
                                     if (ec) self->abort("could not send Close", ec);
                                     else if (self->give_up_after_close_) self->abort(self->abort_what_, net::error::timed_out);
+                                    else if (std::exchange(self->paused_for_close_, false)) self->resume_reading();
                                 });
         if (hold_close_ && ws_) layer().release_close_reply();
     }

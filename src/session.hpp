@@ -197,6 +197,9 @@ private:
     bool read_parked_ = false;  // a read completed while paused: the next one waits for resume
     bool read_after_writes_ = false;  // replies_before_reading: the next read waits for the queue
     bool give_up_after_close_ = false;  // a client's idle timeout: end once our Close is out
+    bool failing_ = false;            // a protocol error: our Close, then TCP ends at once
+    bool paused_for_close_ = false;   // reading paused until our Close (send queue overflow) is out
+    error_code failure_;              // the protocol error that failed the connection
     std::uint16_t close_code_ = 1000;
     std::string close_reason_;
     std::string abort_what_;
@@ -212,7 +215,7 @@ private:
     std::optional<net::steady_timer> pong_timer_;
     // Frames parsed here (raw_ set):
     frame_reader reader_;
-    std::string partial_;                   // received bytes not yet handled (an incomplete frame header)
+    std::string partial_;                   // received bytes not yet handled (reading paused or stopped)
     std::unique_ptr<char[]> tls_buf_;       // TLS reads (a plain socket reads into a per-thread buffer)
     bool read_stopped_ = false;             // a Close or a protocol error ended reading
     bool peer_closed_ = false;              // the peer's Close arrived

@@ -155,27 +155,16 @@ public:
     /// and no per-message operation. Only for streams whose data messages are all sent this way.
     void write_frame(bool binary, std::string_view payload, bool mask = false) {
         if (swallow_) return;
-        char head[14];  // 2 to 10 header bytes, then room for the masking key
-        std::size_t n = 2;
-        head[0] = static_cast<char>(binary ? 0x82 : 0x81);
-        if (payload.size() < 126) {
-            head[1] = static_cast<char>(payload.size());
-        } else if (payload.size() < 65536) {
-            head[1] = 126;
-            head[2] = static_cast<char>(payload.size() >> 8);
-            head[3] = static_cast<char>(payload.size() & 0xff);
-            n = 4;
-        } else {
-            head[1] = 127;
-            for (int i = 0; i < 8; ++i) head[2 + i] = static_cast<char>((std::uint64_t(payload.size()) >> (56 - 8 * i)) & 0xff);
-            n = 10;
-        }
+        const unsigned char first = binary ? opcode_byte::binary : opcode_byte::text;
         if constexpr (plain_socket) {
             // A large frame goes out at once, gathered with what is pending, instead of being
             // copied behind it: only what the socket does not take is kept.
-            if (!mask && payload.size() >= direct_send_min && can_send_now()) return send_now(head, n, payload);
+            if (!mask && payload.size() >= direct_send_min && can_send_now()) {
+                char head[max_frame_header];
+                return send_now(head, encode_frame_header(head, first, payload.size(), nullptr), payload);
+            }
         }
-        append_frame(head, n, payload, mask);
+        append_frame(first, payload, mask);
         if (pending_.size() + writing_.size() > coalesce_limit) flush();
         else schedule_flush();
     }
@@ -183,8 +172,7 @@ public:
     /// Appends a Ping or Pong frame (payload at most 125 bytes; masked when `mask`, as clients must).
     void write_control(unsigned char first_byte, std::string_view payload, bool mask = false) {
         if (swallow_) return;
-        char head[6] = {static_cast<char>(first_byte), static_cast<char>(payload.size())};
-        append_frame(head, 2, payload, mask);
+        append_frame(first_byte, payload.substr(0, 125), mask);
         schedule_flush();
     }
 
@@ -349,23 +337,11 @@ public:
     }
 
 private:
-    /// Appends the frame header head[0, n) and the payload to the pending bytes. When `mask`,
-    /// sets the mask bit, puts a fresh key at head[n, n + 4) (head has room) and masks the
-    /// payload as it is copied.
-    void append_frame(char* head, std::size_t n, std::string_view payload, bool mask) {
-        if (!mask) {
-            pending_.append(head, n);
-            pending_.append(payload);
-            return;
-        }
-        head[1] = static_cast<char>(head[1] | 0x80);
+    /// Appends one frame to the pending bytes; masked with a fresh key when `mask`.
+    void append_frame(unsigned char first, std::string_view payload, bool mask) {
+        if (!mask) return wsx::append_frame(pending_, first, payload);
         const std::uint32_t key = next_mask_key();
-        std::memcpy(head + n, &key, 4);
-        n += 4;
-        const std::size_t at = pending_.size() + n;
-        pending_.append(head, n);
-        pending_.resize(at + payload.size());
-        apply_mask(pending_.data() + at, payload.data(), payload.size(), key);
+        wsx::append_frame(pending_, first, payload, &key);
     }
 
     /// RFC 6455 5.3: a fresh, unpredictable key per frame (xorshift seeded from the OS).
@@ -522,25 +498,14 @@ private:
 
 /// Encodes a Close frame (RFC 6455 5.5.1); masked when sent by a client.
 inline std::string encode_close_frame(std::uint16_t code, std::string_view reason, bool mask) {
-    if (reason.size() > 123) reason = reason.substr(0, 123);
-    std::string payload;
-    if (code != 0) {
-        payload.push_back(static_cast<char>(code >> 8));
-        payload.push_back(static_cast<char>(code & 0xff));
-        payload.append(reason);
-    }
     std::string frame;
-    frame.push_back(static_cast<char>(0x88));
-    frame.push_back(static_cast<char>((mask ? 0x80 : 0) | payload.size()));
-    if (mask) {
-        static thread_local std::mt19937 rng{random_seed()};
-        const auto key = static_cast<std::uint32_t>(rng());
-        char wire_key[4];
-        std::memcpy(wire_key, &key, 4);
-        frame.append(wire_key, 4);
-        apply_mask(payload.data(), payload.data(), payload.size(), key);
+    if (!mask) {
+        append_frame(frame, opcode_byte::close, close_payload(code, reason));
+        return frame;
     }
-    frame += payload;
+    static thread_local std::mt19937 rng{random_seed()};
+    const auto key = static_cast<std::uint32_t>(rng());
+    append_frame(frame, opcode_byte::close, close_payload(code, reason), &key);
     return frame;
 }
 

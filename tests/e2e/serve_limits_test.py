@@ -3,6 +3,7 @@
 --threads."""
 import json
 import socket
+import struct
 import time
 
 import wsxtest
@@ -146,22 +147,44 @@ class LimitsTest(wsxtest.WsxTestCase):
         self.assertLess(time.monotonic() - t0, 3)
         s.close()
 
-    def test_send_queue_overflow_closes_1008(self):
+    def test_send_queue_overflow_closes_1008_and_stops_reading(self):
         p, url = self.start_server("--send-queue-limit", "64KiB")
         ws = RawWS(url)
-        # Grow the echo queue far beyond the limit (and the socket buffers) while reading nothing.
-        chunk = "x" * 16384
-        for _ in range(600):
-            ws.send_text(chunk)
+        # Send far more than the socket buffers hold while reading nothing: the echoes overflow
+        # the server's queue, it closes with 1008 and reads nothing more from this client, so
+        # the client's sends stall (before, the server read and dropped everything it was sent
+        # until the close timeout: hundreds of megabytes).
+        # One masked binary frame of 64 KiB (a zero key leaves the payload as it is).
+        frame = struct.pack("!BBQ", 0x82, 0x80 | 127, 65536) + b"\0\0\0\0" + b"x" * 65536
+        ws.sock.settimeout(1.0)
+        sent, stalled = 0, False
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            item = ws.recv_message(timeout=20)
-            if item[0] == "close":
-                self.assertEqual(item[1], 1008)
+        while sent < (512 << 20) and time.monotonic() < deadline:
+            try:
+                ws.sock.sendall(frame)
+                sent += len(frame)
+            except socket.timeout:
+                stalled = True  # nothing taken for a second: the server stopped reading
                 break
-        else:
-            self.fail("no close")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        self.assertTrue(stalled, f"the server kept reading: {sent} bytes taken")
+        self.assertLess(sent, 128 << 20)
         p.wait_for(r"code=1008")
+        # The Close cannot reach a client that reads nothing: TCP ends after the close timeout (5 s).
+        ws.sock.settimeout(15)
+        t0 = time.monotonic()
+        try:
+            while ws.sock.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
+        self.assertLess(time.monotonic() - t0, 12)
+        ws.close()
+        fresh = RawWS(url)
+        fresh.send_text("alive")
+        self.assertEqual(fresh.recv_message(), (1, b"alive"))
+        fresh.close()
 
     def test_protocol_error_behind_a_full_queue_still_ends(self):
         # The client stops reading, so the server's Close 1002 for a bad frame waits behind

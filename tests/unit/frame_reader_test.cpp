@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "codec.hpp"
 #include "frame_reader.hpp"
+#include "permessage_deflate.hpp"
 
 using wsx::frame_event;
 using wsx::frame_reader;
@@ -56,39 +58,69 @@ struct seen {
     }
 };
 
-/// Feeds `wire` in chunks of `chunk` bytes the way a session does (unused bytes are kept and
-/// offered again with the next chunk behind them); returns every event until an error or Close.
-std::vector<seen> feed(const std::string& wire, std::size_t chunk, std::uint64_t max = 1 << 20, bool masked = true) {
+seen observe(const frame_event& ev) {
+    seen s{ev.kind, {}, ev.binary, 0, {}};
+    if (ev.kind == frame_event::message) s.data = std::string(ev.data());
+    if (ev.kind == frame_event::ping || ev.kind == frame_event::pong || ev.kind == frame_event::close)
+        s.data = std::string(ev.control);
+    if (ev.kind == frame_event::close || ev.kind == frame_event::error) s.code = ev.close_code;
+    if (ev.kind == frame_event::error) s.failure = ev.failure;
+    return s;
+}
+
+/// Feeds `pieces` one after the other, as reads from a socket would deliver them; returns every
+/// event until an error or Close. Checks the reader's contract on every call: it yields an
+/// event or takes every byte offered (a caller's loop always ends).
+std::vector<seen> feed_pieces(const std::vector<std::string>& pieces, std::uint64_t max = 1 << 20, bool masked = true,
+                              wsx::pmd::inflater* inflate = nullptr) {
     frame_reader r(max, masked);
+    r.set_inflater(inflate);
     std::vector<seen> out;
-    std::string buf;
-    std::size_t at = 0;
-    while (at < wire.size() || !buf.empty()) {
-        const std::size_t take = std::min(chunk, wire.size() - at);
-        buf.append(wire, at, take);
-        at += take;
+    for (std::string buf : pieces) {
         std::size_t used = 0;
-        for (int guard = 0; guard < 100000; ++guard) {
+        while (used < buf.size()) {
             frame_event ev;
-            used += r.next(buf.data() + used, buf.size() - used, ev);
+            const std::size_t got = r.next(buf.data() + used, buf.size() - used, ev);
+            used += got;
             if (ev.kind == frame_event::none) {
-                if (used == buf.size() || !r.mid_message()) break;
-                continue;
+                REQUIRE(used == buf.size());
+                break;
             }
-            seen s{ev.kind, {}, ev.binary, 0, {}};
-            if (ev.kind == frame_event::message) s.data = std::string(ev.data());
-            if (ev.kind == frame_event::ping || ev.kind == frame_event::pong || ev.kind == frame_event::close)
-                s.data = std::string(ev.control);
-            if (ev.kind == frame_event::close || ev.kind == frame_event::error) s.code = ev.close_code;
-            if (ev.kind == frame_event::error) s.failure = ev.failure;
-            out.push_back(s);
+            if (ev.kind != frame_event::error) REQUIRE(got > 0);
+            out.push_back(observe(ev));
             if (ev.kind == frame_event::close || ev.kind == frame_event::error) return out;
         }
-        buf.erase(0, used);
-        CHECK(buf.size() <= 139);  // only an incomplete header or control frame is ever kept
-        if (take == 0) break;
     }
     return out;
+}
+
+/// Feeds `wire` in chunks of `chunk` bytes.
+std::vector<seen> feed(const std::string& wire, std::size_t chunk, std::uint64_t max = 1 << 20, bool masked = true) {
+    std::vector<std::string> pieces;
+    for (std::size_t at = 0; at < wire.size(); at += chunk) pieces.push_back(wire.substr(at, chunk));
+    return feed_pieces(pieces, max, masked);
+}
+
+/// The events for `wire` must not depend on how it is split: whole, one byte at a time, at
+/// every single cut, and in random chunks.
+void check_split_invariant(const std::string& wire, const std::vector<seen>& want, std::uint64_t max = 1 << 20) {
+    REQUIRE(feed(wire, wire.size() + 1, max) == want);
+    REQUIRE(feed(wire, 1, max) == want);
+    for (std::size_t cut = 1; cut < wire.size() && cut < 2000; ++cut) {
+        INFO("cut at " << cut);
+        REQUIRE(feed_pieces({wire.substr(0, cut), wire.substr(cut)}, max) == want);
+    }
+    std::mt19937 rng(static_cast<std::uint32_t>(wire.size()));
+    for (int round = 0; round < 20; ++round) {
+        std::vector<std::string> pieces;
+        for (std::size_t at = 0; at < wire.size();) {
+            const std::size_t n = 1 + rng() % 40;
+            pieces.push_back(wire.substr(at, n));
+            at += n;
+        }
+        INFO("random round " << round);
+        REQUIRE(feed_pieces(pieces, max) == want);
+    }
 }
 
 seen msg(std::string text, bool binary = false) { return {frame_event::message, std::move(text), binary, 0, {}}; }
@@ -122,9 +154,8 @@ TEST_CASE("frame_reader: a whole one-frame message is yielded in place, unmasked
     CHECK(ev.data().data() == buf.data() + 6);  // the payload, unmasked where it arrived
     CHECK(ev.payload.empty());
     // A message still coming (here: an unfinished fragment) is gathered, not in place.
-    r.next(buf.data() + used, buf.size() - used, ev);
+    CHECK(r.next(buf.data() + used, buf.size() - used, ev) == buf.size() - used);
     CHECK(ev.kind == frame_event::none);
-    CHECK(r.mid_message());
     std::string last = frame(0, "!");
     r.next(last.data(), last.size(), ev);
     REQUIRE(ev.kind == frame_event::message);
@@ -203,8 +234,10 @@ TEST_CASE("frame_reader: nothing is read after an error or a Close", "[frame_rea
     frame_event ev;
     const std::size_t used = r.next(wire.data(), wire.size(), ev);
     CHECK(ev.kind == frame_event::close);
-    CHECK(r.next(wire.data() + used, wire.size() - used, ev) == 0);
+    // The rest is taken and ignored.
+    CHECK(r.next(wire.data() + used, wire.size() - used, ev) == wire.size() - used);
     CHECK(ev.kind == frame_event::none);
+    CHECK(r.done());
 }
 
 TEST_CASE("frame_reader: random messages survive random chunking", "[frame_reader]") {
@@ -233,4 +266,114 @@ TEST_CASE("frame_reader: random messages survive random chunking", "[frame_reade
         INFO("round " << round << " chunk " << chunk);
         REQUIRE(feed(wire, chunk, 1 << 20) == want);
     }
+}
+
+TEST_CASE("frame_reader: a control frame split inside a fragmented message", "[frame_reader]") {
+    // TEXT(fin=0,"chop"), PING("p"), CONT(fin=1,"ped"): at every split, one pong-worthy ping
+    // and the whole message, in that order.
+    const std::string wire = frame(1, "chop", false) + frame(9, "p") + frame(0, "ped", true);
+    check_split_invariant(wire, {{frame_event::ping, "p"}, msg("chopped")});
+}
+
+TEST_CASE("frame_reader: 8,000 fragments of 11 bytes, split anywhere", "[frame_reader]") {
+    std::string wire, whole;
+    for (int i = 0; i < 8000; ++i) {
+        const std::string part = "fragment-" + std::to_string(i % 10) + ".";
+        whole += part;
+        wire += frame(i == 0 ? 1 : 0, part, i == 7999);
+    }
+    const std::vector<seen> want = {msg(whole)};
+    for (std::size_t chunk : {std::size_t(1), std::size_t(2), std::size_t(13), std::size_t(65536), wire.size()}) {
+        INFO("chunk " << chunk);
+        REQUIRE(feed(wire, chunk) == want);
+    }
+}
+
+TEST_CASE("frame_reader: every case gives the same answer however it is split", "[frame_reader]") {
+    using e = websocket::error;
+    check_split_invariant(frame(1, "a\xE2", false) + frame(9, "between") + frame(0, "\x82", false) +
+                              frame(0, "\xAC" "z", true) + frame(10, "") + frame(2, std::string(300, 'b')) +
+                              frame(8, close_payload(1001, "gone")),
+                          {{frame_event::ping, "between"}, msg("a\xE2\x82\xAC" "z"), {frame_event::pong, ""},
+                           msg(std::string(300, 'b'), true), {frame_event::close, "gone", false, 1001, {}}});
+    check_split_invariant(frame(1, "ok", false) + frame(9, "x", false), {err(e::bad_control_fragment, 1002)});
+    check_split_invariant(frame(1, "ok \xFF", false), {err(e::bad_frame_payload, 1007)});
+    check_split_invariant(frame(1, "x", false) + frame(9, "p") + frame(1, "y"), {{frame_event::ping, "p"}, err(e::bad_data_frame, 1002)});
+    check_split_invariant(frame(8, "\x03"), {err(e::bad_close_size, 1002)});
+    check_split_invariant(frame(2, std::string(70, 'y'), false) + frame(9, "") + frame(0, std::string(41, 'y')),
+                          {{frame_event::ping, ""}, err(e::message_too_big, 1009)}, 100);
+    check_split_invariant(frame(1, "ok") + frame(1, "\xED\xA0\x80"), {msg("ok"), err(e::bad_frame_payload, 1007)});
+}
+
+TEST_CASE("frame_reader: the encoder's frames read back, masked or not, at every length", "[frame_reader]") {
+    for (std::size_t len : {0u, 1u, 125u, 126u, 65535u, 65536u, 100000u}) {
+        std::string payload(len, 'x');
+        for (std::size_t i = 0; i < len; ++i) payload[i] = static_cast<char>('a' + i % 26);
+        const std::uint32_t key = 0xdeadbeef;
+        std::string masked, plain;
+        wsx::append_frame(masked, wsx::opcode_byte::binary, payload, &key);
+        wsx::append_frame(plain, wsx::opcode_byte::text, payload);
+        CHECK(masked.size() == plain.size() + 4);
+        CHECK((static_cast<unsigned char>(masked[1]) & 0x80) != 0);  // clients mask
+        CHECK(feed(masked, 4096, 1 << 20, true) == std::vector<seen>{msg(payload, true)});
+        CHECK(feed(plain, 4096, 1 << 20, false) == std::vector<seen>{msg(payload)});
+    }
+    std::string close;
+    wsx::append_frame(close, wsx::opcode_byte::close, wsx::close_payload(1001, "bye"));
+    CHECK(feed(close, 3, 1 << 20, false) == std::vector<seen>{{frame_event::close, "bye", false, 1001, {}}});
+    // A long reason is cut to 123 bytes at a character boundary, so it stays valid UTF-8.
+    std::string reason;
+    for (int i = 0; i < 70; ++i) reason += "\xC3\xA9";  // é: 140 bytes
+    const std::string cut = wsx::close_payload(1000, reason);
+    CHECK(cut.size() == 2 + 122);
+    CHECK(wsx::is_valid_utf8(std::string_view(cut).substr(2)));
+}
+
+TEST_CASE("frame_reader: RSV1 marks compressed messages only when permessage-deflate is on", "[frame_reader]") {
+    using e = websocket::error;
+    wsx::pmd::deflater def(15, false);
+    std::string z;
+    def.compress("hello hello hello", z);
+    std::string wire;
+    wsx::append_frame(wire, wsx::opcode_byte::text | wsx::opcode_byte::rsv1, z);
+    CHECK(feed(wire, 64, 1 << 20, false) == std::vector<seen>{err(e::bad_reserved_bits, 1002)});  // not negotiated
+    for (std::size_t chunk : {std::size_t(1), std::size_t(3), wire.size()}) {
+        wsx::pmd::inflater inf(false);
+        std::vector<std::string> pieces;
+        for (std::size_t at = 0; at < wire.size(); at += chunk) pieces.push_back(wire.substr(at, chunk));
+        CHECK(feed_pieces(pieces, 1 << 20, false, &inf) == std::vector<seen>{msg("hello hello hello")});
+    }
+    // Fragmented: RSV1 on the first frame only; a continuation with RSV1 is an error.
+    {
+        wsx::pmd::deflater d2(15, false);
+        std::string z2;
+        d2.compress("fragmented and compressed", z2);
+        std::string frag;
+        wsx::append_frame(frag, 0x40 | 0x01, z2.substr(0, 5));  // RSV1, text, FIN clear
+        wsx::append_frame(frag, 0x89, "p");
+        wsx::append_frame(frag, 0x80, z2.substr(5));
+        wsx::pmd::inflater inf(false);
+        CHECK(feed_pieces({frag}, 1 << 20, false, &inf) ==
+              std::vector<seen>{{frame_event::ping, "p"}, msg("fragmented and compressed")});
+        std::string bad;
+        wsx::append_frame(bad, 0x40 | 0x01, "x");
+        wsx::append_frame(bad, 0xC0, "y");
+        wsx::pmd::inflater inf2(false);
+        CHECK(feed_pieces({bad}, 1 << 20, false, &inf2) == std::vector<seen>{err(e::bad_reserved_bits, 1002)});
+    }
+    wsx::pmd::inflater inf(false);
+    std::string ping("\xc9\x00", 2);  // control frames are never compressed
+    CHECK(feed_pieces({ping}, 100, false, &inf) == std::vector<seen>{err(e::bad_reserved_bits, 1002)});
+    // A small message that inflates past the limit: 1009. Data that is not deflate data: 1007.
+    wsx::pmd::deflater d3(15, false);
+    std::string bomb;
+    d3.compress(std::string(100000, 'a'), bomb);
+    std::string bw;
+    wsx::append_frame(bw, wsx::opcode_byte::binary | wsx::opcode_byte::rsv1, bomb);
+    wsx::pmd::inflater inf3(false);
+    CHECK(feed_pieces({bw}, 1000, false, &inf3) == std::vector<seen>{err(e::message_too_big, 1009)});
+    std::string junk;
+    wsx::append_frame(junk, wsx::opcode_byte::binary | wsx::opcode_byte::rsv1, "\xff\xff\xff\xff");
+    wsx::pmd::inflater inf4(false);
+    CHECK(feed_pieces({junk}, 1000, false, &inf4) == std::vector<seen>{err(e::partial_deflate_block, 1007)});
 }
