@@ -5,6 +5,7 @@ naming the problem and `Connection: close`, and the connection is closed after i
 compare exactly after the scheme; a wildcard origin admits exactly one DNS label. After every
 hostile request the listener still serves a fresh client."""
 import base64
+import signal
 import socket
 import time
 
@@ -131,23 +132,23 @@ NUL_CASES = [
 class HandshakeHardeningTest(wsxtest.WsxTestCase):
     # ---------------------------------------------------------------- listeners
 
-    # Each returns (url, path, alive): a request to `path` with CREDENTIALS is upgraded, and
-    # alive() checks that a fresh client gets an echo.
+    # Each returns (process, url, path, alive): a request to `path` with CREDENTIALS is
+    # upgraded, and alive() checks that a fresh client gets an echo.
     def serve(self, *extra):
         p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "-q", *extra])
         url = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
-        return url, "/", lambda: self.echo_works(url, CREDENTIALS)
+        return p, url, "/", lambda: self.echo_works(url, CREDENTIALS)
 
     def relay(self):
         p = self.start([wsxtest.WSX, "relay", "127.0.0.1:0", "-q", "--echo-self", *LISTENER_AUTH])
         url = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
-        return url, "/live", lambda: self.relay_echo_works(url)   # "/" is not a topic: 404
+        return p, url, "/live", lambda: self.relay_echo_works(url)   # "/" is not a topic: 404
 
     def proxy(self):
         up = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "-q"])
         up_url = up.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
-        _, url = start_proxy(self, "--to", up_url, "-q", *LISTENER_AUTH)
-        return url, "/", lambda: self.echo_works(url, CREDENTIALS)
+        p, url = start_proxy(self, "--to", up_url, "-q", *LISTENER_AUTH)
+        return p, url, "/", lambda: self.echo_works(url, CREDENTIALS)
 
     def listeners(self):
         yield ("serve", *self.serve(*LISTENER_AUTH))
@@ -188,13 +189,16 @@ class HandshakeHardeningTest(wsxtest.WsxTestCase):
         alive()
 
     def run_cases(self, cases):
-        for name, url, path, alive in self.listeners():
+        for name, p, url, path, alive in self.listeners():
             # The good request passes: a refusal below is about the part under test.
             ws = RawWS(url, path, headers=dict(CREDENTIALS))
             ws.close()
             for what, fields, body_part in cases:
                 with self.subTest(listener=name, case=what):
                     self.assert_bad_request(url, fields(url), body_part, alive, path=path)
+            # Nothing is left hanging: SIGTERM still ends the listener, cleanly.
+            with self.subTest(listener=name, case="SIGTERM afterwards"):
+                self.assertEqual(p.stop(signal.SIGTERM, timeout=10), 0, p.rest_of_stderr())
 
     # ---------------------------------------------------------------- the cases
 
@@ -209,7 +213,7 @@ class HandshakeHardeningTest(wsxtest.WsxTestCase):
 
     def test_refusals_of_the_upgrade_say_connection_close(self):
         # Refused by the WebSocket rules rather than by a filter: the same manners.
-        url, _, alive = self.serve(*LISTENER_AUTH)
+        _, url, _, alive = self.serve(*LISTENER_AUTH)
         self.assert_bad_request(url, upgrade_fields(url, key=None), "Sec-WebSocket-Key", alive)
         fields = [f for f in upgrade_fields(url) if f[0] != "Host"]
         self.assert_bad_request(url, fields, "Host", alive)
@@ -220,7 +224,7 @@ class HandshakeHardeningTest(wsxtest.WsxTestCase):
 
     def test_credentials_compare_exactly(self):
         basic_pass = "pw1"  # 7 bytes with the user: the encoding ends in padding
-        url, _, _ = self.serve("--token", TOKEN, "--basic-auth", f"ann:{basic_pass}")
+        _, url, _, _ = self.serve("--token", TOKEN, "--basic-auth", f"ann:{basic_pass}")
         basic = base64.b64encode(f"ann:{basic_pass}".encode()).decode()
 
         def status(path="/", fields=()):
@@ -258,7 +262,7 @@ class HandshakeHardeningTest(wsxtest.WsxTestCase):
         self.echo_works(url, [("Authorization", f"Bearer {TOKEN}")])
 
     def test_wildcard_origin_is_one_label(self):
-        url, _, _ = self.serve("--origin", "https://*.example.com")
+        _, url, _, _ = self.serve("--origin", "https://*.example.com")
 
         def status(origin):
             ws = RawWS(url, headers={"Origin": origin}, expect_upgrade=False)
