@@ -70,7 +70,8 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")
         ->group(sec)->type_name("USER:PASS")->each(refuse_empty("--basic-auth"));
     app.add_option("--origin", a->origins,
-                   "Allow only this Origin (repeatable; 'https://*.example.com' for subdomains, '*' for any); else HTTP 403")
+                   "Allow only this Origin (repeatable; 'https://*.example.com' for one label in front: a.example.com, "
+                   "not a.b.example.com; '*' for any); else HTTP 403")
         ->group(sec)->type_name("ORIGIN");
     app.add_option("--rate-limit", a->rate_limit,
                    "Messages a client may send, e.g. 100/s or 100/s,burst=20; beyond it: --rate-limit-policy")

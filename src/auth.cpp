@@ -66,7 +66,8 @@ int b64_value(char c, bool url) {
 }
 
 /// Strict decoder: only the alphabet, '=' padding allowed only at the end (and only
-/// for the standard alphabet), no blanks. nullopt on anything else.
+/// for the standard alphabet), no blanks, pad bits zero (RFC 4648 3.5: else several
+/// texts would stand for one credential). nullopt on anything else.
 std::optional<std::string> base64_decode(std::string_view in, bool url) {
     if (!url) {
         if (in.size() % 4 != 0) return std::nullopt;
@@ -89,6 +90,7 @@ std::optional<std::string> base64_decode(std::string_view in, bool url) {
             out += static_cast<char>((acc >> bits) & 0xff);
         }
     }
+    if ((acc & ((1u << bits) - 1)) != 0) return std::nullopt;
     return out;
 }
 
@@ -183,10 +185,13 @@ struct origin_rule {
 bool matches(const origin_rule& rule, const origin_parts& o) {
     if (rule.parts.scheme != o.scheme || rule.parts.port != o.port) return false;
     if (!rule.wildcard) return rule.parts.host == o.host;
-    // "*.example.com" matches "a.example.com" and "a.b.example.com", not "example.com"
-    // nor "badexample.com".
+    // "*" is one DNS label: "*.example.com" matches "a.example.com", not "a.b.example.com"
+    // (names further down are often handed out to others, e.g. per-user sites), nor
+    // "example.com" nor "badexample.com".
     const auto& suffix = rule.parts.host;
-    return o.host.size() > suffix.size() + 1 && o.host.ends_with(suffix) && o.host[o.host.size() - suffix.size() - 1] == '.';
+    if (o.host.size() <= suffix.size() + 1 || !o.host.ends_with(suffix)) return false;
+    const auto label = o.host.size() - suffix.size() - 1;
+    return o.host[label] == '.' && o.host.find('.') == label;
 }
 
 // ---------------------------------------------------------------- JWT keys
@@ -491,6 +496,15 @@ std::string authenticator::impl::missing_hint() const {
 auth_result authenticator::check(const http_request& req) const {
     const impl& s = *impl_;
     auth_result r;
+    // With two, the check would decide by one while something else may read the other.
+    for (const auto field : {http::field::origin, http::field::authorization}) {
+        if (req.count(field) > 1) {
+            r.ok = false;
+            r.status = http::status::bad_request;
+            r.body = fmt::format("more than one {} header", http::to_string(field));
+            return r;
+        }
+    }
     if (auto refused = s.check_origin(req)) {
         r.ok = false;
         r.status = http::status::forbidden;
@@ -499,13 +513,16 @@ auth_result authenticator::check(const http_request& req) const {
     }
     if (!s.credentials_required()) return r;
 
-    // Authorization: <scheme> <credentials>, scheme case-insensitive.
+    // Authorization: <scheme> 1*SP <credentials>, scheme case-insensitive (RFC 9110 11.4).
+    // The HTTP parser removed the whitespace around the field value; what follows the
+    // spaces is the credential as it is, compared exactly: "secret " is not "secret".
     std::optional<std::string> bearer, basic;
     if (const auto it = req.find(http::field::authorization); it != req.end()) {
-        const auto value = trim(std::string_view(it->value().data(), it->value().size()));
-        const auto space = value.find_first_of(" \t");
+        const std::string_view value(it->value().data(), it->value().size());
+        const auto space = value.find(' ');
         const auto scheme = value.substr(0, space);
-        const auto cred = space == std::string_view::npos ? std::string_view{} : trim(value.substr(space));
+        std::string_view cred;
+        if (space != std::string_view::npos) cred = value.substr(std::min(value.find_first_not_of(' ', space), value.size()));
         if (iequals(scheme, "Bearer") && !cred.empty()) bearer = std::string(cred);
         else if (iequals(scheme, "Basic") && !cred.empty()) basic = std::string(cred);
     }

@@ -1,9 +1,11 @@
 #pragma once
 /// Authentication of WebSocket upgrade requests: Origin allow-list, static bearer
 /// token, JWT (HS/RS/ES via cpp-jwt) and HTTP Basic. Checked before the upgrade is
-/// accepted; a refusal becomes an HTTP 401 or 403 with a one-line body.
+/// accepted; a refusal becomes an HTTP 400, 401 or 403 with a one-line body.
 ///
 /// Order of the checks:
+///  0. A request with more than one Origin or more than one Authorization field is refused
+///     (400 "more than one X header"): whichever one decided, something else may read the other.
 ///  1. Origin: when an allow-list is set, the Origin header must be present and listed
 ///     (403 "origin not allowed: X"). "*" in the list allows every origin, and no Origin.
 ///  2. Credentials: when any of token / JWT / basic is configured, at least one of the
@@ -13,7 +15,10 @@
 ///  - static token: `Authorization: Bearer SECRET` or `?token=SECRET`;
 ///  - JWT: `Authorization: Bearer JWT`, `?token=JWT` or `?access_token=JWT`;
 ///  - basic: `Authorization: Basic base64(user:pass)`.
-/// The Authorization header wins over the query when both are present.
+/// The Authorization header wins over the query when both are present. Its value is
+/// `<scheme> 1*SP <credentials>` (scheme case-insensitive) and the credentials are compared
+/// exactly, as the query value is after percent-decoding: no whitespace around them, and
+/// base64 (Basic) with its pad bits zero.
 ///
 /// JWT policy:
 ///  - only the configured algorithms are accepted, compared exactly ("none" never is);
@@ -53,16 +58,17 @@ struct auth_options {
     /// HTTP Basic credentials; both empty: not used.
     std::string basic_user{}, basic_pass{};
     /// Origin allow-list; empty: any origin. Entries: "*" (everything), an exact origin
-    /// "https://app.example[:port]", a wildcard host "https://*.example.com" (any
-    /// subdomain, not the bare domain), or "null". Scheme and host are case-insensitive
-    /// and default ports (80 for http/ws, 443 for https/wss) may be written or omitted.
+    /// "https://app.example[:port]", a wildcard host "https://*.example.com" ('*' is exactly
+    /// one DNS label: a.example.com, not a.b.example.com nor example.com), or "null".
+    /// Scheme and host are case-insensitive and default ports (80 for http/ws, 443 for
+    /// https/wss) may be written or omitted.
     std::vector<std::string> origins{};
 };
 
 /// The verdict on one request.
 struct auth_result {
     bool ok = true;
-    http::status status = http::status::ok;   ///< 401 or 403 when refused
+    http::status status = http::status::ok;   ///< 400, 401 or 403 when refused
     std::string body{};                        ///< one line: why it was refused
     std::string subject{};                     ///< JWT "sub" (when a string) or the basic user
     nlohmann::json claims{};                   ///< the JWT payload when a JWT was accepted, else null

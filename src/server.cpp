@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -22,6 +23,75 @@ http_response make_response(http::status status, std::string body, unsigned vers
     res.body() = std::move(body);
     res.prepare_payload();
     return res;
+}
+
+namespace {
+
+http_response bad_request(std::string body) {
+    auto res = make_response(http::status::bad_request, std::move(body));
+    res.keep_alive(false);
+    return res;
+}
+
+bool is_base64_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+/// Fields a request carries at most once. With two, whoever reads the request picks one, and
+/// a proxy or cache in front may have picked the other: the first Authorization or Origin
+/// decides here while another component checked the last (RFC 9110 5.3; Host: RFC 9112 3.2;
+/// Origin: RFC 6454 7.3; Sec-WebSocket-Key: RFC 6455 11.3.1).
+constexpr http::field once_only_fields[] = {http::field::host, http::field::authorization, http::field::origin,
+                                            http::field::sec_websocket_key, http::field::sec_websocket_version};
+
+}  // namespace
+
+bool valid_websocket_key(std::string_view key) {
+    // 16 bytes are 128 bits: 21 characters of 6 bits, a 22nd holding the last 2 bits (its
+    // other 4 zero), then "==".
+    if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
+    if (!std::all_of(key.begin(), key.begin() + 22, is_base64_char)) return false;
+    const char last = key[21];
+    return last == 'A' || last == 'Q' || last == 'g' || last == 'w';
+}
+
+std::optional<http_response> invalid_upgrade_response(const http_request& req) {
+    for (const auto field : once_only_fields)
+        if (req.count(field) > 1) return bad_request(fmt::format("more than one {} header", http::to_string(field)));
+    if (req.find(http::field::host) == req.end()) return bad_request("missing Host header");
+    const auto key = req.find(http::field::sec_websocket_key);
+    if (key == req.end()) return bad_request("missing Sec-WebSocket-Key header");
+    if (!valid_websocket_key(std::string_view(key->value().data(), key->value().size())))
+        return bad_request("invalid Sec-WebSocket-Key: not the base64 encoding of 16 bytes");
+    const auto version = req.find(http::field::sec_websocket_version);
+    if (version == req.end()) return bad_request("missing Sec-WebSocket-Version header");
+    if (version->value() != "13") {
+        auto res = make_response(http::status::upgrade_required, "unsupported Sec-WebSocket-Version: this server speaks 13");
+        res.set(http::field::sec_websocket_version, "13");
+        res.keep_alive(false);
+        return res;
+    }
+    return std::nullopt;
+}
+
+std::optional<http_response> malformed_request_response(const error_code& ec) {
+    static constexpr std::pair<http::error, std::string_view> problems[] = {
+        {http::error::bad_line_ending, "a line does not end with CRLF"},
+        {http::error::bad_method, "bad method in the request line"},
+        {http::error::bad_target, "bad target in the request line"},
+        {http::error::bad_version, "bad HTTP version in the request line"},
+        {http::error::bad_field, "invalid character in a header field name"},
+        {http::error::bad_value, "control character (such as NUL) in a header field value"},
+        {http::error::bad_obs_fold, "bad folded header line"},
+        {http::error::bad_content_length, "bad Content-Length"},
+        {http::error::multiple_content_length, "more than one Content-Length"},
+        {http::error::bad_transfer_encoding, "bad Transfer-Encoding"},
+        {http::error::bad_chunk, "bad chunk in the body"},
+        {http::error::bad_chunk_extension, "bad chunk extension in the body"},
+    };
+    for (const auto& [e, what] : problems)
+        if (ec == e) return bad_request(fmt::format("malformed request: {}", what));
+    return std::nullopt;
 }
 
 server::server(net::io_context& ioc, server_options opts, session_handler_factory factory)
@@ -253,6 +323,15 @@ void server::do_accept() {
 }
 
 template <class Layer>
+net::awaitable<void> server::refuse(websocket::stream<Layer>& ws, http_response res, unsigned version) {
+    // The connection ends after a refusal, and the response says so.
+    res.version(version);
+    res.keep_alive(false);
+    error_code ec;
+    co_await http::async_write(ws.next_layer().next_layer(), res, net::redirect_error(net::use_awaitable, ec));
+}
+
+template <class Layer>
 net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::flat_buffer& buffer, const peer_info& peer) {
     auto& lowest = beast::get_lowest_layer(ws);
     for (;;) {
@@ -263,12 +342,11 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         error_code ec;
         co_await http::async_read(ws.next_layer(), buffer, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
-            if (ec == http::error::header_limit || ec == http::error::body_limit) {
-                auto res = make_response(http::status::request_header_fields_too_large, "request too large");
-                res.keep_alive(false);
-                co_await http::async_write(ws.next_layer().next_layer(), res, net::redirect_error(net::use_awaitable, ec));
-            }
-            co_return;  // timeout, garbage or the client left: nothing more to say
+            if (ec == http::error::header_limit || ec == http::error::body_limit)
+                co_await refuse(ws, make_response(http::status::request_header_fields_too_large, "request too large"), 11);
+            else if (auto res = malformed_request_response(ec))
+                co_await refuse(ws, std::move(*res), 11);
+            co_return;  // timeout or the client left: nothing more to say
         }
         http_request req = parser.release();
         if (!websocket::is_upgrade(req)) {
@@ -297,14 +375,18 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
             if (ec || !res.keep_alive()) co_return;
             continue;
         }
+        // Before the filters: they read the fields this checks (Authorization, Origin), and none
+        // should spend anything (a slot, an upstream connection) on a request the upgrade refuses.
+        if (auto invalid = invalid_upgrade_response(req)) {
+            co_await refuse(ws, std::move(*invalid), req.version());
+            co_return;
+        }
         std::string subprotocol;
         peer_info upgraded = peer;
         for (const auto& filter : filters_) {
             if (auto refusal = filter(req, upgraded, subprotocol)) {
                 upgraded.holds.clear();  // release any slot taken by an earlier filter now
-                refusal->version(req.version());
-                refusal->keep_alive(false);
-                co_await http::async_write(ws.next_layer().next_layer(), *refusal, net::redirect_error(net::use_awaitable, ec));
+                co_await refuse(ws, std::move(*refusal), req.version());
                 co_return;
             }
         }
@@ -318,9 +400,7 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
             if (refusal) {
                 upgraded.holds.clear();
                 upgraded.attachment.reset();
-                refusal->version(req.version());
-                refusal->keep_alive(false);
-                co_await http::async_write(ws.next_layer().next_layer(), *refusal, net::redirect_error(net::use_awaitable, ec));
+                co_await refuse(ws, std::move(*refusal), req.version());
                 co_return;
             }
         }
@@ -334,7 +414,9 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         ws.auto_fragment(false);
         ws.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
             res.set(http::field::server, "wsx/" WSX_VERSION);
-            if (!subprotocol.empty()) res.set(http::field::sec_websocket_protocol, subprotocol);
+            // A refusal of the accept's own (e.g. HTTP/1.2): the connection ends after it.
+            if (res.result() != http::status::switching_protocols) res.keep_alive(false);
+            else if (!subprotocol.empty()) res.set(http::field::sec_websocket_protocol, subprotocol);
         }));
         co_await ws.async_accept(req, net::redirect_error(net::use_awaitable, ec));
         if (ec) co_return;

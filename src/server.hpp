@@ -6,7 +6,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -118,6 +120,8 @@ private:
     net::awaitable<void> handle(tcp::socket socket, tcp::endpoint remote, std::size_t worker);
     net::awaitable<void> handle_unix(net::local::stream_protocol::socket socket, std::size_t worker);
     template <class Layer>
+    net::awaitable<void> refuse(websocket::stream<Layer>& ws, http_response res, unsigned version);
+    template <class Layer>
     net::awaitable<void> serve_http(websocket::stream<Layer>& ws, beast::flat_buffer& buffer, const peer_info& peer);
 
     net::io_context& ioc_;
@@ -142,5 +146,22 @@ private:
 
 /// An HTTP response with a one-line plain-text body.
 http_response make_response(http::status status, std::string body, unsigned version = 11);
+
+/// Whether `key` is what RFC 6455 4.1 asks of a Sec-WebSocket-Key: the base64 encoding of
+/// exactly 16 bytes (standard alphabet, "==" padding, pad bits zero as RFC 4648 3.5 allows
+/// a decoder to require: every encoder writes them so).
+bool valid_websocket_key(std::string_view key);
+
+/// The refusal every listener gives an upgrade request before any filter sees it, or nullopt
+/// when the request may go on: 400 when a field that may appear only once (Host,
+/// Authorization, Origin, Sec-WebSocket-Key, Sec-WebSocket-Version) appears more than once,
+/// or Host or Sec-WebSocket-Key is missing or Sec-WebSocket-Key is invalid (RFC 6455 4.2.1);
+/// 426 with `Sec-WebSocket-Version: 13` for another version. The body names the problem.
+std::optional<http_response> invalid_upgrade_response(const http_request& req);
+
+/// The 400 for a request the HTTP parser gave up on with `ec` (a NUL byte in a header, a bad
+/// request line...), naming the problem; nullopt when `ec` says nothing against the request
+/// (the client left or was too slow).
+std::optional<http_response> malformed_request_response(const error_code& ec);
 
 }  // namespace wsx

@@ -225,7 +225,8 @@ TEST_CASE("static token: bearer header or ?token=", "[auth]") {
     const auto a = authenticator::from_options({.token = "s3cret/+="});
     CHECK(a.enabled());
     CHECK(a.check(bearer("s3cret/+=")).ok);
-    CHECK(a.check(request("/", {{"Authorization", "bearer   s3cret/+=  "}})).ok);   // scheme is case-insensitive
+    CHECK(a.check(request("/", {{"Authorization", "bearer s3cret/+="}})).ok);   // scheme is case-insensitive
+    CHECK(a.check(request("/", {{"Authorization", "Bearer   s3cret/+="}})).ok);   // 1*SP after the scheme
     CHECK(a.check(request("/ws?token=s3cret%2F%2B%3D")).ok);
     CHECK(a.check(request("/ws?x=1&token=s3cret/+=")).ok);
 
@@ -246,6 +247,72 @@ TEST_CASE("static token: bearer header or ?token=", "[auth]") {
     // Basic credentials do not count when only a token is configured.
     CHECK_THAT(a.check(basic("user:s3cret/+=")).body, Catch::StartsWith("missing credentials"));
     CHECK_THAT(a.check(request("/", {{"Authorization", "Bearer"}})).body, Catch::StartsWith("missing credentials"));
+}
+
+TEST_CASE("credentials are compared exactly after the scheme", "[auth]") {
+    const auto a = authenticator::from_options({.token = "secret", .basic_user = "ann", .basic_pass = "pw1"});
+    // A field value holds no whitespace at either end (RFC 9110 5.5): the parser drops it, and
+    // so does setting a field. What reaches the check is the token itself.
+    CHECK(a.check(request("/", {{"Authorization", "  Bearer secret \t"}})).ok);
+    // Anything else around the token makes another token.
+    for (const char* value : {"Bearer secret x", "Bearer \tsecret", "Bearer secret\n", "Bearer secret\x0b", "Bearer secret,"}) {
+        INFO(value);
+        check_refused(a.check(request("/", {{"Authorization", value}})), http::status::unauthorized, "invalid token");
+    }
+    // The scheme and the credentials are separated by spaces only (RFC 9110 11.4).
+    CHECK_THAT(a.check(request("/", {{"Authorization", "Bearer\tsecret"}})).body, Catch::StartsWith("missing credentials"));
+    CHECK_THAT(a.check(request("/", {{"Authorization", "Bearer"}})).body, Catch::StartsWith("missing credentials"));
+    CHECK_THAT(a.check(request("/", {{"Authorization", "Bearer   "}})).body, Catch::StartsWith("missing credentials"));
+    for (const char* target : {"/?token=secret%20", "/?token=secret+", "/?token=%20secret", "/?token=secret%09", "/?token=secret%00"}) {
+        INFO(target);
+        check_refused(a.check(request(target)), http::status::unauthorized, "invalid token");
+    }
+    CHECK(a.check(request("/?token=secret")).ok);
+
+    const std::string good = b64("ann:pw1");   // "YW5uOnB3MQ==": two pad characters, 4 pad bits
+    REQUIRE(good == "YW5uOnB3MQ==");
+    CHECK(a.check(request("/", {{"Authorization", "Basic " + good}})).ok);
+    CHECK(a.check(request("/", {{"Authorization", "basic  " + good}})).ok);
+    for (const std::string& value : std::vector<std::string>{"Basic " + good + "\x0b", "Basic YW5uOnB3MR==", "Basic YW5uOnB3MQ",
+                                                            "Basic YW5uOnB3MQ=", "Basic " + b64("ann:pw1 "), "Basic " + b64(" ann:pw1"),
+                                                            "Basic YW5u OnB3MQ=="}) {
+        INFO(value);
+        check_refused(a.check(request("/", {{"Authorization", value}})), http::status::unauthorized, "invalid user name or password");
+    }
+    // Pad bits in a 2-byte tail (one '=') too: "ann:pw12" is 8 bytes, "YW5uOnB3MTI=".
+    const auto b = authenticator::from_options({.basic_user = "ann", .basic_pass = "pw12"});
+    CHECK(b.check(request("/", {{"Authorization", "Basic YW5uOnB3MTI="}})).ok);
+    check_refused(b.check(request("/", {{"Authorization", "Basic YW5uOnB3MTJ="}})), http::status::unauthorized,
+                  "invalid user name or password");
+
+    // A JWT: no slack either, and its base64url has no pad bits to spare.
+    const auto j = with_secret("hmac-secret");
+    const auto token = sign("HS256", "hmac-secret", {{"sub", "carol"}});
+    CHECK(j.check(bearer(token)).ok);
+    CHECK(j.check(request("/?access_token=" + token)).ok);
+    CHECK_FALSE(j.check(bearer(token + "\x0b")).ok);
+    CHECK_FALSE(j.check(request("/?access_token=" + token + "%20")).ok);
+    CHECK_FALSE(j.check(request("/?token=" + token + "%20")).ok);
+}
+
+TEST_CASE("two Authorization or two Origin fields are refused with 400", "[auth]") {
+    const auto a = authenticator::from_options({.token = "t", .origins = {"https://app.example"}});
+    auto req = request("/", {{"Origin", "https://app.example"}, {"Authorization", "Bearer t"}});
+    CHECK(a.check(req).ok);
+    auto twice = req;
+    twice.insert(http::field::authorization, "Bearer wrong");
+    check_refused(a.check(twice), http::status::bad_request, "more than one Authorization header");
+    twice = req;
+    twice.insert(http::field::origin, "https://evil.example");
+    check_refused(a.check(twice), http::status::bad_request, "more than one Origin header");
+    // Even where nothing is configured: the request is ambiguous, whatever reads it next.
+    const auto open = authenticator::from_options({});
+    twice.insert(http::field::authorization, "Bearer x");
+    CHECK(open.check(twice).status == http::status::bad_request);
+    const auto res = wsx::to_response(a.check(twice));
+    REQUIRE(res);
+    CHECK(res->result() == http::status::bad_request);
+    CHECK(res->find(http::field::www_authenticate) == res->end());
 }
 
 TEST_CASE("to_response builds the 401 with WWW-Authenticate", "[auth]") {
@@ -329,8 +396,14 @@ TEST_CASE("origin allow-list: exact entries", "[auth]") {
 TEST_CASE("origin allow-list: wildcard hosts", "[auth]") {
     const auto a = authenticator::from_options({.origins = {"https://*.example.com", "http://*.dev.test:3000"}});
     CHECK(a.check(from_origin("https://app.example.com")).ok);
-    CHECK(a.check(from_origin("https://a.b.example.com")).ok);
+    CHECK(a.check(from_origin("https://A-1.Example.Com:443")).ok);
     CHECK(a.check(from_origin("http://x.dev.test:3000")).ok);
+    // '*' is exactly one DNS label.
+    check_refused(a.check(from_origin("https://a.b.example.com")), http::status::forbidden, "origin not allowed: https://a.b.example.com");
+    CHECK_FALSE(a.check(from_origin("https://x.y.z.example.com")).ok);
+    CHECK_FALSE(a.check(from_origin("https://.example.com")).ok);
+    CHECK_FALSE(a.check(from_origin("https://a..example.com")).ok);
+    CHECK_FALSE(a.check(from_origin("http://a.b.dev.test:3000")).ok);
     CHECK_FALSE(a.check(from_origin("https://example.com")).ok);       // not the bare domain
     CHECK_FALSE(a.check(from_origin("https://badexample.com")).ok);
     CHECK_FALSE(a.check(from_origin("https://example.com.evil")).ok);
@@ -417,8 +490,15 @@ TEST_CASE("JWT: wrong secret, tampering and garbage are refused", "[auth]") {
     const auto dot1 = token.find('.'), dot2 = token.rfind('.');
     const auto tampered = token.substr(0, dot1 + 1) + b64url(R"({"sub":"admin"})") + token.substr(dot2);
     check_refused(a.check(bearer(tampered)), http::status::unauthorized, "bad signature");
-    // Signature truncated or missing.
-    check_refused(a.check(bearer(token.substr(0, token.size() - 1))), http::status::unauthorized, "bad signature");
+    // Signature truncated (by whole base64 quanta: an HS256 signature is 43 characters) or missing.
+    check_refused(a.check(bearer(token.substr(0, token.size() - 3))), http::status::unauthorized, "bad signature");
+    // The signature's last character (4 bits of data, 2 pad bits) with a pad bit set: the same
+    // bytes to a lax decoder, so another text for the same token. A canonical last character
+    // is one of AEIMQUYcgkosw048, and the next character is in the alphabet too.
+    REQUIRE(token.size() - dot2 - 1 == 43);
+    std::string padded = token;
+    ++padded.back();
+    check_refused(a.check(bearer(padded)), http::status::unauthorized, "invalid token");
     check_refused(a.check(bearer(token.substr(0, dot2 + 1))), http::status::unauthorized, "invalid token");
 
     for (const std::string& bad : std::vector<std::string>{"x", "a.b", "a.b.c.d", "..", "a..c", "abc.def.ghi", "\xff\xfe.\x80\x81.\xc0\xc1",

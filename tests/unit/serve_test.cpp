@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include "exec.hpp"
 #include "metrics.hpp"
 #include "serve_app.hpp"
+#include "server.hpp"
 #include "static_files.hpp"
 
 using namespace wsx;
@@ -169,4 +172,128 @@ TEST_CASE("server_metrics renders Prometheus text", "[serve]") {
     CHECK(text.find("wsx_closes_total{code=\"1000\"} 2\n") != std::string::npos);
     CHECK(text.find("wsx_rejections_total{reason=\"max_connections\"} 1\n") != std::string::npos);
     CHECK(text.find("# TYPE wsx_connections_current gauge\n") != std::string::npos);
+}
+
+// ---------------------------------------------------------------- the upgrade request
+
+namespace {
+
+http_request upgrade_request(std::string key = "dGhlIHNhbXBsZSBub25jZQ==") {
+    http_request req{http::verb::get, "/", 11};
+    req.set(http::field::host, "127.0.0.1:8080");
+    req.set(http::field::upgrade, "websocket");
+    req.set(http::field::connection, "Upgrade");
+    req.set(http::field::sec_websocket_key, key);
+    req.set(http::field::sec_websocket_version, "13");
+    return req;
+}
+
+/// What the listener's HTTP parser makes of `text`: the error it stops with.
+error_code parse_error(std::string_view text) {
+    http::request_parser<http::string_body> parser;
+    error_code ec;
+    parser.put(net::buffer(text.data(), text.size()), ec);
+    return ec;
+}
+
+}  // namespace
+
+TEST_CASE("valid_websocket_key wants base64 of exactly 16 bytes", "[serve]") {
+    CHECK(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ=="));   // RFC 6455's sample
+    CHECK(valid_websocket_key("AAAAAAAAAAAAAAAAAAAAAA=="));
+    CHECK(valid_websocket_key("/////////////////////w=="));
+    CHECK(valid_websocket_key("+++++++++++++++++++++Q=="));
+    CHECK_FALSE(valid_websocket_key(""));
+    CHECK_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ"));       // unpadded
+    CHECK_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ="));      // one pad
+    CHECK_FALSE(valid_websocket_key("MTIzNDU2Nzg="));                 // 8 bytes
+    CHECK_FALSE(valid_websocket_key("ZWlnaHRlZW4gYnl0ZXMhISEh"));     // 18 bytes, 24 characters
+    CHECK_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZR=="));     // pad bits set
+    CHECK_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ===="));
+    CHECK_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25j-Q=="));     // base64url alphabet
+    CHECK_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25j ZQ="));
+    CHECK_FALSE(valid_websocket_key("not base64 at all!"));
+    CHECK_FALSE(valid_websocket_key(std::string_view("dGhlIHNhbXBsZSBub25j\0Q==", 24)));
+}
+
+TEST_CASE("invalid_upgrade_response refuses what RFC 6455 4.2.1 refuses", "[serve]") {
+    CHECK_FALSE(invalid_upgrade_response(upgrade_request()));
+
+    auto check_refusal = [](const http_request& req, http::status status, const std::string& body) {
+        const auto res = invalid_upgrade_response(req);
+        REQUIRE(res);
+        CHECK(res->result() == status);
+        CHECK(res->body() == body + "\n");
+        CHECK_FALSE(res->keep_alive());
+    };
+    check_refusal(upgrade_request("MTIzNDU2Nzg="), http::status::bad_request,
+                  "invalid Sec-WebSocket-Key: not the base64 encoding of 16 bytes");
+    check_refusal(upgrade_request("not base64"), http::status::bad_request,
+                  "invalid Sec-WebSocket-Key: not the base64 encoding of 16 bytes");
+    auto req = upgrade_request();
+    req.erase(http::field::sec_websocket_key);
+    check_refusal(req, http::status::bad_request, "missing Sec-WebSocket-Key header");
+    req = upgrade_request();
+    req.erase(http::field::host);
+    check_refusal(req, http::status::bad_request, "missing Host header");
+    req = upgrade_request();
+    req.erase(http::field::sec_websocket_version);
+    check_refusal(req, http::status::bad_request, "missing Sec-WebSocket-Version header");
+    req = upgrade_request();
+    req.set(http::field::sec_websocket_version, "8");
+    check_refusal(req, http::status::upgrade_required, "unsupported Sec-WebSocket-Version: this server speaks 13");
+    CHECK((*invalid_upgrade_response(req))[http::field::sec_websocket_version] == "13");
+
+    const std::pair<http::field, const char*> twice[] = {
+        {http::field::sec_websocket_key, "MDEyMzQ1Njc4OWFiY2RlZg=="},
+        {http::field::authorization, "Bearer x"},
+        {http::field::origin, "https://a.example"},
+        {http::field::host, "other.example"},
+        {http::field::sec_websocket_version, "13"},
+    };
+    for (const auto& [field, value] : twice) {
+        INFO(http::to_string(field));
+        req = upgrade_request();
+        req.insert(field, value);
+        if (field == http::field::authorization || field == http::field::origin) req.insert(field, value);
+        check_refusal(req, http::status::bad_request, fmt::format("more than one {} header", http::to_string(field)));
+    }
+    // Fields that are lists may come several times.
+    req = upgrade_request();
+    req.insert(http::field::sec_websocket_protocol, "a");
+    req.insert(http::field::sec_websocket_protocol, "b");
+    req.insert(http::field::sec_websocket_extensions, "permessage-deflate");
+    req.insert(http::field::sec_websocket_extensions, "x-other");
+    CHECK_FALSE(invalid_upgrade_response(req));
+}
+
+TEST_CASE("malformed_request_response names what the parser refused", "[serve]") {
+    const std::string head = "GET / HTTP/1.1\r\nHost: h\r\n";
+    auto answer = [](std::string_view text) { return malformed_request_response(parse_error(text)); };
+
+    CHECK_FALSE(answer(head + "\r\n"));   // a good request: no error
+    auto res = answer(head + std::string("X-Note: a\0b\r\n\r\n", 15));
+    REQUIRE(res);
+    CHECK(res->result() == http::status::bad_request);
+    CHECK(res->body() == "malformed request: control character (such as NUL) in a header field value\n");
+    CHECK_FALSE(res->keep_alive());
+    res = answer(head + std::string("X-No\0te: a\r\n\r\n", 14));
+    REQUIRE(res);
+    CHECK(res->body() == "malformed request: invalid character in a header field name\n");
+    res = answer("GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n");
+    REQUIRE(res);
+    CHECK(res->result() == http::status::bad_request);
+    res = answer("G\x01T / HTTP/1.1\r\n\r\n");
+    REQUIRE(res);
+    CHECK(res->body() == "malformed request: bad method in the request line\n");
+    res = answer(head + "Content-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    REQUIRE(res);
+    CHECK(res->result() == http::status::bad_request);
+
+    // Nothing against the request: a client that left or was slow gets no answer.
+    CHECK_FALSE(malformed_request_response(http::error::end_of_stream));
+    CHECK_FALSE(malformed_request_response(http::error::partial_message));
+    CHECK_FALSE(malformed_request_response(net::error::connection_reset));
+    CHECK_FALSE(malformed_request_response(beast::error::timeout));
+    CHECK_FALSE(malformed_request_response(parse_error("GET / HTTP/1.1\r\nHost:")));   // need more
 }
