@@ -59,7 +59,7 @@ struct seen {
 };
 
 seen observe(const frame_event& ev) {
-    seen s{ev.kind, {}, ev.binary, 0, {}};
+    seen s{ev.kind, {}, ev.kind == frame_event::message && ev.binary, 0, {}};
     if (ev.kind == frame_event::message) s.data = std::string(ev.data());
     if (ev.kind == frame_event::ping || ev.kind == frame_event::pong || ev.kind == frame_event::close)
         s.data = std::string(ev.control);
