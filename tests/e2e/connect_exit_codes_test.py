@@ -23,6 +23,7 @@ import time
 import wsxtest
 from wsxtest import WsxTestCase, read_line_matching, free_port
 from connect_handshake_test import ScriptedServer, answer_101, frame
+from peer_tools import run_wsx_timed
 
 
 
@@ -51,8 +52,10 @@ class ExitCodeTest(WsxTestCase):
         self.assertEqual(r.stdout, b"a\nb\nc\n")
 
     def test_0_count_with_stdin_that_stays_open(self):
+        # Only -n can end this run: stdin never reaches EOF and the server keeps sending.
         peer, port = self.start_peer("ws_server.py", "--mode", "burst")
-        r = self.wsx("connect", f"ws://127.0.0.1:{port}/", "-n", "3", "--timeout", "5s", input=b"100\n")
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--send", "100", "-n", "3", "--timeout", "5s",
+                                timeout=15)
         self.assertExit(r, 0)
         self.assertEqual(r.stdout, b"0\n1\n2\n", "exactly N messages are printed")
 
@@ -232,12 +235,16 @@ class ExitCodeTest(WsxTestCase):
         self.assertOneError(r, "idle")
 
     def test_8_idle_timeout_is_reset_by_traffic(self):
-        _, port = self.start_peer("ws_server.py", "--mode", "burst")
-        # The burst answers at once, then silence ends it.
-        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--idle-timeout", "1s", "--send", "3",
-                                "-n", "4", timeout=15)
+        # The server sends a message every 0.3s for 1.8s, then nothing. With --idle-timeout 1s
+        # the run outlives the traffic (no gap reaches 1s) and ends 1s after the last message.
+        # A timer that traffic did not reset would end it near 1s, after 4 of the 7 messages.
+        _, port = self.start_peer("raw_ws_server.py", "--mode", "paced", "--count", "7", "--interval", "0.3")
+        r, took = run_wsx_timed("connect", f"ws://127.0.0.1:{port}/", "--idle-timeout", "1s", timeout=15)
         self.assertExit(r, 8)
-        self.assertEqual(r.stdout, b"0\n1\n2\n")
+        self.assertOneError(r, "idle timeout", "1s")
+        self.assertEqual(r.stdout, b"".join(b"tick %d\n" % i for i in range(7)), "every message came before the end")
+        self.assertGreater(took, 2.0, "the run lasted past the traffic")
+        self.assertLess(took, 6.0, "and ended by the idle timeout soon after it")
 
     def test_8_connect_timeout_when_upgrade_never_answered(self):
         # A listening socket that is never accepted: the kernel completes TCP, nobody answers.

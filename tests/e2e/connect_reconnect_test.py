@@ -6,6 +6,9 @@ Behaviour these tests rely on:
 - stdin lines read while disconnected are held (up to --buffer-limit bytes; beyond that stdin
   is paused with a warning naming --buffer-limit, never dropped) and sent in order after
   reconnecting, before anything read later.
+- the delay before retry n (from 1) is drawn from [base/2, base], where
+  base = min(--backoff-initial * --backoff-factor^(n-1), --backoff-max), and the next attempt
+  comes after that delay.
 - --send messages are sent again after every successful connect.
 - --max-retries N gives up after N failed attempts in a row, with the exit code of the last
   failure (4 for a refused connection).
@@ -13,12 +16,67 @@ Behaviour these tests rely on:
 - an upgrade refused with a 4xx other than 408/429, or a server certificate that does not
   verify, is not retried: exit with its code at once, saying --reconnect does not retry it.
 """
+import re
 import signal
+import socket
 import subprocess
+import threading
+import time
 
 import wsxtest
 from wsxtest import WSX, LineCollector, WsxTestCase, free_port
 
+
+def seconds(duration):
+    """A duration as wsx prints it (e.g. 187ms, 1.2s, 350us) in seconds."""
+    m = re.fullmatch(r"([0-9.]+)(ns|us|ms|s)", duration)
+    assert m, duration
+    return float(m.group(1)) * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(2)]
+
+
+class CountingServer:
+    """Answers every upgrade with 503 (a refusal worth retrying) and notes when each connection
+    was accepted (time.monotonic())."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.times = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.cond:
+                self.times.append(time.monotonic())
+                self.cond.notify_all()
+            with c:
+                c.settimeout(5)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    def wait_for_attempts(self, n, timeout=10):
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.times) >= n, timeout):
+                raise AssertionError(f"{len(self.times)} of {n} attempts within {timeout}s")
+            return list(self.times)
+
+    def close(self):
+        self.sock.close()
 
 
 
@@ -121,6 +179,40 @@ class ReconnectTest(WsxTestCase):
         self.assertEqual(len(errors), 1, stderr)
         self.assertIn("refused", errors[0])
         self.assertIn("gave up after 2 retries", errors[0])
+
+    def test_backoff_delays_grow_jitter_and_cap(self):
+        # Delay n (from 1) is drawn from [base/2, base], base = min(initial * factor^(n-1), max):
+        # exponential growth, jitter so that clients do not retry in lockstep, a ceiling. The
+        # announced delays are checked against that, and against the gaps between the attempts
+        # a server that answers every upgrade with 503 (retried: "try later") sees.
+        cases = [("100ms", "2", "400ms", 6), ("50ms", "3", "400ms", 4)]
+        for initial, factor, cap, retries in cases:
+            with self.subTest(initial=initial, factor=factor, cap=cap):
+                server = CountingServer()
+                self.addCleanup(server.close)
+                r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{server.port}/", "--reconnect",
+                                        "--backoff-initial", initial, "--backoff-factor", factor, "--backoff-max", cap,
+                                        "--max-retries", str(retries), timeout=30)
+                self.assertExit(r, 6)
+                notes = re.findall(r"reconnecting in (\S+) \(attempt (\d+)\)", r.stderr.decode())
+                self.assertEqual([int(n) for _, n in notes], list(range(1, retries + 1)))
+                delays = [seconds(d) for d, _ in notes]
+                bases = [min(seconds(initial) * float(factor) ** (n - 1), seconds(cap)) for n in range(1, retries + 1)]
+                for n, (d, base) in enumerate(zip(delays, bases), 1):
+                    # Printed with 3 significant digits: allow that rounding.
+                    self.assertGreaterEqual(d, base / 2 * 0.995, f"delay {n}: {delays}")
+                    self.assertLessEqual(d, base * 1.005, f"delay {n}: {delays}")
+                # Jitter: the delays at the cap (same base) differ, and not every delay is its base.
+                at_cap = [d for d, base in zip(delays, bases) if base == seconds(cap)]
+                self.assertGreater(len(at_cap), 1)
+                self.assertGreater(len(set(at_cap)), 1, f"no jitter: {delays}")
+                self.assertTrue(any(d < base * 0.99 for d, base in zip(delays, bases)), f"no jitter: {delays}")
+                # The server saw one attempt per delay plus the first, each after its delay.
+                times = server.wait_for_attempts(retries + 1)
+                gaps = [b - a for a, b in zip(times, times[1:])]
+                for n, (gap, d) in enumerate(zip(gaps, delays), 1):
+                    self.assertGreaterEqual(gap, d - 0.005, f"attempt {n + 1} came early: gaps {gaps}, delays {delays}")
+                    self.assertLess(gap, d + 0.3, f"attempt {n + 1} came late: gaps {gaps}, delays {delays}")
 
     def test_max_retries_zero_means_one_attempt(self):
         port = free_port()

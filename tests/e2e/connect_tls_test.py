@@ -5,7 +5,10 @@ Behaviour these tests rely on:
   the error names certificate verification.
 - the server certificate is verified against the URL host, or against --sni when given.
 - every TLS failure is exit 5, also a client certificate refused by the server (which
-  TLS 1.3 reports only after the client's side of the handshake has completed).
+  TLS 1.3 reports only after the client's side of the handshake has completed), with one
+  error line naming the cause (OpenSSL's verification result, such as "unable to get local
+  issuer certificate" or "hostname mismatch") and how to get past it.
+- ws:// to a TLS server is no TLS failure: the upgrade failed (6), and the line says wss://.
 - an unreadable --cacert/--cert/--key file is a usage error (2), reported before connecting.
 - mutual TLS is tested against a python `ssl` + websockets server with CERT_REQUIRED, which
   reports the subject of the client certificate it received.
@@ -47,19 +50,29 @@ class TlsTest(WsxTestCase):
         self.assertExit(r, 0)
         self.assertEqual(r.stdout, data)
 
-    def test_system_store_does_not_trust_test_ca(self):
-        url = self.tls_server()
-        r = self.wsx("connect", url, input=b"x\n")
+    def assertTlsFailure(self, r, *fragments):
+        """Exit 5 (TLS failed) and one error line naming the cause: each fragment in it."""
         self.assertExit(r, 5)
         errors = self.error_lines(r)
         self.assertEqual(len(errors), 1, r.stderr)
-        self.assertIn("verif", errors[0])
+        for f in fragments:
+            self.assertIn(f, errors[0])
+        self.assertEqual(r.stdout, b"", "nothing was exchanged")
+        return errors[0]
+
+    def test_system_store_does_not_trust_test_ca(self):
+        url = self.tls_server()
+        port = url.rsplit(":", 1)[1].rstrip("/")
+        r = self.wsx("connect", url, input=b"x\n")
+        self.assertTlsFailure(r, f"TLS handshake with 127.0.0.1:{port} failed",
+                              "certificate verification failed: unable to get local issuer certificate",
+                              "(trust its CA with --cacert FILE, or skip verification with -k)")
 
     def test_other_ca_fails(self):
         url = self.tls_server()
         r = self.wsx("connect", url, "--cacert", self.c["otherca"], input=b"x\n")
-        self.assertExit(r, 5)
-        self.assertIn("verif", self.error_lines(r)[0])
+        self.assertTlsFailure(r, "certificate verification failed: unable to get local issuer certificate",
+                              "--cacert")
 
     def test_insecure_skips_verification(self):
         url = self.tls_server()
@@ -72,8 +85,10 @@ class TlsTest(WsxTestCase):
     def test_hostname_mismatch_via_sni(self):
         url = self.tls_server()
         r = self.wsx("connect", url, "--cacert", self.c["ca"], "--sni", "other.name", input=b"x\n")
-        self.assertExit(r, 5)
-        self.assertIn("verif", self.error_lines(r)[0])
+        # The CA is trusted: what fails is the name alone.
+        line = self.assertTlsFailure(r, "certificate verification failed: hostname mismatch",
+                                     "(the certificate is not for 'other.name')")
+        self.assertNotIn("issuer", line)
 
     def test_sni_matching_certificate(self):
         url = self.tls_server()
@@ -82,10 +97,15 @@ class TlsTest(WsxTestCase):
         self.assertEqual(r.stdout, b"sni ok\n")
 
     def test_plain_client_to_tls_server_fails(self):
+        # No TLS was attempted, so this is not a TLS failure: the upgrade failed (6), and the
+        # line says to use wss://.
         url = self.tls_server().replace("wss://", "ws://")
         r = self.wsx("connect", url, "--connect-timeout", "3s", input=b"x\n")
-        self.assertNotEqual(r.returncode, 0)
-        self.assertEqual(len(self.error_lines(r)), 1)
+        self.assertExit(r, 6)
+        errors = self.error_lines(r)
+        self.assertEqual(len(errors), 1, r.stderr)
+        self.assertIn(f"upgrade with {url} failed", errors[0])
+        self.assertIn("wss://", errors[0])
 
     def test_unreadable_cacert_is_usage_error(self):
         r = self.wsx("connect", "wss://127.0.0.1:1/", "--cacert", "/nonexistent/ca.pem")
@@ -119,10 +139,11 @@ class TlsTest(WsxTestCase):
     def test_missing_client_certificate_fails_with_5(self):
         url = self.mtls_server()
         r = self.wsx("connect", url, "--cacert", self.c["ca"], input=b"x\n")
-        self.assertExit(r, 5)
-        errors = self.error_lines(r)
-        self.assertEqual(len(errors), 1, r.stderr)
-        self.assertIn("--cert", errors[0])
+        # TLS 1.3 shows the refusal only after the client's side of the handshake, as an alert
+        # or a hang-up: either way a TLS failure whose line asks for a client certificate.
+        line = self.assertTlsFailure(r, "requires a client certificate, use --cert and --key")
+        self.assertRegex(line, r"TLS (connection to|handshake with) 127\.0\.0\.1:\d+ ")
+        self.assertNotIn("certificate verification failed", line)
 
     def test_client_certificate_from_wrong_ca_fails_with_5(self):
         # A self-signed client certificate the server cannot verify.
@@ -134,7 +155,10 @@ class TlsTest(WsxTestCase):
                        check=True, capture_output=True, timeout=60)
         url = self.mtls_server()
         r = self.wsx("connect", url, "--cacert", self.c["ca"], "--cert", crt, "--key", key, input=b"x\n")
-        self.assertExit(r, 5)
+        # The server's certificate verified (it is the client's that was refused), and the line
+        # says so.
+        line = self.assertTlsFailure(r, "refused the client certificate")
+        self.assertNotIn("certificate verification failed", line)
 
 
 if __name__ == "__main__":

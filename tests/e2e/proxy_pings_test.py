@@ -10,6 +10,7 @@ import websockets
 
 import serve_helpers
 import wsxtest
+from peer_tools import start_raw_server
 from proxy_helpers import RawUpstream, TcpEchoServer, run, start_proxy
 
 PING, PONG, TEXT, CLOSE = 0x9, 0xA, 0x1, 0x8
@@ -43,16 +44,31 @@ class PingTest(RawPair, wsxtest.WsxTestCase):
     def test_client_ping_is_answered_by_the_upstream(self):
         for extra in ([], ["--compress"]):  # a client that does not offer compression: the same
             with self.subTest(extra=extra):
-                self.ping_and_pongs_pass(*extra)
+                self.ping_reaches_the_upstream_and_only_its_pong_comes_back(*extra)
 
-    def ping_and_pongs_pass(self, *proxy_args):
-        _, up, client = self.pair(*proxy_args)
+    def ping_reaches_the_upstream_and_only_its_pong_comes_back(self, *proxy_args):
+        # The upstream is a scripted server that logs every ping it receives and answers each with
+        # a pong of its own payload, which neither the client's ping nor a proxy could make up.
+        _, port, events = start_raw_server(self, "--pong-payload", "pong made upstream")
+        _, url = start_proxy(self, "--to", f"ws://127.0.0.1:{port}", "--health-interval", "1h", *proxy_args)
+        client = serve_helpers.RawWS(url)
+        self.addCleanup(client.close)
         client.send_frame(PING, b"hello?")
-        self.assertEqual(up.recv_frame(), (PING, b"hello?"))
-        # The proxy did not answer on the upstream's behalf: the first pong is the upstream's.
-        up.send_frame(PONG, b"from upstream")
-        self.assertEqual(client.recv_frame()[1:], (PONG, b"from upstream"))
-        # An unsolicited pong passes too, both ways.
+        # The one pong the client gets is the upstream's: a proxy that answered itself would
+        # have sent "hello?" back (first, or as a second pong).
+        self.assertEqual(client.recv_frame()[1:], (PONG, b"pong made upstream"))
+        # A message after the ping, echoed by the upstream, is the next thing each side sees: no
+        # second pong reached the client and no second ping reached the upstream.
+        client.send_text("after the ping")
+        self.assertEqual(client.recv_frame()[1:], (TEXT, b"after the ping"))
+        events.wait_until(lambda ls: any(l.endswith(b" text 14 after the ping") for l in ls), what="the message upstream")
+        n = next(l.split()[1] for l in events.lines if l.startswith(b"message "))
+        seen = [l for l in events.lines if l.split()[0] in (b"ping", b"pong", b"message")]
+        self.assertEqual(seen, [b"ping " + n + b" " + b"hello?".hex().encode(), b"message " + n + b" text 14 after the ping"],
+                         "the upstream saw the client's ping once, with its payload, then the message")
+
+    def test_unsolicited_pongs_pass_both_ways(self):
+        _, up, client = self.pair()
         up.send_frame(PONG, b"heartbeat")
         self.assertEqual(client.recv_frame()[1:], (PONG, b"heartbeat"))
         client.send_frame(PONG, b"client heartbeat")

@@ -1,11 +1,35 @@
-"""wsx serve operations: graceful shutdown (Close 1001 to every client, drain, exit 0; a second
-signal exits at once), the access log in text and JSON, -q."""
+"""wsx serve operations: graceful shutdown (Close 1001 to every client, new connections refused, drain,
+exit 0; a second signal exits at once), the access log in text and JSON, -q."""
 import json
 import signal
+import socket
 import time
 
 import wsxtest
-from serve_helpers import RawWS
+from serve_helpers import RawWS, host_port, read_at_least
+
+
+def try_upgrade(url, timeout=5.0):
+    """What a new client gets: "refused" (no TCP connection), "upgraded" (101), "status N" (another
+    answer), "closed" (the connection ended without an answer) or "no answer" (within timeout)."""
+    host, port = host_port(url)
+    try:
+        s = socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    except ConnectionResetError:
+        return "closed"
+    with s:
+        try:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+            head = read_at_least(s, b"", 12, time.monotonic() + timeout)
+        except (ConnectionResetError, BrokenPipeError, EOFError):
+            return "closed"
+        except TimeoutError:
+            return "no answer"
+        status = head.split(b" ", 2)[1].decode("latin-1")
+        return "upgraded" if status == "101" else f"status {status}"
 
 
 class ShutdownTest(wsxtest.WsxTestCase):
@@ -22,7 +46,29 @@ class ShutdownTest(wsxtest.WsxTestCase):
         self.assertEqual(p.proc.wait(10), 0)
         for c in clients:
             self.assertTrue(c.wait_eof(5))
-        # New connections are refused once the server is gone.
+
+    def test_new_connections_are_refused_during_the_drain(self):
+        p, url = self.start_server("--drain-timeout", "20s")
+        self.assertEqual(try_upgrade(url), "upgraded", "before the signal a new client is served")
+        c = RawWS(url)
+        c.send_text("hi")
+        self.assertEqual(c.recv_message(), (1, b"hi"))
+        p.proc.send_signal(signal.SIGTERM)
+        # The drain is on: the notice is out, this client has its Close and holds the drain open
+        # by not answering it yet.
+        p.wait_for(r"wsx: terminated: closing connections")
+        self.assertEqual(c.expect_close()[0], 1001)
+        # A new client is not served: refused, or (right after the notice) let in by the kernel
+        # and closed without an answer; and soon refused outright, as the listener is closed.
+        outcomes = [try_upgrade(url)]
+        while outcomes[-1] != "refused" and len(outcomes) < 50:
+            outcomes.append(try_upgrade(url))
+        self.assertLessEqual(set(outcomes), {"refused", "closed"}, f"new clients during the drain: {outcomes}")
+        self.assertEqual(outcomes[-1], "refused", f"new clients during the drain: {outcomes}")
+        self.assertIsNone(p.proc.poll(), "the server was still draining")
+        c.send_close(1001)
+        self.assertEqual(p.proc.wait(10), 0)
+        self.assertEqual(try_upgrade(url), "refused", "and after the exit")
 
     def test_drain_timeout_bounds_the_wait(self):
         p, url = self.start_server("--drain-timeout", "500ms")

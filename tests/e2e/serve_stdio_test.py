@@ -1,9 +1,18 @@
 """wsx serve --stdio: server stdin lines fan out to every client, client messages go to
 stdout; stdin EOF closes the clients; --oneshot exits after the first client."""
+import fcntl
+import struct
 import subprocess
+import termios
 
 import wsxtest
+from peer_tools import wait_until
 from serve_helpers import LineReader, RawWS
+
+
+def pipe_unread(stream):
+    """Bytes written to a pipe (through its write end `stream`) that its reader has not read."""
+    return struct.unpack("i", fcntl.ioctl(stream.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 class StdioTest(wsxtest.WsxTestCase):
@@ -60,10 +69,31 @@ class StdioTest(wsxtest.WsxTestCase):
         self.assertEqual([(op, len(m)) for op, m in got], [(1, 1 << 20), (1, 1 << 20), (1, 2_500_000 - (2 << 20))])
         c.close()
 
+    def test_held_lines_are_bounded_by_the_send_queue_limit(self):
+        # Held lines count against --send-queue-limit; beyond it the oldest are dropped (the
+        # newest line always stays). 13 bytes hold "second" and "third" (11) but not "first" as
+        # well (16), and leave room for the frame headers when they are sent on. Only lines
+        # really held before the client came can be dropped: the client that connects after the
+        # server read all three gets the last two.
+        p, url = self.start_stdio("--oneshot", "--send-queue-limit", "13")
+        p.proc.stdin.write(b"first\nsecond\nthird\n")
+        p.proc.stdin.flush()
+        wait_until(lambda: pipe_unread(p.proc.stdin) == 0, 10, "the server to read its stdin")
+        c = RawWS(url)
+        self.assertEqual(c.recv_message(), (1, b"second"))
+        self.assertEqual(c.recv_message(), (1, b"third"))
+        p.proc.stdin.write(b"live\n")
+        p.proc.stdin.flush()
+        self.assertEqual(c.recv_message(), (1, b"live"), "nothing else was held")
+
     def test_lines_before_first_client_are_held(self):
         p, url = self.start_stdio("--oneshot")
         p.proc.stdin.write(b"early\n")
         p.proc.stdin.flush()
+        # The server has taken the line out of the pipe before any client exists: what the
+        # client gets next was held for it, not fanned out to a client already there. (Were
+        # lines read with nobody connected dropped, the client would get nothing.)
+        wait_until(lambda: pipe_unread(p.proc.stdin) == 0, 10, "the server to read its stdin")
         c = RawWS(url)
         self.assertEqual(c.recv_message(), (1, b"early"))
         # Only one client with --oneshot.
