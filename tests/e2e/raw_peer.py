@@ -322,11 +322,11 @@ def stop_problems(procs, timeout=5.0):
             if code != 0:
                 problems.append(f"{name_of(p)} exited {code} on SIGTERM, wanted 0")
         except subprocess.TimeoutExpired:
-            ticks = idle_problems([p])
+            busy = idle_problems([p])
             p.kill()
             p.wait(5)
-            problems.append(f"{name_of(p)} still running {timeout}s after SIGTERM (killed)"
-                            + (f"; {ticks[0]}" if ticks else ""))
+            problems.append(f"{name_of(p)} still running {timeout}s after SIGTERM ("
+                            + (busy[0].split(": ", 1)[1] if busy else "idle") + "; killed)")
     return problems
 
 
@@ -347,15 +347,16 @@ class Target:
     def echo_problems(self, timeout=1.0):
         from serve_helpers import RawWS
         t0 = time.monotonic()
+        w = RawWS.__new__(RawWS)  # so that a socket whose upgrade times out is closed too
         try:
-            w = RawWS(self.url, timeout=timeout)
-            try:
-                w.send_text("alive?")
-                got = w.recv_message(max(0.01, t0 + timeout - time.monotonic()))
-            finally:
-                w.close()
+            w.__init__(self.url, timeout=timeout)
+            w.send_text("alive?")
+            got = w.recv_message(max(0.01, t0 + timeout - time.monotonic()))
         except (AssertionError, OSError, TimeoutError, EOFError) as e:
             return [f"a fresh client was not echoed within {timeout}s: {e!r:.200}"]
+        finally:
+            if hasattr(w, "sock"):
+                w.close()
         if got != (TEXT, b"alive?"):
             return [f"a fresh client got {got!r} instead of its echo"]
         return []
@@ -377,4 +378,5 @@ class Target:
         return problems
 
     def log_tail(self, n=5):
-        return " | ".join(l.decode("utf-8", "replace") for log in self.logs for l in log.lines[-n:])
+        lines = [l.decode("utf-8", "replace") for log in self.logs for l in log.lines[-n:]]
+        return f"last log lines: {' | '.join(lines)}" if lines else ""
