@@ -161,6 +161,7 @@ class Conn:
         self.frames = []
         self.close_code = None
         self.eof_without_close = False
+        self.script_cut = False
         self.error = None
 
     def pongs(self):
@@ -234,7 +235,10 @@ class ScriptedServer:
                 split.send(sock, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n")
                 sent_close = self._script_closes()
-                split.send(sock, self.script)
+                try:
+                    split.send(sock, self.script)
+                except (BrokenPipeError, ConnectionResetError):
+                    c.script_cut = True  # the client left mid-script; what it sent first is still to read
                 self._read_client(sock, c, buf, split, sent_close)
             except (OSError, TimeoutError, StopIteration) as e:
                 c.error = repr(e)
@@ -251,7 +255,7 @@ class ScriptedServer:
                 c.frames.append((fin, op, payload))
                 if op == CLOSE and c.close_code is None:
                     c.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                    if not sent_close:
+                    if not sent_close and not c.script_cut:
                         split.send(sock, close_frame(c.close_code) if len(payload) >= 2 else frame(CLOSE))
                     return  # the closing handshake is over: the server ends TCP first
                 if op in (TEXT, BINARY, CONT):
@@ -262,7 +266,10 @@ class ScriptedServer:
                         split.send(sock, self.reply(opcode, message))
                     if fin:
                         message = b""
-            chunk = self._recv(sock)
+            try:
+                chunk = self._recv(sock)
+            except ConnectionResetError:
+                chunk = b""
             if chunk == b"":
                 c.eof_without_close = True
                 return
