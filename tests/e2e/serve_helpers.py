@@ -58,16 +58,20 @@ def read_at_least(sock, buf, n, deadline):
 class RawWS:
     """A WebSocket client over a plain socket, frame by frame."""
 
-    def __init__(self, url, path="/", headers=None, timeout=10.0, expect_upgrade=True):
+    def __init__(self, url, path="/", headers=None, timeout=10.0, expect_upgrade=True, split=None):
+        """`split` (a raw_peer.Splitter) decides how every write is cut up; None: each in one write."""
         host, port = host_port(url)
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.timeout = timeout
+        self.split = split
+        if split:
+            split.prepare(self.sock)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",
                  f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         for k, v in (headers or {}).items():
             lines.append(f"{k}: {v}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.buf = b""
         head = self._read_until(b"\r\n\r\n")
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
@@ -93,7 +97,27 @@ class RawWS:
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
+    def write(self, data):
+        """Raw bytes to the server, cut up as `split` says."""
+        if self.split:
+            self.split.send(self.sock, data)
+        else:
+            self.sock.sendall(data)
+
     def send_frame(self, opcode, payload=b"", fin=True, rsv=0, mask=True):
+        self.write(self.encode_frame(opcode, payload, fin, rsv, mask))
+
+    def send_frames(self, frames):
+        """Several frames given as (opcode, payload[, {fin, rsv, mask}]): each in its own write
+        without `split`, else as one stream that `split` cuts anywhere, across frames too."""
+        data = [self.encode_frame(f[0], f[1], **(f[2] if len(f) > 2 else {})) for f in frames]
+        if self.split:
+            self.write(b"".join(data))
+        else:
+            for d in data:
+                self.write(d)
+
+    def encode_frame(self, opcode, payload=b"", fin=True, rsv=0, mask=True):
         if isinstance(payload, str):
             payload = payload.encode()
         b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
@@ -109,7 +133,7 @@ class RawWS:
             key = os.urandom(4)
             payload = bytes(c ^ key[i % 4] for i, c in enumerate(payload))
             head += key
-        self.sock.sendall(head + payload)
+        return head + payload
 
     def send_text(self, text):
         self.send_frame(0x1, text)
