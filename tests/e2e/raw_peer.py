@@ -22,7 +22,7 @@ import wsxtest
 
 MODES = ("whole", "bytes", "random")
 MAX_CHUNK = 64  # random chunks are 1..MAX_CHUNK bytes: frame headers and payloads split anywhere
-SMALL_STREAM = 256  # streams up to this size pause between chunks (see Splitter.send)
+SMALL_STREAM = 2048  # streams up to this size pause between chunks (see Splitter.send)
 SPLIT_PAUSE = 0.001
 BYTEWISE_LIMIT = 64 << 10  # one-byte writes up to here; the rest of a large write goes in 4 KiB pieces
 
