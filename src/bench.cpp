@@ -400,6 +400,9 @@ public:
             refill(now);
         }
         flush();
+        // Frames that came with the upgrade answer are handled now, not when more arrive
+        // (a server may send nothing else).
+        if (rend_ > 0) return on_read({}, 0);
         do_read();
         check_done(now);
     }
