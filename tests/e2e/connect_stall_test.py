@@ -81,7 +81,7 @@ class StallTest(wsxtest.WsxTestCase):
         self.assertExit(r, 8)
         self.assertIn("--idle-timeout", r.stderr.decode())
         self.assertNotIn("--wait", r.stderr.decode())
-        self.assertLess(took, 2.5)  # was the timeout plus --wait (5 s)
+        self.assertLess(took, 4.0)  # was the timeout plus --wait (5.5 s); margin for sanitizer builds under load
 
 
 if __name__ == "__main__":
