@@ -22,7 +22,8 @@ from raw_peer import (BINARY, CLOSE, CONT, PING, PONG, TEXT, ScriptedServer, Spl
                       idle_problems)
 
 BEFORE = frame(TEXT, "before")  # a valid message ahead of each fault: it must reach stdout
-QUICK = 2.0  # seconds: a protocol error ends a run at once (process start included)
+# seconds: a protocol error ends a run at once (process start included; sanitizer builds start slowly)
+QUICK = 4.0 if wsxtest.SANITIZED else 2.0
 DEADLINE = 10.0  # seconds: past connect's --timeout 5s, so a timeout shows as one
 
 # name: (script, messages that reach stdout, pings the client must answer). The server closes
