@@ -69,8 +69,13 @@ probe_result probe_unix_socket(const std::string& path, const std::string& where
                               where, std::strerror(err)));
 }
 
-/// Whether the upgrade request offers permessage-deflate (RFC 7692): only then can the
-/// connection end up compressed.
+}  // namespace
+
+void limit_request_parser(http::request_parser<http::string_body>& parser, std::size_t max_bytes) {
+    parser.header_limit(static_cast<std::uint32_t>(max_bytes));
+    parser.body_limit(max_bytes);
+}
+
 bool offers_deflate(const http_request& req) {
     const auto [first, last] = req.equal_range(http::field::sec_websocket_extensions);
     for (auto field = first; field != last; ++field) {
@@ -88,8 +93,6 @@ bool offers_deflate(const http_request& req) {
     }
     return false;
 }
-
-}  // namespace
 
 void server::listen_unix() {
     const std::string& path = opts_.listen.unix_path;
@@ -257,8 +260,7 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
     auto& lowest = beast::get_lowest_layer(ws);
     for (;;) {
         http::request_parser<http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(opts_.max_request_bytes));
-        parser.body_limit(opts_.max_request_bytes);
+        limit_request_parser(parser, opts_.max_request_bytes);
         lowest.expires_after(opts_.handshake_timeout);
         error_code ec;
         co_await http::async_read(ws.next_layer(), buffer, parser, net::redirect_error(net::use_awaitable, ec));
