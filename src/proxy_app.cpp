@@ -72,6 +72,24 @@ std::string rewrite_target(std::string_view client_target, std::string_view pref
     return q.empty() ? p : p + "?" + q;
 }
 
+std::optional<http_response> invalid_upgrade(const http_request& req) {
+    auto refuse = [](http::status st, const char* what) {
+        return make_response(st, fmt::format("The WebSocket handshake Sec-WebSocket-{} field is {}", what,
+                                             st == http::status::upgrade_required ? "invalid" : "missing"));
+    };
+    const auto key = req[http::field::sec_websocket_key];
+    if (key.empty()) return refuse(http::status::bad_request, "Key");
+    if (key.size() > 24) return make_response(http::status::bad_request, "The WebSocket handshake Sec-WebSocket-Key field is invalid");
+    const auto version = req[http::field::sec_websocket_version];
+    if (version.empty()) return refuse(http::status::bad_request, "Version");
+    if (version != "13") {
+        auto res = refuse(http::status::upgrade_required, "Version");
+        res.set(http::field::sec_websocket_version, "13");
+        return res;
+    }
+    return std::nullopt;
+}
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -139,26 +157,6 @@ std::string strip_query_params(std::string_view target, std::initializer_list<st
     }
     if (!kept.empty()) out += "?" + kept;
     return out;
-}
-
-/// The answer Beast's accept gives an upgrade request it refuses (the same checks, in the same
-/// order), or nullopt for a request it accepts.
-std::optional<http_response> invalid_upgrade(const http_request& req) {
-    auto refuse = [](http::status st, const char* what) {
-        return make_response(st, fmt::format("The WebSocket handshake Sec-WebSocket-{} field is {}", what,
-                                             st == http::status::upgrade_required ? "invalid" : "missing"));
-    };
-    const auto key = req[http::field::sec_websocket_key];
-    if (key.empty()) return refuse(http::status::bad_request, "Key");
-    if (key.size() > 24) return make_response(http::status::bad_request, "The WebSocket handshake Sec-WebSocket-Key field is invalid");
-    const auto version = req[http::field::sec_websocket_version];
-    if (version.empty()) return refuse(http::status::bad_request, "Version");
-    if (version != "13") {
-        auto res = refuse(http::status::upgrade_required, "Version");
-        res.set(http::field::sec_websocket_version, "13");
-        return res;
-    }
-    return std::nullopt;
 }
 
 /// The engine shared by every listener: balancer, health checks, upstream connects, tap.
