@@ -1,5 +1,6 @@
 #include "units.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -164,8 +165,12 @@ std::string format_duration(std::chrono::nanoseconds d) {
         return sign + trimmed(r, decimals) + u.name;
     }
 
-    // From one minute on, whole seconds: fractions stop being interesting.
-    const std::uint64_t secs = n / 1'000'000'000 + (n % 1'000'000'000 >= 500'000'000 ? 1 : 0);
+    // From one minute on, whole seconds: fractions stop being interesting. Rounded to the
+    // nearest, but never past the largest whole second parse_duration reads (within half a
+    // second of the int64 limit, rounding up would write a duration that does not fit).
+    constexpr std::uint64_t max_secs = std::numeric_limits<std::int64_t>::max() / 1'000'000'000;
+    const std::uint64_t secs =
+        std::min(n / 1'000'000'000 + (n % 1'000'000'000 >= 500'000'000 ? 1 : 0), max_secs);
     std::string out = sign;
     if (secs >= 3600) out += fmt::format("{}h", secs / 3600);
     if (secs % 3600 >= 60) out += fmt::format("{}m", secs % 3600 / 60);

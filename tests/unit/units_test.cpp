@@ -109,8 +109,9 @@ TEST_CASE("format_duration: three significant digits in the best unit", "[units]
     CHECK(format_duration(3725s) == "1h2m5s");
     CHECK(format_duration(-1500ms) == "-1.5s");
     CHECK(format_duration(-90s) == "-1m30s");
-    CHECK(format_duration(std::chrono::nanoseconds::min()) == "-2562047h47m17s");
-    CHECK(format_duration(std::chrono::nanoseconds::max()) == "2562047h47m17s");
+    // The extremes round down to the largest whole second parse_duration reads.
+    CHECK(format_duration(std::chrono::nanoseconds::min()) == "-2562047h47m16s");
+    CHECK(format_duration(std::chrono::nanoseconds::max()) == "2562047h47m16s");
 }
 
 TEST_CASE("format_duration output parses back to about the same value", "[units]") {
@@ -121,6 +122,20 @@ TEST_CASE("format_duration output parses back to about the same value", "[units]
         const auto back = ns(text);
         REQUIRE(back);
         CHECK(std::abs(static_cast<double>(*back - v)) <= static_cast<double>(v) * 0.01);
+    }
+}
+
+TEST_CASE("format_duration near the int64 limit still parses back", "[units]") {
+    // Found by fuzzing: rounding to the nearest second went past the largest duration
+    // parse_duration reads ("2562047h47m17s" for the maximum).
+    for (auto d : {std::chrono::nanoseconds::max(), std::chrono::nanoseconds::max() - 1ns,
+                   std::chrono::nanoseconds(9'223'372'036'500'000'000)}) {
+        INFO(d.count());
+        const auto text = format_duration(d);
+        CHECK(text == "2562047h47m16s");
+        const auto back = parse_duration(text);
+        REQUIRE(back);
+        CHECK(d - *back < 1s);
     }
 }
 
