@@ -103,6 +103,18 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
     auto parsed = boost::urls::parse_uri_reference(text);
     if (!parsed) return fail(fmt::format("invalid URL '{}': {}", text, parsed.error().message()));
     boost::urls::url_view u = *parsed;
+    // Boost.URL 1.81 reads the IPv4 address at the start of a longer host ("10.0.0.1.nip.io",
+    // "1.2.3.4x") as the host and the rest as the path, though the authority runs to the first
+    // '/', '?' or '#' (RFC 3986 section 3.2). Such a host is a name: it is read again with its
+    // first digit escaped, which an IPv4 address cannot hold.
+    std::string respelt;
+    if (u.host_type() == boost::urls::host_type::ipv4 && !u.encoded_path().empty() && u.encoded_path().front() != '/') {
+        const auto at = static_cast<std::size_t>(u.encoded_host().data() - text.data());
+        respelt = fmt::format("{}%{:02X}{}", text.substr(0, at), static_cast<unsigned char>(text[at]), text.substr(at + 1));
+        parsed = boost::urls::parse_uri_reference(respelt);
+        if (!parsed) return fail(fmt::format("invalid URL '{}': {}", text, parsed.error().message()));
+        u = *parsed;
+    }
     std::string scheme(u.scheme());
     for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (scheme == "ws") ep.tls = false;

@@ -94,3 +94,21 @@ TEST_CASE("a URL's host and resource cannot break out of the request", "[endpoin
     REQUIRE(ep);
     CHECK(ep->target == "/a%20b?x=1");
 }
+
+TEST_CASE("a host name that starts like an IPv4 address is a name", "[endpoint]") {
+    // Found by fuzzing: the URL parser took "10.0.0.1" for the host of ws://10.0.0.1.nip.io/ and
+    // ".nip.io/" for the path, so the connection went to 10.0.0.1 with a wrong Host and target.
+    std::string err;
+    auto ep = parse_ws_url("ws://10.0.0.1.nip.io:8080/x?y", &err);
+    REQUIRE(ep);
+    CHECK(ep->host == "10.0.0.1.nip.io");
+    CHECK(ep->port == 8080);
+    CHECK(ep->target == "/x?y");
+    ep = parse_ws_url("user@1.2.3.4x", &err);
+    REQUIRE(ep);
+    CHECK(ep->host == "1.2.3.4x");
+    CHECK(ep->target == "/");
+    ep = parse_ws_url("ws://1.2.3.4:81/a", &err);
+    REQUIRE(ep);
+    CHECK((ep->host == "1.2.3.4" && ep->port == 81 && ep->target == "/a"));
+}
