@@ -125,12 +125,14 @@ bool topic_matches(std::string_view p, std::string_view t) {
     // Iterative glob with one backtrack point (the last '*').
     std::size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
     while (ti < t.size()) {
-        if (pi < p.size() && (p[pi] == '?' || p[pi] == t[ti])) {
-            ++pi;
-            ++ti;
-        } else if (pi < p.size() && p[pi] == '*') {
+        // A '*' is a wildcard before anything else, also where the topic holds a '*' too (taken
+        // as a literal there, it would match only that one character).
+        if (pi < p.size() && p[pi] == '*') {
             star = pi++;
             mark = ti;
+        } else if (pi < p.size() && (p[pi] == '?' || p[pi] == t[ti])) {
+            ++pi;
+            ++ti;
         } else if (star != std::string_view::npos) {
             pi = star + 1;
             ti = ++mark;
