@@ -376,7 +376,8 @@ void check_connect_answer(const http::response_header<>& res, std::size_t extra,
                           std::string_view target) {
     const unsigned status = res.result_int();
     if (status < 200 || status > 299) {
-        std::string reason(res.reason());
+        // The proxy's words reach a terminal: escaped, like any text from a peer.
+        std::string reason = escape_for_terminal(std::string_view(res.reason().data(), res.reason().size()));
         if (reason.empty()) reason = std::string(http::obsolete_reason(res.result()));
         std::string message = "proxy refused CONNECT to " + std::string(target) + ": " +
                               std::to_string(status) + " " + reason;
