@@ -364,8 +364,8 @@ upgrade_refused upgrade_refusal(const http::response<http::string_body>& res, co
     }
     return upgrade_refused(res.result_int(),
                            fmt::format("upgrade rejected by {}: HTTP {} {}{}{}{}", url.to_string(), res.result_int(),
-                                       std::string(res.reason()), body.empty() ? "" : ": ", escape_for_terminal(body),
-                                       redirect),
+                                       escape_for_terminal(std::string_view(res.reason().data(), res.reason().size())),
+                                       body.empty() ? "" : ": ", escape_for_terminal(body), redirect),
                            std::move(fields));
 }
 

@@ -27,6 +27,15 @@ TEST_CASE("a refused upgrade names the status, the reason and the first line of 
     CHECK(r.fields()[1].first == "Retry-After");
 }
 
+TEST_CASE("a refused upgrade shows the server's reason phrase escaped", "[client]") {
+    // Found by fuzzing: the reason phrase went to the terminal as the server wrote it (Beast lets
+    // through bytes above 0x7f: C1 controls, bidirectional overrides, invalid UTF-8).
+    http::response<http::string_body> res{http::status::service_unavailable, 11};
+    res.reason("Busy \xe2\x80\xae \xc2\x9b" "2J \xff");
+    const auto r = upgrade_refusal(res, example());
+    CHECK(std::string(r.what()) == "upgrade rejected by ws://example.com/: HTTP 503 Busy \\u202e \\u009b2J \\xff");
+}
+
 TEST_CASE("a redirect says where it points", "[client]") {
     http::response<http::string_body> res{http::status::found, 11};
     res.set(http::field::location, "wss://example.com/\x1b[2J");
