@@ -51,6 +51,16 @@ TEST_CASE("parse_duration: fractions are exact, sub-nanosecond parts dropped", "
     CHECK(ns("0.5h") == 1'800'000'000'000);
 }
 
+TEST_CASE("parse_duration and parse_size are exact however many digits the fraction has", "[units]") {
+    // Found by fuzzing: digits after the 18th were dropped, which could lose a whole nanosecond.
+    CHECK(ns("0.00000000000027777777778h") == 1);  // 1.000000000008ns
+    CHECK(ns(".07777777777777777779777777777777777774777777777777777777777777777h") == 280'000'000'000);
+    CHECK(ns("0.9999999999999999999999999s") == 999'999'999);
+    CHECK(parse_size("0.0000000000000000000001EiB") == 0);
+    CHECK(parse_size("0.000000000000000000867361737988403548EiB") == 1);  // just over 2^-60 EiB
+    CHECK(parse_rate("0.5") == 0.5);
+}
+
 TEST_CASE("parse_duration: compound terms from large to small", "[units]") {
     CHECK(parse_duration("1h30m") == 90min);
     CHECK(parse_duration("1m30s") == 90s);
