@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <boost/beast/http/rfc7230.hpp>
 #include <fmt/format.h>
 
 #include "exit_code.hpp"
@@ -77,20 +78,13 @@ void limit_request_parser(http::request_parser<http::string_body>& parser, std::
 }
 
 bool offers_deflate(const http_request& req) {
+    // Read with the parser Beast's accept reads the offer with, so that the two cannot disagree
+    // (Beast takes "permessage-deflate" from "permessage-deflate\xc5^x", which a split on ',' and
+    // ';' did not): Beast looks at the first field only, every field counts here.
     const auto [first, last] = req.equal_range(http::field::sec_websocket_extensions);
-    for (auto field = first; field != last; ++field) {
-        std::string_view v(field->value().data(), field->value().size());
-        while (!v.empty()) {
-            const std::size_t comma = v.find(',');
-            std::string_view offer = v.substr(0, comma);
-            offer = offer.substr(0, offer.find(';'));
-            while (!offer.empty() && (offer.front() == ' ' || offer.front() == '\t')) offer.remove_prefix(1);
-            while (!offer.empty() && (offer.back() == ' ' || offer.back() == '\t')) offer.remove_suffix(1);
-            if (beast::iequals(offer, "permessage-deflate")) return true;
-            if (comma == std::string_view::npos) break;
-            v.remove_prefix(comma + 1);
-        }
-    }
+    for (auto field = first; field != last; ++field)
+        for (const auto& ext : http::ext_list(field->value()))
+            if (beast::iequals(ext.first, "permessage-deflate")) return true;
     return false;
 }
 
