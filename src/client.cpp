@@ -204,30 +204,8 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
                                                           o.url.tls || o.url.is_unix() ? "" : " (if the server speaks TLS, use wss://)"));
         throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
     }
-    if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 101)) {
-        std::string body = r.response.body();
-        if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
-        if (body.size() > 200) body = body.substr(0, 200) + "...";
-        std::vector<std::pair<std::string, std::string>> fields;
-        for (const auto& f : r.response)
-            if (f.name() == http::field::www_authenticate || f.name() == http::field::retry_after)
-                fields.emplace_back(std::string(f.name_string()), std::string(f.value()));
-        // A redirect is not followed (the upgrade request would have to be re-sent elsewhere,
-        // perhaps with its credentials): say where it points instead.
-        std::string redirect;
-        if (const auto status = r.response.result_int(); status >= 300 && status < 400) {
-            std::string location(r.response[http::field::location]);
-            if (location.size() > 200) location = location.substr(0, 200) + "...";
-            redirect = location.empty() ? " (a redirect without a Location)"
-                                        : fmt::format(" (it redirects to {}: connect to that URL instead)",
-                                                      escape_for_terminal(location));
-        }
-        throw upgrade_refused(r.response.result_int(),
-                      fmt::format("upgrade rejected by {}: HTTP {} {}{}{}{}", o.url.to_string(), r.response.result_int(),
-                                  std::string(r.response.reason()), body.empty() ? "" : ": ", escape_for_terminal(body),
-                                  redirect),
-                              std::move(fields));
-    }
+    if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 101))
+        throw upgrade_refusal(r.response, o.url);
     if (ec) throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
     r.subprotocol = std::string(r.response[http::field::sec_websocket_protocol]);
     if (!r.subprotocol.empty() &&
@@ -364,6 +342,31 @@ error_code check_upgrade_answer(const http::response<http::string_body>& res, co
     if (accept.empty()) return websocket::error::no_sec_accept;
     if (accept != sec_websocket_accept(key)) return websocket::error::bad_sec_accept;
     return {};
+}
+
+upgrade_refused upgrade_refusal(const http::response<http::string_body>& res, const endpoint& url) {
+    std::string body = res.body();
+    if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
+    if (body.size() > 200) body = body.substr(0, 200) + "...";
+    std::vector<std::pair<std::string, std::string>> fields;
+    for (const auto& f : res)
+        if (f.name() == http::field::www_authenticate || f.name() == http::field::retry_after)
+            fields.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    // A redirect is not followed (the upgrade request would have to be re-sent elsewhere,
+    // perhaps with its credentials): say where it points instead.
+    std::string redirect;
+    if (const auto status = res.result_int(); status >= 300 && status < 400) {
+        std::string location(res[http::field::location]);
+        if (location.size() > 200) location = location.substr(0, 200) + "...";
+        redirect = location.empty() ? " (a redirect without a Location)"
+                                    : fmt::format(" (it redirects to {}: connect to that URL instead)",
+                                                  escape_for_terminal(location));
+    }
+    return upgrade_refused(res.result_int(),
+                           fmt::format("upgrade rejected by {}: HTTP {} {}{}{}{}", url.to_string(), res.result_int(),
+                                       escape_for_terminal(std::string_view(res.reason().data(), res.reason().size())),
+                                       body.empty() ? "" : ": ", escape_for_terminal(body), redirect),
+                           std::move(fields));
 }
 
 http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key) {

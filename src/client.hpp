@@ -100,6 +100,10 @@ std::string sec_websocket_accept(std::string_view key);
 /// 4.1: status 101, HTTP/1.1, `Connection: upgrade`, `Upgrade: websocket`, the right
 /// Sec-WebSocket-Accept), as Beast's error codes; extensions and subprotocol are the caller's.
 error_code check_upgrade_answer(const http::response<http::string_body>& res, const std::string& key);
+/// The refusal a client reports for an answer to its upgrade that is not a 101: the status, the
+/// reason phrase and the first line of the body, where a redirect points (it is not followed),
+/// and the fields a retry needs (WWW-Authenticate, Retry-After).
+upgrade_refused upgrade_refusal(const http::response<http::string_body>& res, const endpoint& url);
 /// The whole upgrade request for `url`: the fields RFC 6455 requires, the permessage-deflate
 /// offer when the options enable it, then decorate_upgrade_request().
 http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key);

@@ -1,9 +1,14 @@
 #include "endpoint.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
-#include <charconv>
 #include <fmt/format.h>
+
+#include "codec.hpp"
 
 namespace wsx {
 namespace {
@@ -22,6 +27,15 @@ bool starts_with_icase(std::string_view s, std::string_view prefix) {
     for (std::size_t i = 0; i < prefix.size(); ++i)
         if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
     return true;
+}
+
+/// A host as RFC 3986 spells a registered name, and nothing decoded from a %XX escape into
+/// anything else: the host goes as it is into the Host header and a proxy's CONNECT line, where
+/// '@', '/', ':', blanks or controls would change their meaning. (IPv6 literals are checked apart.)
+bool plain_host_name(std::string_view host) {
+    return std::all_of(host.begin(), host.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+    });
 }
 
 // Built with append: GCC 12 reports a false -Wrestrict for `"/" + s` at -O3.
@@ -72,6 +86,12 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
         if (ep.unix_path.empty())
             return fail(fmt::format("invalid URL '{}': missing socket path (ws+unix:///path/to.sock:/resource)", text));
         if (ep.target.empty() || ep.target[0] != '/') ep.target = with_leading_slash(ep.target);
+        // The resource goes into the request line as it is, where a blank or a control would end
+        // it early: it must be a path and query as URLs spell them (with %XX for anything else).
+        if (!boost::urls::parse_origin_form(ep.target))
+            return fail(fmt::format("invalid URL '{}': the resource '{}' after the socket path is not a valid path "
+                                    "(write blanks and other special characters as %XX)",
+                                    escape_for_terminal(text), escape_for_terminal(ep.target)));
         return ep;
     }
 
@@ -83,6 +103,18 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
     auto parsed = boost::urls::parse_uri_reference(text);
     if (!parsed) return fail(fmt::format("invalid URL '{}': {}", text, parsed.error().message()));
     boost::urls::url_view u = *parsed;
+    // Boost.URL 1.81 reads the IPv4 address at the start of a longer host ("10.0.0.1.nip.io",
+    // "1.2.3.4x") as the host and the rest as the path, though the authority runs to the first
+    // '/', '?' or '#' (RFC 3986 section 3.2). Such a host is a name: it is read again with its
+    // first digit escaped, which an IPv4 address cannot hold.
+    std::string respelt;
+    if (u.host_type() == boost::urls::host_type::ipv4 && !u.encoded_path().empty() && u.encoded_path().front() != '/') {
+        const auto at = static_cast<std::size_t>(u.encoded_host().data() - text.data());
+        respelt = fmt::format("{}%{:02X}{}", text.substr(0, at), static_cast<unsigned char>(text[at]), text.substr(at + 1));
+        parsed = boost::urls::parse_uri_reference(respelt);
+        if (!parsed) return fail(fmt::format("invalid URL '{}': {}", text, parsed.error().message()));
+        u = *parsed;
+    }
     std::string scheme(u.scheme());
     for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (scheme == "ws") ep.tls = false;
@@ -101,6 +133,9 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
         return fail(fmt::format("invalid URL '{}': unsupported IP literal", text));
     default: ep.host = u.host(); break;  // percent-decoded name or IPv4
     }
+    if (!plain_host_name(ep.host))
+        return fail(fmt::format("invalid URL '{}': the host '{}' holds characters no host name can", text,
+                                escape_for_terminal(ep.host)));
     if (u.has_port()) {
         if (!parse_port(u.port(), ep.port) || ep.port == 0)
             return fail(fmt::format("invalid port '{}' in '{}': use 1-65535", std::string(u.port()), text));

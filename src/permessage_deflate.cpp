@@ -126,6 +126,11 @@ void deflater::compress(std::string_view message, std::string& out) {
     // A sync flush ends with an empty stored block, 00 00 ff ff, which RFC 7692 leaves off.
     if (used - at >= 4) used -= 4;
     out.resize(used);
+    // With nothing to compress since the last flush, zlib writes nothing at all; but the receiver
+    // appends 00 00 ff ff to whatever arrives, which alone would start a stored block and put it
+    // out of step with every later message. An empty message is a lone 0x00 instead (RFC 7692
+    // section 7.2.3.6): with the four octets added back, a whole empty stored block.
+    if (used == at) out.push_back('\0');
     if (impl_->reset_each) impl_->zo.reset();
 }
 

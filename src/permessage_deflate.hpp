@@ -64,7 +64,8 @@ public:
     inflater(const inflater&) = delete;
     inflater& operator=(const inflater&) = delete;
     /// Replaces `out` with the decompressed message. False when the data is not valid deflate
-    /// data or the message would exceed `limit` bytes (`out` is then unspecified).
+    /// data or the message would exceed `limit` bytes (`out` is then unspecified). Whatever the
+    /// data, `out` never grows past max(256, 4 × compressed size, 2 × (limit + 1 KiB)) bytes.
     bool decompress(std::string_view compressed, std::string& out, std::uint64_t limit);
 
 private:

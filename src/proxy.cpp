@@ -372,6 +372,28 @@ std::optional<proxy_config> proxy_from_environment(
     return p;
 }
 
+void check_connect_answer(const http::response_header<>& res, std::size_t extra, const proxy_config& p,
+                          std::string_view target) {
+    const unsigned status = res.result_int();
+    if (status < 200 || status > 299) {
+        // The proxy's words reach a terminal: escaped, like any text from a peer.
+        std::string reason = escape_for_terminal(std::string_view(res.reason().data(), res.reason().size()));
+        if (reason.empty()) reason = std::string(http::obsolete_reason(res.result()));
+        std::string message = "proxy refused CONNECT to " + std::string(target) + ": " +
+                              std::to_string(status) + " " + reason;
+        if (status == 407)
+            message += p.username.empty()
+                           ? " (give credentials in the proxy URL: http://user:pass@host:port)"
+                           : " (check the proxy username and password)";
+        refuse(std::move(message));
+    }
+    // The target speaks only after the client does (WebSocket and TLS both start client-side),
+    // so bytes already behind the header cannot be the target's: the proxy is misbehaving.
+    if (extra != 0)
+        refuse("proxy " + to_string(p) + " sent " + std::to_string(extra) +
+               " unexpected bytes after accepting CONNECT to " + std::string(target));
+}
+
 net::awaitable<void> http_connect_handshake(beast::tcp_stream& stream, const proxy_config& p,
                                             std::string_view host, std::uint16_t port) {
     const std::string target = authority(host, port);
@@ -401,24 +423,46 @@ net::awaitable<void> http_connect_handshake(beast::tcp_stream& stream, const pro
         throw;
     }
 
-    const auto& res = parser.get();
-    const unsigned status = res.result_int();
-    if (status < 200 || status > 299) {
-        std::string reason(res.reason());
-        if (reason.empty()) reason = std::string(http::obsolete_reason(res.result()));
-        std::string message = "proxy refused CONNECT to " + target + ": " +
-                              std::to_string(status) + " " + reason;
-        if (status == 407)
-            message += p.username.empty()
-                           ? " (give credentials in the proxy URL: http://user:pass@host:port)"
-                           : " (check the proxy username and password)";
-        refuse(std::move(message));
+    check_connect_answer(parser.get(), buffer.size(), p, target);
+}
+
+bool socks5_use_password(std::array<std::uint8_t, 2> choice, const proxy_config& p) {
+    const bool with_auth = !p.username.empty();
+    if (choice[0] != 0x05)
+        refuse("proxy " + to_string(p) + " did not answer as a SOCKS5 proxy (version byte " +
+               std::to_string(choice[0]) + ")");
+    if (choice[1] == 0xff)
+        refuse(with_auth ? "SOCKS5 proxy " + to_string(p) +
+                               " accepted none of the offered authentication methods"
+                         : "SOCKS5 proxy " + to_string(p) +
+                               " requires authentication (give socks5://user:pass@host:port)");
+    if (choice[1] == 0x02 && with_auth) return true;
+    if (choice[1] != 0x00)
+        refuse("SOCKS5 proxy " + to_string(p) + " chose an authentication method that was not "
+               "offered (" + std::to_string(choice[1]) + ")");
+    return false;
+}
+
+void check_socks5_auth(std::array<std::uint8_t, 2> status, const proxy_config& p) {
+    if (status[1] != 0x00)
+        refuse("SOCKS5 proxy " + to_string(p) + ": authentication failed for user '" + p.username + "'");
+}
+
+std::size_t socks5_reply_rest(std::array<std::uint8_t, 5> head, const proxy_config& p, std::string_view target) {
+    if (head[0] != 0x05)
+        refuse("proxy " + to_string(p) + " sent an invalid SOCKS5 reply (version byte " +
+               std::to_string(head[0]) + ")");
+    if (head[1] != 0x00)
+        refuse("SOCKS5 proxy " + to_string(p) + " could not connect to " + std::string(target) + ": " +
+               std::string(socks5_reply_text(head[1])));
+    switch (head[3]) {
+    case 0x01: return 4 - 1 + 2;
+    case 0x04: return 16 - 1 + 2;
+    case 0x03: return std::size_t{head[4]} + 2;
+    default:
+        refuse("proxy " + to_string(p) + " sent a SOCKS5 reply with unknown address type " +
+               std::to_string(head[3]));
     }
-    // The target speaks only after the client does (WebSocket and TLS both start client-side),
-    // so bytes already behind the header cannot be the target's: the proxy is misbehaving.
-    if (buffer.size() != 0)
-        refuse("proxy " + to_string(p) + " sent " + std::to_string(buffer.size()) +
-               " unexpected bytes after accepting CONNECT to " + target);
 }
 
 net::awaitable<void> socks5_handshake(beast::tcp_stream& stream, const proxy_config& p,
@@ -437,15 +481,7 @@ net::awaitable<void> socks5_handshake(beast::tcp_stream& stream, const proxy_con
     }
     std::array<std::uint8_t, 2> choice{};
     co_await net::async_read(stream, net::buffer(choice), net::use_awaitable);
-    if (choice[0] != 0x05)
-        refuse("proxy " + to_string(p) + " did not answer as a SOCKS5 proxy (version byte " +
-               std::to_string(choice[0]) + ")");
-    if (choice[1] == 0xff)
-        refuse(with_auth ? "SOCKS5 proxy " + to_string(p) +
-                               " accepted none of the offered authentication methods"
-                         : "SOCKS5 proxy " + to_string(p) +
-                               " requires authentication (give socks5://user:pass@host:port)");
-    if (choice[1] == 0x02 && with_auth) {
+    if (socks5_use_password(choice, p)) {
         if (p.username.size() > 255 || p.password.size() > 255)
             refuse("SOCKS5 usernames and passwords are limited to 255 bytes");
         std::vector<std::uint8_t> auth;
@@ -458,12 +494,7 @@ net::awaitable<void> socks5_handshake(beast::tcp_stream& stream, const proxy_con
         co_await net::async_write(stream, net::buffer(auth), net::use_awaitable);
         std::array<std::uint8_t, 2> status{};
         co_await net::async_read(stream, net::buffer(status), net::use_awaitable);
-        if (status[1] != 0x00)
-            refuse("SOCKS5 proxy " + to_string(p) + ": authentication failed for user '" +
-                   p.username + "'");
-    } else if (choice[1] != 0x00) {
-        refuse("SOCKS5 proxy " + to_string(p) + " chose an authentication method that was not "
-               "offered (" + std::to_string(choice[1]) + ")");
+        check_socks5_auth(status, p);
     }
 
     // CONNECT request: VER CMD RSV ATYP DST.ADDR DST.PORT
@@ -496,21 +527,7 @@ net::awaitable<void> socks5_handshake(beast::tcp_stream& stream, const proxy_con
     // (the fifth is the domain length for ATYP 3), so the tunnel's first byte is never read.
     std::array<std::uint8_t, 5> head{};
     co_await net::async_read(stream, net::buffer(head), net::use_awaitable);
-    if (head[0] != 0x05)
-        refuse("proxy " + to_string(p) + " sent an invalid SOCKS5 reply (version byte " +
-               std::to_string(head[0]) + ")");
-    if (head[1] != 0x00)
-        refuse("SOCKS5 proxy " + to_string(p) + " could not connect to " + target + ": " +
-               std::string(socks5_reply_text(head[1])));
-    std::size_t rest = 0;
-    switch (head[3]) {
-    case 0x01: rest = 4 - 1 + 2; break;
-    case 0x04: rest = 16 - 1 + 2; break;
-    case 0x03: rest = std::size_t{head[4]} + 2; break;
-    default:
-        refuse("proxy " + to_string(p) + " sent a SOCKS5 reply with unknown address type " +
-               std::to_string(head[3]));
-    }
+    const std::size_t rest = socks5_reply_rest(head, p, target);
     std::array<std::uint8_t, 257> tail{};
     co_await net::async_read(stream, net::buffer(tail.data(), rest), net::use_awaitable);
 }

@@ -1,6 +1,7 @@
 #pragma once
 /// Outbound proxies for the client: proxy URLs, the curl-compatible environment
 /// variables, and the HTTP CONNECT and SOCKS5 handshakes that open a tunnel.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -72,6 +73,12 @@ std::optional<proxy_config> proxy_from_environment(
 net::awaitable<void> http_connect_handshake(beast::tcp_stream& stream, const proxy_config& p,
                                             std::string_view host, std::uint16_t port);
 
+/// The verdict on a proxy's answer to `CONNECT target` once its header is read, `extra` bytes
+/// having come after it: returns when the tunnel is open, else throws
+/// wsx::failure(exit_code::connect, ...) as http_connect_handshake does.
+void check_connect_answer(const http::response_header<>& res, std::size_t extra, const proxy_config& p,
+                          std::string_view target);
+
 /// Opens a SOCKS5 tunnel to host:port over the already-connected `stream` (RFC 1928, with
 /// RFC 1929 username/password when `p` has credentials; no-auth is always offered).
 /// An IP literal `host` (brackets allowed) is sent as an IPv4/IPv6 address; any other host is
@@ -82,5 +89,16 @@ net::awaitable<void> http_connect_handshake(beast::tcp_stream& stream, const pro
 /// errors propagate as boost::system::system_error.
 net::awaitable<void> socks5_handshake(beast::tcp_stream& stream, const proxy_config& p,
                                       std::string_view host, std::uint16_t port);
+
+// The SOCKS5 replies as socks5_handshake reads them: each throws wsx::failure(exit_code::connect,
+// ...) for a refusal, else says what comes next.
+/// The method-selection reply (VER METHOD): true to authenticate with username and password
+/// (RFC 1929), false to go on without.
+bool socks5_use_password(std::array<std::uint8_t, 2> choice, const proxy_config& p);
+/// The username/password status reply (VER STATUS).
+void check_socks5_auth(std::array<std::uint8_t, 2> status, const proxy_config& p);
+/// The first five bytes of the reply to CONNECT `target` (VER REP RSV ATYP and the first byte of
+/// BND.ADDR, the domain's length for ATYP 3): how many bytes of the reply are left to read.
+std::size_t socks5_reply_rest(std::array<std::uint8_t, 5> head, const proxy_config& p, std::string_view target);
 
 }  // namespace wsx

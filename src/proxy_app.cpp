@@ -72,6 +72,30 @@ std::string rewrite_target(std::string_view client_target, std::string_view pref
     return q.empty() ? p : p + "?" + q;
 }
 
+std::optional<http_response> invalid_upgrade(const http_request& req) {
+    // Beast's build_response, from where websocket::is_upgrade leaves off (it took the method,
+    // Connection and Upgrade, and HTTP/1.1 or later where Beast wants exactly 1.1). The body is
+    // the message of Beast's error, as in its own refusal.
+    auto refuse = [](http::status status, websocket::error e) {
+        return make_response(status, error_code(e).message());
+    };
+    if (req.version() != 11) return refuse(http::status::bad_request, websocket::error::bad_http_version);
+    if (req.find(http::field::host) == req.end()) return refuse(http::status::bad_request, websocket::error::no_host);
+    // A field that is there but empty is not missing: Beast takes an empty key, and answers an
+    // empty version as a wrong one.
+    const auto key = req.find(http::field::sec_websocket_key);
+    if (key == req.end()) return refuse(http::status::bad_request, websocket::error::no_sec_key);
+    if (key->value().size() > 24) return refuse(http::status::bad_request, websocket::error::bad_sec_key);
+    const auto version = req.find(http::field::sec_websocket_version);
+    if (version == req.end()) return refuse(http::status::bad_request, websocket::error::no_sec_version);
+    if (version->value() != "13") {
+        auto res = refuse(http::status::upgrade_required, websocket::error::bad_sec_version);
+        res.set(http::field::sec_websocket_version, "13");
+        return res;
+    }
+    return std::nullopt;
+}
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -139,26 +163,6 @@ std::string strip_query_params(std::string_view target, std::initializer_list<st
     }
     if (!kept.empty()) out += "?" + kept;
     return out;
-}
-
-/// The answer Beast's accept gives an upgrade request it refuses (the same checks, in the same
-/// order), or nullopt for a request it accepts.
-std::optional<http_response> invalid_upgrade(const http_request& req) {
-    auto refuse = [](http::status st, const char* what) {
-        return make_response(st, fmt::format("The WebSocket handshake Sec-WebSocket-{} field is {}", what,
-                                             st == http::status::upgrade_required ? "invalid" : "missing"));
-    };
-    const auto key = req[http::field::sec_websocket_key];
-    if (key.empty()) return refuse(http::status::bad_request, "Key");
-    if (key.size() > 24) return make_response(http::status::bad_request, "The WebSocket handshake Sec-WebSocket-Key field is invalid");
-    const auto version = req[http::field::sec_websocket_version];
-    if (version.empty()) return refuse(http::status::bad_request, "Version");
-    if (version != "13") {
-        auto res = refuse(http::status::upgrade_required, "Version");
-        res.set(http::field::sec_websocket_version, "13");
-        return res;
-    }
-    return std::nullopt;
 }
 
 /// The engine shared by every listener: balancer, health checks, upstream connects, tap.

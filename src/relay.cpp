@@ -125,12 +125,14 @@ bool topic_matches(std::string_view p, std::string_view t) {
     // Iterative glob with one backtrack point (the last '*').
     std::size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
     while (ti < t.size()) {
-        if (pi < p.size() && (p[pi] == '?' || p[pi] == t[ti])) {
-            ++pi;
-            ++ti;
-        } else if (pi < p.size() && p[pi] == '*') {
+        // A '*' is a wildcard before anything else, also where the topic holds a '*' too (taken
+        // as a literal there, it would match only that one character).
+        if (pi < p.size() && p[pi] == '*') {
             star = pi++;
             mark = ti;
+        } else if (pi < p.size() && (p[pi] == '?' || p[pi] == t[ti])) {
+            ++pi;
+            ++ti;
         } else if (star != std::string_view::npos) {
             pi = star + 1;
             ti = ++mark;
@@ -186,6 +188,106 @@ std::optional<topic_acl> topic_acl::from_claims(const std::string& claims_json, 
     }
     error = fmt::format("claim '{}' must be a list of topic patterns or {{\"subscribe\":[...],\"publish\":[...]}}", claim);
     return std::nullopt;
+}
+
+// The JSON protocol's requests ---------------------------------------------------------------
+
+namespace {
+
+/// The fields of one request after its "op", each checked as the relay answers it.
+std::variant<relay_request, relay_request_error> read_request(const json& j, const std::string& op, const topic_acl& acl) {
+    relay_request r;
+    r.op = op;
+    auto refuse = [&](std::string what, std::string topic = {}, bool by_acl = false) {
+        return relay_request_error{std::move(what), op, std::move(topic), by_acl};
+    };
+    auto read_topic = [&]() -> std::optional<relay_request_error> {
+        auto it = j.find("topic");
+        if (it == j.end() || !it->is_string()) return refuse("missing \"topic\" (a string)");
+        r.topic = it->get<std::string>();
+        if (!valid_name(r.topic)) return refuse("a topic is 1 to 256 bytes without control characters", r.topic);
+        return std::nullopt;
+    };
+    // A string (text), base64 with "binary":true, or any other JSON value (sent as its JSON text).
+    auto read_data = [&]() -> std::optional<relay_request_error> {
+        auto it = j.find("data");
+        if (it == j.end()) return refuse("missing \"data\"");
+        auto b = j.find("binary");
+        if (b != j.end() && !b->is_boolean()) return refuse("\"binary\" is true or false");
+        r.binary = b != j.end() && b->get<bool>();
+        if (!r.binary) {
+            r.data = it->is_string() ? it->get<std::string>() : dump(*it);
+            return std::nullopt;
+        }
+        if (!it->is_string()) return refuse("\"binary\": true needs \"data\" as a base64 string");
+        auto d = base64_decode(it->get<std::string>());
+        if (!d) return refuse("\"data\" is not valid base64");
+        r.data = std::move(*d);
+        return std::nullopt;
+    };
+
+    if (op == "subscribe") {
+        if (auto bad = read_topic()) return std::move(*bad);
+        if (!acl.may_subscribe(r.topic)) return refuse("not allowed to subscribe to this topic", r.topic, true);
+        if (auto h = j.find("history"); h != j.end()) {
+            if (h->is_boolean()) {
+                if (h->get<bool>()) r.replay = replay_request{SIZE_MAX, std::nullopt};
+            } else if (h->is_number_unsigned()) {
+                r.replay = replay_request{h->get<std::size_t>(), std::nullopt};
+            } else {
+                return refuse("\"history\" is true or a count", r.topic);
+            }
+        }
+        if (auto since = j.find("since"); since != j.end()) {
+            if (!since->is_number_unsigned()) return refuse("\"since\" is a message id (a number)", r.topic);
+            r.replay = replay_request{SIZE_MAX, since->get<std::uint64_t>()};
+        }
+        return r;
+    }
+    if (op == "unsubscribe") {
+        if (auto bad = read_topic()) return std::move(*bad);
+        return r;
+    }
+    if (op == "publish") {
+        if (auto bad = read_topic()) return std::move(*bad);
+        if (!acl.may_publish(r.topic)) return refuse("not allowed to publish to this topic", r.topic, true);
+        if (auto bad = read_data()) return std::move(*bad);
+        return r;
+    }
+    if (op == "presence") {
+        if (auto bad = read_topic()) return std::move(*bad);
+        if (!acl.may_subscribe(r.topic)) return refuse("not allowed to see this topic", r.topic, true);
+        return r;
+    }
+    if (op == "send") {
+        auto it = j.find("to");
+        if (it == j.end() || !it->is_string() || !valid_name(it->get_ref<const std::string&>()))
+            return refuse("missing \"to\" (the identity of a client)");
+        r.to = it->get<std::string>();
+        if (auto bad = read_data()) return std::move(*bad);
+        return r;
+    }
+    return refuse(fmt::format("unknown op '{}'", op));
+}
+
+}  // namespace
+
+std::variant<relay_request, relay_request_error> parse_relay_request(std::string_view payload, bool binary,
+                                                                     const topic_acl& acl) {
+    auto refuse = [](std::string what, std::string op = {}) { return relay_request_error{std::move(what), std::move(op), {}}; };
+    if (binary) return refuse("binary frames are not part of the protocol: send JSON text");
+    auto j = json::parse(payload, nullptr, false);
+    if (j.is_discarded()) return refuse("malformed JSON");
+    if (!j.is_object()) return refuse("expected a JSON object");
+    auto op_it = j.find("op");
+    if (op_it == j.end() || !op_it->is_string()) return refuse("missing \"op\" (subscribe, unsubscribe, publish, presence, send)");
+    const std::string op = op_it->get<std::string>();
+    try {
+        return read_request(j, op, acl);
+    } catch (const std::exception& e) {
+        // A field of an unexpected type that a check missed: an error reply, never a crash.
+        return refuse(fmt::format("bad request: {}", e.what()), op);
+    }
 }
 
 // The hub --------------------------------------------------------------------------------
@@ -755,24 +857,21 @@ public:
             hub_->publish(raw_topic_, *this, std::move(payload), binary);
             return;
         }
-        if (binary) return error("binary frames are not part of the protocol: send JSON text", {});
-        auto j = json::parse(payload, nullptr, false);
-        if (j.is_discarded()) return error("malformed JSON", {});
-        if (!j.is_object()) return error("expected a JSON object", {});
-        auto op_it = j.find("op");
-        if (op_it == j.end() || !op_it->is_string()) return error("missing \"op\" (subscribe, unsubscribe, publish, presence, send)", {});
-        const auto op = op_it->get<std::string>();
-        try {
-            if (op == "subscribe") return op_subscribe(j);
-            if (op == "unsubscribe") return op_unsubscribe(j);
-            if (op == "publish") return op_publish(j);
-            if (op == "presence") return op_presence(j);
-            if (op == "send") return op_send(j);
-        } catch (const std::exception& e) {
-            // A field of an unexpected type that a check missed: an error reply, never a crash.
-            return error(fmt::format("bad request: {}", e.what()), op);
+        auto parsed = parse_relay_request(payload, binary, acl_);
+        if (auto* bad = std::get_if<relay_request_error>(&parsed)) {
+            if (bad->acl) ++hub_->counters().acl_refusals;
+            return error(bad->error, bad->op, bad->topic);
         }
-        error(fmt::format("unknown op '{}'", op), op);
+        auto& r = std::get<relay_request>(parsed);
+        try {
+            if (r.op == "subscribe") return op_subscribe(r);
+            if (r.op == "unsubscribe") return op_unsubscribe(r);
+            if (r.op == "publish") return hub_->publish(r.topic, *this, std::move(r.data), r.binary);
+            if (r.op == "presence") return op_presence(r);
+            if (r.op == "send") return op_send(r);
+        } catch (const std::exception& e) {
+            return error(fmt::format("bad request: {}", e.what()), r.op);
+        }
     }
 
     void on_writable() override {
@@ -897,111 +996,26 @@ private:
         reply(j);
     }
 
-    /// The "topic" of a request, or nullopt after replying with an error.
-    std::optional<std::string> topic_of(const json& j, const std::string& op) {
-        auto it = j.find("topic");
-        if (it == j.end() || !it->is_string()) {
-            error("missing \"topic\" (a string)", op);
-            return std::nullopt;
+    void op_subscribe(const relay_request& r) {
+        if (topics_.count(r.topic)) return reply({{"type", "subscribed"}, {"topic", r.topic}});
+        topics_.insert(r.topic);
+        reply({{"type", "subscribed"}, {"topic", r.topic}});
+        if (r.replay) {
+            replaying_[r.topic];
+            if (r.replay->since) set_since(r.topic, *r.replay->since);
         }
-        auto t = it->get<std::string>();
-        if (!valid_name(t)) {
-            error("a topic is 1 to 256 bytes without control characters", op, t);
-            return std::nullopt;
-        }
-        return t;
+        hub_->subscribe(r.topic, shared_from_this(), r.replay);
     }
 
-    /// The data of a publish/send request: a string (text), base64 with "binary":true, or any
-    /// other JSON value (sent as its JSON text).
-    std::optional<std::pair<std::string, bool>> data_of(const json& j, const std::string& op) {
-        auto it = j.find("data");
-        if (it == j.end()) {
-            error("missing \"data\"", op);
-            return std::nullopt;
-        }
-        auto b = j.find("binary");
-        if (b != j.end() && !b->is_boolean()) {
-            error("\"binary\" is true or false", op);
-            return std::nullopt;
-        }
-        const bool binary = b != j.end() && b->get<bool>();
-        if (binary) {
-            if (!it->is_string()) {
-                error("\"binary\": true needs \"data\" as a base64 string", op);
-                return std::nullopt;
-            }
-            auto d = base64_decode(it->get<std::string>());
-            if (!d) {
-                error("\"data\" is not valid base64", op);
-                return std::nullopt;
-            }
-            return std::pair{std::move(*d), true};
-        }
-        if (it->is_string()) return std::pair{it->get<std::string>(), false};
-        return std::pair{dump(*it), false};
+    void op_unsubscribe(const relay_request& r) {
+        if (!topics_.erase(r.topic)) return error("not subscribed", "unsubscribe", r.topic);
+        replaying_.erase(r.topic);
+        hub_->unsubscribe(r.topic, *this);
+        reply({{"type", "unsubscribed"}, {"topic", r.topic}});
     }
 
-    void op_subscribe(const json& j) {
-        auto t = topic_of(j, "subscribe");
-        if (!t) return;
-        if (!acl_.may_subscribe(*t)) {
-            ++hub_->counters().acl_refusals;
-            return error("not allowed to subscribe to this topic", "subscribe", *t);
-        }
-        std::optional<replay_request> replay;
-        if (auto h = j.find("history"); h != j.end()) {
-            if (h->is_boolean()) {
-                if (h->get<bool>()) replay = replay_request{SIZE_MAX, std::nullopt};
-            } else if (h->is_number_unsigned()) {
-                replay = replay_request{h->get<std::size_t>(), std::nullopt};
-            } else {
-                return error("\"history\" is true or a count", "subscribe", *t);
-            }
-        }
-        if (auto s = j.find("since"); s != j.end()) {
-            if (!s->is_number_unsigned()) return error("\"since\" is a message id (a number)", "subscribe", *t);
-            replay = replay_request{SIZE_MAX, s->get<std::uint64_t>()};
-        }
-        if (topics_.count(*t)) return reply({{"type", "subscribed"}, {"topic", *t}});
-        topics_.insert(*t);
-        reply({{"type", "subscribed"}, {"topic", *t}});
-        if (replay) {
-            replaying_[*t];
-            if (replay->since) set_since(*t, *replay->since);
-        }
-        hub_->subscribe(*t, shared_from_this(), replay);
-    }
-
-    void op_unsubscribe(const json& j) {
-        auto t = topic_of(j, "unsubscribe");
-        if (!t) return;
-        if (!topics_.erase(*t)) return error("not subscribed", "unsubscribe", *t);
-        replaying_.erase(*t);
-        hub_->unsubscribe(*t, *this);
-        reply({{"type", "unsubscribed"}, {"topic", *t}});
-    }
-
-    void op_publish(const json& j) {
-        auto t = topic_of(j, "publish");
-        if (!t) return;
-        if (!acl_.may_publish(*t)) {
-            ++hub_->counters().acl_refusals;
-            return error("not allowed to publish to this topic", "publish", *t);
-        }
-        auto d = data_of(j, "publish");
-        if (!d) return;
-        hub_->publish(*t, *this, std::move(d->first), d->second);
-    }
-
-    void op_presence(const json& j) {
-        auto t = topic_of(j, "presence");
-        if (!t) return;
-        if (!acl_.may_subscribe(*t)) {
-            ++hub_->counters().acl_refusals;
-            return error("not allowed to see this topic", "presence", *t);
-        }
-        hub_->presence(*t, [w = weak_from_this(), ex = executor, t = *t](std::vector<std::string> ids) {
+    void op_presence(const relay_request& r) {
+        hub_->presence(r.topic, [w = weak_from_this(), ex = executor, t = r.topic](std::vector<std::string> ids) {
             net::post(ex, [w, t, ids = std::move(ids)] {
                 auto self = w.lock();
                 if (self && !self->closed_) self->reply({{"type", "presence"}, {"topic", t}, {"members", ids}});
@@ -1009,14 +1023,9 @@ private:
         });
     }
 
-    void op_send(const json& j) {
-        auto it = j.find("to");
-        if (it == j.end() || !it->is_string() || !valid_name(it->get_ref<const std::string&>()))
-            return error("missing \"to\" (the identity of a client)", "send");
-        auto d = data_of(j, "send");
-        if (!d) return;
-        hub_->send_direct(*this, *it, std::move(d->first), d->second,
-                          [w = weak_from_this(), ex = executor, to = it->get<std::string>()](std::string err) {
+    void op_send(relay_request& r) {
+        hub_->send_direct(*this, r.to, std::move(r.data), r.binary,
+                          [w = weak_from_this(), ex = executor, to = r.to](std::string err) {
                               net::post(ex, [w, to, err = std::move(err)] {
                                   auto self = w.lock();
                                   if (!self || self->closed_) return;

@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "redis.hpp"
@@ -101,6 +102,30 @@ struct replay_request {
     std::size_t last = 0;                 ///< the last N kept (SIZE_MAX: all)
     std::optional<std::uint64_t> since;   ///< everything after this id
 };
+
+/// One request of the JSON protocol, as read from a client's message (nothing done yet).
+struct relay_request {
+    std::string op;                        ///< subscribe, unsubscribe, publish, presence or send
+    std::string topic;                     ///< all but send
+    std::string to;                        ///< send: the addressee's identity
+    std::optional<replay_request> replay;  ///< subscribe: the history asked for
+    std::string data;                      ///< publish and send
+    bool binary = false;                   ///< publish and send: `data` is binary
+};
+
+/// A request refused before anything was done: the fields of the error reply.
+struct relay_request_error {
+    std::string error;
+    std::string op;     ///< empty when the request named none that could be read
+    std::string topic;  ///< empty when the error is not about a topic
+    bool acl = false;   ///< refused by the token's topic ACL (counted apart)
+};
+
+/// Reads one message of the JSON protocol (`binary`: it came in a binary frame), checking each
+/// field the way the relay answers it, in the same order, the ACL included. Pure: the
+/// connection then acts on the request or sends the error. Never throws.
+std::variant<relay_request, relay_request_error> parse_relay_request(std::string_view payload, bool binary,
+                                                                     const topic_acl& acl);
 
 /// Counters of the hub, readable from any thread.
 struct relay_counters {

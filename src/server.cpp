@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <boost/beast/http/rfc7230.hpp>
 #include <fmt/format.h>
 
 #include "exit_code.hpp"
@@ -139,27 +140,23 @@ probe_result probe_unix_socket(const std::string& path, const std::string& where
                               where, std::strerror(err)));
 }
 
-/// Whether the upgrade request offers permessage-deflate (RFC 7692): only then can the
-/// connection end up compressed.
-bool offers_deflate(const http_request& req) {
-    const auto [first, last] = req.equal_range(http::field::sec_websocket_extensions);
-    for (auto field = first; field != last; ++field) {
-        std::string_view v(field->value().data(), field->value().size());
-        while (!v.empty()) {
-            const std::size_t comma = v.find(',');
-            std::string_view offer = v.substr(0, comma);
-            offer = offer.substr(0, offer.find(';'));
-            while (!offer.empty() && (offer.front() == ' ' || offer.front() == '\t')) offer.remove_prefix(1);
-            while (!offer.empty() && (offer.back() == ' ' || offer.back() == '\t')) offer.remove_suffix(1);
-            if (beast::iequals(offer, "permessage-deflate")) return true;
-            if (comma == std::string_view::npos) break;
-            v.remove_prefix(comma + 1);
-        }
-    }
-    return false;
+}  // namespace
+
+void limit_request_parser(http::request_parser<http::string_body>& parser, std::size_t max_bytes) {
+    parser.header_limit(static_cast<std::uint32_t>(max_bytes));
+    parser.body_limit(max_bytes);
 }
 
-}  // namespace
+bool offers_deflate(const http_request& req) {
+    // Read with the parser Beast's accept reads the offer with, so that the two cannot disagree
+    // (Beast takes "permessage-deflate" from "permessage-deflate\xc5^x", which a split on ',' and
+    // ';' did not): Beast looks at the first field only, every field counts here.
+    const auto [first, last] = req.equal_range(http::field::sec_websocket_extensions);
+    for (auto field = first; field != last; ++field)
+        for (const auto& ext : http::ext_list(field->value()))
+            if (beast::iequals(ext.first, "permessage-deflate")) return true;
+    return false;
+}
 
 void server::listen_unix() {
     const std::string& path = opts_.listen.unix_path;
@@ -336,8 +333,7 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
     auto& lowest = beast::get_lowest_layer(ws);
     for (;;) {
         http::request_parser<http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(opts_.max_request_bytes));
-        parser.body_limit(opts_.max_request_bytes);
+        limit_request_parser(parser, opts_.max_request_bytes);
         lowest.expires_after(opts_.handshake_timeout);
         error_code ec;
         co_await http::async_read(ws.next_layer(), buffer, parser, net::redirect_error(net::use_awaitable, ec));

@@ -1,5 +1,6 @@
 #include "units.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -19,28 +20,31 @@ std::string_view trim_blanks(std::string_view s) {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/// An unsigned decimal read exactly: whole + frac / frac_scale.
+/// An unsigned decimal read exactly: the whole part, and the digits after the point as written.
 struct decimal {
     std::uint64_t whole = 0;
-    std::uint64_t frac = 0;
-    std::uint64_t frac_scale = 1;
+    std::string_view frac;
 
     double to_double() const {
-        return static_cast<double>(whole) + static_cast<double>(frac) / static_cast<double>(frac_scale);
+        double f = 0;
+        for (auto it = frac.rbegin(); it != frac.rend(); ++it) f = (f + (*it - '0')) / 10;
+        return static_cast<double>(whole) + f;
     }
 
-    /// value * mult rounded down, or nullopt when above `limit`.
+    /// value * mult rounded down, or nullopt when above `limit`. Exact however many digits the
+    /// fraction has: they are taken from the last one up, each step a division by 10 rounded
+    /// down, and floor((d + y) / 10) = floor((d + floor(y)) / 10) for a whole d, so no step
+    /// loses anything the result would keep.
     std::optional<std::uint64_t> scaled(std::uint64_t mult, std::uint64_t limit) const {
-        u128 v = static_cast<u128>(whole) * mult;
-        v += static_cast<u128>(frac) * mult / frac_scale;
+        u128 v = 0;
+        for (auto it = frac.rbegin(); it != frac.rend(); ++it) v = (static_cast<u128>(*it - '0') * mult + v) / 10;
+        v += static_cast<u128>(whole) * mult;
         if (v > limit) return std::nullopt;
         return static_cast<std::uint64_t>(v);
     }
 };
 
-/// Reads "123", "1.5" or ".5" from the front of `s`, advancing it. No sign, no
-/// exponent. Fraction digits beyond 18 are ignored: they are below the precision
-/// any unit here can express.
+/// Reads "123", "1.5" or ".5" from the front of `s`, advancing it. No sign, no exponent.
 std::optional<decimal> read_decimal(std::string_view& s) {
     decimal d;
     std::size_t i = 0;
@@ -52,18 +56,10 @@ std::optional<decimal> read_decimal(std::string_view& s) {
         any = true;
     }
     if (i < s.size() && s[i] == '.') {
-        ++i;
-        bool frac_digits = false;
-        int kept = 0;
-        for (; i < s.size() && is_digit(s[i]); ++i) {
-            frac_digits = true;
-            if (kept < 18) {
-                d.frac = d.frac * 10 + static_cast<std::uint64_t>(s[i] - '0');
-                d.frac_scale *= 10;
-                ++kept;
-            }
-        }
-        if (!frac_digits) return std::nullopt;  // "5." is more likely a typo than a number
+        const std::size_t first = ++i;
+        while (i < s.size() && is_digit(s[i])) ++i;
+        if (i == first) return std::nullopt;  // "5." is more likely a typo than a number
+        d.frac = s.substr(first, i - first);
         any = true;
     }
     if (!any) return std::nullopt;
@@ -164,8 +160,12 @@ std::string format_duration(std::chrono::nanoseconds d) {
         return sign + trimmed(r, decimals) + u.name;
     }
 
-    // From one minute on, whole seconds: fractions stop being interesting.
-    const std::uint64_t secs = n / 1'000'000'000 + (n % 1'000'000'000 >= 500'000'000 ? 1 : 0);
+    // From one minute on, whole seconds: fractions stop being interesting. Rounded to the
+    // nearest, but never past the largest whole second parse_duration reads (within half a
+    // second of the int64 limit, rounding up would write a duration that does not fit).
+    constexpr std::uint64_t max_secs = std::numeric_limits<std::int64_t>::max() / 1'000'000'000;
+    const std::uint64_t secs =
+        std::min(n / 1'000'000'000 + (n % 1'000'000'000 >= 500'000'000 ? 1 : 0), max_secs);
     std::string out = sign;
     if (secs >= 3600) out += fmt::format("{}h", secs / 3600);
     if (secs % 3600 >= 60) out += fmt::format("{}m", secs % 3600 / 60);

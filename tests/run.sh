@@ -5,7 +5,8 @@
 #   tests/run.sh demo-run  the demo alone, with the binary already built (or the one in $WSX)
 #   tests/run.sh test    install, build (Release), run every test (unit + end to end) with CTest
 #   tests/run.sh asan    the same test run on an AddressSanitizer + UBSan build (build-asan/)
-#   tests/run.sh ci      test, then asan: both must pass
+#   tests/run.sh fuzz [SECONDS]  every libFuzzer target (tests/fuzz) for SECONDS each (default 30; clang, build-fuzz/)
+#   tests/run.sh ci      test, fuzz (20 s a target), then asan: all must pass
 #   tests/run.sh deps    only install dependencies
 #
 # Idempotent: packages already present are not reinstalled, and builds are incremental.
@@ -23,6 +24,7 @@ APT_PACKAGES=(
   catch2 libhiredis-dev libcpp-jwt-dev
   python3 python3-websockets redis-server procps
   zsh fish groff-base man-db chromium
+  clang libclang-rt-14-dev zlib1g-dev
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -90,6 +92,49 @@ demo() {
   echo "== try it yourself: $wsx connect ws://127.0.0.1:$port/  (the server stops when this script ends)"
 }
 
+# Runs every libFuzzer target of tests/fuzz for SECONDS from a scratch copy of its seed corpus
+# (the tree is never written to), with the options its source asks for ("// fuzz-options:").
+# Any crash, leak, timeout, out-of-memory or sanitizer report fails the run: the target and the
+# input that did it are named, and the scratch directory is kept.
+fuzz() {  # fuzz [SECONDS]
+  local seconds=${1:-30} work passed=0 failed=0
+  build build-fuzz RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DWSX_FUZZ=ON -DWSX_TESTS=OFF
+  work=$(mktemp -d "${TMPDIR:-/tmp}/wsx-fuzz.XXXXXX")
+  for exe in build-fuzz/tests/fuzz/*_fuzz; do
+    local name=${exe##*/}; name=${name%_fuzz}
+    local dir=$work/$name opts dict=() rc=0
+    opts=$(sed -n 's|^// fuzz-options:||p' "tests/fuzz/${name}_fuzz.cpp" | head -n 1)
+    [[ $opts == *-max_len=* ]] || opts+=" -max_len=4096"
+    [[ $opts == *-timeout=* ]] || opts+=" -timeout=10"
+    [[ $opts == *-rss_limit_mb=* ]] || opts+=" -rss_limit_mb=2048"
+    [ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
+    mkdir -p "$dir/corpus" "$dir/artifacts"
+    [ -d "tests/fuzz/corpus/$name" ] && cp -R "tests/fuzz/corpus/$name/." "$dir/corpus/"
+    # shellcheck disable=SC2086  # $opts is a list of options
+    timeout -k 10 $((seconds + 300)) "$exe" $opts "${dict[@]}" -max_total_time="$seconds" -print_final_stats=1 \
+      -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
+    local runs cov
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
+    cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$dir/log" | tail -n 1 | sed 's/corp:/corpus/')
+    if [ "$rc" = 0 ] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:' "$dir/log"; then
+      passed=$((passed + 1))
+      echo "fuzz: $name: ok, ${runs:-?} runs in ${seconds}s, ${cov:-no coverage reported}"
+    else
+      failed=$((failed + 1))
+      local repro
+      repro=$(find "$dir/artifacts" -type f | head -n 1)
+      echo "fuzz: $name: FAILED (exit $rc), ${runs:-?} runs, ${cov:-no coverage reported}"
+      # What went wrong (the target's own words, the sanitizer's), then where: our frames only.
+      { grep -aE "^${name}_fuzz: |runtime error:|ERROR: |SUMMARY: " "$dir/log" | head -n 5
+        grep -aE '#[0-9]+ 0x.* in .*/(src|tests/fuzz)/' "$dir/log" | grep -v fuzz_support | head -n 6; } | sed 's/^/  /' >&2 || true
+      echo "  reproducer: ${repro:-none written (see $dir/log)}; replay: $exe ${repro:-}" >&2
+    fi
+  done
+  echo "fuzz: $passed passed, $failed failed"
+  if [ "$failed" != 0 ]; then echo "fuzz: logs and inputs kept in $work" >&2; return 1; fi
+  rm -rf "$work"
+}
+
 case "${1:-test}" in
   deps) deps ;;
   demo) deps; build build Release; demo ;;
@@ -97,10 +142,14 @@ case "${1:-test}" in
   test) deps; build build Release; run_tests build ;;
   # -O1 -g1: line numbers in sanitizer reports, at a fraction of -O2 -g's compile time and memory.
   asan) deps; build build-asan RelWithDebInfo -DWSX_SANITIZE=ON -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1"; ASAN_OPTIONS=detect_leaks=1 run_tests build-asan ;;
+  fuzz) deps; fuzz "${2:-30}" ;;
   ci) export REQUIRE_ALL_TESTS=1
       deps; build build Release; run_tests build
+      # Every fuzz target for a short while (about 3 minutes in all): hostile bytes must not crash a parser.
+      echo "== fuzz"
+      fuzz "${FUZZ_SECONDS:-20}"
       # The whole suite again on an ASan+UBSan build: a memory error anywhere fails CI.
       echo "== ASan+UBSan suite"
       ASAN_OPTIONS=detect_leaks=1 timeout "${ASAN_BUDGET:-3600}" "$0" asan ;;
-  *) echo "usage: tests/run.sh demo|demo-run|test|asan|ci|deps" >&2; exit 2 ;;
+  *) echo "usage: tests/run.sh demo|demo-run|test|asan|fuzz [SECONDS]|ci|deps" >&2; exit 2 ;;
 esac

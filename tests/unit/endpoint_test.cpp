@@ -74,3 +74,41 @@ TEST_CASE("Sec-WebSocket-Accept is computed as RFC 6455 prescribes", "[client]")
     CHECK(key.size() == 24);
     CHECK(sec_websocket_accept(key).size() == 28);
 }
+
+TEST_CASE("a URL's host and resource cannot break out of the request", "[endpoint]") {
+    // Found by fuzzing: %XX escapes in the host were decoded into characters the Host header and
+    // a proxy's CONNECT line cannot hold, and the resource of a ws+unix:// URL went into the
+    // request line as written, blanks and controls included.
+    std::string err;
+    CHECK_FALSE(parse_ws_url("ws://0%40u./", &err));
+    CHECK_THAT(err, Catch::Contains("the host '0@u.' holds characters no host name can"));
+    CHECK_FALSE(parse_ws_url("ws://evil%0d%0aX-Injected:%20y/", &err));
+    CHECK_FALSE(parse_ws_url("ws://a%2Fb/", &err));
+    auto ep = parse_ws_url("ws://ex%61mple.com/", &err);
+    REQUIRE(ep);
+    CHECK(ep->host == "example.com");
+    CHECK_FALSE(parse_ws_url("ws+unix:///tmp/wsx.sock:/path\x1fq", &err));
+    CHECK_THAT(err, Catch::Contains("is not a valid path"));
+    CHECK_FALSE(parse_ws_url("ws+unix:///tmp/wsx.sock:/a b HTTP/1.1", &err));
+    ep = parse_ws_url("ws+unix:///tmp/wsx.sock:/a%20b?x=1", &err);
+    REQUIRE(ep);
+    CHECK(ep->target == "/a%20b?x=1");
+}
+
+TEST_CASE("a host name that starts like an IPv4 address is a name", "[endpoint]") {
+    // Found by fuzzing: the URL parser took "10.0.0.1" for the host of ws://10.0.0.1.nip.io/ and
+    // ".nip.io/" for the path, so the connection went to 10.0.0.1 with a wrong Host and target.
+    std::string err;
+    auto ep = parse_ws_url("ws://10.0.0.1.nip.io:8080/x?y", &err);
+    REQUIRE(ep);
+    CHECK(ep->host == "10.0.0.1.nip.io");
+    CHECK(ep->port == 8080);
+    CHECK(ep->target == "/x?y");
+    ep = parse_ws_url("user@1.2.3.4x", &err);
+    REQUIRE(ep);
+    CHECK(ep->host == "1.2.3.4x");
+    CHECK(ep->target == "/");
+    ep = parse_ws_url("ws://1.2.3.4:81/a", &err);
+    REQUIRE(ep);
+    CHECK((ep->host == "1.2.3.4" && ep->port == 81 && ep->target == "/a"));
+}

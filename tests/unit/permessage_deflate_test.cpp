@@ -115,6 +115,25 @@ TEST_CASE("deflating matches the RFC example and round-trips", "[pmd]") {
     }
 }
 
+TEST_CASE("an empty message keeps the receiver in step", "[pmd]") {
+    // Found by fuzzing: an empty message right after another one (context kept) compressed to
+    // nothing, and the 00 00 ff ff every receiver appends then began a stored block that garbled
+    // the next message.
+    for (bool reset : {false, true}) {
+        INFO((reset ? "no context takeover" : "context takeover"));
+        pmd::deflater d(15, reset);
+        pmd::inflater i(false);
+        for (std::string msg : {"hello hello", "", "", "hello"}) {
+            std::string z;
+            d.compress(msg, z);
+            if (msg.empty()) CHECK(z == bytes({0x00}));  // RFC 7692 section 7.2.3.6
+            std::string back;
+            REQUIRE(i.decompress(z, back, msg.size()));
+            CHECK(back == msg);
+        }
+    }
+}
+
 TEST_CASE("inflating refuses garbage and messages over the limit", "[pmd]") {
     std::string z;
     pmd::deflater d(15, false);

@@ -307,6 +307,23 @@ TEST_CASE("proxy chosen from the environment", "[proxy]") {
     }
 }
 
+TEST_CASE("a proxy's answer to CONNECT is judged and its words escaped", "[proxy]") {
+    auto p = parse_ok("http://proxy.example:3128");
+    auto answer = [](unsigned status, std::string reason) {
+        http::response_header<> res;
+        res.result(status);
+        res.reason(reason);
+        return res;
+    };
+    CHECK_NOTHROW(check_connect_answer(answer(200, "Connection established"), 0, p, "example.com:443"));
+    CHECK_THROWS_WITH(check_connect_answer(answer(200, "OK"), 3, p, "example.com:443"),
+                      "proxy http://proxy.example:3128 sent 3 unexpected bytes after accepting CONNECT to example.com:443");
+    // Found by fuzzing: the reason phrase reached the terminal as it came, C1 controls and
+    // bidirectional overrides included.
+    CHECK_THROWS_WITH(check_connect_answer(answer(403, "Denied \xc2\x9b" "31m \xe2\x80\xae"), 0, p, "example.com:443"),
+                      "proxy refused CONNECT to example.com:443: 403 Denied \\u009b31m \\u202e");
+}
+
 TEST_CASE("HTTP CONNECT handshake", "[proxy]") {
     harness h;
     std::string request, tunnel_from_client, tunnel_from_proxy;

@@ -54,6 +54,16 @@ TEST_CASE("topic patterns match like shell globs", "[relay]") {
     CHECK_FALSE(valid_name(std::string(257, 'x')));
 }
 
+TEST_CASE("a '*' in the pattern is a wildcard even where the topic holds a '*'", "[relay]") {
+    // Found by fuzzing: the pattern's '*' was matched as a literal against the topic's '*' first,
+    // so "news.*" refused the topic "news.*x".
+    CHECK(topic_matches("news.*", "news.*x"));
+    CHECK(topic_matches("a*", "a*b"));
+    CHECK(topic_matches("news.*?.", "news.*post.."));
+    CHECK(topic_matches("*", "*"));
+    CHECK_FALSE(topic_matches("a*c", "a*b"));
+}
+
 TEST_CASE("topic ACL comes from a JWT claim", "[relay]") {
     std::string err;
     auto none = topic_acl::from_claims(R"({"sub":"u"})", "topics", err);

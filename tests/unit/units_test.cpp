@@ -51,6 +51,16 @@ TEST_CASE("parse_duration: fractions are exact, sub-nanosecond parts dropped", "
     CHECK(ns("0.5h") == 1'800'000'000'000);
 }
 
+TEST_CASE("parse_duration and parse_size are exact however many digits the fraction has", "[units]") {
+    // Found by fuzzing: digits after the 18th were dropped, which could lose a whole nanosecond.
+    CHECK(ns("0.00000000000027777777778h") == 1);  // 1.000000000008ns
+    CHECK(ns(".07777777777777777779777777777777777774777777777777777777777777777h") == 280'000'000'000);
+    CHECK(ns("0.9999999999999999999999999s") == 999'999'999);
+    CHECK(parse_size("0.0000000000000000000001EiB") == 0);
+    CHECK(parse_size("0.000000000000000000867361737988403548EiB") == 1);  // just over 2^-60 EiB
+    CHECK(parse_rate("0.5") == 0.5);
+}
+
 TEST_CASE("parse_duration: compound terms from large to small", "[units]") {
     CHECK(parse_duration("1h30m") == 90min);
     CHECK(parse_duration("1m30s") == 90s);
@@ -109,8 +119,9 @@ TEST_CASE("format_duration: three significant digits in the best unit", "[units]
     CHECK(format_duration(3725s) == "1h2m5s");
     CHECK(format_duration(-1500ms) == "-1.5s");
     CHECK(format_duration(-90s) == "-1m30s");
-    CHECK(format_duration(std::chrono::nanoseconds::min()) == "-2562047h47m17s");
-    CHECK(format_duration(std::chrono::nanoseconds::max()) == "2562047h47m17s");
+    // The extremes round down to the largest whole second parse_duration reads.
+    CHECK(format_duration(std::chrono::nanoseconds::min()) == "-2562047h47m16s");
+    CHECK(format_duration(std::chrono::nanoseconds::max()) == "2562047h47m16s");
 }
 
 TEST_CASE("format_duration output parses back to about the same value", "[units]") {
@@ -121,6 +132,20 @@ TEST_CASE("format_duration output parses back to about the same value", "[units]
         const auto back = ns(text);
         REQUIRE(back);
         CHECK(std::abs(static_cast<double>(*back - v)) <= static_cast<double>(v) * 0.01);
+    }
+}
+
+TEST_CASE("format_duration near the int64 limit still parses back", "[units]") {
+    // Found by fuzzing: rounding to the nearest second went past the largest duration
+    // parse_duration reads ("2562047h47m17s" for the maximum).
+    for (auto d : {std::chrono::nanoseconds::max(), std::chrono::nanoseconds::max() - 1ns,
+                   std::chrono::nanoseconds(9'223'372'036'500'000'000)}) {
+        INFO(d.count());
+        const auto text = format_duration(d);
+        CHECK(text == "2562047h47m16s");
+        const auto back = parse_duration(text);
+        REQUIRE(back);
+        CHECK(d - *back < 1s);
     }
 }
 
