@@ -133,7 +133,7 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
         return fail(fmt::format("invalid URL '{}': unsupported IP literal", text));
     default: ep.host = u.host(); break;  // percent-decoded name or IPv4
     }
-    if (!plain_host_name(ep.host))
+    if (u.host_type() != boost::urls::host_type::ipv6 && !plain_host_name(ep.host))
         return fail(fmt::format("invalid URL '{}': the host '{}' holds characters no host name can", text,
                                 escape_for_terminal(ep.host)));
     if (u.has_port()) {

@@ -112,3 +112,15 @@ TEST_CASE("a host name that starts like an IPv4 address is a name", "[endpoint]"
     REQUIRE(ep);
     CHECK((ep->host == "1.2.3.4" && ep->port == 81 && ep->target == "/a"));
 }
+
+TEST_CASE("an IPv6 literal is a host", "[endpoint]") {
+    // The check that a host holds only host-name characters must not refuse the address of a
+    // bracketed IPv6 literal.
+    std::string err;
+    auto ep = parse_ws_url("ws://[::1]:8080/x", &err);
+    REQUIRE(ep);
+    CHECK((ep->host == "::1" && ep->port == 8080 && ep->target == "/x"));
+    ep = parse_ws_url("wss://[2001:db8::7]/", &err);
+    REQUIRE(ep);
+    CHECK((ep->host == "2001:db8::7" && ep->port == 443 && ep->tls));
+}
