@@ -23,6 +23,7 @@
 #include "load_model.hpp"
 #include "proxy.hpp"
 #include "units.hpp"
+#include "version.hpp"
 
 namespace wsx::cli {
 
@@ -451,6 +452,7 @@ runner setup_bench(CLI::App& app) {
             result = run_bench(o, &first_failure);
         }
         if (tty) std::cerr << "\r\x1b[K" << std::flush;
+        result.generator = "wsx " + build_identity();
         if (result.conn_established == 0 && first_failure.first != 0 && !result.interrupted) {
             std::cerr << fmt::format("wsx: error: no connection could be made ({} attempted): {}\n", result.conn_attempted,
                                      first_failure.second);

@@ -14,6 +14,7 @@
 #include "generate.hpp"
 #include "exit_code.hpp"
 #include "units.hpp"
+#include "version.hpp"
 
 namespace wsx::cli {
 
@@ -251,7 +252,7 @@ int main(int argc, char** argv) {
     using namespace wsx;
     std::signal(SIGPIPE, SIG_IGN);
     CLI::App app{"wsx: WebSocket toolkit: client, server, load generator, pub/sub relay and proxy", "wsx"};
-    app.set_version_flag("-V,--version", "wsx " WSX_VERSION);
+    app.set_version_flag("-V,--version", "wsx " + cli::build_identity());
     app.require_subcommand(1);
     app.fallthrough(false);
     app.footer(

@@ -143,6 +143,24 @@ class DocsDriftTest(unittest.TestCase):
         self.assertEqual(again.stdout, self.generated["man"])
         self.assertNotIn("generate", help_text([]))
 
+    def test_title_line_names_the_version_and_only_an_installed_page_the_build(self):
+        # The committed page changes with the definitions and the version number, not with every
+        # commit; the page the build installs (--identity) names the build and its date.
+        version = run([WSX, "--version"]).stdout.strip()
+        m = re.fullmatch(r"wsx (\d+\.\d+\.\d+) \((?:([0-9a-f]{7,}(?:-dirty)?), )?(\w+)\)", version)
+        self.assertIsNotNone(m, version)
+        number = m.group(1)
+        page = self.generated["man"].splitlines()
+        self.assertIn(f'.TH WSX 1 "" "wsx {number}" "User Commands"', page[:3])
+        installed = run([WSX, "generate", "man", "--identity"])
+        self.assertEqual(installed.returncode, 0, installed.stderr)
+        lines = installed.stdout.splitlines()
+        title = next(l for l in lines if l.startswith(".TH "))
+        identity = version[len("wsx "):].replace("-", "\\-")
+        self.assertRegex(title, r'^\.TH WSX 1 "\d{4}\\-\d\d\\-\d\d" "wsx ' + re.escape(identity) + '" "User Commands"$')
+        self.assertEqual([l for l in lines if not l.startswith(".TH ")],
+                         [l for l in page if not l.startswith(".TH ")])
+
     def test_synopsis_marks_an_optional_subcommand(self):
         # `wsx bench URL` runs without a subcommand (merge is optional); `wsx` needs one.
         lines = self.generated["man"].splitlines()
