@@ -33,7 +33,7 @@ void add_handshake_options(CLI::App& app, client_args& a) {
 void add_compress_options(CLI::App& app, client_args& a, const char* help) {
     const char* h = "Handshake";
     app.add_flag("--compress", a.compress, help)->group(h);
-    app.add_option("--compress-window-bits", a.compress_window_bits, "Deflate window bits (9-15)")
+    app.add_option("--compress-window-bits", a.compress_window_bits, "Deflate window bits")
         ->group(h)->check(CLI::Range(9, 15))->type_name("N")->capture_default_str();
     app.add_flag("--compress-no-context-takeover", a.compress_no_context_takeover, "Ask for no context takeover")->group(h);
 }

@@ -49,7 +49,8 @@ struct doc_section {
 
 /// Writes the wsx(1) man page (roff, man macros): NAME, SYNOPSIS, DESCRIPTION, COMMANDS,
 /// OPTIONS of the root, one section per visible subcommand ("WSX CONNECT", ...) with its
-/// description, arguments, options by group and footer, then `extra` in order.
+/// description, arguments, options by group and footer, then `extra` in order, with EXAMPLES
+/// (the "Examples:" block that opens a command's footer, per command) before SEE ALSO.
 /// The root description's first line (without a leading "wsx: ") becomes the NAME line; the
 /// root footer is added to DESCRIPTION.
 /// With `identity`, the .TH line carries the date and "wsx VERSION (COMMIT, BUILD TYPE)";

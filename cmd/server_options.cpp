@@ -22,12 +22,12 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009")
         ->group(l)->type_name("SIZE")->capture_default_str();
     app.add_flag("--compress", a->compress, "Accept permessage-deflate compression")->group(l);
-    app.add_option("--ping-interval", a->ping_interval, "Ping every client this often")->group(l)->type_name("DUR");
+    app.add_option("--ping-interval", a->ping_interval, "Ping every client this often")->group(l)->type_name("DURATION");
     app.add_option("--ping-timeout", a->ping_timeout,
                    "Drop a client whose pong is this late (default: the ping interval)")
-        ->group(l)->type_name("DUR");
+        ->group(l)->type_name("DURATION");
     app.add_option("--idle-timeout", a->idle_timeout, "Close with 1001 connections that pass no message either way for this long (pings and pongs do not count)")
-        ->group(l)->type_name("DUR");
+        ->group(l)->type_name("DURATION");
     app.add_option("--max-connections", a->max_connections, "At most N connections at once; further upgrades get HTTP 503 with Retry-After: 1")
         ->group(l)->type_name("N");
     app.add_option("--send-queue-limit", a->send_queue_limit, "Bytes queued for a slow client before --overflow applies")
@@ -36,7 +36,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(l)->type_name("POLICY")->check(CLI::IsMember({"close", "drop"}))->capture_default_str();
     app.add_option("--handshake-timeout", a->handshake_timeout,
                    "Time allowed for the TLS handshake and the upgrade request")
-        ->group(l)->type_name("DUR")->capture_default_str();
+        ->group(l)->type_name("DURATION")->capture_default_str();
     app.add_option("--threads", a->threads, "Worker threads (1 to 1024), connections spread over them (default: one per core)")
         ->group(l)->type_name("N");
 
@@ -66,7 +66,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--jwt-alg", a->jwt_algs, "Accept only these JWT algorithms (repeatable; default from the secret/key)")
         ->group(sec)->type_name("ALG");
     app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims")
-        ->group(sec)->type_name("DUR")->capture_default_str();
+        ->group(sec)->type_name("DURATION")->capture_default_str();
     app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")
         ->group(sec)->type_name("USER:PASS")->each(refuse_empty("--basic-auth"));
     app.add_option("--origin", a->origins,
@@ -100,7 +100,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_flag("-q,--quiet", a->quiet, "No access log (the listening line and errors are still printed)")->group(o);
     app.add_option("--drain-timeout", a->drain_timeout,
                    "On SIGINT/SIGTERM: how long to wait for clients to answer Close 1001 (a second signal exits at once)")
-        ->group(o)->type_name("DUR")->capture_default_str();
+        ->group(o)->type_name("DURATION")->capture_default_str();
 
 }
 

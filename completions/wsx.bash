@@ -43,6 +43,10 @@ _wsx() {
             path='wsx proxy'
             npos=0
             ;;
+        'wsx help')
+            path='wsx help'
+            npos=0
+            ;;
         'wsx connect -H' | \
         'wsx connect --header' | \
         'wsx connect --subprotocol' | \
@@ -326,7 +330,7 @@ _wsx() {
         if [[ $cur == -* ]] && ((!endopts)); then
             _wsx_words '-h --help -V --version' "$cur"
         elif ((npos == 0)); then
-            _wsx_words 'connect serve bench relay proxy' "$cur"
+            _wsx_words 'connect serve bench relay proxy help' "$cur"
         fi
         ;;
     'wsx connect')
@@ -367,6 +371,13 @@ _wsx() {
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
             _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+        fi
+        ;;
+    'wsx help')
+        if [[ $cur == -* ]] && ((!endopts)); then
+            _wsx_words '-h --help' "$cur"
+        elif ((npos == 0)); then
+            _wsx_words 'connect serve bench relay proxy' "$cur"
         fi
         ;;
     esac

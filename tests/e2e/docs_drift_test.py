@@ -58,14 +58,14 @@ def parse_help(text):
 
     Options are the lines indented by 2 to 6 spaces that start with '-' (option groups are
     indented further than plain options; wrapped descriptions much further); subcommands
-    are the lines of the "Subcommands:" block, aliases after a comma."""
+    are the lines of the "Commands:" block, aliases after a comma."""
     options, commands = [], []
     in_commands = False
     for line in text.splitlines():
         if not line.strip():
             in_commands = False
             continue
-        if re.fullmatch(r"subcommands:", line.strip(), re.IGNORECASE) and not line.startswith(" "):
+        if re.fullmatch(r"(sub)?commands:", line.strip(), re.IGNORECASE) and not line.startswith(" "):
             in_commands = True
             continue
         m = re.match(r"^ {2,6}(-\S+)", line)
@@ -170,7 +170,7 @@ class DocsDriftTest(unittest.TestCase):
         def plain(line):
             return re.sub(r"\\f[BIR]", "", line)
         by_command = {plain(l).split(" [")[0]: plain(l) for l in synopses}
-        self.assertEqual(by_command["wsx bench"], "wsx bench [OPTIONS] [url] [COMMAND [ARGS]]")
+        self.assertEqual(by_command["wsx bench"], "wsx bench [OPTIONS] [URL] [COMMAND [ARGS]]")
         self.assertEqual(by_command["wsx"], "wsx [OPTIONS] COMMAND [ARGS]")
 
     def test_every_command_has_help_and_a_man_section(self):
