@@ -79,6 +79,20 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
     o.token = a.token;
     o.token_query = a.token_query;
     if (!a.token_query.empty() && a.token.empty()) p.add("--token-query needs --token");
+    // Each of these sets the Authorization header; given together, one would silently win.
+    std::vector<std::string> authorization;
+    if (!a.auth.empty()) authorization.emplace_back("--auth");
+    if (!o.url.username.empty()) authorization.emplace_back("user:pass@ in the URL");
+    if (!a.token.empty() && a.token_query.empty()) authorization.emplace_back("--token");
+    if (std::any_of(o.headers.begin(), o.headers.end(), [](const auto& h) { return beast::iequals(h.first, "Authorization"); }))
+        authorization.emplace_back("--header Authorization");
+    if (authorization.size() > 1) {
+        std::string list;
+        for (std::size_t i = 0; i < authorization.size(); ++i)
+            list += (i == 0 ? "" : i + 1 == authorization.size() ? " and " : ", ") + authorization[i];
+        p.add(fmt::format("{} cannot be combined: each sets the Authorization header{}", list,
+                          a.token.empty() ? "" : " (--token-query NAME sends the token in the URL instead)"));
+    }
     o.deflate = {.enabled = a.compress, .window_bits = a.compress_window_bits,
                  .no_context_takeover = a.compress_no_context_takeover};
     if (!a.compress && (a.compress_window_bits != 15 || a.compress_no_context_takeover))
