@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "key_passphrase.hpp"
 #include "proxy.hpp"
 #include "tls.hpp"
 
@@ -42,7 +43,10 @@ void add_client_tls_options(CLI::App& app, client_args& a) {
     const char* t = "TLS";
     app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
     app.add_option("--cert", a.cert, "Client certificate (PEM)")->group(t)->type_name("FILE");
-    app.add_option("--key", a.key, "Client certificate key (PEM)")->group(t)->type_name("FILE");
+    app.add_option("--key", a.key, "Client certificate key (PEM); asks for the passphrase of an encrypted key on the terminal")
+        ->group(t)->type_name("FILE");
+    app.add_option("--key-passphrase-file", a.key_passphrase_file, "Read the passphrase of an encrypted --key from the first line of FILE")
+        ->group(t)->type_name("FILE");
     app.add_flag("-k,--insecure", a.insecure, "Do not verify the server certificate")->group(t);
     app.add_option("--sni", a.sni, "Server name to send and verify instead of the URL host")->group(t)->type_name("NAME");
 }
@@ -107,14 +111,15 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
         else if (!err.empty()) p.add(err);
     }
     o.tls = {.cacert = a.cacert, .cert = a.cert, .key = a.key, .insecure = a.insecure, .sni = a.sni};
-    check_client_tls(p, o.tls, o.url.tls);
+    check_client_tls(p, o.tls, o.url.tls, a.key_passphrase_file);
 }
 
-void check_client_tls(problems& p, const tls_client_options& tls, bool used) {
+void check_client_tls(problems& p, const tls_client_options& tls, bool used, const std::string& key_passphrase_file) {
     bool readable = true;
     for (auto [option, path] : {std::pair{"--cacert", &tls.cacert}, {"--cert", &tls.cert}, {"--key", &tls.key}})
         if (!path->empty()) readable = readable_file(p, option, *path) && readable;
-    if ((used || !tls.cacert.empty() || !tls.cert.empty()) && readable) {
+    const bool key_ready = prepare_key_passphrase(p, "--key", tls.key, key_passphrase_file);
+    if ((used || !tls.cacert.empty() || !tls.cert.empty()) && readable && key_ready) {
         try {
             make_client_tls(tls);
         } catch (const failure& f) {

@@ -22,7 +22,7 @@ struct proxy_args {
     std::string path_prefix;
     std::vector<std::string> forward_headers;
     bool strip_auth = false;
-    std::string cacert, cert, key, sni;
+    std::string cacert, cert, key, key_passphrase_file, sni;
     bool insecure = false;
     std::string tap, tap_format = "text";
     std::string fault_delay, fault_drop, fault_close_after, fault_jitter;
@@ -83,7 +83,10 @@ runner setup_proxy(CLI::App& app) {
     const char* u = "Upstream TLS";
     app.add_option("--cacert", a->cacert, "Trust this CA bundle (PEM) for wss:// upstreams")->group(u)->type_name("FILE");
     app.add_option("--cert", a->cert, "Client certificate (PEM) for wss:// upstreams")->group(u)->type_name("FILE");
-    app.add_option("--key", a->key, "Client certificate key (PEM)")->group(u)->type_name("FILE");
+    app.add_option("--key", a->key, "Client certificate key (PEM); asks for the passphrase of an encrypted key on the terminal")
+        ->group(u)->type_name("FILE");
+    app.add_option("--key-passphrase-file", a->key_passphrase_file, "Read the passphrase of an encrypted --key from the first line of FILE")
+        ->group(u)->type_name("FILE");
     app.add_flag("-k,--insecure", a->insecure, "Do not verify upstream certificates")->group(u);
     app.add_option("--sni", a->sni, "Server name to send and verify instead of the upstream host")->group(u)->type_name("NAME");
 
@@ -192,7 +195,7 @@ runner setup_proxy(CLI::App& app) {
         po.strip_auth = a->strip_auth;
         po.upstream_tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
         // Checked now, before listening, not at the first client's connect (a 502 for everyone).
-        check_client_tls(p, po.upstream_tls, !po.upstream_tls.key.empty());
+        check_client_tls(p, po.upstream_tls, !po.upstream_tls.key.empty(), a->key_passphrase_file);
         po.tap_path = a->tap;
         po.tap = *parse_tap_format(a->tap_format);
 

@@ -61,6 +61,7 @@ _wsx() {
         'wsx connect --cacert' | \
         'wsx connect --cert' | \
         'wsx connect --key' | \
+        'wsx connect --key-passphrase-file' | \
         'wsx connect --sni' | \
         'wsx connect --history-file' | \
         'wsx connect --send' | \
@@ -158,6 +159,7 @@ _wsx() {
         'wsx bench --cacert' | \
         'wsx bench --cert' | \
         'wsx bench --key' | \
+        'wsx bench --key-passphrase-file' | \
         'wsx bench --sni' | \
         'wsx bench --json' | \
         'wsx bench --html' | \
@@ -223,6 +225,7 @@ _wsx() {
         'wsx proxy --cacert' | \
         'wsx proxy --cert' | \
         'wsx proxy --key' | \
+        'wsx proxy --key-passphrase-file' | \
         'wsx proxy --sni' | \
         'wsx proxy --tap' | \
         'wsx proxy --tap-format' | \
@@ -276,6 +279,7 @@ _wsx() {
         'wsx connect --cacert') _wsx_files "$cur" ;;
         'wsx connect --cert') _wsx_files "$cur" ;;
         'wsx connect --key') _wsx_files "$cur" ;;
+        'wsx connect --key-passphrase-file') _wsx_files "$cur" ;;
         'wsx connect --history-file') _wsx_files "$cur" ;;
         'wsx serve --static') _wsx_dirs "$cur" ;;
         'wsx serve --path') _wsx_files "$cur" ;;
@@ -291,6 +295,7 @@ _wsx() {
         'wsx bench --cacert') _wsx_files "$cur" ;;
         'wsx bench --cert') _wsx_files "$cur" ;;
         'wsx bench --key') _wsx_files "$cur" ;;
+        'wsx bench --key-passphrase-file') _wsx_files "$cur" ;;
         'wsx bench --json') _wsx_files "$cur" ;;
         'wsx bench --html') _wsx_files "$cur" ;;
         'wsx bench --hgrm') _wsx_files "$cur" ;;
@@ -311,6 +316,7 @@ _wsx() {
         'wsx proxy --cacert') _wsx_files "$cur" ;;
         'wsx proxy --cert') _wsx_files "$cur" ;;
         'wsx proxy --key') _wsx_files "$cur" ;;
+        'wsx proxy --key-passphrase-file') _wsx_files "$cur" ;;
         'wsx proxy --tap') _wsx_files "$cur" ;;
         'wsx proxy --tap-format') _wsx_words 'text hex ndjson' "$cur" ;;
         'wsx proxy --path') _wsx_files "$cur" ;;
@@ -335,7 +341,7 @@ _wsx() {
         ;;
     'wsx connect')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --send --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
+            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --send --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
@@ -349,7 +355,7 @@ _wsx() {
         ;;
     'wsx bench')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
+            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
         elif ((npos == 0)); then
             _wsx_words 'merge' "$cur"
         fi
@@ -370,7 +376,7 @@ _wsx() {
         ;;
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         fi
         ;;
     'wsx help')
