@@ -23,6 +23,12 @@ std::string& stored_passphrase() {
     return passphrase;
 }
 
+/// The option whose key's passphrase is stored; empty while there is none.
+std::string& stored_for() {
+    static std::string option;
+    return option;
+}
+
 /// OpenSSL's UI reader: answers a passphrase prompt from memory instead of the terminal.
 int answer_from_memory(UI* ui, UI_STRING* uis) {
     switch (UI_get_string_type(uis)) {
@@ -127,6 +133,13 @@ bool prepare_key_passphrase(problems& p, const std::string& option, const std::s
         }
         break;
     }
+    // OpenSSL's prompt does not say which key it reads, so every key gets the one answer.
+    if (!stored_for().empty() && passphrase != stored_passphrase()) {
+        p.add(fmt::format("{} '{}' and {} have different passphrases; wsx can use only one: give both keys "
+                          "the same passphrase, or one without", option, key, stored_for()));
+        return false;
+    }
+    stored_for() = option;
     answer_passphrase_prompts(std::move(passphrase));
     return true;
 }

@@ -16,7 +16,9 @@ namespace wsx::cli {
 /// For `option` (e.g. "--key") naming the PEM key at `key`: when the key is encrypted, gets its
 /// passphrase (from `passphrase_file` when given, else asked once on the controlling terminal)
 /// and checks that it opens the key. Problems go to `p`: no terminal and no file, an
-/// unreadable file, a wrong passphrase, or `passphrase_file` without a key. False after a
+/// unreadable file, a wrong passphrase, `passphrase_file` without a key, or two encrypted keys
+/// (proxy: --key and --tls-key) with different passphrases, which OpenSSL's prompt cannot tell
+/// apart. False after a
 /// problem: the key must then not be loaded (OpenSSL would prompt for the passphrase itself).
 bool prepare_key_passphrase(problems& p, const std::string& option, const std::string& key,
                             const std::string& passphrase_file);

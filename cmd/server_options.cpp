@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "auth.hpp"
+#include "key_passphrase.hpp"
 #include "rate_limit.hpp"
 #include "tls.hpp"
 #include "units.hpp"
@@ -42,7 +43,12 @@ void add_listener_options(CLI::App& app, listener_args& args) {
 
     const char* t = "TLS";
     app.add_option("--tls-cert", a->tls_cert, "Certificate chain (PEM): serve wss://")->group(t)->type_name("FILE");
-    app.add_option("--tls-key", a->tls_key, "Private key (PEM) for --tls-cert")->group(t)->type_name("FILE");
+    app.add_option("--tls-key", a->tls_key,
+                   "Private key (PEM) for --tls-cert; asks for the passphrase of an encrypted key on the terminal")
+        ->group(t)->type_name("FILE");
+    app.add_option("--tls-key-passphrase-file", a->tls_key_passphrase_file,
+                   "Read the passphrase of an encrypted --tls-key from the first line of FILE")
+        ->group(t)->type_name("FILE");
     app.add_flag("--tls-self-signed", a->tls_self_signed,
                  "Serve wss:// with a certificate generated at start-up (its SHA-256 fingerprint is printed)")
         ->group(t);
@@ -134,7 +140,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     bool readable = true;
     for (auto [option, path] : {std::pair{"--tls-cert", &a->tls_cert}, {"--tls-key", &a->tls_key}, {"--client-ca", &a->client_ca}})
         if (!path->empty()) readable = readable_file(p, option, *path) && readable;
-    if (o.use_tls && !a->tls_self_signed && readable) {
+    const bool key_ready = prepare_key_passphrase(p, "--tls-key", a->tls_key, a->tls_key_passphrase_file);
+    if (o.use_tls && !a->tls_self_signed && readable && key_ready) {
         try {
             make_server_tls(o.tls);
         } catch (const failure& f) {

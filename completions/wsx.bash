@@ -101,6 +101,7 @@ _wsx() {
         'wsx serve --threads' | \
         'wsx serve --tls-cert' | \
         'wsx serve --tls-key' | \
+        'wsx serve --tls-key-passphrase-file' | \
         'wsx serve --client-ca' | \
         'wsx serve --token' | \
         'wsx serve --jwt-secret' | \
@@ -196,6 +197,7 @@ _wsx() {
         'wsx relay --threads' | \
         'wsx relay --tls-cert' | \
         'wsx relay --tls-key' | \
+        'wsx relay --tls-key-passphrase-file' | \
         'wsx relay --client-ca' | \
         'wsx relay --token' | \
         'wsx relay --jwt-secret' | \
@@ -246,6 +248,7 @@ _wsx() {
         'wsx proxy --threads' | \
         'wsx proxy --tls-cert' | \
         'wsx proxy --tls-key' | \
+        'wsx proxy --tls-key-passphrase-file' | \
         'wsx proxy --client-ca' | \
         'wsx proxy --token' | \
         'wsx proxy --jwt-secret' | \
@@ -286,6 +289,7 @@ _wsx() {
         'wsx serve --overflow') _wsx_words 'close drop' "$cur" ;;
         'wsx serve --tls-cert') _wsx_files "$cur" ;;
         'wsx serve --tls-key') _wsx_files "$cur" ;;
+        'wsx serve --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx serve --client-ca') _wsx_files "$cur" ;;
         'wsx serve --jwt-public-key') _wsx_files "$cur" ;;
         'wsx serve --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
@@ -307,6 +311,7 @@ _wsx() {
         'wsx relay --control-path') _wsx_files "$cur" ;;
         'wsx relay --tls-cert') _wsx_files "$cur" ;;
         'wsx relay --tls-key') _wsx_files "$cur" ;;
+        'wsx relay --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx relay --client-ca') _wsx_files "$cur" ;;
         'wsx relay --jwt-public-key') _wsx_files "$cur" ;;
         'wsx relay --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
@@ -323,6 +328,7 @@ _wsx() {
         'wsx proxy --overflow') _wsx_words 'close drop' "$cur" ;;
         'wsx proxy --tls-cert') _wsx_files "$cur" ;;
         'wsx proxy --tls-key') _wsx_files "$cur" ;;
+        'wsx proxy --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx proxy --client-ca') _wsx_files "$cur" ;;
         'wsx proxy --jwt-public-key') _wsx_files "$cur" ;;
         'wsx proxy --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
@@ -348,7 +354,7 @@ _wsx() {
         ;;
     'wsx serve')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo --exec --binary --pass-stderr --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo --exec --binary --pass-stderr --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
@@ -369,14 +375,14 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         fi
         ;;
     'wsx help')

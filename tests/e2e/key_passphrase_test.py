@@ -1,6 +1,6 @@
-"""An encrypted client key (--key): its passphrase comes from --key-passphrase-file, or is asked
-once on the terminal; without either, one line says how to give it (exit 2), never an OpenSSL
-"UI routines" error. The server here requires a client certificate, so a connection that
+"""An encrypted client key (--key) or server key (--tls-key): its passphrase comes from
+--key-passphrase-file (--tls-key-passphrase-file), or is asked once on the terminal; without
+either, one line says how to give it (exit 2), never an OpenSSL "UI routines" error. The server here requires a client certificate, so a connection that
 succeeds proves the key was opened."""
 import os
 import pty
@@ -82,6 +82,39 @@ class KeyPassphrase(WsxTestCase):
                               "--cert", self.cert, "--key", self.key)
         self.assertExit(r, 2)
         self.assertIn("--key-passphrase-file FILE", r.stderr.decode())
+
+    def encrypted(self, key, passphrase, name):
+        path = os.path.join(self.tmp, name)
+        subprocess.run(["openssl", "pkey", "-in", key, "-aes256", "-passout", "pass:" + passphrase, "-out", path],
+                       check=True, capture_output=True, timeout=30)
+        return path
+
+    def test_server_key_takes_a_passphrase_file(self):
+        c = certs()
+        key = self.encrypted(c["server_key"], PASSPHRASE, "server-encrypted.key")
+        r = self.run_detached("serve", "127.0.0.1:0", "--tls-cert", c["server"], "--tls-key", key, "--oneshot")
+        self.assertExit(r, 2)
+        errors = self.error_lines(r)
+        self.assertEqual(len(errors), 1, r.stderr)
+        self.assertIn("--tls-key-passphrase-file FILE", errors[0])
+        p = self.start([WSX, "serve", "127.0.0.1:0", "--tls-cert", c["server"], "--tls-key", key,
+                        "--tls-key-passphrase-file", self.passfile], start_new_session=True)
+        url = p.wait_for(r"listening on (wss://127\.0\.0\.1:\d+)").group(1) + "/"
+        r = self.wsx("connect", url, "--cacert", c["ca"], "--send", "hi", "--expect", "hi", "-n", "1", timeout=30)
+        self.assertExit(r, 0)
+
+    def test_proxy_refuses_two_keys_with_different_passphrases(self):
+        c = certs()
+        server_key = self.encrypted(c["server_key"], "another one", "server-encrypted.key")
+        other = os.path.join(self.tmp, "other-passphrase")
+        with open(other, "w") as f:
+            f.write("another one\n")
+        r = self.run_detached("proxy", "--listen", "wss://127.0.0.1:0", "--tls-cert", c["server"],
+                              "--tls-key", server_key, "--tls-key-passphrase-file", other, "--to", self.url,
+                              "--cacert", c["ca"], "--cert", self.cert, "--key", self.key,
+                              "--key-passphrase-file", self.passfile)
+        self.assertExit(r, 2)
+        self.assertIn("different passphrases", r.stderr.decode())
 
     def test_terminal_is_asked_once(self):
         # Under a pseudo-terminal (the controlling terminal of a new session) wsx prompts on it:
