@@ -181,10 +181,11 @@ std::string option_help(const CLI::Option& opt) {
         extra.push_back("default " + def);
     if (!extra.empty()) {
         // "(-1: never) (default -1)" reads better as one: "(-1: never; default -1)"; not when
-        // the parenthesis is a list of its own already.
+        // that parenthesis is a list of its own already, nor when it is one of several (it
+        // may speak of one choice: "..., fanout (publish/subscribe)").
         const auto open = d.rfind('(');
         const bool join = !d.empty() && d.back() == ')' && open != std::string::npos &&
-                          d.find(';', open) == std::string::npos;
+                          d.find('(') == open && d.find(';', open) == std::string::npos;
         d += join ? "; " : " (";
         if (join) d.erase(d.size() - 3, 1);
         for (std::size_t i = 0; i < extra.size(); ++i) d += (i ? "; " : "") + extra[i];

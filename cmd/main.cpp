@@ -292,7 +292,9 @@ int main(int argc, char** argv) {
     const auto is_command = [](const std::string& w) {
         return std::any_of(std::begin(cli::commands), std::end(cli::commands), [&](const auto& c) { return w == c.name; });
     };
-    const bool asks_help_of_help = args.size() > 1 && args[0] == "help" && (args[1] == "-h" || args[1] == "--help");
+    const bool asks_help_of_help =
+        args.size() > 1 && args[0] == "help" && (args[1] == "-h" || args[1] == "--help" || args[1] == "help");
+    if (asks_help_of_help) args = {"help", "--help"};
     if (!args.empty() && args[0] == "help" && !asks_help_of_help) {
         if (args.size() > 1 && !is_command(args[1])) {
             std::cerr << "wsx: error: " << cli::unknown_topic(args[1]) << '\n';

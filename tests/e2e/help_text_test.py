@@ -72,6 +72,10 @@ class HelpText(WsxTestCase):
         r = self.wsx("help", timeout=10)
         self.assertExit(r, 0)
         self.assertIn("Commands:", r.stdout.decode())
+        for words in (["help", "help"], ["help", "--help"]):
+            r = self.wsx(*words, timeout=10)
+            self.assertExit(r, 0)
+            self.assertIn("Usage: wsx help [OPTIONS] [COMMAND]", r.stdout.decode())
 
     # --- no CLI11 notation ------------------------------------------------------------------
 
