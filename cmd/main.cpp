@@ -72,9 +72,11 @@ std::vector<doc_section> manual_sections() {
          "where there is one."},
         {"SEE ALSO",
          "websocat(1), curl(1)\n\n"
-         "RFC 6455, The WebSocket Protocol: https://www.rfc-editor.org/rfc/rfc6455\n\n"
-         "RFC 7692, Compression Extensions for WebSocket (permessage-deflate): "
-         "https://www.rfc-editor.org/rfc/rfc7692"},
+         // URLs on lines of their own: filled text would hyphenate them.
+         "RFC 6455, The WebSocket Protocol:\n"
+         "  https://www.rfc-editor.org/rfc/rfc6455\n\n"
+         "RFC 7692, Compression Extensions for WebSocket (permessage-deflate):\n"
+         "  https://www.rfc-editor.org/rfc/rfc7692"},
     };
 }
 
