@@ -23,6 +23,7 @@
 #include "load_model.hpp"
 #include "proxy.hpp"
 #include "units.hpp"
+#include "version.hpp"
 
 namespace wsx::cli {
 
@@ -223,7 +224,7 @@ runner setup_bench(CLI::App& app) {
         ->group(l)->type_name("DURATION");
     app.add_option("--threads", a->threads, "Event-loop threads (default: one per core)")->group(l)->type_name("N");
     app.add_option("--in-flight", a->in_flight, "Closed loop: messages outstanding per connection (1 = ping-pong)")
-        ->group(l)->type_name("K")->capture_default_str();
+        ->group(l)->type_name("N")->capture_default_str();
     app.add_option("--rate", a->rate,
                    "Open loop: send this many messages per second in total, whether or not replies have "
                    "arrived; latency counts from the intended send time (fanout: publications, default 1000)")
@@ -237,7 +238,7 @@ runner setup_bench(CLI::App& app) {
     app.add_option("--size", a->size,
                    "Message size, stamp included (default 32; at least 32 for text, 16 for binary)")
         ->group(m)->type_name("SIZE");
-    app.add_option("--payload", a->payload, "Send this text after the stamp instead of filler")->group(m)->type_name("TEXT");
+    app.add_option("--payload", a->payload, "Send this text after the stamp instead of filler")->group(m)->type_name("STRING");
     app.add_option("--payload-file", a->payload_file, "Send this file's bytes after the stamp")->group(m)->type_name("FILE");
     app.add_flag("-b,--binary", a->binary, "Send binary messages (text by default)")->group(m);
 
@@ -451,6 +452,7 @@ runner setup_bench(CLI::App& app) {
             result = run_bench(o, &first_failure);
         }
         if (tty) std::cerr << "\r\x1b[K" << std::flush;
+        result.generator = "wsx " + build_identity();
         if (result.conn_established == 0 && first_failure.first != 0 && !result.interrupted) {
             std::cerr << fmt::format("wsx: error: no connection could be made ({} attempted): {}\n", result.conn_attempted,
                                      first_failure.second);

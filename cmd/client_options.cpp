@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "key_passphrase.hpp"
 #include "proxy.hpp"
 #include "tls.hpp"
 
@@ -33,7 +34,7 @@ void add_handshake_options(CLI::App& app, client_args& a) {
 void add_compress_options(CLI::App& app, client_args& a, const char* help) {
     const char* h = "Handshake";
     app.add_flag("--compress", a.compress, help)->group(h);
-    app.add_option("--compress-window-bits", a.compress_window_bits, "Deflate window bits (9-15)")
+    app.add_option("--compress-window-bits", a.compress_window_bits, "Deflate window bits")
         ->group(h)->check(CLI::Range(9, 15))->type_name("N")->capture_default_str();
     app.add_flag("--compress-no-context-takeover", a.compress_no_context_takeover, "Ask for no context takeover")->group(h);
 }
@@ -42,7 +43,10 @@ void add_client_tls_options(CLI::App& app, client_args& a) {
     const char* t = "TLS";
     app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
     app.add_option("--cert", a.cert, "Client certificate (PEM)")->group(t)->type_name("FILE");
-    app.add_option("--key", a.key, "Client certificate key (PEM)")->group(t)->type_name("FILE");
+    app.add_option("--key", a.key, "Client certificate key (PEM); asks for the passphrase of an encrypted key on the terminal")
+        ->group(t)->type_name("FILE");
+    app.add_option("--key-passphrase-file", a.key_passphrase_file, "Read the passphrase of an encrypted --key from the first line of FILE")
+        ->group(t)->type_name("FILE");
     app.add_flag("-k,--insecure", a.insecure, "Do not verify the server certificate")->group(t);
     app.add_option("--sni", a.sni, "Server name to send and verify instead of the URL host")->group(t)->type_name("NAME");
 }
@@ -79,6 +83,20 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
     o.token = a.token;
     o.token_query = a.token_query;
     if (!a.token_query.empty() && a.token.empty()) p.add("--token-query needs --token");
+    // Each of these sets the Authorization header; given together, one would silently win.
+    std::vector<std::string> authorization;
+    if (!a.auth.empty()) authorization.emplace_back("--auth");
+    if (!o.url.username.empty()) authorization.emplace_back("user:pass@ in the URL");
+    if (!a.token.empty() && a.token_query.empty()) authorization.emplace_back("--token");
+    if (std::any_of(o.headers.begin(), o.headers.end(), [](const auto& h) { return beast::iequals(h.first, "Authorization"); }))
+        authorization.emplace_back("--header Authorization");
+    if (authorization.size() > 1) {
+        std::string list;
+        for (std::size_t i = 0; i < authorization.size(); ++i)
+            list += (i == 0 ? "" : i + 1 == authorization.size() ? " and " : ", ") + authorization[i];
+        p.add(fmt::format("{} cannot be combined: each sets the Authorization header{}", list,
+                          a.token.empty() ? "" : " (--token-query NAME sends the token in the URL instead)"));
+    }
     o.deflate = {.enabled = a.compress, .window_bits = a.compress_window_bits,
                  .no_context_takeover = a.compress_no_context_takeover};
     if (!a.compress && (a.compress_window_bits != 15 || a.compress_no_context_takeover))
@@ -93,14 +111,15 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
         else if (!err.empty()) p.add(err);
     }
     o.tls = {.cacert = a.cacert, .cert = a.cert, .key = a.key, .insecure = a.insecure, .sni = a.sni};
-    check_client_tls(p, o.tls, o.url.tls);
+    check_client_tls(p, o.tls, o.url.tls, a.key_passphrase_file);
 }
 
-void check_client_tls(problems& p, const tls_client_options& tls, bool used) {
+void check_client_tls(problems& p, const tls_client_options& tls, bool used, const std::string& key_passphrase_file) {
     bool readable = true;
     for (auto [option, path] : {std::pair{"--cacert", &tls.cacert}, {"--cert", &tls.cert}, {"--key", &tls.key}})
         if (!path->empty()) readable = readable_file(p, option, *path) && readable;
-    if ((used || !tls.cacert.empty() || !tls.cert.empty()) && readable) {
+    const bool key_ready = prepare_key_passphrase(p, "--key", tls.key, key_passphrase_file);
+    if ((used || !tls.cacert.empty() || !tls.cert.empty()) && readable && key_ready) {
         try {
             make_client_tls(tls);
         } catch (const failure& f) {

@@ -13,7 +13,7 @@ namespace wsx::cli {
 struct client_args {
     std::vector<std::string> headers, subprotocols, cookies;
     std::string origin, host, auth, token, token_query, proxy;
-    std::string cacert, cert, key, sni;
+    std::string cacert, cert, key, key_passphrase_file, sni;
     bool insecure = false;
     bool compress = false, compress_no_context_takeover = false;
     int compress_window_bits = 15;
@@ -25,14 +25,15 @@ void add_handshake_options(CLI::App& app, client_args& a);
 /// Adds --compress, --compress-window-bits and --compress-no-context-takeover to the "Handshake" group.
 /// `help` describes --compress (what happens when the server declines differs by command).
 void add_compress_options(CLI::App& app, client_args& a, const char* help = "Offer permessage-deflate compression");
-/// Adds --cacert, --cert, --key, -k/--insecure and --sni to the "TLS" group.
+/// Adds --cacert, --cert, --key, --key-passphrase-file, -k/--insecure and --sni to the "TLS" group.
 void add_client_tls_options(CLI::App& app, client_args& a);
 
 /// Fills the handshake, compression, proxy and TLS parts of `o` (whose url must already be set), recording
 /// every problem in `p`; unreadable certificate files are reported now, before any connection.
 void apply_client_options(problems& p, const client_args& a, client_options& o);
 /// Names every unreadable --cacert/--cert/--key at once, then checks their contents when a CA or
-/// certificate is given or TLS is `used`, before anything connects.
-void check_client_tls(problems& p, const tls_client_options& tls, bool used);
+/// certificate is given or TLS is `used`, before anything connects. `key_passphrase_file` is
+/// --key-passphrase-file (see key_passphrase.hpp): an encrypted key's passphrase is had first.
+void check_client_tls(problems& p, const tls_client_options& tls, bool used, const std::string& key_passphrase_file = {});
 
 }  // namespace wsx::cli

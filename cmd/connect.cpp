@@ -74,7 +74,7 @@ runner setup_connect(CLI::App& app) {
     app.add_option("--backoff-initial", a->backoff_initial, "First reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
     app.add_option("--backoff-max", a->backoff_max, "Longest reconnect delay")->group(k)->type_name("DURATION")->capture_default_str();
     app.add_option("--backoff-factor", a->backoff_factor, "Delay multiplier per attempt")
-        ->group(k)->check(CLI::Range(1.0, 100.0))->type_name("F")->capture_default_str();
+        ->group(k)->check(CLI::Range(1.0, 100.0))->type_name("FACTOR")->capture_default_str();
     app.add_option("--max-retries", a->max_retries, "Give up after N failed attempts in a row (-1: never)")
         ->group(k)->type_name("N")->capture_default_str();
     app.add_option("--buffer-limit", a->buffer_limit, "Stdin held while disconnected before input pauses")

@@ -1,5 +1,8 @@
 #include "generate.hpp"
 
+#include "help_format.hpp"
+#include "version.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <iostream>
@@ -26,7 +29,7 @@ struct option_doc {
     std::string positional_name;      // "URL"
     std::string group;                // heading in the man page
     std::string description;
-    std::string value_name;  // "FILE", "N", "{text,binary}"
+    std::string value_name;  // "FILE", "N", "POLICY": as --help shows it (help_format.hpp)
     std::vector<std::string> choices;
     value_kind kind = value_kind::none;
     bool optional_value = false;  // expected(0, 1): the value may be left out
@@ -93,74 +96,6 @@ std::vector<std::string> split_lines(std::string_view s) {
     return lines;
 }
 
-/// Splits at `sep` outside brackets, so a choice like "[a,b]" stays whole.
-std::vector<std::string> split_top_level(std::string_view s, char sep) {
-    std::vector<std::string> out(1);
-    int depth = 0;
-    for (char c : s) {
-        if (c == '{' || c == '[' || c == '(') ++depth;
-        if ((c == '}' || c == ']' || c == ')') && depth > 0) --depth;
-        if (c == sep && depth == 0) {
-            out.emplace_back();
-            continue;
-        }
-        out.back() += c;
-    }
-    return out;
-}
-
-/// The names a user may type, from the description of CLI::IsMember ("{a,b}"),
-/// CLI::Transformer ("{a->1,b->2}") or CLI::CheckedTransformer ("value in {a->1} OR {1}").
-std::optional<std::vector<std::string>> parse_choices(std::string_view seg) {
-    constexpr std::string_view checked = "value in ";
-    if (seg.substr(0, checked.size()) == checked) seg.remove_prefix(checked.size());
-    if (seg.empty() || seg.front() != '{') return std::nullopt;
-    int depth = 0;
-    std::size_t end = std::string_view::npos;
-    for (std::size_t i = 0; i < seg.size(); ++i) {
-        if (seg[i] == '{') ++depth;
-        if (seg[i] == '}' && --depth == 0) {
-            end = i;
-            break;
-        }
-    }
-    if (end == std::string_view::npos) return std::nullopt;
-    std::vector<std::string> choices;
-    for (auto& item : split_top_level(seg.substr(1, end - 1), ',')) {
-        auto arrow = item.find("->");
-        auto name = trim(arrow == std::string::npos ? item : item.substr(0, arrow));
-        if (!name.empty()) choices.push_back(std::move(name));
-    }
-    if (choices.empty()) return std::nullopt;
-    return choices;
-}
-
-/// The descriptions of the checks on `opt`, in order: "FILE" for CLI::ExistingFile,
-/// "{a,b}" for CLI::IsMember, "INT in [1 - 9]" for CLI::Range...
-std::vector<std::string> check_descriptions(const CLI::Option& opt) {
-    // CLI11 2.1 gives access to an option's checks only through a non-const accessor that
-    // throws past the last one; they are only read here.
-    auto& mutable_opt = const_cast<CLI::Option&>(opt);
-    std::vector<std::string> out;
-    for (int i = 0;; ++i) {
-        const CLI::Validator* v = nullptr;
-        try {
-            v = mutable_opt.get_validator(i);
-        } catch (const CLI::OptionNotFound&) {
-            break;
-        }
-        out.push_back(v->get_description());
-    }
-    return out;
-}
-
-bool is_generic_type_name(std::string_view t) {
-    // CLI11's own names say nothing useful in a man page when a check says more.
-    for (std::string_view g : {"", "TEXT", "INT", "UINT", "FLOAT", "BOOLEAN", "CHAR", "ENUM", "NUMBER"})
-        if (t == g) return true;
-    return false;
-}
-
 /// `app` is the command, `holder` the app that holds the option (the command itself or one
 /// of its option groups, which carry a copy of the help flag).
 option_doc describe_option(const CLI::App& app, const CLI::App& holder, const CLI::Option& opt,
@@ -169,9 +104,10 @@ option_doc describe_option(const CLI::App& app, const CLI::App& holder, const CL
     d.opt = &opt;
     for (const auto& s : opt.get_snames()) d.shorts.push_back("-" + s);
     for (const auto& l : opt.get_lnames()) d.longs.push_back("--" + l);
-    d.positional_name = opt.get_name(true, false);
+    d.positional_name = opt.get_positional() ? value_name(opt) : opt.get_name(true, false);
     d.group = group;
-    d.description = opt.get_description();
+    // As --help shows it: with its range, choices and default.
+    d.description = option_help(opt);
     d.is_help = &opt == app.get_help_ptr() || &opt == app.get_help_all_ptr() || &opt == holder.get_help_ptr() ||
                 &opt == holder.get_help_all_ptr();
 
@@ -180,49 +116,20 @@ option_doc describe_option(const CLI::App& app, const CLI::App& holder, const CL
         return d;
     }
 
-    // The type name CLI11 prints is the option's own ("USER:PASS", "TEXT") followed by
-    // ":<description>" of each check; take them apart so a ':' of the first stays.
+    // The value's kind decides how shells complete it: choices win over any path check.
+    std::vector<std::string> segments{base_type_name(opt)};
     const auto checks = check_descriptions(opt);
-    std::string base = opt.get_type_name();
-    for (auto it = checks.rbegin(); it != checks.rend(); ++it) {
-        const std::string suffix = ":" + *it;
-        if (!it->empty() && base.size() >= suffix.size() &&
-            base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0)
-            base.erase(base.size() - suffix.size());
-    }
-    std::vector<std::string> segments{base};
     segments.insert(segments.end(), checks.begin(), checks.end());
-    std::string check_name;  // what a file or directory check calls its value
     d.kind = value_kind::text;
+    d.choices = option_choices(opt);
+    if (!d.choices.empty()) d.kind = value_kind::choice;
     for (const auto& seg : segments) {
-        if (auto c = parse_choices(seg)) {
-            d.kind = value_kind::choice;
-            d.choices = std::move(*c);
-            break;  // choices win over any path check
-        }
-        if (seg == "DIR") {
-            d.kind = value_kind::directory;
-            check_name = "DIR";
-        } else if ((seg == "FILE" || seg == "PATH" || seg.rfind("PATH(", 0) == 0) &&
-                   d.kind != value_kind::directory) {
+        if (d.kind == value_kind::choice) break;
+        if (seg == "DIR") d.kind = value_kind::directory;
+        else if ((seg == "FILE" || seg == "PATH" || seg.rfind("PATH(", 0) == 0) && d.kind != value_kind::directory)
             d.kind = value_kind::file;
-            check_name = seg == "FILE" ? "FILE" : "PATH";
-        }
     }
-
-    if (!opt.get_option_text().empty()) {
-        d.value_name = trim(opt.get_option_text());
-    } else if (!is_generic_type_name(base)) {
-        d.value_name = base;
-    } else if (d.kind == value_kind::choice) {
-        d.value_name = "{";
-        for (const auto& c : d.choices) d.value_name += (d.value_name.size() > 1 ? "," : "") + c;
-        d.value_name += "}";
-    } else if (!check_name.empty()) {
-        d.value_name = check_name;
-    } else {
-        d.value_name = base.empty() ? "VALUE" : base;
-    }
+    d.value_name = value_name(opt);
     d.optional_value = opt.get_expected_min() == 0;
     d.repeatable = opt.get_expected_max() > 1 ||
                    opt.get_multi_option_policy() == CLI::MultiOptionPolicy::TakeAll ||
@@ -296,9 +203,14 @@ std::string summary(std::string_view text) {
 /// Escapes text for roff: backslashes print as such, and every '-' is a real minus so
 /// that options copied from the rendered page work.
 std::string roff(std::string_view s) {
+    constexpr std::string_view en_dash = "\u2013";  // ranges in option_help: "9–15"
     std::string out;
-    for (char c : s) {
-        if (c == '\\') out += "\\e";
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (s.substr(i, en_dash.size()) == en_dash) {
+            out += "\\(en";
+            i += en_dash.size() - 1;
+        } else if (c == '\\') out += "\\e";
         else if (c == '-') out += "\\-";
         else out += c;
     }
@@ -392,16 +304,10 @@ std::string sentence_end(std::string s) {
     return s;
 }
 
-/// Facts CLI11 keeps outside the description, as sentences.
-std::vector<std::string> option_notes(const option_doc& o, bool show_choices) {
+/// Facts CLI11 keeps outside the description (and option_help does not add), as sentences.
+std::vector<std::string> option_notes(const option_doc& o) {
     std::vector<std::string> notes;
     const CLI::Option& opt = *o.opt;
-    if (show_choices && !o.choices.empty()) {
-        std::string s = "One of: ";
-        for (std::size_t i = 0; i < o.choices.size(); ++i) s += (i ? ", " : "") + o.choices[i];
-        notes.push_back(s + ".");
-    }
-    if (!opt.get_default_str().empty()) notes.push_back("Default: " + opt.get_default_str() + ".");
     if (opt.get_required()) notes.push_back("Required.");
     // Descriptions often say "(repeatable)" themselves.
     auto lower = o.description;
@@ -435,10 +341,8 @@ void write_option_entry(std::ostream& out, const option_doc& o, bool positional)
         }
     }
     out << tag << '\n';
-    // The value name already lists the choices unless a custom type name replaced it.
-    const bool show_choices = o.value_name.empty() || o.value_name.front() != '{' || positional;
     std::string text = trim(o.description);
-    auto notes = option_notes(o, show_choices);
+    auto notes = option_notes(o);
     if (!notes.empty()) {
         // Notes continue the description's last paragraph; a trailing example block would
         // swallow them, so they then get a paragraph of their own.
@@ -466,6 +370,32 @@ std::vector<std::pair<std::string, std::vector<const option_doc*>>> by_group(con
     return groups;
 }
 
+/// A footer that opens with an "Examples:" block, taken apart: the block's lines (without the
+/// heading) and the rest. A footer without one is all rest.
+std::pair<std::string, std::string> split_examples(std::string_view footer) {
+    auto lines = split_lines(footer);
+    std::size_t i = 0;
+    while (i < lines.size() && trim(lines[i]).empty()) ++i;
+    if (i == lines.size() || trim(lines[i]) != "Examples:") return {"", std::string(footer)};
+    std::string examples, rest;
+    for (++i; i < lines.size() && !trim(lines[i]).empty(); ++i) examples += lines[i] + '\n';
+    for (; i < lines.size(); ++i) rest += lines[i] + '\n';
+    return {examples, rest};
+}
+
+/// EXAMPLES: the "Examples:" block of each command's help, one subsection per command.
+void write_examples(std::ostream& out, const std::vector<const command_doc*>& commands) {
+    bool any = false;
+    for (const auto* cmd : commands) {
+        const auto examples = split_examples(cmd->footer).first;
+        if (examples.empty()) continue;
+        if (!any) out << ".SH EXAMPLES\n";
+        any = true;
+        out << ".SS " << roff_arg(cmd->joined()) << '\n';
+        write_body(out, examples, ".PP", false);
+    }
+}
+
 void write_command_section(std::ostream& out, const command_doc& cmd) {
     out << ".SH " << roff_arg(upper(cmd.joined())) << '\n';
     out << synopsis(cmd) << '\n';
@@ -491,7 +421,9 @@ void write_command_section(std::ostream& out, const command_doc& cmd) {
             write_body(out, summary(c.description), ".IP", false);
         }
     }
-    if (!trim(cmd.footer).empty()) write_body(out, cmd.footer, ".PP", true);
+    // Its examples are under EXAMPLES.
+    const auto rest = split_examples(cmd.footer).second;
+    if (!trim(rest).empty()) write_body(out, rest, ".PP", true);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -821,7 +753,14 @@ void write_fish_impl(const command_doc& root, std::ostream& out) {
             switch (o.kind) {
             case value_kind::file: out << " -r -F"; break;
             case value_kind::directory: out << " -x -a '(__fish_complete_directories)'"; break;
-            case value_kind::choice: out << " -x -a " << fish_quote(word_list(o.choices)); break;
+            case value_kind::choice: {
+                // Each value gets its own short description (the value name): without one,
+                // fish repeats the option's description beside every value.
+                std::string values;
+                for (const auto& c : o.choices) values += (values.empty() ? "" : " ") + escape_word(c) + "\\t" + escape_word(o.value_name);
+                out << " -x -a " << fish_quote(values);
+                break;
+            }
             case value_kind::text: out << " -x"; break;
             case value_kind::none: break;
             }
@@ -843,12 +782,16 @@ void write_fish_impl(const command_doc& root, std::ostream& out) {
 
 // ---------------------------------------------------------------------------------------
 
-void write_man(const CLI::App& root, const std::vector<doc_section>& extra, std::ostream& out) {
+void write_man(const CLI::App& root, const std::vector<doc_section>& extra, std::ostream& out, bool identity) {
     const command_doc doc = describe_root(root);
     const auto commands = all_commands(doc);
 
+    // The committed page carries the version alone, so that it changes only with the
+    // definitions or the version; an installed page names its build and date.
+    const std::string date = identity ? std::string(build_date()) : std::string();
+    const std::string source = "wsx " + (identity ? build_identity() : std::string(build_version()));
     out << ".\\\" Generated by `wsx generate man` from the command-line definitions; do not edit.\n"
-        << ".TH WSX 1 \"\" \"wsx\" \"User Commands\"\n"
+        << ".TH WSX 1 " << roff_arg(date) << " " << roff_arg(source) << " \"User Commands\"\n"
         << ".SH NAME\n"
         << "wsx";
     // NAME is "wsx \- what it is"; a description that starts with "wsx: " says the name twice.
@@ -861,7 +804,8 @@ void write_man(const CLI::App& root, const std::vector<doc_section>& extra, std:
 
     out << ".SH DESCRIPTION\n";
     write_body(out, doc.description, ".PP", false);
-    if (!trim(doc.footer).empty()) write_body(out, doc.footer, ".PP", true);
+    const auto rest = split_examples(doc.footer).second;
+    if (!trim(rest).empty()) write_body(out, rest, ".PP", true);
 
     if (commands.size() > 1) {
         out << ".SH COMMANDS\n";
@@ -889,10 +833,17 @@ void write_man(const CLI::App& root, const std::vector<doc_section>& extra, std:
 
     for (std::size_t i = 1; i < commands.size(); ++i) write_command_section(out, *commands[i]);
 
+    // EXAMPLES go before SEE ALSO, which ends a page.
+    bool examples_written = false;
     for (const auto& s : extra) {
+        if (s.title == "SEE ALSO" && !examples_written) {
+            write_examples(out, commands);
+            examples_written = true;
+        }
         out << ".SH " << roff_arg(s.title) << '\n';
         write_body(out, s.body, ".PP", false);
     }
+    if (!examples_written) write_examples(out, commands);
 }
 
 void write_bash(const CLI::App& root, std::ostream& out) { write_bash_impl(describe_root(root), out); }
@@ -902,8 +853,8 @@ void write_zsh(const CLI::App& root, std::ostream& out) { write_zsh_impl(describ
 void write_fish(const CLI::App& root, std::ostream& out) { write_fish_impl(describe_root(root), out); }
 
 void generate(std::string_view what, const CLI::App& root, const std::vector<doc_section>& extra,
-              std::ostream& out) {
-    if (what == "man") write_man(root, extra, out);
+              std::ostream& out, bool identity) {
+    if (what == "man") write_man(root, extra, out, identity);
     else if (what == "bash") write_bash(root, out);
     else if (what == "zsh") write_zsh(root, out);
     else if (what == "fish") write_fish(root, out);
@@ -918,8 +869,10 @@ generate_command add_generate_command(CLI::App& root, std::vector<doc_section> e
     cmd->add_option("what", *what, "What to write")
         ->required()
         ->check(CLI::IsMember(std::vector<std::string>(generate_targets.begin(), generate_targets.end())));
-    auto run = [&root, what, extra = std::move(extra)]() -> int {
-        generate(*what, root, extra, std::cout);
+    auto identity = std::make_shared<bool>(false);
+    cmd->add_flag("--identity", *identity, "man: put this build's identity and date in the .TH line (for installing)");
+    auto run = [&root, what, identity, extra = std::move(extra)]() -> int {
+        generate(*what, root, extra, std::cout, *identity);
         std::cout.flush();
         if (!std::cout) {
             std::cerr << "wsx: error: generate " << *what << ": cannot write to stdout\n";

@@ -22,7 +22,9 @@
 // - "may be repeated": options holding a vector, and flags that count (`add_flag` on an
 //   integer, multi-option policy TakeAll).
 //
-// Output is deterministic (no dates, no versions, no paths): only the definitions matter.
+// Output is deterministic (no dates, no commits, no paths): only the definitions and the version
+// number matter. `generate man --identity` adds the build's identity and date to the .TH line,
+// for the page that is installed with the binary (the build writes it; see CMakeLists.txt).
 // The root command is always called "wsx" in the output, whatever argv[0] was.
 
 #include <CLI/CLI.hpp>
@@ -47,10 +49,14 @@ struct doc_section {
 
 /// Writes the wsx(1) man page (roff, man macros): NAME, SYNOPSIS, DESCRIPTION, COMMANDS,
 /// OPTIONS of the root, one section per visible subcommand ("WSX CONNECT", ...) with its
-/// description, arguments, options by group and footer, then `extra` in order.
+/// description, arguments, options by group and footer, then `extra` in order, with EXAMPLES
+/// (the "Examples:" block that opens a command's footer, per command) before SEE ALSO.
 /// The root description's first line (without a leading "wsx: ") becomes the NAME line; the
 /// root footer is added to DESCRIPTION.
-void write_man(const CLI::App& root, const std::vector<doc_section>& extra, std::ostream& out);
+/// With `identity`, the .TH line carries the date and "wsx VERSION (COMMIT, BUILD TYPE)";
+/// without, no date and "wsx VERSION".
+void write_man(const CLI::App& root, const std::vector<doc_section>& extra, std::ostream& out,
+               bool identity = false);
 
 /// Writes a bash completion script (`source` it, or install as
 /// /usr/share/bash-completion/completions/wsx). Needs bash 4; does not need bash-completion.
@@ -66,9 +72,9 @@ void write_fish(const CLI::App& root, std::ostream& out);
 inline constexpr std::array<std::string_view, 4> generate_targets{"man", "bash", "zsh", "fish"};
 
 /// Writes the output named by `what` (one of `generate_targets`) to `out`.
-/// `extra` is only used by "man". Throws std::invalid_argument for an unknown name.
+/// `extra` and `identity` are only used by "man" (see write_man). Throws std::invalid_argument for an unknown name.
 void generate(std::string_view what, const CLI::App& root, const std::vector<doc_section>& extra,
-              std::ostream& out);
+              std::ostream& out, bool identity = false);
 
 /// The hidden `generate` subcommand and what it does once parsing is over.
 struct generate_command {

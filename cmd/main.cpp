@@ -13,7 +13,9 @@
 #include "commands.hpp"
 #include "generate.hpp"
 #include "exit_code.hpp"
+#include "help_format.hpp"
 #include "units.hpp"
+#include "version.hpp"
 
 namespace wsx::cli {
 
@@ -55,13 +57,26 @@ std::vector<doc_section> manual_sections() {
          "  9    expectation or threshold not met (--expect, -n)\n"
          "  130  interrupted (SIGINT)"},
         {"ENVIRONMENT",
-         "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower-case forms) choose a proxy for wss:// and ws:// "
-         "URLs; NO_PROXY lists hosts reached directly. NO_COLOR turns colours off. XDG_STATE_HOME "
-         "locates the console history (wsx/history)."},
+         "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower-case forms) choose a proxy for the wss:// and ws:// "
+         "URLs of connect and bench when --proxy is not given; NO_PROXY lists hosts reached directly.\n\n"
+         "NO_COLOR, when set, turns colours off (as --no-color does).\n\n"
+         "XDG_STATE_HOME locates the console history: $XDG_STATE_HOME/wsx/history, else "
+         "~/.local/state/wsx/history. HOME is that ~, also in --history-file and the console's /file.\n\n"
+         "PATH is where serve --exec finds its command, and is passed on to it (other variables of the "
+         "server only with --passenv).\n\n"
+         "SSL_CERT_FILE and SSL_CERT_DIR replace the system's trusted certificates (OpenSSL's default "
+         "store) when --cacert is not given."},
         {"DIAGNOSTICS",
          "Data goes to standard output; everything else (errors, progress, the listening address) goes to "
          "standard error. Errors are one line: wsx: error: WHAT: DETAIL, with a hint on how to fix it "
          "where there is one."},
+        {"SEE ALSO",
+         "websocat(1), curl(1)\n\n"
+         // URLs on lines of their own: filled text would hyphenate them.
+         "RFC 6455, The WebSocket Protocol:\n"
+         "  https://www.rfc-editor.org/rfc/rfc6455\n\n"
+         "RFC 7692, Compression Extensions for WebSocket (permessage-deflate):\n"
+         "  https://www.rfc-editor.org/rfc/rfc7692"},
     };
 }
 
@@ -231,6 +246,13 @@ std::string command_error(const CLI::App& app) {
     return fmt::format("unknown command '{}'{}; run 'wsx --help' for the commands", *first, did_you_mean(*first, names));
 }
 
+/// "unknown command 'conect' (did you mean connect?); run 'wsx --help' for the commands".
+std::string unknown_topic(const std::string& word) {
+    std::vector<std::string> names;
+    for (const auto& c : commands) names.emplace_back(c.name);
+    return fmt::format("unknown command '{}'{}; run 'wsx --help' for the commands", word, did_you_mean(word, names));
+}
+
 /// The message for a parse error inside command `sub`: an unknown option first (it likely
 /// shifted every word after it), then a stray argument, then a value CLI11 refused.
 std::string command_parse_error(const CLI::App& sub, const CLI::ParseError& e) {
@@ -251,7 +273,10 @@ int main(int argc, char** argv) {
     using namespace wsx;
     std::signal(SIGPIPE, SIG_IGN);
     CLI::App app{"wsx: WebSocket toolkit: client, server, load generator, pub/sub relay and proxy", "wsx"};
-    app.set_version_flag("-V,--version", "wsx " WSX_VERSION);
+    // Set before the commands are added: each copies the formatter and the help flag.
+    app.formatter(cli::help_formatter());
+    app.set_help_flag("-h,--help", "Show this help and exit");
+    app.set_version_flag("-V,--version", "wsx " + cli::build_identity(), "Show the version and build (commit, build type) and exit");
     app.require_subcommand(1);
     app.fallthrough(false);
     app.footer(
@@ -264,11 +289,25 @@ int main(int argc, char** argv) {
     // `serve --exec -- CMD ARGS...`: every word after `--` belongs to the command, also those
     // that look like options; they reach --exec as one shell-quoted string.
     std::vector<std::string> args(argv + 1, argv + argc);
-    // `wsx help [COMMAND]` is what many tools accept for `wsx [COMMAND] --help`.
-    if (!args.empty() && args[0] == "help") {
-        const bool known = args.size() > 1 && std::any_of(std::begin(cli::commands), std::end(cli::commands),
-                                                          [&](const auto& c) { return args[1] == c.name; });
-        args = known ? std::vector<std::string>{args[1], "--help"} : std::vector<std::string>{"--help"};
+    // `wsx help [COMMAND]` is what many tools accept for `wsx [COMMAND] --help`; a topic that is
+    // no command is an error, as is `wsx TOPIC --help` (CLI11 would show the general help).
+    const auto is_command = [](const std::string& w) {
+        return std::any_of(std::begin(cli::commands), std::end(cli::commands), [&](const auto& c) { return w == c.name; });
+    };
+    const bool asks_help_of_help =
+        args.size() > 1 && args[0] == "help" && (args[1] == "-h" || args[1] == "--help" || args[1] == "help");
+    if (asks_help_of_help) args = {"help", "--help"};
+    if (!args.empty() && args[0] == "help" && !asks_help_of_help) {
+        if (args.size() > 1 && !is_command(args[1])) {
+            std::cerr << "wsx: error: " << cli::unknown_topic(args[1]) << '\n';
+            return static_cast<int>(exit_code::usage);
+        }
+        args = args.size() > 1 ? std::vector<std::string>{args[1], "--help"} : std::vector<std::string>{"--help"};
+    }
+    if (!args.empty() && !cli::looks_like_option(args[0]) && args[0] != "--" && !is_command(args[0]) &&
+        args[0] != "help" && args[0] != "generate") {
+        std::cerr << "wsx: error: " << cli::unknown_topic(args[0]) << '\n';
+        return static_cast<int>(exit_code::usage);
     }
     for (std::size_t i = 0; i + 1 < args.size(); ++i) {
         if (args[i] != "--exec" || args[i + 1] != "--") continue;
@@ -291,11 +330,21 @@ int main(int argc, char** argv) {
     cli::runner run;
     for (const auto& c : cli::commands) {
         CLI::App* sub = app.add_subcommand(c.name, c.summary);
+        sub->group("Commands");
         if (!everything && std::find(args.begin(), args.end(), c.name) == args.end()) continue;
         auto r = c.setup(*sub);
         cli::one_value_per_occurrence(*sub);
         sub->callback([&run, r] { run = r; });
     }
+    // Listed like a command so that help, the man page and completions (`wsx help <TAB>`) know
+    // it; main turns it into `COMMAND --help` before parsing.
+    CLI::App* help = app.add_subcommand("help", "Show the help of a command (the same as wsx COMMAND --help)");
+    help->group("Commands");
+    help->footer("Examples:\n  wsx help connect   # the same as wsx connect --help");
+    std::string help_topic;
+    std::vector<std::string> names;
+    for (const auto& c : cli::commands) names.emplace_back(c.name);
+    help->add_option("command", help_topic, "The command to show the help of")->type_name("COMMAND")->check(CLI::IsMember(names));
     auto gen = cli::add_generate_command(app, everything ? cli::manual_sections() : std::vector<cli::doc_section>{});
     gen.app->callback([&run, r = gen.run] { run = r; });
     std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order

@@ -22,7 +22,7 @@ struct proxy_args {
     std::string path_prefix;
     std::vector<std::string> forward_headers;
     bool strip_auth = false;
-    std::string cacert, cert, key, sni;
+    std::string cacert, cert, key, key_passphrase_file, sni;
     bool insecure = false;
     std::string tap, tap_format = "text";
     std::string fault_delay, fault_drop, fault_close_after, fault_jitter;
@@ -64,7 +64,7 @@ runner setup_proxy(CLI::App& app) {
         ->group(f)->type_name("NAME");
     app.add_flag("--strip-auth", a->strip_auth, "Do not pass Authorization or ?token=/?access_token= to the upstream")->group(f);
     app.add_option("--connect-timeout", a->connect_timeout, "Time allowed to connect to an upstream before trying the next")
-        ->group(f)->type_name("DUR")->capture_default_str();
+        ->group(f)->type_name("DURATION")->capture_default_str();
 
     const char* b = "Balancing and health";
     app.add_option("--balance", a->balance, "How new connections are spread: round-robin, least-conn or random")
@@ -76,29 +76,32 @@ runner setup_proxy(CLI::App& app) {
                    "Check every backend this often (TCP connect or WebSocket upgrade: 101, 401, 403 or 404 count as up, "
                    "5xx or a web server's 200 as down); 0: only mark backends down on failed connects and retry them "
                    "after 10s")
-        ->group(b)->type_name("DUR")->capture_default_str();
+        ->group(b)->type_name("DURATION")->capture_default_str();
     app.add_option("--health-timeout", a->health_timeout, "A health check slower than this fails")
-        ->group(b)->type_name("DUR")->capture_default_str();
+        ->group(b)->type_name("DURATION")->capture_default_str();
 
     const char* u = "Upstream TLS";
     app.add_option("--cacert", a->cacert, "Trust this CA bundle (PEM) for wss:// upstreams")->group(u)->type_name("FILE");
     app.add_option("--cert", a->cert, "Client certificate (PEM) for wss:// upstreams")->group(u)->type_name("FILE");
-    app.add_option("--key", a->key, "Client certificate key (PEM)")->group(u)->type_name("FILE");
+    app.add_option("--key", a->key, "Client certificate key (PEM); asks for the passphrase of an encrypted key on the terminal")
+        ->group(u)->type_name("FILE");
+    app.add_option("--key-passphrase-file", a->key_passphrase_file, "Read the passphrase of an encrypted --key from the first line of FILE")
+        ->group(u)->type_name("FILE");
     app.add_flag("-k,--insecure", a->insecure, "Do not verify upstream certificates")->group(u);
     app.add_option("--sni", a->sni, "Server name to send and verify instead of the upstream host")->group(u)->type_name("NAME");
 
     const char* o = "Observe and break";
     app.add_option("--tap", a->tap, "Write every message both ways to FILE (- for stdout)")->group(o)->type_name("FILE");
     app.add_option("--tap-format", a->tap_format, "Tap lines: text, hex or ndjson")
-        ->group(o)->type_name("FMT")->check(CLI::IsMember({"text", "hex", "ndjson"}))->capture_default_str();
+        ->group(o)->type_name("FORMAT")->check(CLI::IsMember({"text", "hex", "ndjson"}))->capture_default_str();
     app.add_option("--fault-delay", a->fault_delay, "Delay every message by this long (both ways, order kept)")
-        ->group(o)->type_name("DUR");
-    app.add_option("--fault-jitter", a->fault_jitter, "Add a random 0..DUR to each delay")->group(o)->type_name("DUR");
+        ->group(o)->type_name("DURATION");
+    app.add_option("--fault-jitter", a->fault_jitter, "Add a random 0..DURATION to each delay")->group(o)->type_name("DURATION");
     app.add_option("--fault-drop", a->fault_drop, "Silently drop this share of messages (both ways), e.g. 1%")
-        ->group(o)->type_name("PCT");
+        ->group(o)->type_name("PERCENT");
     app.add_option("--fault-close-after", a->fault_close_after,
                    "Close each client after N messages (both ways) or after a duration (e.g. 5s)")
-        ->group(o)->type_name("N|DUR");
+        ->group(o)->type_name("N|DURATION");
     app.add_option("--fault-close-code", a->fault_close_code, "Close code for --fault-close-after: 1000-1003, 1007-1014 or 3000-4999")
         ->group(o)->type_name("CODE")->capture_default_str();
     app.add_flag("--fault-stall-pongs", a->fault_stall_pongs, "Never answer the clients' pings (nor pass them on)")->group(o);
@@ -192,7 +195,7 @@ runner setup_proxy(CLI::App& app) {
         po.strip_auth = a->strip_auth;
         po.upstream_tls = {.cacert = a->cacert, .cert = a->cert, .key = a->key, .insecure = a->insecure, .sni = a->sni};
         // Checked now, before listening, not at the first client's connect (a 502 for everyone).
-        check_client_tls(p, po.upstream_tls, !po.upstream_tls.key.empty());
+        check_client_tls(p, po.upstream_tls, !po.upstream_tls.key.empty(), a->key_passphrase_file);
         po.tap_path = a->tap;
         po.tap = *parse_tap_format(a->tap_format);
 

@@ -59,10 +59,10 @@ runner setup_relay(CLI::App& app) {
     app.add_option("--redis-timeout", a->redis_timeout,
                    "With --redis: a command unanswered this long (a frozen Redis) drops the connection; "
                    "the relay serves locally and reconnects")
-        ->group(r)->type_name("DUR")->capture_default_str();
+        ->group(r)->type_name("DURATION")->capture_default_str();
     app.add_option("--presence-ttl", a->presence_ttl,
                    "With --redis: an instance that stops refreshing its presence for this long is considered gone")
-        ->group(r)->type_name("DUR")->capture_default_str();
+        ->group(r)->type_name("DURATION")->capture_default_str();
 
     add_listener_options(app, a->listener);
 
@@ -72,8 +72,9 @@ runner setup_relay(CLI::App& app) {
     // The path names the topic: an upgrade path filter would confine the relay to one topic.
     app.remove_option(app.get_option("--path"));
     auto* sql = app.get_option("--send-queue-limit");
-    sql->description("Bytes a subscriber's connection may hold on top of --subscriber-queue (the relay fills it to half)")
-        ->default_str("the subscriber queue");
+    sql->description("Bytes a subscriber's connection may hold on top of --subscriber-queue (the relay fills it to half; "
+                     "default the size of the subscriber queue)")
+        ->default_str("");
     app.footer(
         "Examples:\n"
         "  wsx relay 8080                              # clients of ws://127.0.0.1:8080/chat share topic 'chat'\n"

@@ -44,7 +44,7 @@ runner setup_serve(CLI::App& app) {
         ->group(m);
     app.add_option("--kill-grace", a->kill_grace, "With --exec: time a child may run on after the client's Close (its EOF) before SIGTERM, and "
                    "between SIGTERM and SIGKILL")
-        ->group(m)->type_name("DUR")->capture_default_str();
+        ->group(m)->type_name("DURATION")->capture_default_str();
     app.add_option("--passenv", a->passenv, "With --exec: also pass these server variables (comma-separated; PATH always is)")
         ->group(m)->type_name("NAMES")->delimiter(',');
     app.add_option("--max-forks", a->max_forks, "With --exec: at most N children at once; further upgrades get HTTP 503 with Retry-After: 1")

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "auth.hpp"
+#include "key_passphrase.hpp"
 #include "rate_limit.hpp"
 #include "tls.hpp"
 #include "units.hpp"
@@ -22,12 +23,12 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--max-message-size", a->max_message_size, "Largest message accepted; larger ones close with 1009")
         ->group(l)->type_name("SIZE")->capture_default_str();
     app.add_flag("--compress", a->compress, "Accept permessage-deflate compression")->group(l);
-    app.add_option("--ping-interval", a->ping_interval, "Ping every client this often")->group(l)->type_name("DUR");
+    app.add_option("--ping-interval", a->ping_interval, "Ping every client this often")->group(l)->type_name("DURATION");
     app.add_option("--ping-timeout", a->ping_timeout,
                    "Drop a client whose pong is this late (default: the ping interval)")
-        ->group(l)->type_name("DUR");
+        ->group(l)->type_name("DURATION");
     app.add_option("--idle-timeout", a->idle_timeout, "Close with 1001 connections that pass no message either way for this long (pings and pongs do not count)")
-        ->group(l)->type_name("DUR");
+        ->group(l)->type_name("DURATION");
     app.add_option("--max-connections", a->max_connections, "At most N connections at once; further upgrades get HTTP 503 with Retry-After: 1")
         ->group(l)->type_name("N");
     app.add_option("--send-queue-limit", a->send_queue_limit, "Bytes queued for a slow client before --overflow applies")
@@ -36,13 +37,18 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(l)->type_name("POLICY")->check(CLI::IsMember({"close", "drop"}))->capture_default_str();
     app.add_option("--handshake-timeout", a->handshake_timeout,
                    "Time allowed for the TLS handshake and the upgrade request")
-        ->group(l)->type_name("DUR")->capture_default_str();
+        ->group(l)->type_name("DURATION")->capture_default_str();
     app.add_option("--threads", a->threads, "Worker threads (1 to 1024), connections spread over them (default: one per core)")
         ->group(l)->type_name("N");
 
     const char* t = "TLS";
     app.add_option("--tls-cert", a->tls_cert, "Certificate chain (PEM): serve wss://")->group(t)->type_name("FILE");
-    app.add_option("--tls-key", a->tls_key, "Private key (PEM) for --tls-cert")->group(t)->type_name("FILE");
+    app.add_option("--tls-key", a->tls_key,
+                   "Private key (PEM) for --tls-cert; asks for the passphrase of an encrypted key on the terminal")
+        ->group(t)->type_name("FILE");
+    app.add_option("--tls-key-passphrase-file", a->tls_key_passphrase_file,
+                   "Read the passphrase of an encrypted --tls-key from the first line of FILE")
+        ->group(t)->type_name("FILE");
     app.add_flag("--tls-self-signed", a->tls_self_signed,
                  "Serve wss:// with a certificate generated at start-up (its SHA-256 fingerprint is printed)")
         ->group(t);
@@ -66,7 +72,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--jwt-alg", a->jwt_algs, "Accept only these JWT algorithms (repeatable; default from the secret/key)")
         ->group(sec)->type_name("ALG");
     app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims")
-        ->group(sec)->type_name("DUR")->capture_default_str();
+        ->group(sec)->type_name("DURATION")->capture_default_str();
     app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")
         ->group(sec)->type_name("USER:PASS")->each(refuse_empty("--basic-auth"));
     app.add_option("--origin", a->origins,
@@ -100,7 +106,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_flag("-q,--quiet", a->quiet, "No access log (the listening line and errors are still printed)")->group(o);
     app.add_option("--drain-timeout", a->drain_timeout,
                    "On SIGINT/SIGTERM: how long to wait for clients to answer Close 1001 (a second signal exits at once)")
-        ->group(o)->type_name("DUR")->capture_default_str();
+        ->group(o)->type_name("DURATION")->capture_default_str();
 
 }
 
@@ -134,7 +140,8 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     bool readable = true;
     for (auto [option, path] : {std::pair{"--tls-cert", &a->tls_cert}, {"--tls-key", &a->tls_key}, {"--client-ca", &a->client_ca}})
         if (!path->empty()) readable = readable_file(p, option, *path) && readable;
-    if (o.use_tls && !a->tls_self_signed && readable) {
+    const bool key_ready = prepare_key_passphrase(p, "--tls-key", a->tls_key, a->tls_key_passphrase_file);
+    if (o.use_tls && !a->tls_self_signed && readable && key_ready) {
         try {
             make_server_tls(o.tls);
         } catch (const failure& f) {

@@ -12,7 +12,7 @@ namespace wsx::cli {
 
 struct listener_args {
     std::string path;
-    std::string tls_cert, tls_key, client_ca;
+    std::string tls_cert, tls_key, tls_key_passphrase_file, client_ca;
     bool tls_self_signed = false;
     std::string max_message_size = "64MiB", send_queue_limit = "16MiB", overflow = "close";
     bool compress = false;

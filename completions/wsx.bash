@@ -43,6 +43,10 @@ _wsx() {
             path='wsx proxy'
             npos=0
             ;;
+        'wsx help')
+            path='wsx help'
+            npos=0
+            ;;
         'wsx connect -H' | \
         'wsx connect --header' | \
         'wsx connect --subprotocol' | \
@@ -57,6 +61,7 @@ _wsx() {
         'wsx connect --cacert' | \
         'wsx connect --cert' | \
         'wsx connect --key' | \
+        'wsx connect --key-passphrase-file' | \
         'wsx connect --sni' | \
         'wsx connect --history-file' | \
         'wsx connect --send' | \
@@ -96,6 +101,7 @@ _wsx() {
         'wsx serve --threads' | \
         'wsx serve --tls-cert' | \
         'wsx serve --tls-key' | \
+        'wsx serve --tls-key-passphrase-file' | \
         'wsx serve --client-ca' | \
         'wsx serve --token' | \
         'wsx serve --jwt-secret' | \
@@ -154,6 +160,7 @@ _wsx() {
         'wsx bench --cacert' | \
         'wsx bench --cert' | \
         'wsx bench --key' | \
+        'wsx bench --key-passphrase-file' | \
         'wsx bench --sni' | \
         'wsx bench --json' | \
         'wsx bench --html' | \
@@ -190,6 +197,7 @@ _wsx() {
         'wsx relay --threads' | \
         'wsx relay --tls-cert' | \
         'wsx relay --tls-key' | \
+        'wsx relay --tls-key-passphrase-file' | \
         'wsx relay --client-ca' | \
         'wsx relay --token' | \
         'wsx relay --jwt-secret' | \
@@ -219,6 +227,7 @@ _wsx() {
         'wsx proxy --cacert' | \
         'wsx proxy --cert' | \
         'wsx proxy --key' | \
+        'wsx proxy --key-passphrase-file' | \
         'wsx proxy --sni' | \
         'wsx proxy --tap' | \
         'wsx proxy --tap-format' | \
@@ -239,6 +248,7 @@ _wsx() {
         'wsx proxy --threads' | \
         'wsx proxy --tls-cert' | \
         'wsx proxy --tls-key' | \
+        'wsx proxy --tls-key-passphrase-file' | \
         'wsx proxy --client-ca' | \
         'wsx proxy --token' | \
         'wsx proxy --jwt-secret' | \
@@ -272,12 +282,14 @@ _wsx() {
         'wsx connect --cacert') _wsx_files "$cur" ;;
         'wsx connect --cert') _wsx_files "$cur" ;;
         'wsx connect --key') _wsx_files "$cur" ;;
+        'wsx connect --key-passphrase-file') _wsx_files "$cur" ;;
         'wsx connect --history-file') _wsx_files "$cur" ;;
         'wsx serve --static') _wsx_dirs "$cur" ;;
         'wsx serve --path') _wsx_files "$cur" ;;
         'wsx serve --overflow') _wsx_words 'close drop' "$cur" ;;
         'wsx serve --tls-cert') _wsx_files "$cur" ;;
         'wsx serve --tls-key') _wsx_files "$cur" ;;
+        'wsx serve --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx serve --client-ca') _wsx_files "$cur" ;;
         'wsx serve --jwt-public-key') _wsx_files "$cur" ;;
         'wsx serve --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
@@ -287,6 +299,7 @@ _wsx() {
         'wsx bench --cacert') _wsx_files "$cur" ;;
         'wsx bench --cert') _wsx_files "$cur" ;;
         'wsx bench --key') _wsx_files "$cur" ;;
+        'wsx bench --key-passphrase-file') _wsx_files "$cur" ;;
         'wsx bench --json') _wsx_files "$cur" ;;
         'wsx bench --html') _wsx_files "$cur" ;;
         'wsx bench --hgrm') _wsx_files "$cur" ;;
@@ -298,6 +311,7 @@ _wsx() {
         'wsx relay --control-path') _wsx_files "$cur" ;;
         'wsx relay --tls-cert') _wsx_files "$cur" ;;
         'wsx relay --tls-key') _wsx_files "$cur" ;;
+        'wsx relay --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx relay --client-ca') _wsx_files "$cur" ;;
         'wsx relay --jwt-public-key') _wsx_files "$cur" ;;
         'wsx relay --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
@@ -307,12 +321,14 @@ _wsx() {
         'wsx proxy --cacert') _wsx_files "$cur" ;;
         'wsx proxy --cert') _wsx_files "$cur" ;;
         'wsx proxy --key') _wsx_files "$cur" ;;
+        'wsx proxy --key-passphrase-file') _wsx_files "$cur" ;;
         'wsx proxy --tap') _wsx_files "$cur" ;;
         'wsx proxy --tap-format') _wsx_words 'text hex ndjson' "$cur" ;;
         'wsx proxy --path') _wsx_files "$cur" ;;
         'wsx proxy --overflow') _wsx_words 'close drop' "$cur" ;;
         'wsx proxy --tls-cert') _wsx_files "$cur" ;;
         'wsx proxy --tls-key') _wsx_files "$cur" ;;
+        'wsx proxy --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx proxy --client-ca') _wsx_files "$cur" ;;
         'wsx proxy --jwt-public-key') _wsx_files "$cur" ;;
         'wsx proxy --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
@@ -326,26 +342,26 @@ _wsx() {
         if [[ $cur == -* ]] && ((!endopts)); then
             _wsx_words '-h --help -V --version' "$cur"
         elif ((npos == 0)); then
-            _wsx_words 'connect serve bench relay proxy' "$cur"
+            _wsx_words 'connect serve bench relay proxy help' "$cur"
         fi
         ;;
     'wsx connect')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --send --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
+            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --send --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx serve')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo --exec --binary --pass-stderr --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo --exec --binary --pass-stderr --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx bench')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
+            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
         elif ((npos == 0)); then
             _wsx_words 'merge' "$cur"
         fi
@@ -359,14 +375,21 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+        fi
+        ;;
+    'wsx help')
+        if [[ $cur == -* ]] && ((!endopts)); then
+            _wsx_words '-h --help' "$cur"
+        elif ((npos == 0)); then
+            _wsx_words 'connect serve bench relay proxy' "$cur"
         fi
         ;;
     esac

@@ -6,7 +6,8 @@
 #   tests/run.sh test    install, build (Release), run every test (unit + end to end) with CTest
 #   tests/run.sh asan    the same test run on an AddressSanitizer + UBSan build (build-asan/)
 #   tests/run.sh fuzz [SECONDS]  every libFuzzer target (tests/fuzz) for SECONDS each (default 30; clang, build-fuzz/)
-#   tests/run.sh ci      test, fuzz (20 s a target), then asan: all must pass
+#   tests/run.sh package build the Debian package (build-pkg/wsx_VERSION_ARCH.deb) and check it, without installing it
+#   tests/run.sh ci      test, package, fuzz (20 s a target), then asan: all must pass
 #   tests/run.sh deps    only install dependencies
 #
 # Idempotent: packages already present are not reinstalled, and builds are incremental.
@@ -23,7 +24,7 @@ APT_PACKAGES=(
   libboost1.81-dev libssl-dev openssl libcli11-dev libfmt-dev nlohmann-json3-dev libreadline-dev
   catch2 libhiredis-dev libcpp-jwt-dev
   python3 python3-websockets redis-server procps
-  zsh fish groff-base man-db chromium
+  zsh fish groff-base man-db chromium dpkg-dev file
   clang libclang-rt-14-dev zlib1g-dev
 )
 
@@ -92,6 +93,59 @@ demo() {
   echo "== try it yourself: $wsx connect ws://127.0.0.1:$port/  (the server stops when this script ends)"
 }
 
+# The Debian package: built in its own directory with the system's OpenSSL, readline, hiredis and
+# libstdc++ (dynamic, so that their security updates reach wsx; dpkg-shlibdeps names them in
+# Depends), then checked from the outside: its file list and control fields, and the unpacked
+# binary, man page and bash completion used where they landed. Nothing is installed on the system.
+package() {
+  local dir=build-pkg version arch deb root problems=0
+  build "$dir" Release -DWSX_STATIC_DEPS=OFF -DWSX_TESTS=OFF -DWSX_DEBIAN_CHANGELOG=ON
+  rm -f "$dir"/wsx_*.deb
+  (cd "$dir" && cpack -G DEB >/dev/null)
+  version=$(sed -n 's/^project(wsx VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+  arch=$(dpkg --print-architecture)
+  deb=$dir/wsx_${version}_${arch}.deb
+  [ -f "$deb" ] || { echo "package: $deb was not built (found: $(ls "$dir"/*.deb 2>/dev/null))" >&2; return 1; }
+  fail() { echo "package: FAILED: $*" >&2; problems=$((problems + 1)); }
+
+  local files
+  files=$(dpkg-deb -c "$deb" | awk '{print $NF}')
+  for f in usr/bin/wsx usr/share/man/man1/wsx.1.gz usr/share/bash-completion/completions/wsx \
+           usr/share/zsh/vendor-completions/_wsx usr/share/fish/vendor_completions.d/wsx.fish \
+           usr/share/doc/wsx/README.md usr/share/doc/wsx/changelog.Debian.gz; do
+    grep -qx "\./$f" <<<"$files" || fail "$deb does not hold /$f"
+  done
+
+  local field depends
+  for field in "Package: wsx" "Version: $version" "Architecture: $arch" "Section: net"; do
+    dpkg-deb -f "$deb" "${field%%: *}" | grep -qx "${field#*: }" || fail "control field ${field%%: *} is not '${field#*: }'"
+  done
+  dpkg-deb -f "$deb" Maintainer | grep -q . || fail "no Maintainer field"
+  depends=$(dpkg-deb -f "$deb" Depends)
+  for lib in libc6 libssl3 libreadline8 libhiredis libstdc++6; do
+    grep -q "\b$lib" <<<"$depends" || fail "Depends does not name $lib: $depends"
+  done
+
+  root=$(mktemp -d "${TMPDIR:-/tmp}/wsx-pkg.XXXXXX")
+  dpkg -x "$deb" "$root"
+  local out
+  out=$("$root/usr/bin/wsx" --version) || fail "the unpacked wsx --version failed"
+  [[ $out =~ ^wsx\ $version\ \(.*Release\)$ ]] || fail "--version said '$out'"
+  ldd "$root/usr/bin/wsx" | grep -q 'libssl\.so\.3' || fail "the packaged wsx does not use the system's libssl.so.3"
+  out=$(MANWIDTH=80 man --warnings -l "$root/usr/share/man/man1/wsx.1.gz" 2>&1 >/dev/null) || fail "man -l failed"
+  [ -z "$out" ] || fail "man -l warned: $out"
+  MANWIDTH=80 man -l "$root/usr/share/man/man1/wsx.1.gz" 2>/dev/null | grep -q "wsx $version (" ||
+    fail "the man page does not name wsx $version and its build"
+  out=$(bash --norc --noprofile -c 'source "$1" && complete -p wsx' bash "$root/usr/share/bash-completion/completions/wsx" 2>&1) ||
+    fail "the bash completion did not load: $out"
+  [ "$out" = "complete -F _wsx wsx" ] || fail "complete -p wsx said '$out'"
+  zcat "$root/usr/share/doc/wsx/changelog.Debian.gz" | head -n 1 | grep -q "^wsx ($version) " ||
+    fail "changelog.Debian.gz has no entry for $version"
+  rm -rf "$root"
+  if [ "$problems" != 0 ]; then return 1; fi
+  echo "package: $deb ok ($(du -k "$deb" | cut -f1) KiB; Depends: $depends)"
+}
+
 # Runs every libFuzzer target of tests/fuzz for SECONDS from a scratch copy of its seed corpus
 # (the tree is never written to), with the options its source asks for ("// fuzz-options:").
 # Any crash, leak, timeout, out-of-memory or sanitizer report fails the run: the target and the
@@ -143,13 +197,17 @@ case "${1:-test}" in
   # -O1 -g1: line numbers in sanitizer reports, at a fraction of -O2 -g's compile time and memory.
   asan) deps; build build-asan RelWithDebInfo -DWSX_SANITIZE=ON -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1"; ASAN_OPTIONS=detect_leaks=1 run_tests build-asan ;;
   fuzz) deps; fuzz "${2:-30}" ;;
+  package) deps; package ;;
   ci) export REQUIRE_ALL_TESTS=1
       deps; build build Release; run_tests build
+      # The Debian package, checked unpacked (cheap: it compiles what the build above compiled).
+      echo "== package"
+      package
       # Every fuzz target for a short while (about 3 minutes in all): hostile bytes must not crash a parser.
       echo "== fuzz"
       fuzz "${FUZZ_SECONDS:-20}"
       # The whole suite again on an ASan+UBSan build: a memory error anywhere fails CI.
       echo "== ASan+UBSan suite"
       ASAN_OPTIONS=detect_leaks=1 timeout "${ASAN_BUDGET:-3600}" "$0" asan ;;
-  *) echo "usage: tests/run.sh demo|demo-run|test|asan|fuzz [SECONDS]|ci|deps" >&2; exit 2 ;;
+  *) echo "usage: tests/run.sh demo|demo-run|test|asan|fuzz [SECONDS]|package|ci|deps" >&2; exit 2 ;;
 esac

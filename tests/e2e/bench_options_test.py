@@ -43,7 +43,8 @@ class BenchOptions(WsxTestCase):
         expected = {
             "bash": "'wsx bench -s' | 'wsx bench --scenario') _wsx_words 'echo connect send fanout'",
             "zsh": ":NAME:(echo connect send fanout)",
-            "fish": "-s 's' -l 'scenario' -x -a 'echo connect send fanout'",
+            # Each value described by its value name: the option's description shows once.
+            "fish": "-s 's' -l 'scenario' -x -a 'echo\\\\tNAME connect\\\\tNAME send\\\\tNAME fanout\\\\tNAME'",
         }
         for shell, line in expected.items():
             r = self.wsx("generate", shell)

@@ -40,7 +40,7 @@ class CliErrors(WsxTestCase):
     def test_help_word_prints_the_help(self):
         r = self.wsx("help", timeout=10)
         self.assertExit(r, 0)
-        self.assertIn("Subcommands:", r.stdout.decode())
+        self.assertIn("Commands:", r.stdout.decode())
         self.assertIn("connect", r.stdout.decode())
         r = self.wsx("help", "relay", timeout=10)
         self.assertExit(r, 0)

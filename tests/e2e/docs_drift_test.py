@@ -58,14 +58,14 @@ def parse_help(text):
 
     Options are the lines indented by 2 to 6 spaces that start with '-' (option groups are
     indented further than plain options; wrapped descriptions much further); subcommands
-    are the lines of the "Subcommands:" block, aliases after a comma."""
+    are the lines of the "Commands:" block, aliases after a comma."""
     options, commands = [], []
     in_commands = False
     for line in text.splitlines():
         if not line.strip():
             in_commands = False
             continue
-        if re.fullmatch(r"subcommands:", line.strip(), re.IGNORECASE) and not line.startswith(" "):
+        if re.fullmatch(r"(sub)?commands:", line.strip(), re.IGNORECASE) and not line.startswith(" "):
             in_commands = True
             continue
         m = re.match(r"^ {2,6}(-\S+)", line)
@@ -143,6 +143,24 @@ class DocsDriftTest(unittest.TestCase):
         self.assertEqual(again.stdout, self.generated["man"])
         self.assertNotIn("generate", help_text([]))
 
+    def test_title_line_names_the_version_and_only_an_installed_page_the_build(self):
+        # The committed page changes with the definitions and the version number, not with every
+        # commit; the page the build installs (--identity) names the build and its date.
+        version = run([WSX, "--version"]).stdout.strip()
+        m = re.fullmatch(r"wsx (\d+\.\d+\.\d+) \((?:([0-9a-f]{7,}(?:-dirty)?), )?(\w+)\)", version)
+        self.assertIsNotNone(m, version)
+        number = m.group(1)
+        page = self.generated["man"].splitlines()
+        self.assertIn(f'.TH WSX 1 "" "wsx {number}" "User Commands"', page[:3])
+        installed = run([WSX, "generate", "man", "--identity"])
+        self.assertEqual(installed.returncode, 0, installed.stderr)
+        lines = installed.stdout.splitlines()
+        title = next(l for l in lines if l.startswith(".TH "))
+        identity = version[len("wsx "):].replace("-", "\\-")
+        self.assertRegex(title, r'^\.TH WSX 1 "\d{4}\\-\d\d\\-\d\d" "wsx ' + re.escape(identity) + '" "User Commands"$')
+        self.assertEqual([l for l in lines if not l.startswith(".TH ")],
+                         [l for l in page if not l.startswith(".TH ")])
+
     def test_synopsis_marks_an_optional_subcommand(self):
         # `wsx bench URL` runs without a subcommand (merge is optional); `wsx` needs one.
         lines = self.generated["man"].splitlines()
@@ -152,7 +170,7 @@ class DocsDriftTest(unittest.TestCase):
         def plain(line):
             return re.sub(r"\\f[BIR]", "", line)
         by_command = {plain(l).split(" [")[0]: plain(l) for l in synopses}
-        self.assertEqual(by_command["wsx bench"], "wsx bench [OPTIONS] [url] [COMMAND [ARGS]]")
+        self.assertEqual(by_command["wsx bench"], "wsx bench [OPTIONS] [URL] [COMMAND [ARGS]]")
         self.assertEqual(by_command["wsx"], "wsx [OPTIONS] COMMAND [ARGS]")
 
     def test_every_command_has_help_and_a_man_section(self):
