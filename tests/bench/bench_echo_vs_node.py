@@ -12,24 +12,31 @@ here with g++), an echo server doing the least work per message any server can (
 send per ping-pong message). No server lets a generator go faster on this machine, so its rates
 over the node script's rate against `wsx serve` bound what any ratio can reach here.
 
+Both generators check their work: `wsx bench` must exit 0 with no error of any kind and every
+connection established; the node script checks every echo's type and payload, and when the time
+is up stops sending and waits for every echo still due (lost ones are errors). A run with any
+error is printed as FAILED, its figure left out (the cell says so), and the script exits 1.
+
 Usage: tests/bench/bench_echo_vs_node.py [--wsx PATH] [--seconds 5] [--rounds 3] [--no-floor]
-The npm package `ws` is installed into ~/.cache/wsx-bench (outside the repository).
+                                         [--floor-bin PATH] [--smoke]
+The npm package `ws` comes from tests/node_modules, pinned by tests/package-lock.json
+(`tests/run.sh deps`); nothing is installed at run time, and without it the script exits 77.
+--smoke: one round of 1 s runs with 10 connections: what CTest runs (bench_smoke.echo_vs_node).
 tcpkali is not compared: it is neither packaged by Debian nor published on npm.
 """
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "wsx-bench")
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import BenchError  # noqa: E402
 
 NODE_SERVER = r"""
 const { WebSocketServer } = require('ws');
@@ -38,12 +45,16 @@ wss.on('listening', () => console.log('listening on 127.0.0.1:' + wss.address().
 wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
 """
 
-# Each connection keeps `inflight` messages outstanding; counts echoes during the window.
+# Each connection keeps `inflight` messages outstanding; counts echoes during the window. Every
+# echo must be the text payload sent; when the window ends it stops sending and waits (5 s at
+# most) for the echoes still due. Prints one JSON line; exits 1 on any error.
 NODE_LOAD = r"""
 const WebSocket = require('ws');
 const [url, conns, inflight, seconds] = [process.argv[2], +process.argv[3], +process.argv[4], +process.argv[5]];
 const payload = 'x'.repeat(32);
-let received = 0, open = 0, measuring = false, t0 = 0, cpu0 = null;
+let received = 0, open = 0, measuring = false, sending = true, t0 = 0, cpu0 = null, secs = 0, cpu = null;
+let outstanding = 0, errors = 0;
+const error = (what) => { if (++errors <= 10) console.error('node load: error: ' + what); };
 setTimeout(() => { if (!measuring) { console.error(`only ${open} of ${conns} connections opened`); process.exit(1); } }, 15000);
 for (let i = 0; i < conns; i++) {
   const ws = new WebSocket(url, { perMessageDeflate: false });
@@ -52,142 +63,165 @@ for (let i = 0; i < conns; i++) {
       measuring = true; t0 = process.hrtime.bigint(); cpu0 = process.cpuUsage();
       setTimeout(done, seconds * 1000);
     }
-    for (let k = 0; k < inflight; k++) ws.send(payload);
+    for (let k = 0; k < inflight; k++) { ws.send(payload); outstanding++; }
   });
-  ws.on('message', () => { if (measuring) received++; ws.send(payload); });
+  ws.on('message', (data, isBinary) => {
+    outstanding--;
+    if (isBinary || data.toString() !== payload) { error(`an echo that is not the message sent (${data.length} bytes)`); }
+    else if (measuring && sending) received++;
+    if (sending) { ws.send(payload); outstanding++; }
+    else if (outstanding === 0) finish();
+  });
+  ws.on('close', (code) => { if (sending || outstanding) { error(`the server closed a connection (${code})`); finish(); } });
   ws.on('error', (e) => { console.error(e.message); process.exit(1); });
 }
 function done() {
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  const cpu = process.cpuUsage(cpu0);
-  console.log(JSON.stringify({ rate: received / secs, cpu_per_msg_ns: (cpu.user + cpu.system) * 1000 / received }));
-  process.exit(0);
+  secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  cpu = process.cpuUsage(cpu0);
+  sending = false;
+  if (outstanding === 0) finish();
+  setTimeout(finish, 5000);
+}
+function finish() {
+  if (outstanding > 0) { error(`${outstanding} message(s) never echoed`); errors += outstanding - 1; }
+  console.log(JSON.stringify({ rate: received / secs, cpu_per_msg_ns: (cpu.user + cpu.system) * 1000 / received, errors }));
+  process.exit(errors ? 1 : 0);
 }
 """
 
 
-def ensure_ws():
-    mod = os.path.join(CACHE, "node_modules", "ws")
-    if not os.path.isdir(mod):
-        os.makedirs(CACHE, exist_ok=True)
-        subprocess.run(["npm", "install", "--prefix", CACHE, "--no-audit", "--no-fund", "ws@8"], check=True,
-                       stdout=subprocess.DEVNULL, timeout=300)
-    return os.path.join(CACHE, "node_modules")
+def start(args, what, pattern=r"listening on ws://127\.0\.0\.1:(\d+)", env=None, on="stderr"):
+    """Starts a server on port 0; returns it and its URL (the port read back from its output)."""
+    p, port = benchlib.start_server(args, what, pattern, on=on, env=env)
+    return p, f"ws://127.0.0.1:{port}/"
 
 
-def start(args, pattern, env=None, on_stderr=False):
-    """Starts a server; returns it and the first group of `pattern` in its listening line."""
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    deadline = time.monotonic() + 15
-    stream = p.stderr if on_stderr else p.stdout
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        m = re.search(pattern, line)
-        if m:
-            # Keep draining: a server blocked on a full stderr pipe would stall the benchmark.
-            for s in (p.stdout, p.stderr):
-                threading.Thread(target=lambda s=s: [None for _ in s], daemon=True).start()
-            return p, m.group(1)
-    p.kill()
-    raise RuntimeError(f"{args[0]} did not start")
-
-
-def wsx_load(wsx, url, inflight, seconds, tmp):
-    out = os.path.join(tmp, "r.json")
-    subprocess.run(["taskset", "-c", "1", wsx, "bench", url, "-c", "100", "--in-flight", str(inflight), "--threads", "1",
-                    "-d", f"{seconds + 1}s", "--warmup", "1s", "--json", out], check=True, stdout=subprocess.DEVNULL,
-                   timeout=seconds + 60)
+def wsx_load(wsx, url, conns, inflight, seconds, tmp, label):
+    out = os.path.join(tmp, f"{label}.json")
+    r = subprocess.run(benchlib.pin(1, [wsx, "bench", url, "-c", str(conns), "--in-flight", str(inflight),
+                                        "--threads", "1", "-d", f"{seconds + 1}s", "--warmup", "1s", "--no-progress",
+                                        "--json", out]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=seconds + 60)
+    if r.returncode != 0:
+        raise BenchError(f"wsx bench exit {r.returncode}: {benchlib.tail(r.stderr)}")
     with open(out) as f:
         j = json.load(f)
-    return j["messages"]["rate"], j["cpu"]["per_message_ns"], j["errors"]
+    errors = {k: v for k, v in (j.get("errors") or {}).items() if v}
+    c = j["connections"]
+    if errors or c.get("failed") or c.get("established") != conns:
+        raise BenchError(f"wsx bench: errors {errors}, {c.get('established')} of {conns} connections "
+                         f"established: {c.get('errors')}")
+    if not j["messages"]["received"]:
+        raise BenchError("wsx bench: no echo received")
+    return j["messages"]["rate"], j["cpu"]["per_message_ns"]
 
 
-def node_load(script, url, inflight, seconds, env):
-    r = subprocess.run(["taskset", "-c", "1", "node", script, url, "100", str(inflight), str(seconds)], check=True,
+def node_load(script, url, conns, inflight, seconds, env):
+    r = subprocess.run(benchlib.pin(1, ["node", script, url, str(conns), str(inflight), str(seconds)]),
                        capture_output=True, text=True, env=env, timeout=seconds + 60)
+    if r.returncode != 0:
+        raise BenchError(f"node load script exit {r.returncode}: {benchlib.tail(r.stderr + r.stdout)}")
     j = json.loads(r.stdout.strip().splitlines()[-1])
-    return j["rate"], j["cpu_per_msg_ns"], {}
+    if j["errors"] or not j["rate"]:
+        raise BenchError(f"node load script: {r.stdout.strip()}")
+    return j["rate"], j["cpu_per_msg_ns"]
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wsx", default=os.environ.get("WSX") or shutil.which("wsx")
                     or os.path.join(HERE, "..", "..", "build", "wsx"))
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=100)
     ap.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                     help="also drive the floor server (tests/bench/serve_floor.cpp, needs g++ and libcrypto)")
+    ap.add_argument("--floor-bin", help="a built tests/bench/serve_floor.cpp (default: compiled here with g++)")
+    benchlib.add_common_args(ap)
     a = ap.parse_args()
+    if a.smoke:
+        a.seconds, a.rounds, a.connections = 1, 1, 10
     if os.cpu_count() < 2:
         sys.exit("needs 2 CPUs: servers on CPU 0, generators on CPU 1")
-    node_path = ensure_ws()
-    env = dict(os.environ, NODE_PATH=node_path)
+    benchlib.require(node_ws=True)
+    env = benchlib.node_env()
     tmp = tempfile.mkdtemp(prefix="wsx-bench-")
     server_js = os.path.join(tmp, "server.js")
     load_js = os.path.join(tmp, "load.js")
-    open(server_js, "w").write(NODE_SERVER)
-    open(load_js, "w").write(NODE_LOAD)
-    floor_bin = os.path.join(tmp, "serve_floor")
-    if a.floor and subprocess.run(["g++", "-O2", "-std=c++20", "-o", floor_bin, os.path.join(HERE, "serve_floor.cpp"),
-                                   "-lcrypto"]).returncode != 0:
-        print("floor server did not build: measuring without it", file=sys.stderr)
-        a.floor = False
+    with open(server_js, "w") as f:
+        f.write(NODE_SERVER)
+    with open(load_js, "w") as f:
+        f.write(NODE_LOAD)
+    floor_bin = benchlib.build_tool("serve_floor", a.floor_bin, tmp, ["-lcrypto"]) if a.floor else None
 
     servers = []
+    rounds = benchlib.Rounds()
     try:
-        p, url = start(["taskset", "-c", "0", a.wsx, "serve", "127.0.0.1:0"], r"listening on (ws://\S+)", on_stderr=True)
-        servers.append(("wsx serve", p, url + "/"))
-        p, port = start(["taskset", "-c", "0", "node", server_js], r"listening on 127\.0\.0\.1:(\d+)", env)
-        servers.append(("node ws", p, f"ws://127.0.0.1:{port}/"))
+        p, url = start(benchlib.pin(0, [a.wsx, "serve", "127.0.0.1:0"]), "wsx serve")
+        servers.append(("wsx serve", p, url))
+        p, url = start(benchlib.pin(0, ["node", server_js]), "node ws server", r"listening on 127\.0\.0\.1:(\d+)",
+                       env, on="stdout")
+        servers.append(("node ws", p, url))
         if a.floor:
-            p, url = start(["taskset", "-c", "0", floor_bin, "0"], r"listening on (ws://\S+)", on_stderr=True)
-            servers.append(("floor", p, url + "/"))
+            p, url = start(benchlib.pin(0, [floor_bin, "0"]), "floor server")
+            servers.append(("floor", p, url))
 
         rows = []
-        for name, _, url in servers:
+        for name, proc, url in servers:
             for mode, inflight in (("pipelined 32", 32), ("ping-pong", 1)):
-                wsx_rates, node_rates, wsx_cpu, node_cpu = [], [], [], []
-                for _ in range(a.rounds):  # interleaved: drift hits both generators alike
-                    rate, cpu, errors = wsx_load(a.wsx, url, inflight, a.seconds, tmp)
-                    if errors:
-                        print(f"  wsx bench errors against {name}: {errors}", file=sys.stderr)
-                    wsx_rates.append(rate)
-                    wsx_cpu.append(cpu)
-                    rate, cpu, _ = node_load(load_js, url, inflight, a.seconds, env)
-                    node_rates.append(rate)
-                    node_cpu.append(cpu)
-                w, n = statistics.median(wsx_rates), statistics.median(node_rates)
-                rows.append((name, mode, w, n, w / n, statistics.median(wsx_cpu), statistics.median(node_cpu)))
-                print(f"{name:10} {mode:13} wsx bench {w:12,.0f} msg/s  node ws {n:10,.0f} msg/s  ratio {w / n:5.2f}",
-                      file=sys.stderr)
+                wsx_runs, node_runs = [], []
+                for rnd in range(a.rounds):  # interleaved: drift hits both generators alike
+                    label = f"round {rnd + 1} {name} {mode}"
+                    wsx_runs.append(rounds.run(f"{label} wsx bench", wsx_load, a.wsx, url, a.connections, inflight,
+                                               a.seconds, tmp, f"r{rnd}-{len(rows)}"))
+                    node_runs.append(rounds.run(f"{label} node ws script", node_load, load_js, url, a.connections,
+                                                inflight, a.seconds, env))
+                    benchlib.check_alive(proc, name)
+                rows.append((name, mode, wsx_runs, node_runs))
+                w = benchlib.figure([x and x[0] for x in wsx_runs], lambda v: f"{v:,.0f} msg/s", a.rounds)
+                n = benchlib.figure([x and x[0] for x in node_runs], lambda v: f"{v:,.0f} msg/s", a.rounds)
+                print(f"{name:10} {mode:13} wsx bench {w}  node ws {n}", file=sys.stderr)
+
+        def med(runs, i):
+            ok = [x[i] for x in runs if x is not None]
+            return statistics.median(ok) if ok else None
         print()
-        print(f"100 connections, 32-byte text echo, {a.seconds:g}s per run, median of {a.rounds} interleaved rounds;")
+        print(f"{a.connections} connections, 32-byte text echo, {a.seconds:g}s per run, median of {a.rounds} "
+              "interleaved rounds;")
         print("servers pinned to CPU 0, generators to CPU 1 (one thread each).")
         print()
         print(f"{'server':10} {'load':13} {'wsx bench msg/s':>16} {'node ws msg/s':>14} {'ratio':>6} "
               f"{'wsx CPU/msg':>12} {'node CPU/msg':>13}")
-        for name, mode, w, n, ratio, wc, nc in rows:
-            print(f"{name:10} {mode:13} {w:16,.0f} {n:14,.0f} {ratio:6.2f} {wc:10.0f}ns {nc:11.0f}ns")
+        num = lambda v, f: format(v, f) if v is not None else "FAILED"  # noqa: E731
+        for name, mode, wr, nr in rows:
+            w, n, wc, nc = med(wr, 0), med(nr, 0), med(wr, 1), med(nr, 1)
+            ratio = w / n if w and n else None
+            print(f"{name:10} {mode:13} {num(w, '16,.0f')} {num(n, '14,.0f')} {num(ratio, '6.2f')} "
+                  f"{num(wc and f'{wc:.0f}ns', '>12')} {num(nc and f'{nc:.0f}ns', '>13')}")
         print()
         if a.floor:
             # The floor is the fastest server possible here: a generator's rate against it, over the
             # node script's against wsx serve, is the most any wsx bench/node ratio could show.
-            base = {mode: n for name, mode, _, n, _, _, _ in rows if name == "wsx serve"}
+            base = {mode: med(nr, 0) for name, mode, _, nr in rows if name == "wsx serve"}
             print("Against the floor (tests/bench/serve_floor.cpp: one recv and one send per echo, the most any")
             print("server allows here), each generator's rate over the node script's rate against wsx serve:")
             print()
             print(f"{'load':13} {'wsx bench msg/s':>16} {'/ node@wsx':>11} {'node ws msg/s':>14} {'/ node@wsx':>11}")
-            for name, mode, w, n, _, _, _ in rows:
+            for name, mode, wr, nr in rows:
                 if name == "floor":
-                    print(f"{mode:13} {w:16,.0f} {w / base[mode]:10.2f}x {n:14,.0f} {n / base[mode]:10.2f}x")
+                    w, n, b = med(wr, 0), med(nr, 0), base.get(mode)
+                    print(f"{mode:13} {num(w, '16,.0f')} {num(w and b and w / b, '10.2f')}x {num(n, '14,.0f')} "
+                          f"{num(n and b and n / b, '10.2f')}x")
             print()
         print("tcpkali: not compared (not packaged by Debian, not published on npm).")
+    except BenchError as e:
+        rounds.fail("start-up", e)
     finally:
         for _, p, _ in servers:
-            p.kill()
-            p.wait()
+            benchlib.stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
+    return rounds.exit_status()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,27 +13,32 @@ Scenarios (32-byte text):
 
 Targets (issue): proxied throughput >= 0.8x direct; <= 100 us added p99 at moderate load.
 
-Usage: tests/bench/proxy_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--only a,b]
+The generator verifies every echo (serve_loadgen.cpp); a round with any error, or whose server or
+proxy did not start or died, is printed as FAILED and makes the exit status 1.
+
+Usage: tests/bench/proxy_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--only a,b] [--smoke]
+                                  [--loadgen PATH]  (built by CMake; default: compiled here with g++)
+--smoke: one round, 1 s per scenario, 10 connections: what CTest runs (bench_smoke.proxy).
 """
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
 import serve_bench  # noqa: E402  (reuses its server start/stop and load runner)
 
-ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOT = benchlib.ROOT
 
 
 def start_proxy(wsx, port):
-    p = subprocess.Popen(["taskset", "-c", "0", wsx, "proxy", "--listen", "ws://127.0.0.1:0", "--to",
-                          f"ws://127.0.0.1:{port}", "-q", "--threads", "1", "--health-interval", "0"],
-                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, preexec_fn=serve_bench.raise_nofile)
-    return p, serve_bench.listening_port(p, "wsx proxy")
+    return benchlib.start_server(
+        benchlib.pin(0, [wsx, "proxy", "--listen", "ws://127.0.0.1:0", "--to", f"ws://127.0.0.1:{port}", "-q",
+                         "--threads", "1", "--health-interval", "0"]),
+        "wsx proxy", preexec_fn=serve_bench.raise_nofile)
 
 
 def main():
@@ -42,37 +47,51 @@ def main():
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="pipelined,pingpong,latency")
+    ap.add_argument("--loadgen", help="a built tests/bench/serve_loadgen.cpp (default: compiled here with g++)")
+    benchlib.add_common_args(ap)
     a = ap.parse_args()
+    if a.smoke:
+        a.seconds, a.rounds = 1, 1
     tmp = tempfile.mkdtemp(prefix="wsx-proxy-bench-")
-    loadgen = os.path.join(tmp, "serve_loadgen")
-    subprocess.run(["g++", "-O2", "-std=c++20", "-o", loadgen, os.path.join(HERE, "serve_loadgen.cpp")], check=True)
+    loadgen = benchlib.build_tool("serve_loadgen", a.loadgen, tmp)
+    rounds = benchlib.Rounds()
     for scenario in a.only.split(","):
         per = {"direct": [], "proxy": []}
-        for _ in range(a.rounds):
+        for rnd in range(a.rounds):
             for path in ("direct", "proxy"):
-                server, port = serve_bench.start_server("wsx", a.wsx, tmp)
-                proxy = None
-                try:
-                    if path == "proxy":
-                        proxy, port = start_proxy(a.wsx, port)
-                    v = serve_bench.run_load(loadgen, server.pid, port, scenario, a.seconds)
-                finally:
-                    if proxy:
-                        serve_bench.stop(proxy)
-                    serve_bench.stop(server)
+                def one():
+                    server, port = serve_bench.start_server("wsx", a.wsx, tmp)
+                    proxy = None
+                    try:
+                        if path == "proxy":
+                            proxy, port = start_proxy(a.wsx, port)
+                        v = serve_bench.run_load(loadgen, server, port, scenario, a.seconds, a.smoke)
+                        if proxy:
+                            benchlib.check_alive(proxy, "wsx proxy")
+                        return v
+                    finally:
+                        if proxy:
+                            serve_bench.stop(proxy)
+                        serve_bench.stop(server)
+                v = rounds.run(f"round {rnd + 1} {scenario} {path}", one)
                 if v is not None:
                     per[path].append(v)
+        failed = {k: a.rounds - len(v) for k, v in per.items() if len(v) < a.rounds}
+        note = ("   (FAILED rounds: " + ", ".join(f"{k} {n} of {a.rounds}" for k, n in failed.items()) + ")"
+                if failed else "")
         if not per["direct"] or not per["proxy"]:
-            print(f"{scenario:10} failed: {per}", flush=True)
+            print(f"{scenario:10} FAILED{note}", flush=True)
             continue
         if scenario == "latency":
             d50, d99 = statistics.median(x[0] for x in per["direct"]), statistics.median(x[1] for x in per["direct"])
             p50, p99 = statistics.median(x[0] for x in per["proxy"]), statistics.median(x[1] for x in per["proxy"])
             print(f"{scenario:10} direct p50 {d50:.0f}us p99 {d99:.0f}us  proxy p50 {p50:.0f}us p99 {p99:.0f}us"
-                  f"   added p99 {p99 - d99:+.0f}us", flush=True)
+                  f"   added p99 {p99 - d99:+.0f}us{note}", flush=True)
             continue
         d, p = statistics.median(x[0] for x in per["direct"]), statistics.median(x[0] for x in per["proxy"])
-        print(f"{scenario:10} direct {d:,.0f} msgs/s  proxy {p:,.0f} msgs/s   proxy/direct {p / d:.2f}x", flush=True)
+        print(f"{scenario:10} direct {d:,.0f} msgs/s  proxy {p:,.0f} msgs/s   proxy/direct {p / d:.2f}x{note}",
+              flush=True)
+    return rounds.exit_status()
 
 
 if __name__ == "__main__":

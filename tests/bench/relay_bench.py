@@ -15,17 +15,23 @@ Scenarios:
               last second left out), i.e. what the server actually pushed out per second
   latency     --rate-low msgs/s (default 100 → 100,000 deliveries/s): delivery p50/p99
 
+Every figure is of verified work: each run writes its own JSON report and log, its exit status
+is checked, and it must have no error (`wsx bench`'s error kinds: lost, corrupt, duplicate, ...),
+no failed connection, every expected delivery received, and enough whole per-second samples for
+a rate (throughput). A round that fails is printed as FAILED with the reason, its figure is left
+out (the cell says how many rounds failed, or FAILED when all did), and the script exits 1.
+
 Prints the medians of the rounds and the ratios wsx/node.
-Usage: tests/bench/relay_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--subscribers 1000]
-Needs: node with the npm package `ws` (tests/node_modules), redis-server, taskset.
+Usage: tests/bench/relay_bench.py [--wsx PATH] [--seconds 4] [--rounds 3] [--subscribers 1000] [--smoke]
+Needs: node with the npm package `ws` (tests/node_modules), redis-server, taskset; a missing peer: exit 77.
+--smoke: one round, 3 s runs, 50 subscribers, lighter rates: what CTest runs (bench_smoke.relay).
 """
 import argparse
 import json
 import os
-import re
+import random
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,88 +39,108 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-NODE_MODULES = os.path.join(ROOT, "tests", "node_modules")
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import BenchError  # noqa: E402
+
+ROOT = benchlib.ROOT
+LISTENING = r"listening on ws://127\.0\.0\.1:(\d+)"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_listening(p, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = p.stderr.readline().decode(errors="replace")
-        if not line:
-            break
-        m = re.search(r"listening on (ws://127\.0\.0\.1:\d+)", line)
-        if m:
-            return m.group(1)
-    raise RuntimeError(f"{p.args} did not start")
-
-
-def stop(procs):
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
+def start_redis():
+    """A private redis-server on a random port; a port already taken is another try, so the
+    server answering is the one started here. Returns (process, port)."""
+    last = None
+    for _ in range(8):
+        port = random.randrange(20000, 60000)
+        r = subprocess.Popen(benchlib.pin(0, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                              "--appendonly", "no"]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+            benchlib.read_line(r, r.stdout, r"Ready to accept connections", 10, "redis-server")
+            benchlib.drain(r.stdout)
+            return r, port
+        except BenchError as e:
+            last = e
+            benchlib.stop(r)
+    raise BenchError(f"redis-server did not start: {last}")
 
 
 def start_target(kind, wsx):
     """Returns (processes, publish_url, subscribe_url)."""
-    pin = ["taskset", "-c", "0"]
     if kind == "node":
-        p = subprocess.Popen([*pin, "node", os.path.join(HERE, "node_broadcast_server.js")], stderr=subprocess.PIPE,
-                             env=dict(os.environ, NODE_PATH=NODE_MODULES))
-        u = wait_listening(p)
-        return [p], u + "/bench", u + "/bench"
+        p, port = benchlib.start_server(benchlib.pin(0, ["node", os.path.join(HERE, "node_broadcast_server.js")]),
+                                        "node broadcast server", LISTENING, env=benchlib.node_env())
+        return [p], f"ws://127.0.0.1:{port}/bench", f"ws://127.0.0.1:{port}/bench"
     if kind == "embedded":
-        p = subprocess.Popen([*pin, wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q"], stderr=subprocess.PIPE)
-        u = wait_listening(p)
-        return [p], u + "/bench", u + "/bench"
-    port = free_port()
-    r = subprocess.Popen([*pin, "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.5) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            time.sleep(0.05)
-    procs, urls = [r], []
-    for _ in range(2):
-        p = subprocess.Popen([*pin, wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q", "--redis",
-                              f"redis://127.0.0.1:{port}"], stderr=subprocess.PIPE)
-        procs.append(p)
-        urls.append(wait_listening(p))
-    time.sleep(0.5)  # both instances subscribed to Redis (the bench's own settle time follows)
-    return procs, urls[0] + "/bench", urls[1] + "/bench"
+        p, port = benchlib.start_server(benchlib.pin(0, [wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q"]),
+                                        "wsx relay", LISTENING)
+        return [p], f"ws://127.0.0.1:{port}/bench", f"ws://127.0.0.1:{port}/bench"
+    procs, urls = [], []
+    try:
+        r, rport = start_redis()
+        procs.append(r)
+        for _ in range(2):
+            p, port = benchlib.start_server(
+                benchlib.pin(0, [wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q", "--redis",
+                                 f"redis://127.0.0.1:{rport}"]), "wsx relay --redis", LISTENING)
+            procs.append(p)
+            urls.append(f"ws://127.0.0.1:{port}/bench")
+    except BaseException:
+        stop(procs)
+        raise
+    # Both instances subscribe to Redis as they start; the bench's own --settle follows. A
+    # delivery that does not cross Redis is counted as lost, so the round fails rather than
+    # reporting less.
+    time.sleep(0.5)
+    return procs, urls[0], urls[1]
 
 
-def run_bench(wsx, pub, sub, subscribers, rate, seconds, tmp):
-    out = os.path.join(tmp, "r.json")
-    cmd = ["taskset", "-c", "1", wsx, "bench", "-s", "fanout", "-c", str(subscribers), "--publishers", "1",
-           "--publish-url", pub, "--rate", str(rate), "-d", f"{seconds}s", "--threads", "1", "--no-progress",
-           "--settle", f"{min(1000, seconds * 500)}ms", "--json", out, sub]  # settle < -d, also for -d 1s
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds * 10 + 60)
+def stop(procs):
+    for p in procs:
+        benchlib.stop(p)
+
+
+def run_bench(wsx, pub, sub, subscribers, rate, seconds, tmp, label, procs, min_samples):
+    """One `wsx bench -s fanout` run with its own report and log; returns its verified figures."""
+    out = os.path.join(tmp, f"{label}.json")
+    log = os.path.join(tmp, f"{label}.log")
+    cmd = benchlib.pin(1, [wsx, "bench", "-s", "fanout", "-c", str(subscribers), "--publishers", "1",
+                           "--publish-url", pub, "--rate", str(rate), "-d", f"{seconds}s", "--threads", "1",
+                           "--no-progress", "--settle", f"{min(1000, seconds * 500)}ms", "--json", out, sub])
+    # settle < -d, also for -d 1s
+    with open(log, "wb") as lf:
+        r = subprocess.run(cmd, stdout=lf, stderr=subprocess.STDOUT, timeout=seconds * 10 + 60)
+    with open(log, "rb") as lf:
+        log_text = lf.read()
+    for p in procs:
+        benchlib.check_alive(p, "a server of the target")
+    if r.returncode != 0:
+        raise BenchError(f"wsx bench exit {r.returncode}: {benchlib.tail(log_text)}")
+    if not os.path.exists(out):
+        raise BenchError(f"wsx bench wrote no report: {benchlib.tail(log_text)}")
     with open(out) as f:
         d = json.load(f)
-    m, lat = d["messages"], d["latency"]
-    per_second = [w["received"] for w in d["series"]][1:-1] or [m["received"]]
-    return {"pushed_per_s": statistics.median(per_second), "deliveries_per_s": m["rate"], "received": m["received"], "expected": m["expected"],
-            "p50_ms": lat["p50"] / 1e6, "p99_ms": lat["p99"] / 1e6}
+    m, lat, conns = d["messages"], d["latency"], d["connections"]
+    errors = {k: v for k, v in (d.get("errors") or {}).items() if v}
+    if errors:
+        raise BenchError(f"errors {errors} (received {m['received']:,} of {m['expected']:,})")
+    if conns.get("failed") or conns.get("established") != conns.get("attempted"):
+        raise BenchError(f"connections: {conns.get('established')} established of {conns.get('attempted')}, "
+                         f"failed {conns.get('failed')}: {conns.get('errors')}")
+    if not m["expected"] or m["received"] != m["expected"]:
+        raise BenchError(f"received {m['received']:,} deliveries of {m['expected']:,} expected")
+    if d.get("interrupted"):
+        raise BenchError("the run was interrupted")
+    # Deliveries per second: whole seconds only, the first and the last left out.
+    series = d["series"][1:-1]
+    per_second = [w["received"] for w in series if w.get("length_s", 1) >= 0.999]
+    if min_samples and len(per_second) < min_samples:
+        raise BenchError(f"{len(per_second)} whole per-second sample(s) of deliveries, {min_samples} needed "
+                         f"for a rate (a longer --seconds gives more)")
+    if lat.get("p50") is None or lat.get("p99") is None:
+        raise BenchError("no delivery latency was measured")
+    return {"pushed_per_s": statistics.median(per_second) if per_second else None, "deliveries_per_s": m["rate"], "received": m["received"],
+            "expected": m["expected"], "p50_ms": lat["p50"] / 1e6, "p99_ms": lat["p99"] / 1e6}
 
 
 def main():
@@ -126,44 +152,62 @@ def main():
     ap.add_argument("--rate-high", type=int, default=5000)
     ap.add_argument("--rate-low", type=int, default=100)
     ap.add_argument("--only", default="embedded,redis2,node")
+    benchlib.add_common_args(ap)
     a = ap.parse_args()
+    if a.smoke:
+        a.seconds, a.rounds, a.subscribers, a.rate_high, a.rate_low = 3, 1, 50, 1000, 100
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     kinds = a.only.split(",")
-    if "node" in kinds and not os.path.isdir(os.path.join(NODE_MODULES, "ws")):
-        sys.exit("node ws is missing: cd tests && npm ci")
-    if "redis2" in kinds and not shutil.which("redis-server"):
-        sys.exit("redis-server is missing")
+    benchlib.require(node_ws="node" in kinds, redis="redis2" in kinds)
+    # The series has one entry per second, warm-up included; the first and last are left out.
+    min_samples = max(1, a.seconds - 2)
     tmp = tempfile.mkdtemp(prefix="wsx-relay-bench-")
+    rounds = benchlib.Rounds()
     results = {k: {"throughput": [], "latency": []} for k in kinds}
     for rnd in range(a.rounds):
         for kind in kinds:
             for scen, rate in (("throughput", a.rate_high), ("latency", a.rate_low)):
-                procs, pub, sub = start_target(kind, a.wsx)
-                try:
-                    r = run_bench(a.wsx, pub, sub, a.subscribers, rate, a.seconds, tmp)
-                finally:
-                    stop(procs)
+                label = f"round{rnd + 1}-{kind}-{scen}"
+
+                def one():
+                    procs, pub, sub = start_target(kind, a.wsx)
+                    try:
+                        return run_bench(a.wsx, pub, sub, a.subscribers, rate, a.seconds, tmp, label, procs,
+                                         min_samples if scen == "throughput" else 0)
+                    finally:
+                        stop(procs)
+                r = rounds.run(f"round {rnd + 1} {kind} {scen}", one)
                 results[kind][scen].append(r)
-                print(f"round {rnd + 1} {kind:9} {scen:10} rate={rate}/s pushed={r['pushed_per_s']:,.0f}/s "
-                      f"received={r['received']:,}/{r['expected']:,} p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms",
-                      file=sys.stderr, flush=True)
-    med = lambda xs, k: statistics.median(x[k] for x in xs)
+                if r is not None:
+                    pushed = f"{r['pushed_per_s']:,.0f}/s" if r["pushed_per_s"] is not None else "-"
+                    print(f"round {rnd + 1} {kind:9} {scen:10} rate={rate}/s pushed={pushed} "
+                          f"received={r['received']:,}/{r['expected']:,} p50={r['p50_ms']:.2f}ms "
+                          f"p99={r['p99_ms']:.2f}ms", file=sys.stderr, flush=True)
+    col = lambda xs, k: [x and x[k] for x in xs]  # noqa: E731
     print(f"\nfan-out: 1 publisher, {a.subscribers:,} subscribers, 32-byte text, {a.seconds}s runs; "
           f"medians of {a.rounds} rounds\n")
     print(f"| target | deliveries/s (offered {a.rate_high * a.subscribers:,}/s) | p50 @ {a.rate_low * a.subscribers:,}/s "
           f"| p99 @ {a.rate_low * a.subscribers:,}/s |")
     print("|---|---|---|---|")
     for k in kinds:
-        t, l = results[k]["throughput"], results[k]["latency"]
-        print(f"| {k} | {med(t, 'pushed_per_s'):,.0f} | {med(l, 'p50_ms'):.1f} ms | {med(l, 'p99_ms'):.1f} ms |")
-    if "node" in kinds:
-        node = med(results["node"]["throughput"], "pushed_per_s")
-        for k in kinds if node > 0 else []:  # a run too short for node to deliver has no ratio
-            if k != "node":
-                print(f"{k}/node deliveries/s: {med(results[k]['throughput'], 'pushed_per_s') / node:.2f}x")
-    shutil.rmtree(tmp, True)
+        t, lt = results[k]["throughput"], results[k]["latency"]
+        print(f"| {k} | {benchlib.figure(col(t, 'pushed_per_s'), lambda v: f'{v:,.0f}', a.rounds)} "
+              f"| {benchlib.figure(col(lt, 'p50_ms'), lambda v: f'{v:.1f} ms', a.rounds)} "
+              f"| {benchlib.figure(col(lt, 'p99_ms'), lambda v: f'{v:.1f} ms', a.rounds)} |")
+    ok = lambda k: [x["pushed_per_s"] for x in results[k]["throughput"] if x is not None]  # noqa: E731
+    if "node" in kinds and ok("node") and statistics.median(ok("node")) > 0:
+        node = statistics.median(ok("node"))
+        for k in kinds:
+            if k != "node" and ok(k):
+                print(f"{k}/node deliveries/s: {statistics.median(ok(k)) / node:.2f}x")
+    status = rounds.exit_status()
+    if status == 0:
+        shutil.rmtree(tmp, True)
+    else:
+        print(f"reports and logs kept in {tmp}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,15 +22,21 @@ Scenarios (32-byte text unless stated):
   latency     100 connections, 10,000 msgs/s in total (open loop)  (p50/p99 round trip, us)
   idle        RSS growth per idle connection with N connections   (KiB/conn)
 
+Every figure is of verified work: the generator checks each handshake's 101, each echo's opcode
+and payload and that every message sent was echoed, and exits non-zero on any error. A round that
+fails (an error, a server that did not start or died) is printed as FAILED, its figure is left
+out of the median (the cell says how many rounds failed), and the script exits 1.
+
 Usage: tests/bench/serve_bench.py [--wsx PATH] [--seconds 3] [--rounds 3] [--only a,b] [--idle 10000]
-                                  [--servers wsx,node,python,floor]
+                                  [--servers wsx,node,python,floor] [--smoke]
+                                  [--loadgen PATH] [--floor-bin PATH]  (built by CMake; else g++ here)
 Needs: g++, node with the npm package `ws` (tests/node_modules, see tests/package.json),
-python3-websockets, taskset, OpenSSL's libcrypto headers (for the floor).
+python3-websockets, taskset, OpenSSL's libcrypto headers (for the floor). A missing peer: exit 77.
+--smoke: one round, 1 s per scenario, 10 connections: what CTest runs (bench_smoke.serve).
 """
 import argparse
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -39,8 +45,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-NODE_MODULES = os.path.join(ROOT, "tests", "node_modules")
+sys.path.insert(0, HERE)
+import benchlib  # noqa: E402
+from benchlib import BenchError  # noqa: E402
+
+ROOT = benchlib.ROOT
 
 NODE_SERVER = r"""
 const { WebSocketServer } = require('ws');
@@ -77,12 +86,12 @@ def raise_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def start_server(kind, wsx, tmp):
-    env = dict(os.environ, NODE_PATH=NODE_MODULES)
+def start_server(kind, wsx, tmp, floor_bin=None):
+    """Starts one echo server on CPU 0, on port 0; returns (process, port read back from it)."""
     if kind == "wsx":
         cmd = [wsx, "serve", "127.0.0.1:0", "-q", "--threads", "1", "--max-message-size", "64MiB"]
     elif kind == "floor":
-        cmd = [os.path.join(tmp, "serve_floor"), "0"]
+        cmd = [floor_bin or os.path.join(tmp, "serve_floor"), "0"]
     elif kind == "node":
         path = os.path.join(tmp, "node_echo.js")
         with open(path, "w") as f:
@@ -93,30 +102,11 @@ def start_server(kind, wsx, tmp):
         with open(path, "w") as f:
             f.write(PY_SERVER)
         cmd = ["/usr/bin/python3", path]
-    p = subprocess.Popen(["taskset", "-c", "0", *cmd], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
-                         preexec_fn=raise_nofile)
-    return p, listening_port(p, f"{kind} server")
+    return benchlib.start_server(benchlib.pin(0, cmd), f"{kind} server", env=benchlib.node_env(),
+                                 preexec_fn=raise_nofile)
 
 
-def listening_port(p, what):
-    """The port of a server's 'listening on ws://127.0.0.1:PORT' line (15 s at most)."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        line = p.stderr.readline().decode()
-        m = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return int(m.group(1))
-    p.kill()
-    raise SystemExit(f"{what} did not start")
-
-
-def stop(p):
-    p.terminate()
-    try:
-        p.wait(10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(5)
+stop = benchlib.stop
 
 
 def rss_kib(pid):
@@ -134,39 +124,54 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_load(loadgen, server_pid, port, scenario, seconds):
-    """Returns (figure, server CPU microseconds per message or handshake), or None."""
+def scenario_params(scenario, smoke):
     mode, conns, inflight, size, unit = SCENARIOS[scenario]
-    cpu0 = cpu_seconds(server_pid)
-    r = subprocess.run(["taskset", "-c", "1", loadgen, "127.0.0.1", str(port), mode, str(conns), str(inflight), str(size),
-                        str(seconds)], capture_output=True, timeout=seconds * 4 + 120, preexec_fn=raise_nofile)
-    cpu = cpu_seconds(server_pid) - cpu0
+    if smoke:  # few connections, a light open-loop rate
+        conns = min(conns, 10)
+        if mode == "latency":
+            inflight = 1000
+    return mode, conns, inflight, size, unit
+
+
+def run_load(loadgen, server, port, scenario, seconds, smoke=False):
+    """Returns (figure, server CPU microseconds per message or handshake); for latency, (p50, p99).
+    Raises BenchError unless the generator did the work without an error (see serve_loadgen.cpp)."""
+    mode, conns, inflight, size, unit = scenario_params(scenario, smoke)
+    cpu0 = cpu_seconds(server.pid)
+    r = subprocess.run(benchlib.pin(1, [loadgen, "127.0.0.1", str(port), mode, str(conns), str(inflight), str(size),
+                                        str(seconds)]),
+                       capture_output=True, timeout=seconds * 4 + 120, preexec_fn=raise_nofile)
+    cpu = cpu_seconds(server.pid) - cpu0
+    benchlib.check_alive(server, "the server")
     if r.returncode != 0:
-        return None
+        raise BenchError(f"load generator exit {r.returncode}: {benchlib.tail(r.stderr)}")
     j = json.loads(r.stdout)
+    if j.get("errors") != 0 or not j.get("messages"):
+        raise BenchError(f"load generator reported no work or errors: {r.stdout.decode().strip()}")
     if mode == "latency":
         return (j["p50_us"], j["p99_us"])
     per = cpu * 1e6 / j["all"] if j.get("all") else None
     return (j["bytes"] / j["seconds"] / 1e6 if unit == "MB/s" else j["rate"]), per
 
 
-def measure_idle(loadgen, kind, wsx, tmp, n):
-    p, port = start_server(kind, wsx, tmp)
+def measure_idle(loadgen, kind, wsx, tmp, n, floor_bin=None, hold=1.0):
+    """RSS growth per idle upgraded connection, in KiB."""
+    p, port = start_server(kind, wsx, tmp, floor_bin)
+    g = None
     try:
         time.sleep(0.5)
         before = rss_kib(p.pid)
-        g = subprocess.Popen(["taskset", "-c", "1", loadgen, "127.0.0.1", str(port), "idle", str(n), "0", "0", "30"],
-                             stdout=subprocess.PIPE, preexec_fn=raise_nofile)
-        line = g.stdout.readline().decode()
-        if not line.startswith("ready"):
-            g.kill()
-            return None
-        time.sleep(1.0)
+        g = subprocess.Popen(benchlib.pin(1, [loadgen, "127.0.0.1", str(port), "idle", str(n), "0", "0", "60"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=raise_nofile)
+        benchlib.read_line(g, g.stdout, rf"^ready {n}$", 30, "load generator (idle)")
+        time.sleep(hold)
+        benchlib.check_alive(p, f"{kind} server")
         after = rss_kib(p.pid)
-        g.kill()
-        g.wait()
         return (after - before) / n
     finally:
+        if g is not None:
+            g.kill()
+            g.wait()
         stop(p)
 
 
@@ -178,37 +183,41 @@ def main():
     ap.add_argument("--only", default="pipelined,pingpong,binary16k,handshake,latency,idle")
     ap.add_argument("--idle", type=int, default=10000, help="connections for the idle-memory scenario")
     ap.add_argument("--servers", default="wsx,node,python,floor")
+    ap.add_argument("--loadgen", help="a built tests/bench/serve_loadgen.cpp (default: compiled here with g++)")
+    ap.add_argument("--floor-bin", help="a built tests/bench/serve_floor.cpp (default: compiled here with g++)")
+    benchlib.add_common_args(ap)
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="wsx-serve-bench-")
-    loadgen = os.path.join(tmp, "serve_loadgen")
-    subprocess.run(["g++", "-O2", "-std=c++20", "-o", loadgen, os.path.join(HERE, "serve_loadgen.cpp")], check=True)
+    if a.smoke:
+        a.seconds, a.rounds, a.idle = 1, 1, 100
     servers = a.servers.split(",")
-    if "floor" in servers:
-        subprocess.run(["g++", "-O2", "-std=c++20", "-o", os.path.join(tmp, "serve_floor"),
-                        os.path.join(HERE, "serve_floor.cpp"), "-lcrypto"], check=True)
+    benchlib.require(node_ws="node" in servers, python_websockets="python" in servers)
+    tmp = tempfile.mkdtemp(prefix="wsx-serve-bench-")
+    loadgen = benchlib.build_tool("serve_loadgen", a.loadgen, tmp)
+    floor_bin = benchlib.build_tool("serve_floor", a.floor_bin, tmp, ["-lcrypto"]) if "floor" in servers else None
     only = a.only.split(",")
-    results = {}
+    rounds = benchlib.Rounds()
     for scenario in [s for s in only if s in SCENARIOS]:
         unit = SCENARIOS[scenario][4]
         per = {k: [] for k in servers}
-        for _ in range(a.rounds):
+        for rnd in range(a.rounds):
             for kind in servers:
-                p, port = start_server(kind, a.wsx, tmp)
-                try:
-                    v = run_load(loadgen, p.pid, port, scenario, a.seconds)
-                finally:
-                    stop(p)
-                if v is not None:
-                    per[kind].append(v)
+                def one():
+                    p, port = start_server(kind, a.wsx, tmp, floor_bin)
+                    try:
+                        return run_load(loadgen, p, port, scenario, a.seconds, a.smoke)
+                    finally:
+                        stop(p)
+                per[kind].append(rounds.run(f"round {rnd + 1} {scenario} {kind}", one))
         if scenario == "latency":
             # Medians of p50 and of p99 over the rounds; lower is better.
-            row = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) if v else None
-                   for k, v in per.items()}
-            print(f"{scenario:10} " + "  ".join(f"{k} p50 {v[0]:.0f}us p99 {v[1]:.0f}us" if v else f"{k} failed"
-                                                for k, v in row.items()), flush=True)
+            cells = {k: (benchlib.figure([x and x[0] for x in v], lambda m: f"p50 {m:.0f}us", a.rounds),
+                         benchlib.figure([x and x[1] for x in v], lambda m: f"p99 {m:.0f}us", a.rounds))
+                     for k, v in per.items()}
+            print(f"{scenario:10} " + "  ".join(f"{k} {c[0]} {c[1]}" if c[0] != "FAILED" else f"{k} FAILED"
+                                                for k, c in cells.items()), flush=True)
             continue
-        med = {k: statistics.median(x[0] for x in v) if v else None for k, v in per.items()}
-        results[scenario] = (med, unit)
+        ok = {k: [x[0] for x in v if x is not None] for k, v in per.items()}
+        med = {k: statistics.median(v) if v else None for k, v in ok.items()}
         ratio = f"{med['wsx'] / med['node']:.1f}x node" if med.get("wsx") and med.get("node") else "-"
         # The floor beside wsx/node: the most any server could reach here, and wsx's share of it.
         ceiling = ""
@@ -216,10 +225,12 @@ def main():
             ceiling += f"   floor/node {med['floor'] / med['node']:.1f}x node"
         if med.get("floor") and med.get("wsx"):
             ceiling += f"   wsx/floor {med['wsx'] / med['floor']:.2f}"
-        print(f"{scenario:10} " + "  ".join(f"{k} {v:,.0f} {unit}" if v else f"{k} failed" for k, v in med.items())
-              + f"   wsx/node {ratio}" + ceiling, flush=True)
+        print(f"{scenario:10} " + "  ".join(
+            f"{k} " + benchlib.figure([x and x[0] for x in v], lambda m: f"{m:,.0f} {unit}", a.rounds)
+            for k, v in per.items()) + f"   wsx/node {ratio}" + ceiling, flush=True)
         # Server CPU per message: what each server spends, whatever the load generator's ceiling.
-        cpu = {k: statistics.median(x[1] for x in v) if v and all(x[1] for x in v) else None for k, v in per.items()}
+        cpu = {k: statistics.median(x[1] for x in v if x) if v and all(x and x[1] for x in v) else None
+               for k, v in per.items()}
         if cpu.get("wsx") and cpu.get("node"):
             what = "handshake" if scenario == "handshake" else "msg"
             floor = f"   wsx/floor {cpu['wsx'] / cpu['floor']:.1f}x" if cpu.get("floor") else ""
@@ -228,9 +239,11 @@ def main():
     if "idle" in only:
         row = {}
         for kind in servers:
-            row[kind] = measure_idle(loadgen, kind, a.wsx, tmp, a.idle)
-        print(f"{'idle':10} " + "  ".join(f"{k} {v:.2f} KiB/conn" if v is not None else f"{k} failed"
+            row[kind] = rounds.run(f"idle {kind}", measure_idle, loadgen, kind, a.wsx, tmp, a.idle, floor_bin,
+                                   0.3 if a.smoke else 1.0)
+        print(f"{'idle':10} " + "  ".join(f"{k} {v:.2f} KiB/conn" if v is not None else f"{k} FAILED"
                                           for k, v in row.items()) + f"   ({a.idle} connections)", flush=True)
+    return rounds.exit_status()
 
 
 if __name__ == "__main__":
