@@ -123,7 +123,6 @@ void ws_ws_bridge::ping(bool from_client, std::string_view payload) {
 void ws_ws_bridge::pong(bool from_client, std::string_view payload, std::chrono::nanoseconds rtt) {
     // A pong that answered the proxy's own ping (--ping-interval) ends here.
     if (rtt.count() > 0) return;
-    if (!from_client && !cfg_.relay_pongs_to_client) return;
     if (cfg_.tap)
         cfg_.tap->write(cfg_.id, from_client ? tap_direction::to_upstream : tap_direction::to_client, "pong", payload);
     deliver(!from_client, k_pong, std::string(payload), false, 0);

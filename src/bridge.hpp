@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <random>
 
@@ -39,9 +40,6 @@ struct bridge_config {
     std::shared_ptr<tap_writer> tap;       ///< may be null
     fault_options fault;
     std::size_t pause_bytes = 1u << 20;    ///< queued bytes on one side that pause reading the other
-    /// ws <-> ws: pass the upstream's pongs on to the client. Off when the client's session
-    /// answers its pings itself (a Beast stream, with --compress): the client would get two.
-    bool relay_pongs_to_client = true;
     /// ws <-> tcp: the WebSocket session does not answer pings itself; the bridge does.
     bool answer_pings = false;
     /// ws <-> tcp with the WebSocket end as the client: how long its Close waits for the TCP

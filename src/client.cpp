@@ -214,45 +214,13 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
                       fmt::format("server chose subprotocol '{}', which was not offered", escape_for_terminal(r.subprotocol)));
 }
 
-template <class Layer>
-net::awaitable<void> upgrade(websocket::stream<Layer>& ws, const client_options& o, connect_result& r,
-                             clock::time_point deadline, std::ostream* verbose) {
-    const auto t0 = clock::now();
-    beast::get_lowest_layer(ws).expires_never();
-    websocket::stream_base::timeout to{};
-    to.handshake_timeout = std::max<clock::duration>(deadline - t0, std::chrono::milliseconds(1));
-    to.idle_timeout = websocket::stream_base::none();
-    to.keep_alive_pings = false;
-    ws.set_option(to);
-    apply_deflate(ws, o.deflate, false);
-    ws.auto_fragment(false);
-
-    const std::string target = upgrade_target(o, o.url);
-    ws.set_option(websocket::stream_base::decorator([&o, &r](websocket::request_type& req) {
-        decorate_upgrade_request(req, o, o.url);
-        r.request = http::request<http::empty_body>(req);
-    }));
-
-    const std::string host = o.host_override.empty() ? o.url.host_header() : o.host_override;
-    error_code ec;
-    co_await ws.async_handshake(r.response, host, target, net::redirect_error(net::use_awaitable, ec));
-    // Beast fills in the response only when one was read: a transport error leaves the
-    // placeholder status (500) it sets beforehand, which must not pass for the server's answer.
-    const bool answered = !ec || ec == websocket::condition::handshake_failed;
-    report_upgrade(ec, answered, o, r, verbose);
-    // After the handshake, pings and deadlines are the session's business.
-    to.handshake_timeout = o.session.close_timeout;
-    ws.set_option(to);
-    r.timings.upgrade = clock::now() - t0;
-}
-
-
-// The upgrade of a connection without extensions, whose frames the session parses itself:
-// the request is written and the answer read here, and the bytes that arrived behind the
-// answer (a server may greet at once) are returned for the session.
+// The upgrade: the request is written and the answer read here, and the bytes that arrived
+// behind the answer (a server may greet at once) are returned for the session, with the
+// permessage-deflate agreement when the server accepted the offer.
 template <class Stream>
-net::awaitable<std::string> upgrade_raw(Stream& stream, const client_options& o, connect_result& r,
-                                        clock::time_point deadline, std::ostream* verbose) {
+net::awaitable<std::string> upgrade(Stream& stream, const client_options& o, connect_result& r,
+                                    clock::time_point deadline, std::ostream* verbose,
+                                    std::optional<pmd::agreement>& deflate) {
     const auto t0 = clock::now();
     auto& lowest = beast::get_lowest_layer(stream);
     lowest.expires_at(deadline);
@@ -276,28 +244,30 @@ net::awaitable<std::string> upgrade_raw(Stream& stream, const client_options& o,
     const auto first = static_cast<const unsigned char*>(buffer.data().data());
     const bool tls_record = !answered && buffer.size() > 0 && (first[0] == 0x15 || first[0] == 0x16);
     report_upgrade(ec, answered, o, r, verbose, tls_record);
-    if (auto ext = r.response[http::field::sec_websocket_extensions]; !ext.empty())
+    const auto ext = r.response[http::field::sec_websocket_extensions];
+    if (!o.deflate.enabled && !ext.empty())
         throw failure(exit_code::upgrade,
                       fmt::format("upgrade with {} failed: the server enabled an extension that was not offered ({})",
                                   o.url.to_string(), escape_for_terminal(std::string(ext))));
+    if (o.deflate.enabled) {
+        auto answer = pmd::parse_answer(std::string_view(ext.data(), ext.size()), o.deflate);
+        if (answer.status == pmd::answer_status::invalid)
+            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), answer.error));
+        if (answer.status == pmd::answer_status::accepted) deflate = answer.params;
+    }
     r.timings.upgrade = clock::now() - t0;
     co_return beast::buffers_to_string(buffer.data());
 }
 
-// The upgrade over a connected stream, then the session on it: Beast's websocket stream when
-// compressing, else the stream alone with frames parsed by the session.
+// The upgrade over a connected stream, then the session on it.
 template <class Layer>
 net::awaitable<std::shared_ptr<ws_session>> open_session(typename Layer::next_layer_type& stream, const client_options& o,
                                                          const session_options& so, connect_result& r,
                                                          clock::time_point deadline, std::ostream* verbose) {
-    if (o.deflate.enabled) {
-        websocket::stream<Layer> ws(std::move(stream));
-        co_await upgrade(ws, o, r, deadline, verbose);
-        co_return std::make_shared<session<Layer>>(std::move(ws), beast::role_type::client, so);
-    }
-    auto early = co_await upgrade_raw(stream, o, r, deadline, verbose);
+    std::optional<pmd::agreement> deflate;
+    auto early = co_await upgrade(stream, o, r, deadline, verbose, deflate);
     drop_write_interest(beast::get_lowest_layer(stream).socket());
-    co_return std::make_shared<session<Layer>>(std::move(stream), std::move(early), so, beast::role_type::client);
+    co_return std::make_shared<session<Layer>>(std::move(stream), std::move(early), so, beast::role_type::client, deflate);
 }
 
 }  // namespace
@@ -407,10 +377,7 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
     connect_result r;
     const auto start = clock::now();
     const auto deadline = start + o.connect_timeout;
-    // Without compression, frames are parsed by the session, and data frames encoded and
-    // masked straight into one buffer, so a burst of messages leaves in one write.
-    auto so = o.session;
-    so.direct_writes = !o.deflate.enabled;
+    const auto& so = o.session;
 
     if (o.url.is_unix()) {
         if (o.url.tls) throw failure(exit_code::usage, "wss+unix:// is not supported: use ws+unix://");

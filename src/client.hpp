@@ -11,17 +11,12 @@
 
 #include "endpoint.hpp"
 #include "exit_code.hpp"
+#include "permessage_deflate.hpp"
 #include "proxy.hpp"
 #include "session.hpp"
 #include "tls.hpp"
 
 namespace wsx {
-
-struct deflate_options {
-    bool enabled = false;
-    int window_bits = 15;             ///< 9..15, for both directions
-    bool no_context_takeover = false;  ///< ask for no context takeover both ways
-};
 
 struct client_options {
     endpoint url;
@@ -110,18 +105,5 @@ http::request<http::empty_body> upgrade_request(const client_options& o, const e
 /// Sets the upgrade request's fields from the options: User-Agent, subprotocols, Origin,
 /// cookies, basic or bearer authorization, and the extra headers (last, so they win).
 void decorate_upgrade_request(http::fields& req, const client_options& o, const endpoint& url);
-
-/// Applies permessage-deflate settings to a stream of any role.
-template <class Stream>
-void apply_deflate(Stream& ws, const deflate_options& d, bool server) {
-    websocket::permessage_deflate pmd;
-    pmd.client_enable = !server && d.enabled;
-    pmd.server_enable = server && d.enabled;
-    pmd.client_max_window_bits = d.window_bits;
-    pmd.server_max_window_bits = d.window_bits;
-    pmd.client_no_context_takeover = d.no_context_takeover;
-    pmd.server_no_context_takeover = d.no_context_takeover;
-    ws.set_option(pmd);
-}
 
 }  // namespace wsx

@@ -1,16 +1,93 @@
 #include "permessage_deflate.hpp"
 
 #include <boost/beast/core/string.hpp>
-#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/zlib/deflate_stream.hpp>
 #include <boost/beast/zlib/inflate_stream.hpp>
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
 
 #include "codec.hpp"
 
 namespace wsx::pmd {
 
 namespace zlib = boost::beast::zlib;
+
+namespace {
+// RFC 9110 5.6.2: tchar.
+bool is_tchar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+}  // namespace
+
+std::optional<std::vector<extension>> parse_extensions(std::string_view text) {
+    std::vector<extension> out;
+    std::size_t i = 0;
+    const std::size_t n = text.size();
+    auto skip_ows = [&] {
+        while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
+    };
+    auto token = [&](std::string& t) {
+        const std::size_t start = i;
+        while (i < n && is_tchar(text[i])) ++i;
+        t.assign(text.substr(start, i - start));
+        return i > start;
+    };
+    auto quoted = [&](std::string& t) {  // at the opening quote
+        t.clear();
+        for (++i; i < n; ++i) {
+            const char c = text[i];
+            if (c == '"') {
+                ++i;
+                return true;
+            }
+            if (c == '\\') {
+                if (++i == n) return false;
+                t.push_back(text[i]);
+            } else if (c == '\t' || c == ' ' || (static_cast<unsigned char>(c) >= 0x21 && c != 0x7f)) {
+                t.push_back(c);
+            } else {
+                return false;
+            }
+        }
+        return false;
+    };
+    for (;;) {
+        skip_ows();
+        if (i < n && text[i] == ',') {  // an empty element
+            ++i;
+            continue;
+        }
+        if (i == n) break;
+        extension e;
+        if (!token(e.name)) return std::nullopt;
+        for (;;) {
+            skip_ows();
+            if (i == n || text[i] == ',') break;
+            if (text[i] != ';') return std::nullopt;
+            ++i;
+            skip_ows();
+            std::pair<std::string, std::string> param;
+            if (!token(param.first)) return std::nullopt;
+            skip_ows();
+            if (i < n && text[i] == '=') {
+                ++i;
+                skip_ows();
+                if (i < n && text[i] == '"') {
+                    if (!quoted(param.second)) return std::nullopt;
+                } else if (!token(param.second)) {
+                    return std::nullopt;
+                }
+            }
+            e.params.push_back(std::move(param));
+        }
+        out.push_back(std::move(e));
+        if (i < n) ++i;  // the comma
+    }
+    return out;
+}
 
 std::string client_offer(const deflate_options& d) {
     std::string s = "permessage-deflate";
@@ -21,9 +98,8 @@ std::string client_offer(const deflate_options& d) {
 }
 
 namespace {
-// A window-bits value: 1*DIGIT, possibly quoted (RFC 7692 section 7.1.2).
+// A window-bits value: 1*DIGIT (RFC 7692 section 7.1.2; a quoted one arrives unquoted).
 int window_bits_value(std::string_view v) {
-    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
     if (v.empty() || v.size() > 2 || v.find_first_not_of("0123456789") != std::string_view::npos) return -1;
     int n = 0;
     for (char c : v) n = n * 10 + (c - '0');
@@ -40,17 +116,19 @@ answer parse_answer(std::string_view header, const deflate_options& offered) {
     };
     std::size_t trimmed = header.find_first_not_of(" \t");
     if (trimmed == std::string_view::npos) return a;  // no extension: declined
+    const auto list = parse_extensions(header);
+    if (!list) return invalid(fmt::format("cannot read Sec-WebSocket-Extensions: {}", escape_for_terminal(header)));
     bool seen = false;
-    for (const auto& ext : boost::beast::http::ext_list(header)) {
-        const std::string_view name(ext.first.data(), ext.first.size());
+    for (const auto& ext : *list) {
+        const std::string_view name = ext.name;
         if (!boost::beast::iequals(name, "permessage-deflate"))
             return invalid(fmt::format("the server enabled extension '{}', which was not offered", escape_for_terminal(name)));
         if (seen) return invalid("the server answered permessage-deflate twice");
         seen = true;
         bool snct = false, cnct = false, smwb = false, cmwb = false;
-        for (const auto& param : ext.second) {
-            const std::string_view key(param.first.data(), param.first.size());
-            const std::string_view value(param.second.data(), param.second.size());
+        for (const auto& param : ext.params) {
+            const std::string_view key = param.first;
+            const std::string_view value = param.second;
             auto once = [&](bool& flag) {
                 if (flag) return false;
                 flag = true;
@@ -88,6 +166,64 @@ answer parse_answer(std::string_view header, const deflate_options& offered) {
     a.status = answer_status::accepted;
     return a;
 }
+
+std::optional<acceptance> choose_offer(const std::vector<std::string_view>& fields, const deflate_options& ours) {
+    if (!ours.enabled) return std::nullopt;
+    for (const auto field : fields) {
+        const auto list = parse_extensions(field);
+        if (!list) continue;  // a field that is not an extension list offers nothing
+        for (const auto& ext : *list) {
+            if (!boost::beast::iequals(ext.name, "permessage-deflate")) continue;
+            bool snct = false, cnct = false, smwb = false, cmwb = false, ok = true;
+            int server_bits = 15, client_bits = 15;
+            for (const auto& param : ext.params) {
+                const std::string_view key = param.first;
+                const std::string_view value = param.second;
+                auto once = [&](bool& flag) { return !std::exchange(flag, true); };
+                if (boost::beast::iequals(key, "server_no_context_takeover")) {
+                    ok = once(snct) && value.empty();
+                } else if (boost::beast::iequals(key, "client_no_context_takeover")) {
+                    ok = once(cnct) && value.empty();
+                } else if (boost::beast::iequals(key, "server_max_window_bits")) {
+                    // A value is required here (RFC 7692 7.1.2.1); 8 is a window zlib cannot
+                    // compress with (it would use 512 bytes, more than the client allows).
+                    server_bits = window_bits_value(value);
+                    ok = once(smwb) && server_bits >= 9 && server_bits <= 15;
+                } else if (boost::beast::iequals(key, "client_max_window_bits")) {
+                    // Without a value: the client can take a smaller window if asked.
+                    client_bits = value.empty() ? 15 : window_bits_value(value);
+                    ok = once(cmwb) && client_bits >= 8 && client_bits <= 15;
+                } else {
+                    ok = false;  // a parameter this server does not know declines the offer
+                }
+                if (!ok) break;
+            }
+            if (!ok) continue;
+            acceptance a;
+            a.response = "permessage-deflate";
+            auto& p = a.params;
+            p.server_no_context_takeover = snct || ours.no_context_takeover;
+            p.client_no_context_takeover = cnct || ours.no_context_takeover;
+            // Our window: never more than the client allows, nor than we were told to use. It
+            // is named only when the client asked: without the parameter any window will do.
+            p.server_max_window_bits = std::min(server_bits, ours.window_bits);
+            if (smwb) a.response += fmt::format("; server_max_window_bits={}", p.server_max_window_bits);
+            // The client's window: named only when the client said it can take a smaller one.
+            p.client_max_window_bits = std::min(client_bits, ours.window_bits);
+            if (cmwb && p.client_max_window_bits < 15)
+                a.response += fmt::format("; client_max_window_bits={}", p.client_max_window_bits);
+            if (p.server_no_context_takeover) a.response += "; server_no_context_takeover";
+            if (p.client_no_context_takeover) a.response += "; client_no_context_takeover";
+            return a;
+        }
+    }
+    return std::nullopt;
+}
+
+codec::codec(const agreement& a, bool client)
+    : out(std::make_unique<deflater>(client ? a.client_max_window_bits : a.server_max_window_bits,
+                                     client ? a.client_no_context_takeover : a.server_no_context_takeover)),
+      in(std::make_unique<inflater>(client ? a.server_no_context_takeover : a.client_no_context_takeover)) {}
 
 // ---------------------------------------------------------------------------------------------
 

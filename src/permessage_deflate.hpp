@@ -1,15 +1,39 @@
 #pragma once
-/// permessage-deflate (RFC 7692) for code that frames messages itself (the bench hot path):
-/// the client's offer, the server's answer, and whole-message compression both ways.
-/// Sessions built on Beast's websocket::stream get the same from Beast (apply_deflate).
+/// permessage-deflate (RFC 7692), once for every connection in wsx (sessions of every command,
+/// bench's connections): the client's offer, the server's choice among offers, the client's
+/// reading of the answer, and whole-message compression both ways.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
-#include "client.hpp"
+namespace wsx {
+
+/// What the user asked for (--compress and its options), either role.
+struct deflate_options {
+    bool enabled = false;
+    int window_bits = 15;             ///< 9..15, for both directions
+    bool no_context_takeover = false;  ///< ask for no context takeover both ways
+};
+
+}  // namespace wsx
 
 namespace wsx::pmd {
+
+/// One element of a Sec-WebSocket-Extensions list (RFC 6455 9.1): a name and its parameters,
+/// values unquoted.
+struct extension {
+    std::string name;
+    std::vector<std::pair<std::string, std::string>> params;
+};
+
+/// Reads an extension list: `1#( token *( OWS ";" OWS token [ "=" ( token / quoted-string ) ] ) )`,
+/// elements separated by commas (empty elements allowed, as RFC 9110 5.6.1 asks). None when
+/// the text is not such a list.
+std::optional<std::vector<extension>> parse_extensions(std::string_view text);
 
 /// The Sec-WebSocket-Extensions value a client sends for `d`: always `client_max_window_bits`
 /// (so the server may ask for a smaller window), `server_max_window_bits=N` and an explicit
@@ -38,6 +62,19 @@ struct answer {
 
 /// Reads the server's Sec-WebSocket-Extensions value (empty when absent) against what `offered` asked.
 answer parse_answer(std::string_view header, const deflate_options& offered);
+
+/// A server's acceptance of one permessage-deflate offer.
+struct acceptance {
+    agreement params;      ///< what both sides use from now on
+    std::string response;  ///< the Sec-WebSocket-Extensions value to answer with
+};
+
+/// The server's choice (RFC 7692 section 5): the first offer among the request's
+/// Sec-WebSocket-Extensions values (`fields`, in order) that it can accept with `ours`; none
+/// when compression is off or no offer is acceptable (the connection then goes uncompressed).
+/// An offer with an unknown or repeated parameter, or a value out of range, is declined.
+std::optional<acceptance> choose_offer(const std::vector<std::string_view>& fields, const deflate_options& ours);
+
 
 /// Compresses whole messages as one sender of a connection (context kept between messages
 /// unless the agreement or the options say otherwise).
@@ -71,6 +108,14 @@ public:
 private:
     struct impl;
     std::unique_ptr<impl> impl_;
+};
+
+/// The compression state of one connection, for the side `client` (or the server): a deflater
+/// for what it sends and an inflater for what it receives, set up from the agreement.
+struct codec {
+    codec(const agreement& a, bool client);
+    std::unique_ptr<deflater> out;
+    std::unique_ptr<inflater> in;
 };
 
 }  // namespace wsx::pmd

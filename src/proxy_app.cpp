@@ -474,21 +474,17 @@ public:
             return std::make_shared<refuse_events>();
         }
         auto cfg = core_.bridge_cfg(id, up->slot);
-        // Pings and pongs pass through the bridge, except on a compressed client connection: a
-        // Beast stream answers its pings itself (and, told not to, drops every Pong it would
-        // write, relayed ones too), so the upstream's pongs are not passed on to it.
-        // --fault-stall-pongs: no answer at all.
-        const bool stream_answers = s->compressed();
+        // Pings and pongs pass through the bridge, compressed connections included (the session
+        // leaves the client's pings to it); --fault-stall-pongs: no answer at all.
         const bool stall = core_.stalls_pongs();
-        s->set_answer_pings(stream_answers && !stall);
+        s->set_answer_pings(false);
         if (up->ws) {
-            cfg.relay_pongs_to_client = !stream_answers;
             auto b = std::make_shared<ws_ws_bridge>(s, up->ws, std::move(cfg));
             net::post(s->get_executor(), [b] { b->start(); });
             return b->client_handler();
         }
         // TCP has no pings to pass them on to: the bridge answers them.
-        cfg.answer_pings = !stream_answers && !stall;
+        cfg.answer_pings = !stall;
         auto b = std::make_shared<ws_tcp_bridge>(s, std::move(*up->sock), true, std::move(cfg));
         net::post(s->get_executor(), [b] { b->start(); });
         return b->ws_handler();

@@ -776,9 +776,6 @@ serve_app::serve_app(serve_options o)
     for (std::size_t i = 0; i < o_.threads; ++i) workers_.push_back(std::make_unique<net::io_context>(1));
     if (!o_.static_dir.empty()) static_.emplace(o_.static_dir);
     if (o_.mode == serve_mode::exec) reaper_ = std::make_unique<child_reaper>(main_);
-    // An echo answers every message: with compression, what came before a client's Close is
-    // answered before the Close is (see session_options::replies_before_reading).
-    if (o_.mode == serve_mode::echo && !o_.service) o_.server.session.replies_before_reading = true;
 }
 
 void serve_app::log_line(const std::string& line) {

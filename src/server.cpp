@@ -147,16 +147,6 @@ void limit_request_parser(http::request_parser<http::string_body>& parser, std::
     parser.body_limit(max_bytes);
 }
 
-bool offers_deflate(const http_request& req) {
-    // Read with the parser Beast's accept reads the offer with, so that the two cannot disagree
-    // (Beast takes "permessage-deflate" from "permessage-deflate\xc5^x", which a split on ',' and
-    // ';' did not): Beast looks at the first field only, every field counts here.
-    const auto [first, last] = req.equal_range(http::field::sec_websocket_extensions);
-    for (auto field = first; field != last; ++field)
-        for (const auto& ext : http::ext_list(field->value()))
-            if (beast::iequals(ext.first, "permessage-deflate")) return true;
-    return false;
-}
 
 void server::listen_unix() {
     const std::string& path = opts_.listen.unix_path;
@@ -406,24 +396,31 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         to.idle_timeout = websocket::stream_base::none();
         to.keep_alive_pings = false;
         ws.set_option(to);
-        apply_deflate(ws, opts_.deflate, true);
-        ws.auto_fragment(false);
-        ws.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
+        // permessage-deflate is negotiated here, not by Beast (whose accept only checks the
+        // request and writes the answer): the session compresses with the project's own codec.
+        std::vector<std::string_view> offers;
+        const auto [first_ext, last_ext] = req.equal_range(http::field::sec_websocket_extensions);
+        for (auto f = first_ext; f != last_ext; ++f) offers.emplace_back(f->value().data(), f->value().size());
+        const auto deflate = pmd::choose_offer(offers, opts_.deflate);
+        std::string extensions = deflate ? deflate->response : std::string();
+        ws.set_option(websocket::stream_base::decorator([subprotocol, extensions](websocket::response_type& res) {
             res.set(http::field::server, "wsx/" WSX_VERSION);
             // A refusal of the accept's own (e.g. HTTP/1.2): the connection ends after it.
-            if (res.result() != http::status::switching_protocols) res.keep_alive(false);
-            else if (!subprotocol.empty()) res.set(http::field::sec_websocket_protocol, subprotocol);
+            if (res.result() != http::status::switching_protocols) {
+                res.keep_alive(false);
+                return;
+            }
+            if (!subprotocol.empty()) res.set(http::field::sec_websocket_protocol, subprotocol);
+            if (!extensions.empty()) res.set(http::field::sec_websocket_extensions, extensions);
         }));
         co_await ws.async_accept(req, net::redirect_error(net::use_awaitable, ec));
         if (ec) co_return;
-        session_options so = opts_.session;
-        so.direct_writes = !opts_.deflate.enabled || !offers_deflate(req);
-        // Without extensions (also with --compress, for a client that did not offer it), frames
-        // are parsed by the session itself and Beast's stream state is let go; bytes the client
-        // sent behind its upgrade request go along.
-        auto s = so.direct_writes ? std::make_shared<session<Layer>>(std::move(ws.next_layer().next_layer()),
-                                                                    beast::buffers_to_string(buffer.data()), so)
-                                  : std::make_shared<session<Layer>>(std::move(ws), beast::role_type::server, so);
+        // Frames are parsed by the session itself and Beast's stream state is let go; bytes the
+        // client sent behind its upgrade request go along.
+        auto s = std::make_shared<session<Layer>>(
+            std::move(ws.next_layer().next_layer()), beast::buffers_to_string(buffer.data()), opts_.session,
+            beast::role_type::server,
+            deflate ? std::optional<pmd::agreement>(deflate->params) : std::nullopt);
         if (opts_.tls) s->hold(opts_.tls);
         for (auto& h : upgraded.holds) s->hold_until_close(std::move(h));
         upgraded.holds.clear();

@@ -148,10 +148,6 @@ private:
 /// as many of body (a request beyond either is answered 431).
 void limit_request_parser(http::request_parser<http::string_body>& parser, std::size_t max_bytes);
 
-/// Whether the upgrade request offers permessage-deflate (RFC 7692), in any of its
-/// Sec-WebSocket-Extensions fields: only then can the connection end up compressed, so without
-/// it the session may parse frames itself.
-bool offers_deflate(const http_request& req);
 
 /// An HTTP response with a one-line plain-text body.
 http_response make_response(http::status status, std::string body, unsigned version = 11);

@@ -8,43 +8,32 @@
 namespace wsx {
 
 template <class Layer>
-session<Layer>::session(websocket::stream<Layer>&& ws, beast::role_type role, session_options opts)
-    : ws_(std::in_place, std::move(ws)), role_(role), opts_(opts), reader_(opts.max_message_size, role == beast::role_type::server) {}
-
-template <class Layer>
 session<Layer>::session(typename Layer::next_layer_type&& stream, std::string early, session_options opts,
-                        beast::role_type role)
-    : raw_(std::in_place, std::move(stream)),
+                        beast::role_type role, std::optional<pmd::agreement> deflate)
+    : layer_(std::move(stream)),
       role_(role),
       opts_(opts),
       reader_(opts.max_message_size, role == beast::role_type::server),
       partial_(std::move(early)) {
-    opts_.direct_writes = true;
+    if (deflate) {
+        pmd::codec c(*deflate, role == beast::role_type::client);
+        deflate_ = std::move(c.out);
+        inflate_ = std::move(c.in);
+        reader_.set_inflater(inflate_.get());
+    }
 }
 
 template <class Layer>
 void session<Layer>::start(std::shared_ptr<channel_events> events) {
     events_ = std::move(events);
     stats_.opened = last_activity_ = last_message_ = steady_clock::now();
-    direct_ = opts_.direct_writes;
-    // Clients coalesce only with direct writes: their Close then leaves in a write of its own,
-    // after everything queued (see do_close), and Beast's frames keep their order.
-    if (role_ == beast::role_type::server || direct_) layer().set_coalescing(true);
-    if (ws_) {
-        ws_->read_message_max(opts_.max_message_size);
-        if (role_ == beast::role_type::server) layer().set_drop_pongs(!opts_.answer_pings);
-        ws_->control_callback([this](websocket::frame_type kind, beast::string_view payload) { on_control(kind, payload); });
-    }
+    // Writes wait for the read loop to flush them together; a client's Close still leaves in a
+    // write of its own, after everything queued (see do_close).
+    layer().set_coalescing(true);
     arm_ping();
     arm_idle();
-    if (ws_) return do_read();
     // Bytes may already wait in the socket (or behind the upgrade request): read before waiting.
     net::post(layer().get_executor(), [self = self()] { self->pump(); });
-}
-
-template <class Layer>
-void session<Layer>::do_read() {
-    ws_->async_read(rbuf_, beast::bind_front_handler(&session::on_read, self()));
 }
 
 namespace {
@@ -208,7 +197,7 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
                 break;
             case frame_event::ping:
                 arrived();
-                if (opts_.answer_pings && !close_sent_) layer().write_control(0x8a, ev.control, masks());
+                if (opts_.answer_pings && !close_sent_) layer().write_control(opcode_byte::pong, ev.control, masks());
                 if (events_) events_->on_ping(ev.control);
                 break;
             case frame_event::pong:
@@ -344,34 +333,6 @@ void session<Layer>::teardown_and_finish(close_info info) {
 }
 
 template <class Layer>
-void session<Layer>::on_read(error_code ec, std::size_t) {
-    if (ec) {
-        close_info info;
-        if (ec == websocket::error::closed) {
-            const auto& r = ws_->reason();
-            info.code = r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code);
-            info.reason = std::string(r.reason.data(), r.reason.size());
-            info.clean = true;
-            info.by_peer = !close_sent_ || bad_close_code_;
-        } else {
-            info.error = ec;
-            info.what = abort_what_.empty() ? ec.message() : abort_what_;
-        }
-        return finish(std::move(info));
-    }
-    last_activity_ = last_message_ = steady_clock::now();
-    if (stats_.messages_in++ == 0) stats_.first_message = last_activity_;
-    std::string payload = beast::buffers_to_string(rbuf_.data());
-    stats_.bytes_in += payload.size();
-    rbuf_.consume(rbuf_.size());
-    if (events_) events_->on_message(std::move(payload), ws_->got_binary());
-    if (finished_) return;
-    if (read_paused_) read_parked_ = true;
-    else if (opts_.replies_before_reading && writing_) read_after_writes_ = true;
-    else do_read();
-}
-
-template <class Layer>
 void session<Layer>::pause_reading() {
     if (read_paused_ || finished_) return;
     read_paused_ = true;
@@ -381,7 +342,7 @@ void session<Layer>::pause_reading() {
 
 template <class Layer>
 void session<Layer>::hold_close_reply() {
-    if (!direct_ || finished_) return;  // Beast's own writes would wait behind the held answer
+    if (finished_) return;
     hold_close_ = true;
 }
 
@@ -392,21 +353,19 @@ void session<Layer>::resume_reading() {
     layer().set_read_paused(false);
     if (read_parked_ && !finished_) {
         read_parked_ = false;
-        if (ws_) do_read();
-        else net::post(layer().get_executor(), [self = self()] { self->pump(); });
+        net::post(layer().get_executor(), [self = self()] { self->pump(); });
     }
 }
 
-// Frames written straight to the stream's buffer (direct writes): returns false when the
-// session does not write that way. Also takes care of a session that is closing.
+// A data message, encoded (and compressed, when agreed) straight into the stream's write
+// buffer, which is the send queue: what is queued leaves in one write.
 template <class Layer>
-bool session<Layer>::send_direct(std::string_view payload, bool binary) {
+void session<Layer>::send_view(std::string_view payload, bool binary) {
     if (finished_ || close_requested_) {
         ++stats_.dropped_messages;
         stats_.dropped_bytes += payload.size();
-        return true;
+        return;
     }
-    if (!direct_) return false;
     const std::size_t queued = layer().buffered();
     if (queued > 0 && queued + payload.size() > opts_.send_queue_limit && opts_.overflow != overflow_policy::queue) {
         ++stats_.dropped_messages;
@@ -421,111 +380,38 @@ bool session<Layer>::send_direct(std::string_view payload, bool binary) {
         } else {
             want_writable();
         }
-        return true;
+        return;
     }
     ++stats_.messages_out;
     stats_.bytes_out += payload.size();
     if (opts_.idle_timeout.count() > 0) last_message_ = steady_clock::now();
-    layer().write_frame(binary, payload, masks());
-    return true;
-}
-
-template <class Layer>
-void session<Layer>::send_view(std::string_view payload, bool binary) {
-    if (!send_direct(payload, binary)) send(std::string(payload), binary);
+    if (!deflate_) return layer().write_frame(binary, payload, masks());
+    zbuf_.clear();
+    deflate_->compress(payload, zbuf_);
+    layer().write_frame(binary, zbuf_, masks(), true);
+    // A large message's buffer is not kept for an idle connection.
+    if (zbuf_.capacity() > 64 * 1024) std::string().swap(zbuf_);
 }
 
 template <class Layer>
 void session<Layer>::send(std::string payload, bool binary) {
-    if (send_direct(payload, binary)) return;
-    if (queued_bytes_ + payload.size() > opts_.send_queue_limit && !queue_.empty()) {
-        blocked_ = true;
-        if (opts_.overflow == overflow_policy::drop) {
-            ++stats_.dropped_messages;
-            stats_.dropped_bytes += payload.size();
-            return;
-        }
-        if (opts_.overflow == overflow_policy::close) {
-            // Keep the message being written (its buffer is on the wire); drop the rest.
-            while (queue_.size() > (writing_ ? 1u : 0u)) {
-                queued_bytes_ -= queue_.back().payload.size();
-                ++stats_.dropped_messages;
-                stats_.dropped_bytes += queue_.back().payload.size();
-                queue_.pop_back();
-            }
-            close(1008, "send queue limit exceeded");
-            return;
-        }
-    }
-    queued_bytes_ += payload.size();
-    if (opts_.idle_timeout.count() > 0) last_message_ = steady_clock::now();
-    queue_.push_back({std::move(payload), binary});
-    if (!writing_) do_write();
-}
-
-template <class Layer>
-void session<Layer>::do_write() {
-    if (queue_.empty()) {
-        writing_ = false;
-        if (close_requested_ && !close_sent_) do_close();
-        if (read_after_writes_ && !finished_) {
-            read_after_writes_ = false;
-            if (read_paused_) read_parked_ = true;
-            else do_read();
-        }
-        return;
-    }
-    writing_ = true;
-    ws_->binary(queue_.front().binary);
-    ws_->async_write(net::buffer(queue_.front().payload), beast::bind_front_handler(&session::on_write, self()));
-}
-
-template <class Layer>
-void session<Layer>::on_write(error_code ec, std::size_t) {
-    if (ec) {
-        // The read side sees the same failure and reports it; stop writing.
-        writing_ = false;
-        if (read_after_writes_ && !finished_) {
-            read_after_writes_ = false;
-            do_read();  // it reports the failure
-        }
-        return;
-    }
-    ++stats_.messages_out;
-    stats_.bytes_out += queue_.front().payload.size();
-    queued_bytes_ -= queue_.front().payload.size();
-    queue_.pop_front();
-    if (blocked_ && queued_bytes_ <= opts_.send_queue_limit / 2 && !close_requested_) {
-        blocked_ = false;
-        if (events_) events_->on_writable();
-    }
-    do_write();
+    send_view(payload, binary);
 }
 
 template <class Layer>
 void session<Layer>::want_writable() {
     if (finished_ || close_requested_) return;
-    if (direct_) {
-        // The stream's buffer is the queue: ask it to call back once it has drained.
-        if (layer().buffered() <= opts_.send_queue_limit / 2) {
-            net::post(layer().get_executor(), [self = self()] {
-                if (!self->finished_ && self->events_) self->events_->on_writable();
-            });
-            return;
-        }
-        layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
-            if (!ec && !self->finished_ && self->events_) self->events_->on_writable();
-        });
-        return;
-    }
-    if (queued_bytes_ <= opts_.send_queue_limit / 2 && !writing_) {
-        // Already drained: answer on the next turn, never from inside the caller.
+    // The stream's buffer is the queue: ask it to call back once it has drained (or on the
+    // next turn when it has, never from inside the caller).
+    if (layer().buffered() <= opts_.send_queue_limit / 2) {
         net::post(layer().get_executor(), [self = self()] {
             if (!self->finished_ && self->events_) self->events_->on_writable();
         });
         return;
     }
-    blocked_ = true;
+    layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
+        if (!ec && !self->finished_ && self->events_) self->events_->on_writable();
+    });
 }
 
 template <class Layer>
@@ -534,12 +420,12 @@ void session<Layer>::close(std::uint16_t code, std::string reason) {
     close_requested_ = true;
     close_code_ = code;
     close_reason_ = std::move(reason);
-    if (!writing_) do_close();
+    do_close();
 }
 
 template <class Layer>
 void session<Layer>::do_close() {
-    if (direct_ && role_ == beast::role_type::client && !close_drained_ && !give_up_after_close_) {
+    if (role_ == beast::role_type::client && !close_drained_ && !give_up_after_close_) {
         // Let the queued messages leave before the Close, in writes of their own: some servers
         // stop answering a batch that arrives together with the client's Close.
         close_drained_ = true;
@@ -556,7 +442,7 @@ void session<Layer>::do_close() {
         return;
     }
     close_sent_ = true;
-    if (raw_ && peer_closed_) {
+    if (peer_closed_) {
         // The answer to a held Close (a proxy passing on the far end's): the handshake is over.
         close_info info;
         info.code = peer_code_;
@@ -571,7 +457,6 @@ void session<Layer>::do_close() {
                                     else if (self->give_up_after_close_) self->abort(self->abort_what_, net::error::timed_out);
                                     else if (std::exchange(self->paused_for_close_, false)) self->resume_reading();
                                 });
-        if (hold_close_ && ws_) layer().release_close_reply();
     }
     arm_close_timer();
 }
@@ -596,10 +481,9 @@ void session<Layer>::abort(std::string what, error_code ec) {
     if (finished_) return;
     if (abort_what_.empty()) abort_what_ = std::move(what);
     if (ec == net::error::timed_out) timed_out_ = true;
-    if (hold_close_ && ws_) layer().release_close_reply(net::error::operation_aborted);
     error_code ignored;
     beast::get_lowest_layer(layer()).socket().close(ignored);
-    if (read_parked_ || (raw_ && read_stopped_)) {
+    if (read_parked_ || read_stopped_) {
         // No read is outstanding to report the end (reading is paused, or over after a Close or
         // a protocol error): report it here, on the next turn.
         close_info info;
@@ -616,37 +500,20 @@ void session<Layer>::abort(std::string what, error_code ec) {
 template <class Layer>
 void session<Layer>::send_control(bool ping, std::string_view payload) {
     if (finished_ || close_sent_) return;
-    payload = payload.substr(0, 125);
-    if (raw_) return layer().write_control(ping ? 0x89 : 0x8a, payload, masks());
-    // Beast's stream takes one control frame at a time: one that arrives meanwhile is dropped,
-    // as a peer may drop pings it cannot answer at once.
-    if (ping_in_flight_) return;
-    ping_in_flight_ = true;
-    auto done = [self = self()](error_code) { self->ping_in_flight_ = false; };
-    const websocket::ping_data data(payload.data(), payload.size());
-    if (ping) ws_->async_ping(data, std::move(done));
-    else ws_->async_pong(data, std::move(done));
+    layer().write_control(ping ? opcode_byte::ping : opcode_byte::pong, payload.substr(0, 125), masks());
 }
 
 template <class Layer>
 void session<Layer>::ping(std::string payload) {
-    if (finished_ || close_sent_ || ping_in_flight_) return;
+    if (finished_ || close_sent_) return;
     // An unanswered ping keeps its deadline: a new ping must not push the timeout further out.
     if (awaiting_pong_ && opts_.ping_timeout.count() > 0) return;
     if (payload.size() > 125) payload.resize(125);
-    ping_in_flight_ = true;
     ping_payload_ = payload;
     ping_sent_ = steady_clock::now();
     awaiting_pong_ = true;
     ++stats_.pings_sent;
-    if (raw_) {
-        layer().write_control(0x89, payload, masks());
-        ping_in_flight_ = false;
-    } else {
-        ws_->async_ping(websocket::ping_data(payload.data(), payload.size()), [self = self()](error_code) {
-            self->ping_in_flight_ = false;
-        });
-    }
+    layer().write_control(opcode_byte::ping, payload, masks());
     if (opts_.ping_timeout.count() > 0) {
         timer(pong_timer_).expires_after(opts_.ping_timeout);
         pong_timer_->async_wait([self = self()](error_code ec) {
@@ -656,36 +523,6 @@ void session<Layer>::ping(std::string payload) {
                                     std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.ping_timeout).count()),
                         net::error::timed_out);
         });
-    }
-}
-
-template <class Layer>
-void session<Layer>::on_control(websocket::frame_type kind, beast::string_view payload) {
-    last_activity_ = steady_clock::now();
-    if (kind == websocket::frame_type::ping) {
-        if (events_) events_->on_ping({payload.data(), payload.size()});
-    } else if (kind == websocket::frame_type::close) {
-        if (ws_->reason().code >= 5000 && !close_sent_) {
-            // RFC 6455 7.4 allows codes up to 4999, Beast any above 2999: fail the connection
-            // with 1002 ourselves. Beast's echo of the code that follows is swallowed by the layer.
-            bad_close_code_ = true;
-            close_requested_ = close_sent_ = true;
-            close_code_ = 1002;
-            close_reason_ = "invalid close code";
-            layer().inject_and_seal(encode_close_frame(close_code_, close_reason_, masks()),
-                                    [](error_code) {});
-            return;
-        }
-        if (hold_close_ && events_) {
-            // Beast writes its answer right after this call: hold that one frame only (a Close
-            // Beast sends on its own, e.g. 1009 for a message too big, must go out at once).
-            layer().set_hold_close_reply(true);
-            const auto& r = ws_->reason();
-            events_->on_close_received(r.code == websocket::close_code::none ? 1005 : static_cast<int>(r.code),
-                                       {payload.data(), payload.size()});
-        }
-    } else if (kind == websocket::frame_type::pong) {
-        note_pong({payload.data(), payload.size()});
     }
 }
 

@@ -1,7 +1,6 @@
 #pragma once
 /// session<Layer>: one WebSocket connection after its handshake, client or server side.
 /// Owns the read loop, a byte-capped write queue, pings and the closing handshake.
-#include <list>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -10,6 +9,7 @@
 #include "channel.hpp"
 #include "frame_reader.hpp"
 #include "net.hpp"
+#include "permessage_deflate.hpp"
 #include "ws_layer.hpp"
 
 namespace wsx {
@@ -30,18 +30,8 @@ struct session_options {
     std::chrono::nanoseconds ping_timeout{0};      ///< 0: pongs are not awaited
     std::chrono::nanoseconds idle_timeout{0};      ///< 0: no limit; else close 1001 when nothing arrives
     std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
-    /// Sessions without compression: encode data frames directly into the stream's write
-    /// buffer (queued messages leave in one write) instead of one Beast write each. Servers
-    /// and clients set it unless compressing.
-    bool direct_writes = false;
     /// Server sessions: false leaves the peer's pings unanswered (fault injection).
     bool answer_pings = true;
-    /// Sessions with compression (Beast's stream): read the next message only once every
-    /// message queued has been written. Beast answers a Close the moment it reads one, and a
-    /// message still queued then is lost: an echo server sets it so that the answers to what
-    /// came before a client's Close all go out first (sessions without compression write
-    /// their answers before they read on anyway).
-    bool replies_before_reading = false;
 };
 
 /// The type-erased face of a session.
@@ -69,14 +59,11 @@ public:
     /// Stops reading from the peer (backpressure for whoever consumes the messages): nothing
     /// more is delivered, and the peer's sends back up in TCP, until resume_reading().
     virtual void pause_reading() {}
-    /// Server sessions without compression: when the peer's Close arrives, report it with
+    /// Server sessions: when the peer's Close arrives, report it with
     /// on_close_received() and answer only at close() (messages may still be sent until then),
     /// so that a proxy can pass the close on and return the far end's answer.
     virtual void hold_close_reply() {}
     virtual void resume_reading() {}
-    /// Whether the connection negotiated compression: then a Beast stream carries it, which
-    /// answers pings itself (or, told not to, drops every Pong it would write).
-    virtual bool compressed() const noexcept { return false; }
     /// Before start(): whether the session answers pings itself (a relay may pass them on instead).
     virtual void set_answer_pings(bool on) = 0;
     virtual bool is_open() const noexcept = 0;
@@ -94,18 +81,17 @@ protected:
     std::vector<std::shared_ptr<const void>> held_until_close_;
 };
 
-/// Two ways of reading: a Beast websocket stream (connections with compression), or, without
-/// extensions, the stream alone with frames parsed here (frame_reader):
-/// every frame already received is handled in one pass, an idle connection holds no read
-/// buffer, and Beast's per-connection state is gone after the handshake.
+/// The one session engine: the stream alone after the upgrade, frames parsed by the frame
+/// codec (frame_reader) and encoded straight into the stream's write buffer, with
+/// permessage-deflate when it was agreed. Every frame already received is handled in one
+/// pass, queued messages leave in one write, and an idle connection holds no read buffer.
 template <class Layer>
 class session final : public ws_session {
 public:
-    session(websocket::stream<Layer>&& ws, beast::role_type role, session_options opts);
-    /// No extensions, frames parsed here: `stream` is the upgraded connection, `early` any
-    /// bytes that arrived behind the upgrade request or answer. Writes are direct (opts.direct_writes).
+    /// `stream` is the upgraded connection, `early` any bytes that arrived behind the upgrade
+    /// request or answer, `deflate` the permessage-deflate agreement, if any.
     session(typename Layer::next_layer_type&& stream, std::string early, session_options opts,
-            beast::role_type role = beast::role_type::server);
+            beast::role_type role = beast::role_type::server, std::optional<pmd::agreement> deflate = std::nullopt);
 
     void start(std::shared_ptr<channel_events> events) override;
     void send(std::string payload, bool binary) override;
@@ -114,20 +100,19 @@ public:
     void send_control(bool ping, std::string_view payload) override;
     void close(std::uint16_t code, std::string reason) override;
     void abort(std::string what, error_code ec) override;
-    std::size_t queued_bytes() const noexcept override { return direct_ ? layer().buffered() : queued_bytes_; }
+    std::size_t queued_bytes() const noexcept override { return layer().buffered(); }
     void want_writable() override;
     void pause_reading() override;
     void hold_close_reply() override;
     void resume_reading() override;
     bool is_open() const noexcept override { return !finished_ && !close_requested_; }
-    bool compressed() const noexcept override { return ws_.has_value(); }
     void set_answer_pings(bool on) override { opts_.answer_pings = on; }
     net::any_io_executor get_executor() override { return layer().get_executor(); }
 
 private:
     static constexpr bool plain_socket = !std::is_same_v<Layer, tls_layer>;
-    Layer& layer() noexcept { return ws_ ? ws_->next_layer() : *raw_; }
-    const Layer& layer() const noexcept { return ws_ ? ws_->next_layer() : *raw_; }
+    Layer& layer() noexcept { return layer_; }
+    const Layer& layer() const noexcept { return layer_; }
     net::steady_timer& timer(std::optional<net::steady_timer>& t) {
         if (!t) t.emplace(layer().get_executor());
         return *t;
@@ -139,7 +124,6 @@ private:
     steady_clock::time_point idle_since() const noexcept {
         return role_ == beast::role_type::server ? last_message_ : last_activity_;
     }
-    // Frames parsed here (raw_ set):
     void pump();
     void read_plain();
     void on_plain_ready(error_code ec);
@@ -156,46 +140,25 @@ private:
     void teardown_and_finish(close_info info);
     void note_pong(std::string_view payload);
 
-    bool send_direct(std::string_view payload, bool binary);
-    void do_read();
-    void on_read(error_code ec, std::size_t n);
-    void do_write();
-    void on_write(error_code ec, std::size_t n);
     void do_close();
-    void on_control(websocket::frame_type kind, beast::string_view payload);
     void arm_ping();
     void arm_idle();
     void finish(close_info info);
     std::shared_ptr<session> self() { return std::static_pointer_cast<session>(shared_from_this()); }
 
-    struct queued {
-        std::string payload;
-        bool binary;
-    };
-
-    std::optional<websocket::stream<Layer>> ws_;
-    std::optional<Layer> raw_;
+    Layer layer_;
     beast::role_type role_;
     session_options opts_;
     std::shared_ptr<channel_events> events_;
-    beast::flat_buffer rbuf_;
-    std::list<queued> queue_;  // not a deque: an empty deque already holds ~600 bytes per connection
-    std::size_t queued_bytes_ = 0;
-    bool writing_ = false;
-    bool blocked_ = false;            // a send was refused or dropped: tell on_writable later
     bool close_requested_ = false;
     bool close_sent_ = false;
     bool finished_ = false;
-    bool ping_in_flight_ = false;
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
-    bool direct_ = false;
     bool close_drained_ = false;      // a client's queued frames were flushed before its Close
-    bool bad_close_code_ = false;     // the peer's Close carried a code above 4999
     bool read_paused_ = false;
     bool hold_close_ = false;
     bool read_parked_ = false;  // a read completed while paused: the next one waits for resume
-    bool read_after_writes_ = false;  // replies_before_reading: the next read waits for the queue
     bool give_up_after_close_ = false;  // a client's idle timeout: end once our Close is out
     bool failing_ = false;            // a protocol error: our Close, then TCP ends at once
     bool paused_for_close_ = false;   // reading paused until our Close (send queue overflow) is out
@@ -213,8 +176,12 @@ private:
     std::optional<net::steady_timer> idle_timer_;
     std::optional<net::steady_timer> close_timer_;
     std::optional<net::steady_timer> pong_timer_;
-    // Frames parsed here (raw_ set):
     frame_reader reader_;
+    // permessage-deflate, when agreed: the compressor of what we send (and its output), the
+    // decompressor of what arrives (the reader uses it).
+    std::unique_ptr<pmd::deflater> deflate_;
+    std::unique_ptr<pmd::inflater> inflate_;
+    std::string zbuf_;
     std::string partial_;                   // received bytes not yet handled (reading paused or stopped)
     std::unique_ptr<char[]> tls_buf_;       // TLS reads (a plain socket reads into a per-thread buffer)
     bool read_stopped_ = false;             // a Close or a protocol error ended reading

@@ -115,33 +115,10 @@ public:
 
     bool sealed() const noexcept { return swallow_; }
 
-    /// Turns write coalescing on (server sessions): from now on the read loop flushes pending
-    /// writes each time it waits for the socket. Off (the default), every write goes straight
-    /// to the socket; clients keep it off because some servers drop messages that arrive in
-    /// the same segment as the client's Close instead of answering them first.
+    /// Turns write coalescing on (a session, once the upgrade is done): from now on the read
+    /// loop flushes pending writes each time it waits for the socket. Off (the default, for
+    /// the upgrade's HTTP exchange), every write goes straight to the socket.
     void set_coalescing(bool on) noexcept { coalesce_ = on; }
-
-    /// Drops the Pong frames Beast writes in answer to pings (a peer that stops answering, for
-    /// fault injection). Only for streams whose every write starts at a frame boundary
-    /// (coalescing on: each write is taken whole).
-    void set_drop_pongs(bool on) noexcept { drop_pongs_ = on; }
-
-    /// Holds back the next Close frame Beast writes (its answer to the peer's Close; coalescing
-    /// streams only) until release_close_reply(): a proxy answers only once the far end has.
-    void set_hold_close_reply(bool on) noexcept { hold_close_ = on; }
-
-    /// Lets a held Close answer go (dropped when our own Close already went out); with an
-    /// error, fails it instead (the connection is being dropped).
-    void release_close_reply(error_code ec = {}) {
-        if (!held_close_) return;
-        auto h = std::move(held_close_);
-        if (!ec && !swallow_) {
-            pending_ += held_close_bytes_;
-            flush();
-        }
-        held_close_bytes_.clear();
-        net::post(next_.get_executor(), [h = std::move(h), ec]() mutable { h(ec); });
-    }
 
     /// While the owner does not read (backpressure), pending writes are flushed on the next
     /// turn instead of waiting for the read loop.
@@ -150,12 +127,12 @@ public:
         if (paused && !pending_.empty()) flush();
     }
 
-    /// Appends one complete frame (no extensions; masked when `mask`, as clients must) to the
-    /// pending bytes, bypassing Beast's write path: many queued messages then cost one write
-    /// and no per-message operation. Only for streams whose data messages are all sent this way.
-    void write_frame(bool binary, std::string_view payload, bool mask = false) {
+    /// Appends one complete data frame (masked when `mask`, as clients must; RSV1 set when
+    /// `compressed`, the payload deflated) to the pending bytes: many queued messages then
+    /// cost one write and no per-message operation.
+    void write_frame(bool binary, std::string_view payload, bool mask = false, bool compressed = false) {
         if (swallow_) return;
-        const unsigned char first = binary ? opcode_byte::binary : opcode_byte::text;
+        const unsigned char first = (binary ? opcode_byte::binary : opcode_byte::text) | (compressed ? opcode_byte::rsv1 : 0);
         if constexpr (plain_socket) {
             // A large frame goes out at once, gathered with what is pending, instead of being
             // copied behind it: only what the socket does not take is kept.
@@ -268,25 +245,6 @@ public:
                         handler(ec, n);
                     });
                     return;
-                }
-                if (hold_close_ && coalesce_ && n > 0 && !held_close_) {
-                    unsigned char first = 0;
-                    net::buffer_copy(net::buffer(&first, 1), buffers);
-                    if (first == 0x88) {
-                        held_close_bytes_.resize(n);
-                        net::buffer_copy(net::buffer(held_close_bytes_.data(), n), buffers);
-                        held_close_ = [handler = std::move(handler), n](error_code ec) mutable { handler(ec, ec ? 0 : n); };
-                        hold_close_ = false;
-                        return;
-                    }
-                }
-                if (drop_pongs_ && coalesce_ && n > 0) {
-                    unsigned char first = 0;
-                    net::buffer_copy(net::buffer(&first, 1), buffers);
-                    if (first == 0x8a) {
-                        net::post(ex, [handler = std::move(handler), n]() mutable { handler(error_code{}, n); });
-                        return;
-                    }
                 }
                 const std::size_t old = pending_.size();
                 pending_.resize(old + n);
@@ -481,10 +439,6 @@ private:
     bool coalesce_ = false;
     std::uint32_t mask_state_ = 0;
     bool read_paused_ = false;
-    bool drop_pongs_ = false;
-    bool hold_close_ = false;
-    ec_callback held_close_;
-    std::string held_close_bytes_;
     int reads_in_flight_ = 0;
     int writes_in_flight_ = 0;  // pass-through writes (coalescing off)
     error_code write_error_;

@@ -99,6 +99,32 @@ class BridgeTest(wsxtest.WsxTestCase):
             self.assertEqual(b"".join(p for _, p in got), b"hello\nbye\n", f"round {i}")
             self.assertEqual(close[:2], ("close", 1000), f"round {i}")
 
+    def test_ws_to_tcp_compressed_client_close_waits_for_the_tcp_peers_last_bytes(self):
+        # The same with permessage-deflate: the client's Close is held until the TCP peer's EOF.
+        server = FinalLineServer()
+        self.addCleanup(server.close)
+        _, url = start_proxy(self, "--to", f"tcp://127.0.0.1:{server.port}", "--compress")
+
+        async def talk():
+            ws = await websockets.connect(url, compression="deflate", max_size=None)
+            ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+            await ws.send(b"hello\n")
+            closing = asyncio.ensure_future(ws.close())
+            got = []
+            try:
+                async for m in ws:
+                    got.append(m)
+            except websockets.ConnectionClosed:
+                pass
+            await closing
+            return ext, got, ws.close_code
+
+        for i in range(5):
+            ext, got, code = run(talk(), 30)
+            self.assertIn("permessage-deflate", ext, f"round {i}")
+            self.assertEqual(b"".join(got), b"hello\nbye\n", f"round {i}")
+            self.assertEqual(code, 1000, f"round {i}")
+
     def test_ws_to_tcp_client_close_answered_within_the_close_timeout(self):
         # A TCP peer that never ends its side: the client's Close is answered anyway, after
         # what the peer sent, within the close timeout (5 s).

@@ -5,6 +5,7 @@ protocol error leaves the client with a Close that says so."""
 import asyncio
 import threading
 import time
+import zlib
 
 import websockets
 
@@ -134,11 +135,25 @@ class PingTest(RawPair, wsxtest.WsxTestCase):
         self.assertGreaterEqual(run(go()), 0.2, "100ms each way")
 
 
-    def test_compressed_clients_pings_are_answered_by_the_proxy(self):
-        # A session with compression answers its pings itself (see README).
-        _, upurl = self.start_server("-q")
-        _, url = start_proxy(self, "--to", upurl.rstrip("/"), "--health-interval", "1h", "--compress")
-        self.assertTrue(run(ping_answered(url, compression="deflate")))
+    def test_compressed_clients_ping_reaches_the_upstream_and_only_its_pong_comes_back(self):
+        # A client that negotiated compression runs on the same session engine: its ping is the
+        # upstream's to answer, as without compression, and its messages are compressed.
+        _, port, events = start_raw_server(self, "--pong-payload", "pong made upstream")
+        _, url = start_proxy(self, "--to", f"ws://127.0.0.1:{port}", "--health-interval", "1h", "--compress")
+        client = serve_helpers.RawWS(url, headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+        self.addCleanup(client.close)
+        self.assertRegex(client.response_head, r"(?im)^Sec-WebSocket-Extensions: permessage-deflate")
+        client.send_frame(PING, b"hello?")
+        self.assertEqual(client.recv_frame()[1:], (PONG, b"pong made upstream"))
+        client.send_text("after the ping")  # a message may go uncompressed (RSV1 clear)
+        fin, op, payload = client.recv_frame()
+        self.assertEqual((fin, op), (True, TEXT))
+        # The echo comes back compressed: only inflated does it read as the message.
+        self.assertNotEqual(payload, b"after the ping")
+        self.assertEqual(zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff"), b"after the ping")
+        events.wait_until(lambda ls: any(l.endswith(b" text 14 after the ping") for l in ls), what="the message upstream")
+        seen = [l.split()[0] for l in events.lines if l.split()[0] in (b"ping", b"pong", b"message")]
+        self.assertEqual(seen, [b"ping", b"message"], "the upstream saw the client's ping once, then the message")
 
     def test_pings_to_a_tcp_upstream_are_answered_by_the_proxy(self):
         echo = TcpEchoServer()

@@ -200,6 +200,37 @@ class ExecTest(wsxtest.WsxTestCase):
         ws.close()
         wait_until(lambda: not children(p.proc.pid), what="child reaped")
 
+    def test_compressed_client_gets_the_output_for_messages_before_its_close(self):
+        # With permessage-deflate the Close waits for the child as well: its answers to every
+        # line sent before the Close arrive first, then the Close (1000: the child ended on its
+        # own after its EOF, as without compression).
+        import asyncio
+
+        import websockets
+
+        p, url = self.start_server("--compress", "--exec", "cat")
+
+        async def talk():
+            ws = await websockets.connect(url, compression="deflate", max_size=None)
+            ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+            for i in range(200):
+                await ws.send(f"line {i}")
+            closing = asyncio.ensure_future(ws.close(code=4001))
+            got = []
+            try:
+                async for m in ws:
+                    got.append(m)
+            except websockets.ConnectionClosed:
+                pass
+            await closing
+            return ext, got, ws.close_code
+
+        ext, got, code = asyncio.run(asyncio.wait_for(talk(), 30))
+        self.assertIn("permessage-deflate", ext)
+        self.assertEqual(got, [f"line {i}" for i in range(200)])
+        self.assertEqual(code, 1000)
+        wait_until(lambda: not children(p.proc.pid), what="child reaped")
+
     def test_child_that_ignores_eof_is_stopped_after_close(self):
         # A child that never finishes is stopped (--kill-grace after its EOF, well within the
         # 5 s close timeout), and the client's Close is answered with its own code.

@@ -80,7 +80,7 @@ class InteropTest(wsxtest.WsxTestCase):
 
     def test_compressed_echoes_before_the_close_are_all_answered(self):
         # A client sends 16 messages and its Close at once: every echo comes back before the
-        # server's Close (Beast answers a Close as soon as it reads it, ahead of what is queued).
+        # server's Close, as without compression (one session engine for both).
         import websockets
 
         p, url = self.start_server("--compress")

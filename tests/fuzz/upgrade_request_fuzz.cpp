@@ -1,8 +1,8 @@
 // The server's reading of an upgrade request (server.cpp): raw bytes through Beast's request
 // parser with the listener's limits, whole and split into pieces (the same request and the same
 // leftover bytes either way), then the checks run on it before and during the upgrade:
-// websocket::is_upgrade, Beast's accept (with permessage-deflate on, as `serve --compress`),
-// offers_deflate, the proxy's early refusal (invalid_upgrade, which must agree with the accept),
+// websocket::is_upgrade, Beast's accept (which only checks the request: permessage-deflate is
+// the server's own choose_offer, whose answer wsx's client must accept), the proxy's early refusal (invalid_upgrade, which must agree with the accept),
 // authentication (token, JWT, Basic, Origin), the proxy's target rewrite and the CGI environment.
 // fuzz-options: -max_len=4096
 #include <cstddef>
@@ -17,6 +17,7 @@
 #include "auth.hpp"
 #include "client.hpp"
 #include "fuzz_support.hpp"
+#include "permessage_deflate.hpp"
 #include "proxy_app.hpp"
 #include "serve_app.hpp"
 #include "server.hpp"
@@ -61,7 +62,7 @@ read_result read_request(std::string_view bytes, std::uint32_t split) {
     return r;
 }
 
-/// What Beast's accept answers, as the listener's upgrade runs it (permessage-deflate enabled).
+/// What Beast's accept answers, as the listener's upgrade runs it.
 struct accept_result {
     error_code ec;
     http::response<http::string_body> res;
@@ -72,7 +73,6 @@ accept_result beast_accept(const http_request& req) {
     beast::test::stream local(ioc), remote(ioc);
     local.connect(remote);
     websocket::stream<beast::test::stream> ws(std::move(local));
-    apply_deflate(ws, deflate_options{.enabled = true}, true);
     accept_result a;
     ws.accept(req, a.ec);
     const std::string wire = remote.str();
@@ -164,10 +164,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     }
     check(accepted.res.result_int() == 101, "Beast accepted without a 101");
-    // The session parses frames itself unless offers_deflate says the client offered compression:
-    // compression agreed behind its back would garble every message.
-    const auto ext = accepted.res[http::field::sec_websocket_extensions];
-    if (!ext.empty()) check(offers_deflate(req), "Beast agreed to permessage-deflate, offers_deflate saw no offer");
+    check(accepted.res[http::field::sec_websocket_extensions].empty(), "Beast's accept negotiated an extension itself");
+    // permessage-deflate, as `serve --compress` chooses it: what the server answers, a client
+    // reads as the same agreement (the parameters it names, and nothing it did not choose).
+    std::vector<std::string_view> offers;
+    const auto [first_ext, last_ext] = req.equal_range(http::field::sec_websocket_extensions);
+    for (auto f = first_ext; f != last_ext; ++f) offers.emplace_back(f->value().data(), f->value().size());
+    for (const int bits : {15, 9}) {
+        const deflate_options ours{.enabled = true, .window_bits = bits, .no_context_takeover = bits == 9};
+        const auto chosen = pmd::choose_offer(offers, ours);
+        if (!chosen) continue;
+        check(chosen->params.server_max_window_bits <= bits, "the server compresses with a larger window than it may");
+        const bool client_8 = chosen->response.find("client_max_window_bits=8") != std::string::npos;
+        const auto read = pmd::parse_answer(chosen->response, deflate_options{.enabled = true});
+        if (client_8) continue;  // a window wsx's client never offers (it cannot compress with it)
+        check(read.status == pmd::answer_status::accepted, "the client refuses the server's answer: " + read.error);
+        check(read.params.server_no_context_takeover == chosen->params.server_no_context_takeover &&
+                  read.params.client_no_context_takeover == chosen->params.client_no_context_takeover,
+              "client and server disagree on context takeover: " + chosen->response);
+        check(read.params.server_max_window_bits >= chosen->params.server_max_window_bits,
+              "the client expects a smaller server window than the server uses: " + chosen->response);
+    }
     // Our client accepts what the server answers to the key the request carried.
     check(!check_upgrade_answer(accepted.res, std::string(req[http::field::sec_websocket_key])),
           "the client refuses the server's answer to the same key");

@@ -2,8 +2,11 @@
 // whole-message compression, checked against the examples of RFC 7692 section 7.2.3.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <random>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "permessage_deflate.hpp"
 
@@ -67,6 +70,102 @@ TEST_CASE("server answers: accepted, declined, invalid", "[pmd]") {
         CHECK(r.status == pmd::answer_status::invalid);
         CHECK_FALSE(r.error.empty());
     }
+}
+
+TEST_CASE("extension lists are read element by element", "[pmd]") {
+    using params = std::vector<std::pair<std::string, std::string>>;
+    auto l = pmd::parse_extensions("a; foo; bar=2, b");
+    REQUIRE(l);
+    REQUIRE(l->size() == 2);
+    CHECK((*l)[0].name == "a");
+    CHECK((*l)[0].params == params{{"foo", ""}, {"bar", "2"}});
+    CHECK((*l)[1].name == "b");  // a parameter list belongs to its own element only
+    CHECK((*l)[1].params.empty());
+    l = pmd::parse_extensions("permessage-deflate;foo, x");
+    REQUIRE(l);
+    REQUIRE(l->size() == 2);
+    CHECK((*l)[0].params == params{{"foo", ""}});
+    l = pmd::parse_extensions(" , permessage-deflate ; client_max_window_bits = \"10\" ,, y;q=\"a\\\"b\"");
+    REQUIRE(l);
+    REQUIRE(l->size() == 2);
+    CHECK((*l)[0].params == params{{"client_max_window_bits", "10"}});
+    CHECK((*l)[1].params == params{{"q", "a\"b"}});
+    CHECK(pmd::parse_extensions("")->empty());
+    CHECK_FALSE(pmd::parse_extensions("a b"));
+    CHECK_FALSE(pmd::parse_extensions("a; =1"));
+    CHECK_FALSE(pmd::parse_extensions("a; b=\"open"));
+    CHECK_FALSE(pmd::parse_extensions("a;; b"));
+    CHECK_FALSE(pmd::parse_extensions("a; b=c d"));
+}
+
+TEST_CASE("the server chooses the first offer it can accept", "[pmd]") {
+    using sv = std::vector<std::string_view>;
+    // Compression off, or nothing offered: no extension.
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate"}, deflate_options{}));
+    CHECK_FALSE(pmd::choose_offer(sv{}, on()));
+    CHECK_FALSE(pmd::choose_offer(sv{"x-webkit-deflate-frame"}, on()));
+    auto plain = pmd::choose_offer(sv{"permessage-deflate"}, on());
+    REQUIRE(plain);
+    CHECK(plain->response == "permessage-deflate");
+    CHECK(plain->params.server_max_window_bits == 15);
+    // A smaller window of ours: the client is told only when it said it can take one.
+    auto small = pmd::choose_offer(sv{"permessage-deflate; client_max_window_bits"}, on(10));
+    REQUIRE(small);
+    CHECK(small->response == "permessage-deflate; client_max_window_bits=10");
+    CHECK(small->params.server_max_window_bits == 10);
+    CHECK(pmd::choose_offer(sv{"permessage-deflate"}, on(10))->response == "permessage-deflate");
+    // The client limits our window; a value it must have; 8 we cannot compress with.
+    auto limited = pmd::choose_offer(sv{"permessage-deflate; server_max_window_bits=11"}, on());
+    REQUIRE(limited);
+    CHECK(limited->response == "permessage-deflate; server_max_window_bits=11");
+    CHECK(limited->params.server_max_window_bits == 11);
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; server_max_window_bits"}, on()));
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; server_max_window_bits=8"}, on()));
+    // Unknown, repeated or out-of-range parameters decline that offer; the next one is taken,
+    // in any field.
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; foo"}, on()));
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; server_no_context_takeover; server_no_context_takeover"}, on()));
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; client_max_window_bits=16"}, on()));
+    auto second = pmd::choose_offer(sv{"permessage-deflate; foo, permessage-deflate; server_no_context_takeover"}, on());
+    REQUIRE(second);
+    CHECK(second->response == "permessage-deflate; server_no_context_takeover");
+    CHECK(second->params.server_no_context_takeover);
+    auto other_field = pmd::choose_offer(sv{"x-webkit-deflate-frame", "PerMessage-Deflate"}, on());
+    REQUIRE(other_field);
+    // No context takeover asked by us applies both ways.
+    auto nct = pmd::choose_offer(sv{"permessage-deflate"}, on(15, true));
+    REQUIRE(nct);
+    CHECK(nct->response == "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+}
+
+TEST_CASE("every offer wsx's client makes is accepted, and the answer read back as agreed", "[pmd]") {
+    for (int client_bits : {9, 12, 15})
+        for (bool client_nct : {false, true})
+            for (int server_bits : {9, 12, 15})
+                for (bool server_nct : {false, true}) {
+                    const auto offer = pmd::client_offer(on(client_bits, client_nct));
+                    const auto chosen = pmd::choose_offer({offer}, on(server_bits, server_nct));
+                    INFO(offer << " / server window " << server_bits << (server_nct ? ", no context takeover" : ""));
+                    REQUIRE(chosen);
+                    const auto read = pmd::parse_answer(chosen->response, on(client_bits, client_nct));
+                    REQUIRE(read.status == pmd::answer_status::accepted);
+                    CHECK(chosen->params.server_max_window_bits == std::min(client_bits, server_bits));
+                    CHECK(read.params.client_max_window_bits == std::min(client_bits, server_bits));
+                    CHECK(read.params.server_no_context_takeover == chosen->params.server_no_context_takeover);
+                    CHECK(read.params.client_no_context_takeover == (client_nct || server_nct));
+                    // Both sides' codecs then carry messages across, in order.
+                    pmd::codec client(read.params, true), server(chosen->params, false);
+                    for (std::string msg : {"hello hello hello", "", "hello again"}) {
+                        std::string z, back;
+                        client.out->compress(msg, z);
+                        REQUIRE(server.in->decompress(z, back, 1 << 20));
+                        CHECK(back == msg);
+                        z.clear();
+                        server.out->compress(msg, z);
+                        REQUIRE(client.in->decompress(z, back, 1 << 20));
+                        CHECK(back == msg);
+                    }
+                }
 }
 
 TEST_CASE("inflating the RFC 7692 examples", "[pmd]") {
