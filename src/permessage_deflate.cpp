@@ -287,7 +287,8 @@ bool inflater::decompress(std::string_view compressed, std::string& out, std::ui
     out.resize(std::max<std::size_t>(256, compressed.size() * 4));
     std::size_t used = 0;
     bool ended = false;  // the sender ended its deflate stream (a final block): start afresh next time
-    auto feed = [&](const char* data, std::size_t n) {
+    int data_type = 0;   // zlib's data_type after the last write: bit 128 = between blocks
+    auto feed = [&](const char* data, std::size_t n, zlib::Flush flush) {
         zlib::z_params zs;
         zs.next_in = data;
         zs.avail_in = n;
@@ -297,7 +298,8 @@ bool inflater::decompress(std::string_view compressed, std::string& out, std::ui
             zs.avail_out = out.size() - used;
             const std::size_t before = zs.total_out, before_in = zs.avail_in;
             boost::beast::error_code ec;
-            impl_->zi.write(zs, zlib::Flush::sync, ec);
+            impl_->zi.write(zs, flush, ec);
+            data_type = zs.data_type;
             used += zs.total_out - before;
             if (used > limit) return false;
             if (ec == zlib::error::end_of_stream) {
@@ -315,8 +317,14 @@ bool inflater::decompress(std::string_view compressed, std::string& out, std::ui
             if (zs.avail_in == 0 && zs.avail_out > 0) return true;
         }
     };
-    bool ok = feed(compressed.data(), compressed.size());
-    if (ok && !ended) ok = feed(tail, sizeof tail);
+    bool ok = feed(compressed.data(), compressed.size(), zlib::Flush::sync);
+    // The tail is the end of an empty stored block (RFC 7692 section 7.2.2), so after it the
+    // inflater must stand between blocks. It does not when the message was not whole deflate
+    // blocks: an empty payload (the tail is then an unfinished stored-block header), or one cut
+    // inside a block. Taking that as a message would leave the inflater inside the header, and
+    // the next message would fail or inflate to garbage. Flush::block stops between blocks, where
+    // zlib sets bit 128 of data_type.
+    if (ok && !ended) ok = feed(tail, sizeof tail, zlib::Flush::block) && (ended || (data_type & 128) != 0);
     out.resize(std::min(used, out.size()));
     if (impl_->reset_each || ended || !ok) impl_->zi.reset(15);
     return ok;

@@ -35,7 +35,8 @@ void check(bool ok, const std::string& what) {
 }
 
 /// zlib's own raw inflate, kept across messages the way RFC 7692 section 7.2.2 reads them:
-/// the message, then the 00 00 ff ff its sender left off; the state is dropped after a message
+/// the message, then the 00 00 ff ff its sender left off, after which the stream must stand
+/// between blocks (a message is whole blocks); the state is dropped after a message
 /// that ended the deflate stream, after a failure, or after every message without context takeover.
 class reference_inflater {
 public:
@@ -49,31 +50,39 @@ public:
     /// The message's bytes, or nothing when the data is not valid deflate data or the output
     /// exceeds `limit`.
     std::optional<std::string> inflate(std::string_view compressed, std::uint64_t limit) {
-        std::string in(compressed);
-        in.append("\x00\x00\xff\xff", 4);
         std::string out;
-        z_.next_in = reinterpret_cast<Bytef*>(in.data());
-        z_.avail_in = static_cast<uInt>(in.size());
         bool ok = true, ended = false;
-        char buf[4096];
-        for (;;) {
-            z_.next_out = reinterpret_cast<Bytef*>(buf);
-            z_.avail_out = sizeof buf;
-            const int rc = ::inflate(&z_, Z_SYNC_FLUSH);
-            out.append(buf, sizeof buf - z_.avail_out);
-            if (out.size() > limit) {
-                ok = false;
-                break;
+        auto run = [&](std::string_view data, int flush) {
+            std::string in(data);
+            z_.next_in = reinterpret_cast<Bytef*>(in.data());
+            z_.avail_in = static_cast<uInt>(in.size());
+            char buf[4096];
+            for (;;) {
+                z_.next_out = reinterpret_cast<Bytef*>(buf);
+                z_.avail_out = sizeof buf;
+                const int rc = ::inflate(&z_, flush);
+                out.append(buf, sizeof buf - z_.avail_out);
+                if (out.size() > limit) {
+                    ok = false;
+                    return;
+                }
+                if (rc == Z_STREAM_END) {
+                    ended = true;
+                    return;
+                }
+                if (rc == Z_BUF_ERROR || (rc == Z_OK && z_.avail_in == 0 && z_.avail_out > 0)) return;  // all used up
+                if (rc != Z_OK) {
+                    ok = false;
+                    return;
+                }
             }
-            if (rc == Z_STREAM_END) {
-                ended = true;
-                break;
-            }
-            if (rc == Z_BUF_ERROR || (rc == Z_OK && z_.avail_in == 0 && z_.avail_out > 0)) break;  // all used up
-            if (rc != Z_OK) {
-                ok = false;
-                break;
-            }
+        };
+        run(compressed, Z_SYNC_FLUSH);
+        // The tail ends an empty stored block: after it the stream must stand between blocks
+        // (data_type bit 128, with Z_BLOCK), every byte of it used.
+        if (ok && !ended) {
+            run(std::string_view("\x00\x00\xff\xff", 4), Z_BLOCK);
+            if (ok && !ended && (z_.avail_in != 0 || (z_.data_type & 128) == 0)) ok = false;
         }
         if (reset_each_ || ended || !ok) inflateReset(&z_);
         if (!ok) return std::nullopt;

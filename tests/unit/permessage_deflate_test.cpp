@@ -132,6 +132,19 @@ TEST_CASE("the server chooses the first offer it can accept", "[pmd]") {
     CHECK(second->params.server_no_context_takeover);
     auto other_field = pmd::choose_offer(sv{"x-webkit-deflate-frame", "PerMessage-Deflate"}, on());
     REQUIRE(other_field);
+    CHECK(other_field->response == "permessage-deflate");
+    // The client's own no-context-takeover is acknowledged and kept; a window the client names
+    // for itself is its own business (ours to inflate with 15 anyway), answered only if smaller.
+    auto client_nct = pmd::choose_offer(sv{"permessage-deflate; client_no_context_takeover"}, on());
+    REQUIRE(client_nct);
+    CHECK(client_nct->params.client_no_context_takeover);
+    CHECK_FALSE(client_nct->params.server_no_context_takeover);
+    CHECK(client_nct->response == "permessage-deflate; client_no_context_takeover");
+    auto client_bits = pmd::choose_offer(sv{"permessage-deflate; client_max_window_bits=12"}, on());
+    REQUIRE(client_bits);
+    CHECK(client_bits->params.client_max_window_bits == 12);
+    // A flag with a value is not the flag.
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; server_no_context_takeover=1"}, on()));
     // No context takeover asked by us applies both ways.
     auto nct = pmd::choose_offer(sv{"permessage-deflate"}, on(15, true));
     REQUIRE(nct);
@@ -186,6 +199,26 @@ TEST_CASE("inflating the RFC 7692 examples", "[pmd]") {
     REQUIRE(fin.decompress(bytes({0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}), out, 1000));
     CHECK(out == "Hello");
     REQUIRE(fin.decompress(bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), out, 1000));
+    CHECK(out == "Hello");
+}
+
+TEST_CASE("a compressed message must be whole deflate blocks", "[pmd]") {
+    std::string out;
+    // 7.2.3.6: an empty message is 0x00 (an empty stored block's header), not nothing.
+    pmd::inflater in(false);
+    REQUIRE(in.decompress(bytes({0x00}), out, 1000));
+    CHECK(out.empty());
+    // No payload at all: with the tail added it is an unfinished stored-block header. Taken as
+    // an empty message it would leave the inflater inside that header (the next message then
+    // fails, or inflates to garbage); it is refused, and the inflater starts afresh.
+    pmd::inflater empty(false);
+    CHECK_FALSE(empty.decompress("", out, 1000));
+    REQUIRE(empty.decompress(bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), out, 1000));
+    CHECK(out == "Hello");
+    // A message cut inside a block (the "Hello" of 7.2.3.1 without its last byte).
+    pmd::inflater cut(false);
+    CHECK_FALSE(cut.decompress(bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07}), out, 1000));
+    REQUIRE(cut.decompress(bytes({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), out, 1000));
     CHECK(out == "Hello");
 }
 
