@@ -19,6 +19,7 @@
 #include "connect_hints.hpp"
 #include "exit_code.hpp"
 #include "frame_reader.hpp"
+#include "joined_fields.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 #include "tls.hpp"
@@ -142,7 +143,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 constexpr std::uint64_t no_end = UINT64_MAX;
-constexpr std::chrono::milliseconds tick_period{100};
 constexpr std::uint64_t second_ns = 1'000'000'000;
 constexpr unsigned publisher_shift = 48;  // fanout: the publisher's index sits above the sequence
 
@@ -896,7 +896,7 @@ net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const clie
                 co_return opened_failure{"subprotocol", exit_code::upgrade,
                                          fmt::format("server chose subprotocol '{}', which was not offered",
                                                      escape_for_terminal(proto))};
-            info.extensions = std::string(res[http::field::sec_websocket_extensions]);
+            info.extensions = joined_fields(res, http::field::sec_websocket_extensions);
             if (!o.deflate.enabled) {
                 if (!info.extensions.empty())
                     co_return opened_failure{"extension", exit_code::upgrade, "server enabled an extension that was not offered"};

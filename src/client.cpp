@@ -13,6 +13,7 @@
 #include "codec.hpp"
 #include "connect_hints.hpp"
 #include "exit_code.hpp"
+#include "joined_fields.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 
@@ -244,13 +245,13 @@ net::awaitable<std::string> upgrade(Stream& stream, const client_options& o, con
     const auto first = static_cast<const unsigned char*>(buffer.data().data());
     const bool tls_record = !answered && buffer.size() > 0 && (first[0] == 0x15 || first[0] == 0x16);
     report_upgrade(ec, answered, o, r, verbose, tls_record);
-    const auto ext = r.response[http::field::sec_websocket_extensions];
+    const std::string ext = joined_fields(r.response, http::field::sec_websocket_extensions);
     if (!o.deflate.enabled && !ext.empty())
         throw failure(exit_code::upgrade,
                       fmt::format("upgrade with {} failed: the server enabled an extension that was not offered ({})",
-                                  o.url.to_string(), escape_for_terminal(std::string(ext))));
+                                  o.url.to_string(), escape_for_terminal(ext)));
     if (o.deflate.enabled) {
-        auto answer = pmd::parse_answer(std::string_view(ext.data(), ext.size()), o.deflate);
+        auto answer = pmd::parse_answer(ext, o.deflate);
         if (answer.status == pmd::answer_status::invalid)
             throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), answer.error));
         if (answer.status == pmd::answer_status::accepted) deflate = answer.params;

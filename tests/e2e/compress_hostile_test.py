@@ -297,25 +297,14 @@ class CompressedServeTest(SplitMode, wsxtest.WsxTestCase):
         w.send_compressed(BINARY, b"ok\xff")
         self.expect_echo(w, (BINARY, b"ok\xff"))
 
-    @unittest.expectedFailure
-    def test_rsv1_frame_with_an_empty_payload_is_not_taken_as_a_message(self):
-        # DEFECT: a compressed message with no payload at all (RSV1, length 0) is not deflate
-        # data: with the 00 00 ff ff tail added it is an unfinished stored-block header, not a
-        # block (a sender's empty message is 0x00). wsx echoes it as an empty message, and its
-        # inflater is left inside that header: the next, valid compressed message is refused
-        # with 1007 "does not inflate", or, when it starts with 0x00, inflates to garbage that is
-        # delivered as the message (src/permessage_deflate.cpp inflater::decompress feeds the tail
-        # to an empty payload and takes need_buffers as success).
-        # Wanted: either Close 1007 for the empty payload itself, or the next message intact.
+    def test_rsv1_frame_with_an_empty_payload_is_refused_1007(self):
+        # A compressed message with no payload at all (RSV1, length 0) is not deflate data: with
+        # the 00 00 ff ff tail added it is an unfinished stored-block header (a sender's empty
+        # message is 0x00). Taken as a message, it would leave the inflater inside that header,
+        # and the next message would be refused or inflate to garbage.
         w = self.ws()
-        w.send_frames([(TEXT, b"", {"rsv": 4})])
-        z = w.deflate("the next message")
-        self.send_to_the_end(w.send_frames, [(TEXT, z, {"rsv": 4})])
-        got = [w.recv_compressed(3)]
-        if got[0][0] != "close":
-            got.append(w.recv_compressed(3))
-        ok = got[0][:2] == ("close", 1007) or got == [(TEXT, b"", True), (TEXT, b"the next message", True)]
-        self.assert_alive([] if ok else [f"got {got!r}"])
+        self.send_to_the_end(w.send_frames, [(TEXT, b"", {"rsv": 4})])
+        self.assert_alive(self.close_problems(w, 1007))
 
     # Close in the middle of a compressed message ---------------------------------------------
     def test_close_in_the_middle_of_a_compressed_message(self):
@@ -686,12 +675,9 @@ class CompressedConnectTest(SplitMode, wsxtest.WsxTestCase):
         self.assertEqual(rc, 7, err)
         self.assertEqual(srv.conns[0].close_code, 1002, err)
 
-    @unittest.expectedFailure
     def test_an_extension_in_a_second_answer_field_fails_the_upgrade(self):
-        # DEFECT: RFC 6455 4.1 (client step 5): an answer naming an extension the client did
-        # not offer fails the connection. connect reads only the first Sec-WebSocket-Extensions
-        # field of the 101 (src/client.cpp upgrade(): r.response[field]), so a second field
-        # naming anything goes unseen; with one field "permessage-deflate, x-foo" it exits 6.
+        # RFC 6455 4.1 (client step 5): an answer naming an extension the client did not offer
+        # fails the connection, in whichever Sec-WebSocket-Extensions field it stands.
         srv = self.serve([zframe(TEXT, "hello"), close_frame(1000)], answer=["permessage-deflate", "x-foo"])
         rc, out, err, _ = self.run_connect(srv, "--timeout", "5s")
         self.assertEqual(rc, 6, f"exit {rc}, stdout {out!r}, stderr {err!r}")
