@@ -89,7 +89,7 @@ runner setup_serve(CLI::App& app) {
         "sent before the Close, and its answers to them still go out; a child still running\n"
         "--kill-grace after its EOF gets SIGTERM (SIGKILL after another --kill-grace), and the Close\n"
         "is answered with the client's code; after 5 s it is answered anyway. A client that leaves\n"
-        "without a Close: SIGTERM at once. (For a client that negotiated --compress, the Close is answered at once.)\n"
+        "without a Close: SIGTERM at once. A compressed client's Close is handled the same way.\n"
         "On unix:PATH, a socket file left by a dead process is replaced; a live socket or a file\n"
         "that is not a socket is refused (exit 1) and left alone; the file is removed when the\n"
         "server stops.\n"
