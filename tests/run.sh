@@ -168,8 +168,9 @@ fuzz() {  # fuzz [SECONDS]
     timeout -k 10 $((seconds + 300)) "$exe" $opts "${dict[@]}" -max_total_time="$seconds" -print_final_stats=1 \
       -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
     local runs cov
+    # A target that fails at once may print no coverage line: that must not end the script here.
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
-    cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$dir/log" | tail -n 1 | sed 's/corp:/corpus/')
+    cov=$({ grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$dir/log" || true; } | tail -n 1 | sed 's/corp:/corpus/')
     if [ "$rc" = 0 ] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:' "$dir/log"; then
       passed=$((passed + 1))
       echo "fuzz: $name: ok, ${runs:-?} runs in ${seconds}s, ${cov:-no coverage reported}"
