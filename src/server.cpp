@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
+#include <memory>
 
 #include <boost/beast/http/rfc7230.hpp>
 #include <fmt/format.h>
@@ -276,8 +278,20 @@ void server::stop() {
         u->close(ec);
     };
     auto ex = workers_[0]->get_executor();
-    if (ex.running_in_this_thread()) close();
-    else net::post(ex, std::move(close));
+    if (ex.running_in_this_thread() || workers_[0]->stopped()) {
+        close();
+    } else {
+        // Whoever stops the server may then say that new connections are refused (serve's
+        // shutdown notice): wait until they are. Bounded, so that a stop never hangs on a worker
+        // that is not running.
+        auto closed = std::make_shared<std::promise<void>>();
+        auto done = closed->get_future();
+        net::post(ex, [close = std::move(close), closed] {
+            close();
+            closed->set_value();
+        });
+        done.wait_for(std::chrono::seconds(1));
+    }
     remove_unix_socket();
 }
 
