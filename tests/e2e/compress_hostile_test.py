@@ -20,12 +20,11 @@ import socket
 import struct
 import subprocess
 import time
-import unittest
 import zlib
 
 import wsxtest
-from raw_peer import (BINARY, CLOSE, CONT, PING, PONG, TEXT, ScriptedServer, SplitMode, Target, accept_key,
-                      close_frame, frame, idle_problems, parse_frames)
+from raw_peer import (BINARY, CLOSE, CONT, PING, PONG, TEXT, ScriptedServer, ServedCase, SplitMode, Target,
+                      close_frame, frame, idle_problems)
 from serve_helpers import RawWS
 
 TAIL = b"\x00\x00\xff\xff"
@@ -112,62 +111,13 @@ class CompressedWS(RawWS):
 
 
 # The server side ---------------------------------------------------------------------------
-class CompressedServeTest(SplitMode, wsxtest.WsxTestCase):
+class CompressedServeTest(ServedCase, wsxtest.WsxTestCase):
     """`wsx serve --compress` (echo), one class per split mode."""
 
-    mode = "whole"
     server_args = ["--compress"]
 
-    @classmethod
-    def start_target(cls, *extra):
-        p = wsxtest.Process([wsxtest.WSX, "serve", "127.0.0.1:0", "-q", *cls.server_args, *extra])
-        url = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
-        return Target(url, [p])
-
-    @classmethod
-    def setUpClass(cls):
-        cls.target = cls.start_target()
-
-    @classmethod
-    def tearDownClass(cls):
-        problems = cls.target.stop()
-        if problems:
-            raise AssertionError(f"[{cls.mode}] SIGTERM at the end of the class: " + "; ".join(problems))
-
-    def setUp(self):
-        super().setUp()
-        self._socks = []
-        self._checked = True
-
-    def tearDown(self):
-        super().tearDown()
-        if not self._checked:
-            self.assert_alive()
-
     def ws(self, target=None, timeout=5.0, **kw):
-        w = CompressedWS((target or self.target).url, timeout=timeout, split=self.split(), **kw)
-        self._socks.append(w)
-        self._checked = False
-        return w
-
-    def assert_alive(self, problems=(), target=None):
-        """Closes this test's sockets, then: idle, a fresh client echoed within 1 s. A class
-        server that fails this is replaced, so one case does not take the rest down."""
-        for w in self._socks:
-            w.close()
-        self._socks = []
-        self._checked = True
-        target = target or self.target
-        problems = list(problems)
-        alive = target.liveness_problems()
-        if alive:
-            log = target.log_tail()
-            alive += target.stop(timeout=3)
-            if target is type(self).target:
-                type(self).target = self.start_target()
-            alive += [log] if log else []
-        if problems or alive:
-            self.fail(f"[{self.describe_mode()}] " + "; ".join(problems + alive))
+        return self.opened(CompressedWS((target or self.target).url, timeout=timeout, split=self.split(), **kw))
 
     def close_problems(self, w, code, timeout=3.0):
         """What is wrong with the end of a connection the server must fail with Close `code`:
@@ -187,13 +137,6 @@ class CompressedServeTest(SplitMode, wsxtest.WsxTestCase):
         if not w.wait_eof(timeout):
             return [f"no end of the TCP connection within {timeout}s of the Close"]
         return []
-
-    @staticmethod
-    def send_to_the_end(send, *args):
-        try:
-            send(*args)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def expect_failure(self, code, *frames, target=None, **kw):
         w = self.ws(target, **kw)
@@ -563,33 +506,10 @@ class DeflateServer(ScriptedServer):
         self.offers = []
         super().__init__(script, make_split, **kw)
 
-    def _serve(self, sock, c):
-        split = self.make_split()
-        buf = b""
-        with sock:
-            try:
-                split.prepare(sock)
-                while b"\r\n\r\n" not in buf:
-                    chunk = self._recv(sock)
-                    if chunk == b"":
-                        return
-                    buf += chunk or b""
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                lines = head.split(b"\r\n")
-                key = next(l.split(b":", 1)[1].strip() for l in lines if l.lower().startswith(b"sec-websocket-key:"))
-                self.offers += [l.split(b":", 1)[1].strip().decode() for l in lines
-                                if l.lower().startswith(b"sec-websocket-extensions:")]
-                ext = "".join(f"Sec-WebSocket-Extensions: {a}\r\n" for a in self.answer).encode()
-                split.send(sock, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key) + b"\r\n" + ext + b"\r\n")
-                try:
-                    split.send(sock, self.script)
-                except (BrokenPipeError, ConnectionResetError):
-                    c.script_cut = True
-                frames, _ = parse_frames(bytes(self.script))
-                self._read_client(sock, c, buf, split, any(op == CLOSE for _, op, _ in frames))
-            except (OSError, TimeoutError, StopIteration) as e:
-                c.error = repr(e)
+    def answer_fields(self, request_lines):
+        self.offers += [line.split(b":", 1)[1].strip().decode() for line in request_lines
+                        if line.lower().startswith(b"sec-websocket-extensions:")]
+        return "".join(f"Sec-WebSocket-Extensions: {a}\r\n" for a in self.answer).encode()
 
 
 def zframe(opcode, data, deflater=None, fin=True):

@@ -230,10 +230,12 @@ class ScriptedServer:
                         return
                     buf += chunk or b""
                 head, buf = buf.split(b"\r\n\r\n", 1)
-                key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                lines = head.split(b"\r\n")
+                key = next(line.split(b":", 1)[1].strip() for line in lines
                            if line.lower().startswith(b"sec-websocket-key:"))
                 split.send(sock, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n")
+                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key) + b"\r\n"
+                                 + self.answer_fields(lines) + b"\r\n")
                 sent_close = self._script_closes()
                 try:
                     split.send(sock, self.script)
@@ -242,6 +244,10 @@ class ScriptedServer:
                 self._read_client(sock, c, buf, split, sent_close)
             except (OSError, TimeoutError, StopIteration) as e:
                 c.error = repr(e)
+
+    def answer_fields(self, request_lines):
+        """Header lines (each ending in CRLF) the 101 carries besides the handshake's own."""
+        return b""
 
     def _script_closes(self):
         frames, _ = parse_frames(bytes(self.script))
@@ -387,3 +393,74 @@ class Target:
     def log_tail(self, n=5):
         lines = [l.decode("utf-8", "replace") for log in self.logs for l in log.lines[-n:]]
         return f"last log lines: {' | '.join(lines)}" if lines else ""
+
+
+class ServedCase(SplitMode):
+    """The scaffolding of server-side case classes (mix in before wsxtest.WsxTestCase): one
+    `wsx serve` per class (start_target; `server_args` are its options), replaced when a case
+    leaves it not alive; sockets a case opens are registered with `opened` and closed before
+    the liveness check, which every case gets (assert_alive, at its end or in tearDown)."""
+
+    mode = "whole"
+    server_args = []
+
+    @classmethod
+    def start_target(cls, *extra):
+        """Starts what the cases talk to; `extra` are options for it (e.g. a message size limit)."""
+        p = wsxtest.Process([wsxtest.WSX, "serve", "127.0.0.1:0", "-q", *cls.server_args, *extra])
+        url = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
+        return Target(url, [p])
+
+    @classmethod
+    def setUpClass(cls):
+        cls.target = cls.start_target()
+
+    @classmethod
+    def tearDownClass(cls):
+        problems = cls.target.stop()
+        if problems:
+            raise AssertionError(f"[{cls.mode}] SIGTERM at the end of the class: " + "; ".join(problems))
+
+    def setUp(self):
+        super().setUp()
+        self._socks = []
+        self._checked = True
+
+    def tearDown(self):
+        super().tearDown()
+        if not self._checked:  # cases that did not check liveness themselves
+            self.assert_alive()
+
+    def opened(self, w):
+        """Registers a connection of this case's (closed before the liveness check); returns it."""
+        self._socks.append(w)
+        self._checked = False
+        return w
+
+    def assert_alive(self, problems=(), target=None):
+        """Closes this test's connections, then checks liveness; fails with every problem seen
+        (those of the case first). A class server that is not alive is replaced."""
+        for w in self._socks:
+            w.close()
+        self._socks = []
+        self._checked = True
+        target = target or self.target
+        problems = list(problems)
+        alive = target.liveness_problems()
+        if alive:
+            log = target.log_tail()
+            alive += target.stop(timeout=3)
+            if target is type(self).target:
+                type(self).target = self.start_target()
+            alive += [log] if log else []
+        if problems or alive:
+            self.fail(f"[{self.describe_mode()}] " + "; ".join(problems + alive))
+
+    @staticmethod
+    def send_to_the_end(send, *args):
+        """send(*args), when the server may end the connection before the last byte is written
+        (it failed the connection, or the closing handshake is over): what it answered counts."""
+        try:
+            send(*args)
+        except (BrokenPipeError, ConnectionResetError):
+            pass

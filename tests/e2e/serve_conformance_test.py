@@ -14,67 +14,13 @@ import socket
 import struct
 
 import wsxtest
-from raw_peer import CLOSE, CONT, PING, PONG, TEXT, SplitMode, Target
+from raw_peer import CLOSE, CONT, PING, PONG, TEXT, ServedCase
 from serve_helpers import RawWS
 
 
-class ConformanceTest(SplitMode, wsxtest.WsxTestCase):
-    mode = "whole"
-    server_args = []
-
-    # The server under test -----------------------------------------------------------------
-    @classmethod
-    def start_target(cls, *extra):
-        """Starts what the cases talk to; `extra` are options for it (e.g. a message size limit)."""
-        p = wsxtest.Process([wsxtest.WSX, "serve", "127.0.0.1:0", "-q", *cls.server_args, *extra])
-        url = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
-        return Target(url, [p])
-
-    @classmethod
-    def setUpClass(cls):
-        cls.target = cls.start_target()
-
-    @classmethod
-    def tearDownClass(cls):
-        problems = cls.target.stop()
-        if problems:
-            raise AssertionError(f"[{cls.mode}] SIGTERM at the end of the class: " + "; ".join(problems))
-
-    def setUp(self):
-        super().setUp()
-        self._socks = []
-        self._checked = True
-
-    def tearDown(self):
-        super().tearDown()
-        if not self._checked:  # cases that did not check liveness themselves
-            self.assert_alive()
-
+class ConformanceTest(ServedCase, wsxtest.WsxTestCase):
     def ws(self, target=None, timeout=5.0):
-        w = RawWS((target or self.target).url, timeout=timeout, split=self.split())
-        self._socks.append(w)
-        self._checked = False
-        return w
-
-    # Liveness ------------------------------------------------------------------------------
-    def assert_alive(self, problems=(), target=None):
-        """Closes this test's connections, then checks liveness; fails with every problem seen
-        (those of the case first). A class server that is not alive is replaced."""
-        for w in self._socks:
-            w.close()
-        self._socks = []
-        self._checked = True
-        target = target or self.target
-        problems = list(problems)
-        alive = target.liveness_problems()
-        if alive:
-            log = target.log_tail()
-            alive += target.stop(timeout=3)
-            if target is type(self).target:
-                type(self).target = self.start_target()
-            alive += [log] if log else []
-        if problems or alive:
-            self.fail(f"[{self.describe_mode()}] " + "; ".join(problems + alive))
+        return self.opened(RawWS((target or self.target).url, timeout=timeout, split=self.split()))
 
     def close_problems(self, w, code, timeout=3.0):
         """What is wrong with the server's end of a connection it must fail with Close `code`."""
@@ -89,15 +35,6 @@ class ConformanceTest(SplitMode, wsxtest.WsxTestCase):
         if not w.wait_eof(timeout):
             return [f"no end of the TCP connection within {timeout}s of the Close"]
         return []
-
-    @staticmethod
-    def send_to_the_end(send, *args):
-        """send(*args), when the server may end the connection before the last byte is written
-        (it failed the connection, or the closing handshake is over): what it answered counts."""
-        try:
-            send(*args)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def expect_failure(self, code, *frames, target=None):
         """Sends frames; the server must answer with Close `code`, end the connection and stay alive."""
