@@ -132,7 +132,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto verdict = auth().check(req);
     check(verdict.ok == (verdict.status == http::status::ok), "auth verdict and status disagree");
     if (!verdict.ok) {
-        check(verdict.status == http::status::unauthorized || verdict.status == http::status::forbidden,
+        // 400 for a request with two Origin or Authorization fields (which one counts would be
+        // ambiguous), else 401 or 403.
+        const bool repeated = req.count(http::field::origin) > 1 || req.count(http::field::authorization) > 1;
+        check(verdict.status == (repeated ? http::status::bad_request : verdict.status) &&
+                  (repeated || verdict.status == http::status::unauthorized || verdict.status == http::status::forbidden),
               "auth refuses with an odd status");
         check(header_value_ok(verdict.body) && verdict.body.find('\n') == std::string::npos, "auth refusal is not one line");
         for (const auto& c : verdict.challenges) check(header_value_ok(c), "a WWW-Authenticate challenge is no header value");
