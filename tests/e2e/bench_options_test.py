@@ -5,16 +5,7 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wsxtest import SOURCE_DIR, WsxTestCase, main  # noqa: E402
-
-
-def free_port():
-    """A port nothing listens on (bound then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from wsxtest import SOURCE_DIR, WsxTestCase, main, refused_port  # noqa: E402
 
 
 class BenchOptions(WsxTestCase):
@@ -139,7 +130,7 @@ class BenchOptions(WsxTestCase):
         self.assertIn("Exit status: 0 ok, 1 other failure", help_text)
 
     def test_unreachable_server_exits_4(self):
-        port = free_port()
+        port = refused_port(self)
         r = self.wsx("bench", f"ws://127.0.0.1:{port}/", "-c", "3", "-n", "10", timeout=30)
         self.assertExit(r, 4)
         err = r.stderr.decode()

@@ -21,7 +21,7 @@ import subprocess
 import time
 
 import wsxtest
-from wsxtest import WsxTestCase, read_line_matching, free_port
+from wsxtest import WsxTestCase, read_line_matching, refused_port
 from connect_handshake_test import ScriptedServer, answer_101, frame
 from peer_tools import run_wsx_timed
 
@@ -96,7 +96,7 @@ class ExitCodeTest(WsxTestCase):
 
     # 4 ------------------------------------------------------------------
     def test_4_connection_refused(self):
-        port = free_port()
+        port = refused_port(self)
         r = self.wsx("connect", f"ws://127.0.0.1:{port}/", input=b"x\n")
         self.assertExit(r, 4)
         self.assertOneError(r, f"127.0.0.1:{port}", "refused", "(is a server listening on that port?)")

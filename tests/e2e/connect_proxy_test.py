@@ -12,7 +12,7 @@ import os
 import select
 
 import wsxtest
-from wsxtest import WsxTestCase, read_line_matching, free_port
+from wsxtest import WsxTestCase, read_line_matching, refused_port
 
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
               "no_proxy", "NO_PROXY")
@@ -80,7 +80,7 @@ class ProxyTest(WsxTestCase):
         self.assertIn("403", self.error_lines(r)[0])
 
     def test_dead_proxy_is_4(self):
-        port = free_port()
+        port = refused_port(self)
         r = self.wsx("connect", self.url, "--proxy", f"http://127.0.0.1:{port}", input=b"x\n", env=clean_env())
         self.assertExit(r, 4)
         line = self.error_lines(r)[0]
@@ -100,7 +100,7 @@ class ProxyTest(WsxTestCase):
         port = int(url.rsplit(":", 1)[1].rstrip("/"))
         p, pp = self.proxy("http_connect_proxy.py")
         # HTTP_PROXY is for ws:// only; it points nowhere to prove it is not used.
-        env = clean_env(HTTPS_PROXY=f"http://127.0.0.1:{pp}", HTTP_PROXY=f"http://127.0.0.1:{free_port()}")
+        env = clean_env(HTTPS_PROXY=f"http://127.0.0.1:{pp}", HTTP_PROXY=f"http://127.0.0.1:{refused_port(self)}")
         self.echo("--cacert", c["ca"], url=url, env=env, data=b"tls in a tunnel\n")
         self.assertTunnelled(p, f"127.0.0.1:{port}")
 
@@ -109,7 +109,7 @@ class ProxyTest(WsxTestCase):
         self.echo(env=clean_env(HTTP_PROXY=f"http://127.0.0.1:{pp}", NO_PROXY="localhost,127.0.0.1"))
         self.assertNoConnect(p)
         # And with a proxy that does not exist: only a bypass can succeed.
-        self.echo(env=clean_env(ALL_PROXY=f"http://127.0.0.1:{free_port()}", no_proxy="127.0.0.0/8"))
+        self.echo(env=clean_env(ALL_PROXY=f"http://127.0.0.1:{refused_port(self)}", no_proxy="127.0.0.0/8"))
 
     def test_proxy_option_wins_over_no_proxy(self):
         p, pp = self.proxy("http_connect_proxy.py")
@@ -154,7 +154,7 @@ class ProxyTest(WsxTestCase):
 
     def test_socks5_refused_target_is_4(self):
         p, pp = self.proxy("socks5_proxy.py")
-        port = free_port()
+        port = refused_port(self)
         r = self.wsx("connect", f"ws://127.0.0.1:{port}/", "--proxy", f"socks5://127.0.0.1:{pp}", input=b"x\n",
                      env=clean_env())
         self.assertExit(r, 4)

@@ -24,7 +24,7 @@ import threading
 import time
 
 import wsxtest
-from wsxtest import WSX, LineCollector, WsxTestCase, free_port
+from wsxtest import WSX, LineCollector, WsxTestCase, refused_port
 
 
 def seconds(duration):
@@ -169,7 +169,7 @@ class ReconnectTest(WsxTestCase):
         self.assertEqual(client.proc.wait(10), 0, b"\n".join(err.lines))
 
     def test_max_retries_gives_up_with_4(self):
-        port = free_port()
+        port = refused_port(self)
         r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--reconnect", "--max-retries", "2",
                                 "--backoff-initial", "50ms", timeout=20)
         self.assertExit(r, 4)
@@ -215,7 +215,7 @@ class ReconnectTest(WsxTestCase):
                     self.assertLess(gap, d + 0.3, f"attempt {n + 1} came late: gaps {gaps}, delays {delays}")
 
     def test_max_retries_zero_means_one_attempt(self):
-        port = free_port()
+        port = refused_port(self)
         r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{port}/", "--reconnect", "--max-retries", "0", timeout=20)
         self.assertExit(r, 4)
         self.assertNotIn("reconnecting", r.stderr.decode())

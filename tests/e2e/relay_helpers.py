@@ -37,14 +37,25 @@ class RedisServer:
     """A redis-server on a free loopback port, without persistence."""
 
     def __init__(self, port=None):
+        # redis-server cannot listen on port 0 and say which port it got: it is given one found
+        # free, which another process may take first. A start that fails on a port of our
+        # choosing is retried on a new one; a port the caller asked for (a restart) is kept.
+        self.chosen = port is None
         self.port = port or free_port()
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: redis_ping(self.port), 10, "redis-server to answer PING")
-        return self
+        for _ in range(5):
+            self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                          "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_until(lambda: redis_ping(self.port) or self.proc.poll() is not None, 10,
+                       "redis-server to answer PING")
+            if self.proc.poll() is None:
+                return self
+            if not self.chosen:
+                raise AssertionError(f"redis-server could not start on port {self.port} (exit {self.proc.returncode})")
+            self.port = free_port()
+        raise AssertionError("redis-server did not start on any of 5 ports")
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

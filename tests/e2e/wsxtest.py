@@ -167,11 +167,23 @@ def rss_kib(pid):
 
 
 def free_port():
-    """A loopback port nobody listens on (bound, read back, released): for "connection refused"
-    tests and for peers that cannot take port 0."""
+    """A loopback port nobody listened on a moment ago (bound, read back, released), for a peer
+    that cannot take port 0 and must be told one: another process may take it before the peer
+    does, so the peer's start must be retried on a new one (see relay_helpers.RedisServer). For
+    "connection refused", use refused_port, which cannot race."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def refused_port(test):
+    """A loopback port that refuses connections for as long as `test` runs: bound, so no other
+    process can take it, and never listening, so every connection to it is refused. Released
+    by the test's cleanup."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    test.addCleanup(s.close)
+    return s.getsockname()[1]
 
 
 class LineCollector:
