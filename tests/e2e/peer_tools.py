@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import wsxtest
+from wsxtest import wait_until  # noqa: F401 (tests import it from here)
 from serve_helpers import read_at_least
 
 
@@ -184,18 +185,6 @@ def sockets_to(remote_port, exclude_local=()):
     upstream), leaving out local ports in exclude_local."""
     return [s for s in tcp_sockets()
             if s["remote_port"] == remote_port and s["state"] == "01" and s["local_port"] not in exclude_local]
-
-
-def wait_until(predicate, timeout=10.0, what="condition", poll=0.02):
-    """Polls predicate() until it is true; fails at the deadline. Returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(poll)  # poll interval of a bounded wait for a condition
 
 
 def run_wsx_timed(*args, timeout=30):

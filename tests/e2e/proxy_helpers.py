@@ -12,6 +12,7 @@ import websockets
 
 import serve_helpers
 import wsxtest
+from wsxtest import wait_until  # noqa: F401 (the proxy tests import it from here)
 
 # A backend whose every connection first receives the backend's own port, then an echo.
 PORT_BACKEND = ["--exec", 'sh -c "echo $SERVER_PORT; cat"']
@@ -115,15 +116,6 @@ def recv_eof(sock, timeout=10):
         if not chunk:
             return data
         data += chunk
-
-
-def wait_until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class TcpEchoServer:

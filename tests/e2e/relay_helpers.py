@@ -8,20 +8,9 @@ import time
 
 import wsxtest
 from serve_helpers import RawWS, http_request
-from wsxtest import WSX, free_port
+from wsxtest import WSX, free_port, wait_until
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def wait_until(predicate, timeout=10.0, what="condition", interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def redis_ping(port, timeout=0.5):

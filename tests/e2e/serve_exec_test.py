@@ -6,6 +6,7 @@ import time
 import shlex
 
 import wsxtest
+from wsxtest import wait_until
 from serve_helpers import RawWS
 
 
@@ -29,16 +30,6 @@ def children(pid):
         if int(fields[1]) == pid:
             out.append((int(entry), fields[0]))
     return out
-
-
-def wait_until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 class ExecTest(wsxtest.WsxTestCase):

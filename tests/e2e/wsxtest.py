@@ -166,6 +166,19 @@ def rss_kib(pid):
     return 0
 
 
+def wait_until(predicate, timeout=10.0, what="condition", poll=0.02):
+    """Polls predicate() until it returns something true, and returns that; fails naming `what`
+    at the deadline. The one bounded wait for a condition that no stream reports."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(poll)  # poll interval of a bounded wait for a condition
+
+
 def free_port():
     """A loopback port nobody listened on a moment ago (bound, read back, released), for a peer
     that cannot take port 0 and must be told one: another process may take it before the peer
