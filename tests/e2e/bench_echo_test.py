@@ -68,7 +68,9 @@ class BenchEcho(WsxTestCase):
     def test_duration_and_warmup(self):
         _, j = self.json_result("-c", "2", "-d", "1.5s", "--warmup", "500ms")
         self.assertGreater(j["messages"]["received"], 0)
-        self.assertLessEqual(j["elapsed_s"], 1.05)
+        # The measured window is the second after the warmup: with the warmup counted it would
+        # be 1.5 s (the bound leaves room for a late last reply on a loaded machine).
+        self.assertLessEqual(j["elapsed_s"], 1.3)
         self.assertGreater(j["elapsed_s"], 0.5)
         # The series covers the whole run, warmup included; the measured counts do not.
         self.assertGreater(sum(s["received"] for s in j["series"]), j["messages"]["received"])
@@ -209,7 +211,9 @@ class BenchStall(WsxTestCase):
     def test_closed_loop_hides_it(self):
         j = self.bench_json(self.start_stall_server(), "-c", "1", "-d", "1.5s")[1]
         self.assertGreaterEqual(j["latency"]["max"], 190_000_000)
-        self.assertLess(j["latency"]["p99"], 100_000_000, j["latency"])
+        # Below the open loop's p99 (at least 150 ms for the same stall): only the one message in
+        # flight waited, so the stall barely shows at p99.
+        self.assertLess(j["latency"]["p99"], 150_000_000, j["latency"])
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ class ExecTest(wsxtest.WsxTestCase):
         t0 = time.monotonic()
         ws.send_close(4001)
         self.assertEqual(ws.expect_close(10), (4001, ""))
-        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertLess(time.monotonic() - t0, 4.0)  # well before the 5 s close timeout, with room for load
         ws.close()
         wait_until(lambda: not children(p.proc.pid), what="child stopped")
 
