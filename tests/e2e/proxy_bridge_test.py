@@ -11,7 +11,7 @@ import websockets
 
 import wsxtest
 from proxy_helpers import TcpEchoServer, recv_exactly, run, start_proxy, wait_until
-from serve_helpers import RawWS
+from serve_helpers import RawWS, close_and_collect
 
 
 def masked_frame(opcode, payload):
@@ -109,15 +109,8 @@ class BridgeTest(wsxtest.WsxTestCase):
             ws = await websockets.connect(url, compression="deflate", max_size=None)
             ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
             await ws.send(b"hello\n")
-            closing = asyncio.ensure_future(ws.close())
-            got = []
-            try:
-                async for m in ws:
-                    got.append(m)
-            except websockets.ConnectionClosed:
-                pass
-            await closing
-            return ext, got, ws.close_code
+            got, close_code = await close_and_collect(ws)
+            return ext, got, close_code
 
         for i in range(5):
             ext, got, code = run(talk(), 30)

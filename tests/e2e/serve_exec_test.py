@@ -7,7 +7,7 @@ import shlex
 
 import wsxtest
 from wsxtest import wait_until
-from serve_helpers import RawWS
+from serve_helpers import RawWS, close_and_collect
 
 
 def sh(script):
@@ -206,15 +206,8 @@ class ExecTest(wsxtest.WsxTestCase):
             ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
             for i in range(200):
                 await ws.send(f"line {i}")
-            closing = asyncio.ensure_future(ws.close(code=4001))
-            got = []
-            try:
-                async for m in ws:
-                    got.append(m)
-            except websockets.ConnectionClosed:
-                pass
-            await closing
-            return ext, got, ws.close_code
+            got, close_code = await close_and_collect(ws, code=4001)
+            return ext, got, close_code
 
         ext, got, code = asyncio.run(asyncio.wait_for(talk(), 30))
         self.assertIn("permessage-deflate", ext)

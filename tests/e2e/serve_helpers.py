@@ -246,3 +246,20 @@ class LineReader:
                 self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return line.decode("utf-8", "replace")
+
+
+async def close_and_collect(ws, code=1000):
+    """Starts the closing handshake of a python websockets client at once, and collects every
+    message that arrives before the server's Close. Returns (messages, the close code)."""
+    import asyncio
+
+    import websockets
+    closing = asyncio.ensure_future(ws.close(code=code))
+    got = []
+    try:
+        async for m in ws:
+            got.append(m)
+    except websockets.ConnectionClosed:
+        pass
+    await closing
+    return got, ws.close_code

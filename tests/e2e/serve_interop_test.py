@@ -6,6 +6,7 @@ import subprocess
 import unittest
 
 import wsxtest
+from serve_helpers import close_and_collect
 
 NODE_MODULES = os.path.join(wsxtest.SOURCE_DIR, "tests", "node_modules")
 CHROMIUM = wsxtest.CHROMIUM
@@ -90,15 +91,8 @@ class InteropTest(wsxtest.WsxTestCase):
             ws = await websockets.connect(url, compression="deflate", max_size=None)
             for _ in range(16):
                 await ws.send(data)
-            closing = asyncio.ensure_future(ws.close())
-            got = []
-            try:
-                async for m in ws:
-                    got.append(m)
-            except websockets.ConnectionClosed:
-                pass
-            await closing
-            return got, ws.close_code
+            got, close_code = await close_and_collect(ws)
+            return got, close_code
 
         for _ in range(3):
             got, code = asyncio.run(asyncio.wait_for(talk(), 30))
