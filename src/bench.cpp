@@ -360,9 +360,9 @@ public:
         : stream_(std::move(stream)), w_(w), s_(w.s), o_(w.s.o), spec_(spec), timer_(w.ioc), rng_(seed32()),
           reader_(w.s.o.client.session.max_message_size, false) {
         if (info.deflate) {
-            deflater_ = std::make_unique<pmd::deflater>(info.deflate->client_max_window_bits,
-                                                        info.deflate->client_no_context_takeover);
-            inflater_ = std::make_unique<pmd::inflater>(info.deflate->server_no_context_takeover);
+            pmd::codec c(*info.deflate, true);
+            deflater_ = std::move(c.out);
+            inflater_ = std::move(c.in);
             reader_.set_inflater(inflater_.get());
         }
         rbuf_.resize(std::max<std::size_t>(64 * 1024, leftover.size() + 16 * 1024));

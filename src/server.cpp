@@ -149,7 +149,6 @@ void limit_request_parser(http::request_parser<http::string_body>& parser, std::
     parser.body_limit(max_bytes);
 }
 
-
 void server::listen_unix() {
     const std::string& path = opts_.listen.unix_path;
     const std::string where = "unix:" + path;
