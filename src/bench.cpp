@@ -156,6 +156,7 @@ struct run_shared {
     std::uint64_t end_ns = no_end;
     tcp::resolver::results_type endpoints, publish_endpoints;
     endpoint publish_url;
+    client_options publish_client;  // the client options with the publishers' URL
     std::shared_ptr<ssl::context> tls;
     std::atomic<bool> stopping{false};
     std::atomic<std::uint64_t> next_attempt{0};      // connect scenario: attempts scheduled so far
@@ -863,184 +864,58 @@ struct opened_failure {
     std::string message;
 };
 
+// Writes `data`, giving up after `limit`.
 template <class Stream>
-net::awaitable<std::optional<opened_failure>> upgrade(Stream& stream, const client_options& o, const endpoint& url,
-                                                      beast::flat_buffer& buffer, upgrade_info& info) {
-    const std::string key = make_sec_websocket_key();
-    auto req = upgrade_request(o, url, key);
+net::awaitable<void> write_within(Stream& stream, const std::string& data, std::chrono::nanoseconds limit) {
+    beast::get_lowest_layer(stream).expires_after(limit);
     error_code ec;
-    co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
-    if (!ec) {
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(64 * 1024);
-        co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-        if (!ec) {
-            auto& res = parser.get();
-            if (res.result_int() != 101) {
-                std::string body = res.body();
-                if (auto nl = body.find_first_of("\r\n"); nl != std::string::npos) body.resize(nl);
-                if (body.size() > 200) body = body.substr(0, 200) + "...";
-                co_return opened_failure{fmt::format("HTTP {}", res.result_int()), exit_code::upgrade,
-                                         fmt::format("upgrade rejected by {}: HTTP {} {}{}{}", url.to_string(), res.result_int(),
-                                                     std::string(res.reason()), body.empty() ? "" : ": ",
-                                                     escape_for_terminal(body))};
-            }
-            // The checks a client owes the answer (RFC 6455 4.1), the same as wsx connect's.
-            if (const error_code bad = check_upgrade_answer(res, key)) {
-                const bool accept = bad == websocket::error::bad_sec_accept || bad == websocket::error::no_sec_accept;
-                co_return opened_failure{accept ? "bad accept" : "bad upgrade answer", exit_code::upgrade,
-                                         fmt::format("upgrade with {} failed: {}", url.to_string(), bad.message())};
-            }
-            std::string proto(res[http::field::sec_websocket_protocol]);
-            if (!proto.empty() && std::find(o.subprotocols.begin(), o.subprotocols.end(), proto) == o.subprotocols.end())
-                co_return opened_failure{"subprotocol", exit_code::upgrade,
-                                         fmt::format("server chose subprotocol '{}', which was not offered",
-                                                     escape_for_terminal(proto))};
-            info.extensions = joined_fields(res, http::field::sec_websocket_extensions);
-            if (!o.deflate.enabled) {
-                if (!info.extensions.empty())
-                    co_return opened_failure{"extension", exit_code::upgrade, "server enabled an extension that was not offered"};
-                co_return std::nullopt;
-            }
-            auto answer = pmd::parse_answer(info.extensions, o.deflate);
-            if (answer.status == pmd::answer_status::accepted) {
-                info.deflate = answer.params;
-                co_return std::nullopt;
-            }
-            // --compress measures compressed traffic or nothing: leave with 1010 (RFC 6455
-            // section 7.4.1: an extension the client needs was not negotiated).
-            std::string close;
-            const std::uint32_t key = seed32();
-            append_frame(close, opcode_byte::close, close_payload(1010, "permessage-deflate required"), &key);
-            error_code wec;
-            co_await net::async_write(stream, net::buffer(close), net::redirect_error(net::use_awaitable, wec));
-            if (answer.status == pmd::answer_status::declined)
-                co_return opened_failure{"compression declined", exit_code::upgrade,
-                                         fmt::format("{} declined permessage-deflate (--compress): its upgrade answer has no "
-                                                     "Sec-WebSocket-Extensions; enable compression on the server, or leave "
-                                                     "out --compress to measure uncompressed traffic",
-                                                     url.to_string())};
-            co_return opened_failure{"bad extension answer", exit_code::upgrade,
-                                     fmt::format("{} answered the permessage-deflate offer wrongly: {}", url.to_string(),
-                                                 answer.error)};
-        }
-    }
-    if (ec == beast::error::timeout)
-        co_return opened_failure{"timeout", exit_code::timeout,
-                                 fmt::format("timed out waiting for the upgrade from {} (raise --connect-timeout)", url.to_string())};
-    co_return opened_failure{"upgrade", exit_code::upgrade, fmt::format("upgrade with {} failed: {}", url.to_string(), ec.message())};
+    co_await net::async_write(stream, net::buffer(data), net::redirect_error(net::use_awaitable, ec));
 }
 
-opened_failure tcp_failure(const error_code& ec, const std::string& where, bool proxy) {
-    if (ec == beast::error::timeout)
-        return {"timeout", exit_code::timeout, fmt::format("timed out connecting to {} (raise --connect-timeout)", where)};
-    std::string reason = ec == net::error::connection_refused   ? "refused"
-                         : ec == net::error::host_unreachable   ? "unreachable"
-                         : ec == net::error::network_unreachable ? "unreachable"
-                         : ec == net::error::connection_reset    ? "reset"
-                         : ec == net::error::no_buffer_space || ec == net::error::no_descriptors ? "no resources"
-                                                                                                  : ec.message();
-    return {reason, exit_code::connect,
-            fmt::format("cannot connect to {}{}: {}{}", where, proxy ? " (proxy)" : "", ec.message(),
-                        refused_hint(ec, proxy))};
-}
-
-// Opens one connection. On success calls ready(stream, leftover bytes, handshake ns).
-template <bool Tls, class Ready>
-net::awaitable<std::optional<opened_failure>> open_connection(run_shared& s, const endpoint& url,
-                                                              const tcp::resolver::results_type& eps, Ready ready) {
-    const auto& o = s.o.client;
-    auto ex = co_await net::this_coro::executor;
-    const auto t0 = clock::now();
-    beast::tcp_stream tcp(ex);
-    tcp.expires_at(t0 + o.connect_timeout);
-    error_code ec;
-    const bool via_proxy = o.proxy.has_value();
-    const std::string where = via_proxy ? format_host_port(o.proxy->host, o.proxy->port) : format_host_port(url.host, url.port);
-    co_await tcp.async_connect(eps, net::redirect_error(net::use_awaitable, ec));
-    if (ec) co_return tcp_failure(ec, where, via_proxy);
-    tcp.socket().set_option(tcp::no_delay(true), ec);
-    if (via_proxy) {
-        try {
-            if (o.proxy->type == proxy_config::kind::http) {
-                co_await http_connect_handshake(tcp, *o.proxy, url.host, url.port);
-            } else {
-                co_await socks5_handshake(tcp, *o.proxy, url.host, url.port);
-            }
-        } catch (const failure& f) {
-            co_return opened_failure{"proxy", f.code(), f.what()};
-        } catch (const boost::system::system_error& e) {
-            co_return tcp_failure(e.code(), where, true);
-        }
-    }
-    beast::flat_buffer buffer;
-    upgrade_info info;
-    if constexpr (Tls) {
-        beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp), *s.tls);
-        prepare_client_stream(stream, o.tls, url.host);
-        co_await stream.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
-        if (ec == beast::error::timeout)
-            co_return opened_failure{"timeout", exit_code::timeout,
-                                     fmt::format("timed out in the TLS handshake with {} (raise --connect-timeout)", where)};
-        if (ec)
-            co_return opened_failure{"tls", exit_code::tls,
-                                     fmt::format("TLS handshake with {} failed: {}", where, describe_tls_error(ec, &stream))};
-        if (auto f = co_await upgrade(stream, o, url, buffer, info)) co_return f;
-        beast::get_lowest_layer(stream).expires_never();
-        drop_write_interest(beast::get_lowest_layer(stream).socket());
-        const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
-        auto data = buffer.data();
-        ready(std::move(stream), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
-    } else {
-        if (auto f = co_await upgrade(tcp, o, url, buffer, info)) co_return f;
-        tcp.expires_never();
-        drop_write_interest(tcp.socket());
-        const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
-        auto data = buffer.data();
-        ready(tcp.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
-    }
-    co_return std::nullopt;
-}
-
-// The same over a unix socket (ws+unix://): no resolving, proxy or TLS.
+// Opens one connection to `url` through the client open path (the one wsx connect uses), with
+// the addresses and TLS context resolved once for the run. On success calls ready(stream,
+// leftover bytes, handshake ns, upgrade info), the stream a plain socket where no TLS is on.
 template <class Ready>
-net::awaitable<std::optional<opened_failure>> open_unix(run_shared& s, const endpoint& url, Ready ready) {
-    const auto& o = s.o.client;
-    auto ex = co_await net::this_coro::executor;
-    const auto t0 = clock::now();
-    beast::basic_stream<net::local::stream_protocol> sock(ex);
-    sock.expires_at(t0 + o.connect_timeout);
-    error_code ec;
-    co_await sock.async_connect(net::local::stream_protocol::endpoint(url.unix_path),
-                                net::redirect_error(net::use_awaitable, ec));
-    if (ec == beast::error::timeout)
-        co_return opened_failure{"timeout", exit_code::timeout,
-                                 fmt::format("timed out connecting to unix socket {} (raise --connect-timeout)", url.unix_path)};
-    if (ec) {
-        const bool missing = ec == boost::system::errc::no_such_file_or_directory;
-        const std::string reason = ec == net::error::connection_refused ? "refused" : missing ? "no such socket" : ec.message();
-        co_return opened_failure{reason, exit_code::connect,
-                                 fmt::format("cannot connect to unix socket {}: {}{}", url.unix_path, ec.message(),
-                                             missing ? " (is the server listening on that path?)" : "")};
+net::awaitable<std::optional<opened_failure>> open_any(run_shared& s, bool publisher, Ready ready) {
+    const client_options& o = publisher ? s.publish_client : s.o.client;
+    open_hints hints;
+    const auto& eps = publisher ? s.publish_endpoints : s.endpoints;
+    if (!o.url.is_unix()) hints.first_hop = &eps;
+    hints.tls = s.tls;
+    std::optional<opened_connection> opened;
+    try {
+        opened.emplace(co_await async_open(o, hints));
+    } catch (const upgrade_rejected& e) {
+        co_return opened_failure{fmt::format("HTTP {}", e.status()), e.code(), e.what()};
+    } catch (const open_failure& e) {
+        co_return opened_failure{e.reason(), e.code(), e.what()};
+    } catch (const failure& e) {
+        co_return opened_failure{std::string(exit_code_name(e.code())), e.code(), e.what()};
     }
-    beast::flat_buffer buffer;
-    upgrade_info info;
-    if (auto f = co_await upgrade(sock, o, url, buffer, info)) co_return f;
-    sock.expires_never();
-    drop_write_interest(sock.socket());
-    const auto hs = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count();
-    auto data = buffer.data();
-    ready(sock.release_socket(), std::string(static_cast<const char*>(data.data()), data.size()), std::uint64_t(hs), info);
+    opened_connection& c = *opened;
+    upgrade_info info{std::move(c.extensions), c.deflate};
+    const auto hs = std::uint64_t(c.info.timings.total.count());
+    if (o.deflate.enabled && !info.deflate) {
+        // --compress measures compressed traffic or nothing: leave with 1010 (RFC 6455
+        // section 7.4.1: an extension the client needs was not negotiated).
+        std::string close;
+        const std::uint32_t key = seed32();
+        append_frame(close, opcode_byte::close, close_payload(1010, "permessage-deflate required"), &key);
+        co_await std::visit([&](auto& stream) { return write_within(stream, close, std::chrono::seconds(1)); }, *c.stream);
+        co_return opened_failure{"compression declined", exit_code::upgrade,
+                                 fmt::format("{} declined permessage-deflate (--compress): its upgrade answer has no "
+                                             "Sec-WebSocket-Extensions; enable compression on the server, or leave "
+                                             "out --compress to measure uncompressed traffic",
+                                             o.url.to_string())};
+    }
+    std::visit(
+        [&](auto& stream) {
+            using S = std::decay_t<decltype(stream)>;
+            if constexpr (std::is_same_v<S, tls_stream>) ready(std::move(stream), std::move(c.leftover), hs, info);
+            else ready(stream.release_socket(), std::move(c.leftover), hs, info);
+        },
+        *c.stream);
     co_return std::nullopt;
-}
-
-// Opens one connection to `url` over whatever it names.
-template <class Ready>
-net::awaitable<std::optional<opened_failure>> open_any(run_shared& s, const endpoint& url,
-                                                       const tcp::resolver::results_type& eps, Ready ready) {
-    if (url.is_unix()) co_return co_await open_unix(s, url, std::move(ready));
-    if (url.tls) co_return co_await open_connection<true>(s, url, eps, std::move(ready));
-    co_return co_await open_connection<false>(s, url, eps, std::move(ready));
 }
 
 // Sleeps until `t` in steps of at most 100 ms, so that an interrupted run does not wait
@@ -1082,8 +957,6 @@ net::awaitable<void> launch(worker& w, conn_spec spec) {
         co_return;
     }
     const bool publisher = spec.role == conn_role::publisher;
-    const endpoint& url = publisher ? s.publish_url : o.client.url;
-    const auto& eps = publisher ? s.publish_endpoints : s.endpoints;
     ++w.attempted;
     auto on_ready = [&w, spec](auto&& stream, std::string leftover, std::uint64_t hs_ns, const upgrade_info& info) {
         using S = std::decay_t<decltype(stream)>;
@@ -1095,7 +968,7 @@ net::awaitable<void> launch(worker& w, conn_spec spec) {
         w.conns.push_back(c);
         c->start();
     };
-    std::optional<opened_failure> f = co_await open_any(s, url, eps, on_ready);
+    std::optional<opened_failure> f = co_await open_any(s, publisher, on_ready);
     if (spec.role == conn_role::subscriber) s.subscribers_settled.fetch_add(1, std::memory_order_acq_rel);
     if (f) {
         w.connect_failed(f->reason, f->code, f->message);
@@ -1139,7 +1012,7 @@ net::awaitable<void> storm(worker& w) {
             hs = hs_ns;
             if (w.extensions.empty()) w.extensions = info.extensions;
         };
-        std::optional<opened_failure> f = co_await open_any(s, o.client.url, s.endpoints, on_ready);
+        std::optional<opened_failure> f = co_await open_any(s, false, on_ready);
         if (f) {
             w.connect_failed(f->reason, f->code, f->message, measured);
             ++w.i_errors;
@@ -1257,6 +1130,8 @@ bench_result run_bench(const bench_options& o, std::pair<int, std::string>* firs
         }
     }
     if (o.client.url.tls || s.publish_url.tls) s.tls = make_client_tls(o.client.tls);
+    s.publish_client = o.client;
+    s.publish_client.url = s.publish_url;
 
     std::vector<conn_spec> specs;
     if (o.scenario == bench_scenario::connect) {

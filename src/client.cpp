@@ -48,8 +48,17 @@ void seed_handshake_keys() {
 }
 
 [[noreturn]] void timed_out(const client_options& o, std::string_view step) {
-    throw failure(exit_code::timeout, fmt::format("timed out after {} {} {} (raise --connect-timeout)",
-                                                  ms(o.connect_timeout), step, o.url.to_string()));
+    throw open_failure("timeout", exit_code::timeout, fmt::format("timed out after {} {} {} (raise --connect-timeout)",
+                                                                  ms(o.connect_timeout), step, o.url.to_string()));
+}
+
+// The short reason bench tallies a failed TCP connect under.
+std::string connect_reason(const error_code& ec) {
+    if (ec == net::error::connection_refused) return "refused";
+    if (ec == net::error::host_unreachable || ec == net::error::network_unreachable) return "unreachable";
+    if (ec == net::error::connection_reset) return "reset";
+    if (ec == net::error::no_buffer_space || ec == net::error::no_descriptors) return "no resources";
+    return ec.message();
 }
 
 // How to get past a certificate verification failure, for the error line.
@@ -85,10 +94,11 @@ void print_headers(std::ostream& out, char mark, const auto& fields) {
     for (const auto& f : fields) out << mark << ' ' << f.name_string() << ": " << f.value() << '\n';
 }
 
-// Resolves host:port with a deadline. Maps errors to exit codes.
-net::awaitable<tcp::resolver::results_type> resolve(const client_options& o, const std::string& host, std::uint16_t port,
-                                                    clock::time_point deadline) {
-    // An IP literal needs no lookup, and no resolver thread (which costs start-up time).
+// Resolves host:port by `deadline`; an IP literal needs no lookup (and no resolver thread,
+// which costs start-up time).
+net::awaitable<tcp::resolver::results_type> resolve(const std::string& host, std::uint16_t port, clock::time_point deadline,
+                                                    std::string_view name, std::string_view raise,
+                                                    std::chrono::nanoseconds budget) {
     error_code parse_ec;
     auto literal = net::ip::make_address(host, parse_ec);
     if (!parse_ec)
@@ -106,34 +116,29 @@ net::awaitable<tcp::resolver::results_type> resolve(const client_options& o, con
     error_code ec;
     auto results = co_await resolver.async_resolve(host, std::to_string(port), net::redirect_error(net::use_awaitable, ec));
     timer.cancel();
-    if (expired) timed_out(o, "resolving");
-    if (ec) throw failure(exit_code::resolve, fmt::format("cannot resolve '{}': {}", host, ec.message()));
+    if (expired)
+        throw open_failure("timeout", exit_code::timeout,
+                           fmt::format("timed out after {} resolving {} (raise {})", ms(budget), name, raise));
+    if (ec) throw open_failure("resolve", exit_code::resolve, fmt::format("cannot resolve '{}': {}", host, ec.message()));
     co_return results;
 }
 
 // TCP connect to the server or to the proxy, then the proxy handshake.
-net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, connect_result& r, clock::time_point deadline) {
+net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, const open_hints& hints, connect_info& r,
+                              clock::time_point deadline) {
     const auto t0 = clock::now();
     const bool via_proxy = o.proxy.has_value();
     const std::string& host = via_proxy ? o.proxy->host : o.url.host;
     const std::uint16_t port = via_proxy ? o.proxy->port : o.url.port;
-    auto results = co_await resolve(o, host, port, deadline);
-    const auto t1 = clock::now();
-    r.timings.dns = t1 - t0;
-
-    tcp.expires_at(deadline);
-    error_code ec;
-    auto ep = co_await tcp.async_connect(results, net::redirect_error(net::use_awaitable, ec));
-    if (ec == beast::error::timeout) timed_out(o, "connecting to");
-    if (ec)
-        throw failure(exit_code::connect, fmt::format("cannot connect to {}{}: {}{}", format_host_port(host, port),
-                                                      via_proxy ? " (proxy)" : "", ec.message(), refused_hint(ec, via_proxy)));
-    tcp.socket().set_option(tcp::no_delay(true), ec);
-    r.remote = format_host_port(ep.address().to_string(), ep.port());
+    const auto c = co_await async_connect_tcp(tcp, host, port, deadline, o.url.to_string(), "--connect-timeout", via_proxy,
+                                              hints.first_hop);
+    r.remote = format_host_port(c.peer.address().to_string(), c.peer.port());
     const auto t2 = clock::now();
-    r.timings.tcp = t2 - t1;
+    r.timings.dns = c.dns;
+    r.timings.tcp = t2 - t0 - c.dns;
     if (!via_proxy) co_return;
 
+    tcp.expires_at(deadline);
     try {
         if (o.proxy->type == proxy_config::kind::http) {
             co_await http_connect_handshake(tcp, *o.proxy, o.url.host, o.url.port);
@@ -141,14 +146,20 @@ net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, c
             std::string target = o.url.host;
             if (o.proxy->type == proxy_config::kind::socks5) {
                 // socks5:// resolves locally; socks5h:// lets the proxy resolve.
-                auto targets = co_await resolve(o, o.url.host, o.url.port, deadline);
+                auto targets = co_await resolve(o.url.host, o.url.port, deadline, o.url.to_string(), "--connect-timeout",
+                                                o.connect_timeout);
                 target = targets.begin()->endpoint().address().to_string();
             }
             co_await socks5_handshake(tcp, *o.proxy, target, o.url.port);
         }
+    } catch (const open_failure&) {
+        throw;
+    } catch (const failure& f) {
+        throw open_failure("proxy", f.code(), f.what());
     } catch (const boost::system::system_error& e) {
         if (e.code() == beast::error::timeout) timed_out(o, "in the proxy handshake for");
-        throw failure(exit_code::connect, fmt::format("proxy {} failed: {}", format_host_port(host, port), e.code().message()));
+        throw open_failure("proxy", exit_code::connect,
+                           fmt::format("proxy {} failed: {}", format_host_port(host, port), e.code().message()));
     }
     r.timings.proxy = clock::now() - t2;
 }
@@ -157,7 +168,7 @@ net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, c
 // server's HTTP answer was read), or one for a subprotocol that was not offered.
 // `tls_record`: what came back instead of an answer starts like a TLS record (an alert or a
 // handshake), the reply of a TLS server to a plaintext request.
-void report_upgrade(error_code ec, bool answered, const client_options& o, connect_result& r, std::ostream* verbose,
+void report_upgrade(error_code ec, bool answered, const client_options& o, connect_info& r, std::ostream* verbose,
                     bool tls_record = false) {
     if (verbose) {
         *verbose << "> " << r.request.method_string() << ' ' << r.request.target() << " HTTP/1.1\n";
@@ -179,49 +190,54 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
             if (truncated || why.find("certificate") != std::string::npos)
                 hint = o.tls.cert.empty() ? " (if it requires a client certificate, use --cert and --key)"
                                           : " (it may have refused the client certificate)";
-            throw failure(exit_code::tls, fmt::format("TLS connection to {} failed during the upgrade: {}{}",
+            throw open_failure("tls", exit_code::tls, fmt::format("TLS connection to {} failed during the upgrade: {}{}",
                                                       format_host_port(o.url.host, o.url.port), why, hint));
         }
         const bool hung_up = ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset;
         // Over TLS 1.3 a refused client certificate often shows only as the server hanging up
         // (its alert lost to a reset): with TLS, no answer at all is reported as a TLS failure.
         if (hung_up && o.url.tls)
-            throw failure(exit_code::tls,
+            throw open_failure("tls", exit_code::tls,
                           fmt::format("TLS connection to {} ended before the upgrade was answered{}",
                                       format_host_port(o.url.host, o.url.port),
                                       o.tls.cert.empty() ? " (if the server requires a client certificate, use --cert and --key)"
                                                          : " (the server may have refused the client certificate)"));
         if (tls_record && !o.url.tls)
-            throw failure(exit_code::upgrade,
+            throw open_failure("upgrade", exit_code::upgrade,
                           fmt::format("upgrade with {} failed: the server answered with TLS (use wss://)", o.url.to_string()));
         // A TLS server given a plaintext request often just hangs up.
         if (hung_up)
-            throw failure(exit_code::upgrade,
+            throw open_failure("upgrade", exit_code::upgrade,
                           fmt::format("upgrade with {} failed: the server closed the connection without an HTTP response{}",
                                       o.url.to_string(), o.url.is_unix() ? "" : " (if it speaks TLS, use wss://)"));
         if (ec.category() == http::make_error_code(http::error::bad_version).category())
-            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({}){}",
+            throw open_failure("upgrade", exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({}){}",
                                                           o.url.to_string(), ec.message(),
                                                           o.url.tls || o.url.is_unix() ? "" : " (if the server speaks TLS, use wss://)"));
-        throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
+        throw open_failure("upgrade", exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
     }
     if (ec == websocket::error::upgrade_declined || (ec && r.response.result_int() != 101))
         throw upgrade_refusal(r.response, o.url);
-    if (ec) throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
+    if (ec) {
+        const bool accept = ec == websocket::error::bad_sec_accept || ec == websocket::error::no_sec_accept;
+        throw open_failure(accept ? "bad accept" : "bad upgrade answer", exit_code::upgrade,
+                           fmt::format("upgrade with {} failed: {}", o.url.to_string(), ec.message()));
+    }
     r.subprotocol = std::string(r.response[http::field::sec_websocket_protocol]);
     if (!r.subprotocol.empty() &&
         std::find(o.subprotocols.begin(), o.subprotocols.end(), r.subprotocol) == o.subprotocols.end())
-        throw failure(exit_code::upgrade,
+        throw open_failure("upgrade", exit_code::upgrade,
                       fmt::format("server chose subprotocol '{}', which was not offered", escape_for_terminal(r.subprotocol)));
 }
 
-// The upgrade: the request is written and the answer read here, and the bytes that arrived
-// behind the answer (a server may greet at once) are returned for the session, with the
-// permessage-deflate agreement when the server accepted the offer.
+// The upgrade: the request is written and the answer read here; the bytes that arrived behind
+// the answer (a server may greet at once) are kept for the session, with the permessage-deflate
+// agreement when the server accepted the offer. The stream is left with no deadline and no
+// write interest.
 template <class Stream>
-net::awaitable<std::string> upgrade(Stream& stream, const client_options& o, connect_result& r,
-                                    clock::time_point deadline, std::ostream* verbose,
-                                    std::optional<pmd::agreement>& deflate) {
+net::awaitable<void> upgrade(Stream& stream, const client_options& o, opened_connection& out, clock::time_point deadline,
+                             std::ostream* verbose) {
+    auto& r = out.info;
     const auto t0 = clock::now();
     auto& lowest = beast::get_lowest_layer(stream);
     lowest.expires_at(deadline);
@@ -245,30 +261,21 @@ net::awaitable<std::string> upgrade(Stream& stream, const client_options& o, con
     const auto first = static_cast<const unsigned char*>(buffer.data().data());
     const bool tls_record = !answered && buffer.size() > 0 && (first[0] == 0x15 || first[0] == 0x16);
     report_upgrade(ec, answered, o, r, verbose, tls_record);
-    const std::string ext = joined_fields(r.response, http::field::sec_websocket_extensions);
-    if (!o.deflate.enabled && !ext.empty())
-        throw failure(exit_code::upgrade,
-                      fmt::format("upgrade with {} failed: the server enabled an extension that was not offered ({})",
-                                  o.url.to_string(), escape_for_terminal(ext)));
+    out.extensions = joined_fields(r.response, http::field::sec_websocket_extensions);
+    if (!o.deflate.enabled && !out.extensions.empty())
+        throw open_failure("extension", exit_code::upgrade,
+                           fmt::format("upgrade with {} failed: the server enabled an extension that was not offered ({})",
+                                       o.url.to_string(), escape_for_terminal(out.extensions)));
     if (o.deflate.enabled) {
-        auto answer = pmd::parse_answer(ext, o.deflate);
+        auto answer = pmd::parse_answer(out.extensions, o.deflate);
         if (answer.status == pmd::answer_status::invalid)
-            throw failure(exit_code::upgrade, fmt::format("upgrade with {} failed: {}", o.url.to_string(), answer.error));
-        if (answer.status == pmd::answer_status::accepted) deflate = answer.params;
+            throw open_failure("bad extension answer", exit_code::upgrade,
+                               fmt::format("upgrade with {} failed: {}", o.url.to_string(), answer.error));
+        if (answer.status == pmd::answer_status::accepted) out.deflate = answer.params;
     }
     r.timings.upgrade = clock::now() - t0;
-    co_return beast::buffers_to_string(buffer.data());
-}
-
-// The upgrade over a connected stream, then the session on it.
-template <class Layer>
-net::awaitable<std::shared_ptr<ws_session>> open_session(typename Layer::next_layer_type& stream, const client_options& o,
-                                                         const session_options& so, connect_result& r,
-                                                         clock::time_point deadline, std::ostream* verbose) {
-    std::optional<pmd::agreement> deflate;
-    auto early = co_await upgrade(stream, o, r, deadline, verbose, deflate);
-    drop_write_interest(beast::get_lowest_layer(stream).socket());
-    co_return std::make_shared<session<Layer>>(std::move(stream), std::move(early), so, beast::role_type::client, deflate);
+    out.leftover = beast::buffers_to_string(buffer.data());
+    drop_write_interest(lowest.socket());
 }
 
 }  // namespace
@@ -372,13 +379,39 @@ void decorate_upgrade_request(http::fields& req, const client_options& o, const 
     for (const auto& [name, value] : o.headers) req.set(name, value);
 }
 
-net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose) {
+net::awaitable<tcp_connected> async_connect_tcp(beast::tcp_stream& stream, const std::string& host, std::uint16_t port,
+                                                clock::time_point deadline, std::string_view name, std::string_view raise,
+                                                bool proxy, const tcp::resolver::results_type* resolved) {
+    const auto t0 = clock::now();
+    const auto budget = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - t0);
+    tcp_connected c;
+    tcp::resolver::results_type looked_up;
+    if (!resolved) {
+        looked_up = co_await resolve(host, port, deadline, name, raise, budget);
+        resolved = &looked_up;
+        c.dns = clock::now() - t0;
+    }
+    stream.expires_at(deadline);
+    error_code ec;
+    c.peer = co_await stream.async_connect(*resolved, net::redirect_error(net::use_awaitable, ec));
+    if (ec == beast::error::timeout)
+        throw open_failure("timeout", exit_code::timeout,
+                           fmt::format("timed out after {} connecting to {} (raise {})", ms(budget), name, raise));
+    if (ec)
+        throw open_failure(connect_reason(ec), exit_code::connect,
+                           fmt::format("cannot connect to {}{}: {}{}", format_host_port(host, port), proxy ? " (proxy)" : "",
+                                       ec.message(), refused_hint(ec, proxy)));
+    stream.socket().set_option(tcp::no_delay(true), ec);
+    co_return c;
+}
+
+net::awaitable<opened_connection> async_open(const client_options& o, const open_hints& hints, std::ostream* verbose) {
     auto ex = co_await net::this_coro::executor;
     seed_handshake_keys();
-    connect_result r;
+    opened_connection out;
+    auto& r = out.info;
     const auto start = clock::now();
     const auto deadline = start + o.connect_timeout;
-    const auto& so = o.session;
 
     if (o.url.is_unix()) {
         if (o.url.tls) throw failure(exit_code::usage, "wss+unix:// is not supported: use ws+unix://");
@@ -388,19 +421,23 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
         co_await sock.async_connect(net::local::stream_protocol::endpoint(o.url.unix_path),
                                     net::redirect_error(net::use_awaitable, ec));
         if (ec == beast::error::timeout) timed_out(o, "connecting to");
-        if (ec)
-            throw failure(exit_code::connect,
-                          fmt::format("cannot connect to unix socket {}: {}{}", o.url.unix_path, ec.message(),
-                                      ec == net::error::connection_refused || ec == boost::system::errc::no_such_file_or_directory
-                                          ? " (is a server listening on that socket?)"
-                                          : ""));
+        if (ec) {
+            const bool missing = ec == boost::system::errc::no_such_file_or_directory;
+            throw open_failure(ec == net::error::connection_refused ? "refused" : missing ? "no such socket" : ec.message(),
+                               exit_code::connect,
+                               fmt::format("cannot connect to unix socket {}: {}{}", o.url.unix_path, ec.message(),
+                                           ec == net::error::connection_refused || missing
+                                               ? " (is a server listening on that socket?)"
+                                               : ""));
+        }
         r.remote = o.url.unix_path;
         r.timings.tcp = clock::now() - start;
-        r.session = co_await open_session<unix_layer>(sock, o, so, r, deadline, verbose);
+        co_await upgrade(sock, o, out, deadline, verbose);
+        out.stream.emplace(std::in_place_type<unix_stream>, std::move(sock));
     } else if (o.url.tls) {
-        auto ctx = make_client_tls(o.tls);
-        beast::ssl_stream<beast::tcp_stream> tls(ex, *ctx);
-        co_await open_tcp(beast::get_lowest_layer(tls), o, r, deadline);
+        out.tls_context = hints.tls ? hints.tls : make_client_tls(o.tls);
+        tls_stream tls(ex, *out.tls_context);
+        co_await open_tcp(beast::get_lowest_layer(tls), o, hints, r, deadline);
         const auto t0 = clock::now();
         prepare_client_stream(tls, o.tls, o.url.host);
         beast::get_lowest_layer(tls).expires_at(deadline);
@@ -411,18 +448,37 @@ net::awaitable<connect_result> async_connect(const client_options& o, std::ostre
             std::string hint = verify_hint(o, tls);
             if (hint.empty() && SSL_get_verify_result(tls.native_handle()) == X509_V_OK && looks_like_plain_server(ec))
                 hint = " (does the server speak TLS? if not, use ws://)";
-            throw failure(exit_code::tls, fmt::format("TLS handshake with {} failed: {}{}", format_host_port(o.url.host, o.url.port),
-                                                      describe_tls_error(ec, &tls), hint));
+            throw open_failure("tls", exit_code::tls,
+                               fmt::format("TLS handshake with {} failed: {}{}", format_host_port(o.url.host, o.url.port),
+                                           describe_tls_error(ec, &tls), hint));
         }
         r.timings.tls = clock::now() - t0;
-        r.session = co_await open_session<tls_layer>(tls, o, so, r, deadline, verbose);
-        r.session->hold(ctx);
+        co_await upgrade(tls, o, out, deadline, verbose);
+        out.stream.emplace(std::in_place_type<tls_stream>, std::move(tls));
     } else {
         beast::tcp_stream tcp(ex);
-        co_await open_tcp(tcp, o, r, deadline);
-        r.session = co_await open_session<tcp_layer>(tcp, o, so, r, deadline, verbose);
+        co_await open_tcp(tcp, o, hints, r, deadline);
+        co_await upgrade(tcp, o, out, deadline, verbose);
+        out.stream.emplace(std::in_place_type<beast::tcp_stream>, std::move(tcp));
     }
     r.timings.total = clock::now() - start;
+    co_return out;
+}
+
+net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose) {
+    auto opened = co_await async_open(o, {}, verbose);
+    connect_result r;
+    static_cast<connect_info&>(r) = std::move(opened.info);
+    r.session = std::visit(
+        [&](auto& stream) -> std::shared_ptr<ws_session> {
+            using S = std::decay_t<decltype(stream)>;
+            using Layer = std::conditional_t<std::is_same_v<S, tls_stream>, tls_layer,
+                                             std::conditional_t<std::is_same_v<S, unix_stream>, unix_layer, tcp_layer>>;
+            return std::make_shared<session<Layer>>(std::move(stream), std::move(opened.leftover), o.session,
+                                                    beast::role_type::client, opened.deflate);
+        },
+        *opened.stream);
+    if (opened.tls_context) r.session->hold(opened.tls_context);
     co_return r;
 }
 

@@ -7,6 +7,7 @@
 #include <ostream>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "endpoint.hpp"
@@ -55,13 +56,52 @@ struct connect_timings {
     std::chrono::nanoseconds dns{0}, tcp{0}, proxy{0}, tls{0}, upgrade{0}, total{0};
 };
 
-struct connect_result {
-    std::shared_ptr<ws_session> session;
+/// What a connect settled, besides the connection itself.
+struct connect_info {
     connect_timings timings;
     std::string subprotocol;   ///< the server's choice, empty if none
     std::string remote;        ///< peer address as host:port
     http::request<http::empty_body> request;     ///< what was sent (for -v)
     http::response<http::string_body> response;  ///< what came back (for -v)
+};
+
+struct connect_result : connect_info {
+    std::shared_ptr<ws_session> session;
+};
+
+/// A connect that failed: wsx::failure's exit code and one-line message, plus a short reason
+/// for tallies ("refused", "timeout", "tls", "proxy", "bad accept", ...), as bench counts them.
+/// A refused upgrade (another HTTP status) is an upgrade_refused instead.
+class open_failure : public failure {
+public:
+    open_failure(std::string reason, exit_code code, std::string message)
+        : failure(code, std::move(message)), reason_(std::move(reason)) {}
+    const std::string& reason() const noexcept { return reason_; }
+
+private:
+    std::string reason_;
+};
+
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+/// The stream of an open client connection: TCP, TLS over TCP, or a unix socket.
+using client_stream = std::variant<beast::tcp_stream, tls_stream, unix_stream>;
+
+/// What a caller that opens many connections (bench) settles once for all of them.
+struct open_hints {
+    /// The addresses of the first hop (the server, or the proxy), resolved already.
+    const tcp::resolver::results_type* first_hop = nullptr;
+    /// The TLS context for wss:// (made from the options when not given).
+    std::shared_ptr<ssl::context> tls;
+};
+
+/// An upgraded connection before a session runs on it.
+struct opened_connection {
+    std::optional<client_stream> stream;
+    std::shared_ptr<ssl::context> tls_context;  ///< what a TLS stream's context lives in
+    std::string leftover;                       ///< bytes that came behind the 101 (a server may greet at once)
+    std::string extensions;                     ///< the server's Sec-WebSocket-Extensions, all fields joined
+    std::optional<pmd::agreement> deflate;      ///< permessage-deflate in force, if the server accepted the offer
+    connect_info info;
 };
 
 /// Registers a connected socket with the event loop afresh. The reactor keeps watching a socket
@@ -79,10 +119,31 @@ void drop_write_interest(Socket& s) {
     if (ec) ::close(fd);
 }
 
-/// Connects and upgrades. Throws wsx::failure with the exit code of the step that failed
+/// The one client open path: resolve, TCP (or a unix socket), proxy, TLS, then the upgrade.
+/// Returns the open stream (no write interest registered, no deadline left on it), the bytes
+/// that came behind the answer and what the upgrade settled. Throws open_failure (or
+/// upgrade_refused for another HTTP status) with the exit code of the step that failed
 /// (resolve, connect, tls, upgrade, timeout) and a one-line message naming the cause.
 /// `verbose`, when set, receives the request and response headers as they happen.
+net::awaitable<opened_connection> async_open(const client_options& o, const open_hints& hints = {},
+                                             std::ostream* verbose = nullptr);
+
+/// async_open(), then a session on the stream.
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose = nullptr);
+
+/// What async_connect_tcp() settled.
+struct tcp_connected {
+    tcp::endpoint peer;
+    std::chrono::nanoseconds dns{0};  ///< time spent resolving (0 for an IP literal or addresses given)
+};
+/// Resolves `host` (an IP literal needs no lookup; `resolved` is used instead when given) and
+/// connects `stream` by `deadline`, with TCP_NODELAY. Throws open_failure: "resolve" (exit 3),
+/// the connect error (exit 4), "timeout" (exit 8; the message names `name` and the option that
+/// sets the deadline, `raise`). `proxy`: `host` is a proxy.
+net::awaitable<tcp_connected> async_connect_tcp(beast::tcp_stream& stream, const std::string& host, std::uint16_t port,
+                                                steady_clock::time_point deadline, std::string_view name,
+                                                std::string_view raise = "--connect-timeout", bool proxy = false,
+                                                const tcp::resolver::results_type* resolved = nullptr);
 
 /// The request target of the upgrade: the URL's path and query, plus the token as a query
 /// parameter when --token-query asks for it.

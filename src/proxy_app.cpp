@@ -249,16 +249,8 @@ public:
     /// `timeout_option` names the option that sets `timeout`, for the hint of a timeout.
     static net::awaitable<tcp::socket> connect_tcp(const upstream_target& t, std::chrono::nanoseconds timeout,
                                                    const char* timeout_option = "--connect-timeout") {
-        auto ex = co_await net::this_coro::executor;
-        tcp::resolver resolver(ex);
-        error_code ec;
-        auto results = co_await resolver.async_resolve(t.host, std::to_string(t.port), net::redirect_error(net::use_awaitable, ec));
-        if (ec) throw failure(exit_code::resolve, fmt::format("cannot resolve '{}': {}", t.host, ec.message()));
-        beast::tcp_stream stream(ex);
-        stream.expires_after(timeout);
-        co_await stream.async_connect(results, net::redirect_error(net::use_awaitable, ec));
-        if (ec == beast::error::timeout) throw failure(exit_code::timeout, fmt::format("timed out connecting to {} (raise {})", t.name, timeout_option));
-        if (ec) throw failure(exit_code::connect, fmt::format("cannot connect to {}: {}", t.name, ec.message()));
+        beast::tcp_stream stream(co_await net::this_coro::executor);
+        co_await async_connect_tcp(stream, t.host, t.port, steady_clock::now() + timeout, t.name, timeout_option);
         stream.expires_never();
         co_return stream.release_socket();
     }

@@ -87,7 +87,7 @@ class BenchUnix(WsxTestCase):
         errors = self.error_lines(r)
         self.assertEqual(len(errors), 1, r.stderr)
         self.assertIn(f"cannot connect to unix socket {path}", errors[0])
-        self.assertIn("is the server listening on that path?", errors[0])
+        self.assertIn("is a server listening on that socket?", errors[0])
 
     def test_refused_socket_exits_4(self):
         # A socket file nobody listens on any more.

@@ -8,8 +8,10 @@ Behaviour these tests rely on:
 - a proxy that refuses (bad credentials, forbidden target) is exit 4 with one error line
   naming the proxy's answer.
 """
+import json
 import os
 import select
+import time
 
 import wsxtest
 from wsxtest import WsxTestCase, read_line_matching, refused_port
@@ -38,6 +40,24 @@ class ProxyTest(WsxTestCase):
 
     def assertTunnelled(self, proxy, target):
         read_line_matching(proxy.proc.stdout, r"^CONNECT " + target.replace(".", r"\.") + "$", 10)
+
+    def connect_lines(self, proxy, n, timeout=10):
+        """The targets of the next `n` CONNECT lines the proxy prints."""
+        deadline = time.monotonic() + timeout
+        buf, targets = b"", []
+        fd = proxy.proc.stdout.fileno()
+        while len(targets) < n:
+            left = deadline - time.monotonic()
+            self.assertGreater(left, 0, f"{len(targets)} of {n} CONNECT lines within {timeout}s: {targets}")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            self.assertTrue(chunk, f"the proxy ended after {targets}")
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            targets += [l.decode()[len("CONNECT "):] for l in lines if l.startswith(b"CONNECT ")]
+        return targets
 
     def assertNoConnect(self, proxy):
         # wsx has exited: any CONNECT it caused was already printed by the proxy.
@@ -159,6 +179,43 @@ class ProxyTest(WsxTestCase):
                      env=clean_env())
         self.assertExit(r, 4)
         self.assertEqual(len(self.error_lines(r)), 1)
+
+    # bench opens its connections through the same path -------------------
+    def bench(self, *args, url=None):
+        r = self.wsx("bench", url or self.url, "-c", "2", "-n", "20", "--json", "-", *args, env=clean_env(), timeout=60)
+        return r
+
+    def assertBenchEchoed(self, r):
+        self.assertExit(r, 0)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["connections"]["established"], 2, j)
+        self.assertGreaterEqual(j["messages"]["received"], 20, j)
+        self.assertEqual(j["errors"], {}, j)
+
+    def test_bench_through_http_proxy_with_auth(self):
+        p, pp = self.proxy("http_connect_proxy.py", "--auth", "alice:s3cret")
+        self.assertBenchEchoed(self.bench("--proxy", f"http://alice:s3cret@127.0.0.1:{pp}"))
+        self.assertEqual(self.connect_lines(p, 2), [f"127.0.0.1:{self.port}"] * 2)
+
+    def test_bench_socks5_resolves_as_connect_does(self):
+        # socks5:// sends the proxy an address and socks5h:// the name, for bench as for connect.
+        p, pp = self.proxy("socks5_proxy.py")
+        url = self.url.replace("127.0.0.1", "localhost")
+        self.assertBenchEchoed(self.bench("--proxy", f"socks5h://127.0.0.1:{pp}", url=url))
+        self.assertEqual(self.connect_lines(p, 2), [f"localhost:{self.port}"] * 2)
+        self.assertBenchEchoed(self.bench("--proxy", f"socks5://127.0.0.1:{pp}", url=url))
+        for target in self.connect_lines(p, 2):
+            self.assertIn(target, (f"127.0.0.1:{self.port}", f"[::1]:{self.port}"))
+
+    def test_bench_proxy_refusal_is_4(self):
+        p, pp = self.proxy("socks5_proxy.py", "--auth", "bob:pa55")
+        r = self.bench("--proxy", f"socks5://bob:nope@127.0.0.1:{pp}")
+        self.assertExit(r, 4)
+        errors = self.error_lines(r)
+        self.assertEqual(len(errors), 1, r.stderr)
+        self.assertIn("(2 attempted)", errors[0])
+        self.assertRegex(errors[0], r"SOCKS5 proxy .*authentication failed")
+        self.assertNotIn("nope", r.stderr.decode())
 
     def test_stats_show_proxy_time(self):
         p, pp = self.proxy("socks5_proxy.py")
