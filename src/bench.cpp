@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include <boost/asio/use_future.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <fmt/format.h>
@@ -1091,15 +1092,19 @@ std::string utc_now() {
     return buf;
 }
 
+// The addresses of the first hop to `url` (the server, or the proxy), looked up once for the run
+// by the client open path's resolver.
 tcp::resolver::results_type resolve_or_throw(net::io_context& ioc, const client_options& c, const endpoint& url) {
-    tcp::resolver r(ioc);
     const bool proxy = c.proxy.has_value();
     const std::string host = proxy ? c.proxy->host : url.host;
     const std::uint16_t port = proxy ? c.proxy->port : url.port;
-    error_code ec;
-    auto res = r.resolve(host, std::to_string(port), ec);
-    if (ec) throw failure(exit_code::resolve, fmt::format("cannot resolve '{}': {}", host, ec.message()));
-    return res;
+    auto done = net::co_spawn(ioc,
+                              resolve(host, port, clock::now() + c.connect_timeout, url.to_string(), "--connect-timeout",
+                                      c.connect_timeout),
+                              net::use_future);
+    ioc.run();
+    ioc.restart();
+    return done.get();
 }
 
 }  // namespace

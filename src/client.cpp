@@ -94,8 +94,9 @@ void print_headers(std::ostream& out, char mark, const auto& fields) {
     for (const auto& f : fields) out << mark << ' ' << f.name_string() << ": " << f.value() << '\n';
 }
 
-// Resolves host:port by `deadline`; an IP literal needs no lookup (and no resolver thread,
-// which costs start-up time).
+}  // namespace
+
+// An IP literal needs no lookup (and no resolver thread, which costs start-up time).
 net::awaitable<tcp::resolver::results_type> resolve(const std::string& host, std::uint16_t port, clock::time_point deadline,
                                                     std::string_view name, std::string_view raise,
                                                     std::chrono::nanoseconds budget) {
@@ -122,6 +123,8 @@ net::awaitable<tcp::resolver::results_type> resolve(const std::string& host, std
     if (ec) throw open_failure("resolve", exit_code::resolve, fmt::format("cannot resolve '{}': {}", host, ec.message()));
     co_return results;
 }
+
+namespace {
 
 // TCP connect to the server or to the proxy, then the proxy handshake.
 net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, const open_hints& hints, connect_info& r,

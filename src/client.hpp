@@ -131,6 +131,13 @@ net::awaitable<opened_connection> async_open(const client_options& o, const open
 /// async_open(), then a session on the stream.
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose = nullptr);
 
+/// Resolves host:port by `deadline` (an IP literal without a lookup). Throws open_failure:
+/// "resolve" (exit 3) or "timeout" (exit 8; the message names `name`, the time `budget` and
+/// the option that sets it, `raise`).
+net::awaitable<tcp::resolver::results_type> resolve(const std::string& host, std::uint16_t port,
+                                                    steady_clock::time_point deadline, std::string_view name,
+                                                    std::string_view raise, std::chrono::nanoseconds budget);
+
 /// What async_connect_tcp() settled.
 struct tcp_connected {
     tcp::endpoint peer;
