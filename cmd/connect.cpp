@@ -194,8 +194,9 @@ runner setup_connect(CLI::App& app) {
         "  wsx connect ws://127.0.0.1:8080/ --script dialogue.txt   # send hi / expect ^hello / close\n"
         "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"sub\"}' --then-stdin < events.jsonl\n"
         "\nThe console starts when stdin and stdout are both terminals and none of --send, --expect,\n"
-        "--expect-json, -n, --jsonl is given; otherwise pipe mode: each stdin line is a text message\n"
-        "(a binary one when the line is not valid UTF-8), each received message a line on stdout.\n"
+        "--expect-json, -n, --jsonl, --script, --receive-only is given; otherwise pipe mode: each\n"
+        "stdin line is a text message (a binary one when the line is not valid UTF-8), each received\n"
+        "message a line on stdout.\n"
         "\nExit status: 0 ok, 1 failure, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected,\n"
         "7 abnormal close, 8 timeout, 9 expectation not met, 130 interrupted.");
 
