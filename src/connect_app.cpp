@@ -262,6 +262,7 @@ private:
     std::uint64_t pongs_ = 0;
     std::deque<std::string> console_pings_;  // payloads of /ping commands not answered yet
     bool lingering_ = false;                 // input is over; closing once --linger passes in silence
+    std::uint64_t linger_armed_ = 0;         // counts arm_linger() calls
 
     // --script
     std::size_t step_ = 0;                   // the step running or waited for
@@ -555,8 +556,10 @@ void connect_app::linger_then_close() {
 // --linger (and everything we queued has been written), so echoes still on their way are read.
 void connect_app::arm_linger() {
     linger_.expires_after(o_.linger);
-    linger_.async_wait([self = shared_from_this()](error_code ec) {
-        if (ec || self->finished_ || !self->lingering_) return;
+    // A wait that had already expired when a message re-armed the timer is not cancelled by it:
+    // only the latest wait may close.
+    linger_.async_wait([self = shared_from_this(), armed = ++linger_armed_](error_code ec) {
+        if (ec || self->finished_ || !self->lingering_ || armed != self->linger_armed_) return;
         if (self->session_ && self->session_->queued_bytes() > 0) return self->arm_linger();
         self->lingering_ = false;
         if (self->session_ && !self->closing_) self->begin_close(self->o_.close_code, self->o_.close_reason);
