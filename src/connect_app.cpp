@@ -696,8 +696,8 @@ void connect_app::on_script_close(const close_info& info) {
     }
     if (info.timed_out) return finish(exit_code::timeout, fmt::format("{}: {}", script_where(), describe_end(info)));
     const bool expecting = step_ < steps.size() && o_.script->matchers[step_];
-    finish(exit_code::expectation, fmt::format("{}: {} before this step was done{}", script_where(), describe_end(info),
-                                               expecting ? "; " + what_arrived() : ""));
+    finish(exit_code::expectation, fmt::format("{}: the connection ended before this step was done ({}){}", script_where(),
+                                               describe_end(info), expecting ? "; " + what_arrived() : ""));
 }
 
 std::string connect_app::script_where() const {

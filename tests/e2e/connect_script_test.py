@@ -187,7 +187,8 @@ class ScriptTest(WsxTestCase):
         _, port = self.start_peer("ws_server.py", "--mode", "close", "--close-after", "1")
         r = self.script(f"ws://127.0.0.1:{port}/", "send a\nwait 5s\nsend b\n")
         self.assertExit(r, 9)
-        self.assertIn("script.txt:2: wait 5s: connection closed by server: 1000", self.error_lines(r)[0])
+        self.assertIn("script.txt:2: wait 5s: the connection ended before this step was done "
+                      "(connection closed by server: 1000)", self.error_lines(r)[0])
 
     def test_bad_scripts_are_usage_errors_before_connecting(self):
         url = f"ws://127.0.0.1:{wsxtest.refused_port(self)}/"  # a connection attempt would be exit 4
