@@ -1,7 +1,11 @@
 // wsx connect: parse options → connect_options → validate (every problem at once) → run.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <fmt/format.h>
 
 #include "client_options.hpp"
@@ -26,7 +30,91 @@ struct connect_args {
     bool stats = false, stats_json = false, verbose = false, no_color = false;
     bool interactive = false, no_interactive = false;
     std::string history_file;
+    std::string script, linger, close_code, close_reason;
+    bool then_stdin = false, send_only = false, receive_only = false;
 };
+
+/// A whole file (or stdin for "-"); nullopt with `error` set when it cannot be read.
+std::optional<std::string> read_all(const std::string& path, std::string* error) {
+    if (path == "-") {
+        std::string text;
+        char buf[65536];
+        for (;;) {
+            const ssize_t n = ::read(0, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                *error = std::strerror(errno);
+                return std::nullopt;
+            }
+            if (n == 0) return text;
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        *error = std::strerror(errno);
+        return std::nullopt;
+    }
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) {
+        *error = "read error";
+        return std::nullopt;
+    }
+    return text;
+}
+
+/// Reads and parses --script before anything connects: every bad line is a problem naming
+/// FILE:LINE; regexes are compiled and send-file payloads read here.
+std::optional<script_plan> load_script(problems& p, const std::string& path, std::uint64_t max_message_size) {
+    std::string err;
+    auto text = read_all(path, &err);
+    if (!text) {
+        p.add(fmt::format("--script {}: cannot read it: {} (give a readable file, or - for stdin)", path, err));
+        return std::nullopt;
+    }
+    script_plan plan;
+    plan.name = path == "-" ? "<stdin>" : path;
+    std::vector<script_error> errors;
+    auto steps = parse_script(*text, &errors);
+    if (!steps) {
+        for (const auto& e : errors) p.add(fmt::format("{}:{}: {}", plan.name, e.line, e.message));
+        return std::nullopt;
+    }
+    bool ok = true;
+    plan.steps = std::move(*steps);
+    plan.matchers.resize(plan.steps.size());
+    for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+        auto& st = plan.steps[i];
+        const auto where = fmt::format("{}:{}", plan.name, st.line);
+        if (st.op == script_step::kind::expect) {
+            if (auto x = expectation::regex(st.text, &err)) plan.matchers[i] = std::move(*x);
+            else {
+                p.add(fmt::format("{}: expect: invalid regular expression ({})", where, err));
+                ok = false;
+            }
+        } else if (st.op == script_step::kind::expect_json) {
+            expectation x;
+            x.text = st.text;
+            x.is_json = true;
+            x.json = *st.json;
+            plan.matchers[i] = std::move(x);
+        } else if (st.op == script_step::kind::send_file) {
+            auto bytes = read_all(st.text, &err);
+            if (!bytes) {
+                p.add(fmt::format("{}: send-file {}: cannot read it: {}", where, st.text, err));
+                ok = false;
+            } else if (bytes->size() > max_message_size) {
+                p.add(fmt::format("{}: send-file {}: {} is more than --max-message-size {}", where, st.text,
+                                  format_bytes(bytes->size()), format_bytes(max_message_size)));
+                ok = false;
+            } else {
+                st.text = std::move(*bytes);
+            }
+        }
+    }
+    if (!ok) return std::nullopt;
+    return plan;
+}
 }  // namespace
 
 runner setup_connect(CLI::App& app) {
@@ -52,7 +140,11 @@ runner setup_connect(CLI::App& app) {
         ->group(io)->type_name("PATH");
 
     const char* s = "Scripting";
-    app.add_option("--send", a->send, "Send MSG after connecting (repeatable); stdin is then not read")->group(s)->type_name("MSG");
+    app.add_option("--script", a->script, "Run a dialogue script (send, expect, wait, close... a step a line; - for stdin)")
+        ->group(s)->type_name("FILE");
+    app.add_option("--send", a->send, "Send MSG after connecting (repeatable); stdin is then not read, unless --then-stdin")
+        ->group(s)->type_name("MSG");
+    app.add_flag("--then-stdin", a->then_stdin, "After the --send messages, send stdin too (as without --send)")->group(s);
     app.add_option("--expect", a->expect, "Wait for a message matching REGEX (repeatable, in order)")->group(s)->type_name("REGEX");
     app.add_option("--expect-json", a->expect_json, "Wait for a JSON message with path=value, e.g. user.id=7 (repeatable)")
         ->group(s)->type_name("PATH=VALUE");
@@ -63,6 +155,13 @@ runner setup_connect(CLI::App& app) {
         ->group(s)->type_name("DURATION")->capture_default_str();
     app.add_option("--wait", a->wait, "After stdin ends, wait this long for the server's Close")
         ->group(s)->type_name("DURATION")->capture_default_str();
+    app.add_option("--linger", a->linger, "After stdin or the script ends, keep reading until nothing arrives for this long, then close")
+        ->group(s)->type_name("DURATION");
+    app.add_option("--close-code", a->close_code, "Close code sent when stdin or the script ends (default 1000)")
+        ->group(s)->type_name("CODE");
+    app.add_option("--close-reason", a->close_reason, "Close reason sent with it (up to 123 bytes)")->group(s)->type_name("REASON");
+    app.add_flag("--send-only", a->send_only, "Never print received messages")->group(s);
+    app.add_flag("--receive-only", a->receive_only, "Never read stdin; stay until the server closes, -n or --timeout")->group(s);
     app.add_option("--max-message-size", a->max_message_size, "Largest message accepted")
         ->group(s)->type_name("SIZE")->capture_default_str();
 
@@ -92,9 +191,12 @@ runner setup_connect(CLI::App& app) {
         "  wsx connect wss://example.test/ws --send ping --expect pong   # CI check\n"
         "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"hi\"}' --expect-json op=hi -n 1\n"
         "  wsx connect ws://127.0.0.1:8080/ --reconnect --ping-interval 10s --ping-timeout 5s\n"
+        "  wsx connect ws://127.0.0.1:8080/ --script dialogue.txt   # send hi / expect ^hello / close\n"
+        "  wsx connect ws://127.0.0.1:8080/ --send '{\"op\":\"sub\"}' --then-stdin < events.jsonl\n"
         "\nThe console starts when stdin and stdout are both terminals and none of --send, --expect,\n"
-        "--expect-json, -n, --jsonl is given; otherwise pipe mode: each stdin line is a text message\n"
-        "(a binary one when the line is not valid UTF-8), each received message a line on stdout.\n"
+        "--expect-json, -n, --jsonl, --script, --receive-only is given; otherwise pipe mode: each\n"
+        "stdin line is a text message (a binary one when the line is not valid UTF-8), each received\n"
+        "message a line on stdout.\n"
         "\nExit status: 0 ok, 1 failure, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected,\n"
         "7 abnormal close, 8 timeout, 9 expectation not met, 130 interrupted.");
 
@@ -162,6 +264,39 @@ runner setup_connect(CLI::App& app) {
         o.interactive = a->interactive ? interactive_mode::always
                         : a->no_interactive ? interactive_mode::never
                                             : interactive_mode::automatic;
+        o.send_only = a->send_only;
+        o.receive_only = a->receive_only;
+        o.then_stdin = a->then_stdin;
+        if (a->then_stdin && a->send.empty()) p.add("--then-stdin needs --send (without --send, stdin is sent anyway)");
+        if (a->send_only && a->receive_only) p.add("--send-only and --receive-only cannot be combined");
+        if (a->receive_only && a->then_stdin) p.add("--receive-only and --then-stdin cannot be combined (--receive-only never reads stdin)");
+        if (a->receive_only && a->interactive) p.add("--receive-only and --interactive cannot be combined (the console reads the terminal)");
+        o.linger = duration_arg(p, "--linger", a->linger);
+        if (a->receive_only && o.linger.count() > 0)
+            p.add("--linger applies when stdin or a script ends, which --receive-only never has: drop one of them");
+        if (!a->close_code.empty()) {
+            // 0 comes back for a value count_arg has already reported.
+            if (const auto code = count_arg(p, "--close-code", a->close_code, 1, 65535, "1000"); code != 0) {
+                if (auto why = close_code_problem(static_cast<long long>(code)); !why.empty()) p.add("--close-code: " + why);
+                else o.close_code = static_cast<std::uint16_t>(code);
+            }
+        }
+        if (auto why = close_reason_problem(a->close_reason); !why.empty()) p.add("--close-reason: " + why);
+        o.close_reason = a->close_reason;
+        if (!a->script.empty()) {
+            for (const auto& [given, name] :
+                 {std::pair{!a->send.empty(), "--send"}, std::pair{!a->expect.empty(), "--expect"},
+                  std::pair{!a->expect_json.empty(), "--expect-json"}, std::pair{!a->count.empty(), "-n/--count"}})
+                if (given) p.add(fmt::format("--script cannot be combined with {} (write it as a script step)", name));
+            for (const auto& [given, name] :
+                 {std::pair{a->receive_only, "--receive-only"}, std::pair{a->interactive, "--interactive"},
+                  std::pair{a->reconnect, "--reconnect"}})
+                if (given) p.add(fmt::format("--script cannot be combined with {}", name));
+            if (a->script == "-" && ::isatty(0) == 1)
+                p.add("--script -: stdin is a terminal (pipe the script in, or give its file)");
+            else
+                o.script = load_script(p, a->script, o.client.session.max_message_size);
+        }
         if (p.report("connect")) return static_cast<int>(exit_code::usage);
         return run_connect(o);
     };

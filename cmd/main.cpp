@@ -53,8 +53,8 @@ std::vector<doc_section> manual_sections() {
          "  5    TLS failed (handshake, certificate verification)\n"
          "  6    HTTP upgrade rejected (status line and body are printed), or bench --compress declined\n"
          "  7    connection closed abnormally (1006, or a close code other than 1000/1001)\n"
-         "  8    timeout (connect, idle, ping, expect, overall)\n"
-         "  9    expectation or threshold not met (--expect, -n)\n"
+         "  8    timeout (connect, idle, ping, expect, a script step, overall)\n"
+         "  9    expectation or threshold not met (--expect, -n, a connect --script step)\n"
          "  130  interrupted (SIGINT)"},
         {"ENVIRONMENT",
          "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY (and lower-case forms) choose a proxy for the wss:// and ws:// "
@@ -70,6 +70,26 @@ std::vector<doc_section> manual_sections() {
          "Data goes to standard output; everything else (errors, progress, the listening address) goes to "
          "standard error. Errors are one line: wsx: error: WHAT: DETAIL, with a hint on how to fix it "
          "where there is one."},
+        {"CONNECT SCRIPTS",
+         "wsx connect URL --script FILE (- for standard input) runs a dialogue, one step a line, in order; "
+         "blank lines and lines starting with # are skipped. The whole script is checked before connecting: "
+         "a bad line is exit 2, named FILE:LINE.\n\n"
+         "  send MESSAGE            a text message (the rest of the line)\n"
+         "  send-json JSON          a text message that must be valid JSON\n"
+         "  send-binary HEX         a binary message (blanks between hex bytes allowed)\n"
+         "  send-file PATH          a file (text if UTF-8, else binary), read before connecting\n"
+         "  expect REGEX            wait for a message the regex finds a match in\n"
+         "  expect-json PATH=VALUE  wait for a JSON message with that value (as --expect-json)\n"
+         "  expect-close [CODE]     wait for the server's Close (with that code)\n"
+         "  ping [DATA]             send a Ping\n"
+         "  wait DURATION           pause\n"
+         "  close [CODE [REASON]]   send Close; nothing may follow\n\n"
+         "expect, expect-json and expect-close may end with timeout=DURATION (default 10s). An expect step "
+         "reads the messages no earlier step has read, passing over those that do not match; the next step "
+         "starts only once it has matched. Every message received is written to standard output. "
+         "A connection that closes before the script is done is exit 9, a step that times out exit 8; "
+         "the error names the line and the messages that arrived instead. At the script's end, without "
+         "close, the client closes with --close-code and --close-reason (after --linger, if given)."},
         {"SEE ALSO",
          "websocat(1), curl(1)\n\n"
          // URLs on lines of their own: filled text would hyphenate them.

@@ -64,6 +64,7 @@ _wsx() {
         'wsx connect --key-passphrase-file' | \
         'wsx connect --sni' | \
         'wsx connect --history-file' | \
+        'wsx connect --script' | \
         'wsx connect --send' | \
         'wsx connect --expect' | \
         'wsx connect --expect-json' | \
@@ -73,6 +74,9 @@ _wsx() {
         'wsx connect --idle-timeout' | \
         'wsx connect --connect-timeout' | \
         'wsx connect --wait' | \
+        'wsx connect --linger' | \
+        'wsx connect --close-code' | \
+        'wsx connect --close-reason' | \
         'wsx connect --max-message-size' | \
         'wsx connect --ping-interval' | \
         'wsx connect --ping-timeout' | \
@@ -284,6 +288,7 @@ _wsx() {
         'wsx connect --key') _wsx_files "$cur" ;;
         'wsx connect --key-passphrase-file') _wsx_files "$cur" ;;
         'wsx connect --history-file') _wsx_files "$cur" ;;
+        'wsx connect --script') _wsx_files "$cur" ;;
         'wsx serve --static') _wsx_dirs "$cur" ;;
         'wsx serve --path') _wsx_files "$cur" ;;
         'wsx serve --overflow') _wsx_words 'close drop' "$cur" ;;
@@ -347,7 +352,7 @@ _wsx() {
         ;;
     'wsx connect')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --send --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
+            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --script --send --then-stdin --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --linger --close-code --close-reason --send-only --receive-only --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi

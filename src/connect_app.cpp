@@ -148,7 +148,8 @@ private:
 class connect_app final : public channel_events, public repl_controller, public std::enable_shared_from_this<connect_app> {
 public:
     connect_app(net::io_context& ioc, const connect_options& o)
-        : ioc_(ioc), o_(o), signals_(ioc, SIGINT, SIGTERM), deadline_(ioc), backoff_(ioc), keepalive_(ioc), rng_(random_seed()) {}
+        : ioc_(ioc), o_(o), signals_(ioc, SIGINT, SIGTERM), deadline_(ioc), backoff_(ioc), keepalive_(ioc), linger_(ioc),
+          step_timer_(ioc), rng_(random_seed()) {}
 
     int run();
 
@@ -168,9 +169,12 @@ public:
     void quit() override { input_finished(); }
 
 private:
-    bool goal_set() const { return o_.count > 0 || !o_.expects.empty(); }
+    /// -n or --expect: the run ends when they are met.
+    bool simple_goal() const { return o_.count > 0 || !o_.expects.empty(); }
+    bool goal_set() const { return simple_goal() || o_.script.has_value(); }
     bool goal_reached() const {
-        return (o_.count == 0 || received_ >= o_.count) && next_expect_ >= o_.expects.size();
+        return (o_.count == 0 || received_ >= o_.count) && next_expect_ >= o_.expects.size() &&
+               (!o_.script || script_done_);
     }
     std::string goal_status() const;
     void connect();
@@ -187,6 +191,23 @@ private:
     void send_record(std::string payload, bool binary);
     void input_finished();
     void close_if_done();
+    /// Input is over: close now, or after --linger of silence.
+    void linger_then_close();
+    void arm_linger();
+    // --script
+    void run_script();
+    void next_step();
+    /// Looks for the current expect step's match among the messages not read yet.
+    bool match_unread();
+    void arm_step_timer(nanoseconds d);
+    void on_step_timer();
+    void on_script_message(std::string&& payload);
+    /// Ends the run when the connection closed while the script was not done.
+    void on_script_close(const close_info& info);
+    /// "script.txt:4: expect ^ready$" for the current step.
+    std::string script_where() const;
+    /// What the current expect step saw instead of a match.
+    std::string what_arrived() const;
     void begin_close(std::uint16_t code, std::string reason);
     std::string describe_end(const close_info& info) const;
     void finish(exit_code code, std::string message);
@@ -206,6 +227,8 @@ private:
     net::steady_timer deadline_;
     net::steady_timer backoff_;
     net::steady_timer keepalive_;
+    net::steady_timer linger_;
+    net::steady_timer step_timer_;
     std::mt19937 rng_;
     output out_;
     std::unique_ptr<repl> repl_;
@@ -238,6 +261,17 @@ private:
     session_stats totals_;
     std::uint64_t pongs_ = 0;
     std::deque<std::string> console_pings_;  // payloads of /ping commands not answered yet
+    bool lingering_ = false;                 // input is over; closing once --linger passes in silence
+    std::uint64_t linger_armed_ = 0;         // counts arm_linger() calls
+
+    // --script
+    std::size_t step_ = 0;                   // the step running or waited for
+    std::size_t last_expect_step_ = 0;       // messages are kept for expect steps up to this one
+    bool script_started_ = false, script_done_ = false;
+    std::deque<std::string> unread_;         // messages no expect step has looked at yet
+    std::uint64_t unread_bytes_ = 0;
+    std::deque<std::string> skipped_;        // the last few messages the current expect step passed over
+    std::uint64_t skipped_count_ = 0;
 };
 
 int connect_app::run() {
@@ -258,21 +292,28 @@ int connect_app::run() {
     // terminal. `wsx connect URL > log` gets the data alone, and --jsonl (a machine format),
     // --send, --expect and -n are for scripts.
     const bool tty = ::isatty(0) == 1 && ::isatty(1) == 1;
-    const bool interactive = !o_.jsonl && (o_.interactive == interactive_mode::always ||
-                                           (o_.interactive == interactive_mode::automatic && tty && !goal_set() &&
-                                            o_.send.empty()));
+    const bool interactive = !o_.jsonl && !o_.script && !o_.receive_only &&
+                             (o_.interactive == interactive_mode::always ||
+                              (o_.interactive == interactive_mode::automatic && tty && !goal_set() && o_.send.empty()));
     if (interactive) {
         repl_ = std::make_unique<repl>(ioc_.get_executor(), *this,
                                        repl_options{.history_file = o_.history_file, .colour = o_.colour,
                                                     .timestamps = o_.timestamps});
         repl_->start();
-    } else if (o_.send.empty()) {
+    } else if (o_.script || o_.receive_only) {
+        // Neither reads stdin (a script given as - was read before connecting); input never
+        // "ends": the script's end, the server's Close, -n or --timeout do.
+    } else if (o_.send.empty() || o_.then_stdin) {
         start_stdin();
     } else {
         input_done_ = true;  // --send replaces stdin
     }
+    if (o_.script)
+        for (std::size_t i = 0; i < o_.script->steps.size(); ++i)
+            if (o_.script->matchers[i]) last_expect_step_ = i + 1;
     auto timeout = o_.timeout;
-    if (timeout.count() == 0 && goal_set()) timeout = 10s;  // a script waiting for a message must not hang
+    // A check waiting for a message must not hang (a script's steps bound themselves).
+    if (timeout.count() == 0 && simple_goal()) timeout = 10s;
     if (timeout.count() > 0) {
         deadline_.expires_after(timeout);
         deadline_.async_wait([self, timeout](error_code ec) {
@@ -293,6 +334,11 @@ int connect_app::run() {
 }
 
 std::string connect_app::goal_status() const {
+    if (o_.script) {
+        const auto& steps = o_.script->steps;
+        const bool expecting = step_ < steps.size() && o_.script->matchers[step_];
+        return fmt::format("at {}{}", script_where(), expecting ? "; " + what_arrived() : "");
+    }
     std::string last = received_ == 0 ? "no message received" : fmt::format("last message received: '{}'", shorten(last_received_));
     if (next_expect_ < o_.expects.size())
         return fmt::format("waiting for {} '{}' (expectation {} of {}); {}",
@@ -359,6 +405,10 @@ void connect_app::on_connected(connect_result r) {
     }
     if (paused_) on_writable();
     arm_keepalive();
+    if (o_.script && !script_started_) {
+        script_started_ = true;
+        return run_script();
+    }
     close_if_done();
 }
 
@@ -484,11 +534,184 @@ void connect_app::input_finished() {
 
 void connect_app::close_if_done() {
     if (!session_ || closing_ || !outbox_.empty()) return;
-    if (goal_set()) {
-        if (goal_reached()) begin_close(1000, "");
+    if (o_.script) {
+        if (script_done_) linger_then_close();
         return;
     }
-    if (input_done_) begin_close(1000, "");
+    if (simple_goal()) {
+        if (goal_reached()) begin_close(o_.close_code, o_.close_reason);
+        return;
+    }
+    if (input_done_) linger_then_close();
+}
+
+void connect_app::linger_then_close() {
+    if (o_.linger.count() <= 0) return begin_close(o_.close_code, o_.close_reason);
+    if (lingering_) return;
+    lingering_ = true;
+    arm_linger();
+}
+
+// Re-armed by every message that arrives: the Close leaves once the server has been quiet for
+// --linger (and everything we queued has been written), so echoes still on their way are read.
+void connect_app::arm_linger() {
+    linger_.expires_after(o_.linger);
+    // A wait that had already expired when a message re-armed the timer is not cancelled by it:
+    // only the latest wait may close.
+    linger_.async_wait([self = shared_from_this(), armed = ++linger_armed_](error_code ec) {
+        if (ec || self->finished_ || !self->lingering_ || armed != self->linger_armed_) return;
+        if (self->session_ && self->session_->queued_bytes() > 0) return self->arm_linger();
+        self->lingering_ = false;
+        if (self->session_ && !self->closing_) self->begin_close(self->o_.close_code, self->o_.close_reason);
+    });
+}
+
+void connect_app::run_script() {
+    using K = script_step::kind;
+    const auto& steps = o_.script->steps;
+    while (!finished_ && !script_done_ && step_ < steps.size()) {
+        if (!session_ || closing_) return;
+        const auto& st = steps[step_];
+        switch (st.op) {
+        case K::send:
+        case K::send_json:
+            send_record(st.text, false);
+            break;
+        case K::send_file:
+            // As a stdin line: text when it is UTF-8, else binary with the same bytes.
+            send_record(st.text, !is_valid_utf8(st.text));
+            break;
+        case K::send_binary:
+            send_record(st.text, true);
+            break;
+        case K::ping:
+            log_event("ping", "out", st.text);
+            session_->ping(st.text);
+            break;
+        case K::wait:
+            return arm_step_timer(st.duration);
+        case K::expect:
+        case K::expect_json:
+            if (!match_unread()) {
+                if (!finished_) arm_step_timer(st.timeout.value_or(default_step_timeout));
+                return;
+            }
+            break;
+        case K::expect_close:
+            return arm_step_timer(st.timeout.value_or(default_step_timeout));
+        case K::close:
+            script_done_ = true;
+            if (st.code) begin_close(static_cast<std::uint16_t>(*st.code), st.text);
+            else begin_close(o_.close_code, o_.close_reason);
+            return;
+        }
+        next_step();
+    }
+    if (!finished_ && !script_done_ && step_ >= steps.size()) {
+        script_done_ = true;
+        close_if_done();
+    }
+}
+
+void connect_app::next_step() {
+    ++step_;
+    skipped_.clear();
+    skipped_count_ = 0;
+    if (step_ >= last_expect_step_) {
+        unread_.clear();  // no expect step is left to read them
+        unread_bytes_ = 0;
+    }
+}
+
+bool connect_app::match_unread() {
+    const auto& m = *o_.script->matchers[step_];
+    while (!unread_.empty()) {
+        std::string msg = std::move(unread_.front());
+        unread_.pop_front();
+        unread_bytes_ -= msg.size();
+        std::string error;
+        if (m.matches(msg, &error)) return true;
+        if (!error.empty()) {
+            finish(exit_code::failure, fmt::format("{}: cannot match a message of {}: {} (simplify the pattern)",
+                                                   script_where(), format_bytes(msg.size()), error));
+            return false;
+        }
+        ++skipped_count_;
+        skipped_.push_back(shorten(msg, 80));
+        if (skipped_.size() > 3) skipped_.pop_front();
+    }
+    return false;
+}
+
+void connect_app::arm_step_timer(nanoseconds d) {
+    step_timer_.expires_after(d);
+    step_timer_.async_wait([self = shared_from_this(), step = step_](error_code ec) {
+        if (ec || self->finished_ || step != self->step_) return;
+        self->on_step_timer();
+    });
+}
+
+void connect_app::on_step_timer() {
+    const auto& st = o_.script->steps[step_];
+    if (st.op == script_step::kind::wait) {
+        next_step();
+        return run_script();
+    }
+    // The step's own timeout= shows in its source; the default is named, with how to change it.
+    const auto limit = format_duration(st.timeout.value_or(default_step_timeout));
+    const std::string bound = st.timeout ? limit : limit + " (the default step timeout; add timeout=DURATION to the step)";
+    if (st.op == script_step::kind::expect_close)
+        return finish(exit_code::timeout, fmt::format("{}: no Close from the server within {}", script_where(), bound));
+    finish(exit_code::timeout, fmt::format("{}: no matching message within {}; {}", script_where(), bound, what_arrived()));
+}
+
+void connect_app::on_script_message(std::string&& payload) {
+    if (script_done_ || step_ >= last_expect_step_) return;
+    // Kept for the expect steps to come, up to a bound (the oldest go first).
+    unread_bytes_ += payload.size();
+    unread_.push_back(std::move(payload));
+    while (unread_.size() > 1 && (unread_.size() > 100'000 || unread_bytes_ > (std::uint64_t{64} << 20))) {
+        unread_bytes_ -= unread_.front().size();
+        unread_.pop_front();
+    }
+    if (!o_.script->matchers[step_] || !session_) return;
+    if (match_unread()) {
+        step_timer_.cancel();
+        next_step();
+        run_script();
+    }
+}
+
+void connect_app::on_script_close(const close_info& info) {
+    const auto& steps = o_.script->steps;
+    if (step_ < steps.size() && steps[step_].op == script_step::kind::expect_close) {
+        const auto& st = steps[step_];
+        if (info.clean && info.by_peer && (!st.code || *st.code == info.code)) {
+            script_done_ = true;
+            return finish(exit_code::ok, "");
+        }
+        if (info.clean && info.by_peer)
+            return finish(exit_code::expectation, fmt::format("{}: the server closed with {}", script_where(),
+                                                              describe_close(info.code, info.reason)));
+    }
+    if (info.timed_out) return finish(exit_code::timeout, fmt::format("{}: {}", script_where(), describe_end(info)));
+    const bool expecting = step_ < steps.size() && o_.script->matchers[step_];
+    finish(exit_code::expectation, fmt::format("{}: the connection ended before this step was done ({}){}", script_where(),
+                                               describe_end(info), expecting ? "; " + what_arrived() : ""));
+}
+
+std::string connect_app::script_where() const {
+    const auto& steps = o_.script->steps;
+    const auto& st = steps[std::min(step_, steps.size() - 1)];
+    return fmt::format("{}:{}: {}", o_.script->name, st.line, shorten(st.source, 100));
+}
+
+std::string connect_app::what_arrived() const {
+    if (skipped_count_ == 0) return "no message arrived since the previous step";
+    std::string last;
+    for (const auto& m : skipped_) last += fmt::format("{}'{}'", last.empty() ? "" : ", ", m);
+    if (skipped_count_ == 1) return "1 other message arrived: " + last;
+    return fmt::format("{} other messages arrived, the last {}: {}", skipped_count_, skipped_.size(), last);
 }
 
 void connect_app::begin_close(std::uint16_t code, std::string reason) {
@@ -499,9 +722,16 @@ void connect_app::begin_close(std::uint16_t code, std::string reason) {
 void connect_app::on_message(std::string&& payload, bool binary) {
     // Once -n/--expect are satisfied the output is complete: what arrives while the closing
     // handshake runs is not printed, so `-n 3` prints exactly three messages.
-    if (goal_set() && goal_reached()) return;
+    if (simple_goal() && goal_reached()) return;
     ++received_;
-    print_message(payload, binary, "in");
+    if (!o_.send_only) print_message(payload, binary, "in");
+    if (lingering_) arm_linger();
+    if (o_.script) {
+        on_script_message(std::move(payload));
+        if (out_.broken() && !finished_)
+            finish(exit_code::expectation, "stdout was closed while " + goal_status());
+        return;
+    }
     if (next_expect_ < o_.expects.size()) {
         std::string error;
         if (o_.expects[next_expect_].matches(payload, &error)) ++next_expect_;
@@ -559,16 +789,23 @@ void connect_app::on_close(const close_info& info) {
     session_.reset();
     log_event("close", "in", {}, info.code, info.reason);
     if (finished_) return stop();
+    lingering_ = false;
+    if (o_.script && !script_done_) return on_script_close(info);
     std::string what = describe_end(info);
     if (repl_) repl_->print_info(what);
     if (closing_) {
         // We asked for the close (stdin EOF, -n, --expect, /close, /quit).
         if (!info.clean && info.timed_out) {
             // Our Close never left: the server stopped reading what came before it.
-            if (info.sent_code == 0 && !info.what.empty())
-                return finish(exit_code::timeout, fmt::format("the server stopped reading: {} (--wait {})", info.what,
-                                                              format_duration(o_.wait)));
-            return finish(exit_code::timeout, fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait)));
+            std::string slow = info.sent_code == 0 && !info.what.empty()
+                                   ? fmt::format("the server stopped reading: {} (--wait {})", info.what, format_duration(o_.wait))
+                                   : fmt::format("the server did not answer Close within --wait {}", format_duration(o_.wait));
+            // What was asked for (-n, --expect, a script) was had: a slow goodbye does not undo it.
+            if (goal_set() && goal_reached()) {
+                note("warning: " + slow);
+                return finish(exit_code::ok, "");
+            }
+            return finish(exit_code::timeout, std::move(slow));
         }
         // The exit status says how the connection ended, whoever started the close and
         // whichever Close crossed which: a hang-up without a Close (1006), or a Close with a
@@ -624,13 +861,15 @@ void connect_app::finish(exit_code code, std::string message) {
     deadline_.cancel();
     backoff_.cancel();
     keepalive_.cancel();
+    linger_.cancel();
+    step_timer_.cancel();
     if (stdin_) {
         error_code ignored;
         stdin_->cancel(ignored);
     }
     if (session_ && (code == exit_code::ok || code == exit_code::expectation)) {
         // Normal end: complete the closing handshake (bounded by --wait) before exiting.
-        if (!closing_) begin_close(1000, "");
+        if (!closing_) begin_close(o_.close_code, o_.close_reason);
         return;
     }
     if (session_ && code == exit_code::interrupted) {
@@ -649,6 +888,8 @@ void connect_app::finish(exit_code code, std::string message) {
 void connect_app::stop() {
     signals_.cancel();
     deadline_.cancel();
+    linger_.cancel();
+    step_timer_.cancel();
     backoff_.cancel();
     keepalive_.cancel();
     if (stdin_) {

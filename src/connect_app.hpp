@@ -10,6 +10,7 @@
 #include "client.hpp"
 #include "exit_code.hpp"
 #include "json_match.hpp"
+#include "script.hpp"
 
 namespace wsx {
 
@@ -30,6 +31,16 @@ struct expectation {
     bool matches(std::string_view message, std::string* error = nullptr) const;
 };
 
+/// A parsed --script with what its steps need ready before connecting.
+struct script_plan {
+    std::string name;                                  ///< the file as given, for messages ("<stdin>" for -)
+    std::vector<script_step> steps;                    ///< send-file steps hold the file's bytes in `text`
+    std::vector<std::optional<expectation>> matchers;  ///< per step: set for expect and expect-json
+};
+
+/// How long an expect, expect-json or expect-close step waits without its own timeout=.
+inline constexpr std::chrono::seconds default_step_timeout{10};
+
 enum class input_framing { lines, nul, binary };
 enum class binary_display { raw, hex, base64 };
 enum class interactive_mode { automatic, always, never };
@@ -41,6 +52,14 @@ struct connect_options {
     bool jsonl = false;
     bool timestamps = false;
     std::vector<std::string> send;
+    bool then_stdin = false;                          ///< after the --send messages, read stdin too
+    bool send_only = false;                           ///< never print received messages
+    bool receive_only = false;                        ///< never read stdin; stay until the server closes
+    std::optional<script_plan> script;
+    /// After input ends: keep reading until nothing has arrived for this long, then close (0: close at once).
+    std::chrono::nanoseconds linger{0};
+    std::uint16_t close_code = 1000;                  ///< the Close sent when input or the script ends
+    std::string close_reason;
     std::vector<expectation> expects;
     std::uint64_t count = 0;                          ///< 0: unlimited
     std::chrono::nanoseconds timeout{0};              ///< overall deadline; 0: none
