@@ -49,7 +49,7 @@ char* thread_read_buffer() {
 // Handles what was kept from earlier reads and whatever the socket has now, then reads on.
 template <class Layer>
 void session<Layer>::pump() {
-    if (finished_ || read_stopped_) return;
+    if (finished() || read_stopped_) return;
     write_batch batch;
     if (read_paused_) {
         read_parked_ = true;
@@ -65,7 +65,7 @@ void session<Layer>::pump() {
         if (partial_.empty()) return read_tls();
         // Bytes held back while reading was paused: handle them before reading more.
         const std::size_t used = handle_frames(partial_.data(), partial_.size());
-        if (finished_) return;
+        if (finished()) return;
         partial_.erase(0, used);
         if (read_paused_) read_parked_ = true;
         else if (!read_stopped_) read_tls();
@@ -81,7 +81,7 @@ void session<Layer>::read_plain() {
 
 template <class Layer>
 void session<Layer>::on_plain_ready(error_code ec) {
-    if (finished_) return;
+    if (finished()) return;
     write_batch batch;
     char* buf = thread_read_buffer();
     const std::size_t have = partial_.size();  // bytes left while reading was paused, if any
@@ -109,7 +109,7 @@ void session<Layer>::consume(char* buf, std::size_t total, bool more) {
             total += n;
         }
         const std::size_t used = handle_frames(buf, total);
-        if (finished_) return;
+        if (finished()) return;
         total -= used;
         if (read_paused_ || read_stopped_ || (more && round >= 8)) {
             partial_.assign(buf + used, total);
@@ -129,7 +129,7 @@ void session<Layer>::consume(char* buf, std::size_t total, bool more) {
 template <class Layer>
 void session<Layer>::end_of_input(char* buf, std::size_t total, error_code ec) {
     handle_frames(buf, total);
-    if (finished_ || read_stopped_) return;
+    if (finished() || read_stopped_) return;
     close_info info;
     info.error = ec;
     info.what = abort_what_.empty() ? ec.message() : abort_what_;
@@ -157,11 +157,11 @@ void session<Layer>::read_tls() {
 
 template <class Layer>
 void session<Layer>::on_tls_read(error_code ec, std::size_t n) {
-    if (finished_) return;
+    if (finished()) return;
     write_batch batch;
     if (ec) return end_of_input(tls_buf_.get(), n, ec);
     const std::size_t used = handle_frames(tls_buf_.get(), n);
-    if (finished_) return;
+    if (finished()) return;
     partial_.assign(tls_buf_.get() + used, n - used);
     if (read_stopped_) return;
     if (read_paused_) read_parked_ = true;  // resume_reading() handles what is kept first
@@ -181,7 +181,7 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
         last_activity_ = now;
     };
     // The reader yields an event or takes every byte offered: each turn makes progress.
-    while (used < n && !finished_ && !read_stopped_ && !read_paused_) {
+    while (used < n && !finished() && !read_stopped_ && !read_paused_) {
         used += reader_.next(data + used, n - used, ev);
         switch (ev.kind) {
             case frame_event::none:
@@ -197,7 +197,7 @@ std::size_t session<Layer>::handle_frames(char* data, std::size_t n) {
                 break;
             case frame_event::ping:
                 arrived();
-                if (opts_.answer_pings && !close_sent_) layer().write_control(opcode_byte::pong, ev.control, masks());
+                if (opts_.answer_pings && !close_sent()) layer().write_control(opcode_byte::pong, ev.control, masks());
                 if (events_) events_->on_ping(ev.control);
                 break;
             case frame_event::pong:
@@ -227,16 +227,18 @@ void session<Layer>::on_peer_close(std::uint16_t code, std::string_view reason) 
     info.code = code;
     info.reason = peer_reason_;
     info.clean = true;
-    info.by_peer = !close_sent_;
-    if (close_sent_) return teardown_and_finish(std::move(info));
+    info.by_peer = !close_sent();
+    if (close_sent()) return teardown_and_finish(std::move(info));
     if (hold_close_ && events_) {
         // Messages may still be sent until close() gives the answer.
         events_->on_close_received(code, peer_reason_);
         return;
     }
-    close_requested_ = true;
     // RFC 6455 5.5.1: the answer echoes the status code.
-    end_with_close(code == 1005 ? 0 : code, {}, std::move(info));
+    state_ = conn_state::close_sent;
+    close_code_ = code == 1005 ? 0 : code;
+    close_reason_.clear();
+    end_with_close(close_code_, {}, std::move(info));
 }
 
 // A protocol error: send the Close that RFC 6455 prescribes, then drop the connection.
@@ -246,11 +248,11 @@ void session<Layer>::fail_connection(websocket::error e, std::uint16_t code) {
     close_info info;
     info.error = e;
     info.what = info.error.message();
-    if (close_sent_) {
+    if (close_sent()) {
         abort(info.what, info.error);
         return;
     }
-    close_requested_ = close_sent_ = true;
+    state_ = conn_state::close_sent;
     close_code_ = code;
     close_reason_.clear();
     failure_ = info.error;
@@ -283,7 +285,7 @@ void session<Layer>::arm_close_timer() {
     timer(close_timer_).expires_after(short_wait ? std::min<std::chrono::nanoseconds>(opts_.close_timeout, std::chrono::seconds(1))
                                                  : opts_.close_timeout);
     close_timer_->async_wait([self = self()](error_code ec) {
-        if (ec || self->finished_) return;
+        if (ec || self->finished()) return;
         if (self->failing_) {
             // Our Close could not leave in time: end TCP and report the protocol error.
             error_code ignored;
@@ -293,7 +295,7 @@ void session<Layer>::arm_close_timer() {
             info.what = info.error.message();
             return self->finish(std::move(info));
         }
-        if (self->tearing_down_) {
+        if (self->state_ == conn_state::tearing_down) {
             // The Close frames are exchanged (or ours, failing the connection, went out): only
             // the peer's end of TCP is late. Drop the connection; the teardown reports the close.
             error_code ignored;
@@ -311,8 +313,8 @@ void session<Layer>::arm_close_timer() {
 // first (RFC 6455 7.1.1). Then report.
 template <class Layer>
 void session<Layer>::teardown_and_finish(close_info info) {
-    if (finished_ || tearing_down_) return;
-    tearing_down_ = true;
+    if (state_ >= conn_state::tearing_down) return;
+    state_ = conn_state::tearing_down;
     if constexpr (plain_socket) {
         if (role_ == beast::role_type::server && peer_closed_) {
             // Both Close frames have passed: RFC 6455 7.1.1 has the server close the TCP
@@ -334,7 +336,7 @@ void session<Layer>::teardown_and_finish(close_info info) {
 
 template <class Layer>
 void session<Layer>::pause_reading() {
-    if (read_paused_ || finished_) return;
+    if (read_paused_ || finished()) return;
     read_paused_ = true;
     // With coalescing, writes go out when the read loop next waits: it will not wait now.
     layer().set_read_paused(true);
@@ -342,7 +344,7 @@ void session<Layer>::pause_reading() {
 
 template <class Layer>
 void session<Layer>::hold_close_reply() {
-    if (finished_) return;
+    if (finished()) return;
     hold_close_ = true;
 }
 
@@ -351,7 +353,7 @@ void session<Layer>::resume_reading() {
     if (!read_paused_) return;
     read_paused_ = false;
     layer().set_read_paused(false);
-    if (read_parked_ && !finished_) {
+    if (read_parked_ && !finished()) {
         read_parked_ = false;
         net::post(layer().get_executor(), [self = self()] { self->pump(); });
     }
@@ -361,7 +363,7 @@ void session<Layer>::resume_reading() {
 // buffer, which is the send queue: what is queued leaves in one write.
 template <class Layer>
 void session<Layer>::send_view(std::string_view payload, bool binary) {
-    if (finished_ || close_requested_) {
+    if (state_ != conn_state::open) {
         ++stats_.dropped_messages;
         stats_.dropped_bytes += payload.size();
         return;
@@ -400,24 +402,24 @@ void session<Layer>::send(std::string payload, bool binary) {
 
 template <class Layer>
 void session<Layer>::want_writable() {
-    if (finished_ || close_requested_) return;
+    if (state_ != conn_state::open) return;
     // The stream's buffer is the queue: ask it to call back once it has drained (or on the
     // next turn when it has, never from inside the caller).
     if (layer().buffered() <= opts_.send_queue_limit / 2) {
         net::post(layer().get_executor(), [self = self()] {
-            if (!self->finished_ && self->events_) self->events_->on_writable();
+            if (!self->finished() && self->events_) self->events_->on_writable();
         });
         return;
     }
     layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
-        if (!ec && !self->finished_ && self->events_) self->events_->on_writable();
+        if (!ec && !self->finished() && self->events_) self->events_->on_writable();
     });
 }
 
 template <class Layer>
 void session<Layer>::close(std::uint16_t code, std::string reason) {
-    if (finished_ || close_requested_) return;
-    close_requested_ = true;
+    if (state_ != conn_state::open) return;
+    state_ = conn_state::closing;
     close_code_ = code;
     close_reason_ = std::move(reason);
     do_close();
@@ -436,12 +438,12 @@ void session<Layer>::do_close() {
             auto s = weak.lock();
             if (!s) return;
             auto* self = static_cast<session*>(s.get());
-            if (!self->finished_) self->do_close();
+            if (!self->finished()) self->do_close();
         });
         watch_drain(layer().buffered());
         return;
     }
-    close_sent_ = true;
+    state_ = conn_state::close_sent;
     if (peer_closed_) {
         // The answer to a held Close (a proxy passing on the far end's): the handshake is over.
         close_info info;
@@ -467,7 +469,7 @@ template <class Layer>
 void session<Layer>::watch_drain(std::size_t unsent) {
     timer(close_timer_).expires_after(opts_.close_timeout);
     close_timer_->async_wait([self = self(), unsent](error_code ec) {
-        if (ec || self->finished_ || self->close_sent_) return;
+        if (ec || self->close_sent()) return;
         const std::size_t now = self->layer().buffered();
         if (now < unsent) return self->watch_drain(now);
         self->abort(fmt::format("the peer read nothing for {}ms; {} bytes were not sent",
@@ -478,7 +480,7 @@ void session<Layer>::watch_drain(std::size_t unsent) {
 
 template <class Layer>
 void session<Layer>::abort(std::string what, error_code ec) {
-    if (finished_) return;
+    if (finished()) return;
     if (abort_what_.empty()) abort_what_ = std::move(what);
     if (ec == net::error::timed_out) timed_out_ = true;
     error_code ignored;
@@ -499,13 +501,13 @@ void session<Layer>::abort(std::string what, error_code ec) {
 
 template <class Layer>
 void session<Layer>::send_control(bool ping, std::string_view payload) {
-    if (finished_ || close_sent_) return;
+    if (close_sent()) return;
     layer().write_control(ping ? opcode_byte::ping : opcode_byte::pong, payload.substr(0, 125), masks());
 }
 
 template <class Layer>
 void session<Layer>::ping(std::string payload) {
-    if (finished_ || close_sent_) return;
+    if (close_sent()) return;
     // An unanswered ping keeps its deadline: a new ping must not push the timeout further out.
     if (awaiting_pong_ && opts_.ping_timeout.count() > 0) return;
     if (payload.size() > 125) payload.resize(125);
@@ -517,7 +519,7 @@ void session<Layer>::ping(std::string payload) {
     if (opts_.ping_timeout.count() > 0) {
         timer(pong_timer_).expires_after(opts_.ping_timeout);
         pong_timer_->async_wait([self = self()](error_code ec) {
-            if (ec || self->finished_ || !self->awaiting_pong_) return;
+            if (ec || self->finished() || !self->awaiting_pong_) return;
             self->ping_timed_out_ = true;
             self->abort(fmt::format("no pong within {}ms",
                                     std::chrono::duration_cast<std::chrono::milliseconds>(self->opts_.ping_timeout).count()),
@@ -547,7 +549,7 @@ void session<Layer>::arm_ping() {
     if (opts_.ping_interval.count() <= 0) return;
     timer(ping_timer_).expires_after(opts_.ping_interval);
     ping_timer_->async_wait([self = self()](error_code ec) {
-        if (ec || self->finished_) return;
+        if (ec || self->finished()) return;
         self->ping(fmt::format("{}", self->stats_.pings_sent + 1));
         self->arm_ping();
     });
@@ -558,7 +560,7 @@ void session<Layer>::arm_idle() {
     if (opts_.idle_timeout.count() <= 0) return;
     timer(idle_timer_).expires_at(idle_since() + opts_.idle_timeout);
     idle_timer_->async_wait([self = self()](error_code ec) {
-        if (ec || self->finished_ || self->close_requested_) return;
+        if (ec || self->state_ != conn_state::open) return;
         if (steady_clock::now() - self->idle_since() >= self->opts_.idle_timeout) {
             self->timed_out_ = true;
             self->abort_what_ = "idle timeout";
@@ -575,12 +577,12 @@ void session<Layer>::arm_idle() {
 
 template <class Layer>
 void session<Layer>::finish(close_info info) {
-    if (finished_) return;
-    finished_ = true;
-    error_code ignored;
+    if (finished()) return;
+    const bool sent = close_sent();
+    state_ = conn_state::finished;
     for (auto* t : {&ping_timer_, &idle_timer_, &close_timer_, &pong_timer_})
         if (*t) (*t)->cancel();
-    if (close_sent_) {
+    if (sent) {
         info.sent_code = close_code_;
         info.sent_reason = close_reason_;
     }

@@ -105,7 +105,7 @@ public:
     void pause_reading() override;
     void hold_close_reply() override;
     void resume_reading() override;
-    bool is_open() const noexcept override { return !finished_ && !close_requested_; }
+    bool is_open() const noexcept override { return state_ == conn_state::open; }
     void set_answer_pings(bool on) override { opts_.answer_pings = on; }
     net::any_io_executor get_executor() override { return layer().get_executor(); }
 
@@ -150,9 +150,18 @@ private:
     beast::role_type role_;
     session_options opts_;
     std::shared_ptr<channel_events> events_;
-    bool close_requested_ = false;
-    bool close_sent_ = false;
-    bool finished_ = false;
+    /// Where the connection is in its life (RFC 6455 section 7). It only moves forward, and a
+    /// connection can finish from any state (a lost connection, an abort).
+    enum class conn_state : std::uint8_t {
+        open,          ///< data both ways (also while the peer's Close is held for close() to answer)
+        closing,       ///< close() was called: queued data leaves, then our Close; nothing new is taken
+        close_sent,    ///< our Close (or our answer to the peer's) is sealed into the write queue
+        tearing_down,  ///< the closing handshake is over: TCP is ending
+        finished,      ///< the end was reported to the channel
+    };
+    conn_state state_ = conn_state::open;
+    bool finished() const noexcept { return state_ == conn_state::finished; }
+    bool close_sent() const noexcept { return state_ >= conn_state::close_sent; }
     bool timed_out_ = false;
     bool ping_timed_out_ = false;
     bool close_drained_ = false;      // a client's queued frames were flushed before its Close
@@ -186,7 +195,6 @@ private:
     std::unique_ptr<char[]> tls_buf_;       // TLS reads (a plain socket reads into a per-thread buffer)
     bool read_stopped_ = false;             // a Close or a protocol error ended reading
     bool peer_closed_ = false;              // the peer's Close arrived
-    bool tearing_down_ = false;             // our Close is out and reading over: ending TCP
     std::uint16_t peer_code_ = 1005;
     std::string peer_reason_;
 };
