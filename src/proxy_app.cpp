@@ -72,30 +72,6 @@ std::string rewrite_target(std::string_view client_target, std::string_view pref
     return q.empty() ? p : p + "?" + q;
 }
 
-std::optional<http_response> invalid_upgrade(const http_request& req) {
-    // Beast's build_response, from where websocket::is_upgrade leaves off (it took the method,
-    // Connection and Upgrade, and HTTP/1.1 or later where Beast wants exactly 1.1). The body is
-    // the message of Beast's error, as in its own refusal.
-    auto refuse = [](http::status status, websocket::error e) {
-        return make_response(status, error_code(e).message());
-    };
-    if (req.version() != 11) return refuse(http::status::bad_request, websocket::error::bad_http_version);
-    if (req.find(http::field::host) == req.end()) return refuse(http::status::bad_request, websocket::error::no_host);
-    // A field that is there but empty is not missing: Beast takes an empty key, and answers an
-    // empty version as a wrong one.
-    const auto key = req.find(http::field::sec_websocket_key);
-    if (key == req.end()) return refuse(http::status::bad_request, websocket::error::no_sec_key);
-    if (key->value().size() > 24) return refuse(http::status::bad_request, websocket::error::bad_sec_key);
-    const auto version = req.find(http::field::sec_websocket_version);
-    if (version == req.end()) return refuse(http::status::bad_request, websocket::error::no_sec_version);
-    if (version->value() != "13") {
-        auto res = refuse(http::status::upgrade_required, websocket::error::bad_sec_version);
-        res.set(http::field::sec_websocket_version, "13");
-        return res;
-    }
-    return std::nullopt;
-}
-
 namespace {
 
 using namespace std::chrono_literals;
@@ -444,9 +420,8 @@ public:
 
     async_upgrade_filter async_check_upgrade() override {
         return [this](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
-            // The request is checked as the upgrade will check it before any upstream is
-            // connected on its behalf: an invalid one must cost no backend a connection.
-            if (auto bad = invalid_upgrade(req)) co_return bad;
+            // The listener has refused an invalid upgrade before this runs (server.cpp,
+            // invalid_upgrade_response): none costs a backend a connection.
             auto r = co_await core_.connect(&req, peer, &sub);
             if (auto* no = std::get_if<refusal>(&r)) {
                 auto res = make_response(no->status, no->body);

@@ -48,11 +48,6 @@ struct proxy_options {
     fault_options fault;
 };
 
-/// The answer Beast's accept gives an upgrade request (one websocket::is_upgrade took) that it
-/// refuses, from the same checks in the same order, or nullopt for a request it accepts: the
-/// proxy refuses such a request before an upstream is connected on its behalf.
-std::optional<http_response> invalid_upgrade(const http_request& req);
-
 /// Runs until SIGINT/SIGTERM; returns the exit code.
 int run_proxy(proxy_options o);
 

@@ -1073,6 +1073,7 @@ int serve_app::run() {
     if (o_.use_tls) o_.server.tls = make_server_tls(o_.tls, &fingerprint);
     std::vector<net::io_context*> workers;
     for (auto& w : workers_) workers.push_back(w.get());
+    o_.server.on_refused = [this](const char* reason) { metrics_.count_rejection(reason); };
     server_ = std::make_unique<server>(main_, workers, o_.server,
                                        [this](std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer) {
                                            return make_handler(std::move(s), req, peer);

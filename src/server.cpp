@@ -59,6 +59,7 @@ bool valid_websocket_key(std::string_view key) {
 }
 
 std::optional<http_response> invalid_upgrade_response(const http_request& req) {
+    if (req.version() != 11) return bad_request("a WebSocket upgrade must be an HTTP/1.1 request");
     for (const auto field : once_only_fields)
         if (req.count(field) > 1) return bad_request(fmt::format("more than one {} header", http::to_string(field)));
     if (req.find(http::field::host) == req.end()) return bad_request("missing Host header");
@@ -341,10 +342,13 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         error_code ec;
         co_await http::async_read(ws.next_layer(), buffer, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec) {
-            if (ec == http::error::header_limit || ec == http::error::body_limit)
+            if (ec == http::error::header_limit || ec == http::error::body_limit) {
+                if (opts_.on_refused) opts_.on_refused("request_too_large");
                 co_await refuse(ws, make_response(http::status::request_header_fields_too_large, "request too large"), 11);
-            else if (auto res = malformed_request_response(ec))
+            } else if (auto res = malformed_request_response(ec)) {
+                if (opts_.on_refused) opts_.on_refused("malformed_request");
                 co_await refuse(ws, std::move(*res), 11);
+            }
             co_return;  // timeout or the client left: nothing more to say
         }
         http_request req = parser.release();
@@ -377,6 +381,7 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         // Before the filters: they read the fields this checks (Authorization, Origin), and none
         // should spend anything (a slot, an upstream connection) on a request the upgrade refuses.
         if (auto invalid = invalid_upgrade_response(req)) {
+            if (opts_.on_refused) opts_.on_refused("invalid_upgrade");
             co_await refuse(ws, std::move(*invalid), req.version());
             co_return;
         }

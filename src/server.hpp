@@ -53,6 +53,10 @@ struct server_options {
     deflate_options deflate;
     std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(10);
     std::size_t max_request_bytes = 16 * 1024;
+    /// Told of each request the listener refuses itself, before any filter runs: an invalid
+    /// upgrade ("invalid_upgrade"), a request that does not parse ("malformed_request") or one
+    /// over max_request_bytes ("request_too_large"). Called on the connection's thread.
+    std::function<void(const char* reason)> on_refused;
 };
 
 /// Decides what to do with an upgrade request before it is accepted: return a response to

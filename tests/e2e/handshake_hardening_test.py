@@ -222,6 +222,29 @@ class HandshakeHardeningTest(wsxtest.WsxTestCase):
         a = exchange(url, request_bytes(fields))
         self.assertEqual(a.field("sec-websocket-version"), ["13"], a)
 
+    def test_listener_refusals_are_counted_in_metrics(self):
+        # The refusals the listener makes itself, before any filter, show in /metrics too.
+        p, url, _, alive = self.serve("--metrics", *LISTENER_AUTH)
+        self.assert_bad_request(url, upgrade_fields(url, key="not base64 at all!"), "Sec-WebSocket-Key", alive)
+        self.assert_bad_request(url, upgrade_fields(url) + [("Origin", "https://evil.example")], "Origin", alive)
+        a = exchange(url, request_bytes(upgrade_fields(url)).replace(b"HTTP/1.1", b"HTTP/1.2", 1))
+        self.assertEqual(a.status, 400, a)
+        self.assertIn(b"HTTP version", a.body, a)
+        self.assert_bad_request(url, upgrade_fields(url) + [("X-Note", b"a\x00b")], "control character", alive)
+        a = exchange(url, request_bytes(upgrade_fields(url) + [("X-Big", "b" * 20000)]))
+        self.assertEqual(a.status, 431, a)
+        host, port = host_port(url)
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(f"GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            text = b""
+            while chunk := s.recv(65536):
+                text += chunk
+        text = text.decode()
+        self.assertIn('wsx_rejections_total{reason="invalid_upgrade"} 2\n', text)
+        self.assertIn('wsx_rejections_total{reason="malformed_request"} 2\n', text)
+        self.assertIn('wsx_rejections_total{reason="request_too_large"} 1\n', text)
+        self.assertEqual(p.stop(signal.SIGTERM, timeout=10), 0, p.rest_of_stderr())
+
     def test_credentials_compare_exactly(self):
         basic_pass = "pw1"  # 7 bytes with the user: the encoding ends in padding
         _, url, _, _ = self.serve("--token", TOKEN, "--basic-auth", f"ann:{basic_pass}")

@@ -240,6 +240,15 @@ TEST_CASE("invalid_upgrade_response refuses what RFC 6455 4.2.1 refuses", "[serv
     req.erase(http::field::sec_websocket_version);
     check_refusal(req, http::status::bad_request, "missing Sec-WebSocket-Version header");
     req = upgrade_request();
+    req.version(12);  // Beast's accept wants exactly HTTP/1.1
+    check_refusal(req, http::status::bad_request, "a WebSocket upgrade must be an HTTP/1.1 request");
+    req = upgrade_request();
+    req.set(http::field::sec_websocket_key, "");  // there, but empty
+    check_refusal(req, http::status::bad_request, "invalid Sec-WebSocket-Key: not the base64 encoding of 16 bytes");
+    req = upgrade_request();
+    req.set(http::field::sec_websocket_version, "");  // an empty version is a wrong one
+    check_refusal(req, http::status::upgrade_required, "unsupported Sec-WebSocket-Version: this server speaks 13");
+    req = upgrade_request();
     req.set(http::field::sec_websocket_version, "8");
     check_refusal(req, http::status::upgrade_required, "unsupported Sec-WebSocket-Version: this server speaks 13");
     CHECK((*invalid_upgrade_response(req))[http::field::sec_websocket_version] == "13");
