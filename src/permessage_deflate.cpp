@@ -69,15 +69,16 @@ std::optional<std::vector<extension>> parse_extensions(std::string_view text) {
             if (text[i] != ';') return std::nullopt;
             ++i;
             skip_ows();
-            std::pair<std::string, std::string> param;
+            std::pair<std::string, std::optional<std::string>> param;
             if (!token(param.first)) return std::nullopt;
             skip_ows();
             if (i < n && text[i] == '=') {
                 ++i;
                 skip_ows();
+                auto& value = param.second.emplace();
                 if (i < n && text[i] == '"') {
-                    if (!quoted(param.second)) return std::nullopt;
-                } else if (!token(param.second)) {
+                    if (!quoted(value)) return std::nullopt;
+                } else if (!token(value)) {
                     return std::nullopt;
                 }
             }
@@ -128,7 +129,8 @@ answer parse_answer(std::string_view header, const deflate_options& offered) {
         bool snct = false, cnct = false, smwb = false, cmwb = false;
         for (const auto& param : ext.params) {
             const std::string_view key = param.first;
-            const std::string_view value = param.second;
+            const std::string_view value = param.second ? std::string_view(*param.second) : std::string_view();
+            const bool has_value = param.second.has_value();
             auto once = [&](bool& flag) {
                 if (flag) return false;
                 flag = true;
@@ -138,7 +140,7 @@ answer parse_answer(std::string_view header, const deflate_options& offered) {
                 boost::beast::iequals(key, "client_no_context_takeover")) {
                 const bool server = boost::beast::iequals(key, "server_no_context_takeover");
                 if (!once(server ? snct : cnct)) return invalid(fmt::format("{} appears twice", key));
-                if (!value.empty()) return invalid(fmt::format("{} takes no value", key));
+                if (has_value) return invalid(fmt::format("{} takes no value", key));
                 (server ? a.params.server_no_context_takeover : a.params.client_no_context_takeover) = true;
             } else if (boost::beast::iequals(key, "server_max_window_bits") ||
                        boost::beast::iequals(key, "client_max_window_bits")) {
@@ -150,8 +152,7 @@ answer parse_answer(std::string_view header, const deflate_options& offered) {
                 if (server) {
                     a.params.server_max_window_bits = bits;
                 } else {
-                    // zlib cannot deflate with a 256-byte window (it silently uses 512).
-                    if (bits < 9) return invalid("client_max_window_bits=8 asks for a window wsx cannot compress with");
+                    // 8 (a 256-byte window) is compressed without back-references (deflater).
                     a.params.client_max_window_bits = bits;
                 }
             } else {
@@ -178,12 +179,13 @@ std::optional<acceptance> choose_offer(const std::vector<std::string_view>& fiel
             int server_bits = 15, client_bits = 15;
             for (const auto& param : ext.params) {
                 const std::string_view key = param.first;
-                const std::string_view value = param.second;
+                const std::string_view value = param.second ? std::string_view(*param.second) : std::string_view();
+            const bool has_value = param.second.has_value();
                 auto once = [&](bool& flag) { return !std::exchange(flag, true); };
                 if (boost::beast::iequals(key, "server_no_context_takeover")) {
-                    ok = once(snct) && value.empty();
+                    ok = once(snct) && !has_value;
                 } else if (boost::beast::iequals(key, "client_no_context_takeover")) {
-                    ok = once(cnct) && value.empty();
+                    ok = once(cnct) && !has_value;
                 } else if (boost::beast::iequals(key, "server_max_window_bits")) {
                     // A value is required here (RFC 7692 7.1.2.1); 8 is a window zlib cannot
                     // compress with (it would use 512 bytes, more than the client allows).
@@ -191,7 +193,7 @@ std::optional<acceptance> choose_offer(const std::vector<std::string_view>& fiel
                     ok = once(smwb) && server_bits >= 9 && server_bits <= 15;
                 } else if (boost::beast::iequals(key, "client_max_window_bits")) {
                     // Without a value: the client can take a smaller window if asked.
-                    client_bits = value.empty() ? 15 : window_bits_value(value);
+                    client_bits = has_value ? window_bits_value(value) : 15;
                     ok = once(cmwb) && client_bits >= 8 && client_bits <= 15;
                 } else {
                     ok = false;  // a parameter this server does not know declines the offer
@@ -235,7 +237,11 @@ struct deflater::impl {
 deflater::deflater(int window_bits, bool reset_each_message) : impl_(std::make_unique<impl>()) {
     // Level 8 and memLevel 4, as Beast's permessage_deflate defaults (wsx connect and serve):
     // good compression at about 64 KiB of state per connection for a 15-bit window.
-    impl_->zo.reset(8, window_bits, 4, zlib::Strategy::normal);
+    // zlib cannot deflate with a 256-byte window (8 bits): it would use 512 bytes, and the peer
+    // could not follow a match from further back. Huffman coding alone refers back to nothing,
+    // so its output is right for any window (RFC 7692 7.1.2.2 lets a server ask for 8).
+    if (window_bits < 9) impl_->zo.reset(8, 9, 4, zlib::Strategy::huffman);
+    else impl_->zo.reset(8, window_bits, 4, zlib::Strategy::normal);
     impl_->reset_each = reset_each_message;
 }
 deflater::~deflater() = default;

@@ -24,10 +24,10 @@ struct deflate_options {
 namespace wsx::pmd {
 
 /// One element of a Sec-WebSocket-Extensions list (RFC 6455 9.1): a name and its parameters,
-/// values unquoted.
+/// values unquoted. A parameter given without `=` has no value; `name=""` has an empty one.
 struct extension {
     std::string name;
-    std::vector<std::pair<std::string, std::string>> params;
+    std::vector<std::pair<std::string, std::optional<std::string>>> params;
 };
 
 /// Reads an extension list: `1#( token *( OWS ";" OWS token [ "=" ( token / quoted-string ) ] ) )`,

@@ -608,6 +608,29 @@ class CompressedConnectTest(SplitMode, wsxtest.WsxTestCase):
         self.assertEqual(rc, 6, f"exit {rc}, stdout {out!r}, stderr {err!r}")
 
 
+    def test_a_256_byte_window_asked_of_the_client_is_kept(self):
+        # The offer names client_max_window_bits without a value, so a server may answer 8
+        # (RFC 7692 7.1.2.2): the client compresses without referring back at all then (a
+        # deflater cannot keep to 256 bytes otherwise), so what it sends reads with any window.
+        message = "window " * 200
+        received = []
+
+        def reply(opcode, payload):
+            received.append((opcode, zlib.decompressobj(-15).decompress(payload + TAIL)))
+            return zframe(TEXT, "ok")
+
+        srv = DeflateServer(b"", self.split, answer="permessage-deflate; client_max_window_bits=8", reply=reply)
+        self.addCleanup(srv.close)
+        rc, out, err, _ = self.run_connect(srv, "--send", message, "-n", "1", "--timeout", "5s")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, b"ok\n", err)
+        self.assertEqual(received, [(TEXT, message.encode())])
+        # Repeats 7 bytes apart would shrink to a few dozen bytes with back-references.
+        z = [p for _, op, p in srv.conns[0].frames if op == TEXT]
+        self.assertEqual(len(z), 1)
+        self.assertGreater(len(z[0]), len(message) // 8, z[0])
+
+
 class CompressedConnectBytewiseTest(CompressedConnectTest):
     mode = "bytes"
 

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/beast/zlib/inflate_stream.hpp>
+
 #include "permessage_deflate.hpp"
 
 using namespace wsx;
@@ -61,10 +63,12 @@ TEST_CASE("server answers: accepted, declined, invalid", "[pmd]") {
 
     for (const char* bad : {"x-webkit-deflate-frame", "permessage-deflate, permessage-deflate",
                             "permessage-deflate; client_max_window_bits", "permessage-deflate; client_max_window_bits=16",
-                            "permessage-deflate; client_max_window_bits=8", "permessage-deflate; server_max_window_bits=7",
+                            "permessage-deflate; client_max_window_bits=7", "permessage-deflate; server_max_window_bits=7",
                             "permessage-deflate; server_max_window_bits=x", "permessage-deflate; level=9",
                             "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
-                            "permessage-deflate; client_no_context_takeover=1", ";;;"}) {
+                            "permessage-deflate; client_no_context_takeover=1",
+                            "permessage-deflate; server_no_context_takeover=\"\"",
+                            "permessage-deflate; client_max_window_bits=\"\"", ";;;"}) {
         INFO(bad);
         auto r = pmd::parse_answer(bad, on());
         CHECK(r.status == pmd::answer_status::invalid);
@@ -73,18 +77,22 @@ TEST_CASE("server answers: accepted, declined, invalid", "[pmd]") {
 }
 
 TEST_CASE("extension lists are read element by element", "[pmd]") {
-    using params = std::vector<std::pair<std::string, std::string>>;
+    using params = std::vector<std::pair<std::string, std::optional<std::string>>>;
     auto l = pmd::parse_extensions("a; foo; bar=2, b");
     REQUIRE(l);
     REQUIRE(l->size() == 2);
     CHECK((*l)[0].name == "a");
-    CHECK((*l)[0].params == params{{"foo", ""}, {"bar", "2"}});
+    CHECK((*l)[0].params == params{{"foo", std::nullopt}, {"bar", "2"}});
     CHECK((*l)[1].name == "b");  // a parameter list belongs to its own element only
     CHECK((*l)[1].params.empty());
     l = pmd::parse_extensions("permessage-deflate;foo, x");
     REQUIRE(l);
     REQUIRE(l->size() == 2);
-    CHECK((*l)[0].params == params{{"foo", ""}});
+    CHECK((*l)[0].params == params{{"foo", std::nullopt}});
+    // A quoted empty value is a value: not the same as none.
+    l = pmd::parse_extensions("a; b=\"\"; c");
+    REQUIRE(l);
+    CHECK((*l)[0].params == params{{"b", ""}, {"c", std::nullopt}});
     l = pmd::parse_extensions(" , permessage-deflate ; client_max_window_bits = \"10\" ,, y;q=\"a\\\"b\"");
     REQUIRE(l);
     REQUIRE(l->size() == 2);
@@ -125,6 +133,8 @@ TEST_CASE("the server chooses the first offer it can accept", "[pmd]") {
     // in any field.
     CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; foo"}, on()));
     CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; server_no_context_takeover; server_no_context_takeover"}, on()));
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; server_no_context_takeover=\"\""}, on()));
+    CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; client_max_window_bits=\"\""}, on()));
     CHECK_FALSE(pmd::choose_offer(sv{"permessage-deflate; client_max_window_bits=16"}, on()));
     auto second = pmd::choose_offer(sv{"permessage-deflate; foo, permessage-deflate; server_no_context_takeover"}, on());
     REQUIRE(second);
@@ -179,6 +189,54 @@ TEST_CASE("every offer wsx's client makes is accepted, and the answer read back 
                         CHECK(back == msg);
                     }
                 }
+}
+
+TEST_CASE("a server may ask the client for a 256-byte window", "[pmd]") {
+    // The client's offer names client_max_window_bits without a value: any window from 8 to 15
+    // may come back (RFC 7692 7.1.2.2), and 8 is taken.
+    const auto a = pmd::parse_answer("permessage-deflate; client_max_window_bits=8", deflate_options{.enabled = true});
+    REQUIRE(a.status == pmd::answer_status::accepted);
+    CHECK(a.params.client_max_window_bits == 8);
+    // What the client then sends refers back to nothing: 200 random letters repeated, which a
+    // deflater with a 512-byte window shrinks to little more than the first 200, stay at about
+    // 4.7 bits a letter (Huffman coding alone).
+    std::string block, text;
+    std::mt19937 rng(7);
+    for (int i = 0; i < 200; ++i) block += static_cast<char>('a' + rng() % 26);
+    for (int i = 0; i < 30; ++i) text += block;
+    auto inflates_with_256_bytes = [&](const std::string& z) {
+        boost::beast::zlib::inflate_stream zi;
+        zi.reset(8);
+        std::string in = z + std::string("\x00\x00\xff\xff", 4), out(text.size() + 64, '\0');
+        boost::beast::zlib::z_params zs;
+        zs.next_in = in.data();
+        zs.avail_in = in.size();
+        zs.next_out = out.data();
+        zs.avail_out = out.size();
+        boost::beast::error_code ec;
+        zi.write(zs, boost::beast::zlib::Flush::sync, ec);
+        out.resize(zs.total_out);
+        return !ec && out == text;
+    };
+    pmd::codec client(a.params, true);
+    std::string z;
+    client.out->compress(text, z);
+    CHECK(z.size() > text.size() / 2);
+    CHECK(z.size() < text.size());
+    pmd::deflater wider(9, false);
+    std::string z9;
+    wider.compress(text, z9);
+    CHECK(z9.size() < text.size() / 4);
+    CHECK(inflates_with_256_bytes(z));
+    // ...and the server, inflating with any window, reads it, message after message.
+    pmd::codec server(a.params, false);
+    for (int i = 0; i < 3; ++i) {
+        z.clear();
+        client.out->compress(text, z);
+        std::string back;
+        REQUIRE(server.in->decompress(z, back, 1 << 20));
+        CHECK(back == text);
+    }
 }
 
 TEST_CASE("inflating the RFC 7692 examples", "[pmd]") {
