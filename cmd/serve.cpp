@@ -17,7 +17,7 @@ struct serve_args {
     bool echo = false, stdio = false, oneshot = false;
     std::vector<std::string> exec, passenv;
     bool binary = false, pass_stderr = false;
-    std::string kill_grace = "5s";
+    std::string close_grace = "250ms", kill_grace = "5s";
     std::string max_forks;
     std::string static_dir;
     listener_args listener;
@@ -42,8 +42,11 @@ runner setup_serve(CLI::App& app) {
     app.add_flag("--binary", a->binary, "With --exec: raw output chunks as binary messages, messages written raw")->group(m);
     app.add_flag("--pass-stderr", a->pass_stderr, "With --exec: child stderr lines go to the client instead of the log")
         ->group(m);
-    app.add_option("--kill-grace", a->kill_grace, "With --exec: time a child may run on after the client's Close (its EOF) before SIGTERM, and "
-                   "between SIGTERM and SIGKILL")
+    app.add_option("--close-grace", a->close_grace, "With --exec: time a child may run on after the client's Close (its EOF) to write its "
+                   "last lines, before SIGTERM; then the Close is answered")
+        ->group(m)->type_name("DURATION")->capture_default_str();
+    app.add_option("--kill-grace", a->kill_grace, "With --exec: time between SIGTERM and SIGKILL when a child is stopped (its client "
+                   "closed or left)")
         ->group(m)->type_name("DURATION")->capture_default_str();
     app.add_option("--passenv", a->passenv, "With --exec: also pass these server variables (comma-separated; PATH always is)")
         ->group(m)->type_name("NAMES")->delimiter(',');
@@ -87,8 +90,9 @@ runner setup_serve(CLI::App& app) {
         "(stdbuf -oL, sed -u, grep --line-buffered, python -u) to answer each line at once.\n"
         "A client's Close is answered when the child has ended: it gets EOF after the messages\n"
         "sent before the Close, and its answers to them still go out; a child still running\n"
-        "--kill-grace after its EOF gets SIGTERM (SIGKILL after another --kill-grace), and the Close\n"
-        "is answered with the client's code; after 5 s it is answered anyway. A client that leaves\n"
+        "--close-grace (250ms) after its EOF, such as one that streams and never reads its stdin,\n"
+        "gets SIGTERM (SIGKILL after --kill-grace), and the Close is answered with the client's\n"
+        "code once its last output is sent; after 5 s it is answered anyway. A client that leaves\n"
         "without a Close: SIGTERM at once. A compressed client's Close is handled the same way.\n"
         "On unix:PATH, a socket file left by a dead process is replaced; a live socket or a file\n"
         "that is not a socket is refused (exit 1) and left alone; the file is removed when the\n"
@@ -100,7 +104,10 @@ runner setup_serve(CLI::App& app) {
         "'signal N'). On a unix socket, REMOTE_ADDR is unix:PATH, the ports are empty and\n"
         "WSX_PEER_PID/UID/GID name the connecting process.");
 
-    return [a]() -> int {
+    // Its default is shown in the help, so only the count tells whether it was given.
+    const CLI::Option* close_grace = app.get_option("--close-grace");
+
+    return [a, close_grace]() -> int {
         problems p;
         serve_options o;
         std::string err;
@@ -130,9 +137,11 @@ runner setup_serve(CLI::App& app) {
             if (a->pass_stderr) p.add("--pass-stderr only applies to --exec");
             if (!a->max_forks.empty()) p.add("--max-forks only applies to --exec");
             if (!a->passenv.empty()) p.add("--passenv only applies to --exec");
+            if (close_grace->count() > 0) p.add("--close-grace only applies to --exec");
         }
         o.exec.binary = a->binary;
         o.exec.pass_stderr = a->pass_stderr;
+        o.exec.close_grace = duration_arg(p, "--close-grace", a->close_grace);
         o.exec.kill_grace = duration_arg(p, "--kill-grace", a->kill_grace);
         o.exec.passenv = a->passenv;
         o.exec.max_forks = count_arg(p, "--max-forks", a->max_forks, 1, 10'000'000, "no limit");

@@ -85,6 +85,7 @@ _wsx() {
             if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
             ;;
         'wsx serve --exec' | \
+        'wsx serve --close-grace' | \
         'wsx serve --kill-grace' | \
         'wsx serve --passenv' | \
         'wsx serve --max-forks' | \
@@ -354,7 +355,7 @@ _wsx() {
         ;;
     'wsx serve')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo --exec --binary --pass-stderr --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi

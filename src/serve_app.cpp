@@ -496,7 +496,7 @@ public:
 
     /// The client's Close (held): the child gets EOF after the messages that came before it,
     /// and its output still goes out; the answer follows when it has finished. A child still
-    /// running --kill-grace after its EOF is stopped (end_input); the close timeout bounds the
+    /// running --close-grace after its EOF is stopped (end_input); the close timeout bounds the
     /// wait all the same (then the child is stopped as for a client that left).
     void on_close_received(int code, std::string_view) override {
         if (session_done_ || close_received_) return;
@@ -558,15 +558,17 @@ public:
 
 private:
     /// Closes the child's stdin. After the client's Close that is the child's EOF: from then
-    /// on it may run --kill-grace more, then gets SIGTERM, and SIGKILL after another --kill-grace.
+    /// on it may run --close-grace more (time to write its last lines; a child that streams and
+    /// never reads its stdin would not end on its own), then gets SIGTERM, and SIGKILL after
+    /// --kill-grace. Output it wrote before it ended still goes out before the Close answer.
     void end_input() {
         error_code ignored;
         in_.close(ignored);
         if (!close_received_ || stop_armed_ || exited_ || session_done_ || pid_ <= 0) return;
         stop_armed_ = true;
-        const auto grace = app_.options().exec.kill_grace;
-        timer_.expires_after(grace);
-        timer_.async_wait([self = shared_from_this(), grace](error_code ec) {
+        const auto& eo = app_.options().exec;
+        timer_.expires_after(eo.close_grace);
+        timer_.async_wait([self = shared_from_this(), grace = eo.kill_grace](error_code ec) {
             if (ec || self->exited_ || self->session_done_) return;
             self->stopped_ = true;  // its end is ours, not its own: the client's code answers
             ::kill(-self->pid_, SIGTERM);

@@ -58,6 +58,9 @@ struct exec_options {
     std::vector<std::string> argv;          ///< program (searched in PATH) and arguments
     bool binary = false;                     ///< raw chunks as binary messages instead of lines
     bool pass_stderr = false;                ///< child stderr lines go to the client, not the log
+    /// After the client's Close: how long the child may run on after its EOF (to write its last
+    /// lines) before it is stopped; short, so that the Close is answered promptly.
+    std::chrono::nanoseconds close_grace = std::chrono::milliseconds(250);
     std::chrono::nanoseconds kill_grace = std::chrono::seconds(5);  ///< SIGTERM → SIGKILL delay
     std::vector<std::string> passenv;        ///< server variables the child also gets (PATH always)
     std::size_t max_forks = 0;               ///< 0: no limit; beyond it upgrades get 503
