@@ -536,6 +536,17 @@ public:
         }
     }
 
+    /// The access log and the close metrics record the code this side sent: how the child
+    /// ended (1011 "exit 3") is the outcome even when the client's Close came first and got
+    /// that as its answer (the code received is then the client's own, e.g. 1000).
+    void on_close(const close_info& info) override {
+        if (!info.clean || info.sent_code == 0 || info.sent_code == info.code) return conn_handler::on_close(info);
+        close_info sent = info;
+        sent.code = info.sent_code;
+        sent.reason = info.sent_reason;
+        conn_handler::on_close(sent);
+    }
+
     void on_end(const close_info&) override {
         session_done_ = true;
         error_code ec;

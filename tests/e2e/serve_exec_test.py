@@ -88,6 +88,27 @@ class ExecTest(wsxtest.WsxTestCase):
                 ws.close()
                 p.stop()
 
+    def test_access_log_has_the_code_sent_when_the_client_closed_first(self):
+        # The client's Close (1000) gives the child its EOF; it exits 3, so the Close is
+        # answered with 1011 "exit 3", and the access log says so rather than the client's 1000.
+        for fmt in ("text", "json"):
+            with self.subTest(log_format=fmt):
+                p, url = self.start_server("--log-format", fmt, "--exec", *sh("cat >/dev/null; exit 3"))
+                ws = RawWS(url)
+                ws.send_text("x")
+                ws.send_close(1000)
+                self.assertEqual(ws.expect_close(10), (1011, "exit 3"))
+                ws.close()
+                if fmt == "text":
+                    m = p.wait_for(r'"/" .* code=(\d+)')
+                    self.assertEqual(m.group(1), "1011", m.string)
+                    self.assertIn('reason="exit 3"', m.string)
+                else:
+                    import json
+                    m = p.wait_for(r'"event":\s*"close"')
+                    entry = json.loads(m.string)
+                    self.assertEqual((entry["code"], entry["reason"]), (1011, "exit 3"))
+
     def test_words_after_double_dash_are_the_command(self):
         # Arguments that look like options (-c, -n) and quotes reach the child unchanged.
         p, url = self.start_server("--exec", "--", "sh", "-c", "read x; echo \"[$x]\" \"$1\"", "argv0", "it's -n")
