@@ -52,28 +52,8 @@ void add_client_tls_options(CLI::App& app, client_args& a) {
 }
 
 void apply_client_options(problems& p, const client_args& a, client_options& o) {
-    for (const auto& hv : a.headers) {
-        auto colon = hv.find(':');
-        if (colon == std::string::npos || colon == 0) {
-            p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
-            continue;
-        }
-        std::string name = hv.substr(0, colon), value = hv.substr(colon + 1);
-        value.erase(0, value.find_first_not_of(" \t"));
-        // A field name is an RFC 9110 token; a server would refuse the request over anything else.
-        const auto token = [](char c) {
-            return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-        };
-        if (!std::all_of(name.begin(), name.end(), token)) {
-            p.add(fmt::format("--header '{}': '{}' is not a header name (letters, digits and !#$%&'*+-.^_`|~)", hv, name));
-            continue;
-        }
-        if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
-            p.add(fmt::format("--header {}: the value contains a line break or NUL; give it on one line", name));
-            continue;
-        }
-        o.headers.emplace_back(std::move(name), std::move(value));
-    }
+    for (const auto& hv : a.headers)
+        if (auto h = header_arg(p, hv)) o.headers.push_back(std::move(*h));
     o.subprotocols = a.subprotocols;
     o.origin = a.origin;
     o.host_override = a.host;

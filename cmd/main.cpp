@@ -86,6 +86,29 @@ bool problems::report(const std::string& command) const {
     return !list_.empty();
 }
 
+std::optional<std::pair<std::string, std::string>> header_arg(problems& p, const std::string& hv) {
+    auto colon = hv.find(':');
+    if (colon == std::string::npos || colon == 0) {
+        p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
+        return std::nullopt;
+    }
+    std::string name = hv.substr(0, colon), value = hv.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    // A field name is an RFC 9110 token; a peer would refuse the message over anything else.
+    const auto token = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    };
+    if (!std::all_of(name.begin(), name.end(), token)) {
+        p.add(fmt::format("--header '{}': '{}' is not a header name (letters, digits and !#$%&'*+-.^_`|~)", hv, name));
+        return std::nullopt;
+    }
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        p.add(fmt::format("--header {}: the value contains a line break or NUL; give it on one line", name));
+        return std::nullopt;
+    }
+    return std::pair{std::move(name), std::move(value)};
+}
+
 bool readable_file(problems& p, const std::string& option, const std::string& path) {
     std::ifstream f(path);
     if (f) return true;

@@ -265,6 +265,7 @@ runner setup_proxy(CLI::App& app) {
             given(!l.rate_limit.empty(), "--rate-limit");
             given(!l.connect_rate_limit.empty(), "--connect-rate-limit");
             given(l.metrics, "--metrics");
+            given(!l.headers.empty(), "--header");
             for (const auto& name : ws_only)
                 p.add(fmt::format("{}: a tcp:// listener carries raw TCP, with no HTTP request or WebSocket client for "
                                   "it to act on; use a ws:// or wss:// listener, or leave it out",

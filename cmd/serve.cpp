@@ -2,6 +2,9 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 
 
 #include "commands.hpp"
@@ -20,6 +23,8 @@ struct serve_args {
     std::string close_grace = "250ms", kill_grace = "5s";
     std::string max_forks;
     std::string static_dir;
+    std::vector<std::string> subprotocols;
+    bool require_subprotocol = false;
     listener_args listener;
 };
 }  // namespace
@@ -61,6 +66,14 @@ runner setup_serve(CLI::App& app) {
         ->group(m)->type_name("DIR");
 
     add_listener_options(app, a->listener);
+    const char* l = "Protocol and limits";
+    app.add_option("--subprotocol", a->subprotocols,
+                   "Speak this subprotocol (repeatable, in order of preference): the first of these the client offers "
+                   "is chosen (--exec: WSX_SUBPROTOCOL); none offered: no subprotocol")
+        ->group(l)->type_name("NAME");
+    app.add_flag("--require-subprotocol", a->require_subprotocol,
+                 "Refuse (HTTP 400 naming the supported list) an upgrade that offers none of --subprotocol")
+        ->group(l);
     // What the shared options mean for a child process or the terminal.
     app.get_option("--max-message-size")
         ->description("Largest message accepted; larger ones close with 1009 (--exec/--stdio: also the longest line "
@@ -99,8 +112,8 @@ runner setup_serve(CLI::App& app) {
         "server stops.\n"
         "The child of --exec gets REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SCRIPT_NAME,\n"
         "PATH_INFO, QUERY_STRING, REQUEST_URI, HTTPS, HTTP_* (request headers but Proxy, which\n"
-        "would set HTTP_PROXY), WSX_CONNECTION_ID, WSX_SCHEME, WSX_SUB (JWT subject or basic user)\n"
-        "and PATH; its exit status becomes the close code (0: 1000, else 1011 'exit N' or\n"
+        "would set HTTP_PROXY), WSX_CONNECTION_ID, WSX_SCHEME, WSX_SUB (JWT subject or basic user),\n"
+        "WSX_SUBPROTOCOL (the --subprotocol chosen) and PATH; its exit status becomes the close code (0: 1000, else 1011 'exit N' or\n"
         "'signal N'). On a unix socket, REMOTE_ADDR is unix:PATH, the ports are empty and\n"
         "WSX_PEER_PID/UID/GID name the connecting process.");
 
@@ -150,6 +163,30 @@ runner setup_serve(CLI::App& app) {
         if (!a->static_dir.empty() && ::access(a->static_dir.c_str(), R_OK | X_OK) != 0)
             p.add(fmt::format("--static '{}': not a readable directory", a->static_dir));
         apply_listener_options(p, a->listener, o);
+        for (const auto& name : a->subprotocols)
+            if (name.empty() || name.find_first_of(" \t,;\"()<>@:/[]?={}\\") != std::string::npos ||
+                std::any_of(name.begin(), name.end(), [](char c) { return c < 0x21 || c > 0x7e; }))
+                p.add(fmt::format("--subprotocol '{}': a subprotocol name is one token (letters, digits and "
+                                  "!#$%&'*+-.^_`|~), e.g. chat.v1",
+                                  name));
+        if (a->require_subprotocol && a->subprotocols.empty())
+            p.add("--require-subprotocol needs the list it requires: add --subprotocol NAME");
+        if (!a->subprotocols.empty()) {
+            // After the authentication filters: a client is told the list only once it may connect.
+            o.filters.push_back([ours = a->subprotocols, require = a->require_subprotocol](
+                                    const http_request& req, peer_info& peer, std::string& subprotocol) -> std::optional<http_response> {
+                if (auto chosen = choose_subprotocol(req, ours)) {
+                    subprotocol = *chosen;
+                    peer.vars["subprotocol"] = *chosen;
+                    return std::nullopt;
+                }
+                if (!require) return std::nullopt;
+                return make_response(http::status::bad_request,
+                                     fmt::format("no supported subprotocol offered: this server speaks {} (offer one in "
+                                                 "Sec-WebSocket-Protocol)",
+                                                 fmt::join(ours, ", ")));
+            });
+        }
         if (p.report("serve")) return static_cast<int>(exit_code::usage);
         return run_serve(std::move(o));
     };

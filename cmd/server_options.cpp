@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <fstream>
 #include <sstream>
 
@@ -38,6 +40,9 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--handshake-timeout", a->handshake_timeout,
                    "Time allowed for the TLS handshake and the upgrade request")
         ->group(l)->type_name("DURATION")->capture_default_str();
+    app.add_option("--header", a->headers,
+                   "Add this field to every upgrade's 101 answer: 'Name: value' (repeatable; Server replaces wsx's)")
+        ->group(l)->type_name("HEADER");
     app.add_option("--threads", a->threads, "Worker threads (1 to 1024), connections spread over them (default: one per core)")
         ->group(l)->type_name("N");
 
@@ -168,6 +173,22 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     o.log = a->log_format == "json" ? log_format::json : log_format::text;
     o.quiet = a->quiet;
     o.drain_timeout = duration_arg(p, "--drain-timeout", a->drain_timeout);
+    for (const auto& hv : a->headers) {
+        auto h = header_arg(p, hv);
+        if (!h) continue;
+        // Fields the handshake itself writes (or forbids in a 101): a second copy would break it.
+        static constexpr std::string_view own[] = {"Upgrade", "Connection", "Sec-WebSocket-Accept", "Sec-WebSocket-Protocol",
+                                                   "Sec-WebSocket-Extensions", "Sec-WebSocket-Version", "Sec-WebSocket-Key",
+                                                   "Content-Length", "Transfer-Encoding"};
+        const auto it = std::find_if(std::begin(own), std::end(own), [&](std::string_view n) { return beast::iequals(n, h->first); });
+        if (it == std::end(own)) {
+            o.server.response_headers.push_back(std::move(*h));
+            continue;
+        }
+        const bool protocol = *it == "Sec-WebSocket-Protocol";
+        p.add(fmt::format("--header '{}': {} is written by the WebSocket handshake itself; leave it out{}", hv, *it,
+                          protocol ? " (wsx serve chooses one with --subprotocol)" : ""));
+    }
 
     if (!a->connect_rate_limit.empty()) {
         std::string why;

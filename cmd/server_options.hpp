@@ -24,6 +24,7 @@ struct listener_args {
     std::vector<std::string> jwt_algs, origins;
     std::string rate_limit, rate_limit_policy = "close", connect_rate_limit;
     std::string unix_mode;
+    std::vector<std::string> headers;  ///< --header: fields added to the 101 answer
     /// Secret options given an empty value (e.g. --token "$UNSET"): refused, never "no auth".
     std::vector<std::string> empty_secrets;
 };

@@ -99,6 +99,7 @@ _wsx() {
         'wsx serve --send-queue-limit' | \
         'wsx serve --overflow' | \
         'wsx serve --handshake-timeout' | \
+        'wsx serve --header' | \
         'wsx serve --threads' | \
         'wsx serve --tls-cert' | \
         'wsx serve --tls-key' | \
@@ -116,7 +117,8 @@ _wsx() {
         'wsx serve --connect-rate-limit' | \
         'wsx serve --unix-mode' | \
         'wsx serve --log-format' | \
-        'wsx serve --drain-timeout')
+        'wsx serve --drain-timeout' | \
+        'wsx serve --subprotocol')
             valopt="$w"
             if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
             ;;
@@ -195,6 +197,7 @@ _wsx() {
         'wsx relay --max-connections' | \
         'wsx relay --send-queue-limit' | \
         'wsx relay --handshake-timeout' | \
+        'wsx relay --header' | \
         'wsx relay --threads' | \
         'wsx relay --tls-cert' | \
         'wsx relay --tls-key' | \
@@ -246,6 +249,7 @@ _wsx() {
         'wsx proxy --send-queue-limit' | \
         'wsx proxy --overflow' | \
         'wsx proxy --handshake-timeout' | \
+        'wsx proxy --header' | \
         'wsx proxy --threads' | \
         'wsx proxy --tls-cert' | \
         'wsx proxy --tls-key' | \
@@ -355,7 +359,7 @@ _wsx() {
         ;;
     'wsx serve')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout --subprotocol --require-subprotocol' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
@@ -376,14 +380,14 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         fi
         ;;
     'wsx help')

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -93,6 +94,26 @@ void split_long_line(std::string& partial, std::uint64_t max, Emit emit) {
 }
 
 }  // namespace
+
+std::optional<std::string> choose_subprotocol(const http_request& req, const std::vector<std::string>& ours) {
+    std::vector<std::string_view> offered;
+    const auto [first, last] = req.equal_range(http::field::sec_websocket_protocol);
+    for (auto f = first; f != last; ++f) {
+        std::string_view list(f->value().data(), f->value().size());
+        while (!list.empty()) {
+            const auto comma = list.find(',');
+            auto item = list.substr(0, comma);
+            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+            if (!item.empty()) offered.push_back(item);
+            if (comma == std::string_view::npos) break;
+            list.remove_prefix(comma + 1);
+        }
+    }
+    for (const auto& name : ours)
+        if (std::find(offered.begin(), offered.end(), name) != offered.end()) return name;
+    return std::nullopt;
+}
 
 std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
                                          const std::vector<std::string>& passenv, std::uint64_t connection_id) {

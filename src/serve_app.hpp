@@ -97,6 +97,11 @@ struct serve_options {
     std::string name = "serve";
 };
 
+/// The subprotocol to answer with: the first of `ours` (in our order of preference) that the
+/// request offers in its Sec-WebSocket-Protocol fields (comma-separated, compared exactly);
+/// nullopt when it offers none of them.
+std::optional<std::string> choose_subprotocol(const http_request& req, const std::vector<std::string>& ours);
+
 /// Runs until SIGINT/SIGTERM (or stdin EOF / the only client leaving in the stdio modes);
 /// returns the exit code.
 int run_serve(serve_options o);

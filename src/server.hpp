@@ -53,6 +53,8 @@ struct server_options {
     deflate_options deflate;
     std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(10);
     std::size_t max_request_bytes = 16 * 1024;
+    /// Fields added to every 101 answer (--header), in order; one named Server replaces wsx's.
+    std::vector<std::pair<std::string, std::string>> response_headers;
 };
 
 /// Decides what to do with an upgrade request before it is accepted: return a response to
