@@ -48,6 +48,14 @@ bool readable_file(problems& p, const std::string& option, const std::string& pa
 /// value); nullopt and a problem when the name is not an RFC 9110 token or the value holds a
 /// line break or NUL.
 std::optional<std::pair<std::string, std::string>> header_arg(problems& p, const std::string& value);
+/// A secret given inline (`option`, e.g. --token, as `value`) or in a file (`file_option`, e.g.
+/// --token-file, naming `file`): `value` when no file is given, else the file's one line (see
+/// read_secret_file in secret_file.hpp); a one-line warning on stderr when other users may read
+/// the file. Problems: both given (the empty string when either is), a file that cannot be used.
+std::string secret_arg(problems& p, const std::string& option, const std::string& value, const std::string& file_option,
+                       const std::string& file);
+/// The environment variable `name`; empty when it is unset or empty.
+std::string env_secret(const char* name);
 /// A whole number in [lo, hi] ("" gives 0, for "not given"); `unset` says what leaving the
 /// option out means, for the error message.
 std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t lo,

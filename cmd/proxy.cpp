@@ -261,6 +261,9 @@ runner setup_proxy(CLI::App& app) {
             given(!l.jwt_public_key.empty(), "--jwt-public-key");
             given(!l.jwt_algs.empty(), "--jwt-alg");
             given(!l.basic_auth.empty(), "--basic-auth");
+            given(!l.token_file.empty(), "--token-file");
+            given(!l.jwt_secret_file.empty(), "--jwt-secret-file");
+            given(!l.basic_auth_file.empty(), "--basic-auth-file");
             given(!l.origins.empty(), "--origin");
             given(!l.rate_limit.empty(), "--rate-limit");
             given(!l.connect_rate_limit.empty(), "--connect-rate-limit");

@@ -79,7 +79,7 @@ runner setup_serve(CLI::App& app) {
         ->description("Largest message accepted; larger ones close with 1009 (--exec/--stdio: also the longest line "
                       "sent as one message; longer ones are split)");
     app.get_option("--jwt-secret")
-        ->description("Require a JWT signed with this HMAC secret (HS256); its 'sub' is WSX_SUB for --exec");
+        ->description("Require a JWT signed with this HMAC secret (HS256; WSX_JWT_SECRET); its 'sub' is WSX_SUB for --exec");
     app.get_option("--log-format")
         ->description("Log format on stderr: text or json (an access line per closed connection; with json, other "
                       "log lines such as a child's stderr are JSON objects too)");
