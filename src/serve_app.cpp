@@ -481,7 +481,8 @@ public:
           timer_(ex_),
           close_timer_(ex_),
           env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)),
-          slot_(std::static_pointer_cast<fork_slot>(peer.attachment)) {}
+          slot_(std::static_pointer_cast<fork_slot>(peer.attachment)),
+          stdin_timer_(ex_) {}
 
     /// Spawns the child; false (after closing the session with 1011) when it cannot start.
     bool start() {
@@ -526,6 +527,7 @@ public:
         const auto answer = static_cast<std::uint16_t>(code == 1005 ? 0 : code);
         close_answer_ = answer;
         if (!writing_) end_input();
+        else watch_stdin_after_close(written_);
         close_timer_.expires_after(app_.options().server.session.close_timeout);
         close_timer_.async_wait([self = shared_from_this(), answer](error_code ec) {
             if (ec || self->session_done_) return;
@@ -575,6 +577,7 @@ public:
         inq_.clear();
         inq_bytes_ = 0;
         close_timer_.cancel();
+        stdin_timer_.cancel();
         // Let go of a paused or closing session after this call, which the session makes.
         if (paused_hold_ || close_hold_)
             net::post(ex_, [a = std::move(paused_hold_), b = std::move(close_hold_)] {});
@@ -618,6 +621,20 @@ private:
         return std::max<std::size_t>(1, std::min<std::size_t>(1 << 20, app_.options().server.session.send_queue_limit / 2));
     }
 
+    /// After the client's Close, while messages from before it still wait for the child's stdin:
+    /// a child that takes none of them for --close-grace (one that never reads its stdin) would
+    /// never get its EOF, and the Close would wait for the close timeout. Its input is given up
+    /// then (the rest is not written) and it is stopped as any child after its EOF.
+    void watch_stdin_after_close(std::uint64_t written_before) {
+        stdin_timer_.expires_after(app_.options().exec.close_grace);
+        stdin_timer_.async_wait([self = shared_from_this(), written_before](error_code ec) {
+            if (ec || self->session_done_ || !self->writing_) return;
+            if (self->written_ != written_before) return self->watch_stdin_after_close(self->written_);
+            error_code ignored;
+            self->in_.close(ignored);  // the pending write ends with an error: end_input() follows
+        });
+    }
+
     void write_in() {
         if (inq_.empty() || !in_.is_open()) {
             writing_ = false;
@@ -625,20 +642,30 @@ private:
             return;
         }
         writing_ = true;
-        net::async_write(in_, net::buffer(inq_.front()), [self = shared_from_this()](error_code ec, std::size_t) {
+        // A piece at a time (as much as the pipe takes), so that progress is seen (watch_stdin_after_close).
+        const auto& front = inq_.front();
+        in_.async_write_some(net::buffer(front.data() + front_written_, front.size() - front_written_),
+                             [self = shared_from_this()](error_code ec, std::size_t n) {
             if (self->session_done_) return;  // on_end emptied the queue; the session may be gone
             if (ec) {
-                // The child closed its stdin (or died): later messages have nowhere to go.
+                // The child closed its stdin (or died), or took nothing after the Close: later
+                // messages have nowhere to go.
                 self->writing_ = false;
                 self->inq_.clear();
                 self->inq_bytes_ = 0;
+                self->front_written_ = 0;
                 self->end_input();
                 self->maybe_resume_reading();
                 return;
             }
-            self->inq_bytes_ -= self->inq_.front().size();
-            self->inq_.pop_front();
-            self->maybe_resume_reading();
+            self->written_ += n;
+            self->front_written_ += n;
+            if (self->front_written_ == self->inq_.front().size()) {
+                self->inq_bytes_ -= self->inq_.front().size();
+                self->inq_.pop_front();
+                self->front_written_ = 0;
+                self->maybe_resume_reading();
+            }
             self->write_in();
         });
     }
@@ -775,6 +802,9 @@ private:
     pid_t pid_ = -1;
     std::deque<std::string> inq_;
     std::size_t inq_bytes_ = 0;
+    std::size_t front_written_ = 0;  // bytes of inq_.front() already written
+    std::uint64_t written_ = 0;      // bytes written to the child's stdin so far
+    net::steady_timer stdin_timer_;  // watch_stdin_after_close
     bool reading_paused_ = false;
     std::shared_ptr<ws_session> paused_hold_;  // keeps the session while reading is paused
     std::shared_ptr<ws_session> close_hold_;   // keeps the session while its Close is held

@@ -331,6 +331,22 @@ class ExecTest(wsxtest.WsxTestCase):
         ws.close()
         wait_until(lambda: not children(p.proc.pid), what="child stopped")
 
+    def test_child_that_takes_no_input_does_not_delay_the_close(self):
+        # 256 KiB the child never reads (more than a pipe holds) before the Close: its EOF cannot
+        # be written after them, so after --close-grace without progress its input is given up and
+        # it is stopped; the Close is answered then, not after the 5 s close timeout.
+        p, url = self.start_server("--exec", *sh("echo up; exec sleep 100"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"up"))
+        for _ in range(4):
+            ws.send_text("x" * 65536)
+        t0 = time.monotonic()
+        ws.send_close(4002)
+        self.assertEqual(ws.expect_close(10), (4002, ""))
+        self.assertLess(time.monotonic() - t0, 2.0, "the Close waited for the close timeout")
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child stopped")
+
     def test_close_grace_lets_a_child_finish_its_last_lines(self):
         # A child that takes a moment after its EOF (a summary) is given --close-grace for it.
         p, url = self.start_server("--close-grace", "3s", "--exec", *sh("cat >/dev/null; sleep 0.5; echo summary"))
