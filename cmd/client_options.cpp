@@ -21,8 +21,12 @@ void add_handshake_options(CLI::App& app, client_args& a) {
     app.add_option("--origin", a.origin, "Origin header")->group(h)->type_name("URL");
     app.add_option("--host", a.host, "Host header instead of the URL's host")->group(h)->type_name("NAME");
     app.add_option("--cookie", a.cookies, "Cookie 'name=value' (repeatable)")->group(h)->type_name("COOKIE");
-    app.add_option("--auth", a.auth, "Basic authentication (also user:pass@ in the URL)")->group(h)->type_name("USER:PASS");
-    app.add_option("--token", a.token, "Bearer token (Authorization header)")->group(h)->type_name("TOKEN");
+    app.add_option("--auth", a.auth, "Basic authentication (also user:pass@ in the URL; WSX_AUTH)")->group(h)->type_name("USER:PASS");
+    app.add_option("--auth-file", a.auth_file, "Read USER:PASS for --auth from FILE (one line), out of sight of ps")
+        ->group(h)->type_name("FILE");
+    app.add_option("--token", a.token, "Bearer token (Authorization header; WSX_TOKEN)")->group(h)->type_name("TOKEN");
+    app.add_option("--token-file", a.token_file, "Read the --token from FILE (one line), out of sight of ps")
+        ->group(h)->type_name("FILE");
     app.add_option("--token-query", a.token_query, "Send --token as the query parameter NAME instead of a header")
         ->group(h)->type_name("NAME");
     app.add_option("--proxy", a.proxy,
@@ -52,50 +56,50 @@ void add_client_tls_options(CLI::App& app, client_args& a) {
 }
 
 void apply_client_options(problems& p, const client_args& a, client_options& o) {
-    for (const auto& hv : a.headers) {
-        auto colon = hv.find(':');
-        if (colon == std::string::npos || colon == 0) {
-            p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
-            continue;
-        }
-        std::string name = hv.substr(0, colon), value = hv.substr(colon + 1);
-        value.erase(0, value.find_first_not_of(" \t"));
-        // A field name is an RFC 9110 token; a server would refuse the request over anything else.
-        const auto token = [](char c) {
-            return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-        };
-        if (!std::all_of(name.begin(), name.end(), token)) {
-            p.add(fmt::format("--header '{}': '{}' is not a header name (letters, digits and !#$%&'*+-.^_`|~)", hv, name));
-            continue;
-        }
-        if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
-            p.add(fmt::format("--header {}: the value contains a line break or NUL; give it on one line", name));
-            continue;
-        }
-        o.headers.emplace_back(std::move(name), std::move(value));
-    }
+    for (const auto& hv : a.headers)
+        if (auto h = header_arg(p, hv)) o.headers.push_back(std::move(*h));
     o.subprotocols = a.subprotocols;
     o.origin = a.origin;
     o.host_override = a.host;
     o.cookies = a.cookies;
-    if (!a.auth.empty() && a.auth.find(':') == std::string::npos) p.add("--auth: expected USER:PASS");
-    o.basic_auth = a.auth;
-    o.token = a.token;
+    std::string auth = secret_arg(p, "--auth", a.auth, "--auth-file", a.auth_file);
+    std::string token = secret_arg(p, "--token", a.token, "--token-file", a.token_file);
+    std::string auth_name = a.auth_file.empty() ? "--auth" : "--auth-file";
+    std::string token_name = a.token_file.empty() ? "--token" : "--token-file";
+    const bool header_auth =
+        std::any_of(o.headers.begin(), o.headers.end(), [](const auto& h) { return beast::iequals(h.first, "Authorization"); });
+    // The environment's credentials stand in only for none on the command line, which always wins.
+    if (a.auth.empty() && a.auth_file.empty() && a.token.empty() && a.token_file.empty() && o.url.username.empty() &&
+        !header_auth) {
+        const auto env_token = env_secret("WSX_TOKEN"), env_auth = env_secret("WSX_AUTH");
+        if (!env_token.empty() && !env_auth.empty()) {
+            p.add("WSX_TOKEN and WSX_AUTH cannot be combined: each sets the Authorization header; unset one");
+        } else if (!env_token.empty()) {
+            token = env_token;
+            token_name = "WSX_TOKEN";
+        } else if (!env_auth.empty()) {
+            auth = env_auth;
+            auth_name = "WSX_AUTH";
+        }
+    }
+    if (!auth.empty() && auth.find(':') == std::string::npos) p.add(auth_name + ": expected USER:PASS");
+    o.basic_auth = auth;
+    o.token = token;
     o.token_query = a.token_query;
-    if (!a.token_query.empty() && a.token.empty()) p.add("--token-query needs --token");
+    if (!a.token_query.empty() && token.empty() && a.token_file.empty())
+        p.add("--token-query needs a token: give --token, --token-file or WSX_TOKEN");
     // Each of these sets the Authorization header; given together, one would silently win.
     std::vector<std::string> authorization;
-    if (!a.auth.empty()) authorization.emplace_back("--auth");
+    if (!a.auth.empty() || !a.auth_file.empty()) authorization.emplace_back(auth_name);
     if (!o.url.username.empty()) authorization.emplace_back("user:pass@ in the URL");
-    if (!a.token.empty() && a.token_query.empty()) authorization.emplace_back("--token");
-    if (std::any_of(o.headers.begin(), o.headers.end(), [](const auto& h) { return beast::iequals(h.first, "Authorization"); }))
-        authorization.emplace_back("--header Authorization");
+    if ((!a.token.empty() || !a.token_file.empty()) && a.token_query.empty()) authorization.emplace_back(token_name);
+    if (header_auth) authorization.emplace_back("--header Authorization");
     if (authorization.size() > 1) {
         std::string list;
         for (std::size_t i = 0; i < authorization.size(); ++i)
             list += (i == 0 ? "" : i + 1 == authorization.size() ? " and " : ", ") + authorization[i];
         p.add(fmt::format("{} cannot be combined: each sets the Authorization header{}", list,
-                          a.token.empty() ? "" : " (--token-query NAME sends the token in the URL instead)"));
+                          token.empty() && a.token_file.empty() ? "" : " (--token-query NAME sends the token in the URL instead)"));
     }
     o.deflate = {.enabled = a.compress, .window_bits = a.compress_window_bits,
                  .no_context_takeover = a.compress_no_context_takeover};

@@ -3,6 +3,8 @@
 // returns the function that validates them and runs the command.
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,18 @@ std::chrono::nanoseconds duration_arg(problems& p, const std::string& option, co
 std::uint64_t size_arg(problems& p, const std::string& option, const std::string& value);
 /// False (and a problem naming the option, the path and why) when `path` cannot be read.
 bool readable_file(problems& p, const std::string& option, const std::string& path);
+/// `value` of a --header option ('Name: value', blanks after the colon skipped) as (name,
+/// value); nullopt and a problem when the name is not an RFC 9110 token or the value holds a
+/// line break or NUL.
+std::optional<std::pair<std::string, std::string>> header_arg(problems& p, const std::string& value);
+/// A secret given inline (`option`, e.g. --token, as `value`) or in a file (`file_option`, e.g.
+/// --token-file, naming `file`): `value` when no file is given, else the file's one line (see
+/// read_secret_file in secret_file.hpp); a one-line warning on stderr when other users may read
+/// the file. Problems: both given (the empty string when either is), a file that cannot be used.
+std::string secret_arg(problems& p, const std::string& option, const std::string& value, const std::string& file_option,
+                       const std::string& file);
+/// The environment variable `name`; empty when it is unset or empty.
+std::string env_secret(const char* name);
 /// A whole number in [lo, hi] ("" gives 0, for "not given"); `unset` says what leaving the
 /// option out means, for the error message.
 std::uint64_t count_arg(problems& p, const std::string& option, const std::string& value, std::uint64_t lo,

@@ -14,6 +14,7 @@
 #include "generate.hpp"
 #include "exit_code.hpp"
 #include "help_format.hpp"
+#include "secret_file.hpp"
 #include "units.hpp"
 #include "version.hpp"
 
@@ -65,7 +66,18 @@ std::vector<doc_section> manual_sections() {
          "PATH is where serve --exec finds its command, and is passed on to it (other variables of the "
          "server only with --passenv).\n\n"
          "SSL_CERT_FILE and SSL_CERT_DIR replace the system's trusted certificates (OpenSSL's default "
-         "store) when --cacert is not given."},
+         "store) when --cacert is not given.\n\n"
+         "WSX_TOKEN (a bearer token) or WSX_AUTH (USER:PASS for Basic authentication) gives connect and "
+         "bench their credentials when the command line has none (--token, --token-file, --auth, "
+         "--auth-file, user:pass@ in the URL, --header Authorization); setting both is an error.\n\n"
+         "WSX_SERVER_TOKEN, WSX_JWT_SECRET and WSX_BASIC_AUTH (USER:PASS) give serve, relay and proxy "
+         "the secrets of --token, --jwt-secret and --basic-auth when the command line has no "
+         "authentication option at all; each one set is required as its option would be. Unset or "
+         "empty variables are not used.\n\n"
+         "Unlike options, the environment and the --*-file options keep secrets out of sight of other "
+         "users, who can read every process's arguments (ps). A secret file holds the secret on one "
+         "line (one trailing newline is dropped); an unreadable or empty file is a usage error (exit 2), "
+         "and a file that other users may read (mode & 0044) is used with a warning: chmod 600 it."},
         {"DIAGNOSTICS",
          "Data goes to standard output; everything else (errors, progress, the listening address) goes to "
          "standard error. Errors are one line: wsx: error: WHAT: DETAIL, with a hint on how to fix it "
@@ -104,6 +116,53 @@ bool problems::report(const std::string& command) const {
     for (const auto& p : list_) std::cerr << "wsx: error: " << p << '\n';
     if (!list_.empty()) std::cerr << fmt::format("Run 'wsx {} --help' for usage.\n", command);
     return !list_.empty();
+}
+
+std::optional<std::pair<std::string, std::string>> header_arg(problems& p, const std::string& hv) {
+    auto colon = hv.find(':');
+    if (colon == std::string::npos || colon == 0) {
+        p.add(fmt::format("--header '{}': expected 'Name: value'", hv));
+        return std::nullopt;
+    }
+    std::string name = hv.substr(0, colon), value = hv.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    // A field name is an RFC 9110 token; a peer would refuse the message over anything else.
+    const auto token = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    };
+    if (!std::all_of(name.begin(), name.end(), token)) {
+        p.add(fmt::format("--header '{}': '{}' is not a header name (letters, digits and !#$%&'*+-.^_`|~)", hv, name));
+        return std::nullopt;
+    }
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        p.add(fmt::format("--header {}: the value contains a line break or NUL; give it on one line", name));
+        return std::nullopt;
+    }
+    return std::pair{std::move(name), std::move(value)};
+}
+
+std::string secret_arg(problems& p, const std::string& option, const std::string& value, const std::string& file_option,
+                       const std::string& file) {
+    if (file.empty()) return value;
+    if (!value.empty()) {
+        p.add(fmt::format("{} and {} cannot be combined: give the secret one way ({} keeps it out of ps)", option,
+                          file_option, file_option));
+        return {};
+    }
+    auto r = read_secret_file(file);
+    if (!r.secret) {
+        p.add(fmt::format("{} '{}': {}", file_option, file, r.error));
+        return {};
+    }
+    if (r.others_can_read)
+        std::cerr << fmt::format("wsx: warning: {} '{}': other users can read it (mode {:04o}): chmod 600 '{}'\n", file_option,
+                                 file, r.mode, file);
+    return std::move(*r.secret);
+}
+
+std::string env_secret(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::string(v) : std::string();
 }
 
 bool readable_file(problems& p, const std::string& option, const std::string& path) {

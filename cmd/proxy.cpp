@@ -261,10 +261,14 @@ runner setup_proxy(CLI::App& app) {
             given(!l.jwt_public_key.empty(), "--jwt-public-key");
             given(!l.jwt_algs.empty(), "--jwt-alg");
             given(!l.basic_auth.empty(), "--basic-auth");
+            given(!l.token_file.empty(), "--token-file");
+            given(!l.jwt_secret_file.empty(), "--jwt-secret-file");
+            given(!l.basic_auth_file.empty(), "--basic-auth-file");
             given(!l.origins.empty(), "--origin");
             given(!l.rate_limit.empty(), "--rate-limit");
             given(!l.connect_rate_limit.empty(), "--connect-rate-limit");
             given(l.metrics, "--metrics");
+            given(!l.headers.empty(), "--header");
             for (const auto& name : ws_only)
                 p.add(fmt::format("{}: a tcp:// listener carries raw TCP, with no HTTP request or WebSocket client for "
                                   "it to act on; use a ws:// or wss:// listener, or leave it out",

@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <fstream>
 #include <sstream>
 
@@ -38,6 +40,9 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--handshake-timeout", a->handshake_timeout,
                    "Time allowed for the TLS handshake and the upgrade request")
         ->group(l)->type_name("DURATION")->capture_default_str();
+    app.add_option("--header", a->headers,
+                   "Add this field to every upgrade's 101 answer: 'Name: value' (repeatable; Server replaces wsx's)")
+        ->group(l)->type_name("HEADER");
     app.add_option("--threads", a->threads, "Worker threads (1 to 1024), connections spread over them (default: one per core)")
         ->group(l)->type_name("N");
 
@@ -62,10 +67,15 @@ void add_listener_options(CLI::App& app, listener_args& args) {
             if (v.empty()) a->empty_secrets.emplace_back(name);
         };
     };
-    app.add_option("--token", a->token, "Require this bearer token (Authorization: Bearer, or ?token=); else HTTP 401")
+    app.add_option("--token", a->token, "Require this bearer token (Authorization: Bearer, or ?token=); else HTTP 401 "
+                   "(WSX_SERVER_TOKEN)")
         ->group(sec)->type_name("SECRET")->each(refuse_empty("--token"));
-    app.add_option("--jwt-secret", a->jwt_secret, "Require a JWT signed with this HMAC secret (HS256)")
+    app.add_option("--token-file", a->token_file, "Read the --token from FILE (one line), out of sight of ps")
+        ->group(sec)->type_name("FILE");
+    app.add_option("--jwt-secret", a->jwt_secret, "Require a JWT signed with this HMAC secret (HS256; WSX_JWT_SECRET)")
         ->group(sec)->type_name("SECRET")->each(refuse_empty("--jwt-secret"));
+    app.add_option("--jwt-secret-file", a->jwt_secret_file, "Read the --jwt-secret from FILE (one line), out of sight of ps")
+        ->group(sec)->type_name("FILE");
     app.add_option("--jwt-public-key", a->jwt_public_key,
                    "Require a JWT signed by this public key or certificate (PEM: RS256/384/512, ES256/384/512)")
         ->group(sec)->type_name("FILE")->each(refuse_empty("--jwt-public-key"));
@@ -73,8 +83,10 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(sec)->type_name("ALG");
     app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims")
         ->group(sec)->type_name("DURATION")->capture_default_str();
-    app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials")
+    app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials (WSX_BASIC_AUTH)")
         ->group(sec)->type_name("USER:PASS")->each(refuse_empty("--basic-auth"));
+    app.add_option("--basic-auth-file", a->basic_auth_file, "Read USER:PASS for --basic-auth from FILE (one line), out of sight of ps")
+        ->group(sec)->type_name("FILE");
     app.add_option("--origin", a->origins,
                    "Allow only this Origin (repeatable; 'https://*.example.com' for one label in front: a.example.com, "
                    "not a.b.example.com; '*' for any); else HTTP 403")
@@ -168,6 +180,22 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     o.log = a->log_format == "json" ? log_format::json : log_format::text;
     o.quiet = a->quiet;
     o.drain_timeout = duration_arg(p, "--drain-timeout", a->drain_timeout);
+    for (const auto& hv : a->headers) {
+        auto h = header_arg(p, hv);
+        if (!h) continue;
+        // Fields the handshake itself writes (or forbids in a 101): a second copy would break it.
+        static constexpr std::string_view own[] = {"Upgrade", "Connection", "Sec-WebSocket-Accept", "Sec-WebSocket-Protocol",
+                                                   "Sec-WebSocket-Extensions", "Sec-WebSocket-Version", "Sec-WebSocket-Key",
+                                                   "Content-Length", "Transfer-Encoding"};
+        const auto it = std::find_if(std::begin(own), std::end(own), [&](std::string_view n) { return beast::iequals(n, h->first); });
+        if (it == std::end(own)) {
+            o.server.response_headers.push_back(std::move(*h));
+            continue;
+        }
+        const bool protocol = *it == "Sec-WebSocket-Protocol";
+        p.add(fmt::format("--header '{}': {} is written by the WebSocket handshake itself; leave it out{}", hv, *it,
+                          protocol ? " (wsx serve chooses one with --subprotocol)" : ""));
+    }
 
     if (!a->connect_rate_limit.empty()) {
         std::string why;
@@ -187,9 +215,24 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
         p.add(fmt::format("{} is empty, which would accept every client: give a non-empty value (is the variable "
                           "it came from set?) or leave the option out",
                           name));
+    std::string token = secret_arg(p, "--token", a->token, "--token-file", a->token_file);
+    std::string jwt_secret = secret_arg(p, "--jwt-secret", a->jwt_secret, "--jwt-secret-file", a->jwt_secret_file);
+    std::string basic_auth = secret_arg(p, "--basic-auth", a->basic_auth, "--basic-auth-file", a->basic_auth_file);
+    std::string basic_name = a->basic_auth_file.empty() ? "--basic-auth" : "--basic-auth-file";
+    // The environment's secrets stand in only for a command line without any authentication
+    // option (one given there is the whole policy); unset or empty variables are not used.
+    const bool auth_given = !a->token.empty() || !a->token_file.empty() || !a->jwt_secret.empty() || !a->jwt_secret_file.empty() ||
+                            !a->jwt_public_key.empty() || !a->basic_auth.empty() || !a->basic_auth_file.empty() ||
+                            !a->empty_secrets.empty();
+    if (!auth_given) {
+        token = env_secret("WSX_SERVER_TOKEN");
+        jwt_secret = env_secret("WSX_JWT_SECRET");
+        basic_auth = env_secret("WSX_BASIC_AUTH");
+        basic_name = "WSX_BASIC_AUTH";
+    }
     auth_options ao;
-    ao.token = a->token;
-    ao.jwt_secret = a->jwt_secret;
+    ao.token = token;
+    ao.jwt_secret = jwt_secret;
     ao.jwt_algorithms = a->jwt_algs;
     ao.jwt_leeway = std::chrono::duration_cast<std::chrono::seconds>(duration_arg(p, "--jwt-leeway", a->jwt_leeway));
     ao.origins = a->origins;
@@ -200,14 +243,17 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
         if (!in) p.add(fmt::format("--jwt-public-key '{}': cannot read the file ({})", a->jwt_public_key, std::strerror(errno)));
         else ao.jwt_public_key_pem = text.str();
     }
-    if (!a->basic_auth.empty()) {
-        auto colon = a->basic_auth.find(':');
-        if (colon == std::string::npos) p.add(fmt::format("--basic-auth '{}': use USER:PASS", a->basic_auth));
-        else if (colon + 1 == a->basic_auth.size())
-            p.add("--basic-auth: the password is empty, which anyone could send: give USER:PASS with a non-empty PASS");
+    if (!basic_auth.empty()) {
+        auto colon = basic_auth.find(':');
+        // Only an inline value is repeated: one from a file or the environment stays unprinted.
+        if (colon == std::string::npos)
+            p.add(basic_name == "--basic-auth" ? fmt::format("--basic-auth '{}': use USER:PASS", basic_auth)
+                                               : basic_name + ": use USER:PASS");
+        else if (colon + 1 == basic_auth.size())
+            p.add(basic_name + ": the password is empty, which anyone could send: give USER:PASS with a non-empty PASS");
         else {
-            ao.basic_user = a->basic_auth.substr(0, colon);
-            ao.basic_pass = a->basic_auth.substr(colon + 1);
+            ao.basic_user = basic_auth.substr(0, colon);
+            ao.basic_pass = basic_auth.substr(colon + 1);
         }
     }
     try {

@@ -54,7 +54,9 @@ _wsx() {
         'wsx connect --host' | \
         'wsx connect --cookie' | \
         'wsx connect --auth' | \
+        'wsx connect --auth-file' | \
         'wsx connect --token' | \
+        'wsx connect --token-file' | \
         'wsx connect --token-query' | \
         'wsx connect --proxy' | \
         'wsx connect --compress-window-bits' | \
@@ -89,6 +91,7 @@ _wsx() {
             if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
             ;;
         'wsx serve --exec' | \
+        'wsx serve --close-grace' | \
         'wsx serve --kill-grace' | \
         'wsx serve --passenv' | \
         'wsx serve --max-forks' | \
@@ -102,24 +105,29 @@ _wsx() {
         'wsx serve --send-queue-limit' | \
         'wsx serve --overflow' | \
         'wsx serve --handshake-timeout' | \
+        'wsx serve --header' | \
         'wsx serve --threads' | \
         'wsx serve --tls-cert' | \
         'wsx serve --tls-key' | \
         'wsx serve --tls-key-passphrase-file' | \
         'wsx serve --client-ca' | \
         'wsx serve --token' | \
+        'wsx serve --token-file' | \
         'wsx serve --jwt-secret' | \
+        'wsx serve --jwt-secret-file' | \
         'wsx serve --jwt-public-key' | \
         'wsx serve --jwt-alg' | \
         'wsx serve --jwt-leeway' | \
         'wsx serve --basic-auth' | \
+        'wsx serve --basic-auth-file' | \
         'wsx serve --origin' | \
         'wsx serve --rate-limit' | \
         'wsx serve --rate-limit-policy' | \
         'wsx serve --connect-rate-limit' | \
         'wsx serve --unix-mode' | \
         'wsx serve --log-format' | \
-        'wsx serve --drain-timeout')
+        'wsx serve --drain-timeout' | \
+        'wsx serve --subprotocol')
             valopt="$w"
             if [[ ${COMP_WORDS[i + 1]} == = ]]; then skip=2; else skip=1; fi
             ;;
@@ -156,7 +164,9 @@ _wsx() {
         'wsx bench --host' | \
         'wsx bench --cookie' | \
         'wsx bench --auth' | \
+        'wsx bench --auth-file' | \
         'wsx bench --token' | \
+        'wsx bench --token-file' | \
         'wsx bench --token-query' | \
         'wsx bench --proxy' | \
         'wsx bench --compress-window-bits' | \
@@ -198,17 +208,21 @@ _wsx() {
         'wsx relay --max-connections' | \
         'wsx relay --send-queue-limit' | \
         'wsx relay --handshake-timeout' | \
+        'wsx relay --header' | \
         'wsx relay --threads' | \
         'wsx relay --tls-cert' | \
         'wsx relay --tls-key' | \
         'wsx relay --tls-key-passphrase-file' | \
         'wsx relay --client-ca' | \
         'wsx relay --token' | \
+        'wsx relay --token-file' | \
         'wsx relay --jwt-secret' | \
+        'wsx relay --jwt-secret-file' | \
         'wsx relay --jwt-public-key' | \
         'wsx relay --jwt-alg' | \
         'wsx relay --jwt-leeway' | \
         'wsx relay --basic-auth' | \
+        'wsx relay --basic-auth-file' | \
         'wsx relay --origin' | \
         'wsx relay --rate-limit' | \
         'wsx relay --rate-limit-policy' | \
@@ -249,17 +263,21 @@ _wsx() {
         'wsx proxy --send-queue-limit' | \
         'wsx proxy --overflow' | \
         'wsx proxy --handshake-timeout' | \
+        'wsx proxy --header' | \
         'wsx proxy --threads' | \
         'wsx proxy --tls-cert' | \
         'wsx proxy --tls-key' | \
         'wsx proxy --tls-key-passphrase-file' | \
         'wsx proxy --client-ca' | \
         'wsx proxy --token' | \
+        'wsx proxy --token-file' | \
         'wsx proxy --jwt-secret' | \
+        'wsx proxy --jwt-secret-file' | \
         'wsx proxy --jwt-public-key' | \
         'wsx proxy --jwt-alg' | \
         'wsx proxy --jwt-leeway' | \
         'wsx proxy --basic-auth' | \
+        'wsx proxy --basic-auth-file' | \
         'wsx proxy --origin' | \
         'wsx proxy --rate-limit' | \
         'wsx proxy --rate-limit-policy' | \
@@ -283,6 +301,8 @@ _wsx() {
     if ((skip > 0)); then
         [[ $cur == = ]] && cur=''
         case "$path $valopt" in
+        'wsx connect --auth-file') _wsx_files "$cur" ;;
+        'wsx connect --token-file') _wsx_files "$cur" ;;
         'wsx connect --cacert') _wsx_files "$cur" ;;
         'wsx connect --cert') _wsx_files "$cur" ;;
         'wsx connect --key') _wsx_files "$cur" ;;
@@ -296,11 +316,16 @@ _wsx() {
         'wsx serve --tls-key') _wsx_files "$cur" ;;
         'wsx serve --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx serve --client-ca') _wsx_files "$cur" ;;
+        'wsx serve --token-file') _wsx_files "$cur" ;;
+        'wsx serve --jwt-secret-file') _wsx_files "$cur" ;;
         'wsx serve --jwt-public-key') _wsx_files "$cur" ;;
+        'wsx serve --basic-auth-file') _wsx_files "$cur" ;;
         'wsx serve --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx serve --log-format') _wsx_words 'text json' "$cur" ;;
         'wsx bench -s' | 'wsx bench --scenario') _wsx_words 'echo connect send fanout' "$cur" ;;
         'wsx bench --payload-file') _wsx_files "$cur" ;;
+        'wsx bench --auth-file') _wsx_files "$cur" ;;
+        'wsx bench --token-file') _wsx_files "$cur" ;;
         'wsx bench --cacert') _wsx_files "$cur" ;;
         'wsx bench --cert') _wsx_files "$cur" ;;
         'wsx bench --key') _wsx_files "$cur" ;;
@@ -318,7 +343,10 @@ _wsx() {
         'wsx relay --tls-key') _wsx_files "$cur" ;;
         'wsx relay --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx relay --client-ca') _wsx_files "$cur" ;;
+        'wsx relay --token-file') _wsx_files "$cur" ;;
+        'wsx relay --jwt-secret-file') _wsx_files "$cur" ;;
         'wsx relay --jwt-public-key') _wsx_files "$cur" ;;
+        'wsx relay --basic-auth-file') _wsx_files "$cur" ;;
         'wsx relay --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx relay --log-format') _wsx_words 'text json' "$cur" ;;
         'wsx proxy --path-prefix') _wsx_files "$cur" ;;
@@ -335,7 +363,10 @@ _wsx() {
         'wsx proxy --tls-key') _wsx_files "$cur" ;;
         'wsx proxy --tls-key-passphrase-file') _wsx_files "$cur" ;;
         'wsx proxy --client-ca') _wsx_files "$cur" ;;
+        'wsx proxy --token-file') _wsx_files "$cur" ;;
+        'wsx proxy --jwt-secret-file') _wsx_files "$cur" ;;
         'wsx proxy --jwt-public-key') _wsx_files "$cur" ;;
+        'wsx proxy --basic-auth-file') _wsx_files "$cur" ;;
         'wsx proxy --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx proxy --log-format') _wsx_words 'text json' "$cur" ;;
         esac
@@ -352,21 +383,21 @@ _wsx() {
         ;;
     'wsx connect')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --script --send --then-stdin --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --linger --close-code --close-reason --send-only --receive-only --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
+            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --script --send --then-stdin --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --linger --close-code --close-reason --send-only --receive-only --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx serve')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo --exec --binary --pass-stderr --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout --subprotocol --require-subprotocol' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx bench')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --token --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
+            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
         elif ((npos == 0)); then
             _wsx_words 'merge' "$cur"
         fi
@@ -380,14 +411,14 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --jwt-secret --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         fi
         ;;
     'wsx help')

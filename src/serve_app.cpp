@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -93,6 +94,26 @@ void split_long_line(std::string& partial, std::uint64_t max, Emit emit) {
 }
 
 }  // namespace
+
+std::optional<std::string> choose_subprotocol(const http_request& req, const std::vector<std::string>& ours) {
+    std::vector<std::string_view> offered;
+    const auto [first, last] = req.equal_range(http::field::sec_websocket_protocol);
+    for (auto f = first; f != last; ++f) {
+        std::string_view list(f->value().data(), f->value().size());
+        while (!list.empty()) {
+            const auto comma = list.find(',');
+            auto item = list.substr(0, comma);
+            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+            if (!item.empty()) offered.push_back(item);
+            if (comma == std::string_view::npos) break;
+            list.remove_prefix(comma + 1);
+        }
+    }
+    for (const auto& name : ours)
+        if (std::find(offered.begin(), offered.end(), name) != offered.end()) return name;
+    return std::nullopt;
+}
 
 std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
                                          const std::vector<std::string>& passenv, std::uint64_t connection_id) {
@@ -460,7 +481,8 @@ public:
           timer_(ex_),
           close_timer_(ex_),
           env_(cgi_environment(req, peer, app.options().path, app.options().exec.passenv, id)),
-          slot_(std::static_pointer_cast<fork_slot>(peer.attachment)) {}
+          slot_(std::static_pointer_cast<fork_slot>(peer.attachment)),
+          stdin_timer_(ex_) {}
 
     /// Spawns the child; false (after closing the session with 1011) when it cannot start.
     bool start() {
@@ -496,7 +518,7 @@ public:
 
     /// The client's Close (held): the child gets EOF after the messages that came before it,
     /// and its output still goes out; the answer follows when it has finished. A child still
-    /// running --kill-grace after its EOF is stopped (end_input); the close timeout bounds the
+    /// running --close-grace after its EOF is stopped (end_input); the close timeout bounds the
     /// wait all the same (then the child is stopped as for a client that left).
     void on_close_received(int code, std::string_view) override {
         if (session_done_ || close_received_) return;
@@ -505,6 +527,7 @@ public:
         const auto answer = static_cast<std::uint16_t>(code == 1005 ? 0 : code);
         close_answer_ = answer;
         if (!writing_) end_input();
+        else watch_stdin_after_close(written_);
         close_timer_.expires_after(app_.options().server.session.close_timeout);
         close_timer_.async_wait([self = shared_from_this(), answer](error_code ec) {
             if (ec || self->session_done_) return;
@@ -536,6 +559,17 @@ public:
         }
     }
 
+    /// The access log and the close metrics record the code this side sent: how the child
+    /// ended (1011 "exit 3") is the outcome even when the client's Close came first and got
+    /// that as its answer (the code received is then the client's own, e.g. 1000).
+    void on_close(const close_info& info) override {
+        if (!info.clean || info.sent_code == 0 || info.sent_code == info.code) return conn_handler::on_close(info);
+        close_info sent = info;
+        sent.code = info.sent_code;
+        sent.reason = info.sent_reason;
+        conn_handler::on_close(sent);
+    }
+
     void on_end(const close_info&) override {
         session_done_ = true;
         error_code ec;
@@ -543,6 +577,7 @@ public:
         inq_.clear();
         inq_bytes_ = 0;
         close_timer_.cancel();
+        stdin_timer_.cancel();
         // Let go of a paused or closing session after this call, which the session makes.
         if (paused_hold_ || close_hold_)
             net::post(ex_, [a = std::move(paused_hold_), b = std::move(close_hold_)] {});
@@ -558,15 +593,17 @@ public:
 
 private:
     /// Closes the child's stdin. After the client's Close that is the child's EOF: from then
-    /// on it may run --kill-grace more, then gets SIGTERM, and SIGKILL after another --kill-grace.
+    /// on it may run --close-grace more (time to write its last lines; a child that streams and
+    /// never reads its stdin would not end on its own), then gets SIGTERM, and SIGKILL after
+    /// --kill-grace. Output it wrote before it ended still goes out before the Close answer.
     void end_input() {
         error_code ignored;
         in_.close(ignored);
         if (!close_received_ || stop_armed_ || exited_ || session_done_ || pid_ <= 0) return;
         stop_armed_ = true;
-        const auto grace = app_.options().exec.kill_grace;
-        timer_.expires_after(grace);
-        timer_.async_wait([self = shared_from_this(), grace](error_code ec) {
+        const auto& eo = app_.options().exec;
+        timer_.expires_after(eo.close_grace);
+        timer_.async_wait([self = shared_from_this(), grace = eo.kill_grace](error_code ec) {
             if (ec || self->exited_ || self->session_done_) return;
             self->stopped_ = true;  // its end is ours, not its own: the client's code answers
             ::kill(-self->pid_, SIGTERM);
@@ -584,6 +621,20 @@ private:
         return std::max<std::size_t>(1, std::min<std::size_t>(1 << 20, app_.options().server.session.send_queue_limit / 2));
     }
 
+    /// After the client's Close, while messages from before it still wait for the child's stdin:
+    /// a child that takes none of them for --close-grace (one that never reads its stdin) would
+    /// never get its EOF, and the Close would wait for the close timeout. Its input is given up
+    /// then (the rest is not written) and it is stopped as any child after its EOF.
+    void watch_stdin_after_close(std::uint64_t written_before) {
+        stdin_timer_.expires_after(app_.options().exec.close_grace);
+        stdin_timer_.async_wait([self = shared_from_this(), written_before](error_code ec) {
+            if (ec || self->session_done_ || !self->writing_) return;
+            if (self->written_ != written_before) return self->watch_stdin_after_close(self->written_);
+            error_code ignored;
+            self->in_.close(ignored);  // the pending write ends with an error: end_input() follows
+        });
+    }
+
     void write_in() {
         if (inq_.empty() || !in_.is_open()) {
             writing_ = false;
@@ -591,20 +642,30 @@ private:
             return;
         }
         writing_ = true;
-        net::async_write(in_, net::buffer(inq_.front()), [self = shared_from_this()](error_code ec, std::size_t) {
+        // A piece at a time (as much as the pipe takes), so that progress is seen (watch_stdin_after_close).
+        const auto& front = inq_.front();
+        in_.async_write_some(net::buffer(front.data() + front_written_, front.size() - front_written_),
+                             [self = shared_from_this()](error_code ec, std::size_t n) {
             if (self->session_done_) return;  // on_end emptied the queue; the session may be gone
             if (ec) {
-                // The child closed its stdin (or died): later messages have nowhere to go.
+                // The child closed its stdin (or died), or took nothing after the Close: later
+                // messages have nowhere to go.
                 self->writing_ = false;
                 self->inq_.clear();
                 self->inq_bytes_ = 0;
+                self->front_written_ = 0;
                 self->end_input();
                 self->maybe_resume_reading();
                 return;
             }
-            self->inq_bytes_ -= self->inq_.front().size();
-            self->inq_.pop_front();
-            self->maybe_resume_reading();
+            self->written_ += n;
+            self->front_written_ += n;
+            if (self->front_written_ == self->inq_.front().size()) {
+                self->inq_bytes_ -= self->inq_.front().size();
+                self->inq_.pop_front();
+                self->front_written_ = 0;
+                self->maybe_resume_reading();
+            }
             self->write_in();
         });
     }
@@ -741,6 +802,9 @@ private:
     pid_t pid_ = -1;
     std::deque<std::string> inq_;
     std::size_t inq_bytes_ = 0;
+    std::size_t front_written_ = 0;  // bytes of inq_.front() already written
+    std::uint64_t written_ = 0;      // bytes written to the child's stdin so far
+    net::steady_timer stdin_timer_;  // watch_stdin_after_close
     bool reading_paused_ = false;
     std::shared_ptr<ws_session> paused_hold_;  // keeps the session while reading is paused
     std::shared_ptr<ws_session> close_hold_;   // keeps the session while its Close is held

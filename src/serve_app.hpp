@@ -58,6 +58,9 @@ struct exec_options {
     std::vector<std::string> argv;          ///< program (searched in PATH) and arguments
     bool binary = false;                     ///< raw chunks as binary messages instead of lines
     bool pass_stderr = false;                ///< child stderr lines go to the client, not the log
+    /// After the client's Close: how long the child may run on after its EOF (to write its last
+    /// lines) before it is stopped; short, so that the Close is answered promptly.
+    std::chrono::nanoseconds close_grace = std::chrono::milliseconds(250);
     std::chrono::nanoseconds kill_grace = std::chrono::seconds(5);  ///< SIGTERM → SIGKILL delay
     std::vector<std::string> passenv;        ///< server variables the child also gets (PATH always)
     std::size_t max_forks = 0;               ///< 0: no limit; beyond it upgrades get 503
@@ -93,6 +96,11 @@ struct serve_options {
     /// The command name in log lines ("serve", "relay", ...).
     std::string name = "serve";
 };
+
+/// The subprotocol to answer with: the first of `ours` (in our order of preference) that the
+/// request offers in its Sec-WebSocket-Protocol fields (comma-separated, compared exactly);
+/// nullopt when it offers none of them.
+std::optional<std::string> choose_subprotocol(const http_request& req, const std::vector<std::string>& ours);
 
 /// Runs until SIGINT/SIGTERM (or stdin EOF / the only client leaving in the stdio modes);
 /// returns the exit code.

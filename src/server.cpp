@@ -421,7 +421,8 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
         for (auto f = first_ext; f != last_ext; ++f) offers.emplace_back(f->value().data(), f->value().size());
         const auto deflate = pmd::choose_offer(offers, opts_.deflate);
         std::string extensions = deflate ? deflate->response : std::string();
-        ws.set_option(websocket::stream_base::decorator([subprotocol, extensions](websocket::response_type& res) {
+        ws.set_option(websocket::stream_base::decorator([subprotocol, extensions,
+                                                         extra = &opts_.response_headers](websocket::response_type& res) {
             res.set(http::field::server, "wsx/" WSX_VERSION);
             // A refusal of the accept's own (e.g. HTTP/1.2): the connection ends after it.
             if (res.result() != http::status::switching_protocols) {
@@ -430,6 +431,10 @@ net::awaitable<void> server::serve_http(websocket::stream<Layer>& ws, beast::fla
             }
             if (!subprotocol.empty()) res.set(http::field::sec_websocket_protocol, subprotocol);
             if (!extensions.empty()) res.set(http::field::sec_websocket_extensions, extensions);
+            // The options refuse the handshake's own fields, so only Server can be replaced here.
+            for (const auto& [name, value] : *extra)
+                if (beast::iequals(name, "Server")) res.erase(http::field::server);
+            for (const auto& [name, value] : *extra) res.insert(name, value);
         }));
         co_await ws.async_accept(req, net::redirect_error(net::use_awaitable, ec));
         if (ec) co_return;

@@ -57,6 +57,8 @@ struct server_options {
     /// upgrade ("invalid_upgrade"), a request that does not parse ("malformed_request") or one
     /// over max_request_bytes ("request_too_large"). Called on the connection's thread.
     std::function<void(const char* reason)> on_refused;
+    /// Fields added to every 101 answer (--header), in order; one named Server replaces wsx's.
+    std::vector<std::pair<std::string, std::string>> response_headers;
 };
 
 /// Decides what to do with an upgrade request before it is accepted: return a response to

@@ -40,6 +40,19 @@ class OptionConflicts(WsxTestCase):
                      "--send", "x", timeout=10)
         self.assertExit(r, 4)
 
+    def test_secret_and_its_file(self):
+        # Given both ways, one would silently win; the file exists, so only the conflict is reported.
+        path = os.path.join(self.tmp, "secret")
+        with open(path, "w") as f:
+            f.write("u:p\n")
+        os.chmod(path, 0o600)
+        self.assertConflict(["connect", URL, "--token", "t", "--token-file", path, "--send", "x"], "--token", "--token-file")
+        self.assertConflict(["bench", URL, "--auth", "u:p", "--auth-file", path, "-n", "1"], "--auth", "--auth-file")
+        self.assertConflict(["serve", "127.0.0.1:0", "--jwt-secret", "k", "--jwt-secret-file", path],
+                            "--jwt-secret", "--jwt-secret-file")
+        self.assertConflict(["relay", "127.0.0.1:0", "--basic-auth", "u:p", "--basic-auth-file", path],
+                            "--basic-auth", "--basic-auth-file")
+
     def test_existing_pairs_are_still_refused(self):
         self.assertConflict(["connect", URL, "--hex", "--base64"], "--hex", "--base64")
         self.assertConflict(["connect", URL, "--binary", "--null"], "--binary", "--null")

@@ -32,6 +32,23 @@ def children(pid):
     return out
 
 
+def process_group(pgid):
+    """Pids of the live (not zombie) processes in process group `pgid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(entry))
+    return out
+
+
 class ExecTest(wsxtest.WsxTestCase):
     def test_environment_and_lines(self):
         script = ('echo "$REMOTE_ADDR|$SERVER_PORT|$SCRIPT_NAME|$PATH_INFO|$QUERY_STRING|$HTTP_X_TEST|$WSX_SCHEME|'
@@ -70,6 +87,27 @@ class ExecTest(wsxtest.WsxTestCase):
                 self.assertEqual(ws.expect_close(), (code, reason))
                 ws.close()
                 p.stop()
+
+    def test_access_log_has_the_code_sent_when_the_client_closed_first(self):
+        # The client's Close (1000) gives the child its EOF; it exits 3, so the Close is
+        # answered with 1011 "exit 3", and the access log says so rather than the client's 1000.
+        for fmt in ("text", "json"):
+            with self.subTest(log_format=fmt):
+                p, url = self.start_server("--log-format", fmt, "--exec", *sh("cat >/dev/null; exit 3"))
+                ws = RawWS(url)
+                ws.send_text("x")
+                ws.send_close(1000)
+                self.assertEqual(ws.expect_close(10), (1011, "exit 3"))
+                ws.close()
+                if fmt == "text":
+                    m = p.wait_for(r'"/" .* code=(\d+)')
+                    self.assertEqual(m.group(1), "1011", m.string)
+                    self.assertIn('reason="exit 3"', m.string)
+                else:
+                    import json
+                    m = p.wait_for(r'"event":\s*"close"')
+                    entry = json.loads(m.string)
+                    self.assertEqual((entry["code"], entry["reason"]), (1011, "exit 3"))
 
     def test_words_after_double_dash_are_the_command(self):
         # Arguments that look like options (-c, -n) and quotes reach the child unchanged.
@@ -216,7 +254,7 @@ class ExecTest(wsxtest.WsxTestCase):
         wait_until(lambda: not children(p.proc.pid), what="child reaped")
 
     def test_child_that_ignores_eof_is_stopped_after_close(self):
-        # A child that never finishes is stopped (--kill-grace after its EOF, well within the
+        # A child that never finishes is stopped (--close-grace after its EOF, well within the
         # 5 s close timeout), and the client's Close is answered with its own code.
         p, url = self.start_server("--kill-grace", "200ms", "--exec", *sh("echo up; exec sleep 60"))
         ws = RawWS(url)
@@ -229,10 +267,10 @@ class ExecTest(wsxtest.WsxTestCase):
         wait_until(lambda: not children(p.proc.pid), what="child stopped")
         p.wait_for(r"code=4000")
 
-    def test_child_that_ignores_stdin_is_stopped_after_kill_grace(self):
-        # It never reads its stdin: --kill-grace after its EOF it gets SIGTERM, and the Close is
+    def test_child_that_ignores_stdin_is_stopped_after_close_grace(self):
+        # It never reads its stdin: --close-grace after its EOF it gets SIGTERM, and the Close is
         # answered then with the client's code (not after the 5 s close timeout).
-        p, url = self.start_server("--kill-grace", "300ms", "--exec", "--", "sh", "-c", "echo up; exec sleep 100")
+        p, url = self.start_server("--close-grace", "300ms", "--exec", "--", "sh", "-c", "echo up; exec sleep 100")
         ws = RawWS(url)
         self.assertEqual(ws.recv_message(), (1, b"up"))
         ws.send_text("not read")
@@ -244,8 +282,8 @@ class ExecTest(wsxtest.WsxTestCase):
         wait_until(lambda: not children(p.proc.pid), what="child stopped")
 
     def test_child_that_ignores_sigterm_gets_sigkill_after_close(self):
-        # SIGTERM at --kill-grace after the EOF, SIGKILL one --kill-grace later.
-        p, url = self.start_server("--kill-grace", "300ms", "--exec",
+        # SIGTERM at --close-grace after the EOF, SIGKILL --kill-grace later.
+        p, url = self.start_server("--close-grace", "300ms", "--kill-grace", "300ms", "--exec",
                                    *sh("trap '' TERM; echo up; while :; do sleep 0.05; done"))
         ws = RawWS(url)
         self.assertEqual(ws.recv_message(), (1, b"up"))
@@ -257,6 +295,73 @@ class ExecTest(wsxtest.WsxTestCase):
         self.assertLess(elapsed, 3)
         ws.close()
         wait_until(lambda: not children(p.proc.pid), what="child killed")
+
+    def test_streaming_child_does_not_delay_the_close(self):
+        # A child that prints a line a second and never reads its stdin: `connect -n 1` gets its
+        # line, sends Close, and the server answers within the default --close-grace (250 ms)
+        # instead of waiting --kill-grace (5 s) for the child. The child, and the `sleep` it
+        # runs, are gone afterwards: no zombie, no orphan left in its process group.
+        pidfile = os.path.join(self.tmp, "child.pid")
+        p, url = self.start_server("--exec", *sh(f"echo $$ > {pidfile}; while :; do echo tick; sleep 1; done"))
+        t0 = time.monotonic()
+        r = self.wsx_open_stdin("connect", url, "-n", "1", timeout=30)
+        elapsed = time.monotonic() - t0
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, b"tick\n")
+        self.assertLess(elapsed, 2.0, "the Close waited for the child")
+        with open(pidfile) as f:
+            group = int(f.read())
+        wait_until(lambda: not children(p.proc.pid), what="child reaped")
+        wait_until(lambda: not process_group(group), what="no process left in the child's group")
+        p.wait_for(r'"/" .* code=1000$')
+
+    def test_lines_written_before_and_while_stopping_precede_the_close(self):
+        # What the child wrote before the Close, and what it writes as it is stopped (its TERM
+        # trap), reaches the client before the Close answer, which carries the client's code.
+        p, url = self.start_server("--exec", *sh("trap 'echo bye; exit 0' TERM; echo one; echo two; echo three; "
+                                                 "while :; do sleep 0.05; done"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"one"))
+        t0 = time.monotonic()
+        ws.send_close(4000)
+        got, close = ws.messages_until_close()
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertEqual(got, [(1, b"two"), (1, b"three"), (1, b"bye")])
+        self.assertEqual(close, ("close", 4000, ""))
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child stopped")
+
+    def test_child_that_takes_no_input_does_not_delay_the_close(self):
+        # 256 KiB the child never reads (more than a pipe holds) before the Close: its EOF cannot
+        # be written after them, so after --close-grace without progress its input is given up and
+        # it is stopped; the Close is answered then, not after the 5 s close timeout.
+        p, url = self.start_server("--exec", *sh("echo up; exec sleep 100"))
+        ws = RawWS(url)
+        self.assertEqual(ws.recv_message(), (1, b"up"))
+        for _ in range(4):
+            ws.send_text("x" * 65536)
+        t0 = time.monotonic()
+        ws.send_close(4002)
+        self.assertEqual(ws.expect_close(10), (4002, ""))
+        self.assertLess(time.monotonic() - t0, 2.0, "the Close waited for the close timeout")
+        ws.close()
+        wait_until(lambda: not children(p.proc.pid), what="child stopped")
+
+    def test_close_grace_lets_a_child_finish_its_last_lines(self):
+        # A child that takes a moment after its EOF (a summary) is given --close-grace for it.
+        p, url = self.start_server("--close-grace", "3s", "--exec", *sh("cat >/dev/null; sleep 0.5; echo summary"))
+        ws = RawWS(url)
+        ws.send_text("x")
+        ws.send_close(1000)
+        got, close = ws.messages_until_close()
+        self.assertEqual(got, [(1, b"summary")])
+        self.assertEqual(close, ("close", 1000, ""))
+        ws.close()
+
+    def test_close_grace_needs_exec(self):
+        r = self.wsx("serve", "127.0.0.1:0", "--close-grace", "1s")
+        self.assertExit(r, 2)
+        self.assertIn(b"--close-grace only applies to --exec", r.stderr)
 
     def test_help_example_answers_each_line(self):
         # The example of `wsx serve --help`: a filter that buffers its output needs stdbuf.

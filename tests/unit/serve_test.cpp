@@ -306,3 +306,18 @@ TEST_CASE("malformed_request_response names what the parser refused", "[serve]")
     CHECK_FALSE(malformed_request_response(beast::error::timeout));
     CHECK_FALSE(malformed_request_response(parse_error("GET / HTTP/1.1\r\nHost:")));   // need more
 }
+
+TEST_CASE("choose_subprotocol takes the first of ours that the client offers", "[serve]") {
+    auto offering = [](std::vector<std::string> fields) {
+        http_request req{http::verb::get, "/", 11};
+        for (const auto& f : fields) req.insert(http::field::sec_websocket_protocol, f);
+        return req;
+    };
+    const std::vector<std::string> ours{"chat.v2", "chat.v1"};
+    CHECK(choose_subprotocol(offering({"chat.v1, chat.v2"}), ours) == std::optional<std::string>("chat.v2"));
+    CHECK(choose_subprotocol(offering({"other", " chat.v1 "}), ours) == std::optional<std::string>("chat.v1"));
+    CHECK(choose_subprotocol(offering({"x,\tchat.v1,"}), ours) == std::optional<std::string>("chat.v1"));
+    CHECK_FALSE(choose_subprotocol(offering({}), ours));
+    CHECK_FALSE(choose_subprotocol(offering({"chat.v3, CHAT.V1"}), ours));  // names compare exactly
+    CHECK_FALSE(choose_subprotocol(offering({"chat.v1"}), {}));
+}
