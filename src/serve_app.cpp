@@ -788,8 +788,10 @@ private:
 
     void maybe_close() {
         if (!out_eof_ || !exited_ || session_done_) return;
-        if (stopped_) return s_->close(close_answer_, {});
         auto c = close_for_status(status_);
+        // After the client's Close, a child we stopped, or one that ended well, answers with the
+        // client's own code (RFC 6455 5.5.1); one that failed says so (1011 "exit 3").
+        if (stopped_ || (close_received_ && c.code == 1000)) return s_->close(close_answer_, {});
         s_->close(c.code, c.reason);
     }
 

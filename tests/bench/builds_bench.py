@@ -3,7 +3,7 @@
 
 Each round starts one server (BEFORE or AFTER, in turns) on CPU 0 and drives it with
 `wsx bench` (the AFTER build's, the same client for both) on CPU 1, so the only thing that
-changes between the two columns is the server. Per scenario it prints the medians of the
+changes between the two columns is the server (the `open` scenario swaps the roles). Per scenario it prints the medians of the
 rounds, the server's CPU time per message (from /proc) and the ratio after/before.
 
 Every figure is of verified work: a round counts only when bench reports no error, every
@@ -15,6 +15,10 @@ Scenarios:
   plain      32-byte text, 50 connections, 1 in flight each        (msgs/s)
   compress   4 KiB text, 50 connections, permessage-deflate         (msgs/s)
   compress1  64 KiB text, 10 connections, permessage-deflate        (msgs/s)
+  open       handshake storm, 10 slots (bench -s connect)           (handshakes/s)
+             Here the CLIENT is what differs: each build's `wsx bench` opens connections
+             against the AFTER build's server, and the CPU column is the client's per handshake
+             (the client open path is what it measures).
 
 Usage: tests/bench/builds_bench.py --before OLD_WSX --after NEW_WSX [--seconds 4] [--rounds 3]
                                    [--only plain,compress] [--smoke]
@@ -24,6 +28,7 @@ bench_smoke.builds, so the script cannot rot).
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +40,9 @@ SCENARIOS = {
     "plain": ["-c", "50", "--size", "32"],
     "compress": ["-c", "50", "--size", "4KiB", "--compress"],
     "compress1": ["-c", "10", "--size", "64KiB", "--compress"],
+    "open": ["-s", "connect", "-c", "10"],
 }
+CLIENT_SCENARIOS = {"open"}
 
 
 def cpu_seconds(pid):
@@ -44,17 +51,25 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def one_round(server_bin, client_bin, scenario, seconds):
-    """Returns (msgs/s, server CPU us per message) or raises benchlib.BenchError."""
+    """Returns (msgs/s, CPU us per message: the server's, or for a client scenario the client's)
+    or raises benchlib.BenchError."""
     extra = ["--compress"] if "--compress" in SCENARIOS[scenario] else []
     proc, port = benchlib.start_server(benchlib.pin(0, [server_bin, "serve", "127.0.0.1:0", *extra]), os.path.basename(server_bin))
     try:
-        before = cpu_seconds(proc.pid)
+        before, client_before = cpu_seconds(proc.pid), children_cpu()
         r = subprocess.run(benchlib.pin(1, [client_bin, "bench", f"ws://127.0.0.1:{port}/", "-d", f"{seconds}s",
                                             "--json", "-", *SCENARIOS[scenario]]),
                            capture_output=True, timeout=seconds + 60)
         benchlib.check_alive(proc, "the server")
         used = cpu_seconds(proc.pid) - before
+        if scenario in CLIENT_SCENARIOS:
+            used = children_cpu() - client_before  # the bench process, reaped by run()
     finally:
         benchlib.stop(proc)
     if r.returncode != 0:
@@ -89,9 +104,10 @@ def main():
         got = {"before": [], "after": []}
         fails = {"before": 0, "after": 0}
         for _ in range(a.rounds):
-            for name, server in (("before", a.before), ("after", a.after)):
+            for name, build in (("before", a.before), ("after", a.after)):
+                server, client = (a.after, build) if scenario in CLIENT_SCENARIOS else (build, a.after)
                 try:
-                    got[name].append(one_round(server, a.after, scenario, a.seconds))
+                    got[name].append(one_round(server, client, scenario, a.seconds))
                 except benchlib.BenchError as e:
                     fails[name] += 1
                     failed += 1

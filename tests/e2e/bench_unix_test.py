@@ -41,8 +41,10 @@ class BenchUnix(WsxTestCase):
         _, j = self.bench_json(url, "-c", "2", "-n", "100", "--binary", "--size", "100KiB", "--in-flight", "2")
         self.assertEqual(j["messages"]["received"], 100)
         self.assertEqual(j["errors"], {})
+        # Open loop: what was sent was answered (a throughput figure is the benchmarks' business).
         _, j = self.bench_json(url, "-c", "2", "--rate", "400", "-d", "1s")
-        self.assertGreater(j["messages"]["received"], 300)
+        self.assertGreater(j["messages"]["received"], 100)
+        self.assertEqual(j["messages"]["sent"], j["messages"]["received"])
         self.assertEqual(j["errors"], {})
 
     def test_echo_compressed(self):

@@ -15,6 +15,7 @@ Behaviour these tests rely on:
 import json
 import os
 import textwrap
+import time
 
 import wsxtest
 from wsxtest import PYTHON, LineCollector, WsxTestCase
@@ -98,17 +99,36 @@ class ScriptTest(WsxTestCase):
         self.assertEqual(r.stdout, b"48656c6c6fff\n0001feff\nlast\n")
 
     def test_messages_that_arrived_earlier_are_matched_in_order(self):
-        _, url = self.start_server()
+        # The server sends three lines unasked, at once: they are all there before the first
+        # expect runs, whatever the wait; a skipped one is passed over, the rest match in order.
+        _, url = self.start_server("--exec", "--", "sh", "-c", "echo a; echo b; echo c; exec sleep 30")
         r = self.script(url, """\
-            send a
-            send b
-            send c
-            wait 100ms
+            wait 300ms
             expect ^b$
             expect ^c$
             """)
         self.assertExit(r, 0)
         self.assertEqual(r.stdout, b"a\nb\nc\n")
+
+    def test_expect_json_does_not_match_another_value(self):
+        _, url = self.start_server()
+        r = self.script(url, """\
+            send-json {"user": {"id": 8}}
+            expect-json user.id=7 timeout=300ms
+            """)
+        self.assertExit(r, 8)
+        self.assertIn(b"1 other message arrived", r.stderr)
+
+    def test_wait_waits(self):
+        _, url = self.start_server()
+        t0 = time.monotonic()
+        r = self.script(url, """\
+            send x
+            expect ^x$
+            wait 500ms
+            """)
+        self.assertExit(r, 0)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.5)
 
     def test_a_close_before_the_match_is_9_naming_the_line_and_what_arrived(self):
         _, url = self.start_server("--exec", "--", "sh", "-c", "echo one; echo two; printf 'three\\033]0;x\\a\\n'")

@@ -84,7 +84,10 @@ class ClientSecrets(SecretCase):
         self.assertExit(self.connect(burl, env=clean_env(WSX_AUTH="alice:pw")), 0)
         self.assertExit(self.connect(burl, env=clean_env(WSX_AUTH="alice:nope")), 6)
         # With --token-query the environment's token goes in the URL.
-        self.assertExit(self.connect(url, "--token-query", "token", env=clean_env(WSX_TOKEN="s3cret")), 0)
+        r = self.connect(url, "--token-query", "token", "-v", env=clean_env(WSX_TOKEN="s3cret"))
+        self.assertExit(r, 0)
+        self.assertIn(b"> GET /?token=s3cret HTTP/1.1", r.stderr)
+        self.assertNotIn(b"Authorization", r.stderr)
 
     def test_warning_for_a_file_others_can_read(self):
         p, url = self.serve("--token", "s3cret")

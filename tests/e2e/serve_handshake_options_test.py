@@ -67,18 +67,24 @@ class SubprotocolTest(wsxtest.WsxTestCase):
         self.assertEqual(status, 400)
         self.assertEqual(len(body.rstrip(b"\n").splitlines()), 1, body)
         self.assertIn(b"this server speaks chat.v2, chat.v1", body)
-        # Offering one of them still works.
+        # Offering one of them still works; offering none at all is refused too.
         chosen, _ = run(handshake(url, ["chat.v1"]))
         self.assertEqual(chosen, "chat.v1")
+        status, _, body = refused(url, {})
+        self.assertEqual(status, 400, body)
+        self.assertIn(b"this server speaks chat.v2, chat.v1", body)
 
     def test_exec_child_learns_the_choice(self):
-        p, url = self.start_server("--subprotocol", "chat.v1", "--exec", 'sh -c "echo [$WSX_SUBPROTOCOL]"')
+        # The server's first choice among those offered, not the client's first offer.
+        p, url = self.start_server("--subprotocol", "chat.v2", "--subprotocol", "chat.v1", "--exec",
+                                   'sh -c "echo [$WSX_SUBPROTOCOL]"')
 
         async def talk():
-            async with websockets.connect(url, subprotocols=["chat.v1"], open_timeout=5, close_timeout=2) as ws:
+            async with websockets.connect(url, subprotocols=["other", "chat.v1", "chat.v2"], open_timeout=5,
+                                          close_timeout=2) as ws:
                 return await asyncio.wait_for(ws.recv(), 5)
 
-        self.assertEqual(run(talk()), "[chat.v1]")
+        self.assertEqual(run(talk()), "[chat.v2]")
 
     def test_bad_subprotocol_options_are_usage_errors(self):
         r = self.wsx("serve", "127.0.0.1:0", "--require-subprotocol")
