@@ -1,4 +1,6 @@
 // wsx connect: parse options → connect_options → validate (every problem at once) → run.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,42 +36,55 @@ struct connect_args {
     bool then_stdin = false, send_only = false, receive_only = false;
 };
 
-/// A whole file (or stdin for "-"); nullopt with `error` set when it cannot be read.
-std::optional<std::string> read_all(const std::string& path, std::string* error) {
-    if (path == "-") {
-        std::string text;
-        char buf[65536];
-        for (;;) {
-            const ssize_t n = ::read(0, buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                *error = std::strerror(errno);
-                return std::nullopt;
-            }
-            if (n == 0) return text;
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+/// A whole file (or stdin for "-") of at most `limit` bytes; nullopt with `error` set when it
+/// cannot be read, is not a file, or is larger (reading stops there: /dev/zero ends too).
+std::optional<std::string> read_all(const std::string& path, std::string* error, std::uint64_t limit) {
+    const int fd = path == "-" ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         *error = std::strerror(errno);
         return std::nullopt;
     }
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) {
-        *error = "read error";
+    struct closer {
+        int fd;
+        ~closer() {
+            if (fd > 0) ::close(fd);
+        }
+    } guard{fd};
+    struct stat st{};
+    if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        *error = "it is a directory";
         return std::nullopt;
     }
-    return text;
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            *error = std::strerror(errno);
+            return std::nullopt;
+        }
+        if (n == 0) return text;
+        if (text.size() + static_cast<std::size_t>(n) > limit) {
+            *error = fmt::format("it is larger than {}", format_bytes(limit));
+            return std::nullopt;
+        }
+        text.append(buf, static_cast<std::size_t>(n));
+    }
 }
+
+/// A script of more than this is refused: large payloads belong in send-file.
+constexpr std::uint64_t max_script_bytes = 16 << 20;
 
 /// Reads and parses --script before anything connects: every bad line is a problem naming
 /// FILE:LINE; regexes are compiled and send-file payloads read here.
 std::optional<script_plan> load_script(problems& p, const std::string& path, std::uint64_t max_message_size) {
     std::string err;
-    auto text = read_all(path, &err);
+    auto text = read_all(path, &err, max_script_bytes);
     if (!text) {
-        p.add(fmt::format("--script {}: cannot read it: {} (give a readable file, or - for stdin)", path, err));
+        p.add(fmt::format("--script {}: cannot read it: {} (give a readable file of at most {}, or - for stdin; "
+                          "large payloads go in send-file)",
+                          path, err, format_bytes(max_script_bytes)));
         return std::nullopt;
     }
     script_plan plan;
@@ -99,13 +114,10 @@ std::optional<script_plan> load_script(problems& p, const std::string& path, std
             x.json = *st.json;
             plan.matchers[i] = std::move(x);
         } else if (st.op == script_step::kind::send_file) {
-            auto bytes = read_all(st.text, &err);
+            auto bytes = read_all(st.text, &err, max_message_size);
             if (!bytes) {
-                p.add(fmt::format("{}: send-file {}: cannot read it: {}", where, st.text, err));
-                ok = false;
-            } else if (bytes->size() > max_message_size) {
-                p.add(fmt::format("{}: send-file {}: {} is more than --max-message-size {}", where, st.text,
-                                  format_bytes(bytes->size()), format_bytes(max_message_size)));
+                p.add(fmt::format("{}: send-file {}: cannot read it: {} (--max-message-size {})", where, st.text, err,
+                                  format_bytes(max_message_size)));
                 ok = false;
             } else {
                 st.text = std::move(*bytes);

@@ -235,6 +235,18 @@ class ScriptTest(WsxTestCase):
         r = self.wsx("connect", url, "--script", os.path.join(self.tmp, "missing.txt"))
         self.assertExit(r, 2)
         self.assertIn("missing.txt: cannot read it", self.error_lines(r)[0])
+        # Reading is bounded: a script that never ends, a directory, a file over the limit.
+        r = self.wsx("connect", url, "--script", "/dev/zero", timeout=20)
+        self.assertExit(r, 2)
+        self.assertIn("--script /dev/zero: cannot read it: it is larger than 16 MiB", self.error_lines(r)[0])
+        self.write("big.bin", b"x" * 2048, "wb")
+        r = self.script(url, f"send-file {self.tmp}\nsend-file {os.path.join(self.tmp, 'big.bin')}\n",
+                        "--max-message-size", "1KiB")
+        self.assertExit(r, 2)
+        errors = self.error_lines(r)
+        self.assertEqual(len(errors), 2, r.stderr)
+        self.assertIn("it is a directory", errors[0])
+        self.assertIn("it is larger than 1 KiB", errors[1])
         r = self.script(url, "# nothing\n")
         self.assertExit(r, 2)
         self.assertIn("no steps", self.error_lines(r)[0])
