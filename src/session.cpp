@@ -412,7 +412,11 @@ void session<Layer>::want_writable() {
         return;
     }
     layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
-        if (!ec && !self->finished() && self->events_) self->events_->on_writable();
+        if (self->finished()) return;
+        // The queue will never drain: the peer is gone. Reading may be paused meanwhile (a
+        // bridge waits for this side before it reads on), so no read would notice: end here.
+        if (ec) return self->abort("could not send: " + ec.message(), ec);
+        if (self->events_) self->events_->on_writable();
     });
 }
 

@@ -9,6 +9,7 @@ amount, far below what it tried to send, and the kernel's queues (/proc/net/tcp)
 data waits: the proxy's send queue towards the reader is full and what the sender sent lies
 unread in the proxy's receive queue."""
 import signal
+import socket
 import time
 
 import wsxtest
@@ -43,6 +44,33 @@ class BackpressureTest(wsxtest.WsxTestCase):
         proxy, url = start_proxy(self, "--to", f"ws://127.0.0.1:{upstream_port}", "--send-queue-limit", "4MiB",
                                  "--overflow", "close", "--health-interval", "1h")
         return proxy, int(url.rsplit(":", 1)[1])
+
+    def test_a_client_that_never_reads_ends_with_its_upstream(self):
+        # An echo upstream; the client sends until its writes block and never reads. The upstream
+        # gives up on the proxy (1008: its send queue is full; no Close within its close timeout)
+        # and drops TCP. The proxy's writes to it then fail while it reads from neither side (each
+        # waits for the other), and it must still end the client's connection (1014, after its
+        # own close timeout) rather than keep it, and its memory, until shutdown.
+        up = self.start([wsxtest.WSX, "serve", "127.0.0.1:0"])
+        up_url = up.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
+        proxy, url = start_proxy(self, "--to", up_url, "--health-interval", "1h")
+        client = RawClient(int(url.rsplit(":", 1)[1]), rcvbuf=4096)
+        self.addCleanup(client.close)
+        client.sock.settimeout(0.5)
+        frame = RawClient.frame(0x2, b"y" * 60000, key=b"\0\0\0\0")
+        deadline = time.monotonic() + 20
+        blocked = False
+        while not blocked and time.monotonic() < deadline:
+            try:
+                client.sock.sendall(frame)
+            except (socket.timeout, OSError):
+                blocked = True
+        self.assertTrue(blocked, "the client's writes never blocked")
+        up.wait_for(r"code=1008 ", 30)
+        proxy.wait_for(r"code=1014 .*upstream failed", 30)
+        t0 = time.monotonic()
+        self.assertEqual(proxy.stop(signal.SIGTERM, timeout=10), 0, proxy.rest_of_stderr())
+        self.assertLess(time.monotonic() - t0, 4, "the proxy still had a connection to drain")
 
     def test_a_stalled_client_pauses_its_upstream(self):
         # The upstream pours TRIED bytes at the client as fast as its socket takes them.
