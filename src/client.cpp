@@ -141,7 +141,8 @@ net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, c
     r.timings.tcp = t2 - t0 - c.dns;
     if (!via_proxy) co_return;
 
-    tcp.expires_at(deadline);
+    // The deadline set for the connect covers every later step too (proxy, TLS, upgrade): a
+    // stream's expiry applies to all its operations until it is changed.
     try {
         if (o.proxy->type == proxy_config::kind::http) {
             co_await http_connect_handshake(tcp, *o.proxy, o.url.host, o.url.port);
@@ -238,12 +239,10 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
 // agreement when the server accepted the offer. The stream is left with no deadline and no
 // write interest.
 template <class Stream>
-net::awaitable<void> upgrade(Stream& stream, const client_options& o, opened_connection& out, clock::time_point deadline,
-                             std::ostream* verbose) {
+net::awaitable<void> upgrade(Stream& stream, const client_options& o, opened_connection& out, std::ostream* verbose) {
     auto& r = out.info;
     const auto t0 = clock::now();
-    auto& lowest = beast::get_lowest_layer(stream);
-    lowest.expires_at(deadline);
+    auto& lowest = beast::get_lowest_layer(stream);  // its expiry is the connect's deadline already
     const std::string key = make_sec_websocket_key();
     r.request = upgrade_request(o, o.url, key);
     error_code ec;
@@ -435,7 +434,7 @@ net::awaitable<opened_connection> async_open(const client_options& o, const open
         }
         r.remote = o.url.unix_path;
         r.timings.tcp = clock::now() - start;
-        co_await upgrade(sock, o, out, deadline, verbose);
+        co_await upgrade(sock, o, out, verbose);
         out.stream.emplace(std::in_place_type<unix_stream>, std::move(sock));
     } else if (o.url.tls) {
         out.tls_context = hints.tls ? hints.tls : make_client_tls(o.tls);
@@ -443,7 +442,6 @@ net::awaitable<opened_connection> async_open(const client_options& o, const open
         co_await open_tcp(beast::get_lowest_layer(tls), o, hints, r, deadline);
         const auto t0 = clock::now();
         prepare_client_stream(tls, o.tls, o.url.host);
-        beast::get_lowest_layer(tls).expires_at(deadline);
         error_code ec;
         co_await tls.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
         if (ec == beast::error::timeout) timed_out(o, "in the TLS handshake with");
@@ -456,12 +454,12 @@ net::awaitable<opened_connection> async_open(const client_options& o, const open
                                            describe_tls_error(ec, &tls), hint));
         }
         r.timings.tls = clock::now() - t0;
-        co_await upgrade(tls, o, out, deadline, verbose);
+        co_await upgrade(tls, o, out, verbose);
         out.stream.emplace(std::in_place_type<tls_stream>, std::move(tls));
     } else {
         beast::tcp_stream tcp(ex);
         co_await open_tcp(tcp, o, hints, r, deadline);
-        co_await upgrade(tcp, o, out, deadline, verbose);
+        co_await upgrade(tcp, o, out, verbose);
         out.stream.emplace(std::in_place_type<beast::tcp_stream>, std::move(tcp));
     }
     r.timings.total = clock::now() - start;
