@@ -33,7 +33,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 deps() {
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"install ok installed"* ]] || missing+=("$p")
   done
   command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -118,9 +118,9 @@ package() {
 
   local field depends
   for field in "Package: wsx" "Version: $version" "Architecture: $arch" "Section: net"; do
-    dpkg-deb -f "$deb" "${field%%: *}" | grep -qx "${field#*: }" || fail "control field ${field%%: *} is not '${field#*: }'"
+    grep -qx "${field#*: }" <<<"$(dpkg-deb -f "$deb" "${field%%: *}")" || fail "control field ${field%%: *} is not '${field#*: }'"
   done
-  dpkg-deb -f "$deb" Maintainer | grep -q . || fail "no Maintainer field"
+  grep -q . <<<"$(dpkg-deb -f "$deb" Maintainer)" || fail "no Maintainer field"
   depends=$(dpkg-deb -f "$deb" Depends)
   for lib in libc6 libssl3 libreadline8 libhiredis libstdc++6; do
     grep -q "\b$lib" <<<"$depends" || fail "Depends does not name $lib: $depends"
@@ -131,15 +131,15 @@ package() {
   local out
   out=$("$root/usr/bin/wsx" --version) || fail "the unpacked wsx --version failed"
   [[ $out =~ ^wsx\ $version\ \(.*Release\)$ ]] || fail "--version said '$out'"
-  ldd "$root/usr/bin/wsx" | grep -q 'libssl\.so\.3' || fail "the packaged wsx does not use the system's libssl.so.3"
+  grep -q 'libssl\.so\.3' <<<"$(ldd "$root/usr/bin/wsx")" || fail "the packaged wsx does not use the system's libssl.so.3"
   out=$(MANWIDTH=80 man --warnings -l "$root/usr/share/man/man1/wsx.1.gz" 2>&1 >/dev/null) || fail "man -l failed"
   [ -z "$out" ] || fail "man -l warned: $out"
-  MANWIDTH=80 man -l "$root/usr/share/man/man1/wsx.1.gz" 2>/dev/null | grep -q "wsx $version (" ||
+  grep -q "wsx $version (" <<<"$(MANWIDTH=80 man -l "$root/usr/share/man/man1/wsx.1.gz" 2>/dev/null)" ||
     fail "the man page does not name wsx $version and its build"
   out=$(bash --norc --noprofile -c 'source "$1" && complete -p wsx' bash "$root/usr/share/bash-completion/completions/wsx" 2>&1) ||
     fail "the bash completion did not load: $out"
   [ "$out" = "complete -F _wsx wsx" ] || fail "complete -p wsx said '$out'"
-  zcat "$root/usr/share/doc/wsx/changelog.Debian.gz" | head -n 1 | grep -q "^wsx ($version) " ||
+  grep -q "^wsx ($version) " <<<"$(zcat "$root/usr/share/doc/wsx/changelog.Debian.gz" | sed -n 1p)" ||
     fail "changelog.Debian.gz has no entry for $version"
   rm -rf "$root"
   if [ "$problems" != 0 ]; then return 1; fi
@@ -157,7 +157,7 @@ fuzz() {  # fuzz [SECONDS]
   for exe in build-fuzz/tests/fuzz/*_fuzz; do
     local name=${exe##*/}; name=${name%_fuzz}
     local dir=$work/$name opts dict=() rc=0
-    opts=$(sed -n 's|^// fuzz-options:||p' "tests/fuzz/${name}_fuzz.cpp" | head -n 1)
+    opts=$(sed -n 's|^// fuzz-options:||;T;p;q' "tests/fuzz/${name}_fuzz.cpp")
     [[ $opts == *-max_len=* ]] || opts+=" -max_len=4096"
     [[ $opts == *-timeout=* ]] || opts+=" -timeout=10"
     [[ $opts == *-rss_limit_mb=* ]] || opts+=" -rss_limit_mb=2048"
@@ -177,7 +177,7 @@ fuzz() {  # fuzz [SECONDS]
     else
       failed=$((failed + 1))
       local repro
-      repro=$(find "$dir/artifacts" -type f | head -n 1)
+      repro=$(find "$dir/artifacts" -type f -print -quit)
       echo "fuzz: $name: FAILED (exit $rc), ${runs:-?} runs, ${cov:-no coverage reported}"
       # What went wrong (the target's own words, the sanitizer's), then where: our frames only.
       { grep -aE "^${name}_fuzz: |runtime error:|ERROR: |SUMMARY: " "$dir/log" | head -n 5
