@@ -406,13 +406,16 @@ private:
             in_flight_ = false;
             writing_.clear();
             if (ec && !write_error_) write_error_ = ec;
-            if (blocked_ && pending_.empty()) {
+            // After a write error nothing pending will ever be written: whoever waits for it
+            // hears so now (a callback kept here would keep its session alive for ever).
+            if (blocked_ && (pending_.empty() || write_error_)) {
                 auto b = std::move(blocked_);
                 b(write_error_);
             }
-            if (injection && on_injected_) {
+            if ((injection || write_error_) && on_injected_) {
                 auto done = std::move(on_injected_);
-                done(ec);
+                inject_pending_ = false;
+                done(injection ? ec : write_error_);
             }
             if (low_water_cb_ && (write_error_ || pending_.size() <= low_water_)) {
                 auto cb = std::move(low_water_cb_);
