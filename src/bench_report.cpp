@@ -757,12 +757,23 @@ std::string polyline(const chart& c, const std::vector<std::pair<double, double>
     return out;
 }
 
-// Where the time plots put an interval, and its count per second: the last, partial
-// second of a run counts for its real length, not as a whole second.
+// The intervals the time plots draw. A run's last interval is partial: it ends when the last
+// connection has finished, after the replies have drained and the closing handshakes, so even
+// scaled to its length its rate reads as a drop that the load never had. It is left out, unless
+// it is the only one (a run shorter than a second), which is drawn scaled to its length.
+std::vector<const bench_interval*> plotted_intervals(const bench_result& r) {
+    std::vector<const bench_interval*> v;
+    for (const auto& i : r.series) v.push_back(&i);
+    if (v.size() > 1 && v.back()->length_s < 1.0 - 1e-9) v.pop_back();
+    return v;
+}
+
+// Where the time plots put an interval, and its count per second (a lone partial interval
+// counts for its real length, not as a whole second).
 double mid_s(const bench_interval& i) { return i.start_s + i.length_s / 2; }
 double per_s(const bench_interval& i, std::uint64_t n) { return double(n) / (i.length_s > 0 ? i.length_s : 1.0); }
-double series_end(const bench_result& r) {
-    return r.series.empty() ? 1.0 : std::max(1.0, r.series.back().start_s + r.series.back().length_s);
+double series_end(const std::vector<const bench_interval*>& v) {
+    return v.empty() ? 1.0 : std::max(1.0, v.back()->start_s + v.back()->length_s);
 }
 
 std::string empty_note(const chart& c) {
@@ -829,49 +840,134 @@ std::vector<std::pair<double, std::string>> time_ticks(double end) {
     return t;
 }
 
-std::string throughput_plot(const bench_result& r) {
+// How a series is drawn. Two series of a plot differ in colour, width and dash, and the wider,
+// solid one is drawn first, so that both stay visible where they coincide (sent = received).
+struct series_style {
+    const char* cls;
+    const char* label;
+    const char* colour;
+    double width;
+    const char* dash;  // empty: solid
+};
+constexpr series_style received_style{"received", "received", "#c0392b", 3.5, ""};
+constexpr series_style sent_style{"sent", "sent", "#2471a3", 2, "6 4"};
+constexpr series_style p99_style{"p99", "p99", "#c0392b", 2.5, ""};
+constexpr series_style p50_style{"p50", "p50", "#2471a3", 2, "6 4"};
+
+std::string stroke_attributes(const series_style& st) {
+    std::string s = fmt::format("stroke=\"{}\" stroke-width=\"{:g}\"", st.colour, st.width);
+    if (*st.dash) s += fmt::format(" stroke-dasharray=\"{}\"", st.dash);
+    return s;
+}
+
+// Lines through runs of points; a point that is nullopt breaks the line (a gap, not a dip).
+std::string series_lines(const chart& c, const std::vector<std::pair<double, std::optional<double>>>& pts,
+                         const series_style& st) {
+    std::string out;
+    std::vector<std::pair<double, double>> run;
+    auto flush = [&] {
+        if (run.empty()) return;
+        std::string d;
+        for (const auto& [x, y] : run) d += fmt::format("{}{:.1f},{:.1f}", d.empty() ? "" : " ", c.px(x), c.py(y));
+        out += fmt::format("<polyline class=\"line {}\" fill=\"none\" {} points=\"{}\"/>\n", st.cls, stroke_attributes(st), d);
+        // A line through one point draws nothing: mark the point.
+        if (run.size() == 1)
+            out += fmt::format("<circle class=\"point line {}\" fill=\"#fff\" {} cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\"/>\n", st.cls,
+                               stroke_attributes(st), c.px(run[0].first), c.py(run[0].second));
+        run.clear();
+    };
+    for (const auto& [x, y] : pts) {
+        if (y) run.emplace_back(x, *y);
+        else flush();
+    }
+    flush();
+    return out;
+}
+
+// A key above the plot area (where no line can hide it): a stretch of each series' line and its name.
+std::string legend(const chart& c, std::initializer_list<const series_style*> styles) {
+    std::string out;
+    double x = c.left + 10;
+    const double y = 10;
+    for (const auto* st : styles) {
+        out += fmt::format("<line class=\"key {}\" x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" {}/>", st->cls, x, y,
+                           x + 28, y, stroke_attributes(*st));
+        out += fmt::format("<text class=\"legend {}\" x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", st->cls, x + 34, y + 4,
+                           escape_html(st->label));
+        x += 100;
+    }
+    return out;
+}
+
+// Sent and received per second over time: messages, or payload bytes in MB/s (10^6 bytes).
+std::string rate_plot(const bench_result& r, bool bytes) {
+    const auto v = plotted_intervals(r);
+    const double scale = bytes ? 1e6 : 1;
+    auto sent_of = [&](const bench_interval& i) { return per_s(i, bytes ? i.bytes_sent : i.sent) / scale; };
+    auto received_of = [&](const bench_interval& i) { return per_s(i, bytes ? i.bytes_received : i.received) / scale; };
     chart c;
     c.x0 = 0;
-    c.x1 = series_end(r);
+    c.x1 = series_end(v);
     c.y0 = 0;
     double top = 0;
-    for (const auto& i : r.series) top = std::max({top, per_s(i, i.sent), per_s(i, i.received)});
+    for (const auto* i : v) top = std::max({top, sent_of(*i), received_of(*i)});
     c.y1 = nice_ceiling(top);
-    std::string s = svg_open(c, "plot-throughput", "Throughput over time");
-    s += axes(c, time_ticks(c.x1), "messages/s", [](double v) { return group(std::uint64_t(std::llround(v))); }, "time");
-    if (r.series.empty()) return s + empty_note(c) + "</svg></figure>\n";
-    std::vector<std::pair<double, double>> sent, recv;
-    for (const auto& i : r.series) {
-        sent.emplace_back(mid_s(i), per_s(i, i.sent));
-        recv.emplace_back(mid_s(i), per_s(i, i.received));
+    std::string s = bytes ? svg_open(c, "plot-bytes", "Payload bytes over time (MB/s)")
+                          : svg_open(c, "plot-throughput", "Throughput over time (messages/s)");
+    s += bytes ? axes(c, time_ticks(c.x1), "MB/s", [](double y) { return fmt::format("{:g}", y); }, "time")
+               : axes(c, time_ticks(c.x1), "messages/s", [](double y) { return group(std::uint64_t(std::llround(y))); }, "time");
+    if (v.empty()) return s + empty_note(c) + "</svg></figure>\n";
+    std::vector<std::pair<double, std::optional<double>>> sent, recv;
+    for (const auto* i : v) {
+        sent.emplace_back(mid_s(*i), sent_of(*i));
+        recv.emplace_back(mid_s(*i), received_of(*i));
     }
-    s += polyline(c, sent, "line sent");
-    s += polyline(c, recv, "line received");
-    s += "<text class=\"legend sent\" x=\"80\" y=\"14\">sent</text><text class=\"legend received\" x=\"130\" y=\"14\">received</text>\n";
+    s += series_lines(c, recv, received_style);
+    s += series_lines(c, sent, sent_style);
+    s += legend(c, {&sent_style, &received_style});
     return s + "</svg></figure>\n";
 }
 
 std::string p99_plot(const bench_result& r) {
+    const auto v = plotted_intervals(r);
     chart c;
     c.x0 = 0;
-    c.x1 = series_end(r);
+    c.x1 = series_end(v);
     c.y0 = 0;
     double top = 0;
-    for (const auto& i : r.series) top = std::max(top, double(i.latency.value_at_percentile(99)) / 1e6);
+    std::vector<std::pair<double, std::optional<double>>> p50, p99;
+    for (const auto* i : v) {
+        // A percentile of a handful of samples is one of them: a second with too few gets no
+        // point, and the lines break there.
+        if (i->latency.count() < min_latency_samples) {
+            p50.emplace_back(mid_s(*i), std::nullopt);
+            p99.emplace_back(mid_s(*i), std::nullopt);
+            continue;
+        }
+        p50.emplace_back(mid_s(*i), double(i->latency.value_at_percentile(50)) / 1e6);
+        p99.emplace_back(mid_s(*i), double(i->latency.value_at_percentile(99)) / 1e6);
+        top = std::max(top, *p99.back().second);
+    }
     c.y1 = nice_ceiling(top);
     std::string s = svg_open(c, "plot-p99", "Latency p50 and p99 over time");
-    s += axes(c, time_ticks(c.x1), "latency (ms)", [](double v) { return fmt::format("{:g}", v); }, "time");
-    std::vector<std::pair<double, double>> p50, p99;
-    for (const auto& i : r.series) {
-        if (i.latency.count() == 0) continue;
-        p50.emplace_back(mid_s(i), double(i.latency.value_at_percentile(50)) / 1e6);
-        p99.emplace_back(mid_s(i), double(i.latency.value_at_percentile(99)) / 1e6);
-    }
-    if (p99.empty()) return s + empty_note(c) + "</svg></figure>\n";
-    s += polyline(c, p50, "line p50");
-    s += polyline(c, p99, "line p99");
-    s += "<text class=\"legend p50\" x=\"80\" y=\"14\">p50</text><text class=\"legend p99\" x=\"130\" y=\"14\">p99</text>\n";
+    s += axes(c, time_ticks(c.x1), "latency (ms)", [](double y) { return fmt::format("{:g}", y); }, "time");
+    if (std::none_of(p99.begin(), p99.end(), [](const auto& p) { return p.second.has_value(); }))
+        return s + empty_note(c) + "</svg></figure>\n";
+    s += series_lines(c, p99, p99_style);
+    s += series_lines(c, p50, p50_style);
+    s += legend(c, {&p50_style, &p99_style});
     return s + "</svg></figure>\n";
+}
+
+// What the time plots leave out, and the units, said where the plots are read.
+std::string plot_notes() {
+    return fmt::format(
+        "<p id=\"notes\" class=\"notes\">Time plots: one point per second of the run, warmup included. The last, "
+        "partial second (the end of the run: replies draining, connections closing) is left out, unless the run "
+        "was shorter than a second, when its counts are scaled to its length. A second with fewer than {} latency "
+        "samples has no latency point: the lines break there. Bytes are message payloads, in MB/s "
+        "(10<sup>6</sup> bytes per second), as in the summary.</p>\n",
+        min_latency_samples);
 }
 
 }  // namespace
@@ -886,9 +982,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1340px;color:#
 h1{font-size:1.3em}table{border-collapse:collapse;margin:1em 0}td,th{padding:2px 12px;text-align:right}
 th{text-align:left;font-weight:600}.plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}
 figcaption{font-weight:600;margin:4px 0}.axis{stroke:#333}.grid{stroke:#ddd}.tick,.label,.legend{font-size:11px;fill:#444}
-.line{stroke-width:2}.latency,.received,.p99{stroke:#c0392b}.sent,.p50{stroke:#2471a3}.legend.sent,.legend.p50{fill:#2471a3}
+.latency{stroke:#c0392b;stroke-width:2}.legend.sent,.legend.p50{fill:#2471a3}
 .legend.received,.legend.p99{fill:#c0392b}.bar{fill:#5d8aa8}.bar:hover,.mark:hover{fill:#c0392b}.mark{fill:#333}
-.point{fill:#fff;stroke-width:2}.empty{fill:#999}#readout{min-height:1.4em;color:#555}.warn{color:#a04000}
+.point{fill:#fff}.empty{fill:#999}#readout{min-height:1.4em;color:#555}.warn{color:#a04000}.notes{color:#555;max-width:1300px}
 </style>
 </head>
 <body>
@@ -915,9 +1011,11 @@ figcaption{font-weight:600;margin:4px 0}.axis{stroke:#333}.grid{stroke:#ddd}.tic
     out += "<p id=\"readout\"></p>\n<div class=\"plots\">\n";
     out += percentile_plot(r.latency);
     out += histogram_plot(r.latency);
-    out += throughput_plot(r);
+    out += rate_plot(r, false);
+    out += rate_plot(r, true);
     out += p99_plot(r);
     out += "</div>\n";
+    out += plot_notes();
     out += R"(<script>
 (function () {
   var readout = document.getElementById('readout');

@@ -135,9 +135,15 @@ std::string render_text(const bench_result& r, const text_report_options& o = {}
 /// The latency distribution in HdrHistogram's .hgrm text format, values in microseconds.
 std::string render_hgrm(const bench_result& r);
 
+/// A second with fewer latency samples than this has no point on the HTML report's latency
+/// over time plot (a percentile of a handful of samples is one of them, read as a spike).
+inline constexpr std::uint64_t min_latency_samples = 10;
+
 /// One self-contained HTML page (inline SVG and a little inline script, no network access)
-/// with a summary, the latency percentile curve, the latency histogram, and throughput and
-/// p99 over time.
+/// with a summary, the latency percentile curve, the latency histogram, messages and payload
+/// bytes per second over time (sent dashed, received solid) and p50/p99 over time. The time
+/// plots leave out a run's last, partial second unless it is the only one (then scaled to its
+/// length), and a second with fewer than min_latency_samples samples breaks the latency lines.
 std::string render_html(const bench_result& r);
 
 /// The change of every figure from `baseline` to `current`, marked better or worse.

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "bench_report.hpp"
 
 using namespace wsx;
@@ -134,7 +136,7 @@ TEST_CASE("text report of a handshake storm and a rate search", "[bench][bench_r
 TEST_CASE("HTML report matches the golden file and holds every plot", "[bench][bench_report]") {
     const std::string html = render_html(sample_result());
     check_golden("report.html", html);
-    for (const char* id : {"plot-percentiles", "plot-histogram", "plot-throughput", "plot-p99"})
+    for (const char* id : {"plot-percentiles", "plot-histogram", "plot-throughput", "plot-bytes", "plot-p99"})
         CHECK(html.find(std::string("id=\"") + id + "\"") != std::string::npos);
     CHECK(html.find("http://") == html.find("http://www.w3.org/2000/svg"));  // no other URL: no network
     CHECK(html.find("<polyline") != std::string::npos);
@@ -257,28 +259,147 @@ std::vector<std::pair<double, double>> plot_points(const std::string& html, cons
     while (in >> x >> comma >> y) pts.emplace_back(x, y);
     return pts;
 }
+
+// Every point of the lines (and lone points) with class `cls` inside the plot `id`, in order.
+std::vector<std::pair<double, double>> all_points(const std::string& html, const std::string& id, const std::string& cls) {
+    const auto plot = html.find("id=\"" + id + "\"");
+    const auto end = html.find("</svg>", plot);
+    std::vector<std::pair<double, double>> pts;
+    for (auto at = html.find("<polyline class=\"" + cls + "\"", plot); at < end;
+         at = html.find("<polyline class=\"" + cls + "\"", at + 1)) {
+        const auto from = html.find("points=\"", at) + 8;
+        std::istringstream in(html.substr(from, html.find('"', from) - from));
+        double x, y;
+        char comma;
+        while (in >> x >> comma >> y) pts.emplace_back(x, y);
+    }
+    return pts;
+}
+
+// The value of attribute `name` of the first element that starts with `tag` inside the plot `id`.
+std::string attribute(const std::string& html, const std::string& id, const std::string& tag, const std::string& name) {
+    const auto plot = html.find("id=\"" + id + "\"");
+    const auto at = html.find(tag, plot);
+    if (at == std::string::npos || at > html.find("</svg>", plot)) return "(no " + tag + ")";
+    const auto close = html.find('>', at);
+    const auto attr = html.find(" " + name + "=\"", at);
+    if (attr == std::string::npos || attr > close) return "";
+    const auto from = attr + name.size() + 3;
+    return html.substr(from, html.find('"', from) - from);
+}
 }  // namespace
 
-TEST_CASE("time plots count the last partial second for its length and mark lone points", "[bench][bench_report]") {
+TEST_CASE("time plots leave out the last partial second; a run shorter than one is scaled", "[bench][bench_report]") {
     bench_result r = sample_result();
-    r.series.resize(2);
-    r.series[0].sent = r.series[0].received = 1000;
-    r.series[1].sent = r.series[1].received = 500;  // a steady 1000/s over the last half second
-    r.series[1].length_s = 0.5;
+    r.series.resize(3);
+    for (auto& i : r.series) i.sent = i.received = 1000;
+    r.series[2].sent = r.series[2].received = 20;  // the end of the run: a few replies drained
+    r.series[2].length_s = 0.1;
     const std::string html = render_html(r);
-    auto pts = plot_points(html, "plot-throughput", "line received");
-    REQUIRE(pts.size() == 2);
-    CHECK(pts[0].second == pts[1].second);
-    CHECK(pts[1].first > pts[0].first);
-    CHECK(bench_from_json(bench_to_json(r)).series[1].length_s == 0.5);
-    CHECK(merge_results({r, r}).series[1].length_s == 0.5);
+    for (const char* id : {"plot-throughput", "plot-bytes"}) {
+        auto pts = plot_points(html, id, "line received");
+        REQUIRE(pts.size() == 2);  // not three, the last a drop to a fifth
+        CHECK(pts[0].second == pts[1].second);
+        CHECK(all_points(html, id, "line sent").size() == 2);
+    }
+    CHECK(all_points(html, "plot-p99", "line p99").size() == 2);
+    CHECK_THAT(html, Catch::Contains("The last, partial second"));
+    CHECK(bench_from_json(bench_to_json(r)).series[2].length_s == 0.1);
+    CHECK(merge_results({r, r}).series[2].length_s == 0.1);
 
-    // A run shorter than a second: one interval, drawn as a point.
+    // A run shorter than a second: one interval, scaled to its length and drawn as a point.
     r.series.resize(1);
     r.series[0].length_s = 0.4;
+    r.series[0].sent = r.series[0].received = 400;
     const std::string short_run = render_html(r);
     const auto plot = short_run.find("id=\"plot-throughput\"");
     CHECK(short_run.find("<circle class=\"point line received\"", plot) < short_run.find("</svg>", plot));
+    r.series[0].length_s = 1;
+    r.series[0].sent = r.series[0].received = 1000;
+    const auto scaled = plot_points(short_run, "plot-throughput", "line received");
+    const auto whole = plot_points(render_html(r), "plot-throughput", "line received");
+    REQUIRE(scaled.size() == 1);
+    REQUIRE(whole.size() == 1);
+    CHECK(scaled[0].second == whole[0].second);  // 400 in 0.4s: 1000/s, as 1000 in a second
+}
+
+TEST_CASE("sent and received are drawn so that both show where they coincide", "[bench][bench_report]") {
+    const std::string html = render_html(sample_result());  // sent = received every second
+    for (const char* id : {"plot-throughput", "plot-bytes"}) {
+        INFO(id);
+        REQUIRE(plot_points(html, id, "line sent") == plot_points(html, id, "line received"));
+        const auto sent = "<polyline class=\"line sent\"", received = "<polyline class=\"line received\"";
+        CHECK(attribute(html, id, sent, "stroke") != attribute(html, id, received, "stroke"));
+        CHECK(attribute(html, id, sent, "stroke-dasharray") != "");
+        CHECK(attribute(html, id, received, "stroke-dasharray") == "");
+        // The solid line is wider and drawn first: the dashed one on top leaves it visible.
+        CHECK(std::stod(attribute(html, id, received, "stroke-width")) > std::stod(attribute(html, id, sent, "stroke-width")));
+        const auto plot = html.find(std::string("id=\"") + id + "\"");
+        CHECK(html.find(received, plot) < html.find(sent, plot));
+        // A legend whose keys are drawn as the lines are.
+        CHECK(attribute(html, id, "<line class=\"key sent\"", "stroke-dasharray") == attribute(html, id, sent, "stroke-dasharray"));
+        CHECK(attribute(html, id, "<line class=\"key received\"", "stroke") == attribute(html, id, received, "stroke"));
+        CHECK(attribute(html, id, "<text class=\"legend sent\"", "x") != "(no <text class=\"legend sent\")");
+    }
+    // The CSS does not override the lines' own attributes.
+    const auto style = html.substr(html.find("<style>"), html.find("</style>") - html.find("<style>"));
+    CHECK(style.find(".sent{") == std::string::npos);
+    CHECK(style.find(".received{") == std::string::npos);
+    CHECK(style.find(".line{") == std::string::npos);
+}
+
+TEST_CASE("byte figures and series carry their unit", "[bench][bench_report]") {
+    const std::string html = render_html(sample_result());
+    CHECK_THAT(html, Catch::Contains("<tr><th>rx_bytes</th><td>0.03 MB/s</td></tr>"));
+    CHECK_THAT(html, Catch::Contains("<tr><th>tx_bytes</th><td>0.03 MB/s</td></tr>"));
+    CHECK_THAT(html, Catch::Contains("<figcaption>Payload bytes over time (MB/s)</figcaption>"));
+    const auto plot = html.find("id=\"plot-bytes\"");
+    CHECK(html.find(">MB/s</text>", plot) < html.find("</svg>", plot));  // the y axis
+    CHECK_THAT(html, Catch::Contains("in MB/s (10<sup>6</sup> bytes per second)"));
+    // 32,000 bytes a second: the line stands at 0.032 on an axis that ends at 0.05.
+    const auto pts = plot_points(html, "plot-bytes", "line received");
+    REQUIRE(pts.size() == 3);
+    CHECK(pts[0].second == Approx(20 + (1 - 0.032 / 0.05) * (300 - 20 - 45)).margin(0.06));
+}
+
+TEST_CASE("a second with too few latency samples has no latency point", "[bench][bench_report]") {
+    bench_result r = sample_result();
+    r.series.resize(3);
+    bench_interval sparse;  // a second between two busy ones: a handful of slow answers
+    sparse.start_s = 3;
+    for (std::uint64_t k = 0; k + 1 < min_latency_samples; ++k) sparse.latency.record(50'000'000);
+    bench_interval enough = sparse;
+    enough.start_s = 4;
+    enough.latency.record(50'000'000);  // exactly the minimum
+    bench_interval last = r.series[0];
+    last.start_s = 5;
+    r.series.push_back(sparse);
+    r.series.push_back(enough);
+    r.series.push_back(last);
+    r.series[1].latency.reset();  // no sample at all
+    const std::string html = render_html(r);
+    const auto p99 = all_points(html, "plot-p99", "line p99");
+    // Seconds 0, 2, 4 and 5: not 1 (none) nor 3 (too few); the line breaks at each.
+    REQUIRE(p99.size() == 4);
+    CHECK(all_points(html, "plot-p99", "line p50").size() == 4);
+    const auto plot = html.find("id=\"plot-p99\"");
+    std::size_t lines = 0;
+    for (auto at = html.find("<polyline class=\"line p99\"", plot); at < html.find("</svg>", plot);
+         at = html.find("<polyline class=\"line p99\"", at + 1))
+        ++lines;
+    CHECK(lines == 3);  // [0], [2], [4 5]
+    // Second 4's point is there, at 50ms: the axis reaches it.
+    CHECK(p99[2].second < p99[0].second);
+    CHECK_THAT(html, Catch::Contains(fmt::format("fewer than {} latency samples", min_latency_samples)));
+
+    // Only sparse seconds: no line at all, and the plot says so.
+    r.series = {sparse};
+    r.series[0].start_s = 0;
+    r.series[0].length_s = 1;
+    const std::string empty = render_html(r);
+    CHECK(all_points(empty, "plot-p99", "line p99").empty());
+    const auto e = empty.find("id=\"plot-p99\"");
+    CHECK(empty.find("no samples", e) < empty.find("</svg>", e));
 }
 
 TEST_CASE("a merge with an interrupted input says so", "[bench][bench_report]") {
