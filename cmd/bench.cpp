@@ -133,7 +133,15 @@ int report(const bench_args& a, const bench_result& r, const std::vector<thresho
            const std::optional<bench_result>& baseline, bool human, bool merged = false) {
     if (human) std::cout << render_text(r);
     // With a report on stdout (e.g. --json -), stdout carries it alone; the comparison goes to stderr.
-    if (baseline) (human ? std::cout : std::cerr) << '\n' << render_compare(*baseline, r);
+    if (baseline) {
+        // Said before any figure is called better or worse: a run that asked for another load
+        // (more connections, another rate) changes the figures by itself.
+        for (const auto& d : config_differences(baseline->config, r.config))
+            std::cerr << fmt::format("wsx: warning: --compare: the runs differ in {}: baseline {}, this run {}\n", d.field,
+                                     d.baseline, d.current);
+        std::cerr << std::flush;
+        (human ? std::cout : std::cerr) << '\n' << render_compare(*baseline, r);
+    }
     bool ok = true;
     if (!a.json.empty()) ok &= write_output(a.json, bench_to_json(r).dump(2) + "\n", "--json");
     if (!a.html.empty()) ok &= write_output(a.html, render_html(r), "--html");

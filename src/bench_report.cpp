@@ -1038,9 +1038,50 @@ figcaption{font-weight:600;margin:4px 0}.axis{stroke:#333}.grid{stroke:#ddd}.tic
 // ---------------------------------------------------------------------------------------------
 // Compare
 
+std::vector<config_difference> config_differences(const bench_config& b, const bench_config& c) {
+    std::vector<config_difference> d;
+    auto text = [&](const char* field, const std::string& x, const std::string& y) {
+        if (x != y) d.push_back({field, x.empty() ? "(none)" : x, y.empty() ? "(none)" : y});
+    };
+    // `zero`: what 0 means for the field, e.g. "closed loop" for rate.
+    auto number = [&](const char* field, double x, double y, const char* unit, const char* zero = "") {
+        auto show = [&](double v) { return fmt::format("{:g}{}{}", v, unit, v == 0 && *zero ? fmt::format(" ({})", zero) : ""); };
+        if (x != y) d.push_back({field, show(x), show(y)});
+    };
+    auto integer = [&](const char* field, std::uint64_t x, std::uint64_t y, const char* unit = "") {
+        if (x != y) d.push_back({field, fmt::format("{}{}", x, unit), fmt::format("{}{}", y, unit)});
+    };
+    auto flag = [&](const char* field, bool x, bool y) {
+        if (x != y) d.push_back({field, x ? "true" : "false", y ? "true" : "false"});
+    };
+    // In the order of bench_to_json's "config".
+    text("scenario", b.scenario, c.scenario);
+    text("url", b.url, c.url);
+    text("publish_url", b.publish_url, c.publish_url);
+    integer("connections", b.connections, c.connections);
+    integer("publishers", b.publishers, c.publishers);
+    number("connect_rate", b.connect_rate, c.connect_rate, "/s", "no limit");
+    number("duration_s", b.duration_s, c.duration_s, "s", "until -n");
+    integer("messages", b.messages, c.messages);
+    number("warmup_s", b.warmup_s, c.warmup_s, "s");
+    integer("threads", b.threads, c.threads);
+    integer("in_flight", b.in_flight, c.in_flight);
+    number("rate", b.rate, c.rate, "/s", "closed loop");
+    integer("message_size", b.message_size, c.message_size, " B");
+    flag("binary", b.binary, c.binary);
+    flag("compress", b.compress, c.compress);
+    return d;
+}
+
 std::string render_compare(const bench_result& baseline, const bench_result& current) {
     std::string out = fmt::format("Compared with the baseline ({} {}, {})\n", baseline.config.scenario, baseline.config.url,
                                   baseline.started_at);
+    if (const auto diff = config_differences(baseline.config, current.config); !diff.empty()) {
+        std::string fields;
+        for (const auto& f : diff) fields += (fields.empty() ? "" : ", ") + f.field;
+        out += fmt::format("  the configurations differ ({}): a change may come from the load asked, not the server\n",
+                           fields);
+    }
     out += fmt::format("  {:<14}{:>14}{:>14}{:>10}  {}\n", "figure", "baseline", "current", "change", "");
     auto b = figures(baseline);
     auto c = figures(current);

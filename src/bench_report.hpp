@@ -146,7 +146,19 @@ inline constexpr std::uint64_t min_latency_samples = 10;
 /// length), and a second with fewer than min_latency_samples samples breaks the latency lines.
 std::string render_html(const bench_result& r);
 
-/// The change of every figure from `baseline` to `current`, marked better or worse.
+/// A configuration field in which two runs differ, with both values as reports show them.
+struct config_difference {
+    std::string field;     ///< the JSON name under "config", e.g. "connections"
+    std::string baseline;  ///< e.g. "10"
+    std::string current;   ///< e.g. "100"
+};
+
+/// Every field of `config` (the JSON report's "config", as recorded) that differs between the
+/// runs, in JSON order. Figures of runs that asked for different loads do not compare.
+std::vector<config_difference> config_differences(const bench_config& baseline, const bench_config& current);
+
+/// The change of every figure from `baseline` to `current`, marked better or worse. When the
+/// configurations differ it says so first, naming the fields (config_differences).
 std::string render_compare(const bench_result& baseline, const bench_result& current);
 
 }  // namespace wsx

@@ -402,6 +402,50 @@ TEST_CASE("a second with too few latency samples has no latency point", "[bench]
     CHECK(empty.find("no samples", e) < empty.find("</svg>", e));
 }
 
+TEST_CASE("compare names every configuration field in which the runs differ", "[bench][bench_report]") {
+    bench_result base = sample_result(), cur = sample_result();
+    CHECK(config_differences(base.config, cur.config).empty());
+    CHECK(render_compare(base, cur).find("differ") == std::string::npos);
+    cur.config.connections = 40;
+    cur.config.rate = 5000;
+    cur.config.in_flight = 0;
+    cur.config.message_size = 1024;
+    cur.config.compress = true;
+    cur.config.url = "ws://127.0.0.1:9090/";
+    const auto d = config_differences(base.config, cur.config);
+    REQUIRE(d.size() == 6);
+    auto has = [&](const char* f, const char* b, const char* c) {
+        for (const auto& x : d)
+            if (x.field == f) return x.baseline == b && x.current == c;
+        return false;
+    };
+    CHECK(has("url", "ws://127.0.0.1:8080/", "ws://127.0.0.1:9090/"));
+    CHECK(has("connections", "4", "40"));
+    CHECK(has("in_flight", "8", "0"));
+    CHECK(has("rate", "0/s (closed loop)", "5000/s"));
+    CHECK(has("message_size", "32 B", "1024 B"));
+    CHECK(has("compress", "false", "true"));
+    CHECK(d.front().field == "url");  // in the JSON's order
+    const std::string cmp = render_compare(base, cur);
+    CHECK_THAT(cmp, Catch::StartsWith("Compared with the baseline (echo ws://127.0.0.1:8080/, 2024-05-01T12:00:00Z)\n"
+                                      "  the configurations differ (url, connections, in_flight, rate, message_size, "
+                                      "compress): a change may come from the load asked, not the server\n"
+                                      "  figure "));
+    // Every field of the JSON's config is compared.
+    const auto fields = bench_to_json(base)["config"];
+    for (const auto& [key, value] : fields.items()) {
+        auto j = bench_to_json(base);
+        if (value.is_string()) j["config"][key] = value.get<std::string>() + "x";
+        else if (value.is_boolean()) j["config"][key] = !value.get<bool>();
+        else if (value.is_number_integer()) j["config"][key] = value.get<std::uint64_t>() + 1;
+        else j["config"][key] = value.get<double>() + 0.5;
+        const auto changed = config_differences(base.config, bench_from_json(j).config);
+        INFO(key);
+        REQUIRE(changed.size() == 1);
+        CHECK(changed[0].field == key);
+    }
+}
+
 TEST_CASE("a merge with an interrupted input says so", "[bench][bench_report]") {
     bench_result a = sample_result(), b = sample_result();
     b.interrupted = true;
