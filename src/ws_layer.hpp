@@ -408,18 +408,22 @@ private:
             if (ec && !write_error_) write_error_ = ec;
             // After a write error nothing pending will ever be written: whoever waits for it
             // hears so now (a callback kept here would keep its session alive for ever).
+            // Each callback may end the session, and this layer with it.
             if (blocked_ && (pending_.empty() || write_error_)) {
                 auto b = std::move(blocked_);
                 b(write_error_);
+                if (alive.expired()) return;
             }
             if ((injection || write_error_) && on_injected_) {
                 auto done = std::move(on_injected_);
                 inject_pending_ = false;
                 done(injection ? ec : write_error_);
+                if (alive.expired()) return;
             }
             if (low_water_cb_ && (write_error_ || pending_.size() <= low_water_)) {
                 auto cb = std::move(low_water_cb_);
                 cb(write_error_);
+                if (alive.expired()) return;
             }
             // A callback above may have started the next write (writing_ is on the wire again).
             if (in_flight_) return;
