@@ -249,6 +249,7 @@ runner setup_bench(CLI::App& app) {
     app.add_option("--payload", a->payload, "Send this text after the stamp instead of filler")->group(m)->type_name("STRING");
     app.add_option("--payload-file", a->payload_file, "Send this file's bytes after the stamp")->group(m)->type_name("FILE");
     app.add_flag("-b,--binary", a->binary, "Send binary messages (text by default)")->group(m);
+    add_fragment_option(app, a->client, m);
 
     const char* f = "Fanout";
     app.add_option("--publishers", a->publishers, "Publishing connections")->group(f)->type_name("N")->capture_default_str();
@@ -359,7 +360,8 @@ runner setup_bench(CLI::App& app) {
         if (o.scenario == bench_scenario::connect) {
             for (const auto& [given, name] : {std::pair{!a->size.empty(), "--size"}, std::pair{a->binary, "--binary"},
                                               std::pair{!a->payload.empty(), "--payload"},
-                                              std::pair{!a->payload_file.empty(), "--payload-file"}})
+                                              std::pair{!a->payload_file.empty(), "--payload-file"},
+                                              std::pair{!a->client.fragment.empty(), "--fragment"}})
                 if (given) p.add(fmt::format("{} does not apply to -s connect: it sends no messages", name));
         }
         o.reply_timeout = duration_arg(p, "--reply-timeout", a->reply_timeout);

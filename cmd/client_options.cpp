@@ -43,6 +43,13 @@ void add_compress_options(CLI::App& app, client_args& a, const char* help) {
     app.add_flag("--compress-no-context-takeover", a.compress_no_context_takeover, "Ask for no context takeover")->group(h);
 }
 
+void add_fragment_option(CLI::App& app, client_args& a, const char* group) {
+    app.add_option("--fragment", a.fragment,
+                   "Send each message as frames of at most SIZE payload bytes (the compressed payload with --compress), "
+                   "to test a server's reassembly; 0: one frame")
+        ->group(group)->type_name("SIZE");
+}
+
 void add_client_tls_options(CLI::App& app, client_args& a) {
     const char* t = "TLS";
     app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
@@ -105,6 +112,7 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
                  .no_context_takeover = a.compress_no_context_takeover};
     if (!a.compress && (a.compress_window_bits != 15 || a.compress_no_context_takeover))
         p.add("--compress-window-bits and --compress-no-context-takeover need --compress");
+    o.session.fragment_size = size_arg(p, "--fragment", a.fragment);
     std::string err;
     if (!a.proxy.empty()) {
         if (auto px = parse_proxy_url(a.proxy, &err)) o.proxy = *px;

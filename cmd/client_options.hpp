@@ -18,6 +18,7 @@ struct client_args {
     bool insecure = false;
     bool compress = false, compress_no_context_takeover = false;
     int compress_window_bits = 15;
+    std::string fragment;  ///< --fragment SIZE
 };
 
 /// Adds -H/--header, --subprotocol, --origin, --host, --cookie, --auth, --auth-file, --token,
@@ -26,6 +27,8 @@ void add_handshake_options(CLI::App& app, client_args& a);
 /// Adds --compress, --compress-window-bits and --compress-no-context-takeover to the "Handshake" group.
 /// `help` describes --compress (what happens when the server declines differs by command).
 void add_compress_options(CLI::App& app, client_args& a, const char* help = "Offer permessage-deflate compression");
+/// Adds --fragment to `group`.
+void add_fragment_option(CLI::App& app, client_args& a, const char* group);
 /// Adds --cacert, --cert, --key, --key-passphrase-file, -k/--insecure and --sni to the "TLS" group.
 void add_client_tls_options(CLI::App& app, client_args& a);
 

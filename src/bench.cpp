@@ -471,9 +471,12 @@ private:
     }
 
     /// Queues a data message of the run's type; `compressed`: the payload is deflated (RSV1).
+    /// With --fragment, as frames of at most that many payload bytes, each with its own key.
     void append_data(std::string_view payload, bool compressed) {
         const unsigned char op = o_.binary ? opcode_byte::binary : opcode_byte::text;
-        append_masked(compressed ? static_cast<unsigned char>(op | opcode_byte::rsv1) : op, payload);
+        for_each_fragment(compressed ? static_cast<unsigned char>(op | opcode_byte::rsv1) : op, payload,
+                          o_.client.session.fragment_size,
+                          [this](unsigned char first, std::string_view piece) { append_masked(first, piece); });
     }
 
     bool can_send(std::uint64_t now) const noexcept {
@@ -489,13 +492,17 @@ private:
                                   next_seq_++;
         const std::size_t before = pending_.size();
         const std::size_t size = message_stamp::size(o_.binary) + o_.body.size();
-        if (deflater_) {
+        // A message cut into frames is assembled first (the stamp and body split across frames).
+        const bool fragmented = o_.client.session.fragment_size > 0 && size > o_.client.session.fragment_size;
+        if (deflater_ || fragmented) {
             plain_.resize(size);
             message_stamp::write(plain_.data(), o_.binary, seq, t_ns);
             if (!o_.body.empty()) std::memcpy(plain_.data() + message_stamp::size(o_.binary), o_.body.data(), o_.body.size());
-            zbuf_.clear();
-            deflater_->compress(plain_, zbuf_);
-            append_data(zbuf_, true);
+            if (deflater_) {
+                zbuf_.clear();
+                deflater_->compress(plain_, zbuf_);
+            }
+            append_data(deflater_ ? zbuf_ : plain_, deflater_ != nullptr);
         } else {
             bench_frame::append_stamped(pending_, o_.binary, seq, t_ns, o_.body, next_key());
         }

@@ -124,6 +124,21 @@ std::size_t encode_frame_header(char* out, unsigned char first, std::uint64_t le
 /// Appends one whole frame to `out`; masked with `*mask` when given.
 void append_frame(std::string& out, unsigned char first, std::string_view payload, const std::uint32_t* mask = nullptr);
 
+/// A data message sent as frames of at most `fragment` payload bytes (RFC 6455 5.4; 0: one
+/// frame): calls f(first_byte, piece) for each frame in order. `first` (FIN set, opcode, RSV1 for
+/// a compressed message) goes to the first frame with FIN cleared unless it is also the last;
+/// continuation frames carry opcode 0 and no RSV bits (RFC 7692 6.1), the last one FIN. An
+/// empty message is one frame.
+template <class F>
+void for_each_fragment(unsigned char first, std::string_view payload, std::size_t fragment, F&& f) {
+    if (fragment == 0 || payload.size() <= fragment) return f(first, payload);
+    for (std::size_t at = 0; at < payload.size(); at += fragment) {
+        const bool last = payload.size() - at <= fragment;
+        const unsigned char head = at == 0 ? static_cast<unsigned char>(first & 0x7f) : 0x00;
+        f(static_cast<unsigned char>(head | (last ? 0x80 : 0)), payload.substr(at, fragment));
+    }
+}
+
 /// The payload of a Close frame (RFC 6455 5.5.1): none for code 0, else the code and at most
 /// 123 bytes of the reason (cut at a character boundary, so the reason stays UTF-8).
 std::string close_payload(std::uint16_t code, std::string_view reason);

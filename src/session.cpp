@@ -387,10 +387,10 @@ void session<Layer>::send_view(std::string_view payload, bool binary) {
     ++stats_.messages_out;
     stats_.bytes_out += payload.size();
     if (opts_.idle_timeout.count() > 0) last_message_ = steady_clock::now();
-    if (!deflate_) return layer().write_frame(binary, payload, masks());
+    if (!deflate_) return layer().write_frame(binary, payload, masks(), false, opts_.fragment_size);
     zbuf_.clear();
     deflate_->compress(payload, zbuf_);
-    layer().write_frame(binary, zbuf_, masks(), true);
+    layer().write_frame(binary, zbuf_, masks(), true, opts_.fragment_size);
     // A large message's buffer is not kept for an idle connection.
     if (zbuf_.capacity() > 64 * 1024) std::string().swap(zbuf_);
 }

@@ -32,6 +32,9 @@ struct session_options {
     std::chrono::nanoseconds close_timeout{std::chrono::seconds(5)};  ///< wait for the peer's Close
     /// Server sessions: false leaves the peer's pings unanswered (fault injection).
     bool answer_pings = true;
+    /// Data messages go out as frames of at most this many payload bytes (compressed payload,
+    /// with permessage-deflate); 0: one frame each.
+    std::size_t fragment_size = 0;
 };
 
 /// The type-erased face of a session.

@@ -5,12 +5,68 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <iostream>
+#include <mutex>
 
 #include "exit_code.hpp"
 
 namespace wsx {
 namespace {
+
+// SSLKEYLOGFILE: the TLS secrets of every connection, in the NSS key log format, for a capture
+// to be decrypted (Wireshark). The process has one such file whatever the number of contexts
+// and threads: it is opened when the first context is made (a warning, once, when it cannot
+// be), and each line goes out whole in one write(2) under a lock, so lines from connections on
+// different threads never interleave and nothing waits in a buffer when the process ends.
+class key_log {
+public:
+    // Never destroyed: threads still finishing handshakes at exit may log.
+    static key_log& instance() {
+        static key_log* log = new key_log;
+        return *log;
+    }
+
+    bool enabled() const noexcept { return fd_ >= 0; }
+
+    void write(const char* line) {
+        std::string out(line);
+        out += '\n';
+        const std::lock_guard<std::mutex> lock(mutex_);
+        std::size_t done = 0;
+        while (done < out.size()) {
+            const ssize_t n = ::write(fd_, out.data() + done, out.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return;  // a full disk loses secrets, never the connection
+            done += static_cast<std::size_t>(n);
+        }
+    }
+
+private:
+    key_log() {
+        const char* path = std::getenv("SSLKEYLOGFILE");
+        if (!path || !*path) return;
+        fd_ = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd_ < 0)
+            std::cerr << fmt::format("wsx: warning: SSLKEYLOGFILE '{}': cannot open it ({}); TLS secrets are not logged\n",
+                                     path, std::strerror(errno));
+    }
+    int fd_ = -1;
+    std::mutex mutex_;
+};
+
+void log_key_line(const SSL*, const char* line) { key_log::instance().write(line); }
+
+// Every context made here logs its connections' secrets when SSLKEYLOGFILE asks for it.
+void enable_key_log(ssl::context& ctx) {
+    if (key_log::instance().enabled()) SSL_CTX_set_keylog_callback(ctx.native_handle(), &log_key_line);
+}
 
 void require_readable(const std::string& path, std::string_view option) {
     std::ifstream f(path);
@@ -83,6 +139,7 @@ std::shared_ptr<ssl::context> make_client_tls(const tls_client_options& o) {
         try_load([&](error_code& ec) { ctx->use_private_key_file(o.key, ssl::context::pem, ec); }, "--key", o.key);
     }
     ctx->set_verify_mode(o.insecure ? ssl::verify_none : ssl::verify_peer);
+    enable_key_log(*ctx);
     return ctx;
 }
 
@@ -107,6 +164,7 @@ std::shared_ptr<ssl::context> make_server_tls(const tls_server_options& o, std::
         try_load([&](error_code& ec) { ctx->load_verify_file(o.client_ca, ec); }, "--client-ca", o.client_ca);
         ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
     }
+    enable_key_log(*ctx);
     return ctx;
 }
 

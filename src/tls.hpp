@@ -1,5 +1,6 @@
 #pragma once
-/// TLS contexts for clients and servers.
+/// TLS contexts for clients and servers. With SSLKEYLOGFILE set, every context made here
+/// appends its connections' secrets to that file (NSS key log format, mode 0600 when created).
 #include <memory>
 #include <string>
 

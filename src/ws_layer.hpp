@@ -127,12 +127,22 @@ public:
         if (paused && !pending_.empty()) flush();
     }
 
-    /// Appends one complete data frame (masked when `mask`, as clients must; RSV1 set when
+    /// Appends one complete data message (masked when `mask`, as clients must; RSV1 set when
     /// `compressed`, the payload deflated) to the pending bytes: many queued messages then
-    /// cost one write and no per-message operation.
-    void write_frame(bool binary, std::string_view payload, bool mask = false, bool compressed = false) {
+    /// cost one write and no per-message operation. `fragment` > 0: as frames of at most that
+    /// many payload bytes (see for_each_fragment), each masked with its own key.
+    void write_frame(bool binary, std::string_view payload, bool mask = false, bool compressed = false,
+                     std::size_t fragment = 0) {
         if (swallow_) return;
         const unsigned char first = (binary ? opcode_byte::binary : opcode_byte::text) | (compressed ? opcode_byte::rsv1 : 0);
+        if (fragment > 0 && payload.size() > fragment) {
+            // The frames are queued together: a Ping or Pong queued later follows the last one
+            // (RFC 6455 5.4 allows control frames between fragments; it does not ask for them there).
+            for_each_fragment(first, payload, fragment, [&](unsigned char b, std::string_view piece) { append_frame(b, piece, mask); });
+            if (pending_.size() + writing_.size() > coalesce_limit) flush();
+            else schedule_flush();
+            return;
+        }
         if constexpr (plain_socket) {
             // A large frame goes out at once, gathered with what is pending, instead of being
             // copied behind it: only what the socket does not take is kept.

@@ -148,6 +148,23 @@ def parse_frames(data):
     return frames, data
 
 
+def frame_heads(data):
+    """The first byte (FIN, RSV, opcode) and payload length of each whole frame in `data`."""
+    heads = []
+    while len(data) >= 2:
+        n, head = data[1] & 0x7F, 2
+        if n == 126:
+            n, head = struct.unpack("!H", data[2:4])[0], 4
+        elif n == 127:
+            n, head = struct.unpack("!Q", data[2:10])[0], 10
+        head += 4 if data[1] & 0x80 else 0
+        if len(data) < head + n:
+            break
+        heads.append((data[0], n))
+        data = data[head + n:]
+    return heads
+
+
 def accept_key(key):
     return base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
 
@@ -155,10 +172,12 @@ def accept_key(key):
 # A scripted server for client-side tests -------------------------------------------------------
 class Conn:
     """What one client did: its frames (in order), the code of its first Close (None without
-    one), and whether it ended TCP before sending a Close."""
+    one), and whether it ended TCP before sending a Close; `raw`: every byte it sent after the
+    upgrade request (frame_heads shows the RSV bits)."""
 
     def __init__(self):
         self.frames = []
+        self.raw = bytearray()
         self.close_code = None
         self.eof_without_close = False
         self.script_cut = False
@@ -255,6 +274,7 @@ class ScriptedServer:
 
     def _read_client(self, sock, c, buf, split, sent_close):
         message = b""
+        c.raw += buf
         while True:
             frames, buf = parse_frames(buf)
             for fin, op, payload in frames:
@@ -280,6 +300,7 @@ class ScriptedServer:
                 c.eof_without_close = True
                 return
             buf += chunk or b""
+            c.raw += chunk or b""
 
     def close(self):
         self.done.set()

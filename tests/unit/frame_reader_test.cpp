@@ -377,3 +377,46 @@ TEST_CASE("frame_reader: RSV1 marks compressed messages only when permessage-def
     wsx::pmd::inflater inf4(false);
     CHECK(feed_pieces({junk}, 1000, false, &inf4) == std::vector<seen>{err(e::partial_deflate_block, 1007)});
 }
+
+TEST_CASE("for_each_fragment: opcode and RSV1 on the first frame, FIN on the last", "[frame_reader]") {
+    using piece = std::pair<unsigned, std::string>;
+    auto cut = [](unsigned char first, std::string_view payload, std::size_t fragment) {
+        std::vector<piece> out;
+        wsx::for_each_fragment(first, payload, fragment,
+                               [&](unsigned char b, std::string_view p) { out.emplace_back(b, std::string(p)); });
+        return out;
+    };
+    CHECK(cut(wsx::opcode_byte::text, "abcdefghijklmnopqrstuvwxy", 10) ==
+          std::vector<piece>{{0x01, "abcdefghij"}, {0x00, "klmnopqrst"}, {0x80, "uvwxy"}});
+    // A multiple of the size: no empty frame at the end.
+    CHECK(cut(wsx::opcode_byte::binary, "abcdef", 3) == std::vector<piece>{{0x02, "abc"}, {0x80, "def"}});
+    CHECK(cut(wsx::opcode_byte::binary | wsx::opcode_byte::rsv1, "abcde", 2) ==
+          std::vector<piece>{{0x42, "ab"}, {0x00, "cd"}, {0x80, "e"}});
+    // No larger than the size, empty, or no size: one frame, as given.
+    CHECK(cut(wsx::opcode_byte::text, "abc", 3) == std::vector<piece>{{0x81, "abc"}});
+    CHECK(cut(wsx::opcode_byte::text | wsx::opcode_byte::rsv1, "", 3) == std::vector<piece>{{0xc1, ""}});
+    CHECK(cut(wsx::opcode_byte::text, "abcdef", 0) == std::vector<piece>{{0x81, "abcdef"}});
+    CHECK(cut(wsx::opcode_byte::text, "abc", 1).size() == 3);
+}
+
+TEST_CASE("for_each_fragment: the frames read back as the message, masked, compressed or not", "[frame_reader]") {
+    std::mt19937 rng(11);
+    for (std::size_t fragment : {std::size_t(1), std::size_t(7), std::size_t(125), std::size_t(126), std::size_t(70000)}) {
+        std::string payload(1 + rng() % 200000, '\0');
+        for (auto& c : payload) c = static_cast<char>('a' + rng() % 26);
+        std::string wire;
+        const std::uint32_t key = rng();
+        wsx::for_each_fragment(wsx::opcode_byte::text, payload, fragment,
+                               [&](unsigned char b, std::string_view p) { wsx::append_frame(wire, b, p, &key); });
+        CHECK(feed(wire, 4096) == std::vector<seen>{msg(payload)});
+
+        wsx::pmd::deflater def(15, false);
+        std::string z;
+        def.compress(payload, z);
+        std::string zwire;
+        wsx::for_each_fragment(wsx::opcode_byte::binary | wsx::opcode_byte::rsv1, z, fragment,
+                               [&](unsigned char b, std::string_view p) { wsx::append_frame(zwire, b, p); });
+        wsx::pmd::inflater inf(false);
+        CHECK(feed_pieces({zwire}, 1 << 20, false, &inf) == std::vector<seen>{msg(payload, true)});
+    }
+}
