@@ -18,6 +18,8 @@ struct client_args {
     bool insecure = false;
     bool compress = false, compress_no_context_takeover = false;
     int compress_window_bits = 15;
+    bool location = false, allow_insecure_redirect = false;
+    int max_redirs = -1;  ///< -1: not given (redirect_options' default)
 };
 
 /// Adds -H/--header, --subprotocol, --origin, --host, --cookie, --auth, --auth-file, --token,
@@ -26,6 +28,9 @@ void add_handshake_options(CLI::App& app, client_args& a);
 /// Adds --compress, --compress-window-bits and --compress-no-context-takeover to the "Handshake" group.
 /// `help` describes --compress (what happens when the server declines differs by command).
 void add_compress_options(CLI::App& app, client_args& a, const char* help = "Offer permessage-deflate compression");
+/// Adds -L/--location, --max-redirs and --allow-insecure-redirect to the "Handshake" group.
+/// `help` describes -L (bench follows the redirects once, before the load).
+void add_redirect_options(CLI::App& app, client_args& a, const char* help);
 /// Adds --cacert, --cert, --key, --key-passphrase-file, -k/--insecure and --sni to the "TLS" group.
 void add_client_tls_options(CLI::App& app, client_args& a);
 
