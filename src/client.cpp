@@ -19,6 +19,7 @@
 #include "joined_fields.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
+#include "units.hpp"
 
 namespace wsx {
 
@@ -596,7 +597,7 @@ net::awaitable<opened_connection> async_open(const client_options& o, const open
         if (verbose) {
             *verbose << fmt::format("* redirect {} of at most {}: HTTP {} from {} to {} ({})\n", redirects.size(),
                                     o.redirects.max, redirect->status(), hop.url.to_string(), next,
-                                    ms(redirects.back().time));
+                                    format_duration(redirects.back().time));
             verbose->flush();
         }
         visited.push_back(next);
