@@ -172,6 +172,9 @@ void add_client_options(CLI::App& app, bench_args& a) {
     app.add_option("--connect-timeout", a.connect_timeout, "Deadline for each connection's TCP, TLS and upgrade")
         ->group("Handshake")->type_name("DURATION")->capture_default_str();
     add_client_tls_options(app, a.client);
+    add_redirect_options(app, a.client,
+                         "Follow redirects of the upgrade once, before the load: every connection then opens to "
+                         "the URL they lead to, so no redirect is measured");
 }
 
 runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
@@ -446,6 +449,13 @@ runner setup_bench(CLI::App& app) {
                                          format_duration(std::chrono::nanoseconds(pr.p99_ns)), pr.errors)
                           << std::flush;
             };
+        }
+        if (o.client.redirects.follow) {
+            const std::string given = o.client.url.to_string();
+            o.client = settle_redirects(o.client);
+            if (o.client.url.to_string() != given)
+                std::cerr << fmt::format("wsx: {} redirects to {}: every connection opens there\n", given,
+                                         o.client.url.to_string());
         }
         std::pair<int, std::string> first_failure{0, {}};
         bench_result result;

@@ -50,6 +50,15 @@ void add_fragment_option(CLI::App& app, client_args& a, const char* group) {
         ->group(group)->type_name("SIZE");
 }
 
+void add_redirect_options(CLI::App& app, client_args& a, const char* help) {
+    const char* h = "Handshake";
+    app.add_flag("-L,--location", a.location, help)->group(h);
+    app.add_option("--max-redirs", a.max_redirs, "With -L, follow at most N redirects")
+        ->group(h)->check(CLI::Range(0, 1000))->type_name("N")->default_str("5");
+    app.add_flag("--allow-insecure-redirect", a.allow_insecure_redirect,
+                 "With -L, follow a redirect from wss:// to ws:// (refused otherwise)")->group(h);
+}
+
 void add_client_tls_options(CLI::App& app, client_args& a) {
     const char* t = "TLS";
     app.add_option("--cacert", a.cacert, "Trust this CA bundle (PEM) instead of the system store")->group(t)->type_name("FILE");
@@ -122,6 +131,11 @@ void apply_client_options(problems& p, const client_args& a, client_options& o) 
         if (px) o.proxy = *px;
         else if (!err.empty()) p.add(err);
     }
+    o.redirects = {.follow = a.location,
+                   .max = a.max_redirs < 0 ? redirect_options{}.max : static_cast<unsigned>(a.max_redirs),
+                   .allow_insecure = a.allow_insecure_redirect};
+    if (!a.location && (a.max_redirs >= 0 || a.allow_insecure_redirect))
+        p.add("--max-redirs and --allow-insecure-redirect need -L/--location");
     o.tls = {.cacert = a.cacert, .cert = a.cert, .key = a.key, .insecure = a.insecure, .sni = a.sni};
     check_client_tls(p, o.tls, o.url.tls, a.key_passphrase_file);
 }

@@ -19,6 +19,8 @@ struct client_args {
     bool compress = false, compress_no_context_takeover = false;
     int compress_window_bits = 15;
     std::string fragment;  ///< --fragment SIZE
+    bool location = false, allow_insecure_redirect = false;
+    int max_redirs = -1;  ///< -1: not given (redirect_options' default)
 };
 
 /// Adds -H/--header, --subprotocol, --origin, --host, --cookie, --auth, --auth-file, --token,
@@ -29,6 +31,9 @@ void add_handshake_options(CLI::App& app, client_args& a);
 void add_compress_options(CLI::App& app, client_args& a, const char* help = "Offer permessage-deflate compression");
 /// Adds --fragment to `group`.
 void add_fragment_option(CLI::App& app, client_args& a, const char* group);
+/// Adds -L/--location, --max-redirs and --allow-insecure-redirect to the "Handshake" group.
+/// `help` describes -L (bench follows the redirects once, before the load).
+void add_redirect_options(CLI::App& app, client_args& a, const char* help);
 /// Adds --cacert, --cert, --key, --key-passphrase-file, -k/--insecure and --sni to the "TLS" group.
 void add_client_tls_options(CLI::App& app, client_args& a);
 

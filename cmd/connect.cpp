@@ -137,6 +137,9 @@ runner setup_connect(CLI::App& app) {
     add_compress_options(app, a->client);
 
     add_client_tls_options(app, a->client);
+    add_redirect_options(app, a->client,
+                         "Follow redirects of the upgrade (301, 302, 303, 307, 308 with a Location); credentials "
+                         "go only to the original host and port");
 
     const char* io = "Input and output";
     app.add_flag("-b,--binary", a->binary, "Send stdin chunks as binary messages; write received messages raw")->group(io);
@@ -210,8 +213,8 @@ runner setup_connect(CLI::App& app) {
         "--expect-json, -n, --jsonl, --script, --receive-only is given; otherwise pipe mode: each\n"
         "stdin line is a text message (a binary one when the line is not valid UTF-8), each received\n"
         "message a line on stdout.\n"
-        "\nExit status: 0 ok, 1 failure, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected,\n"
-        "7 abnormal close, 8 timeout, 9 expectation not met, 130 interrupted.");
+        "\nExit status: 0 ok, 1 failure, 2 usage, 3 resolve, 4 connect, 5 TLS, 6 upgrade rejected (or a\n"
+        "redirect -L cannot follow), 7 abnormal close, 8 timeout, 9 expectation not met, 130 interrupted.");
 
     return [a]() -> int {
         problems p;

@@ -1116,6 +1116,14 @@ tcp::resolver::results_type resolve_or_throw(net::io_context& ioc, const client_
 
 }  // namespace
 
+client_options settle_redirects(const client_options& c) {
+    if (!c.redirects.follow) return c;
+    net::io_context ioc;
+    auto done = net::co_spawn(ioc, async_settle_redirects(c), net::use_future);
+    ioc.run();
+    return done.get();
+}
+
 bench_result run_bench(const bench_options& o, std::pair<int, std::string>* first_failure) {
     run_shared s(o);
     // Thousands of connections need thousands of descriptors: lift the soft limit to the hard one.

@@ -162,6 +162,11 @@ struct bench_result {
 /// `first_failure` (if given) receives the exit code and message of the first one.
 bench_result run_bench(const bench_options& o, std::pair<int, std::string>* first_failure = nullptr);
 
+/// With c.redirects.follow (-L): follows the redirects of the upgrade once, on one connection that
+/// is closed at once, and returns the options they lead to, so that a run opens every connection
+/// there and measures no redirect; `c` itself otherwise. Throws as async_open() does.
+client_options settle_redirects(const client_options& c);
+
 /// The message stamp: a sequence number and the intended send time, first in every payload.
 /// Binary messages carry them as two little-endian 64-bit integers (16 bytes), text messages
 /// as 32 lowercase hex digits (so the message stays valid UTF-8).

@@ -4,7 +4,9 @@
 
 #include <boost/beast/core/detail/sha1.hpp>
 #include <boost/url/encode.hpp>
+#include <boost/url/parse.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
+#include <boost/url/url.hpp>
 #include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -13,9 +15,11 @@
 #include "codec.hpp"
 #include "connect_hints.hpp"
 #include "exit_code.hpp"
+#include "frame_reader.hpp"
 #include "joined_fields.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
+#include "units.hpp"
 
 namespace wsx {
 
@@ -339,14 +343,13 @@ upgrade_refused upgrade_refusal(const http::response<http::string_body>& res, co
         std::string location(res[http::field::location]);
         if (location.size() > 200) location = location.substr(0, 200) + "...";
         redirect = location.empty() ? " (a redirect without a Location)"
-                                    : fmt::format(" (it redirects to {}: connect to that URL instead)",
-                                                  escape_for_terminal(location));
+                                    : fmt::format(" (it redirects to {}: follow it with -L)", escape_for_terminal(location));
     }
     return upgrade_refused(res.result_int(),
                            fmt::format("upgrade rejected by {}: HTTP {} {}{}{}{}", url.to_string(), res.result_int(),
                                        escape_for_terminal(std::string_view(res.reason().data(), res.reason().size())),
                                        body.empty() ? "" : ": ", escape_for_terminal(body), redirect),
-                           std::move(fields));
+                           std::move(fields), std::string(res[http::field::location]));
 }
 
 http::request<http::empty_body> upgrade_request(const client_options& o, const endpoint& url, const std::string& key) {
@@ -407,7 +410,10 @@ net::awaitable<tcp_connected> async_connect_tcp(beast::tcp_stream& stream, const
     co_return c;
 }
 
-net::awaitable<opened_connection> async_open(const client_options& o, const open_hints& hints, std::ostream* verbose) {
+namespace {
+
+// One hop of async_open(): resolve, TCP, proxy, TLS and the upgrade, with no redirect followed.
+net::awaitable<opened_connection> open_hop(const client_options& o, const open_hints& hints, std::ostream* verbose) {
     auto ex = co_await net::this_coro::executor;
     seed_handshake_keys();
     opened_connection out;
@@ -463,7 +469,156 @@ net::awaitable<opened_connection> async_open(const client_options& o, const open
         out.stream.emplace(std::in_place_type<beast::tcp_stream>, std::move(tcp));
     }
     r.timings.total = clock::now() - start;
+    r.url = o.url;
     co_return out;
+}
+
+template <class Stream>
+net::awaitable<void> write_close(Stream& stream, const std::string& frame) {
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+    error_code ec;
+    co_await net::async_write(stream, net::buffer(frame), net::redirect_error(net::use_awaitable, ec));
+}
+
+bool same_origin(const endpoint& a, const endpoint& b) {
+    if (a.is_unix() || b.is_unix()) return a.unix_path == b.unix_path;
+    return beast::iequals(a.host, b.host) && a.port == b.port;
+}
+
+}  // namespace
+
+bool is_followed_redirect(int status) {
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+std::optional<endpoint> redirect_target(const endpoint& from, std::string_view location, std::string* error) {
+    auto fail = [&](std::string why) -> std::optional<endpoint> {
+        if (error) *error = fmt::format("the Location '{}' {}", escape_for_terminal(location), why);
+        return std::nullopt;
+    };
+    auto ref = boost::urls::parse_uri_reference(location);
+    if (!ref) return fail("is not a URL");
+    // A unix socket has no URL of its own: a relative reference is resolved against its target
+    // and stays on the socket; an absolute one leaves it.
+    const std::string base_text =
+        from.is_unix() ? "ws://localhost" + from.target : from.to_string();
+    auto base = boost::urls::parse_uri(base_text);
+    if (!base) return fail("cannot be resolved against " + from.to_string());
+    boost::urls::url dest(*base);
+    if (!dest.resolve(*ref)) return fail("cannot be resolved against " + from.to_string());
+    dest.remove_fragment();
+    std::string scheme(dest.scheme());
+    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (scheme == "http") scheme = "ws";
+    else if (scheme == "https") scheme = "wss";
+    else if (scheme != "ws" && scheme != "wss") return fail("is not a ws://, wss://, http:// or https:// URL");
+    dest.set_scheme(scheme);
+    if (from.is_unix() && !ref->has_scheme() && !ref->has_authority()) {
+        endpoint to = from;
+        std::string target(dest.encoded_path());
+        if (target.empty()) target = "/";
+        if (dest.has_query()) target += "?" + std::string(dest.encoded_query());
+        to.target = target;
+        return to;
+    }
+    std::string why;
+    auto to = parse_ws_url(std::string_view(dest.buffer()), &why);
+    if (!to) return fail("is not a usable URL: " + why);
+    return to;
+}
+
+client_options redirected_options(const client_options& original, const endpoint& to) {
+    client_options o = original;
+    o.url = to;
+    if (same_origin(original.url, to)) {
+        // A relative Location carries no user:pass: the original URL's still applies here.
+        if (o.url.username.empty()) {
+            o.url.username = original.url.username;
+            o.url.password = original.url.password;
+        }
+        return o;
+    }
+    // Only user:pass written in the Location itself goes to another host.
+    o.basic_auth.clear();
+    o.token.clear();
+    o.token_query.clear();
+    o.cookies.clear();
+    o.host_override.clear();
+    o.tls.sni.clear();
+    std::erase_if(o.headers, [](const auto& h) {
+        return beast::iequals(h.first, "Authorization") || beast::iequals(h.first, "Cookie") || beast::iequals(h.first, "Host");
+    });
+    return o;
+}
+
+net::awaitable<opened_connection> async_open(const client_options& o, const open_hints& hints, std::ostream* verbose) {
+    if (!o.redirects.follow) co_return co_await open_hop(o, hints, verbose);
+    const auto start = clock::now();
+    client_options hop = o;
+    open_hints hop_hints = hints;
+    std::vector<redirect_hop> redirects;
+    std::vector<std::string> visited{o.url.to_string()};
+    for (;;) {
+        // A coroutine cannot wait inside a handler: the redirect is noted there and followed after.
+        std::optional<upgrade_refused> redirect;
+        auto hop_start = clock::now();
+        try {
+            auto out = co_await open_hop(hop, hop_hints, verbose);
+            out.info.redirects = std::move(redirects);
+            out.info.timings.total = clock::now() - start;
+            co_return out;
+        } catch (const upgrade_refused& e) {
+            if (!is_followed_redirect(e.status()) || e.location().empty()) throw;
+            redirect.emplace(e);
+        }
+        std::string why;
+        auto to = redirect_target(hop.url, redirect->location(), &why);
+        if (!to)
+            throw open_failure("redirect", exit_code::upgrade,
+                               fmt::format("cannot follow the redirect (HTTP {}) from {}: {}", redirect->status(),
+                                           hop.url.to_string(), why));
+        const std::string next = to->to_string();
+        if (redirects.size() >= o.redirects.max)
+            throw open_failure("redirect", exit_code::upgrade,
+                               fmt::format("too many redirects: {} followed from {}, and {} redirects to {} "
+                                           "(at most {}: raise --max-redirs)",
+                                           redirects.size(), o.url.to_string(), hop.url.to_string(), next,
+                                           o.redirects.max));
+        if (std::find(visited.begin(), visited.end(), next) != visited.end())
+            throw open_failure("redirect", exit_code::upgrade,
+                               fmt::format("redirect loop: {} redirects to {}, which redirected already", hop.url.to_string(),
+                                           next));
+        if (hop.url.tls && !to->tls && !o.redirects.allow_insecure)
+            throw open_failure("redirect", exit_code::upgrade,
+                               fmt::format("refusing the redirect from {} to {}: it leaves TLS (allow it with "
+                                           "--allow-insecure-redirect)",
+                                           hop.url.to_string(), next));
+        redirects.push_back({.status = redirect->status(), .from = hop.url, .to = *to, .time = clock::now() - hop_start});
+        if (verbose) {
+            *verbose << fmt::format("* redirect {} of at most {}: HTTP {} from {} to {} ({})\n", redirects.size(),
+                                    o.redirects.max, redirect->status(), hop.url.to_string(), next,
+                                    format_duration(redirects.back().time));
+            verbose->flush();
+        }
+        visited.push_back(next);
+        hop = redirected_options(o, *to);
+        // The addresses given are those of the first hop: still right through a proxy.
+        if (!o.proxy) hop_hints.first_hop = nullptr;
+    }
+}
+
+net::awaitable<client_options> async_settle_redirects(const client_options& o, const open_hints& hints,
+                                                      std::ostream* verbose) {
+    auto opened = co_await async_open(o, hints, verbose);
+    client_options settled = opened.info.redirects.empty() ? o : redirected_options(o, opened.info.url);
+    settled.redirects.follow = false;
+    // The connection only showed the way: close it as a client does (RFC 6455 5.5.1), without
+    // waiting for the server's Close.
+    std::string close;
+    const std::uint32_t key = static_cast<std::uint32_t>(random_seed());
+    append_frame(close, opcode_byte::close, close_payload(1000, ""), &key);
+    co_await std::visit([&](auto& stream) { return write_close(stream, close); }, *opened.stream);
+    co_return settled;
 }
 
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose) {

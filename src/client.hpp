@@ -19,6 +19,13 @@
 
 namespace wsx {
 
+/// Whether and how far redirects of the upgrade request are followed (-L, as curl does).
+struct redirect_options {
+    bool follow = false;          ///< follow a 301/302/303/307/308 with a Location
+    unsigned max = 5;             ///< at most this many redirects
+    bool allow_insecure = false;  ///< follow a redirect from wss:// to ws://
+};
+
 struct client_options {
     endpoint url;
     std::vector<std::pair<std::string, std::string>> headers;  ///< extra request headers
@@ -35,6 +42,7 @@ struct client_options {
     std::chrono::nanoseconds connect_timeout = std::chrono::seconds(10);
     session_options session;
     std::string user_agent = "wsx/" WSX_VERSION;
+    redirect_options redirects;
 };
 
 /// An upgrade refusal that keeps the answer's header fields a client needs to try again:
@@ -42,13 +50,17 @@ struct client_options {
 /// them back with the status, so its clients can answer the challenge through it.
 class upgrade_refused : public upgrade_rejected {
 public:
-    upgrade_refused(int status, std::string message, std::vector<std::pair<std::string, std::string>> fields)
-        : upgrade_rejected(status, std::move(message)), fields_(std::move(fields)) {}
+    upgrade_refused(int status, std::string message, std::vector<std::pair<std::string, std::string>> fields,
+                    std::string location = {})
+        : upgrade_rejected(status, std::move(message)), fields_(std::move(fields)), location_(std::move(location)) {}
     /// (name, value) pairs, names as the server spelled them.
     const std::vector<std::pair<std::string, std::string>>& fields() const noexcept { return fields_; }
+    /// The Location of a redirect (3xx) as the server sent it; empty for other answers.
+    const std::string& location() const noexcept { return location_; }
 
 private:
     std::vector<std::pair<std::string, std::string>> fields_;
+    std::string location_;
 };
 
 /// Where the time of a connect went (curl -w style).
@@ -56,9 +68,18 @@ struct connect_timings {
     std::chrono::nanoseconds dns{0}, tcp{0}, proxy{0}, tls{0}, upgrade{0}, total{0};
 };
 
+/// One redirect followed on the way to the server that upgraded.
+struct redirect_hop {
+    int status = 0;  ///< 301, 302, 303, 307 or 308
+    endpoint from, to;
+    std::chrono::nanoseconds time{0};  ///< what the hop that answered with the redirect took
+};
+
 /// What a connect settled, besides the connection itself.
 struct connect_info {
-    connect_timings timings;
+    connect_timings timings;   ///< of the last hop, except `total`, which counts every hop
+    endpoint url;              ///< the URL that upgraded (the given one unless redirected)
+    std::vector<redirect_hop> redirects;  ///< the redirects followed, in order
     std::string subprotocol;   ///< the server's choice, empty if none
     std::string remote;        ///< peer address as host:port
     http::request<http::empty_body> request;     ///< what was sent (for -v)
@@ -125,8 +146,31 @@ void drop_write_interest(Socket& s) {
 /// upgrade_refused for another HTTP status) with the exit code of the step that failed
 /// (resolve, connect, tls, upgrade, timeout) and a one-line message naming the cause.
 /// `verbose`, when set, receives the request and response headers as they happen.
+/// With o.redirects.follow, a redirect (is_followed_redirect()) with a Location is followed on a
+/// new connection, with redirected_options(); more than o.redirects.max of them, a loop, a
+/// Location that is no usable URL or one that leaves TLS without o.redirects.allow_insecure
+/// throw open_failure "redirect" (exit 6). `hints.first_hop` serves the first hop (every hop
+/// through a proxy). The info names the URL that upgraded and the redirects followed.
 net::awaitable<opened_connection> async_open(const client_options& o, const open_hints& hints = {},
                                              std::ostream* verbose = nullptr);
+
+/// Whether an answer with `status` to the upgrade is a redirect -L follows (301, 302, 303, 307, 308).
+bool is_followed_redirect(int status);
+/// Where a redirect from `from` with `location` leads: the reference resolved against `from`
+/// (RFC 3986 section 5), http:// taken as ws:// and https:// as wss://, the fragment dropped.
+/// A relative reference from a unix socket stays on that socket. On failure returns nullopt
+/// and sets *error to a one-line explanation.
+std::optional<endpoint> redirect_target(const endpoint& from, std::string_view location, std::string* error);
+/// The options for a redirected request to `to`, given the options of the original request.
+/// The credentials (--auth, --token, the URL's user:pass, --cookie, and -H Authorization or
+/// Cookie) and --host and --sni go only to the original host and port; elsewhere they are left
+/// out (user:pass written in the Location itself is used).
+client_options redirected_options(const client_options& original, const endpoint& to);
+/// async_open() following redirects as o.redirects says, then closes the connection with
+/// 1000: the options the redirects lead to (redirects no longer followed), for a caller that
+/// opens many connections to the same place (bench). `verbose` as for async_open().
+net::awaitable<client_options> async_settle_redirects(const client_options& o, const open_hints& hints = {},
+                                                      std::ostream* verbose = nullptr);
 
 /// async_open(), then a session on the stream.
 net::awaitable<connect_result> async_connect(const client_options& o, std::ostream* verbose = nullptr);

@@ -367,6 +367,8 @@ void connect_app::connect() {
                 code = f.code();
                 msg = f.what();
                 lasting = code == exit_code::tls && msg.find("certificate verification failed") != std::string::npos;
+                // A redirect -L cannot follow (too many, a loop, out of TLS) is the server's setup.
+                if (auto* of = dynamic_cast<const open_failure*>(&f); of && of->reason() == "redirect") lasting = true;
             } catch (const std::exception& e) {
                 code = exit_code::failure;
                 msg = e.what();
@@ -972,11 +974,13 @@ std::string connect_app::stats_text() {
     const auto& tm = last_connect_.timings;
     std::string out;
     out += fmt::format("url:           {}\n", o_.client.url.to_string());
+    for (const auto& hop : last_connect_.redirects)
+        out += fmt::format("redirect:      HTTP {} to {} ({})\n", hop.status, hop.to.to_string(), format_duration(hop.time));
     out += fmt::format("remote:        {}\n", last_connect_.remote.empty() ? "-" : last_connect_.remote);
     out += fmt::format("dns:           {}\n", format_duration(tm.dns));
     out += fmt::format("tcp connect:   {}\n", format_duration(tm.tcp));
     if (o_.client.proxy) out += fmt::format("proxy:         {}\n", format_duration(tm.proxy));
-    if (o_.client.url.tls) out += fmt::format("tls handshake: {}\n", format_duration(tm.tls));
+    if (o_.client.url.tls || last_connect_.url.tls) out += fmt::format("tls handshake: {}\n", format_duration(tm.tls));
     out += fmt::format("upgrade:       {}\n", format_duration(tm.upgrade));
     out += fmt::format("connect total: {}\n", format_duration(tm.total));
     out += fmt::format("first message: {}\n", t.first_message == steady_clock::time_point{}
@@ -1004,9 +1008,13 @@ void connect_app::print_stats() {
     session_stats t = totals_;
     const auto& tm = last_connect_.timings;
     auto sec = [](nanoseconds d) { return std::chrono::duration<double>(d).count(); };
+    auto redirect_list = nlohmann::json::array();
+    for (const auto& hop : last_connect_.redirects)
+        redirect_list.push_back({{"status", hop.status}, {"url", hop.to.to_string()}, {"time", sec(hop.time)}});
     nlohmann::json j = {
         {"url", o_.client.url.to_string()},
         {"remote", last_connect_.remote},
+        {"redirects", redirect_list},
         {"subprotocol", last_connect_.subprotocol},
         {"time_dns", sec(tm.dns)},
         {"time_connect", sec(tm.tcp)},

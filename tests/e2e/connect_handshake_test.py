@@ -8,8 +8,8 @@ Behaviour these tests rely on:
 - a server frame that is masked fails the connection with Close 1002 (RFC 6455 5.1), exit 7;
 - a TLS record (an alert) instead of an HTTP answer to a ws:// upgrade is exit 6 with the hint
   to use wss://;
-- a redirect (3xx) is not followed: exit 6, and the error line says where it points (the
-  Location value, escaped for the terminal).
+- without -L a redirect (3xx) is not followed: exit 6, and the error line says where it points
+  (the Location value, escaped for the terminal) and that -L follows it.
 """
 import base64
 import hashlib
@@ -187,7 +187,7 @@ class HandshakeTest(WsxTestCase):
         self.assertExit(r, 6)
         self.assertEqual(self.error_lines(r), [
             f"wsx: error: upgrade rejected by ws://127.0.0.1:{s.port}/: HTTP 302 Found (it redirects to "
-            "wss://example.test/ws?a=1: connect to that URL instead)"])
+            "wss://example.test/ws?a=1: follow it with -L)"])
 
     def test_redirect_location_is_escaped(self):
         s = self.serve(lambda key: b"HTTP/1.1 301 Moved Permanently\r\nLocation: /ws\xe2\x80\xaex\r\n"
