@@ -25,25 +25,38 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
                        tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
+namespace {
+void append_key(std::string& out, const char* key, bool first = false) {
+    if (!first) out += ',';
+    out += '"';
+    out += key;
+    out += "\":";
+}
+}  // namespace
+
 std::string to_event_json(const ws_event& e) {
     const bool payload = e.type == "text" || e.type == "binary" || e.type == "ping" || e.type == "pong";
     std::string out;
     out.reserve(112 + (payload ? e.data.size() + e.data.size() / 3 : 0) + e.reason.size());
-    out += "{\"ts\":";
+    out += '{';
+    append_key(out, event_key::ts, true);
     append_json_string(out, e.ts);
     if (e.conn) out += fmt::format(",\"conn\":{}", *e.conn);
     if (!e.dir.empty()) {
         out += ",\"dir\":";
         append_json_string(out, e.dir);
     }
-    out += ",\"type\":";
+    append_key(out, event_key::type);
     append_json_string(out, e.type);
     if (e.type == "close") {
-        if (e.code) out += fmt::format(",\"code\":{}", *e.code);
-        out += ",\"reason\":";
+        if (e.code) {
+            append_key(out, event_key::code);
+            out += fmt::format("{}", *e.code);
+        }
+        append_key(out, event_key::reason);
         append_json_string(out, e.reason);
     } else if (e.type == "error" && !e.reason.empty()) {
-        out += ",\"reason\":";
+        append_key(out, event_key::reason);
         append_json_string(out, e.reason);
     }
     if (payload) {

@@ -10,6 +10,15 @@
 
 namespace wsx {
 
+/// The keys shared by the event format and the JSON lines of the server logs (serve, relay,
+/// proxy with --log-format json, and --announce-json): when and what, and a close's code and reason.
+namespace event_key {
+inline constexpr const char* ts = "ts";
+inline constexpr const char* type = "type";
+inline constexpr const char* code = "code";
+inline constexpr const char* reason = "reason";
+}  // namespace event_key
+
 /// One observable WebSocket event.
 struct ws_event {
     /// "text", "binary", "ping", "pong", "close", "open" or "error".
@@ -31,6 +40,9 @@ struct ws_event {
 
 /// `t` as RFC 3339 in UTC with microseconds: "2026-12-04T16:14:59.123456Z".
 std::string rfc3339_utc(std::chrono::system_clock::time_point t);
+
+/// rfc3339_utc of now: the "ts" of a record.
+inline std::string rfc3339_now() { return rfc3339_utc(std::chrono::system_clock::now()); }
 
 /// Encodes `e` as one JSON object and a '\n'. Keys come in this order, each only where it applies:
 ///   ts, conn, dir, type, code, reason, len, encoding, data
