@@ -1,7 +1,7 @@
 #pragma once
 /// The one JSON event format of wsx: `connect --jsonl` and `proxy --tap-format ndjson` (and any
-/// other stream of WebSocket events) write these objects, one a line. The field names live here
-/// only; the man page's EVENT FORMAT section documents them.
+/// other stream of WebSocket events) write these objects, one a line. The field names live in this
+/// module only; the man page's EVENT FORMAT section documents them.
 #include <chrono>
 #include <cstdint>
 #include <optional>

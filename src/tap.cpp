@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
 #include <fmt/format.h>
 
@@ -47,8 +46,6 @@ std::string escape(std::string_view data, bool high) {
     }
     return out;
 }
-
-std::string timestamp_now() { return rfc3339_utc(std::chrono::system_clock::now()); }
 
 /// An ndjson tap line: the one event format, with the tap's own timestamp string.
 std::string tap_event(std::string_view timestamp, std::uint64_t id, tap_direction dir, std::string_view type,
@@ -112,11 +109,11 @@ tap_writer::~tap_writer() {
 }
 
 void tap_writer::write(std::uint64_t id, tap_direction dir, std::string_view opcode, std::string_view data) {
-    put(format_tap_line(format_, timestamp_now(), id, dir, opcode, data));
+    put(format_tap_line(format_, rfc3339_now(), id, dir, opcode, data));
 }
 
 void tap_writer::write_close(std::uint64_t id, tap_direction dir, int code, std::string_view reason) {
-    put(format_tap_close(format_, timestamp_now(), id, dir, code, reason));
+    put(format_tap_close(format_, rfc3339_now(), id, dir, code, reason));
 }
 
 void tap_writer::put(const std::string& line) {
