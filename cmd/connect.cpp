@@ -146,7 +146,7 @@ runner setup_connect(CLI::App& app) {
     app.add_flag("-0,--null", a->null, "NUL-separated records instead of lines, both ways")->group(io);
     app.add_flag("--hex", a->hex, "Print received binary messages as hex")->group(io);
     app.add_flag("--base64", a->base64, "Print received binary messages as base64")->group(io);
-    app.add_flag("--jsonl", a->jsonl, "Print every event (message, ping, pong, close) as a JSON line (pipe mode, also on a terminal)")->group(io);
+    app.add_flag("--jsonl", a->jsonl, "Print every event (message, ping, pong, close) as a JSON line (pipe mode, also on a terminal; fields: man wsx, EVENT FORMAT)")->group(io);
     add_fragment_option(app, a->client, io);
     app.add_flag("-t,--timestamps", a->timestamps, "Prefix received messages with the time")->group(io);
     app.add_flag("-i,--interactive", a->interactive, "Use the interactive console even if stdin or stdout is not a terminal")->group(io);

@@ -92,7 +92,7 @@ runner setup_proxy(CLI::App& app) {
 
     const char* o = "Observe and break";
     app.add_option("--tap", a->tap, "Write every message both ways to FILE (- for stdout)")->group(o)->type_name("FILE");
-    app.add_option("--tap-format", a->tap_format, "Tap lines: text, hex or ndjson")
+    app.add_option("--tap-format", a->tap_format, "Tap lines: text, hex or ndjson (JSON events as connect --jsonl writes them: man wsx, EVENT FORMAT)")
         ->group(o)->type_name("FORMAT")->check(CLI::IsMember({"text", "hex", "ndjson"}))->capture_default_str();
     app.add_option("--fault-delay", a->fault_delay, "Delay every message by this long (both ways, order kept)")
         ->group(o)->type_name("DURATION");

@@ -448,37 +448,4 @@ void append_json_string(std::string& out, std::string_view s) {
     append_json_string_impl(out, s, false);
 }
 
-std::string to_jsonl(const event& e) {
-    std::string out;
-    out.reserve(96 + e.data.size() + e.data.size() / 3 + e.reason.size());
-    out += fmt::format("{{\"ts\":{:.6f}", e.timestamp);
-    if (!e.direction.empty()) {
-        out += ",\"dir\":";
-        append_json_string(out, e.direction);
-    }
-    out += ",\"type\":";
-    append_json_string(out, e.kind);
-
-    const bool message = e.kind == "message";
-    if (message) out += e.binary ? ",\"opcode\":\"binary\"" : ",\"opcode\":\"text\"";
-    if (e.kind == "close" && e.close_code) out += fmt::format(",\"code\":{}", *e.close_code);
-    if ((e.kind == "close" || e.kind == "error") && !e.reason.empty()) {
-        out += ",\"reason\":";
-        append_json_string(out, e.reason);
-    }
-    if (message || e.kind == "ping" || e.kind == "pong") out += fmt::format(",\"length\":{}", e.data.size());
-    if (message || !e.data.empty()) {
-        if (!e.binary && is_valid_utf8(e.data)) {
-            out += ",\"data\":";
-            append_json_string(out, e.data);
-        } else {
-            out += ",\"data_base64\":\"";
-            out += base64_encode(e.data);
-            out += '"';
-        }
-    }
-    out += "}\n";
-    return out;
-}
-
 }  // namespace wsx

@@ -132,30 +132,6 @@ std::optional<std::string> pretty_json(std::string_view text, bool colour);
 /// valid JSON.
 void append_json_string(std::string& out, std::string_view s);
 
-/// One observable event of a session, as written by --jsonl.
-struct event {
-    std::string_view kind;        ///< "message", "ping", "pong", "close", "open", "error"
-    std::string_view direction;   ///< "in" or "out"; empty to leave out
-    bool binary = false;          ///< message opcode: binary (true) or text (false)
-    std::string_view data;        ///< payload (message, ping, pong) or detail (open)
-    std::optional<int> close_code;  ///< close only
-    std::string_view reason;      ///< close reason, or the error text for "error"
-    double timestamp = 0;         ///< unix time in seconds, microsecond precision
-};
-
-/// Encodes `e` as one JSON object and a '\n'. Keys always come in this order,
-/// each only where it applies:
-///   ts, dir, type, opcode, code, reason, length, data | data_base64
-/// - ts: seconds with six decimals; dir: omitted when empty.
-/// - opcode ("text"/"binary"): messages only.
-/// - code: close with a code; reason: close and error (omitted when empty).
-/// - length: payload size in bytes, for message/ping/pong.
-/// - data: the payload as a string when it is text and valid UTF-8, otherwise
-///   data_base64. Always present for messages (even when empty); for other
-///   kinds only when non-empty. Ping/pong payloads count as text when valid UTF-8.
-/// Example: {"ts":1732712345.123456,"dir":"in","type":"message","opcode":"text","length":5,"data":"hello"}
-std::string to_jsonl(const event& e);
-
 // ---------------------------------------------------------------------------
 // record_splitter implementation (a template so the callback can be inlined).
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec.hpp"
+#include "event_json.hpp"
 #include "random_seed.hpp"
 #include "repl.hpp"
 #include "units.hpp"
@@ -64,10 +65,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using std::chrono::nanoseconds;
-
-double unix_now() {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::string clock_stamp() {
     auto now = std::chrono::system_clock::now();
@@ -216,6 +213,10 @@ private:
     void print_message(std::string_view payload, bool binary, std::string_view dir);
     void log_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code = {},
                    std::string_view reason = {}, bool binary = false);
+    /// Writes one --jsonl event (the format of event_json.hpp); `kind` "message" is a text or
+    /// binary message.
+    void write_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code,
+                     std::string_view reason, bool binary);
     void schedule_flush();
     void defer_flush(std::size_t seen);
     void add_session_stats();
@@ -717,8 +718,11 @@ std::string connect_app::what_arrived() const {
 }
 
 void connect_app::begin_close(std::uint16_t code, std::string reason) {
+    const bool first = !closing_;
     closing_ = true;
-    if (session_) session_->close(code, std::move(reason));
+    if (!session_) return;
+    if (first) log_event("close", "out", {}, code, reason);
+    session_->close(code, std::move(reason));
 }
 
 void connect_app::on_message(std::string&& payload, bool binary) {
@@ -875,6 +879,7 @@ void connect_app::finish(exit_code code, std::string message) {
         return;
     }
     if (session_ && code == exit_code::interrupted) {
+        if (!closing_) log_event("close", "out", {}, 1001, "interrupted");
         closing_ = true;
         session_->close(1001, "interrupted");
         auto t = std::make_shared<net::steady_timer>(ioc_, 1s);
@@ -931,18 +936,25 @@ void connect_app::defer_flush(std::size_t seen) {
 void connect_app::log_event(std::string_view kind, std::string_view dir, std::string_view data, std::optional<int> code,
                             std::string_view reason, bool binary) {
     if (!o_.jsonl || (kind == "message" && dir == "in")) return;
-    event e{.kind = kind, .direction = dir, .binary = binary, .data = data, .close_code = code, .reason = reason,
-            .timestamp = unix_now()};
-    out_.write(to_jsonl(e));
+    write_event(kind, dir, data, code, reason, binary);
     schedule_flush();
+}
+
+void connect_app::write_event(std::string_view kind, std::string_view dir, std::string_view data,
+                              std::optional<int> code, std::string_view reason, bool binary) {
+    // 1005 is "the Close frame had no code": the event then has no code (1006, no Close frame
+    // at all, is kept: it is how the stream tells an abnormal end).
+    if (code && *code == 1005) code.reset();
+    const auto ts = rfc3339_utc(std::chrono::system_clock::now());
+    ws_event e{.type = kind == "message" ? (binary ? "binary" : "text") : kind, .dir = dir, .conn = {},
+               .data = data, .code = code, .reason = reason, .ts = ts};
+    out_.write(to_event_json(e));
 }
 
 void connect_app::print_message(std::string_view payload, bool binary, std::string_view dir) {
     if (repl_) return repl_->print_incoming(payload, binary);
     if (o_.jsonl) {
-        event e{.kind = "message", .direction = dir, .binary = binary, .data = payload, .close_code = {}, .reason = {},
-                .timestamp = unix_now()};
-        out_.write(to_jsonl(e));
+        write_event("message", dir, payload, {}, {}, binary);
     } else {
         if (o_.timestamps) out_.write(clock_stamp() + " ");
         if (binary && o_.display == binary_display::hex) {

@@ -12,6 +12,7 @@
 
 #include "auth.hpp"
 #include "client.hpp"
+#include "event_json.hpp"
 #include "exit_code.hpp"
 #include "shutdown.hpp"
 
@@ -535,7 +536,7 @@ private:
         const auto local = acceptor_.local_endpoint();
         const std::string url = fmt::format("tcp://{}", format_host_port(local.address().to_string(), local.port()));
         if (o_.serve.announce_json)
-            std::cerr << nlohmann::json{{"event", "listening"}, {"url", url},           {"tls", false},
+            std::cerr << nlohmann::json{{event_key::type, "listening"}, {"url", url},           {"tls", false},
                                         {"threads", 1},         {"pid", ::getpid()},  {"address", local.address().to_string()},
                                         {"port", local.port()}}
                              .dump()

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec.hpp"
+#include "event_json.hpp"
 #include "exec.hpp"
 #include "metrics.hpp"
 #include "rate_limit.hpp"
@@ -177,7 +178,7 @@ namespace {
 /// format_log_event with more fields for the JSON object (a "message" among them replaces `text`).
 std::string log_event_line(log_format format, std::string_view event, const std::string& text, nlohmann::json fields) {
     if (format != log_format::json) return text;
-    nlohmann::json j = {{"time", now_iso8601()}, {"event", event}};
+    nlohmann::json j = {{event_key::ts, rfc3339_now()}, {event_key::type, event}};
     if (!fields.contains("message")) fields["message"] = text;
     j.update(fields);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -227,7 +228,7 @@ std::string format_access_entry(log_format format, const access_entry& e) {
     const std::string error = info.clean ? std::string() : info.what;
     auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
     if (format == log_format::json) {
-        nlohmann::json j = {{"time", now_iso8601()}, {"event", "close"}, {"peer", e.peer}};
+        nlohmann::json j = {{event_key::ts, rfc3339_now()}, {event_key::type, "close"}, {"peer", e.peer}};
         if (e.path) j["path"] = redact_target(*e.path);
         if (!e.backend.empty()) j["backend"] = e.backend;
         j["duration_ms"] = std::chrono::duration<double, std::milli>(e.duration).count();
@@ -235,8 +236,8 @@ std::string format_access_entry(log_format format, const access_entry& e) {
         j["bytes_in"] = e.bytes_in;
         j["messages_out"] = e.messages_out;
         j["bytes_out"] = e.bytes_out;
-        j["code"] = code;
-        j["reason"] = reason;
+        j[event_key::code] = code;
+        j[event_key::reason] = reason;
         j["by_peer"] = info.by_peer;
         if (!error.empty()) j["error"] = error;
         if (e.dropped_messages) j["dropped_messages"] = e.dropped_messages;
@@ -345,7 +346,7 @@ public:
     // Called from any thread.
     void log_line(const std::string& line);
     /// A line for the log that is not an access entry: `text` as it is, or with --log-format
-    /// json one object {"time", "event", ...fields, "message": text} (fields may replace it).
+    /// json one object {"ts", "type", ...fields, "message": text} (fields may replace it).
     void log_event(std::string_view event, const std::string& text, nlohmann::json fields = nlohmann::json::object());
     void connection_closed(conn_handler& h, const std::string& peer, const std::string& path, const session_stats& st,
                            const close_info& info, std::uint64_t rate_limited);
@@ -1114,7 +1115,7 @@ void serve_app::finish() {
 
 void serve_app::announce(const std::string& fingerprint) {
     if (o_.announce_json) {
-        nlohmann::json j = {{"event", "listening"},
+        nlohmann::json j = {{event_key::type, "listening"},
                             {"url", server_->url()},
                             {"tls", o_.use_tls},
                             {"threads", o_.threads},

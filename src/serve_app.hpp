@@ -124,7 +124,7 @@ struct access_entry {
 std::string format_access_entry(log_format format, const access_entry& e);
 
 /// Any other log line (no newline): `text` as it is, or with json one object
-/// {"time", "event", "message": text}.
+/// {"ts", "type", "message": text} ("ts" and "type" as in the event format).
 std::string format_log_event(log_format format, std::string_view event, const std::string& text);
 
 /// `target` with the values of the credential query parameters (`token`, `access_token`; names

@@ -2,11 +2,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include "event_json.hpp"
 #include "exit_code.hpp"
 
 namespace wsx {
@@ -48,15 +47,12 @@ std::string escape(std::string_view data, bool high) {
     return out;
 }
 
-std::string timestamp_now() {
-    const auto now = std::chrono::system_clock::now();
-    const auto t = std::chrono::system_clock::to_time_t(now);
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    return fmt::format("{}.{:06}Z", buf, us);
+/// An ndjson tap line: the one event format, with the tap's own timestamp string.
+std::string tap_event(std::string_view timestamp, std::uint64_t id, tap_direction dir, std::string_view type,
+                      std::string_view data, std::optional<int> code, std::string_view reason) {
+    ws_event e{.type = type, .dir = dir == tap_direction::to_upstream ? "up" : "down", .conn = id, .data = data,
+               .code = code, .reason = reason, .ts = timestamp};
+    return to_event_json(e);
 }
 
 }  // namespace
@@ -70,25 +66,8 @@ std::string format_tap_line(tap_format f, std::string_view timestamp, std::uint6
         return fmt::format("{} #{} {} {} {}\n", timestamp, id, up ? '>' : '<', opcode, escape(data, opcode != "text"));
     case tap_format::hex:
         return fmt::format("{} #{} {} {} {}\n", timestamp, id, up ? '>' : '<', opcode, to_hex(data));
-    case tap_format::ndjson: {
-        nlohmann::json j;
-        j["ts"] = timestamp;
-        j["conn"] = id;
-        j["dir"] = up ? "up" : "down";
-        j["opcode"] = opcode;
-        if (opcode == "text") j["data"] = std::string(data);
-        else j["hex"] = to_hex(data);
-        // Text that is not valid UTF-8 cannot be a JSON string: fall back to hex.
-        std::string line;
-        try {
-            line = j.dump();
-        } catch (const nlohmann::json::exception&) {
-            j.erase("data");
-            j["hex"] = to_hex(data);
-            line = j.dump();
-        }
-        return line + "\n";
-    }
+    case tap_format::ndjson:
+        return tap_event(timestamp, id, dir, opcode, data, {}, {});
     }
     return {};
 }
@@ -101,20 +80,16 @@ std::string format_tap_close(tap_format f, std::string_view timestamp, std::uint
         if (!reason.empty()) data += (data.empty() ? "" : " ") + std::string(reason);
         return format_tap_line(f, timestamp, id, dir, "close", data);
     }
+    if (f == tap_format::ndjson)
+        return tap_event(timestamp, id, dir, "close", {}, has_code ? std::optional<int>(code) : std::nullopt,
+                         has_code ? reason : std::string_view());
     std::string payload;
     if (has_code) {
         payload += static_cast<char>((code >> 8) & 0xff);
         payload += static_cast<char>(code & 0xff);
         payload += reason;
     }
-    if (f == tap_format::hex) return format_tap_line(f, timestamp, id, dir, "close", payload);
-    auto line = format_tap_line(f, timestamp, id, dir, "close", payload);
-    auto j = nlohmann::json::parse(line);
-    if (has_code) {
-        j["code"] = code;
-        j["reason"] = std::string(reason);
-    }
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    return format_tap_line(f, timestamp, id, dir, "close", payload);
 }
 
 tap_writer::tap_writer(const std::string& path, tap_format f) : format_(f) {
@@ -134,11 +109,11 @@ tap_writer::~tap_writer() {
 }
 
 void tap_writer::write(std::uint64_t id, tap_direction dir, std::string_view opcode, std::string_view data) {
-    put(format_tap_line(format_, timestamp_now(), id, dir, opcode, data));
+    put(format_tap_line(format_, rfc3339_now(), id, dir, opcode, data));
 }
 
 void tap_writer::write_close(std::uint64_t id, tap_direction dir, int code, std::string_view reason) {
-    put(format_tap_close(format_, timestamp_now(), id, dir, code, reason));
+    put(format_tap_close(format_, rfc3339_now(), id, dir, code, reason));
 }
 
 void tap_writer::put(const std::string& line) {

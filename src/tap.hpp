@@ -23,14 +23,14 @@ enum class tap_direction { to_upstream, to_client };
 ///         with control characters escaped as \n, \r, \t, \\ and \xHH (and, except in text
 ///         messages, bytes from 0x80 too);
 /// hex:    the same with DATA as lower-case hex;
-/// ndjson: {"ts":"...","conn":ID,"dir":"up"|"down","opcode":"text","data":"..."} (binary data
-///         and control frames as "hex":"...").
+/// ndjson: wsx's one event format (event_json.hpp) with "conn" ID and "dir" "up" (towards the
+///         upstream) or "down" (towards the client); `timestamp` becomes "ts".
 std::string format_tap_line(tap_format f, std::string_view timestamp, std::uint64_t id, tap_direction dir,
                             std::string_view opcode, std::string_view data);
 
-/// Formats a close record: text shows `CODE REASON` (no code: an empty Close); hex and ndjson
-/// show the Close frame's payload as sent, the code as two big-endian bytes and then the
-/// reason (ndjson adds "code" and "reason" fields).
+/// Formats a close record: text shows `CODE REASON` (no code: an empty Close); hex shows the
+/// Close frame's payload as sent, the code as two big-endian bytes and then the reason; ndjson
+/// a "close" event with "code" (none for a Close without one) and "reason".
 std::string format_tap_close(tap_format f, std::string_view timestamp, std::uint64_t id, tap_direction dir, int code,
                              std::string_view reason);
 

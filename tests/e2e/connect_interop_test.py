@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 
+import event_schema
 import wsxtest
 from wsxtest import WSX, LineCollector, WsxTestCase, read_line_matching
 
@@ -107,7 +108,7 @@ class InteropTest(WsxTestCase):
         out.wait_until(lambda ls: sum(b'"type":"pong"' in l for l in ls) >= 2, 10, "two pongs")
         client.proc.stdin.close()
         self.assertEqual(client.proc.wait(10), 0)
-        events = [json.loads(l) for l in out.wait_for_end(5)]
+        events = [event_schema.check_event(l, dirs=event_schema.CONNECT_DIRS) for l in out.wait_for_end(5)]
         pings = [e for e in events if e["type"] == "ping" and e["dir"] == "out"]
         pongs = [e for e in events if e["type"] == "pong" and e["dir"] == "in"]
         self.assertGreaterEqual(len(pongs), 2)
@@ -144,7 +145,7 @@ class InteropTest(WsxTestCase):
                 _, base = self.peer("--mode", "close", "--close-code", str(code), "--close-reason", reason)
                 r = self.wsx_open_stdin("connect", base + "/", "--jsonl", timeout=15)
                 self.assertExit(r, exit_code)
-                events = [json.loads(l) for l in r.stdout.splitlines()]
+                events = event_schema.check_lines(r.stdout, dirs=event_schema.CONNECT_DIRS)
                 closes = [e for e in events if e["type"] == "close"]
                 self.assertEqual(len(closes), 1, events)
                 self.assertEqual(closes[0]["code"], code)

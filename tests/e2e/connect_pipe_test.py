@@ -13,8 +13,8 @@ Pipe-mode behaviour these tests rely on:
   boundaries are not preserved meaning); received binary messages are written raw, without
   a separator, so the concatenated output equals the concatenated input.
 - --hex / --base64: each received binary message becomes one line of hex / base64.
-- --jsonl: every event is one JSON object per line, keys ts, dir, type, opcode (messages),
-  length (message/ping/pong), data or data_base64, code and reason (close).
+- --jsonl: every event is one JSON object per line in wsx's one event format (event_schema.py):
+  ts, dir, type, len/encoding/data (messages, ping, pong), code and reason (close).
 - stdin EOF: the client sends Close 1000 after everything queued and keeps printing what
   arrives until the server's Close; then exits 0.
 """
@@ -23,6 +23,7 @@ import json
 import random
 import socket
 
+import event_schema
 import wsxtest
 from wsxtest import WsxTestCase
 
@@ -50,10 +51,9 @@ class PipeTest(WsxTestCase):
     def test_line_that_is_not_utf8_goes_as_binary(self):
         # A text frame must be UTF-8: such a line is a binary message, and what follows still goes.
         out = self.pipe(b"ok\n\xff\xfe\nafter\n", "--jsonl")
-        events = [json.loads(l) for l in out.decode().splitlines()]
-        sent = [(e["opcode"], e.get("data") or base64.b64decode(e["data_base64"]))
-                for e in events if e["type"] == "message" and e["dir"] == "out"]
-        self.assertEqual(sent, [("text", "ok"), ("binary", b"\xff\xfe"), ("text", "after")])
+        events = event_schema.check_lines(out, dirs=event_schema.CONNECT_DIRS)
+        sent = [(e["type"], e["payload"]) for e in events if e["type"] in ("text", "binary") and e["dir"] == "out"]
+        self.assertEqual(sent, [("text", b"ok"), ("binary", b"\xff\xfe"), ("text", b"after")])
         self.assertEqual(self.pipe(b"ok\n\xff\xfe\nafter\n"), b"ok\n\xff\xfe\nafter\n")
         self.assertEqual(self.pipe(b"a\0\xc3\0b", "-0"), b"a\0\xc3\0b\0")
 
@@ -119,33 +119,30 @@ class PipeTest(WsxTestCase):
 
     def test_jsonl_events(self):
         out = self.pipe("hello\nwörld\n".encode(), "--jsonl")
-        events = [json.loads(l) for l in out.decode().splitlines()]
-        for e in events:
-            self.assertIsInstance(e["ts"], float)
-            self.assertIn(e["dir"], ("in", "out"))
-        msgs = [e for e in events if e["type"] == "message"]
+        events = event_schema.check_lines(out, dirs=event_schema.CONNECT_DIRS)
+        msgs = [e for e in events if e["type"] in ("text", "binary")]
         self.assertEqual([(e["dir"], e["data"]) for e in msgs if e["dir"] == "out"], [("out", "hello"), ("out", "wörld")])
         self.assertEqual([(e["dir"], e["data"]) for e in msgs if e["dir"] == "in"], [("in", "hello"), ("in", "wörld")])
         for e in msgs:
-            self.assertEqual(e["opcode"], "text")
-            self.assertEqual(e["length"], len(e["data"].encode()))
+            self.assertEqual((e["type"], e["encoding"]), ("text", "utf8"))
+            self.assertEqual(e["len"], len(e["data"].encode()))
         self.assertEqual(events[0]["type"], "open", "nothing is reported as sent before the connection is open")
         closes = [e for e in events if e["type"] == "close"]
-        self.assertEqual(len(closes), 1)
-        self.assertEqual(closes[0]["code"], 1000)
-        self.assertIs(events[-1], closes[0], "close is the last event")
+        self.assertEqual([(e["dir"], e["code"]) for e in closes], [("out", 1000), ("in", 1000)],
+                         "the Close sent at the end of stdin, then the server's answer")
+        self.assertIs(events[-1], closes[-1], "the server's close is the last event")
 
     def test_jsonl_binary_messages(self):
         data = bytes(range(256))
         out = self.pipe(data, "-b", "--jsonl")
-        events = [json.loads(l) for l in out.decode().splitlines()]
+        events = event_schema.check_lines(out, dirs=event_schema.CONNECT_DIRS)
         for direction in ("out", "in"):
-            msgs = [e for e in events if e["type"] == "message" and e["dir"] == direction]
+            msgs = [e for e in events if e["type"] in ("text", "binary") and e["dir"] == direction]
             self.assertTrue(msgs, direction)
             for e in msgs:
-                self.assertEqual(e["opcode"], "binary", e)
-            self.assertEqual(b"".join(base64.b64decode(e["data_base64"]) for e in msgs), data)
-            self.assertEqual(sum(e["length"] for e in msgs), 256)
+                self.assertEqual((e["type"], e["encoding"]), ("binary", "base64"), e)
+            self.assertEqual(b"".join(e["payload"] for e in msgs), data)
+            self.assertEqual(sum(e["len"] for e in msgs), 256)
 
     def test_timestamps_prefix(self):
         out = self.pipe(b"stamped\n", "-t").decode()

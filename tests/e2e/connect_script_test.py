@@ -17,6 +17,7 @@ import os
 import textwrap
 import time
 
+import event_schema
 import wsxtest
 from wsxtest import PYTHON, LineCollector, WsxTestCase
 
@@ -78,13 +79,16 @@ class ScriptTest(WsxTestCase):
             close 4000 all done
             """, "--jsonl")
         self.assertExit(r, 0)
-        events = [json.loads(l) for l in r.stdout.splitlines()]
-        incoming = [e.get("data", e.get("data_base64")) for e in events if e["type"] == "message" and e["dir"] == "in"]
-        self.assertEqual(incoming, ["hello world", '{"user": {"id": 7}}', "AP8Q", "AAH+", "from a file"])
+        events = event_schema.check_lines(r.stdout, dirs=event_schema.CONNECT_DIRS)
+        incoming = [(e["type"], e["payload"]) for e in events if e["type"] in ("text", "binary") and e["dir"] == "in"]
+        self.assertEqual(incoming, [("text", b"hello world"), ("text", b'{"user": {"id": 7}}'),
+                                    ("binary", b"\x00\xff\x10"), ("binary", b"\x00\x01\xfe"),
+                                    ("text", b"from a file")])
         self.assertIn(("pong", "in", "are you there"), [(e["type"], e.get("dir"), e.get("data")) for e in events])
         # The server echoed our Close 4000 with its reason: that is the normal answer to it.
         closes = [e for e in events if e["type"] == "close"]
-        self.assertEqual(closes[-1]["code"], 4000)
+        self.assertEqual([(e["dir"], e["code"]) for e in closes], [("out", 4000), ("in", 4000)])
+        self.assertEqual(closes[0]["reason"], "all done")
 
     def test_binary_steps_send_exact_bytes(self):
         _, url = self.start_server()

@@ -16,6 +16,7 @@ Behaviour these tests rely on:
 import json
 import subprocess
 
+import event_schema
 import wsxtest
 from wsxtest import WsxTestCase
 
@@ -104,8 +105,8 @@ class ScriptingTest(WsxTestCase):
 
     def test_count_with_jsonl(self):
         r = self.run_ok("--send", "x", "--send", "y", "-n", "2", "--jsonl")
-        events = [json.loads(l) for l in r.stdout.splitlines()]
-        self.assertEqual([e["data"] for e in events if e["type"] == "message" and e["dir"] == "in"], ["x", "y"])
+        events = event_schema.check_lines(r.stdout, dirs=event_schema.CONNECT_DIRS)
+        self.assertEqual([e["data"] for e in events if e["type"] == "text" and e["dir"] == "in"], ["x", "y"])
 
     def test_goal_unmet_when_stdout_reader_goes_away_is_9(self):
         # `wsx connect ... --expect X | head -1`: the reader leaves while messages still arrive.

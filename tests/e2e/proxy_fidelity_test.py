@@ -94,7 +94,7 @@ class FidelityTest(wsxtest.WsxTestCase):
             self.assertEqual(ws.recv_message(), ("close", 4002, ""))
         finally:
             ws.close()
-        j = json.loads(up.wait_for(r'"event":"close"').string)
+        j = json.loads(up.wait_for(r'"type":"close"').string)
         self.assertEqual((j["code"], j["reason"], j["messages_in"], j["messages_out"]), (4002, "client bye", 1, 1))
 
     def test_pings_from_the_upstream_reach_the_client(self):

@@ -6,6 +6,7 @@ import time
 
 import websockets
 
+import event_schema
 import wsxtest
 from proxy_helpers import run, start_proxy, wait_until
 
@@ -53,13 +54,16 @@ class TapTest(wsxtest.WsxTestCase):
         self.assertTrue(lines[5].endswith(" #1 < close 0fa0"), lines[5])
 
     def test_ndjson(self):
-        lines = [json.loads(l) for l in self.tap_lines("ndjson")]
-        self.assertEqual({k: lines[0][k] for k in ("conn", "dir", "opcode", "data")},
-                         {"conn": 1, "dir": "up", "opcode": "text", "data": "hi\tthere"})
-        self.assertEqual((lines[3]["dir"], lines[3]["opcode"], lines[3]["hex"]), ("down", "binary", "01fe"))
-        self.assertIn("ts", lines[0])
-        self.assertEqual({k: lines[4][k] for k in ("dir", "opcode", "hex", "code", "reason")},
-                         {"dir": "up", "opcode": "close", "hex": "0fa0" + b"done".hex(), "code": 4000, "reason": "done"})
+        # The one event format (as connect --jsonl), with conn and dir "up"/"down".
+        lines = event_schema.check_lines("\n".join(self.tap_lines("ndjson")), dirs=event_schema.TAP_DIRS, conn=True)
+        self.assertEqual({k: lines[0][k] for k in ("conn", "dir", "type", "len", "encoding", "data")},
+                         {"conn": 1, "dir": "up", "type": "text", "len": 8, "encoding": "utf8", "data": "hi\tthere"})
+        self.assertEqual((lines[3]["dir"], lines[3]["type"], lines[3]["encoding"], lines[3]["payload"]),
+                         ("down", "binary", "base64", b"\x01\xfe"))
+        self.assertEqual({k: lines[4][k] for k in ("dir", "type", "code", "reason")},
+                         {"dir": "up", "type": "close", "code": 4000, "reason": "done"})
+        self.assertEqual({k: lines[5][k] for k in ("dir", "type", "code", "reason")},
+                         {"dir": "down", "type": "close", "code": 4000, "reason": ""})
 
     def test_dropped_messages_are_not_tapped(self):
         _, up = self.start_server("-q")

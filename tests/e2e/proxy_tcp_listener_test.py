@@ -66,7 +66,7 @@ class TcpListenerTest(wsxtest.WsxTestCase):
         self.assertRegex(proxy.rest_of_stderr(), r"127\.0\.0\.1:\d+ - \S+ in=\d+/4B out=\d+/4B code=1001 backend=")
 
         # The upstream received Close 1001 from the proxy.
-        m = backend.wait_for(r'^\{.*"event":"close".*\}$')
+        m = backend.wait_for(r'^\{.*"type":"close".*\}$')
         line = json.loads(m.group(0))
         self.assertEqual((line["code"], line["by_peer"], line["reason"]), (1001, True, "server shutting down"))
 
@@ -91,7 +91,7 @@ class TcpListenerTest(wsxtest.WsxTestCase):
         s.shutdown(socket.SHUT_WR)
         self.assertEqual(recv_eof(s), b"")
 
-        m = proxy.wait_for(r'^\{.*"event":"close".*\}$')
+        m = proxy.wait_for(r'^\{.*"type":"close".*\}$')
         line = json.loads(m.group(0))
         self.assertEqual(line["peer"], "127.0.0.1:%d" % s.getsockname()[1])
         self.assertEqual(line["backend"], burl)
@@ -102,7 +102,7 @@ class TcpListenerTest(wsxtest.WsxTestCase):
         # The client ended it: the proxy closed the upstream normally.
         self.assertEqual((line["code"], line["by_peer"]), (1000, False))
         self.assertGreaterEqual(line["duration_ms"], 0)
-        self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertRegex(line["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
     def test_quiet_writes_no_access_log_and_no_notice(self):
         proxy, port, _, _ = self.start_tunnel("-q")
@@ -140,7 +140,7 @@ class TcpListenerTest(wsxtest.WsxTestCase):
         backend, burl = self.start_server("-q")
         proxy = self.start([wsxtest.WSX, "proxy", "--listen", "tcp://127.0.0.1:0", "--to", burl, "--announce-json"])
         line = json.loads(proxy.wait_for(r"^\{.*\}$").group(0))
-        self.assertEqual(line["event"], "listening")
+        self.assertEqual(line["type"], "listening")
         self.assertEqual(line["url"], "tcp://127.0.0.1:%d" % line["port"])
         self.assertEqual(line["pid"], proxy.proc.pid)
         s = self.connect(line["port"])

@@ -470,7 +470,7 @@ class ReplTest(unittest.TestCase):
                     e = json.loads(line)
                 except ValueError:
                     continue
-                if e.get("type") == "message" and e.get("dir") == "in" and e.get("data") == "hi":
+                if e.get("type") == "text" and e.get("dir") == "in" and e.get("data") == "hi":
                     return True
             return False
 

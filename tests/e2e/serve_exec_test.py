@@ -106,7 +106,7 @@ class ExecTest(wsxtest.WsxTestCase):
                     self.assertIn('reason="exit 3"', m.string)
                 else:
                     import json
-                    m = p.wait_for(r'"event":\s*"close"')
+                    m = p.wait_for(r'"type":\s*"close"')
                     entry = json.loads(m.string)
                     self.assertEqual((entry["code"], entry["reason"]), (1011, "exit 3"))
 

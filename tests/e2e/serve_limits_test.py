@@ -237,7 +237,7 @@ class LimitsTest(wsxtest.WsxTestCase):
         p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "--announce-json"])
         line = p.wait_for(r"^\{.*\}$").group(0)
         j = json.loads(line)
-        self.assertEqual(j["event"], "listening")
+        self.assertEqual(j["type"], "listening")
         self.assertEqual(j["url"], f"ws://127.0.0.1:{j['port']}")
         self.assertEqual(j["tls"], False)
         ws = RawWS(j["url"])

@@ -106,7 +106,7 @@ class ShutdownTest(wsxtest.WsxTestCase):
         c.send_frame(0x2, b"\x01\x02\x03")
         self.assertEqual(c.recv_message(), (2, b"\x01\x02\x03"))
         c.close()  # no closing handshake: 1006
-        line = p.wait_for(r'"event":"close"').string
+        line = p.wait_for(r'"type":"close"').string
         j = json.loads(line)
         self.assertEqual((j["path"], j["messages_in"], j["bytes_in"], j["messages_out"], j["code"]), ("/j", 1, 3, 1, 1006))
         self.assertIn("error", j)
@@ -125,7 +125,7 @@ class ShutdownTest(wsxtest.WsxTestCase):
                 self.assertNotIn("abc.def", log)
                 expected = "/app?x=1&token=REDACTED&ACCESS_TOKEN=REDACTED&t%6Fken=REDACTED"
                 if fmt == "json":
-                    entry = json.loads([l for l in log.splitlines() if '"event":"close"' in l][0])
+                    entry = json.loads([l for l in log.splitlines() if '"type":"close"' in l][0])
                     self.assertEqual(entry["path"], expected)
                 else:
                     self.assertIn(f'"{expected}"', log)
@@ -137,20 +137,20 @@ class ShutdownTest(wsxtest.WsxTestCase):
         self.assertEqual(c.recv_message(), (1, b"out"))
         self.assertEqual(c.expect_close()[0], 1000)
         c.close()
-        p.wait_for(r'"event":"close"')
+        p.wait_for(r'"type":"close"')
         p.proc.send_signal(signal.SIGTERM)
         self.assertEqual(p.proc.wait(10), 0)
         lines = [l for l in p.rest_of_stderr().splitlines() if l and not l.startswith("listening on")]
         events = [json.loads(l) for l in lines]  # fails on any line that is not JSON
-        stderr = [e for e in events if e["event"] == "stderr"]
+        stderr = [e for e in events if e["type"] == "stderr"]
         self.assertEqual(len(stderr), 1, lines)
         self.assertEqual(stderr[0]["message"], "oops")
         self.assertRegex(stderr[0]["peer"], r"^127\.0\.0\.1:\d+$")
         self.assertIsInstance(stderr[0]["pid"], int)
-        shutdown = [e for e in events if e["event"] == "shutdown"]
+        shutdown = [e for e in events if e["type"] == "shutdown"]
         self.assertEqual(len(shutdown), 1, lines)
         self.assertIn("terminated", shutdown[0]["message"])
-        self.assertTrue(all("time" in e for e in events))
+        self.assertTrue(all("ts" in e for e in events))
 
     def test_quiet(self):
         p, url = self.start_server("-q")

@@ -78,7 +78,7 @@ class UnixListenerTest(wsxtest.WsxTestCase):
         p = self.start([wsx, "serve", "unix:rel.sock", "--announce-json"], cwd=self.tmp)
         line = p.wait_for(r"^\{.*\}$").group(0)
         j = json.loads(line)
-        self.assertEqual(j["event"], "listening")
+        self.assertEqual(j["type"], "listening")
         self.assertEqual(j["url"], "ws+unix://rel.sock:/")
         self.assertEqual(j["unix_path"], "rel.sock")
         self.assertNotIn("port", j)

@@ -56,23 +56,29 @@ TEST_CASE("tap lines in text, hex and ndjson", "[proxy_app]") {
     CHECK(format_tap_line(tap_format::text, ts, 7, tap_direction::to_client, "binary", std::string("\x00\xff", 2)) ==
           ts + " #7 < binary \\x00\\xff\n");
     CHECK(format_tap_line(tap_format::hex, ts, 1, tap_direction::to_client, "text", "AB") == ts + " #1 < text 4142\n");
+    // ndjson is the event format of connect --jsonl, with the connection's number and up/down.
     CHECK(format_tap_line(tap_format::ndjson, ts, 2, tap_direction::to_upstream, "text", "hi") ==
-          "{\"conn\":2,\"data\":\"hi\",\"dir\":\"up\",\"opcode\":\"text\",\"ts\":\"" + ts + "\"}\n");
-    // Text that is not UTF-8 falls back to hex rather than producing invalid JSON.
+          R"({"ts":")" + ts + R"(","conn":2,"dir":"up","type":"text","len":2,"encoding":"utf8","data":"hi"})" "\n");
+    // Text that is not UTF-8 is base64 rather than invalid JSON.
     CHECK(format_tap_line(tap_format::ndjson, ts, 2, tap_direction::to_client, "text", "\xff") ==
-          "{\"conn\":2,\"dir\":\"down\",\"hex\":\"ff\",\"opcode\":\"text\",\"ts\":\"" + ts + "\"}\n");
+          R"({"ts":")" + ts + R"(","conn":2,"dir":"down","type":"text","len":1,"encoding":"base64","data":"/w=="})" "\n");
+    CHECK(format_tap_line(tap_format::ndjson, ts, 2, tap_direction::to_client, "binary", "ab") ==
+          R"({"ts":")" + ts + R"(","conn":2,"dir":"down","type":"binary","len":2,"encoding":"base64","data":"YWI="})" "\n");
 }
 
-TEST_CASE("tap close records: text shows the code, hex and ndjson the frame payload", "[proxy_app]") {
+TEST_CASE("tap close records: text shows the code, hex the frame payload, ndjson code and reason", "[proxy_app]") {
     const std::string ts = "2026-01-02T03:04:05.000006Z";
     using wsx::format_tap_close;
     CHECK(format_tap_close(tap_format::text, ts, 3, tap_direction::to_upstream, 4001, "r") == ts + " #3 > close 4001 r\n");
     CHECK(format_tap_close(tap_format::hex, ts, 3, tap_direction::to_upstream, 4001, "r") == ts + " #3 > close 0fa172\n");
     CHECK(format_tap_close(tap_format::ndjson, ts, 3, tap_direction::to_client, 1000, "") ==
-          "{\"code\":1000,\"conn\":3,\"dir\":\"down\",\"hex\":\"03e8\",\"opcode\":\"close\",\"reason\":\"\",\"ts\":\"" + ts +
-              "\"}\n");
+          R"({"ts":")" + ts + R"(","conn":3,"dir":"down","type":"close","code":1000,"reason":""})" "\n");
+    CHECK(format_tap_close(tap_format::ndjson, ts, 3, tap_direction::to_upstream, 4001, "r") ==
+          R"({"ts":")" + ts + R"(","conn":3,"dir":"up","type":"close","code":4001,"reason":"r"})" "\n");
     // A Close without a code has an empty payload.
     CHECK(format_tap_close(tap_format::text, ts, 3, tap_direction::to_client, 1005, "") == ts + " #3 < close \n");
     CHECK(format_tap_close(tap_format::hex, ts, 3, tap_direction::to_client, 1005, "") == ts + " #3 < close \n");
+    CHECK(format_tap_close(tap_format::ndjson, ts, 3, tap_direction::to_client, 1005, "") ==
+          R"({"ts":")" + ts + R"(","conn":3,"dir":"down","type":"close","reason":""})" "\n");
 }
 

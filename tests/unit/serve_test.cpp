@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "exec.hpp"
 #include "metrics.hpp"
@@ -320,4 +321,27 @@ TEST_CASE("choose_subprotocol takes the first of ours that the client offers", "
     CHECK_FALSE(choose_subprotocol(offering({}), ours));
     CHECK_FALSE(choose_subprotocol(offering({"chat.v3, CHAT.V1"}), ours));  // names compare exactly
     CHECK_FALSE(choose_subprotocol(offering({"chat.v1"}), {}));
+}
+
+TEST_CASE("JSON log lines start with ts and type, as the events do", "[serve]") {
+    const auto j = nlohmann::json::parse(format_log_event(log_format::json, "shutdown", "draining"));
+    REQUIRE(j.is_object());
+    CHECK(j["type"] == "shutdown");
+    CHECK(j["message"] == "draining");
+    const auto ts = j["ts"].get<std::string>();
+    CHECK(ts.size() == 27);  // 2026-12-04T16:14:59.123456Z
+    CHECK(ts.back() == 'Z');
+    CHECK_FALSE(j.contains("time"));
+    CHECK_FALSE(j.contains("event"));
+
+    access_entry e{.peer = "127.0.0.1:5000", .path = "/x", .backend = {}, .duration = std::chrono::milliseconds(3)};
+    e.close.clean = true;
+    e.close.code = 4000;
+    e.close.reason = "done";
+    const auto a = nlohmann::json::parse(format_access_entry(log_format::json, e));
+    CHECK(a["type"] == "close");
+    CHECK(a["code"] == 4000);
+    CHECK(a["reason"] == "done");
+    CHECK(a["ts"].get<std::string>().size() == 27);
+    CHECK(format_log_event(log_format::text, "shutdown", "draining") == "draining");
 }

@@ -1,0 +1,108 @@
+"""One event format: connect --jsonl and proxy --tap-format ndjson describe the same traffic with
+the same fields and values (checked by event_schema.py), and every payload round-trips byte-exact.
+
+Peers: wsx serve (echo) on 127.0.0.1, wsx proxy in front of it with an ndjson tap, and wsx connect
+running a script through the proxy: a text message, binary messages that are not UTF-8 (a short
+one and a large one of every byte value), a text file with JSON escapes, a ping, and a Close with a
+code and a reason."""
+import os
+
+import event_schema
+import wsxtest
+from proxy_helpers import start_proxy, wait_until
+
+TEXT_FILE = 'quote " backslash \\ tab \t nl \n esc \x1b ü € 😀 \u2028 end'.encode()
+BIG_BINARY = bytes(range(256)) * 300 + b"\xff"  # 76801 bytes, not UTF-8
+SHORT_BINARY = b"\x00\xff\xfe\x80"
+
+
+class EventFormatTest(wsxtest.WsxTestCase):
+    def run_through_tap(self):
+        _, up = self.start_server("-q")
+        tap = os.path.join(self.tmp, "tap.ndjson")
+        _, proxy = start_proxy(self, "--to", up, "--tap", tap, "--tap-format", "ndjson", "--health-interval", "1h")
+        big = os.path.join(self.tmp, "big.bin")
+        text = os.path.join(self.tmp, "text.txt")
+        with open(big, "wb") as f:
+            f.write(BIG_BINARY)
+        with open(text, "wb") as f:
+            f.write(TEXT_FILE)
+        script = os.path.join(self.tmp, "dialogue.wsx")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write("send héllo wörld\n"
+                    "send-binary 00 ff fe 80\n"
+                    f"send-file {big}\n"
+                    f"send-file {text}\n"
+                    "ping are you there\n"
+                    "close 4000 all done\n")
+        r = self.wsx("connect", proxy + "/", "--jsonl", "--script", script, timeout=20)
+        self.assertExit(r, 0)
+        connect = event_schema.check_lines(r.stdout, dirs=event_schema.CONNECT_DIRS)
+
+        def tap_events():
+            if not os.path.exists(tap):
+                return []
+            with open(tap, "rb") as f:
+                data = f.read()
+            # Only whole lines: the last one may still be being written.
+            return data[:data.rfind(b"\n") + 1].decode("utf-8").split("\n")[:-1]
+        # up: 4 messages, ping, close; down: 4 echoes, pong, close.
+        wait_until(lambda: len(tap_events()) >= 12, timeout=10, what="twelve tap events")
+        tapped = event_schema.check_lines("\n".join(tap_events()), dirs=event_schema.TAP_DIRS, conn=True)
+        return connect, tapped
+
+    def test_connect_jsonl_and_tap_agree(self):
+        connect, tapped = self.run_through_tap()
+        sent = [SHORT_BINARY, BIG_BINARY, TEXT_FILE]
+
+        # connect: the events of the dialogue, in the schema.
+        self.assertEqual(connect[0]["type"], "open")
+        out = [e for e in connect if e["dir"] == "out"]
+        inc = [e for e in connect if e["dir"] == "in" and e["type"] != "open"]
+        self.assertEqual([e["type"] for e in out], ["text", "binary", "binary", "text", "ping", "close"])
+        self.assertEqual([e["type"] for e in inc], ["text", "binary", "binary", "text", "pong", "close"])
+        for seen in (out, inc):
+            self.assertEqual(seen[0]["payload"], "héllo wörld".encode())
+            self.assertEqual([e["payload"] for e in seen[1:4]], sent, "payloads round-trip byte-exact")
+            self.assertEqual(seen[4]["payload"], b"are you there")
+            self.assertEqual(seen[0]["encoding"], "utf8")
+            self.assertEqual([e["encoding"] for e in seen[1:3]], ["base64", "base64"])
+            self.assertEqual(seen[3]["encoding"], "utf8")
+            self.assertEqual(seen[3]["data"], TEXT_FILE.decode())
+        self.assertEqual((out[5]["code"], out[5]["reason"]), (4000, "all done"))
+        self.assertEqual(inc[5]["code"], 4000)  # wsx serve answers a Close with its code alone
+        self.assertEqual(inc[5]["reason"], "")
+
+        # The tap: one connection, the same events towards the upstream and back.
+        self.assertEqual({e["conn"] for e in tapped}, {1})
+        up = [e for e in tapped if e["dir"] == "up"]
+        down = [e for e in tapped if e["dir"] == "down"]
+
+        # Whoever writes it, a message or a close is described alike: same keys, same values.
+        self.assertEqual([event_schema.describe(e) for e in up], [event_schema.describe(e) for e in out])
+        self.assertEqual([event_schema.describe(e) for e in down], [event_schema.describe(e) for e in inc])
+        for a, b in zip(up + down, out + inc):
+            self.assertEqual(list(a), ["ts", "conn"] + list(b)[1:], "the tap adds conn, nothing else")
+
+        # Timestamps are UTC and in order within each stream.
+        for stream in (connect, up, down):
+            times = [event_schema.parse_ts(e["ts"]) for e in stream]
+            self.assertEqual(times, sorted(times))
+
+    def test_validator_refuses_the_old_fields(self):
+        # The schema check is strict: the fields of earlier releases do not pass.
+        old_connect = '{"ts":1732712345.123456,"dir":"in","type":"message","opcode":"text","length":2,"data":"hi"}'
+        old_tap = '{"conn":1,"dir":"up","hex":"01fe","opcode":"binary","ts":"2026-01-02T03:04:05.000006Z"}'
+        for line in (old_connect, old_tap):
+            with self.assertRaises(AssertionError):
+                event_schema.check_event(line)
+        with self.assertRaises(AssertionError):  # len must match the decoded data
+            event_schema.check_event('{"ts":"2026-01-02T03:04:05.000006Z","type":"binary","len":3,'
+                                     '"encoding":"base64","data":"AP8="}')
+        ok = event_schema.check_event('{"ts":"2026-01-02T03:04:05.000006Z","type":"binary","len":2,'
+                                      '"encoding":"base64","data":"AP8="}')
+        self.assertEqual(ok["payload"], b"\x00\xff")
+
+
+if __name__ == "__main__":
+    wsxtest.main()
