@@ -66,6 +66,7 @@ _wsx() {
         'wsx connect --key-passphrase-file' | \
         'wsx connect --sni' | \
         'wsx connect --max-redirs' | \
+        'wsx connect --fragment' | \
         'wsx connect --history-file' | \
         'wsx connect --script' | \
         'wsx connect --send' | \
@@ -154,6 +155,7 @@ _wsx() {
         'wsx bench --size' | \
         'wsx bench --payload' | \
         'wsx bench --payload-file' | \
+        'wsx bench --fragment' | \
         'wsx bench --publishers' | \
         'wsx bench --publish-url' | \
         'wsx bench --subscribe-message' | \
@@ -385,7 +387,7 @@ _wsx() {
         ;;
     'wsx connect')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -L --location --max-redirs --allow-insecure-redirect -b --binary -0 --null --hex --base64 --jsonl -t --timestamps -i --interactive --no-interactive --no-color --history-file --script --send --then-stdin --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --linger --close-code --close-reason --send-only --receive-only --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
+            _wsx_words '-h --help -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --cacert --cert --key --key-passphrase-file -k --insecure --sni -L --location --max-redirs --allow-insecure-redirect -b --binary -0 --null --hex --base64 --jsonl --fragment -t --timestamps -i --interactive --no-interactive --no-color --history-file --script --send --then-stdin --expect --expect-json -n --count --timeout --idle-timeout --connect-timeout --wait --linger --close-code --close-reason --send-only --receive-only --max-message-size --ping-interval --ping-timeout --reconnect --backoff-initial --backoff-max --backoff-factor --max-retries --buffer-limit --stats --stats-json -v --verbose' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
@@ -399,7 +401,7 @@ _wsx() {
         ;;
     'wsx bench')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni -L --location --max-redirs --allow-insecure-redirect --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
+            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --fragment --publishers --publish-url --subscribe-message --settle -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni -L --location --max-redirs --allow-insecure-redirect --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
         elif ((npos == 0)); then
             _wsx_words 'merge' "$cur"
         fi
