@@ -176,7 +176,7 @@ class ConnectFragmentTest(WsxTestCase):
         self.assertIn("extensions permessage-deflate", seen)
         self.assertIn(f"message text {len(line.decode())}", seen)
         [frames] = logged_messages(seen)
-        self.assertGreater(len(frames), 2, frames)
+        self.assertGreater(len(frames), 2, [(op, fin, rsv1, len(p)) for op, fin, rsv1, p in frames])
         self.assertEqual([(op, fin, rsv1) for op, fin, rsv1, _ in frames],
                          [("TEXT", False, True)] + [("CONT", False, False)] * (len(frames) - 2) + [("CONT", True, False)])
         self.assertEqual([len(f[3]) for f in frames], [n for _, n in expected_heads(TEXT, sum(len(f[3]) for f in frames), 100)])
