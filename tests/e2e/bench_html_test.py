@@ -44,6 +44,12 @@ def baseline_y(svg):
     return float(attrs(re.search(r'<line class="axis"[^>]*>', svg).group(0))["y1"])
 
 
+def axis_max(svg):
+    """The value at the top of the y axis (y = 20): the largest tick label."""
+    ticks = re.findall(r'<text class="tick" x="64.0" y="[\d.]+" text-anchor="end">([\d.,]+)</text>', svg)
+    return max(float(t.replace(",", "")) for t in ticks)
+
+
 class BenchHtml(WsxTestCase):
     def make_report(self):
         _, url = self.start_server()
@@ -105,10 +111,16 @@ class BenchHtml(WsxTestCase):
             for cls in ("sent", "received"):
                 (line,) = lines(svg, cls)
                 heights = [base - y for _, y in points(line)]
-                # ... and is not drawn: the plot ends on the last whole second, at full height.
+                # ... and is not drawn: the plot ends on the last whole second, at full height:
+                # each point stands at the JSON's figure for its second.
                 self.assertEqual(len(heights), 2, (plot_id, cls, line))
                 self.assertGreater(max(heights), 0, (plot_id, cls))
-                self.assertGreaterEqual(heights[-1], 0.4 * max(heights), (plot_id, cls, heights))
+                top = axis_max(svg)
+                field, unit = {"plot-throughput": (cls, 1), "plot-bytes": ("bytes_" + cls, 1e6)}[plot_id]
+                for k, h in enumerate(heights):
+                    expected = series[k][field] / series[k]["length_s"] / unit
+                    self.assertAlmostEqual(h / (base - 20.0) * top, expected, delta=top * 0.01,
+                                           msg=(plot_id, cls, k, heights))
         self.assertIn("The last, partial second", html)
 
     def test_sent_and_received_are_distinct_and_bytes_have_units(self):

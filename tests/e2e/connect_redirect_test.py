@@ -181,12 +181,22 @@ class RedirectTest(WsxTestCase):
 
     # Not following ----------------------------------------------------------
     def test_without_L_a_redirect_names_the_location_and_L(self):
-        red = self.redirector({"/": (302, "ws://127.0.0.1:1/elsewhere")})
+        elsewhere = f"ws://127.0.0.1:{wsxtest.refused_port(self)}/elsewhere"
+        red = self.redirector({"/": (302, elsewhere)})
         r = self.wsx("connect", f"ws://127.0.0.1:{red.port}/", input=b"x\n", timeout=15)
         self.assertExit(r, 6)
         self.assertOneError(r, f"upgrade rejected by ws://127.0.0.1:{red.port}/: HTTP 302",
-                            "it redirects to ws://127.0.0.1:1/elsewhere", "-L")
+                            f"it redirects to {elsewhere}", "-L")
         self.assertEqual(len(red.recorded()), 1)
+
+    def test_other_3xx_are_not_followed(self):
+        for status in (300, 304):
+            with self.subTest(status=status):
+                red = self.redirector({"/": (status, "/final"), "/final": "final"})
+                r = self.wsx("connect", "-L", f"ws://127.0.0.1:{red.port}/", input=b"x\n", timeout=15)
+                self.assertExit(r, 6)
+                self.assertOneError(r, f"HTTP {status}")
+                self.assertEqual([q["target"] for q in red.recorded()], ["/"])
 
     def test_too_many_redirects(self):
         routes = {f"/{i}": (302, f"/{i + 1}") for i in range(10)}
@@ -230,7 +240,7 @@ class RedirectTest(WsxTestCase):
         self.assertOneError(r, "cannot follow the redirect (HTTP 302)", "'ftp://127.0.0.1/x'")
 
     def test_options_need_L(self):
-        r = self.wsx("connect", "--max-redirs", "3", "ws://127.0.0.1:1/")
+        r = self.wsx("connect", "--max-redirs", "3", f"ws://127.0.0.1:{wsxtest.refused_port(self)}/")
         self.assertExit(r, 2)
         self.assertIn("--max-redirs and --allow-insecure-redirect need -L/--location", r.stderr.decode())
 
@@ -307,8 +317,27 @@ class RedirectTest(WsxTestCase):
         r = self.wsx("connect", "-L", f"ws://user:pw@127.0.0.1:{p1}/", timeout=15)
         self.assertExit(r, 0)
         first, final = red.recorded()[2:]
-        self.assertIn("authorization", first["headers"])
+        basic = "Basic " + base64.b64encode(b"user:pw").decode()
+        self.assertEqual(first["headers"]["authorization"], basic)
         self.assertNotIn("authorization", final["headers"])
+        # On the same host and port (a relative Location), URL credentials go along.
+        red.routes["/here"] = (302, "/final")
+        r = self.wsx("connect", "-L", f"ws://user:pw@127.0.0.1:{p1}/here", timeout=15)
+        self.assertExit(r, 0)
+        first, final = red.recorded()[4:]
+        self.assertEqual((first["target"], final["target"]), ("/here", "/final"))
+        self.assertEqual(first["headers"]["authorization"], basic)
+        self.assertEqual(final["headers"].get("authorization"), basic)
+
+    def test_host_option_stays_with_the_original_host(self):
+        red = self.redirector({}, ports=2)
+        p1, p2 = red.ports
+        red.routes.update({"/": (302, f"ws://127.0.0.1:{p2}/final"), "/final": "final"})
+        r = self.wsx("connect", "-L", "--host", "front.test", f"ws://127.0.0.1:{p1}/", timeout=15)
+        self.assertExit(r, 0)
+        first, final = red.recorded()
+        self.assertEqual(first["headers"]["host"], "front.test")
+        self.assertEqual((final["port"], final["headers"]["host"]), (p2, f"127.0.0.1:{p2}"))
 
     # bench -------------------------------------------------------------------
     def test_bench_follows_once_then_measures_the_final_url(self):

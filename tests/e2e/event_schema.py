@@ -97,6 +97,8 @@ def check_event(event, dirs=None, conn=False):
                 _fail(e, "close without a string reason")
             if "code" in e and (not isinstance(e["code"], int) or not 1000 <= e["code"] <= 4999):
                 _fail(e, "close code outside 1000-4999")
+            if e.get("code") == 1005:
+                _fail(e, "code 1005 (no code): the event leaves code out instead")
         elif t == "error":
             if "code" in e:
                 _fail(e, "code in an error event")

@@ -53,21 +53,36 @@ class BackpressureTest(wsxtest.WsxTestCase):
         # own close timeout) rather than keep it, and its memory, until shutdown.
         up = self.start([wsxtest.WSX, "serve", "127.0.0.1:0"])
         up_url = up.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
+        up_log = wsxtest.LineCollector(up.proc.stderr)
         proxy, url = start_proxy(self, "--to", up_url, "--health-interval", "1h")
         client = RawClient(int(url.rsplit(":", 1)[1]), rcvbuf=4096)
         self.addCleanup(client.close)
         client.sock.settimeout(0.5)
         frame = RawClient.frame(0x2, b"y" * 60000, key=b"\0\0\0\0")
-        deadline = time.monotonic() + 20
-        blocked = False
-        while not blocked and time.monotonic() < deadline:
+        # Keep the stream well formed (a send may take part of a frame) and keep pushing until
+        # the upstream gives up: a timeout only means the client is blocked this round.
+        gave_up = lambda ls: any(b"code=1008 " in l for l in ls)
+        deadline = time.monotonic() + 30
+        offset, blocked = 0, False
+        while not gave_up(up_log.lines) and time.monotonic() < deadline:
             try:
-                client.sock.sendall(frame)
-            except (socket.timeout, OSError):
+                offset = (offset + client.sock.send(frame[offset:])) % len(frame)
+            except socket.timeout:
                 blocked = True
         self.assertTrue(blocked, "the client's writes never blocked")
-        up.wait_for(r"code=1008 ", 30)
+        up_log.wait_until(gave_up, 1, "the upstream's 1008")
         proxy.wait_for(r"code=1014 .*upstream failed", 30)
+        # The proxy must really have ended the client's connection, not just logged it.
+        deadline = time.monotonic() + 15
+        ended = False
+        while not ended and time.monotonic() < deadline:
+            try:
+                ended = client.sock.recv(65536) == b""
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                ended = True
+        self.assertTrue(ended, "the client's connection was still open after the proxy's 1014")
         t0 = time.monotonic()
         self.assertEqual(proxy.stop(signal.SIGTERM, timeout=10), 0, proxy.rest_of_stderr())
         self.assertLess(time.monotonic() - t0, 4, "the proxy still had a connection to drain")

@@ -7,16 +7,21 @@ bytes, so a server's reassembly can be tested.
   multiple of SIZE. A message no longer than SIZE stays one frame.
 - With --compress the compressed payload is cut: RSV1 on the first frame only (RFC 7692 6.1),
   and the pieces joined inflate to the message.
-- An independent server (python3-websockets, peers/ws_server.py) reassembles the messages: the
-  echo is byte-exact, also with multi-byte characters cut between frames.
+- An independent server (python3-websockets, peers/ws_server.py --log-frames) logs each frame as
+  it arrived and reassembles the messages: each came as TEXT (FIN clear) and continuations of at
+  most SIZE bytes, some boundaries fall inside a multi-byte character, and the echo is byte-exact.
+- Control frames are never cut: a ping longer than SIZE leaves as one frame. Every frame of a
+  cut message has a mask key of its own.
 - bench: the scripted server sees each stamped message cut the same way, and its echo (whole or
   itself fragmented) is matched to what was sent; against `wsx serve`, no errors.
 - A SIZE that is not a size is a usage error (2) before any connection."""
+import os
 import random
+import struct
 import zlib
 
 import wsxtest
-from raw_peer import BINARY, CLOSE, CONT, TEXT, ScriptedServer, Splitter, frame, frame_heads, parse_frames
+from raw_peer import BINARY, CLOSE, CONT, PING, TEXT, ScriptedServer, Splitter, frame, frame_heads, parse_frames
 from wsxtest import WsxTestCase, read_line_matching
 
 FIN, RSV1 = 0x80, 0x40
@@ -33,6 +38,41 @@ def expected_heads(opcode, size, fragment, rsv=0):
         return [(FIN | rsv | opcode, size)]
     pieces = [fragment] * (size // fragment) + ([size % fragment] if size % fragment else [])
     return [((FIN if i == len(pieces) - 1 else 0) | (rsv | opcode if i == 0 else CONT), n) for i, n in enumerate(pieces)]
+
+
+def logged_messages(seen):
+    """The data frames a --log-frames peer logged, grouped by message: [[(opcode, fin, rsv1, payload)]]."""
+    messages, current = [], []
+    for line in seen:
+        parts = line.split(" ")
+        if parts[0] != "frame" or parts[1] not in ("TEXT", "BINARY", "CONT"):
+            continue
+        opcode, fin, rsv1, length = parts[1], parts[2] == "1", parts[3] == "1", int(parts[4])
+        payload = bytes.fromhex(parts[5]) if len(parts) > 5 else b""
+        assert len(payload) == length, line
+        current.append((opcode, fin, rsv1, payload))
+        if fin:
+            messages.append(current)
+            current = []
+    assert not current, f"a message without its last frame: {current}"
+    return messages
+
+
+def mask_keys(data):
+    """The mask key of each whole frame in `data` (client frames are masked)."""
+    keys = []
+    while len(data) >= 2:
+        n, head = data[1] & 0x7F, 2
+        if n == 126:
+            n, head = struct.unpack("!H", data[2:4])[0], 4
+        elif n == 127:
+            n, head = struct.unpack("!Q", data[2:10])[0], 10
+        assert data[1] & 0x80, "an unmasked client frame"
+        if len(data) < head + 4 + n:
+            break
+        keys.append(data[head:head + 4])
+        data = data[head + 4 + n:]
+    return keys
 
 
 def data_payloads(conn):
@@ -97,7 +137,7 @@ class ConnectFragmentTest(WsxTestCase):
         self.assertEqual(zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff"), line)
 
     def test_websockets_server_reassembles(self):
-        p, port = self.start_peer("ws_server.py")
+        p, port = self.start_peer("ws_server.py", "--log-frames")
         url = f"ws://127.0.0.1:{port}/"
         lines = ["".join(f"línea {i} ✓ €" for i in range(k, k + 40)) for k in range(5)]
         data = "".join(l + "\n" for l in lines).encode()
@@ -108,9 +148,22 @@ class ConnectFragmentTest(WsxTestCase):
         seen = []
         read_line_matching(p.proc.stdout, r"^closed 1000", 10, seen)
         self.assertEqual([s for s in seen if s.startswith("message")], [f"message text {len(l)}" for l in lines])
+        # and each frame as it arrived: TEXT with FIN clear, then continuations, none over 7 bytes
+        messages = logged_messages(seen)
+        self.assertEqual(len(messages), len(lines))
+        cut_in_a_character = 0
+        for line, frames in zip(lines, messages):
+            encoded = line.encode()
+            self.assertEqual([(op, fin) for op, fin, _, _ in frames],
+                             [("TEXT", False)] + [("CONT", False)] * (len(frames) - 2) + [("CONT", True)])
+            self.assertEqual([len(f[3]) for f in frames], [n for _, n in expected_heads(TEXT, len(encoded), 7)])
+            self.assertEqual(b"".join(f[3] for f in frames), encoded)
+            # a frame that starts with a UTF-8 continuation byte: the cut fell inside a character
+            cut_in_a_character += sum(1 for f in frames[1:] if 0x80 <= f[3][0] <= 0xBF)
+        self.assertGreater(cut_in_a_character, 0, "no frame boundary fell inside a multi-byte character")
 
     def test_websockets_server_reassembles_compressed(self):
-        p, port = self.start_peer("ws_server.py")
+        p, port = self.start_peer("ws_server.py", "--log-frames")
         url = f"ws://127.0.0.1:{port}/"
         rng = random.Random(9)
         line = "".join(rng.choice("abcdefghij €✓") for _ in range(5000)).encode()
@@ -122,6 +175,30 @@ class ConnectFragmentTest(WsxTestCase):
         read_line_matching(p.proc.stdout, r"^closed 1000", 10, seen)
         self.assertIn("extensions permessage-deflate", seen)
         self.assertIn(f"message text {len(line.decode())}", seen)
+        [frames] = logged_messages(seen)
+        self.assertGreater(len(frames), 2, [(op, fin, rsv1, len(p)) for op, fin, rsv1, p in frames])
+        self.assertEqual([(op, fin, rsv1) for op, fin, rsv1, _ in frames],
+                         [("TEXT", False, True)] + [("CONT", False, False)] * (len(frames) - 2) + [("CONT", True, False)])
+        self.assertEqual([len(f[3]) for f in frames], [n for _, n in expected_heads(TEXT, sum(len(f[3]) for f in frames), 100)])
+        compressed = b"".join(f[3] for f in frames)
+        self.assertEqual(zlib.decompressobj(-15).decompress(compressed + b"\x00\x00\xff\xff"), line)
+
+    def test_a_ping_longer_than_size_is_one_frame(self):
+        srv = self.serve()
+        script = os.path.join(self.tmp, "ping.wsx")
+        with open(script, "w") as f:
+            f.write("ping 0123456789abcdef\nclose 1000\n")
+        conn = self.connect(srv, "--fragment", "4", "--script", script, input=b"")
+        pings = [(fin, p) for fin, op, p in conn.frames if op == PING]
+        self.assertEqual(pings, [(True, b"0123456789abcdef")])
+        self.assertEqual([op for _, op, _ in conn.frames if op in (TEXT, BINARY, CONT)], [])
+
+    def test_every_fragment_has_its_own_mask_key(self):
+        srv = self.serve()
+        conn = self.connect(srv, "--fragment", "4", input=b"x" * 64 + b"\n")
+        keys = mask_keys(bytes(conn.raw))
+        self.assertEqual(len(keys), 16 + 1, keys)  # 16 fragments and the Close
+        self.assertEqual(len(set(keys)), len(keys), f"mask keys repeat: {keys}")
 
     def test_not_a_size_is_a_usage_error(self):
         port = wsxtest.refused_port(self)

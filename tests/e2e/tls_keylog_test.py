@@ -3,15 +3,20 @@ connections to that file in the NSS key log format, for a capture to be decrypte
 
 - connect and serve each log a TLS 1.3 connection: the five labels, each with the client random
   (64 hex digits) and a secret; when both ends log the same connection, randoms and secrets match.
-- the file is created with mode 0600, and appended to (what was there stays).
+- the file is created with mode 0600 (checked with umask 0, so that the mode is wsx's own), and
+  appended to (what was there stays).
 - bench logs every connection (distinct client randoms), from several threads, in whole lines.
-- proxy logs both sides (its wss:// listener and its wss:// upstream) to the one file. relay runs
-  serve's listener, whose context is made in the same place.
+- proxy logs both sides (its wss:// listener and its wss:// upstream) to the one file: exactly
+  what the server behind it and the client in front of it logged. relay (--tls-cert) logs its
+  listener's connections too.
 - a file that cannot be opened: one warning line naming it and why; the connection still works.
-- without SSLKEYLOGFILE nothing is written."""
+- without SSLKEYLOGFILE, or with it empty, nothing is written (in the working directory, HOME or
+  on stderr) and nothing is said."""
 import os
 import re
+import signal
 import stat
+import subprocess
 
 import wsxtest
 from wsxtest import WSX, WsxTestCase
@@ -28,19 +33,25 @@ def env_with(path=None):
     return env
 
 
+def umask0():
+    """In the child before exec: a file created with 0644 would show as such."""
+    os.umask(0)
+
+
 class KeyLogTest(WsxTestCase):
     def setUp(self):
         super().setUp()
         self.c = wsxtest.certs()
 
-    def serve(self, keylog=None):
+    def serve(self, keylog=None, env=None, **kw):
         p = self.start([WSX, "serve", "127.0.0.1:0", "--tls-cert", self.c["server"], "--tls-key", self.c["server_key"]],
-                       env=env_with(keylog))
+                       env=env or env_with(keylog), preexec_fn=umask0, **kw)
         m = p.wait_for(r"listening on (wss://127\.0\.0\.1:\d+)")
         return p, m.group(1) + "/"
 
-    def connect(self, url, keylog=None, data=b"secret\n"):
-        r = self.wsx("connect", url, "--cacert", self.c["ca"], input=data, env=env_with(keylog), timeout=20)
+    def connect(self, url, keylog=None, data=b"secret\n", env=None, **kw):
+        r = subprocess.run([WSX, "connect", url, "--cacert", self.c["ca"]], input=data, capture_output=True, timeout=20,
+                           env=env or env_with(keylog), preexec_fn=umask0, **kw)
         self.assertExit(r, 0)
         self.assertEqual(r.stdout, data)
         return r
@@ -115,10 +126,11 @@ class KeyLogTest(WsxTestCase):
         and the upstream's matches what the server logged of it."""
         server_log, proxy_log = os.path.join(self.tmp, "server.keys"), os.path.join(self.tmp, "proxy.keys")
         _, upstream = self.serve(server_log)
+        client_log = os.path.join(self.tmp, "client.keys")
         p = self.start([WSX, "proxy", "--listen", "wss://127.0.0.1:0", "--tls-self-signed", "--to", upstream,
-                        "--cacert", self.c["ca"]], env=env_with(proxy_log))
+                        "--cacert", self.c["ca"]], env=env_with(proxy_log), preexec_fn=umask0)
         url = p.wait_for(r"listening on (wss://127\.0\.0\.1:\d+)").group(1) + "/"
-        r = self.wsx("connect", url, "-k", input=b"through\n", env=env_with(), timeout=20)
+        r = self.wsx("connect", url, "-k", input=b"through\n", env=env_with(client_log), timeout=20)
         self.assertExit(r, 0)
         self.assertEqual(r.stdout, b"through\n")
         wsxtest.wait_until(lambda: len(self.entries(server_log)) == 1 and
@@ -127,8 +139,9 @@ class KeyLogTest(WsxTestCase):
         wsxtest.wait_until(lambda: len(self.entries(proxy_log)) == 2 and
                            all(len(s) == len(TLS13_LABELS) for s in self.entries(proxy_log).values()),
                            timeout=10, what="both of the proxy's connections in its key log")
-        (upstream_random, secrets), = self.entries(server_log).items()
-        self.assertEqual(self.entries(proxy_log)[upstream_random], secrets)
+        # Each side of the proxy is exactly what its peer logged of the same connection.
+        self.assertEqual(len(self.entries(client_log)), 1)
+        self.assertEqual(self.entries(proxy_log), {**self.entries(server_log), **self.entries(client_log)})
         self.assertEqual(stat.S_IMODE(os.stat(proxy_log).st_mode), 0o600)
 
     def test_unwritable_file_warns_and_the_connection_works(self):
@@ -141,12 +154,40 @@ class KeyLogTest(WsxTestCase):
         self.assertIn(warnings[0], p.stderr_lines)
         self.assertFalse(os.path.exists(os.path.dirname(missing)))
 
+    def quiet_run(self, keylog):
+        """serve and connect with cwd and HOME in a directory of their own; nothing may appear
+        there, and neither may say anything of key logs."""
+        home = os.path.join(self.tmp, "home")
+        os.mkdir(home)
+        env = env_with(keylog)
+        env["HOME"] = home
+        p, url = self.serve(env=env, cwd=home)
+        r = self.connect(url, env=env, cwd=home)
+        self.assertEqual(p.stop(signal.SIGTERM), 0)
+        for err in (r.stderr.decode(), p.rest_of_stderr()):
+            self.assertNotIn("SSLKEYLOGFILE", err)
+            self.assertNotIn("TRAFFIC_SECRET", err)
+        self.assertEqual(os.listdir(home), [])
+
     def test_unset_writes_nothing(self):
-        _, url = self.serve()
-        before = set(os.listdir(self.tmp))
-        r = self.connect(url)
-        self.assertNotIn("SSLKEYLOGFILE", r.stderr.decode())
-        self.assertEqual(set(os.listdir(self.tmp)), before)
+        self.quiet_run(None)
+
+    def test_empty_writes_nothing(self):
+        self.quiet_run("")
+
+    def test_relay_logs_its_listener(self):
+        relay_log, client_log = os.path.join(self.tmp, "relay.keys"), os.path.join(self.tmp, "client.keys")
+        p = self.start([WSX, "relay", "127.0.0.1:0", "--tls-cert", self.c["server"], "--tls-key", self.c["server_key"]],
+                       env=env_with(relay_log), preexec_fn=umask0)
+        url = p.wait_for(r"listening on (wss://127\.0\.0\.1:\d+)").group(1) + "/news"
+        r = subprocess.run([WSX, "connect", url, "--cacert", self.c["ca"]], input=b"", capture_output=True,
+                           timeout=20, env=env_with(client_log))
+        self.assertExit(r, 0)
+        client = self.entries(client_log)
+        self.assertEqual(len(client), 1, client)
+        wsxtest.wait_until(lambda: self.entries(relay_log) == client, timeout=10,
+                           what="the client's connection in the relay's key log")
+        self.assertEqual(stat.S_IMODE(os.stat(relay_log).st_mode), 0o600)
 
 
 if __name__ == "__main__":

@@ -348,6 +348,32 @@ TEST_CASE("sent and received are drawn so that both show where they coincide", "
     CHECK(style.find(".line{") == std::string::npos);
 }
 
+TEST_CASE("sent and received are each drawn from their own series", "[bench][bench_report]") {
+    bench_result r = sample_result();
+    for (auto& i : r.series) {
+        i.sent = 1000;
+        i.received = 600;
+        i.bytes_sent = 32'000;
+        i.bytes_received = 19'200;
+    }
+    const std::string html = render_html(r);
+    const double bottom = 300 - 45;  // the x axis: the plots' y of the value 0
+    for (const char* id : {"plot-throughput", "plot-bytes"}) {
+        INFO(id);
+        const auto sent = plot_points(html, id, "line sent");
+        const auto received = plot_points(html, id, "line received");
+        REQUIRE(sent.size() == 3);
+        REQUIRE(received.size() == 3);
+        for (std::size_t k = 0; k < 3; ++k) {
+            CHECK(sent[k].first == received[k].first);
+            CHECK(sent[k].second >= 20);
+            CHECK(sent[k].second < received[k].second);  // sent above received (y grows downwards)
+            // Heights above the axis stand as the values do: 600 / 1000, 19200 / 32000.
+            CHECK((bottom - received[k].second) / (bottom - sent[k].second) == Approx(0.6).margin(0.002));
+        }
+    }
+}
+
 TEST_CASE("byte figures and series carry their unit", "[bench][bench_report]") {
     const std::string html = render_html(sample_result());
     CHECK_THAT(html, Catch::Contains("<tr><th>rx_bytes</th><td>0.03 MB/s</td></tr>"));

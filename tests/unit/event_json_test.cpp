@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +20,19 @@ const std::string ts = "2024-11-27T12:59:05.123456Z";
 
 TEST_CASE("rfc3339_utc: UTC, microseconds, zero-padded", "[event_json]") {
     using namespace std::chrono;
+    // In a local zone with a half-hour offset, so that local time cannot pass for UTC.
+    const char* old_tz = std::getenv("TZ");
+    const std::optional<std::string> saved = old_tz ? std::optional<std::string>(old_tz) : std::nullopt;
+    setenv("TZ", "America/St_Johns", 1);
+    tzset();
+    struct restore_tz {
+        const std::optional<std::string>& saved;
+        ~restore_tz() {
+            if (saved) setenv("TZ", saved->c_str(), 1);
+            else unsetenv("TZ");
+            tzset();
+        }
+    } restore{saved};
     CHECK(wsx::rfc3339_utc(system_clock::time_point{}) == "1970-01-01T00:00:00.000000Z");
     const auto t = system_clock::time_point{seconds{1732712345} + microseconds{123456}};
     CHECK(wsx::rfc3339_utc(t) == "2024-11-27T12:59:05.123456Z");

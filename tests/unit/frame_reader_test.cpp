@@ -402,20 +402,32 @@ TEST_CASE("for_each_fragment: opcode and RSV1 on the first frame, FIN on the las
 TEST_CASE("for_each_fragment: the frames read back as the message, masked, compressed or not", "[frame_reader]") {
     std::mt19937 rng(11);
     for (std::size_t fragment : {std::size_t(1), std::size_t(7), std::size_t(125), std::size_t(126), std::size_t(70000)}) {
-        std::string payload(1 + rng() % 200000, '\0');
+        // Always longer than two fragments, so that every size is cut into several frames.
+        std::string payload(2 * fragment + 1 + rng() % 100000, '\0');
         for (auto& c : payload) c = static_cast<char>('a' + rng() % 26);
+        const auto frames_of = [fragment](std::size_t n) { return n == 0 ? std::size_t(1) : (n + fragment - 1) / fragment; };
         std::string wire;
         const std::uint32_t key = rng();
-        wsx::for_each_fragment(wsx::opcode_byte::text, payload, fragment,
-                               [&](unsigned char b, std::string_view p) { wsx::append_frame(wire, b, p, &key); });
+        std::size_t frames = 0;
+        wsx::for_each_fragment(wsx::opcode_byte::text, payload, fragment, [&](unsigned char b, std::string_view p) {
+            wsx::append_frame(wire, b, p, &key);
+            ++frames;
+        });
+        INFO("fragment " << fragment << ", payload " << payload.size());
+        CHECK(frames == frames_of(payload.size()));
         CHECK(feed(wire, 4096) == std::vector<seen>{msg(payload)});
 
         wsx::pmd::deflater def(15, false);
         std::string z;
         def.compress(payload, z);
         std::string zwire;
+        std::size_t zframes = 0;
         wsx::for_each_fragment(wsx::opcode_byte::binary | wsx::opcode_byte::rsv1, z, fragment,
-                               [&](unsigned char b, std::string_view p) { wsx::append_frame(zwire, b, p); });
+                               [&](unsigned char b, std::string_view p) {
+                                   wsx::append_frame(zwire, b, p);
+                                   ++zframes;
+                               });
+        CHECK(zframes == frames_of(z.size()));
         wsx::pmd::inflater inf(false);
         CHECK(feed_pieces({zwire}, 1 << 20, false, &inf) == std::vector<seen>{msg(payload, true)});
     }

@@ -7,6 +7,8 @@ once ready, then one line per event (stdout, flushed):
   `extensions NAMES`     negotiated extensions (`-` when none)
   `message text|binary LENGTH`
   `closed CODE REASON`   the connection ended (CODE as seen by the server; 1006 when dropped)
+  `frame OPCODE FIN RSV1 LENGTH HEX`  with --log-frames: each frame as it came off the wire
+                         (OPCODE by name, e.g. TEXT, CONT; the payload unmasked, still compressed)
 Modes (--mode):
   echo     send every message back with the same opcode (default)
   info     first send one JSON text message describing the handshake (path, request headers
@@ -25,9 +27,13 @@ import asyncio
 import http
 import json
 import ssl
+import struct
 import sys
 
 import websockets
+from websockets import frames
+from websockets.legacy.framing import Frame
+from websockets.legacy.server import WebSocketServerProtocol
 
 
 def log(*parts):
@@ -52,7 +58,35 @@ def parse_args():
     p.add_argument("--tls-key")
     p.add_argument("--client-ca")
     p.add_argument("--unix", metavar="PATH")
+    p.add_argument("--log-frames", action="store_true", help="log each received frame (see above)")
     return p.parse_args()
+
+
+class FrameLogging(WebSocketServerProtocol):
+    """Reads each frame as websockets does, but logs it before any extension decodes it."""
+
+    async def read_frame(self, max_size):
+        read = self.reader.readexactly
+        head1, head2 = await read(2)
+        length = head2 & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await read(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await read(8))
+        if max_size is not None and length > max_size:
+            raise websockets.exceptions.PayloadTooBig(f"over size limit ({length} > {max_size} bytes)")
+        if not head2 & 0x80:
+            raise websockets.exceptions.ProtocolError("incorrect masking")
+        key = await read(4)
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(await read(length)))
+        fin, rsv1 = bool(head1 & 0x80), bool(head1 & 0x40)
+        opcode = frames.Opcode(head1 & 0x0F)
+        log("frame", opcode.name, int(fin), int(rsv1), length, data.hex())
+        frame = frames.Frame(opcode, data, fin, rsv1, bool(head1 & 0x20), bool(head1 & 0x10))
+        for extension in reversed(self.extensions):
+            frame = extension.decode(frame, max_size=max_size)
+        frame.check()
+        return Frame(frame.fin, frame.opcode, frame.data, frame.rsv1, frame.rsv2, frame.rsv3)
 
 
 async def main():
@@ -123,6 +157,8 @@ async def main():
 
     options = dict(ssl=ssl_ctx, process_request=process_request, subprotocols=a.subprotocol or None,
                    compression=None if a.no_compression else "deflate", ping_interval=a.ping_interval, max_size=None)
+    if a.log_frames:
+        options["create_protocol"] = FrameLogging
     if a.unix:
         await websockets.unix_serve(handler, a.unix, **options)
         log(f"listening on unix:{a.unix}")
