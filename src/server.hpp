@@ -125,6 +125,11 @@ private:
     void remove_unix_socket();
     net::awaitable<void> handle(tcp::socket socket, tcp::endpoint remote, std::size_t worker);
     net::awaitable<void> handle_unix(net::local::stream_protocol::socket socket, std::size_t worker);
+    // One per transport layer, each in its own unit (server_tcp.cpp, server_tls.cpp,
+    // server_unix.cpp): the HTTP exchange and the upgrade (server_upgrade.hpp) on that layer.
+    net::awaitable<void> serve_tcp(tcp::socket socket, peer_info peer);
+    net::awaitable<void> serve_tls(tcp::socket socket, peer_info peer);
+    net::awaitable<void> serve_unix(net::local::stream_protocol::socket socket, peer_info peer);
     template <class Layer>
     net::awaitable<void> refuse(websocket::stream<Layer>& ws, http_response res, unsigned version);
     template <class Layer>
