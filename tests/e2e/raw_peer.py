@@ -378,7 +378,11 @@ class Target:
     def popens(self):
         return [p.proc for p in self.procs]
 
-    def echo_problems(self, timeout=1.0):
+    # A hung or spinning server never answers; a loaded machine (two test processes per core,
+    # the sanitizer build) can take over a second to, so the bound is generous.
+    FRESH_CLIENT_TIMEOUT = 5.0
+
+    def echo_problems(self, timeout=FRESH_CLIENT_TIMEOUT):
         from serve_helpers import RawWS
         t0 = time.monotonic()
         w = RawWS.__new__(RawWS)  # so that a socket whose upgrade times out is closed too
