@@ -6,6 +6,7 @@
 #include <openssl/x509v3.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,7 +44,17 @@ public:
         while (done < out.size()) {
             const ssize_t n = ::write(fd_, out.data() + done, out.size() - done);
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return;  // a full disk loses secrets, never the connection
+            if (n <= 0) {
+                // A full disk, or a pipe whose reader is not keeping up (the file is
+                // non-blocking: an event loop never waits for it), loses secrets, never the
+                // connection; said once.
+                if (!lost_) {
+                    lost_ = true;
+                    std::cerr << fmt::format("wsx: warning: SSLKEYLOGFILE '{}': cannot write to it ({}); TLS secrets are being lost\n",
+                                             path_, n < 0 ? std::strerror(errno) : "nothing written");
+                }
+                return;
+            }
             done += static_cast<std::size_t>(n);
         }
     }
@@ -52,12 +63,24 @@ private:
     key_log() {
         const char* path = std::getenv("SSLKEYLOGFILE");
         if (!path || !*path) return;
-        fd_ = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (fd_ < 0)
+        path_ = path;
+        // O_NONBLOCK: a FIFO with no reader is refused (ENXIO) instead of blocking the start.
+        fd_ = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+        if (fd_ < 0) {
+            const int e = errno;
             std::cerr << fmt::format("wsx: warning: SSLKEYLOGFILE '{}': cannot open it ({}); TLS secrets are not logged\n",
-                                     path, std::strerror(errno));
+                                     path, e == ENXIO ? "a pipe with no reader" : std::strerror(e));
+            return;
+        }
+        struct stat st{};
+        if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0)
+            std::cerr << fmt::format("wsx: warning: SSLKEYLOGFILE '{}' can be read by other users (mode {:o}): "
+                                     "anyone who can read it can decrypt these connections; chmod 600 it\n",
+                                     path, st.st_mode & 0777);
     }
     int fd_ = -1;
+    bool lost_ = false;
+    std::string path_;
     std::mutex mutex_;
 };
 

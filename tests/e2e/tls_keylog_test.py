@@ -12,6 +12,7 @@ connections to that file in the NSS key log format, for a capture to be decrypte
 - a file that cannot be opened: one warning line naming it and why; the connection still works.
 - without SSLKEYLOGFILE, or with it empty, nothing is written (in the working directory, HOME or
   on stderr) and nothing is said."""
+import fcntl
 import os
 import re
 import signal
@@ -153,6 +154,48 @@ class KeyLogTest(WsxTestCase):
                                     f"directory); TLS secrets are not logged"])
         self.assertIn(warnings[0], p.stderr_lines)
         self.assertFalse(os.path.exists(os.path.dirname(missing)))
+
+    def test_a_pipe_with_no_reader_is_not_waited_for(self):
+        # Opening a FIFO for writing blocks until a reader comes: wsx must not wait for one.
+        fifo = os.path.join(self.tmp, "keys.fifo")
+        os.mkfifo(fifo)
+        p, url = self.serve(fifo)
+        r = self.connect(url, fifo)
+        expected = f"wsx: warning: SSLKEYLOGFILE '{fifo}': cannot open it (a pipe with no reader); TLS secrets are not logged"
+        self.assertEqual([l for l in r.stderr.decode().splitlines() if "SSLKEYLOGFILE" in l], [expected])
+        self.assertIn(expected, p.stderr_lines)
+        self.assertEqual(p.stop(signal.SIGTERM, timeout=10), 0)
+
+    def test_a_pipe_whose_reader_stalls_loses_secrets_not_connections(self):
+        # A reader that never reads, on the smallest pipe: the server's writes would block its
+        # event loop (and SIGTERM) once the pipe is full; they must be dropped instead, said once.
+        fifo = os.path.join(self.tmp, "stalled.fifo")
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 4096)
+        p, url = self.serve(fifo)
+        for _ in range(12):  # over 5 lines of about 150 bytes a connection: the pipe fills in 6
+            self.connect(url)
+        p.wait_for(r"TLS secrets are being lost", 10)
+        self.assertEqual(p.stop(signal.SIGTERM, timeout=10), 0)
+        lost = [l for l in p.rest_of_stderr().splitlines() if "SSLKEYLOGFILE" in l]
+        self.assertEqual(lost, [f"wsx: warning: SSLKEYLOGFILE '{fifo}': cannot write to it (Resource temporarily "
+                                f"unavailable); TLS secrets are being lost"])
+        # What did go in is whole lines.
+        data = os.read(reader, 65536).decode()
+        self.assertTrue(data.endswith("\n") and all(LINE.match(l) for l in data.splitlines()), data[-300:])
+
+    def test_a_file_others_can_read_is_warned_about(self):
+        _, url = self.serve()
+        path = os.path.join(self.tmp, "open.keys")
+        with open(path, "w"):
+            pass
+        os.chmod(path, 0o644)
+        r = self.connect(url, path)
+        self.assertIn(f"wsx: warning: SSLKEYLOGFILE '{path}' can be read by other users (mode 644): anyone who can "
+                      f"read it can decrypt these connections; chmod 600 it", r.stderr.decode().splitlines())
+        self.assertEqual(len(self.entries(path)), 1)
 
     def quiet_run(self, keylog):
         """serve and connect with cwd and HOME in a directory of their own; nothing may appear
