@@ -139,7 +139,7 @@ runner setup_connect(CLI::App& app) {
     add_client_tls_options(app, a->client);
     add_redirect_options(app, a->client,
                          "Follow redirects of the upgrade (301, 302, 303, 307, 308 with a Location); credentials "
-                         "go only to the original host and port");
+                         "go only to the original scheme, host and port");
 
     const char* io = "Input and output";
     app.add_flag("-b,--binary", a->binary, "Send stdin chunks as binary messages; write received messages raw")->group(io);

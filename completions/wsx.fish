@@ -83,7 +83,7 @@ complete -c wsx -n '__wsx_at wsx connect' -l 'key' -r -F -d 'Client certificate 
 complete -c wsx -n '__wsx_at wsx connect' -l 'key-passphrase-file' -r -F -d 'Read the passphrase of an encrypted --key from the first line of FILE'
 complete -c wsx -n '__wsx_at wsx connect' -s 'k' -l 'insecure' -d 'Do not verify the server certificate'
 complete -c wsx -n '__wsx_at wsx connect' -l 'sni' -x -d 'Server name to send and verify instead of the URL host'
-complete -c wsx -n '__wsx_at wsx connect' -s 'L' -l 'location' -d 'Follow redirects of the upgrade (301, 302, 303, 307, 308 with a Location); credentials go only to the original host and port'
+complete -c wsx -n '__wsx_at wsx connect' -s 'L' -l 'location' -d 'Follow redirects of the upgrade (301, 302, 303, 307, 308 with a Location); credentials go only to the original scheme, host and port'
 complete -c wsx -n '__wsx_at wsx connect' -l 'max-redirs' -x -d 'With -L, follow at most N redirects, 0–1000 (default 5)'
 complete -c wsx -n '__wsx_at wsx connect' -l 'allow-insecure-redirect' -d 'With -L, follow a redirect from wss:// to ws:// (refused otherwise)'
 complete -c wsx -n '__wsx_at wsx connect' -s 'b' -l 'binary' -d 'Send stdin chunks as binary messages; write received messages raw'

@@ -480,7 +480,10 @@ net::awaitable<void> write_close(Stream& stream, const std::string& frame) {
     co_await net::async_write(stream, net::buffer(frame), net::redirect_error(net::use_awaitable, ec));
 }
 
+// Credentials stay with the scheme too: a wss:// URL's token must not go out in clear to a
+// ws:// redirect on the same host and port (--allow-insecure-redirect).
 bool same_origin(const endpoint& a, const endpoint& b) {
+    if (a.tls != b.tls) return false;
     if (a.is_unix() || b.is_unix()) return a.unix_path == b.unix_path;
     return beast::iequals(a.host, b.host) && a.port == b.port;
 }

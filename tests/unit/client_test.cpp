@@ -149,3 +149,27 @@ TEST_CASE("credentials go only to the original host and port", "[client]") {
     CHECK(own.url.username == "them");
     CHECK(own.basic_auth.empty());
 }
+
+TEST_CASE("credentials of a wss:// URL never follow a redirect to ws://, even on the same host and port", "[client]") {
+    client_options o;
+    o.url = url_of("wss://user:pw@a.test:8443/x");
+    o.basic_auth = "u:p";
+    o.token = "t";
+    o.cookies = {"k=v"};
+    o.headers = {{"Authorization", "X"}, {"X-Trace", "1"}};
+
+    const auto clear = redirected_options(o, url_of("ws://a.test:8443/y"));
+    CHECK(clear.url.username.empty());
+    CHECK(clear.basic_auth.empty());
+    CHECK(clear.token.empty());
+    CHECK(clear.cookies.empty());
+    REQUIRE(clear.headers.size() == 1);
+    CHECK(clear.headers[0].first == "X-Trace");
+    const auto req = upgrade_request(clear, clear.url, "key");
+    CHECK(req.find(http::field::authorization) == req.end());
+
+    const auto kept = redirected_options(o, url_of("wss://a.test:8443/y"));
+    CHECK(kept.token == "t");
+    CHECK(kept.basic_auth == "u:p");
+    CHECK(kept.headers.size() == 2);
+}
