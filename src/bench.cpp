@@ -1105,9 +1105,10 @@ tcp::resolver::results_type resolve_or_throw(net::io_context& ioc, const client_
     const bool proxy = c.proxy.has_value();
     const std::string host = proxy ? c.proxy->host : url.host;
     const std::uint16_t port = proxy ? c.proxy->port : url.port;
-    auto done = net::co_spawn(ioc,
-                              resolve(host, port, clock::now() + c.connect_timeout, url.to_string(), "--connect-timeout",
-                                      c.connect_timeout),
+    // The coroutine runs in ioc.run() below and refers to its arguments: none may be a temporary.
+    const std::string name = url.to_string();
+    auto done = net::co_spawn(ioc, resolve(host, port, clock::now() + c.connect_timeout, name, "--connect-timeout",
+                                           c.connect_timeout),
                               net::use_future);
     ioc.run();
     ioc.restart();
@@ -1119,7 +1120,10 @@ tcp::resolver::results_type resolve_or_throw(net::io_context& ioc, const client_
 client_options settle_redirects(const client_options& c) {
     if (!c.redirects.follow) return c;
     net::io_context ioc;
-    auto done = net::co_spawn(ioc, async_settle_redirects(c), net::use_future);
+    // The coroutine runs in ioc.run() below and refers to its arguments: none may be a temporary
+    // (the default open_hints{} would be gone by then).
+    const open_hints hints;
+    auto done = net::co_spawn(ioc, async_settle_redirects(c, hints), net::use_future);
     ioc.run();
     return done.get();
 }
