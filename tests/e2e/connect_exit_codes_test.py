@@ -29,13 +29,6 @@ from peer_tools import run_wsx_timed
 
 
 class ExitCodeTest(WsxTestCase):
-    def assertOneError(self, r, *fragments):
-        lines = self.error_lines(r)
-        self.assertEqual(len(lines), 1, r.stderr.decode(errors="replace"))
-        for f in fragments:
-            self.assertIn(f, lines[0])
-        return lines[0]
-
     # 0 ------------------------------------------------------------------
     def test_0_ok(self):
         _, url = self.start_server()

@@ -123,12 +123,6 @@ class HandshakeTest(WsxTestCase):
         self.addCleanup(s.close)
         return s
 
-    def assertOneError(self, r, *fragments):
-        lines = self.error_lines(r)
-        self.assertEqual(len(lines), 1, r.stderr.decode(errors="replace"))
-        for f in fragments:
-            self.assertIn(f, lines[0])
-
     def test_frames_in_the_same_segment_as_the_answer_are_delivered(self):
         s = self.serve(lambda key: answer_101(key) + frame(1, b"hello") + frame(2, b"\x00\x01") +
                        frame(1, b"bye") + frame(8, struct.pack("!H", 1000)))

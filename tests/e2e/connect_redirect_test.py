@@ -114,13 +114,6 @@ class RedirectTest(WsxTestCase):
         self.addCleanup(r.close)
         return r
 
-    def assertOneError(self, r, *fragments):
-        lines = self.error_lines(r)
-        self.assertEqual(len(lines), 1, r.stderr.decode(errors="replace"))
-        for f in fragments:
-            self.assertIn(f, lines[0])
-        return lines[0]
-
     def echo_port(self, *extra):
         _, url = self.start_server(*extra)
         return int(url.rsplit(":", 1)[1].strip("/"))

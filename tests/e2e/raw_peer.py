@@ -148,21 +148,28 @@ def parse_frames(data):
     return frames, data
 
 
-def frame_heads(data):
-    """The first byte (FIN, RSV, opcode) and payload length of each whole frame in `data`."""
-    heads = []
+def whole_frames(data):
+    """(first byte, payload length, mask key or None) of each whole frame in `data`."""
+    out = []
     while len(data) >= 2:
         n, head = data[1] & 0x7F, 2
         if n == 126:
             n, head = struct.unpack("!H", data[2:4])[0], 4
         elif n == 127:
             n, head = struct.unpack("!Q", data[2:10])[0], 10
-        head += 4 if data[1] & 0x80 else 0
+        key = None
+        if data[1] & 0x80:
+            key, head = data[head:head + 4], head + 4
         if len(data) < head + n:
             break
-        heads.append((data[0], n))
+        out.append((data[0], n, key))
         data = data[head + n:]
-    return heads
+    return out
+
+
+def frame_heads(data):
+    """The first byte (FIN, RSV, opcode) and payload length of each whole frame in `data`."""
+    return [(b, n) for b, n, _ in whole_frames(data)]
 
 
 def accept_key(key):

@@ -21,7 +21,7 @@ import struct
 import zlib
 
 import wsxtest
-from raw_peer import BINARY, CLOSE, CONT, PING, TEXT, ScriptedServer, Splitter, frame, frame_heads, parse_frames
+from raw_peer import BINARY, CLOSE, CONT, PING, TEXT, ScriptedServer, Splitter, frame, frame_heads, parse_frames, whole_frames
 from wsxtest import WsxTestCase, read_line_matching
 
 FIN, RSV1 = 0x80, 0x40
@@ -60,18 +60,8 @@ def logged_messages(seen):
 
 def mask_keys(data):
     """The mask key of each whole frame in `data` (client frames are masked)."""
-    keys = []
-    while len(data) >= 2:
-        n, head = data[1] & 0x7F, 2
-        if n == 126:
-            n, head = struct.unpack("!H", data[2:4])[0], 4
-        elif n == 127:
-            n, head = struct.unpack("!Q", data[2:10])[0], 10
-        assert data[1] & 0x80, "an unmasked client frame"
-        if len(data) < head + 4 + n:
-            break
-        keys.append(data[head:head + 4])
-        data = data[head + 4 + n:]
+    keys = [key for _, _, key in whole_frames(data)]
+    assert None not in keys, "an unmasked client frame"
     return keys
 
 

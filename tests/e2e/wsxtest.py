@@ -362,6 +362,14 @@ class WsxTestCase(unittest.TestCase):
         """The `wsx: error: ...` lines of a finished run's stderr."""
         return [l for l in result.stderr.decode(errors="replace").splitlines() if l.startswith("wsx: error:")]
 
+    def assertOneError(self, r, *fragments):
+        """Exactly one `wsx: error:` line, holding every fragment; returns it."""
+        lines = self.error_lines(r)
+        self.assertEqual(len(lines), 1, r.stderr.decode(errors="replace"))
+        for f in fragments:
+            self.assertIn(f, lines[0])
+        return lines[0]
+
     def assertExit(self, result, code):
         self.assertEqual(result.returncode, code,
                          f"exit {result.returncode}, wanted {code}; stderr: {result.stderr.decode(errors='replace')}")
