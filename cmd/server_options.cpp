@@ -81,7 +81,8 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(sec)->type_name("FILE")->each(refuse_empty("--jwt-public-key"));
     app.add_option("--jwt-alg", a->jwt_algs, "Accept only these JWT algorithms (repeatable; default from the secret/key)")
         ->group(sec)->type_name("ALG");
-    app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims")
+    app.add_option("--jwt-leeway", a->jwt_leeway, "Clock skew allowed on the JWT exp and nbf claims; once exp plus this has passed, an open "
+                   "connection is closed with 1008 'token expired'")
         ->group(sec)->type_name("DURATION")->capture_default_str();
     app.add_option("--basic-auth", a->basic_auth, "Require HTTP Basic credentials (WSX_BASIC_AUTH)")
         ->group(sec)->type_name("USER:PASS")->each(refuse_empty("--basic-auth"));
@@ -91,6 +92,10 @@ void add_listener_options(CLI::App& app, listener_args& args) {
                    "Allow only this Origin (repeatable; 'https://*.example.com' for one label in front: a.example.com, "
                    "not a.b.example.com; '*' for any); else HTTP 403")
         ->group(sec)->type_name("ORIGIN");
+    app.add_option("--auth-failure", a->auth_failure,
+                   "How a client that --token/--jwt-*/--basic-auth/--origin refuses learns it: status (HTTP 401 or "
+                   "403) or close (the upgrade is accepted, then Close 1008 with the reason, which a browser can read)")
+        ->group(sec)->type_name("MODE")->check(CLI::IsMember({"status", "close"}))->capture_default_str();
     app.add_option("--rate-limit", a->rate_limit,
                    "Messages a client may send, e.g. 100/s or 100/s,burst=20; beyond it: --rate-limit-policy")
         ->group(sec)->type_name("RATE");
@@ -258,12 +263,32 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     }
     try {
         auto auth = authenticator::from_options(ao);
+        const bool close_on_failure = a->auth_failure == "close";
+        const auto leeway_ms = std::chrono::duration_cast<std::chrono::milliseconds>(ao.jwt_leeway).count();
         if (auth.enabled())
-            o.filters.push_back([auth](const http_request& req, peer_info& peer, std::string&) -> std::optional<http_response> {
+            o.filters.push_back([auth, close_on_failure, leeway_ms](const http_request& req, peer_info& peer,
+                                                                    std::string&) -> std::optional<http_response> {
                 auto r = auth.check(req);
-                if (!r.ok) return to_response(r);
+                if (!r.ok) {
+                    // A browser's WebSocket API hides the status of a refused upgrade (the page
+                    // sees 1006): let the client in, to be closed at once with 1008 and the reason.
+                    if (close_on_failure &&
+                        (r.status == http::status::unauthorized || r.status == http::status::forbidden)) {
+                        peer.vars["auth.refused"] = r.body;
+                        peer.vars["auth.refused_status"] = std::to_string(static_cast<unsigned>(r.status));
+                        return std::nullopt;
+                    }
+                    return to_response(r);
+                }
                 if (!r.subject.empty()) peer.vars["sub"] = r.subject;
-                if (!r.claims.is_null()) peer.vars["claims"] = r.claims.dump();
+                if (!r.claims.is_null()) {
+                    peer.vars["claims"] = r.claims.dump();
+                    // The connection ends when its token does (closed with 1008 "token expired").
+                    if (const auto exp = r.claims.find("exp"); exp != r.claims.end() && exp->is_number()) {
+                        const double ms = exp->get<double>() * 1000.0 + static_cast<double>(leeway_ms);
+                        if (ms < 9.0e15) peer.vars["auth.expires_ms"] = std::to_string(static_cast<long long>(ms));
+                    }
+                }
                 return std::nullopt;
             });
     } catch (const failure& f) {

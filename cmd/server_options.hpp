@@ -22,6 +22,7 @@ struct listener_args {
     std::string log_format = "text";
     std::string token, jwt_secret, jwt_public_key, basic_auth, jwt_leeway = "30s";
     std::string token_file, jwt_secret_file, basic_auth_file;  ///< the same secrets, kept off the command line
+    std::string auth_failure = "status";  ///< --auth-failure: status (HTTP 401/403) or close (1008 after the upgrade)
     std::vector<std::string> jwt_algs, origins;
     std::string rate_limit, rate_limit_policy = "close", connect_rate_limit;
     std::string unix_mode;
@@ -37,7 +38,9 @@ void add_listener_options(CLI::App& app, listener_args& a);
 /// Fills `o` from the shared options (everything but the address and the mode), recording
 /// every problem in `p`. Call it once o.server.listen is set: some options depend on whether
 /// it is a unix socket. An accepted JWT's subject lands in peer.vars["sub"], its claims
-/// (JSON text) in peer.vars["claims"]. With no authentication option on the command line,
+/// (JSON text) in peer.vars["claims"], and its `exp` plus the leeway (Unix milliseconds) in
+/// peer.vars["auth.expires_ms"]; with --auth-failure close a refused client is let in with
+/// peer.vars["auth.refused"] (the reason) and ["auth.refused_status"] (401 or 403) set. With no authentication option on the command line,
 /// WSX_SERVER_TOKEN, WSX_JWT_SECRET and WSX_BASIC_AUTH give the secrets.
 void apply_listener_options(problems& p, const listener_args& a, serve_options& o);
 

@@ -123,6 +123,7 @@ _wsx() {
         'wsx serve --basic-auth' | \
         'wsx serve --basic-auth-file' | \
         'wsx serve --origin' | \
+        'wsx serve --auth-failure' | \
         'wsx serve --rate-limit' | \
         'wsx serve --rate-limit-policy' | \
         'wsx serve --connect-rate-limit' | \
@@ -228,6 +229,7 @@ _wsx() {
         'wsx relay --basic-auth' | \
         'wsx relay --basic-auth-file' | \
         'wsx relay --origin' | \
+        'wsx relay --auth-failure' | \
         'wsx relay --rate-limit' | \
         'wsx relay --rate-limit-policy' | \
         'wsx relay --connect-rate-limit' | \
@@ -283,6 +285,7 @@ _wsx() {
         'wsx proxy --basic-auth' | \
         'wsx proxy --basic-auth-file' | \
         'wsx proxy --origin' | \
+        'wsx proxy --auth-failure' | \
         'wsx proxy --rate-limit' | \
         'wsx proxy --rate-limit-policy' | \
         'wsx proxy --connect-rate-limit' | \
@@ -324,6 +327,7 @@ _wsx() {
         'wsx serve --jwt-secret-file') _wsx_files "$cur" ;;
         'wsx serve --jwt-public-key') _wsx_files "$cur" ;;
         'wsx serve --basic-auth-file') _wsx_files "$cur" ;;
+        'wsx serve --auth-failure') _wsx_words 'status close' "$cur" ;;
         'wsx serve --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx serve --log-format') _wsx_words 'text json' "$cur" ;;
         'wsx bench -s' | 'wsx bench --scenario') _wsx_words 'echo connect send fanout' "$cur" ;;
@@ -351,6 +355,7 @@ _wsx() {
         'wsx relay --jwt-secret-file') _wsx_files "$cur" ;;
         'wsx relay --jwt-public-key') _wsx_files "$cur" ;;
         'wsx relay --basic-auth-file') _wsx_files "$cur" ;;
+        'wsx relay --auth-failure') _wsx_words 'status close' "$cur" ;;
         'wsx relay --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx relay --log-format') _wsx_words 'text json' "$cur" ;;
         'wsx proxy --path-prefix') _wsx_files "$cur" ;;
@@ -371,6 +376,7 @@ _wsx() {
         'wsx proxy --jwt-secret-file') _wsx_files "$cur" ;;
         'wsx proxy --jwt-public-key') _wsx_files "$cur" ;;
         'wsx proxy --basic-auth-file') _wsx_files "$cur" ;;
+        'wsx proxy --auth-failure') _wsx_words 'status close' "$cur" ;;
         'wsx proxy --rate-limit-policy') _wsx_words 'close drop' "$cur" ;;
         'wsx proxy --log-format') _wsx_words 'text json' "$cur" ;;
         esac
@@ -394,7 +400,7 @@ _wsx() {
         ;;
     'wsx serve')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout --subprotocol --require-subprotocol' "$cur"
+            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout --subprotocol --require-subprotocol' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
@@ -415,14 +421,14 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         fi
         ;;
     'wsx help')

@@ -363,6 +363,8 @@ public:
 private:
     std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer);
     std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol);
+    /// Closes `s` with 1008 "token expired" once the wall clock passes `expires` (Unix time).
+    void close_when_expired(const std::shared_ptr<ws_session>& s, std::chrono::milliseconds expires);
     http_answer answer_http(const http_request& req, const peer_info& peer);
     void close_all(std::uint16_t code, const std::string& reason);
     bool idle();
@@ -431,6 +433,14 @@ public:
     void on_message_view(std::string_view payload, bool binary) override {
         if (admit(payload.size())) send_view(payload, binary);
     }
+};
+
+/// A client let in only to be told why it is refused (--auth-failure close): Close 1008 with
+/// the reason at once; whatever it sends meanwhile is ignored.
+class refused_handler final : public conn_handler {
+public:
+    using conn_handler::conn_handler;
+    void on_message(std::string&&, bool) override {}
 };
 
 /// A hosted service's handler behind the shared counting, rate limit and access log.
@@ -879,7 +889,9 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         }
         peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
     }
-    if (o_.mode == serve_mode::exec && o_.exec.max_forks) {
+    // A client refused after its upgrade (--auth-failure close) takes no process nor service.
+    const bool refused = peer.vars.count("auth.refused") != 0;
+    if (o_.mode == serve_mode::exec && o_.exec.max_forks && !refused) {
         // Taken here, at admission, and handed to the handler through peer.attachment.
         if (forks_.fetch_add(1) >= o_.exec.max_forks) {
             --forks_;
@@ -891,7 +903,7 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         }
         peer.attachment = std::make_shared<fork_slot>(forks_);
     }
-    if (o_.service) {
+    if (o_.service && !refused) {
         auto r = o_.service->check_upgrade(req, peer, subprotocol);
         if (r) metrics_.count_rejection(std::to_string(r->result_int()));
         return r;
@@ -933,6 +945,16 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
             if (auto s = w.lock()) s->close(1001, "server shutting down");
         });
     }
+    if (const auto refused = peer.vars.find("auth.refused"); refused != peer.vars.end()) {
+        const auto status = peer.vars.find("auth.refused_status");
+        metrics_.count_rejection(status != peer.vars.end() ? status->second : std::string("401"));
+        net::post(s->get_executor(), [w = std::weak_ptr<ws_session>(s), why = refused->second] {
+            if (auto s = w.lock()) s->close(1008, why);
+        });
+        return std::make_shared<refused_handler>(*this, s, req, peer, id);
+    }
+    if (const auto exp = peer.vars.find("auth.expires_ms"); exp != peer.vars.end())
+        close_when_expired(s, std::chrono::milliseconds(std::strtoll(exp->second.c_str(), nullptr, 10)));
     if (o_.service) {
         auto inner = o_.service->make_handler(s, req, peer, id);
         return std::make_shared<service_handler>(*this, s, req, peer, id, std::move(inner));
@@ -955,6 +977,24 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
     }
     }
     return nullptr;
+}
+
+void serve_app::close_when_expired(const std::shared_ptr<ws_session>& s, std::chrono::milliseconds expires) {
+    const auto left = expires - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch());
+    // The session keeps the timer; the timer only refers to the session weakly. Waits are
+    // capped: a far `exp` is checked again after a day (the clock may have been set since).
+    auto timer = std::make_shared<net::steady_timer>(s->get_executor());
+    s->hold(timer);
+    timer->expires_after(std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(std::chrono::hours(24))));
+    timer->async_wait([this, w = std::weak_ptr<ws_session>(s), expires](error_code ec) {
+        if (ec) return;
+        auto s = w.lock();
+        if (!s || !s->is_open()) return;
+        const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+        if (now < expires) return close_when_expired(s, expires);
+        s->close(1008, "token expired");
+    });
 }
 
 void serve_app::connection_closed(conn_handler& h, const std::string& peer, const std::string& path,
@@ -1164,6 +1204,7 @@ int serve_app::run() {
         if (auto f = o_.service->async_check_upgrade())
             server_->set_async_upgrade_filter(
                 [this, f](const http_request& req, peer_info& peer, std::string& sub) -> net::awaitable<std::optional<http_response>> {
+                    if (peer.vars.count("auth.refused")) co_return std::nullopt;  // no upstream for it
                     auto r = co_await f(req, peer, sub);
                     if (r) metrics_.count_rejection(std::to_string(r->result_int()));
                     co_return r;

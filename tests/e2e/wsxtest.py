@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 import unittest
 
 WSX = os.environ.get("WSX") or shutil.which("wsx")
@@ -36,6 +37,14 @@ for _var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_prox
 SKIPPED_EXIT = 77
 
 
+_unread = weakref.WeakKeyDictionary()
+
+
+def take_unread(stream):
+    """What read_line_matching read from `stream` past its last match (to be read first)."""
+    return _unread.pop(stream, b"")
+
+
 def read_line_matching(stream, pattern, timeout=10.0, collected=None):
     """Reads lines from a pipe until one matches `pattern` (regex); returns the match.
 
@@ -44,11 +53,22 @@ def read_line_matching(stream, pattern, timeout=10.0, collected=None):
     deadline = time.monotonic() + timeout
     seen = [] if collected is None else collected
     fd = stream.fileno()
-    buf = b""
+    # Bytes read past the matching line stay with the stream for the next call: lines that
+    # came in the same read as the match are not lost.
+    buf = _unread.pop(stream, b"")
     rx = re.compile(pattern)
     while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            text = line.decode("utf-8", "replace")
+            seen.append(text)
+            m = rx.search(text)
+            if m:
+                _unread[stream] = buf
+                return m
         left = deadline - time.monotonic()
         if left <= 0:
+            _unread[stream] = buf
             raise AssertionError(f"no line matching {pattern!r} within {timeout}s; got: {seen!r}")
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
@@ -57,13 +77,6 @@ def read_line_matching(stream, pattern, timeout=10.0, collected=None):
         if not chunk:
             raise AssertionError(f"stream ended before a line matching {pattern!r}; got: {seen!r}")
         buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            text = line.decode("utf-8", "replace")
-            seen.append(text)
-            m = rx.search(text)
-            if m:
-                return m
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -214,6 +227,11 @@ class LineCollector:
 
     def _run(self, stream):
         fd = stream.fileno()
+        first = take_unread(stream)  # lines a read_line_matching on this stream already read
+        if first:
+            with self._cond:
+                *done, self.partial = first.split(b"\n")
+                self.lines.extend(done)
         while True:
             try:
                 chunk = os.read(fd, 65536)
@@ -290,7 +308,7 @@ class Process:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        rest = self.proc.stderr.read().decode("utf-8", "replace")
+        rest = (take_unread(self.proc.stderr) + self.proc.stderr.read()).decode("utf-8", "replace")
         return "\n".join(self.stderr_lines + [rest])
 
 
