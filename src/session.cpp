@@ -270,11 +270,52 @@ void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason,
                             [self = self(), info = std::move(info)](error_code ec) mutable {
                                 if (ec) return self->abort("could not send Close", ec);
                                 if (!self->failing_) return self->teardown_and_finish(std::move(info));
-                                error_code ignored;
-                                beast::get_lowest_layer(self->layer()).socket().close(ignored);
+                                // The cause is reported at once; TCP ends behind our Close.
                                 self->finish(std::move(info));
+                                self->close_after_failing();
                             });
     arm_close_timer();
+}
+
+// After failing the connection: our Close is out. Closing the socket now, with the peer's
+// bytes unread (the rest of an oversize message, a flood), would send a reset, and a reset
+// makes the peer's system discard what it has not read yet, our Close with it. So: end our
+// sending side (FIN after the Close), discard what arrives until the peer ends its side, for
+// at most a second, then close.
+template <class Layer>
+void session<Layer>::close_after_failing() {
+    auto& sock = beast::get_lowest_layer(layer()).socket();
+    error_code ignored;
+    sock.shutdown(net::socket_base::shutdown_send, ignored);
+    sock.non_blocking(true, ignored);
+    timer(close_timer_).expires_after(std::min<std::chrono::nanoseconds>(opts_.close_timeout, std::chrono::seconds(1)));
+    close_timer_->async_wait([self = self()](error_code ec) {
+        if (ec) return;
+        error_code ignored;
+        beast::get_lowest_layer(self->layer()).socket().close(ignored);  // ends the discarding wait
+    });
+    discard_until_eof();
+}
+
+template <class Layer>
+void session<Layer>::discard_until_eof() {
+    beast::get_lowest_layer(layer()).socket().async_wait(net::socket_base::wait_read, [self = self()](error_code ec) {
+        auto& sock = beast::get_lowest_layer(self->layer()).socket();
+        if (!ec && sock.is_open()) {
+            // What there is, without waiting (the socket is non-blocking), up to 4 MiB a wake-up.
+            bool more = true;
+            for (int i = 0; i < 64 && more; ++i) {
+                error_code rec;
+                const auto n = sock.read_some(net::buffer(thread_read_buffer(), read_chunk), rec);
+                if (rec == net::error::would_block || rec == net::error::try_again) return self->discard_until_eof();
+                more = !rec && n > 0;  // else the peer's end of the stream, or an error
+            }
+            if (more) return self->discard_until_eof();  // a flood: on until the deadline
+        }
+        error_code ignored;
+        if (self->close_timer_) self->close_timer_->cancel();
+        sock.close(ignored);
+    });
 }
 
 template <class Layer>

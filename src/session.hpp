@@ -139,6 +139,8 @@ private:
     void fail_connection(websocket::error e, std::uint16_t code);
     void end_with_close(std::uint16_t code, std::string_view reason, close_info info);
     void arm_close_timer();
+    void close_after_failing();
+    void discard_until_eof();
     void watch_drain(std::size_t unsent);
     void teardown_and_finish(close_info info);
     void note_pong(std::string_view payload);

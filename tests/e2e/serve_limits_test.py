@@ -70,6 +70,30 @@ class LimitsTest(wsxtest.WsxTestCase):
         ws.send_close(1009)
         p.wait_for(r"code=1009")
 
+    def test_1009_reaches_a_client_still_sending(self):
+        # The server stops reading at the limit with most of the message unread; closing the
+        # socket then would reset the connection, and the reset would destroy the Close 1009
+        # waiting in the client's receive buffer (the client saw 1006).
+        p, url = self.start_server("--max-message-size", "1000")
+        line = b"x" * (8 << 20) + b"\n"
+        for attempt in range(3):
+            r = self.wsx("connect", url, input=line, timeout=30)
+            self.assertExit(r, 7)
+            self.assertOneError(r, "1009")
+        # A client that keeps sending after the Close is cut off after a bounded wait, and the
+        # server is still there for the next one.
+        ws = RawWS(url)
+        ws.send_text("y" * 1001)
+        self.assertEqual(ws.expect_close()[0], 1009)
+        deadline = time.monotonic() + 15
+        with self.assertRaises(OSError):
+            while time.monotonic() < deadline:
+                ws.sock.sendall(b"\x82\x80\x00\x00\x00\x00" * 1000)
+        self.assertLess(time.monotonic(), deadline)
+        r = self.wsx("connect", url, "--send", "still up", "-n", "1", timeout=10)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, b"still up\n")
+
     def test_ping_timeout_drops_silent_client(self):
         p, url = self.start_server("--ping-interval", "200ms", "--ping-timeout", "300ms", "--metrics")
         mute = RawWS(url)       # reads nothing, answers no ping
