@@ -793,6 +793,9 @@ void connect_app::on_close(const close_info& info) {
     add_session_stats();
     last_close_ = info;
     session_.reset();
+    // A Close the session sent by itself, failing the connection (1002, 1007, 1009): it left
+    // like any other frame, so the event stream shows it.
+    if (!closing_ && info.error && info.sent_code != 0) log_event("close", "out", {}, info.sent_code, info.sent_reason);
     log_event("close", "in", {}, info.code, info.reason);
     if (finished_) return stop();
     lingering_ = false;

@@ -146,6 +146,20 @@ class EventFormatTest(wsxtest.WsxTestCase):
         self.assertNotIn("code", closes[0], "an empty Close has no code (1005 is never on the wire)")
         self.assertEqual(closes[0]["reason"], "")
 
+    def test_the_close_of_a_protocol_error_is_an_out_event(self):
+        # A server sending an unmasked-but-reserved opcode (0x3): the client fails the connection
+        # with 1002, and that Close is in the stream like the ones it sends when asked.
+        srv = ScriptedServer(frame(0x3, b"x"), lambda: Splitter("whole"))
+        self.addCleanup(srv.close)
+        r = self.wsx_open_stdin("connect", srv.url, "--jsonl", timeout=20)
+        self.assertExit(r, 7)
+        events = event_schema.check_lines(r.stdout, dirs=event_schema.CONNECT_DIRS)
+        out = [e for e in events if e["type"] == "close" and e["dir"] == "out"]
+        self.assertEqual(len(out), 1, r.stdout)
+        self.assertEqual(out[0]["code"], 1002)
+        closes = [e for e in events if e["type"] == "close"]
+        self.assertEqual(closes[0], out[0], "the Close sent comes before the end it caused")
+
     def test_validator_refuses_the_old_fields(self):
         # The schema check is strict: the fields of earlier releases do not pass.
         old_connect = '{"ts":1732712345.123456,"dir":"in","type":"message","opcode":"text","length":2,"data":"hi"}'
