@@ -172,6 +172,13 @@ net::awaitable<void> open_tcp(beast::tcp_stream& tcp, const client_options& o, c
     r.timings.proxy = clock::now() - t2;
 }
 
+// How an answer to the upgrade is read: the header up to 60 KiB (a long Location or challenge;
+// Beast's default is 8 KiB, and it cannot hold a field of 64 KiB), then, for a refusal, a body
+// up to 64 KiB. A refusal's body is shown, not needed: one that is longer, or cut short, still
+// leaves the status and the fields. upgrade_response_fuzz reads answers the same way.
+constexpr std::size_t answer_header_limit = 60 * 1024;
+constexpr std::uint64_t answer_body_limit = 64 * 1024;
+
 // Prints the exchange for -v, then throws the failure that `ec` means (`answered`: the
 // server's HTTP answer was read), or one for a subprotocol that was not offered.
 // `tls_record`: what came back instead of an answer starts like a TLS record (an alert or a
@@ -218,6 +225,10 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
             throw open_failure("upgrade", exit_code::upgrade,
                           fmt::format("upgrade with {} failed: the server closed the connection without an HTTP response{}",
                                       o.url.to_string(), o.url.is_unix() ? "" : " (if it speaks TLS, use wss://)"));
+        if (ec == http::error::header_limit)
+            throw open_failure("upgrade", exit_code::upgrade,
+                               fmt::format("upgrade with {} failed: the answer's header is larger than {} KiB", o.url.to_string(),
+                                           answer_header_limit / 1024));
         if (ec.category() == http::make_error_code(http::error::bad_version).category())
             throw open_failure("upgrade", exit_code::upgrade, fmt::format("upgrade with {} failed: the answer is not HTTP ({}){}",
                                                           o.url.to_string(), ec.message(),
@@ -238,6 +249,21 @@ void report_upgrade(error_code ec, bool answered, const client_options& o, conne
                       fmt::format("server chose subprotocol '{}', which was not offered", escape_for_terminal(r.subprotocol)));
 }
 
+template <class Stream, class Parser>
+net::awaitable<error_code> read_answer(Stream& stream, beast::flat_buffer& buffer, Parser& parser) {
+    parser.header_limit(answer_header_limit);
+    parser.body_limit(boost::none);  // checked below, once the status is known
+    error_code ec;
+    co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    if (ec || parser.is_done()) co_return ec;
+    const auto length = parser.content_length();
+    if (parser.get().result_int() == 101 || (length && *length > answer_body_limit)) co_return ec;
+    parser.body_limit(answer_body_limit);
+    error_code body_ec;
+    co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, body_ec));
+    co_return ec;
+}
+
 // The upgrade: the request is written and the answer read here; the bytes that arrived behind
 // the answer (a server may greet at once) are kept for the session, with the permessage-deflate
 // agreement when the server accepted the offer. The stream is left with no deadline and no
@@ -255,8 +281,7 @@ net::awaitable<void> upgrade(Stream& stream, const client_options& o, opened_con
     bool answered = false;
     if (!ec) {
         http::response_parser<http::string_body> parser;
-        parser.body_limit(64 * 1024);
-        co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        ec = co_await read_answer(stream, buffer, parser);
         if (!ec) {
             answered = true;
             r.response = parser.release();

@@ -73,7 +73,10 @@ class Redirector:
             with self.lock:
                 self.requests.append({"target": target, "headers": headers, "port": port})
             route = self.routes.get(target, (404, None))
-            if route == "final":
+            if isinstance(route, bytes):  # a whole answer, as it is
+                writer.write(route)
+                await writer.drain()
+            elif route == "final":
                 accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] + GUID).encode()).digest())
                 greeting = f"final {target}".encode()
                 writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -181,6 +184,35 @@ class RedirectTest(WsxTestCase):
         self.assertOneError(r, f"upgrade rejected by ws://127.0.0.1:{red.port}/: HTTP 302",
                             f"it redirects to {elsewhere}", "-L")
         self.assertEqual(len(red.recorded()), 1)
+
+    def test_a_long_location_is_still_a_redirect(self):
+        # Fields past Beast's 8 KiB default: the answer is still read as the redirect it is.
+        echo = self.echo_port()
+        location = f"ws://127.0.0.1:{echo}/?pad=" + "a" * 50_000
+        red = self.redirector({"/": (302, location)})
+        r = self.wsx("connect", f"ws://127.0.0.1:{red.port}/", input=b"x\n", timeout=15)
+        self.assertExit(r, 6)
+        self.assertOneError(r, "HTTP 302", f"it redirects to ws://127.0.0.1:{echo}/?pad=aaaa", "-L")
+        # Past 60 KiB of header the answer is refused, saying so (not "not HTTP", not a crash).
+        red = self.redirector({"/": (302, location + "a" * 70_000)})
+        r = self.wsx("connect", f"ws://127.0.0.1:{red.port}/", input=b"x\n", timeout=15)
+        self.assertExit(r, 6)
+        self.assertOneError(r, "the answer's header is larger than 60 KiB")
+
+    def test_a_refusal_with_a_long_or_cut_body_keeps_its_status(self):
+        body = b"<html>" + b"x" * 70_000 + b"</html>"
+        answers = {
+            "/long": b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body,
+            "/cut": b"HTTP/1.1 403 Forbidden\r\nContent-Length: 500\r\n\r\nnot all of it",
+        }
+        red = self.redirector(answers)
+        for target, status in (("/long", "HTTP 401"), ("/cut", "HTTP 403")):
+            with self.subTest(target=target):
+                r = self.wsx("connect", f"ws://127.0.0.1:{red.port}{target}", input=b"x\n", timeout=15)
+                self.assertExit(r, 6)
+                line = self.assertOneError(r, status)
+                self.assertNotIn("not HTTP", line)
 
     def test_other_3xx_are_not_followed(self):
         for status in (300, 304):

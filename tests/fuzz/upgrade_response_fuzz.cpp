@@ -41,10 +41,19 @@ struct read_result {
 read_result read_answer(std::string_view bytes, std::uint32_t split) {
     fuzz::chunked_source src(bytes, split);
     beast::flat_buffer buffer;
+    // As the client reads it (client.cpp, limit_answer_parser and upgrade): the header, then a
+    // refusal's body, whose errors (too long, cut short) leave the status and fields usable.
     http::response_parser<http::string_body> parser;
-    parser.body_limit(64 * 1024);  // as upgrade_raw and bench
+    parser.header_limit(60 * 1024);
+    parser.body_limit(boost::none);
     read_result r;
-    http::read(src, buffer, parser, r.ec);
+    http::read_header(src, buffer, parser, r.ec);
+    const auto length = parser.content_length();
+    if (!r.ec && !parser.is_done() && parser.get().result_int() != 101 && !(length && *length > 64 * 1024)) {
+        parser.body_limit(64 * 1024);
+        error_code body_ec;
+        http::read(src, buffer, parser, body_ec);
+    }
     if (r.ec) return r;
     r.res = parser.release();
     r.answer = fmt::format("{} {} {}\n", r.res.version(), r.res.result_int(), std::string_view(r.res.reason()));
