@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
+#include "auth.hpp"
 #include "codec.hpp"
 #include "connect_hints.hpp"
 #include "exit_code.hpp"
@@ -313,7 +314,9 @@ net::awaitable<void> upgrade(Stream& stream, const client_options& o, opened_con
 
 std::string upgrade_target(const client_options& o, const endpoint& url) {
     std::string target = url.target;
-    if (!o.token.empty() && !o.token_query.empty()) {
+    // A redirect to the same host may lead to a target that carries the parameter already
+    // (the server kept the query): it is not sent twice.
+    if (!o.token.empty() && !o.token_query.empty() && !query_param(target, o.token_query)) {
         target += target.find('?') == std::string::npos ? '?' : '&';
         target += boost::urls::encode(o.token_query, boost::urls::unreserved_chars);
         target += '=';
@@ -524,7 +527,14 @@ std::optional<endpoint> redirect_target(const endpoint& from, std::string_view l
         if (error) *error = fmt::format("the Location '{}' {}", escape_for_terminal(location), why);
         return std::nullopt;
     };
-    auto ref = boost::urls::parse_uri_reference(location);
+    // Bytes outside ASCII (a UTF-8 path or query) are percent-encoded, as browsers do; a host
+    // written that way is then refused below as not being a host name.
+    std::string encoded;
+    for (const char c : location) {
+        if (static_cast<unsigned char>(c) < 0x80) encoded += c;
+        else encoded += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    }
+    auto ref = boost::urls::parse_uri_reference(encoded);
     if (!ref) return fail("is not a URL");
     // A unix socket has no URL of its own: a relative reference is resolved against its target
     // and stays on the socket; an absolute one leaves it.

@@ -154,6 +154,19 @@ class RedirectTest(WsxTestCase):
         # The Host of the second request is the redirector's still.
         self.assertEqual(red.recorded()[1]["headers"]["host"], f"127.0.0.1:{red.port}")
 
+    def test_a_location_in_utf8_is_percent_encoded(self):
+        red = self.redirector({"/": (302, "/fïnal?q=é"), "/f%C3%AFnal?q=%C3%A9": "final"})
+        r = self.wsx("connect", "-L", f"ws://127.0.0.1:{red.port}/", timeout=15)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, b"final /f%C3%AFnal?q=%C3%A9\n")
+
+    def test_token_query_is_not_repeated_when_the_location_keeps_it(self):
+        red = self.redirector({"/?token=t0k": (302, "/final?token=t0k"), "/final?token=t0k": "final"})
+        r = self.wsx("connect", "-L", "--token", "t0k", "--token-query", "token", f"ws://127.0.0.1:{red.port}/",
+                     timeout=15)
+        self.assertExit(r, 0)
+        self.assertEqual([q["target"] for q in red.recorded()], ["/?token=t0k", "/final?token=t0k"])
+
     def test_verbose_names_every_redirect_and_stats_json_lists_them(self):
         red = self.redirector({"/1": (301, "/2"), "/2": (308, "/3"), "/3": "final"})
         base = f"ws://127.0.0.1:{red.port}"
