@@ -110,7 +110,7 @@ runner setup_proxy(CLI::App& app) {
     // A front door drains first (see below): the timeout bounds the drain, not the closing handshakes.
     app.get_option("--drain-timeout")
         ->description("On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest "
-                      "are closed with 1001 (a second signal exits at once)");
+                      "are closed with 1001, which they then have up to 2s to answer (a second signal exits at once)");
     app.get_option("--max-message-size")
         ->description("Largest message accepted from a client or an upstream; larger ones close with 1009 (on a "
                       "tcp:// listener: from the upstream, ending the tunnel)");

@@ -352,7 +352,7 @@ complete -c wsx -n '__wsx_at wsx proxy' -l 'announce-json' -d 'Announce the list
 complete -c wsx -n '__wsx_at wsx proxy' -l 'metrics' -d 'Answer GET /metrics with Prometheus text (connections, messages, closes, rejections)'
 complete -c wsx -n '__wsx_at wsx proxy' -l 'log-format' -x -a 'text\\tFORMAT json\\tFORMAT' -d 'Log format on stderr: text or json (an access line per closed connection; with json, other log lines are JSON objects too) (default text)'
 complete -c wsx -n '__wsx_at wsx proxy' -s 'q' -l 'quiet' -d 'No access log (the listening line and errors are still printed)'
-complete -c wsx -n '__wsx_at wsx proxy' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest are closed with 1001 (a second signal exits at once) (default 5s)'
+complete -c wsx -n '__wsx_at wsx proxy' -l 'drain-timeout' -x -d 'On SIGINT/SIGTERM: how long open connections (and tcp:// tunnels) may go on before the rest are closed with 1001, which they then have up to 2s to answer (a second signal exits at once) (default 5s)'
 
 # wsx help
 complete -c wsx -n '__wsx_at wsx help' -s 'h' -l 'help' -d 'Show this help and exit'

@@ -8,6 +8,11 @@
 
 namespace wsx {
 
+namespace {
+/// After a drain, how long the connections closed with 1001 have to answer.
+constexpr std::chrono::seconds close_grace{2};
+}  // namespace
+
 shutdown_control::shutdown_control(net::io_context& main, settings s, hooks h)
     : s_(s), h_(std::move(h)), signals_(main, SIGINT, SIGTERM), timer_(main) {}
 
@@ -30,7 +35,9 @@ void shutdown_control::on_signal(int sig) {
     if (!s_.quiet)
         h_.log(fmt::format("wsx: {}: {} (up to {}{})", sig == SIGINT ? "interrupted" : "terminated",
                            s_.drain_first ? "draining connections" : "closing connections", format_duration(s_.drain_timeout),
-                           s_.drain_first ? ", then closing them with 1001" : ""));
+                           s_.drain_first ? fmt::format(", then closing them with 1001 and up to {} for the answers",
+                                                       format_duration(close_grace))
+                                         : std::string()));
     watch_signals();
 }
 
@@ -47,7 +54,7 @@ void shutdown_control::begin(std::uint16_t code, std::string reason) {
         timer_.async_wait([this, code, reason](error_code ec) {
             if (ec) return;
             h_.close_all(code, reason);
-            timer_.expires_after(std::chrono::seconds(2));
+            timer_.expires_after(close_grace);
             timer_.async_wait([this](error_code ec) {
                 if (!ec) finish();
             });

@@ -9,7 +9,7 @@ import time
 import wsxtest
 from proxy_helpers import recv_eof, recv_exactly, start_proxy
 
-NOTICE = r"^wsx: terminated: draining connections \(up to .*, then closing them with 1001\)$"
+NOTICE = r"^wsx: terminated: draining connections \(up to .*, then closing them with 1001 and up to 2s for the answers\)$"
 
 
 class TcpListenerTest(wsxtest.WsxTestCase):
