@@ -175,6 +175,8 @@ runner setup_serve(CLI::App& app) {
             // After the authentication filters: a client is told the list only once it may connect.
             o.filters.push_back([ours = a->subprotocols, require = a->require_subprotocol](
                                     const http_request& req, peer_info& peer, std::string& subprotocol) -> std::optional<http_response> {
+                // A client refused after its upgrade (--auth-failure close) learns nothing of it.
+                if (peer.vars.count("auth.refused")) return std::nullopt;
                 if (auto chosen = choose_subprotocol(req, ours)) {
                     subprotocol = *chosen;
                     peer.vars["subprotocol"] = *chosen;

@@ -269,6 +269,21 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
             o.filters.push_back([auth, close_on_failure, leeway_ms](const http_request& req, peer_info& peer,
                                                                     std::string&) -> std::optional<http_response> {
                 auto r = auth.check(req);
+                // A token whose exp is already past (a negative one, which the JWT library would
+                // read as a huge unsigned number, included) is refused as expired.
+                double expires_ms = -1;
+                if (r.ok && !r.claims.is_null())
+                    if (const auto exp = r.claims.find("exp"); exp != r.claims.end() && exp->is_number()) {
+                        expires_ms = exp->get<double>() * 1000.0 + static_cast<double>(leeway_ms);
+                        const auto now_ms = std::chrono::duration<double, std::milli>(
+                                                std::chrono::system_clock::now().time_since_epoch()).count();
+                        if (!(expires_ms > now_ms)) {
+                            r.ok = false;
+                            r.status = http::status::unauthorized;
+                            r.body = "token expired";
+                            r.challenges = {"Bearer realm=\"wsx\", error=\"invalid_token\", error_description=\"token expired\""};
+                        }
+                    }
                 if (!r.ok) {
                     // A browser's WebSocket API hides the status of a refused upgrade (the page
                     // sees 1006): let the client in, to be closed at once with 1008 and the reason.
@@ -283,11 +298,10 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
                 if (!r.subject.empty()) peer.vars["sub"] = r.subject;
                 if (!r.claims.is_null()) {
                     peer.vars["claims"] = r.claims.dump();
-                    // The connection ends when its token does (closed with 1008 "token expired").
-                    if (const auto exp = r.claims.find("exp"); exp != r.claims.end() && exp->is_number()) {
-                        const double ms = exp->get<double>() * 1000.0 + static_cast<double>(leeway_ms);
-                        if (ms < 9.0e15) peer.vars["auth.expires_ms"] = std::to_string(static_cast<long long>(ms));
-                    }
+                    // The connection ends when its token does (closed with 1008 "token expired");
+                    // one past the year 287,000 never does.
+                    if (expires_ms > 0 && expires_ms < 9.0e15)
+                        peer.vars["auth.expires_ms"] = std::to_string(static_cast<long long>(expires_ms));
                 }
                 return std::nullopt;
             });

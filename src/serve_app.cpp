@@ -277,6 +277,8 @@ public:
                  std::uint64_t id);
     void on_close(const close_info& info) override;
     virtual void on_end(const close_info&) {}
+    /// A client let in only to be refused (--auth-failure close).
+    virtual bool refused() const { return false; }
     std::uint64_t id() const { return id_; }
     /// A line of --stdio input for this client (called on the session's executor).
     void send_stdin_line(std::string line) { send_line(std::move(line)); }
@@ -441,6 +443,7 @@ class refused_handler final : public conn_handler {
 public:
     using conn_handler::conn_handler;
     void on_message(std::string&&, bool) override {}
+    bool refused() const override { return true; }
 };
 
 /// A hosted service's handler behind the shared counting, rate limit and access log.
@@ -878,7 +881,10 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         metrics_.count_rejection("shutting_down");
         return make_response(http::status::service_unavailable, "server is shutting down");
     }
-    if (o_.max_connections) {
+    // A client refused after its upgrade (--auth-failure close) takes no connection slot (its
+    // connection lasts a second at most: see ws_session::refuse), nor a process or a service.
+    const bool refused = peer.vars.count("auth.refused") != 0;
+    if (o_.max_connections && !refused) {
         if (reserved_.fetch_add(1) >= o_.max_connections) {
             --reserved_;
             metrics_.count_rejection("max_connections");
@@ -889,8 +895,6 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
         }
         peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
     }
-    // A client refused after its upgrade (--auth-failure close) takes no process nor service.
-    const bool refused = peer.vars.count("auth.refused") != 0;
     if (o_.mode == serve_mode::exec && o_.exec.max_forks && !refused) {
         // Taken here, at admission, and handed to the handler through peer.attachment.
         if (forks_.fetch_add(1) >= o_.exec.max_forks) {
@@ -949,7 +953,7 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
         const auto status = peer.vars.find("auth.refused_status");
         metrics_.count_rejection(status != peer.vars.end() ? status->second : std::string("401"));
         net::post(s->get_executor(), [w = std::weak_ptr<ws_session>(s), why = refused->second] {
-            if (auto s = w.lock()) s->close(1008, why);
+            if (auto s = w.lock()) s->refuse(1008, why);
         });
         return std::make_shared<refused_handler>(*this, s, req, peer, id);
     }
@@ -1023,8 +1027,9 @@ void serve_app::connection_closed(conn_handler& h, const std::string& peer, cons
     // --stdio input, or with --oneshot): other closes need not wake it. A shutdown that begins
     // concurrently sees this connection gone from live_ (it reads live_ after setting the flag).
     if (!o_.oneshot && o_.mode != serve_mode::stdio && !shutdown_.shutting_down()) return;
-    net::post(main_, [this] {
-        if (o_.oneshot && !shutdown_.shutting_down()) {
+    net::post(main_, [this, refused = h.refused()] {
+        // A refused client is not the one --oneshot serves.
+        if (o_.oneshot && !refused && !shutdown_.shutting_down()) {
             served_one_ = true;
             shutdown_.begin();
         }

@@ -270,9 +270,13 @@ void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason,
                             [self = self(), info = std::move(info)](error_code ec) mutable {
                                 if (ec) return self->abort("could not send Close", ec);
                                 if (!self->failing_) return self->teardown_and_finish(std::move(info));
-                                // The cause is reported at once; TCP ends behind our Close.
+                                // The cause is reported at once; TCP ends behind our Close. What
+                                // is held until the close (a connection slot) stays held until the
+                                // socket is closed: it still takes a descriptor meanwhile.
+                                auto keep = std::move(self->held_until_close_);
+                                self->held_until_close_.clear();
                                 self->finish(std::move(info));
-                                self->close_after_failing();
+                                self->close_after_failing(std::move(keep));
                             });
     arm_close_timer();
 }
@@ -283,7 +287,7 @@ void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason,
 // sending side (FIN after the Close), discard what arrives until the peer ends its side, for
 // at most a second, then close.
 template <class Layer>
-void session<Layer>::close_after_failing() {
+void session<Layer>::close_after_failing(std::vector<std::shared_ptr<const void>> keep) {
     auto& sock = beast::get_lowest_layer(layer()).socket();
     error_code ignored;
     sock.shutdown(net::socket_base::shutdown_send, ignored);
@@ -294,12 +298,12 @@ void session<Layer>::close_after_failing() {
         error_code ignored;
         beast::get_lowest_layer(self->layer()).socket().close(ignored);  // ends the discarding wait
     });
-    discard_until_eof();
+    discard_until_eof(std::make_shared<std::vector<std::shared_ptr<const void>>>(std::move(keep)));
 }
 
 template <class Layer>
-void session<Layer>::discard_until_eof() {
-    beast::get_lowest_layer(layer()).socket().async_wait(net::socket_base::wait_read, [self = self()](error_code ec) {
+void session<Layer>::discard_until_eof(std::shared_ptr<std::vector<std::shared_ptr<const void>>> keep) {
+    beast::get_lowest_layer(layer()).socket().async_wait(net::socket_base::wait_read, [self = self(), keep](error_code ec) {
         auto& sock = beast::get_lowest_layer(self->layer()).socket();
         if (!ec && sock.is_open()) {
             // What there is, without waiting (the socket is non-blocking), up to 4 MiB a wake-up.
@@ -307,15 +311,26 @@ void session<Layer>::discard_until_eof() {
             for (int i = 0; i < 64 && more; ++i) {
                 error_code rec;
                 const auto n = sock.read_some(net::buffer(thread_read_buffer(), read_chunk), rec);
-                if (rec == net::error::would_block || rec == net::error::try_again) return self->discard_until_eof();
+                if (rec == net::error::would_block || rec == net::error::try_again) return self->discard_until_eof(keep);
                 more = !rec && n > 0;  // else the peer's end of the stream, or an error
             }
-            if (more) return self->discard_until_eof();  // a flood: on until the deadline
+            if (more) return self->discard_until_eof(keep);  // a flood: on until the deadline
         }
         error_code ignored;
         if (self->close_timer_) self->close_timer_->cancel();
         sock.close(ignored);
     });
+}
+
+template <class Layer>
+void session<Layer>::refuse(std::uint16_t code, std::string reason) {
+    if (state_ != conn_state::open) return;
+    read_stopped_ = true;
+    state_ = conn_state::close_sent;
+    close_code_ = code;
+    close_reason_ = reason;
+    failing_ = true;
+    end_with_close(code, reason, close_info{});
 }
 
 template <class Layer>

@@ -53,6 +53,10 @@ public:
     virtual void send_control(bool ping, std::string_view payload) = 0;
     /// Sends Close after everything queued; keeps delivering messages until the peer's Close.
     virtual void close(std::uint16_t code = 1000, std::string reason = {}) = 0;
+    /// Fails the connection on purpose (RFC 6455 7.1.7), for a client let in only to be told
+    /// why it is refused: Close with `code` and `reason` at once, then TCP ends without waiting
+    /// for the answer; what the peer sends meanwhile is discarded unread, never delivered.
+    virtual void refuse(std::uint16_t code, std::string reason) = 0;
     /// Drops the connection now (no closing handshake); `what` explains why.
     virtual void abort(std::string what, error_code ec = {}) = 0;
     virtual std::size_t queued_bytes() const noexcept = 0;
@@ -102,6 +106,7 @@ public:
     void ping(std::string payload) override;
     void send_control(bool ping, std::string_view payload) override;
     void close(std::uint16_t code, std::string reason) override;
+    void refuse(std::uint16_t code, std::string reason) override;
     void abort(std::string what, error_code ec) override;
     std::size_t queued_bytes() const noexcept override { return layer().buffered(); }
     void want_writable() override;
@@ -139,8 +144,8 @@ private:
     void fail_connection(websocket::error e, std::uint16_t code);
     void end_with_close(std::uint16_t code, std::string_view reason, close_info info);
     void arm_close_timer();
-    void close_after_failing();
-    void discard_until_eof();
+    void close_after_failing(std::vector<std::shared_ptr<const void>> keep);
+    void discard_until_eof(std::shared_ptr<std::vector<std::shared_ptr<const void>>> keep);
     void watch_drain(std::size_t unsent);
     void teardown_and_finish(close_info info);
     void note_pong(std::string_view payload);

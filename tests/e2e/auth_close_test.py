@@ -81,20 +81,82 @@ class AuthCloseTest(wsxtest.WsxTestCase):
         # Without --auth-failure close too: the token's end is the connection's end.
         p, url = self.start_server("--jwt-secret", SECRET, "--jwt-leeway", "1s")
         exp = int(time.time()) + 2
-        ws = RawWS(url, "/?token=" + jwt_hs256(SECRET, {"sub": "ann", "exp": exp}))
+        # A token without exp never expires: opened first, it is still served after the other ends.
+        forever = RawWS(url, "/?token=" + jwt_hs256(SECRET, {"sub": "bob"}))
+        self.addCleanup(forever.sock.close)
+        ws = RawWS(url, "/?token=" + jwt_hs256(SECRET, {"sub": "ann", "exp": exp + 0.5}))
         self.addCleanup(ws.sock.close)
         ws.send_text("before")
         self.assertEqual(ws.recv_message(), (0x1, b"before"))
         code, reason = ws.expect_close(timeout=15)
         closed_at = time.time()
         self.assertEqual((code, reason), (1008, "token expired"))
-        # Not before exp plus the leeway (the clock's resolution aside), and not much later.
-        self.assertGreaterEqual(closed_at, exp + 1 - 0.05)
-        # A token without exp never expires: the same server keeps such a connection.
-        ws2 = RawWS(url, "/?token=" + jwt_hs256(SECRET, {"sub": "bob"}))
-        self.addCleanup(ws2.sock.close)
-        ws2.send_text("no exp")
-        self.assertEqual(ws2.recv_message(), (0x1, b"no exp"))
+        # Not before exp (a fraction: honoured as such) plus the leeway, and not long after.
+        self.assertGreaterEqual(closed_at, exp + 1.5 - 0.05)
+        self.assertLess(closed_at, exp + 1.5 + 5)
+        forever.send_text("no exp")
+        self.assertEqual(forever.recv_message(), (0x1, b"no exp"))
+
+    def test_a_negative_or_huge_exp(self):
+        p, url = self.start_server("--jwt-secret", SECRET, "--jwt-leeway", "0s", "--auth-failure", "close")
+        for exp in (-5, -9.3e15, -1e300):
+            with self.subTest(exp=exp):
+                _, code, reason = self.refused(url, "/?token=" + jwt_hs256(SECRET, {"exp": exp}))
+                self.assertEqual((code, reason), (1008, "token expired"))
+        self.echoes(url, "/?token=" + jwt_hs256(SECRET, {"exp": 253402300799}))  # 9999-12-31
+
+    def test_refused_clients_take_no_connection_slot(self):
+        # Five refused clients that never answer the Close: the one slot left is still there for
+        # a client with the right token, at once.
+        p, url = self.start_server("--token", "s3cret", "--auth-failure", "close", "--max-connections", "1")
+        silent = []
+        for _ in range(5):
+            ws = RawWS(url, "/?token=wrong")
+            self.addCleanup(ws.sock.close)
+            self.assertEqual(ws.status, 101)
+            silent.append(ws)
+        self.echoes(url, "/?token=s3cret")
+        # Each was closed without waiting for its answer: TCP ends behind the Close.
+        for ws in silent:
+            self.assertEqual(ws.expect_close()[0], 1008)
+            with self.assertRaises(EOFError):
+                ws.recv_frame(timeout=5)
+
+    def test_oneshot_waits_for_an_accepted_client(self):
+        p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "--oneshot", "--token", "s3cret", "--auth-failure", "close"])
+        url = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1) + "/"
+        _, code, _ = self.refused(url, "/?token=wrong")
+        self.assertEqual(code, 1008)
+        self.echoes(url, "/?token=s3cret")
+        self.assertEqual(p.proc.wait(10), 0)
+
+    def test_a_refused_client_is_not_read(self):
+        # What a refused client sends is discarded unread: a 60 MiB frame costs no memory.
+        p, url = self.start_server("--token", "s3cret", "--auth-failure", "close")
+        before = wsxtest.rss_kib(p.proc.pid)
+        for _ in range(4):
+            ws = RawWS(url, "/?token=wrong")
+            self.addCleanup(ws.sock.close)
+            head = bytes([0x82, 0xFF]) + (60 << 20).to_bytes(8, "big") + b"\0\0\0\0"
+            try:
+                ws.sock.sendall(head + b"\0" * (4 << 20))
+            except OSError:
+                pass  # cut off before all of it went: as good
+            self.assertEqual(ws.expect_close()[0], 1008)
+        if not wsxtest.SANITIZED:
+            self.assertLess(wsxtest.rss_kib(p.proc.pid) - before, 30 * 1024)
+        self.echoes(url, "/?token=s3cret")
+
+    def test_the_subprotocol_list_is_not_shown_to_a_refused_client(self):
+        p, url = self.start_server("--token", "s3cret", "--auth-failure", "close", "--subprotocol", "secret.v2",
+                                   "--require-subprotocol")
+        for offer in ({}, {"Sec-WebSocket-Protocol": "secret.v2"}):
+            with self.subTest(offer=offer):
+                ws = RawWS(url, "/?token=wrong", headers=offer)
+                self.addCleanup(ws.sock.close)
+                self.assertEqual(ws.status, 101)
+                self.assertNotIn("secret.v2", ws.response_head)
+                self.assertEqual(ws.expect_close(), (1008, "invalid token"))
 
     def test_relay_refused_client_neither_subscribes_nor_publishes(self):
         p = self.start([wsxtest.WSX, "relay", "127.0.0.1:0", "--token", "s3cret", "--auth-failure", "close"])

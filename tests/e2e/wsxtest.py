@@ -232,6 +232,7 @@ class LineCollector:
             with self._cond:
                 *done, self.partial = first.split(b"\n")
                 self.lines.extend(done)
+                self._cond.notify_all()
         while True:
             try:
                 chunk = os.read(fd, 65536)
