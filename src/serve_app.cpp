@@ -161,6 +161,7 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     add("WSX_CONNECTION_ID", std::to_string(connection_id));
     add("WSX_SCHEME", peer.tls ? "wss" : "ws");
     for (const auto& [k, v] : peer.vars) {
+        if (k.starts_with("serve.")) continue;  // the server's own bookkeeping
         std::string name = "WSX_";
         for (char c : k) name += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : '_';
         add(name, v);
@@ -272,10 +273,12 @@ struct fork_slot {
 
 /// When a connection last carried a data message, either way (--max-connections-policy
 /// evict-oldest). `last` is written on the session's executor and read by any thread.
+/// Made at admission: the 101 leaves before the handler exists, and the client may make another
+/// connection busy meanwhile.
 struct conn_activity {
-    explicit conn_activity(std::weak_ptr<ws_session> s) : session(std::move(s)) { touch(); }
+    conn_activity() { touch(); }
     void touch() { last.store(steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
-    std::weak_ptr<ws_session> session;
+    std::weak_ptr<ws_session> session;  ///< set with the handler (its worker's thread only)
     std::atomic<steady_clock::rep> last{0};
     std::atomic<bool> evicting{false};  ///< chosen once: a second upgrade must pick another
     std::uint64_t seen = 0;             ///< messages in + out at the last look (its worker's thread only)
@@ -422,6 +425,9 @@ private:
     // evict-oldest: per worker, its connections' activity (touched on that worker's thread only)
     std::vector<std::vector<std::shared_ptr<conn_activity>>> activity_;
     std::vector<std::unique_ptr<net::steady_timer>> activity_timers_;
+    // evict-oldest: connections admitted whose handler does not exist yet (under live_mutex_)
+    std::unordered_map<std::uint64_t, std::shared_ptr<conn_activity>> admitted_;
+    std::atomic<std::uint64_t> next_admission_{1};
     std::atomic<bool> activity_stop_{false};  // the workers are to run dry: no more looks
     std::atomic<std::uint64_t> next_id_{1};
     std::atomic<std::size_t> reserved_{0};  // connection slots taken (handshaking or open)
@@ -935,6 +941,19 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
             return res;
         }
         peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
+        if (o_.max_policy == max_connections_policy::evict_oldest) {
+            // Evictable from here on; make_handler takes it over (or the failed upgrade drops it).
+            const auto key = next_admission_++;
+            {
+                std::lock_guard lock(live_mutex_);
+                admitted_.emplace(key, std::make_shared<conn_activity>());
+            }
+            peer.vars["serve.admitted"] = std::to_string(key);
+            peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this, key](const void*) {
+                std::lock_guard lock(live_mutex_);
+                admitted_.erase(key);
+            }));
+        }
     }
     // A client refused after its upgrade (--auth-failure close) takes no process nor service.
     const bool refused = peer.vars.count("auth.refused") != 0;
@@ -982,20 +1001,29 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
     const auto id = next_id_++;
     ++metrics_.connections_current;
     ++metrics_.connections_total;
+    std::shared_ptr<conn_activity> activity;
     {
         std::lock_guard lock(live_mutex_);
-        live_.emplace(id, live_conn{.session = s, .handler = {}, .activity = {}});
+        if (auto t = peer.vars.find("serve.admitted"); t != peer.vars.end())
+            if (auto a = admitted_.find(std::strtoull(t->second.c_str(), nullptr, 10)); a != admitted_.end()) {
+                activity = std::move(a->second);
+                admitted_.erase(a);
+            }
+        live_.emplace(id, live_conn{.session = s, .handler = {}, .activity = activity});
     }
     auto h = create_handler(s, req, peer, id);
-    if (o_.max_policy == max_connections_policy::evict_oldest) {
-        h->activity_ = std::make_shared<conn_activity>(s);
-        activity_[peer.worker].push_back(h->activity_);
+    live_conn entry{.session = s, .handler = h, .activity = activity};
+    if (activity) {
+        activity->session = s;
+        h->activity_ = activity;
+        activity_[peer.worker].push_back(activity);
     }
-    std::lock_guard lock(live_mutex_);
-    if (auto it = live_.find(id); it != live_.end()) {  // gone already if it closed meanwhile
-        it->second.handler = h;
-        it->second.activity = h->activity_;
+    {
+        std::lock_guard lock(live_mutex_);
+        if (auto it = live_.find(id); it != live_.end()) it->second.handler = h;
     }
+    // Chosen for eviction before it had a handler: it goes now (after its start).
+    if (activity && activity->evicting) close_live(entry, 1013, "evicted: connection limit");
     return h;
 }
 
@@ -1213,22 +1241,22 @@ bool serve_app::evict_one() {
     live_conn victim;
     {
         std::lock_guard lock(live_mutex_);
-        const live_conn* best = nullptr;
-        std::uint64_t best_id = 0;
-        steady_clock::rep best_last = 0;
-        for (auto& [id, c] : live_) {
-            if (!c.activity || c.activity->evicting.load()) continue;
-            const auto last = c.activity->last.load(std::memory_order_relaxed);
-            // Idle longest first; between equals, the older connection.
-            if (!best || last < best_last || (last == best_last && id < best_id)) {
-                best = &c;
-                best_id = id;
-                best_last = last;
+        conn_activity* best = nullptr;
+        const live_conn* best_live = nullptr;  // null: admitted, its handler still to come
+        auto consider = [&](conn_activity* a, const live_conn* c) {
+            if (!a || a->evicting.load()) return;
+            // Idle longest first (ties are rare enough not to matter).
+            if (!best || a->last.load(std::memory_order_relaxed) < best->last.load(std::memory_order_relaxed)) {
+                best = a;
+                best_live = c;
             }
-        }
+        };
+        for (auto& [id, c] : live_) consider(c.activity.get(), &c);
+        for (auto& [key, a] : admitted_) consider(a.get(), nullptr);
         if (!best) return false;
-        best->activity->evicting = true;  // under the lock: no other upgrade can pick it now
-        victim = *best;
+        best->evicting = true;  // under the lock: no other upgrade can pick it now
+        if (!best_live) return true;  // make_handler closes it
+        victim = *best_live;
     }
     close_live(victim, 1013, "evicted: connection limit");
     return true;

@@ -156,7 +156,8 @@ int effective_close_code(const close_info& info);
 
 /// The CGI/1.1-style environment websocketd gives its children (REMOTE_ADDR, REMOTE_PORT,
 /// SERVER_NAME, SERVER_PORT, PATH_INFO, QUERY_STRING, HTTP_* ...), plus WSX_* extras
-/// (one per entry of peer.vars, upper-cased), PATH and the variables named in `passenv`.
+/// (one per entry of peer.vars, upper-cased, but the server's own `serve.*`), PATH and the
+/// variables named in `passenv`.
 std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
                                          const std::vector<std::string>& passenv, std::uint64_t connection_id);
 
