@@ -37,7 +37,7 @@ void add_listener_options(CLI::App& app, listener_args& args) {
     app.add_option("--max-connections-policy", a->max_connections_policy,
                    "An upgrade beyond --max-connections: refuse (HTTP 503 with Retry-After: 1) or evict-oldest (close the "
                    "connection that went longest without a data message either way with 1013 'evicted: connection "
-                   "limit', and accept the new one)")
+                   "limit', and accept the new one; a proxy's tcp:// tunnels are still refused)")
         ->group(l)->type_name("POLICY")->check(CLI::IsMember({"refuse", "evict-oldest"}))->capture_default_str();
     app.add_option("--send-queue-limit", a->send_queue_limit, "Bytes queued for a slow client before --overflow applies")
         ->group(l)->type_name("SIZE")->capture_default_str();
