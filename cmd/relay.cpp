@@ -22,6 +22,7 @@ struct relay_args {
     std::string control_path;
     std::string acl_claim = "topics";
     std::string redis, redis_prefix = "wsx:relay", presence_ttl = "10s", redis_timeout = "2s";
+    bool one_connection_per_user = false;
     listener_args listener;
 };
 }  // namespace
@@ -50,6 +51,12 @@ runner setup_relay(CLI::App& app) {
                    "JWT claim listing the topic patterns a token may use: [\"chat.*\"] or "
                    "{\"subscribe\":[...],\"publish\":[...]}; no claim: all topics")
         ->group(r)->type_name("NAME")->capture_default_str();
+    app.add_flag("--one-connection-per-user", a->one_connection_per_user,
+                 "A user (a JWT's subject, or the --basic-auth user) holds one connection at a time: a new one closes "
+                 "the older with 4001 'replaced', on every relay sharing --redis too (while Redis is unreachable, "
+                 "on this relay only). Connections without an authenticated user (?id=NAME, anonymous) are never "
+                 "replaced")
+        ->group(r);
     app.add_option("--redis", a->redis,
                    "Share topics, history, presence and identities with every relay using this Redis: "
                    "redis://[user:pass@]host:port[/db]")
@@ -84,8 +91,10 @@ runner setup_relay(CLI::App& app) {
         "  wsx relay unix:/run/wsx/relay.sock          # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
         "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"
         "what the others publish. Query: ?history[=N] replays kept messages, ?since=ID resumes after\n"
-        "message ID, ?id=NAME chooses the identity when there is no JWT subject. Clients offering the\n"
-        "subprotocol wsx.relay.v1 speak JSON: {\"op\":\"subscribe\"|\"unsubscribe\"|\"publish\"|\"presence\"|\"send\", ...}\n"
+        "message ID, ?id=NAME chooses the identity when there is no JWT subject, ?batch=N,INTERVAL delivers\n"
+        "up to N messages, or what INTERVAL collected, as one text frame holding a JSON array (raw clients:\n"
+        "text payloads as strings, binary ones as {\"data\":BASE64,\"binary\":true}). Clients offering the\n"
+        "subprotocol wsx.relay.v1 speak JSON: {\"op\":\"subscribe\"|\"unsubscribe\"|\"publish\"|\"presence\"|\"send\"|\"batch\", ...}\n"
         "(see the README). Prints 'listening on ws://HOST:PORT' (ws+unix://PATH:/ for unix:PATH) on stderr\n"
         "once ready.");
 
@@ -106,6 +115,7 @@ runner setup_relay(CLI::App& app) {
         if (!ro.control_path.empty() && ro.control_path.front() != '/')
             p.add(fmt::format("--control-path '{}': a path starts with '/'", ro.control_path));
         ro.acl_claim = a->acl_claim;
+        ro.one_connection_per_user = a->one_connection_per_user;
         ro.redis_prefix = a->redis_prefix;
         if (!a->redis.empty()) {
             if (auto u = parse_redis_url(a->redis, err)) ro.redis = *u;

@@ -31,8 +31,14 @@ void add_listener_options(CLI::App& app, listener_args& args) {
         ->group(l)->type_name("DURATION");
     app.add_option("--idle-timeout", a->idle_timeout, "Close with 1001 connections that pass no message either way for this long (pings and pongs do not count)")
         ->group(l)->type_name("DURATION");
-    app.add_option("--max-connections", a->max_connections, "At most N connections at once; further upgrades get HTTP 503 with Retry-After: 1")
+    app.add_option("--max-connections", a->max_connections,
+                   "At most N connections at once; beyond it --max-connections-policy applies")
         ->group(l)->type_name("N");
+    app.add_option("--max-connections-policy", a->max_connections_policy,
+                   "An upgrade beyond --max-connections: refuse (HTTP 503 with Retry-After: 1) or evict-oldest (close the "
+                   "connection that went longest without a data message either way with 1013 'evicted: connection "
+                   "limit', and accept the new one; a proxy's tcp:// tunnels are still refused)")
+        ->group(l)->type_name("POLICY")->check(CLI::IsMember({"refuse", "evict-oldest"}))->capture_default_str();
     app.add_option("--send-queue-limit", a->send_queue_limit, "Bytes queued for a slow client before --overflow applies")
         ->group(l)->type_name("SIZE")->capture_default_str();
     app.add_option("--overflow", a->overflow, "When a client's send queue is full: close (1008) or drop messages")
@@ -179,6 +185,11 @@ void apply_listener_options(problems& p, const listener_args& args, serve_option
     if (o.server.handshake_timeout.count() <= 0) p.add("--handshake-timeout must be more than 0");
     o.server.deflate.enabled = a->compress;
     o.max_connections = count_arg(p, "--max-connections", a->max_connections, 1, 10'000'000, "no limit");
+    if (a->max_connections_policy == "evict-oldest") {
+        o.max_policy = max_connections_policy::evict_oldest;
+        if (a->max_connections.empty())
+            p.add("--max-connections-policy evict-oldest needs a limit: add --max-connections N");
+    }
     o.threads = count_arg(p, "--threads", a->threads, 1, 1024, "one per core");
     o.announce_json = a->announce_json;
     o.metrics = a->metrics;

@@ -18,6 +18,7 @@ struct listener_args {
     bool compress = false;
     std::string ping_interval, ping_timeout, idle_timeout, handshake_timeout = "10s", drain_timeout = "5s";
     std::string max_connections, threads;  // checked in apply_listener_options
+    std::string max_connections_policy = "refuse";
     bool announce_json = false, metrics = false, quiet = false;
     std::string log_format = "text";
     std::string token, jwt_secret, jwt_public_key, basic_auth, jwt_leeway = "30s";

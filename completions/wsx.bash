@@ -104,6 +104,7 @@ _wsx() {
         'wsx serve --ping-timeout' | \
         'wsx serve --idle-timeout' | \
         'wsx serve --max-connections' | \
+        'wsx serve --max-connections-policy' | \
         'wsx serve --send-queue-limit' | \
         'wsx serve --overflow' | \
         'wsx serve --handshake-timeout' | \
@@ -211,6 +212,7 @@ _wsx() {
         'wsx relay --ping-timeout' | \
         'wsx relay --idle-timeout' | \
         'wsx relay --max-connections' | \
+        'wsx relay --max-connections-policy' | \
         'wsx relay --send-queue-limit' | \
         'wsx relay --handshake-timeout' | \
         'wsx relay --header' | \
@@ -266,6 +268,7 @@ _wsx() {
         'wsx proxy --ping-timeout' | \
         'wsx proxy --idle-timeout' | \
         'wsx proxy --max-connections' | \
+        'wsx proxy --max-connections-policy' | \
         'wsx proxy --send-queue-limit' | \
         'wsx proxy --overflow' | \
         'wsx proxy --handshake-timeout' | \
@@ -318,6 +321,7 @@ _wsx() {
         'wsx connect --script') _wsx_files "$cur" ;;
         'wsx serve --static') _wsx_dirs "$cur" ;;
         'wsx serve --path') _wsx_files "$cur" ;;
+        'wsx serve --max-connections-policy') _wsx_words 'refuse evict-oldest' "$cur" ;;
         'wsx serve --overflow') _wsx_words 'close drop' "$cur" ;;
         'wsx serve --tls-cert') _wsx_files "$cur" ;;
         'wsx serve --tls-key') _wsx_files "$cur" ;;
@@ -347,6 +351,7 @@ _wsx() {
         'wsx bench merge --hgrm') _wsx_files "$cur" ;;
         'wsx relay --slow-consumer') _wsx_words 'drop-oldest close' "$cur" ;;
         'wsx relay --control-path') _wsx_files "$cur" ;;
+        'wsx relay --max-connections-policy') _wsx_words 'refuse evict-oldest' "$cur" ;;
         'wsx relay --tls-cert') _wsx_files "$cur" ;;
         'wsx relay --tls-key') _wsx_files "$cur" ;;
         'wsx relay --tls-key-passphrase-file') _wsx_files "$cur" ;;
@@ -367,6 +372,7 @@ _wsx() {
         'wsx proxy --tap') _wsx_files "$cur" ;;
         'wsx proxy --tap-format') _wsx_words 'text hex ndjson' "$cur" ;;
         'wsx proxy --path') _wsx_files "$cur" ;;
+        'wsx proxy --max-connections-policy') _wsx_words 'refuse evict-oldest' "$cur" ;;
         'wsx proxy --overflow') _wsx_words 'close drop' "$cur" ;;
         'wsx proxy --tls-cert') _wsx_files "$cur" ;;
         'wsx proxy --tls-key') _wsx_files "$cur" ;;
@@ -400,7 +406,7 @@ _wsx() {
         ;;
     'wsx serve')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout --subprotocol --require-subprotocol' "$cur"
+            _wsx_words '-h --help --echo --exec --binary --pass-stderr --close-grace --kill-grace --passenv --max-forks --stdio --oneshot --static --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --max-connections-policy --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout --subprotocol --require-subprotocol' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
@@ -421,14 +427,14 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --one-connection-per-user --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --max-connections-policy --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
         ;;
     'wsx proxy')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --listen --to --path-prefix --forward-header --strip-auth --connect-timeout --balance --sticky --health-interval --health-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni --tap --tap-format --fault-delay --fault-jitter --fault-drop --fault-close-after --fault-close-code --fault-stall-pongs --path --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --max-connections-policy --send-queue-limit --overflow --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         fi
         ;;
     'wsx help')

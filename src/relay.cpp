@@ -10,6 +10,7 @@
 
 #include "codec.hpp"
 #include "random_seed.hpp"
+#include "units.hpp"
 
 namespace wsx {
 
@@ -48,6 +49,13 @@ constexpr const char* presence_script =
     "  else redis.call('HDEL', KEYS[1], h[i]) end\n"
     "end\n"
     "return out\n";
+
+// --one-connection-per-user: a claim on an identity gets a number (increasing across every
+// instance) and is announced to all; ARGV[2] and ARGV[3] go around the number.
+constexpr const char* claim_script =
+    "local n = redis.call('INCR', KEYS[1])\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2] .. n .. ARGV[3])\n"
+    "return n\n";
 
 // Forget an identity only if this instance still holds it.
 constexpr const char* forget_script =
@@ -119,6 +127,29 @@ std::optional<relay_message> relay_wire_decode(std::string_view w, std::string& 
     m.binary = f[6] == "b";
     m.data = std::string(w);
     return m;
+}
+
+std::optional<relay_batch> parse_relay_batch(std::string_view text, std::string& error) {
+    const auto comma = text.find(',');
+    if (comma == std::string_view::npos) {
+        error = fmt::format("batch: expected N,INTERVAL (messages per frame, longest wait), e.g. batch=100,50ms");
+        return std::nullopt;
+    }
+    relay_batch b;
+    const auto n = parse_u64(text.substr(0, comma));
+    if (!n || *n < 1 || *n > relay_batch_max) {
+        error = fmt::format("batch: N must be a whole number from 1 to {}, e.g. batch=100,50ms", relay_batch_max);
+        return std::nullopt;
+    }
+    b.max = *n;
+    const auto d = parse_duration(text.substr(comma + 1));
+    if (!d || d->count() <= 0 || *d > relay_batch_max_interval) {
+        error = fmt::format("batch: INTERVAL must be a duration above 0 and at most {}, e.g. batch=100,50ms",
+                            format_duration(relay_batch_max_interval));
+        return std::nullopt;
+    }
+    b.interval = *d;
+    return b;
 }
 
 bool topic_matches(std::string_view p, std::string_view t) {
@@ -267,6 +298,29 @@ std::variant<relay_request, relay_request_error> read_request(const json& j, con
         if (auto bad = read_data()) return std::move(*bad);
         return r;
     }
+    if (op == "batch") {
+        // {"op":"batch","max":N,"interval":"50ms"} turns batching on (or changes it);
+        // {"op":"batch","off":true} turns it off.
+        if (auto off = j.find("off"); off != j.end()) {
+            if (!off->is_boolean() || !off->get<bool>()) return refuse("\"off\" is true (or leave it out and give \"max\" and \"interval\")");
+            return r;
+        }
+        const std::string usage = fmt::format(
+            "give \"max\" (messages per frame, 1 to {}) and \"interval\" (the longest wait, e.g. \"50ms\"), or \"off\": true",
+            relay_batch_max);
+        auto max = j.find("max");
+        auto interval = j.find("interval");
+        if (max == j.end() || interval == j.end()) return refuse(usage);
+        if (!max->is_number_unsigned() || max->get<std::uint64_t>() < 1 || max->get<std::uint64_t>() > relay_batch_max)
+            return refuse(fmt::format("\"max\" is a number from 1 to {}", relay_batch_max));
+        std::optional<std::chrono::nanoseconds> d;
+        if (interval->is_string()) d = parse_duration(interval->get_ref<const std::string&>());
+        if (!d || d->count() <= 0 || *d > relay_batch_max_interval)
+            return refuse(fmt::format("\"interval\" is a duration above 0 and at most {}, e.g. \"50ms\"",
+                                      format_duration(relay_batch_max_interval)));
+        r.batch = relay_batch{max->get<std::size_t>(), *d};
+        return r;
+    }
     return refuse(fmt::format("unknown op '{}'", op));
 }
 
@@ -280,7 +334,7 @@ std::variant<relay_request, relay_request_error> parse_relay_request(std::string
     if (j.is_discarded()) return refuse("malformed JSON");
     if (!j.is_object()) return refuse("expected a JSON object");
     auto op_it = j.find("op");
-    if (op_it == j.end() || !op_it->is_string()) return refuse("missing \"op\" (subscribe, unsubscribe, publish, presence, send)");
+    if (op_it == j.end() || !op_it->is_string()) return refuse("missing \"op\" (subscribe, unsubscribe, publish, presence, send, batch)");
     const std::string op = op_it->get<std::string>();
     try {
         return read_request(j, op, acl);
@@ -330,6 +384,7 @@ void relay_hub::start(net::io_context& main) {
     cmd_->on_down = [this](const std::string& why) { redis_went_down(why); };
     sub_->subscribe(key("msg", "all"));
     sub_->subscribe(key("inst", instance_));
+    if (o_.one_connection_per_user) sub_->subscribe(key("ctl", "all"));
     sub_->on_message = [this](const std::string& channel, std::string payload) { redis_received(channel, std::move(payload)); };
     cmd_->start();
     sub_->start();
@@ -487,10 +542,22 @@ std::vector<relay_message_ptr> relay_hub::local_history(topic_state& t, const re
 }
 
 void relay_hub::attach(const std::shared_ptr<relay_subscriber>& s) {
+    std::vector<std::shared_ptr<relay_subscriber>> older;
     {
         std::lock_guard lock(ids_mutex_);
+        if (s->exclusive) {
+            auto [b, e] = identities_.equal_range(s->identity);
+            for (auto it = b; it != e; ++it)
+                if (auto p = it->second.lock(); p && p->exclusive) older.push_back(std::move(p));
+            // Posted under the lock: claims reach Redis in the order connections arrived here.
+            if (main_ && o_.redis)
+                net::post(*main_, [this, id = s->identity, conn = s->conn_id, w = std::weak_ptr<relay_subscriber>(s)] {
+                    claim_identity(id, conn, w);
+                });
+        }
         identities_.emplace(s->identity, s);
     }
+    for (auto& p : older) net::post(p->executor, [p] { p->replace(); });
     if (main_ && o_.redis)
         net::post(*main_, [this, id = s->identity] {
             if (cmd_->connected())
@@ -515,9 +582,65 @@ void relay_hub::detach(relay_subscriber& s, const std::set<std::string>& topics)
         }
     }
     if (last && main_ && o_.redis)
-        net::post(*main_, [this, id = s.identity] {
+        net::post(*main_, [this, id = s.identity, exclusive = s.exclusive] {
+            if (exclusive) forget_claims(id);
             if (cmd_->connected()) cmd_->command({"EVAL", forget_script, "1", key("user", id), instance_});
         });
+}
+
+void relay_hub::claim_identity(const std::string& id, std::uint64_t conn, std::weak_ptr<relay_subscriber> w) {
+    auto& c = claims_[id];
+    std::erase_if(c.conns, [](const claims::conn& x) { return x.sub.expired(); });
+    if (w.expired()) {
+        if (c.conns.empty()) claims_.erase(id);
+        return;
+    }
+    c.conns.push_back({conn, 0, w});
+    // Redis unreachable: only the connections of this instance were replaced (in attach).
+    if (!cmd_ || !cmd_->connected()) return;
+    cmd_->command({"EVAL", claim_script, "1", key("ctl", "seq"), key("ctl", "all"), fmt::format("wsx1-claim\n{}\n", instance_),
+                   "\n" + id},
+                  [this, id, conn](std::optional<redis_value> v) {
+                      if (!v || v->type != redis_value::kind::integer || v->integer <= 0) return;
+                      auto it = claims_.find(id);
+                      if (it == claims_.end()) return;
+                      const auto number = static_cast<std::uint64_t>(v->integer);
+                      for (auto& x : it->second.conns) {
+                          if (x.id != conn) continue;
+                          x.number = number;
+                          // A newer claim elsewhere arrived before our own number did.
+                          if (number < it->second.latest)
+                              if (auto p = x.sub.lock()) net::post(p->executor, [p] { p->replace(); });
+                      }
+                  });
+}
+
+void relay_hub::control_received(std::string_view payload) {
+    // "wsx1-claim\n<instance>\n<number>\n<identity>"
+    std::string_view f[3];
+    for (auto& part : f) {
+        auto nl = payload.find('\n');
+        if (nl == std::string_view::npos) return log("relay: ignored a malformed control message from redis");
+        part = payload.substr(0, nl);
+        payload.remove_prefix(nl + 1);
+    }
+    const auto number = parse_u64(f[2]);
+    if (f[0] != "wsx1-claim" || !number) return log("relay: ignored a malformed control message from redis");
+    if (f[1] == instance_) return;  // ours: the older connections here were replaced already
+    auto it = claims_.find(std::string(payload));
+    if (it == claims_.end()) return;  // no connection of that user here (a claim in flight is newer)
+    auto& c = it->second;
+    c.latest = std::max(c.latest, *number);
+    for (auto& x : c.conns)
+        if (x.number != 0 && x.number < *number)
+            if (auto p = x.sub.lock()) net::post(p->executor, [p] { p->replace(); });
+}
+
+void relay_hub::forget_claims(const std::string& id) {
+    auto it = claims_.find(id);
+    if (it == claims_.end()) return;
+    std::erase_if(it->second.conns, [](const claims::conn& x) { return x.sub.expired(); });
+    if (it->second.conns.empty()) claims_.erase(it);
 }
 
 void relay_hub::subscribe(const std::string& name, const std::shared_ptr<relay_subscriber>& s, std::optional<replay_request> replay) {
@@ -739,7 +862,8 @@ void relay_hub::send_direct(const relay_subscriber& from, const std::string& to,
     });
 }
 
-void relay_hub::redis_received(const std::string&, std::string payload) {
+void relay_hub::redis_received(const std::string& channel, std::string payload) {
+    if (o_.one_connection_per_user && channel == key("ctl", "all")) return control_received(payload);
     std::string inst;
     auto m = relay_wire_decode(payload, inst);
     if (!m) {
@@ -797,6 +921,8 @@ void relay_hub::render_metrics(std::string& out) {
     metric("wsx_relay_acl_refusals_total", "counter", "Subscribe/publish refused by token claims.", c_.acl_refusals.load());
     metric("wsx_relay_direct_sent_total", "counter", "Direct messages delivered.", c_.direct_sent.load());
     metric("wsx_relay_direct_failed_total", "counter", "Direct messages with no addressee.", c_.direct_failed.load());
+    metric("wsx_relay_replaced_total", "counter", "Connections closed with 4001 for a newer one of the same user.", c_.replaced.load());
+    metric("wsx_relay_batches_total", "counter", "Batch frames sent to subscribers that asked for batches.", c_.batches.load());
     if (o_.redis) {
         metric("wsx_relay_redis_up", "gauge", "Whether the Redis connection is up (1) or not (0).", redis_up() ? 1 : 0);
         metric("wsx_relay_redis_out_total", "counter", "Messages published through Redis to other instances.", c_.redis_out.load());
@@ -823,13 +949,17 @@ std::string relay_hub::summary() {
 
 namespace {
 
-class relay_conn final : public channel_events, public relay_subscriber, public std::enable_shared_from_this<relay_conn> {
+class relay_conn final : public channel_events,
+                         public relay_subscriber,
+                         public holds_messages,
+                         public std::enable_shared_from_this<relay_conn> {
 public:
     relay_conn(std::shared_ptr<relay_hub> hub, std::shared_ptr<ws_session> s, std::string topic, topic_acl acl)
         : hub_(std::move(hub)), s_(s.get()), weak_(s), raw_topic_(std::move(topic)), acl_(std::move(acl)) {}
 
-    void start(std::optional<replay_request> replay) {
+    void start(std::optional<replay_request> replay, std::optional<relay_batch> batch) {
         auto self = shared_from_this();
+        if (batch) set_batch(batch);
         hub_->attach(self);
         if (!protocol()) {
             topics_.insert(raw_topic_);
@@ -869,6 +999,7 @@ public:
             if (r.op == "publish") return hub_->publish(r.topic, *this, std::move(r.data), r.binary);
             if (r.op == "presence") return op_presence(r);
             if (r.op == "send") return op_send(r);
+            if (r.op == "batch") return op_batch(r);
         } catch (const std::exception& e) {
             return error(fmt::format("bad request: {}", e.what()), r.op);
         }
@@ -883,8 +1014,17 @@ public:
         });
     }
 
+    void on_close_received(int code, std::string_view) override {
+        // Held (batching only): what waits here leaves before the answer to the client's Close.
+        flush_held();
+        closed_ = true;
+        s_->close(code == 1005 || code == 1006 ? 1000 : static_cast<std::uint16_t>(code), {});
+    }
+
     void on_close(const close_info&) override {
         closed_ = true;
+        if (batch_timer_) batch_timer_->cancel();
+        pending_.clear();
         queue_.clear();
         queue_bytes_ = 0;
         hub_->detach(*this, topics_);
@@ -925,6 +1065,26 @@ public:
 
     void set_since(const std::string& topic, std::uint64_t since) { replay_since_[topic] = since; }
 
+    void replace() override {
+        if (closed_) return;
+        ++hub_->counters().replaced;
+        flush_held();
+        closed_ = true;
+        s_->close(relay_replaced_code, "replaced");
+    }
+
+    /// The batch being collected, then everything the relay still holds for this client, goes
+    /// to the session now (its Close follows): a batch is never lost at a close.
+    void flush_held() override {
+        if (closed_) return;
+        flush_batch();
+        while (!queue_.empty()) {
+            send_item(queue_.front());
+            queue_.pop_front();
+        }
+        queue_bytes_ = 0;
+    }
+
 private:
     bool protocol() const { return raw_topic_.empty(); }
 
@@ -942,8 +1102,61 @@ private:
         s_->send(i.m->json, false);
     }
 
-    /// Sends at once while the session has room; else queues (bounded) and waits for room.
+    /// A delivery joins the batch (when batching); a reply of our own goes out after what was
+    /// delivered before it, in its own frame and without waiting.
     void enqueue(const relay_message_ptr& m, std::string text) {
+        if (closed_) return;
+        if (batch_) {
+            if (m) return add_to_batch(m);
+            flush_batch();
+        }
+        push(m, std::move(text));
+    }
+
+    void set_batch(std::optional<relay_batch> b) {
+        flush_batch();
+        batch_ = b;
+        // The client's Close is answered only after the batch being collected has left.
+        if (batch_) s_->hold_close_reply();
+    }
+
+    void add_to_batch(const relay_message_ptr& m) {
+        pending_.push_back(m);
+        if (pending_.size() >= batch_->max) return flush_batch();
+        if (pending_.size() > 1) return;
+        // The first message of a batch starts its clock.
+        if (!batch_timer_) batch_timer_ = std::make_unique<net::steady_timer>(executor);
+        batch_timer_->expires_after(batch_->interval);
+        batch_timer_->async_wait([w = weak_from_this(), seq = batch_seq_](error_code ec) {
+            auto self = w.lock();
+            if (ec || !self || self->batch_seq_ != seq) return;
+            self->flush_batch();
+        });
+    }
+
+    /// The batch as one text frame: a JSON array of what would have been sent one by one
+    /// (envelopes; raw mode: text payloads as strings, binary ones as {"data":BASE64,"binary":true}).
+    void flush_batch() {
+        if (pending_.empty()) return;
+        ++batch_seq_;  // the timer of this batch is stale now
+        std::string out = "[";
+        for (const auto& m : pending_) {
+            if (out.size() > 1) out += ',';
+            if (protocol())
+                out += m->json;
+            else if (m->binary)
+                out += dump({{"data", base64_encode(m->data)}, {"binary", true}});
+            else
+                out += dump(m->data);
+        }
+        out += ']';
+        pending_.clear();
+        ++hub_->counters().batches;
+        push(nullptr, std::move(out));
+    }
+
+    /// Sends at once while the session has room; else queues (bounded) and waits for room.
+    void push(const relay_message_ptr& m, std::string text) {
         if (closed_) return;
         item i{m, std::move(text)};
         i.raw = !protocol();
@@ -1023,6 +1236,12 @@ private:
         });
     }
 
+    void op_batch(const relay_request& r) {
+        set_batch(r.batch);
+        if (!r.batch) return reply({{"type", "batch"}, {"off", true}});
+        reply({{"type", "batch"}, {"max", r.batch->max}, {"interval", format_duration(r.batch->interval)}});
+    }
+
     void op_send(relay_request& r) {
         hub_->send_direct(*this, r.to, std::move(r.data), r.binary,
                           [w = weak_from_this(), ex = executor, to = r.to](std::string err) {
@@ -1049,22 +1268,29 @@ private:
     std::size_t queue_bytes_ = 0;
     bool waiting_ = false;
     bool closed_ = false;
+    std::optional<relay_batch> batch_;
+    std::vector<relay_message_ptr> pending_;  // the batch being collected
+    std::unique_ptr<net::steady_timer> batch_timer_;
+    std::uint64_t batch_seq_ = 0;  // batches sent: tells a timer whether its batch is still open
 };
 
 }  // namespace
 
 std::shared_ptr<channel_events> make_relay_connection(std::shared_ptr<relay_hub> hub, std::shared_ptr<ws_session> s,
                                                       std::size_t worker, std::string identity, std::string topic,
-                                                      topic_acl acl, std::optional<replay_request> replay) {
+                                                      topic_acl acl, std::optional<replay_request> replay,
+                                                      relay_conn_settings settings) {
     const bool raw_replay_since = replay && replay->since && !topic.empty();
     const std::string raw_topic = topic;
+    const bool exclusive = settings.exclusive && !identity.empty();
     auto c = std::make_shared<relay_conn>(hub, s, std::move(topic), std::move(acl));
     c->conn_id = hub->next_conn_id();
     c->identity = identity.empty() ? fmt::format("anon-{}-{}", hub->instance().substr(0, 6), c->conn_id) : std::move(identity);
     c->worker = worker;
     c->executor = s->get_executor();
+    c->exclusive = exclusive;
     if (raw_replay_since) c->set_since(raw_topic, *replay->since);
-    c->start(replay);
+    c->start(replay, settings.batch);
     return c;
 }
 
@@ -1127,9 +1353,15 @@ std::optional<http_response> relay_service::check_upgrade(const http_request& re
         } else if (p.key == "since") {
             if (!parse_u64(p.value)) return make_response(http::status::bad_request, "since: a message id (a number)");
             peer.vars["relay.since"] = p.value;
+        } else if (p.key == "batch") {
+            if (!parse_relay_batch(p.value, error)) return make_response(http::status::bad_request, error);
+            peer.vars["relay.batch"] = p.value;
         }
     }
     peer.vars["relay.id"] = identity;
+    // Only an authenticated user (JWT subject, basic-auth user) is held; ?id= names are anyone's.
+    if (auto sub = peer.vars.find("sub"); hub_->options().one_connection_per_user && sub != peer.vars.end() && !sub->second.empty())
+        peer.vars["relay.exclusive"] = "1";
     if (proto) {
         peer.vars["relay.mode"] = "protocol";
         return std::nullopt;
@@ -1160,8 +1392,11 @@ std::shared_ptr<channel_events> relay_service::make_handler(std::shared_ptr<ws_s
     if (auto h = var("relay.history"); !h.empty()) replay = replay_request{h == "all" ? SIZE_MAX : *parse_u64(h), std::nullopt};
     if (auto since = var("relay.since"); !since.empty()) replay = replay_request{SIZE_MAX, *parse_u64(since)};
     if (topic.empty()) replay.reset();  // protocol clients ask per subscription
+    relay_conn_settings settings;
+    if (auto b = var("relay.batch"); !b.empty()) settings.batch = parse_relay_batch(b, error);
+    settings.exclusive = var("relay.exclusive") == "1";
     return make_relay_connection(hub_, std::move(s), peer.worker, var("relay.id"), std::move(topic), acl ? *acl : topic_acl{},
-                                 replay);
+                                 replay, settings);
 }
 
 }  // namespace wsx

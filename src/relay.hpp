@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -27,6 +28,23 @@ inline constexpr const char* relay_subprotocol = "wsx.relay.v1";
 /// What happens to a subscriber whose queue (bytes) is full.
 enum class slow_policy { drop_oldest, close };
 
+/// A subscriber's messages in batches: one text frame holding a JSON array of up to `max`
+/// messages, sent when it is full or `interval` after its first message, whichever is first.
+struct relay_batch {
+    std::size_t max = 1;
+    std::chrono::nanoseconds interval{0};
+};
+inline constexpr std::size_t relay_batch_max = 10000;                               ///< largest `max`
+inline constexpr std::chrono::nanoseconds relay_batch_max_interval = std::chrono::minutes(1);  ///< longest `interval`
+
+/// Parses the query's `batch` value, "N,INTERVAL" (e.g. "100,50ms"); nullopt with `error` set
+/// to one line naming the problem and the fix.
+std::optional<relay_batch> parse_relay_batch(std::string_view text, std::string& error);
+
+/// The close code and reason of a connection replaced by a newer one of the same user
+/// (--one-connection-per-user).
+inline constexpr std::uint16_t relay_replaced_code = 4001;
+
 struct relay_options {
     bool echo_self = false;                  ///< publishers receive their own messages too
     std::size_t history = 0;                 ///< messages kept per topic for replay
@@ -41,6 +59,9 @@ struct relay_options {
     std::string redis_prefix = "wsx:relay";  ///< key and channel prefix in Redis
     std::chrono::milliseconds presence_ttl{10000};  ///< an instance silent this long is gone
     std::chrono::milliseconds redis_timeout{2000};  ///< a Redis command unanswered this long: reconnect
+    /// An authenticated user holds one connection at a time: a new one closes the older ones (on
+    /// every instance sharing the Redis) with 4001 "replaced".
+    bool one_connection_per_user = false;
     bool quiet = false;
     std::function<void(const std::string&)> log;     ///< log lines (stderr); null: silent
 };
@@ -90,9 +111,12 @@ public:
     virtual bool deliver(const relay_message_ptr& m) = 0;
     /// The history asked for at subscribe time (oldest first; may be empty).
     virtual void replay_done(const std::string& topic, std::vector<relay_message_ptr> history) = 0;
+    /// A newer connection of the same user took over (--one-connection-per-user): close.
+    virtual void replace() {}
 
     std::uint64_t conn_id = 0;
     std::string identity;
+    bool exclusive = false;            ///< the identity is an authenticated user held by one connection
     std::size_t worker = 0;            ///< deliveries are batched per worker
     net::any_io_executor executor;
 };
@@ -111,6 +135,7 @@ struct relay_request {
     std::optional<replay_request> replay;  ///< subscribe: the history asked for
     std::string data;                      ///< publish and send
     bool binary = false;                   ///< publish and send: `data` is binary
+    std::optional<relay_batch> batch;      ///< batch: the new setting (none: one message per frame)
 };
 
 /// A request refused before anything was done: the fields of the error reply.
@@ -132,6 +157,7 @@ struct relay_counters {
     std::atomic<std::uint64_t> published{0}, delivered{0}, slow_dropped{0}, slow_closed{0}, protocol_errors{0},
         acl_refusals{0}, direct_sent{0}, direct_failed{0};
     std::atomic<std::uint64_t> redis_out{0}, redis_in{0}, redis_local_only{0}, redis_disconnects{0}, redis_missed{0};
+    std::atomic<std::uint64_t> replaced{0}, batches{0};
     std::atomic<std::int64_t> subscribers{0};
 };
 
@@ -181,6 +207,10 @@ private:
     void publish_event(relay_message::kind k, const std::string& topic, const std::string& member, std::uint64_t origin);
     std::vector<relay_message_ptr> local_history(topic_state& t, const replay_request& r);
     bool deliver_direct_local(const relay_message_ptr& m);
+    // --one-connection-per-user across instances (main context only)
+    void claim_identity(const std::string& id, std::uint64_t conn, std::weak_ptr<relay_subscriber> w);
+    void control_received(std::string_view payload);
+    void forget_claims(const std::string& id);
     // Redis (main context only)
     void redis_received(const std::string& channel, std::string payload);
     void redis_went_up();
@@ -206,6 +236,17 @@ private:
     std::uint64_t local_only_at_down_ = 0;
     bool was_down_ = false;
     std::unordered_map<std::string, std::uint64_t> redis_seen_;  // main context: last id per topic
+    /// Main context: per exclusive identity held here, the newest claim seen from any instance
+    /// and this instance's connections with the claim number Redis gave them (0: not yet).
+    struct claims {
+        std::uint64_t latest = 0;
+        struct conn {
+            std::uint64_t id, number;
+            std::weak_ptr<relay_subscriber> sub;
+        };
+        std::vector<conn> conns;
+    };
+    std::unordered_map<std::string, claims> claims_;
 
 public:
     std::uint64_t next_conn_id() { return next_conn_++; }
@@ -227,10 +268,17 @@ private:
     std::shared_ptr<relay_hub> hub_;
 };
 
+/// What else a connection asked for, or was given, at its upgrade.
+struct relay_conn_settings {
+    std::optional<relay_batch> batch;  ///< ?batch=N,INTERVAL
+    bool exclusive = false;            ///< the identity is an authenticated user (--one-connection-per-user)
+};
+
 /// Creates the handler of one relay connection (exposed for tests). `topic` empty: the JSON
 /// protocol; else a raw subscriber/publisher of that topic.
 std::shared_ptr<channel_events> make_relay_connection(std::shared_ptr<relay_hub> hub, std::shared_ptr<ws_session> s,
                                                       std::size_t worker, std::string identity, std::string topic,
-                                                      topic_acl acl, std::optional<replay_request> replay);
+                                                      topic_acl acl, std::optional<replay_request> replay,
+                                                      relay_conn_settings settings = {});
 
 }  // namespace wsx

@@ -161,6 +161,7 @@ std::vector<std::string> cgi_environment(const http_request& req, const peer_inf
     add("WSX_CONNECTION_ID", std::to_string(connection_id));
     add("WSX_SCHEME", peer.tls ? "wss" : "ws");
     for (const auto& [k, v] : peer.vars) {
+        if (k.starts_with("serve.")) continue;  // the server's own bookkeeping
         std::string name = "WSX_";
         for (char c : k) name += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : '_';
         add(name, v);
@@ -270,6 +271,19 @@ struct fork_slot {
     std::atomic<std::size_t>& forks;
 };
 
+/// When a connection last carried a data message, either way (--max-connections-policy
+/// evict-oldest). `last` is written on the session's executor and read by any thread.
+/// Made at admission: the 101 leaves before the handler exists, and the client may make another
+/// connection busy meanwhile.
+struct conn_activity {
+    conn_activity() { touch(); }
+    void touch() { last.store(steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
+    std::weak_ptr<ws_session> session;  ///< set with the handler (its worker's thread only)
+    std::atomic<steady_clock::rep> last{0};
+    std::atomic<bool> evicting{false};  ///< chosen once: a second upgrade must pick another
+    std::uint64_t seen = 0;             ///< messages in + out at the last look (its worker's thread only)
+};
+
 /// What every connection handler shares: counting, the access log, the registry.
 class conn_handler : public channel_events {
 public:
@@ -283,12 +297,16 @@ public:
     /// A line of --stdio input for this client (called on the session's executor).
     void send_stdin_line(std::string line) { send_line(std::move(line)); }
     const std::string& backend() const { return backend_; }
+    /// The server is about to close this connection itself: what the handler holds goes first.
+    virtual void before_server_close() {}
+    std::shared_ptr<conn_activity> activity_;  // set with evict-oldest, before any message
 
 protected:
     /// Counts an incoming message; false when --rate-limit refuses it (dropped, or closing).
     bool admit(std::size_t n) {
         wc_.messages_in.add(1);
         wc_.bytes_in.add(n);
+        if (activity_) activity_->touch();
         if (!bucket_ || bucket_->try_take(steady_clock::now())) return true;
         ++rate_limited_;
         count_rate_limited();
@@ -364,6 +382,16 @@ public:
 
 private:
     std::shared_ptr<channel_events> make_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer);
+    std::shared_ptr<conn_handler> create_handler(std::shared_ptr<ws_session> s, const http_request& req, const peer_info& peer,
+                                                 std::uint64_t id);
+    /// --max-connections-policy evict-oldest: asks the connection idle longest to close; false
+    /// when there is none to ask (all handshaking, or already asked).
+    bool evict_one();
+    /// Every 100 ms on worker `w`: notes which of its connections sent or received since.
+    void watch_activity(std::size_t w);
+    struct live_conn;
+    /// Closes a live connection from the server's side, on its own executor.
+    static void close_live(const live_conn& c, std::uint16_t code, std::string reason);
     std::optional<http_response> check_upgrade(const http_request& req, peer_info& peer, std::string& subprotocol);
     /// Closes `s` with 1008 "token expired" once the wall clock passes `expires` (Unix time).
     void close_when_expired(const std::shared_ptr<ws_session>& s, std::chrono::milliseconds expires);
@@ -390,7 +418,19 @@ private:
     std::optional<static_files> static_;
     std::mutex log_mutex_, stdout_mutex_;
     std::mutex live_mutex_;
-    std::unordered_map<std::uint64_t, std::weak_ptr<ws_session>> live_;
+    struct live_conn {
+        std::weak_ptr<ws_session> session;
+        std::weak_ptr<conn_handler> handler;        // owned by the session: lock the session first
+        std::shared_ptr<conn_activity> activity;    // with evict-oldest
+    };
+    std::unordered_map<std::uint64_t, live_conn> live_;
+    // evict-oldest: per worker, its connections' activity (touched on that worker's thread only)
+    std::vector<std::vector<std::shared_ptr<conn_activity>>> activity_;
+    std::vector<std::unique_ptr<net::steady_timer>> activity_timers_;
+    // evict-oldest: connections admitted whose handler does not exist yet (under live_mutex_)
+    std::unordered_map<std::uint64_t, std::shared_ptr<conn_activity>> admitted_;
+    std::atomic<std::uint64_t> next_admission_{1};
+    std::atomic<bool> activity_stop_{false};  // the workers are to run dry: no more looks
     std::atomic<std::uint64_t> next_id_{1};
     std::atomic<std::size_t> reserved_{0};  // connection slots taken (handshaking or open)
     shutdown_control shutdown_;
@@ -462,6 +502,9 @@ public:
     void on_pong(std::string_view payload, std::chrono::nanoseconds rtt) override { inner_->on_pong(payload, rtt); }
     void on_writable() override { inner_->on_writable(); }
     void on_close_received(int code, std::string_view reason) override { inner_->on_close_received(code, reason); }
+    void before_server_close() override {
+        if (auto* h = dynamic_cast<holds_messages*>(inner_.get())) h->flush_held();
+    }
     void on_end(const close_info& info) override {
         // The service sends on the session directly: count what left at the end.
         wc_.messages_out.add(s_->stats().messages_out);
@@ -848,12 +891,19 @@ serve_app::serve_app(serve_options o)
                  .finish = [this] { finish(); },
                  .log = [this](const std::string& line) { log_event("shutdown", line); }}) {
     if (o_.threads == 0) o_.threads = std::max(1u, std::thread::hardware_concurrency());
-    if (o_.oneshot) o_.max_connections = 1;
+    if (o_.oneshot) {
+        o_.max_connections = 1;
+        o_.max_policy = max_connections_policy::refuse;  // the one client is never replaced
+    }
     // Message buffers freed at the top of the heap would go back to the kernel as soon as more
     // than 128 KiB is free there, and fault in again with the next messages (a third of the
     // throughput with 16 KiB messages): keep up to 4 MiB.
     mallopt(M_TRIM_THRESHOLD, 4 << 20);
     for (std::size_t i = 0; i < o_.threads; ++i) workers_.push_back(std::make_unique<net::io_context>(1));
+    if (o_.max_policy == max_connections_policy::evict_oldest) {
+        activity_.resize(o_.threads);
+        for (auto& w : workers_) activity_timers_.push_back(std::make_unique<net::steady_timer>(*w));
+    }
     if (!o_.static_dir.empty()) static_.emplace(o_.static_dir);
     if (o_.mode == serve_mode::exec) reaper_ = std::make_unique<child_reaper>(main_);
 }
@@ -885,7 +935,10 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
     // connection lasts a second at most: see ws_session::refuse), nor a process or a service.
     const bool refused = peer.vars.count("auth.refused") != 0;
     if (o_.max_connections && !refused) {
-        if (reserved_.fetch_add(1) >= o_.max_connections) {
+        // evict-oldest: this upgrade takes the slot of the connection asked to close; the count
+        // stays above the limit only until that one's closing handshake is over.
+        if (reserved_.fetch_add(1) >= o_.max_connections &&
+            (o_.max_policy != max_connections_policy::evict_oldest || !evict_one())) {
             --reserved_;
             metrics_.count_rejection("max_connections");
             auto res = make_response(http::status::service_unavailable,
@@ -894,6 +947,19 @@ std::optional<http_response> serve_app::check_upgrade(const http_request& req, p
             return res;
         }
         peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this](const void*) { --reserved_; }));
+        if (o_.max_policy == max_connections_policy::evict_oldest) {
+            // Evictable from here on; make_handler takes it over (or the failed upgrade drops it).
+            const auto key = next_admission_++;
+            {
+                std::lock_guard lock(live_mutex_);
+                admitted_.emplace(key, std::make_shared<conn_activity>());
+            }
+            peer.vars["serve.admitted"] = std::to_string(key);
+            peer.holds.push_back(std::shared_ptr<const void>(nullptr, [this, key](const void*) {
+                std::lock_guard lock(live_mutex_);
+                admitted_.erase(key);
+            }));
+        }
     }
     if (o_.mode == serve_mode::exec && o_.exec.max_forks && !refused) {
         // Taken here, at admission, and handed to the handler through peer.attachment.
@@ -939,12 +1005,37 @@ std::shared_ptr<channel_events> serve_app::make_handler(std::shared_ptr<ws_sessi
     const auto id = next_id_++;
     ++metrics_.connections_current;
     ++metrics_.connections_total;
+    std::shared_ptr<conn_activity> activity;
     {
         std::lock_guard lock(live_mutex_);
-        live_.emplace(id, s);
+        if (auto t = peer.vars.find("serve.admitted"); t != peer.vars.end())
+            if (auto a = admitted_.find(std::strtoull(t->second.c_str(), nullptr, 10)); a != admitted_.end()) {
+                activity = std::move(a->second);
+                admitted_.erase(a);
+            }
+        live_.emplace(id, live_conn{.session = s, .handler = {}, .activity = activity});
     }
+    auto h = create_handler(s, req, peer, id);
+    live_conn entry{.session = s, .handler = h, .activity = activity};
+    if (activity) {
+        activity->session = s;
+        h->activity_ = activity;
+        activity_[peer.worker].push_back(activity);
+    }
+    {
+        std::lock_guard lock(live_mutex_);
+        if (auto it = live_.find(id); it != live_.end()) it->second.handler = h;
+    }
+    // Chosen for eviction before it had a handler: it goes now (after its start).
+    if (activity && activity->evicting) close_live(entry, 1013, "evicted: connection limit");
+    return h;
+}
+
+std::shared_ptr<conn_handler> serve_app::create_handler(std::shared_ptr<ws_session> s, const http_request& req,
+                                                        const peer_info& peer, std::uint64_t id) {
     if (shutdown_.shutting_down()) {
         // Upgraded while the shutdown began: it still gets its Close 1001.
+        // The handler does not exist yet: nothing can be held back.
         net::post(s->get_executor(), [w = std::weak_ptr<ws_session>(s)] {
             if (auto s = w.lock()) s->close(1001, "server shutting down");
         });
@@ -997,6 +1088,13 @@ void serve_app::close_when_expired(const std::shared_ptr<ws_session>& s, std::ch
         if (!s || !s->is_open()) return;
         const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
         if (now < expires) return close_when_expired(s, expires);
+        live_conn c;
+        {
+            std::lock_guard lock(live_mutex_);
+            for (auto& [id, l] : live_)
+                if (l.session.lock() == s) c = l;
+        }
+        if (auto h = c.handler.lock()) h->before_server_close();
         s->close(1008, "token expired");
     });
 }
@@ -1124,17 +1222,68 @@ void serve_app::stdin_eof() {
 
 // Lifecycle -----------------------------------------------------------------------------
 
+void serve_app::close_live(const live_conn& c, std::uint16_t code, std::string reason) {
+    auto s = c.session.lock();
+    if (!s) return;
+    net::post(s->get_executor(), [c, code, reason = std::move(reason)] {
+        auto s = c.session.lock();
+        if (!s) return;
+        if (auto h = c.handler.lock()) h->before_server_close();
+        s->close(code, reason);
+    });
+}
+
 void serve_app::close_all(std::uint16_t code, const std::string& reason) {
-    std::vector<std::weak_ptr<ws_session>> all;
+    std::vector<live_conn> all;
     {
         std::lock_guard lock(live_mutex_);
-        for (auto& [id, w] : live_) all.push_back(w);
+        for (auto& [id, c] : live_) all.push_back(c);
     }
-    for (auto& w : all)
-        if (auto s = w.lock())
-            net::post(s->get_executor(), [w, code, reason] {
-                if (auto s = w.lock()) s->close(code, reason);
-            });
+    for (auto& c : all) close_live(c, code, reason);
+}
+
+bool serve_app::evict_one() {
+    live_conn victim;
+    {
+        std::lock_guard lock(live_mutex_);
+        conn_activity* best = nullptr;
+        const live_conn* best_live = nullptr;  // null: admitted, its handler still to come
+        auto consider = [&](conn_activity* a, const live_conn* c) {
+            if (!a || a->evicting.load()) return;
+            // Idle longest first (ties are rare enough not to matter).
+            if (!best || a->last.load(std::memory_order_relaxed) < best->last.load(std::memory_order_relaxed)) {
+                best = a;
+                best_live = c;
+            }
+        };
+        for (auto& [id, c] : live_) consider(c.activity.get(), &c);
+        for (auto& [key, a] : admitted_) consider(a.get(), nullptr);
+        if (!best) return false;
+        best->evicting = true;  // under the lock: no other upgrade can pick it now
+        if (!best_live) return true;  // make_handler closes it
+        victim = *best_live;
+    }
+    close_live(victim, 1013, "evicted: connection limit");
+    return true;
+}
+
+void serve_app::watch_activity(std::size_t w) {
+    auto& list = activity_[w];
+    std::erase_if(list, [](const std::shared_ptr<conn_activity>& a) {
+        auto s = a->session.lock();
+        if (!s) return true;
+        const auto n = s->stats().messages_in + s->stats().messages_out;
+        if (n != a->seen) {
+            a->seen = n;
+            a->touch();
+        }
+        return false;
+    });
+    if (activity_stop_) return;
+    activity_timers_[w]->expires_after(std::chrono::milliseconds(100));
+    activity_timers_[w]->async_wait([this, w](error_code ec) {
+        if (!ec) watch_activity(w);
+    });
 }
 
 bool serve_app::idle() {
@@ -1230,6 +1379,8 @@ int serve_app::run() {
     std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         guards.push_back(net::make_work_guard(*workers_[i]));
+        if (o_.max_policy == max_connections_policy::evict_oldest)
+            net::post(*workers_[i], [this, i] { watch_activity(i); });
         threads_.emplace_back([this, i] {
             tl_worker = i;
             workers_[i]->run();
@@ -1241,6 +1392,9 @@ int serve_app::run() {
     // pending operations complete with errors and release what they hold, and let the workers
     // run dry for a moment; whatever is left after that is stopped.
     abort_live();
+    activity_stop_ = true;
+    for (std::size_t i = 0; i < activity_timers_.size(); ++i)
+        net::post(*workers_[i], [this, i] { activity_timers_[i]->cancel(); });
     guards.clear();
     const auto dry_by = steady_clock::now() + std::chrono::milliseconds(500);
     while (workers_done_ < workers_.size() && steady_clock::now() < dry_by)
@@ -1258,7 +1412,7 @@ void serve_app::abort_live() {
     std::vector<std::weak_ptr<ws_session>> all;
     {
         std::lock_guard lock(live_mutex_);
-        for (auto& [id, w] : live_) all.push_back(w);
+        for (auto& [id, c] : live_) all.push_back(c.session);
     }
     for (auto& w : all)
         if (auto s = w.lock())
@@ -1277,6 +1431,7 @@ void serve_app::teardown() {
     main_.restart();
     main_.poll();
     server_.reset();
+    activity_timers_.clear();  // they belong to the worker contexts
     if (!workers_.empty()) workers_.front().reset();
     workers_.clear();
     if (o_.service && service_started_ && !shutdown_.finished()) o_.service->stop();  // finish() did not run

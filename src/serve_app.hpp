@@ -15,6 +15,20 @@ namespace wsx {
 
 enum class serve_mode { echo, exec, stdio };
 enum class log_format { text, json };
+/// What happens to an upgrade beyond --max-connections.
+enum class max_connections_policy {
+    refuse,        ///< HTTP 503 with Retry-After
+    evict_oldest,  ///< close the connection idle longest (1013) and take the new one
+};
+
+/// Implemented by a service's handler that holds messages back (the relay's batches): when the
+/// server closes the connection itself (shutdown, eviction, an expired token), it calls
+/// flush_held() on the session's executor first, so that what is held leaves before the Close.
+class holds_messages {
+public:
+    virtual ~holds_messages() = default;
+    virtual void flush_held() = 0;
+};
 
 /// A service hosted on the serve machinery (the relay, the proxy's WebSocket listeners): the
 /// listener, TLS, path/auth/limit filters, per-connection rate limit, metrics, access log and
@@ -77,7 +91,11 @@ struct serve_options {
     std::string path;                        ///< only upgrade at this path; empty: any
     bool announce_json = false;              ///< announce the address as a JSON line
     std::size_t threads = 0;                 ///< 0: one per core
-    std::size_t max_connections = 0;         ///< 0: no limit; beyond it upgrades get 503
+    std::size_t max_connections = 0;         ///< 0: no limit; beyond it `max_policy` applies
+    /// evict_oldest: the connection with no data message either way for the longest time is
+    /// closed with 1013 to make room (data sent to a client is noticed within about 100 ms,
+    /// data from it at once); a connection still in its handshake is never chosen.
+    max_connections_policy max_policy = max_connections_policy::refuse;
     bool metrics = false;                    ///< GET /metrics in Prometheus text format
     log_format log = log_format::text;
     bool quiet = false;                      ///< no access log
@@ -138,7 +156,8 @@ int effective_close_code(const close_info& info);
 
 /// The CGI/1.1-style environment websocketd gives its children (REMOTE_ADDR, REMOTE_PORT,
 /// SERVER_NAME, SERVER_PORT, PATH_INFO, QUERY_STRING, HTTP_* ...), plus WSX_* extras
-/// (one per entry of peer.vars, upper-cased), PATH and the variables named in `passenv`.
+/// (one per entry of peer.vars, upper-cased, but the server's own `serve.*`), PATH and the
+/// variables named in `passenv`.
 std::vector<std::string> cgi_environment(const http_request& req, const peer_info& peer, const std::string& script_name,
                                          const std::vector<std::string>& passenv, std::uint64_t connection_id);
 

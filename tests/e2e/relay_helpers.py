@@ -1,6 +1,7 @@
 """Helpers for the `wsx relay` end-to-end tests: starting relays and a private redis-server,
 JSON-protocol clients over RawWS, and polling with deadlines."""
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -134,3 +135,57 @@ class RelayCase(wsxtest.WsxTestCase):
         c = JsonClient(url, path, **kw)
         self.addCleanup(c.ws.sock.close)
         return c
+
+
+def upgrade_refusal(url, path, headers=None, timeout=10.0):
+    """An upgrade the relay refuses: (status, body text), the body read whole (Content-Length)."""
+    ws = RawWS(url, path, headers=headers, timeout=timeout, expect_upgrade=False)
+    try:
+        m = re.search(r"(?im)^content-length:\s*(\d+)", ws.response_head)
+        n = int(m.group(1)) if m else 0
+        body = ws._read_exact(n, time.monotonic() + timeout) if n else b""
+        return ws.status, body.decode("utf-8", "replace")
+    finally:
+        ws.close()
+
+
+def batch_frames(ws, count, timeout=10.0):
+    """Reads data messages until `count` items arrived in all; each must be a text frame holding
+    a JSON array. Returns the list of arrays, one per frame."""
+    frames, items = [], 0
+    deadline = time.monotonic() + timeout
+    while items < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{items} of {count} batched messages within {timeout}s: {frames!r}")
+        op, payload = ws.recv_message(left)
+        assert op == 1, f"a batch is a text frame, got {op!r} {payload!r}"
+        arr = json.loads(payload)
+        assert isinstance(arr, list), f"a batch is a JSON array, got {payload!r}"
+        frames.append(arr)
+        items += len(arr)
+    return frames
+
+
+def link_relays(case, urls, path="/", timeout=15):
+    """Waits until every relay in `urls` (sharing one Redis) receives what every other one
+    publishes: their Redis subscriptions are in place. Probes connect at `path` (e.g. with a token)."""
+    probes = [case.json_client(u, path) for u in urls]
+    for c in probes:
+        c.subscribe("_probe")
+    for i, sender in enumerate(probes):
+        for j, receiver in enumerate(probes):
+            if i == j:
+                continue
+            tag = f"{i}->{j}"
+
+            def arrived():
+                sender.send({"op": "publish", "topic": "_probe", "data": tag})
+                try:
+                    receiver.next(lambda m: m.get("type") == "message" and m.get("data") == tag, timeout=0.2)
+                    return True
+                except (AssertionError, TimeoutError):
+                    return False
+            wait_until(arrived, timeout, f"relay {i} to reach relay {j} through redis")
+    for c in probes:
+        c.ws.sock.close()
