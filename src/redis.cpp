@@ -116,10 +116,12 @@ std::shared_ptr<ssl::context> make_redis_tls(const redis_url& url, std::string& 
             return nullptr;
         }
         if (!readable(url.cert, "--redis-cert", error) || !readable(url.key, "--redis-key", error)) return nullptr;
-        ctx->use_certificate_chain_file(url.cert, ec);
-        if (!loaded(ec, "--redis-cert", url.cert, error)) return nullptr;
+        // The key first: a certificate loaded after a key that does not match it is refused by
+        // the check below, in words, instead of by OpenSSL's "key values mismatch".
         ctx->use_private_key_file(url.key, ssl::context::pem, ec);
         if (!loaded(ec, "--redis-key", url.key, error)) return nullptr;
+        ctx->use_certificate_chain_file(url.cert, ec);
+        if (!loaded(ec, "--redis-cert", url.cert, error)) return nullptr;
         if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
             error = fmt::format("--redis-key '{}' does not match --redis-cert '{}'", url.key, url.cert);
             return nullptr;
