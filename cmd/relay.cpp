@@ -70,8 +70,8 @@ runner setup_relay(CLI::App& app) {
         ->group(r)->type_name("FILE");
     app.add_option("--redis-key", a->redis_key, "The private key (PEM) of --redis-cert")->group(r)->type_name("FILE");
     app.add_option("--redis-password-file", a->redis_password_file,
-                   "With --redis: read the Redis password (AUTH) from this file's one line, out of sight of ps; "
-                   "else the URL's password, else $WSX_REDIS_PASSWORD. With this file, redis://NAME@host names the user")
+                   "With --redis: the Redis password (AUTH) is this file's one line, kept out of ps (without it: the "
+                   "URL's password, else $WSX_REDIS_PASSWORD); redis://NAME@host then names the ACL user")
         ->group(r)->type_name("FILE");
     app.add_option("--presence-ttl", a->presence_ttl,
                    "With --redis: an instance that stops refreshing its presence for this long is considered gone")

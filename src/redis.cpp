@@ -336,7 +336,7 @@ void redis_connection::on_connected(const link_ptr& l) {
 // Before the connection counts as up: AUTH, SELECT and a PING, pipelined. The PING tells a
 // server that wants a password (NOAUTH) from one that does not.
 void redis_connection::start_session(const link_ptr& l) {
-    l->phase = "AUTH, SELECT, PING";
+    l->phase = url_.password.empty() ? "reply to PING" : "reply to AUTH";
     auto check = [w = weak_from_this(), l](std::string what) {
         return [w, l, what = std::move(what)](std::optional<redis_value> v) {
             auto self = w.lock();
@@ -391,7 +391,7 @@ void redis_connection::fail(const link_ptr& l, std::string why) {
     l->close();
     const bool was_up = up_;
     up_ = false;
-    last_error_ = std::move(why);
+    if (!stopped_) last_error_ = std::move(why);  // stop() leaves the last real failure
     // Unanswered commands learn it first, as hiredis did; a handler that retries finds the
     // connection down.
     auto queue = std::move(l->queue);
