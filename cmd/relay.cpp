@@ -150,7 +150,8 @@ runner setup_relay(CLI::App& app) {
             } else if (auto pw = env_secret("WSX_REDIS_PASSWORD"); !pw.empty() && u.password.empty()) {
                 use_redis_password(u, std::move(pw));
             }
-        } else if (!a->redis_cacert.empty() || !a->redis_cert.empty() || !a->redis_key.empty() || !a->redis_password_file.empty()) {
+        } else if (a->redis.empty() && (!a->redis_cacert.empty() || !a->redis_cert.empty() || !a->redis_key.empty() ||
+                                        !a->redis_password_file.empty())) {
             p.add("--redis-cacert, --redis-cert, --redis-key and --redis-password-file go with --redis");
         }
 

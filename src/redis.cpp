@@ -385,7 +385,7 @@ void redis_connection::schedule_reconnect() {
     });
 }
 
-void redis_connection::fail(const link_ptr& l, std::string why) {
+void redis_connection::fail(link_ptr l, std::string why) {
     if (!l || l != link_) return;
     link_.reset();
     l->close();

@@ -123,7 +123,7 @@ private:
     void do_write(const link_ptr& l);
     void do_read(const link_ptr& l);
     void on_reply(const link_ptr& l, redis_value v);
-    void fail(const link_ptr& l, std::string why);
+    void fail(link_ptr l, std::string why);  // by value: it may be given link_, which it resets
     std::string describe_io_error(const link_ptr& l, const error_code& ec, bool handshake) const;
     void schedule_reconnect();
     void arm_watchdog();

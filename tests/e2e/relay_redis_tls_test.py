@@ -151,6 +151,9 @@ class RelayRedisTlsTest(RelayCase):
         r = self.wsx("relay", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1", "--redis-cacert", self.c["ca"], timeout=10)
         self.assertExit(r, 2)
         self.assertOneError(r, "rediss://")
+        r = self.wsx("relay", "127.0.0.1:0", "--redis-cacert", self.c["ca"], timeout=10)
+        self.assertExit(r, 2)
+        self.assertOneError(r, "go with --redis")
         r = self.wsx("relay", "127.0.0.1:0", "--redis", "rediss://:inline@127.0.0.1:1", "--redis-password-file",
                      self.secret_file("pw", "x"), timeout=10)
         self.assertExit(r, 2)
