@@ -14,7 +14,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
-#include "exit_code.hpp"
 #include "tls.hpp"
 
 namespace wsx {
