@@ -238,6 +238,7 @@ struct redis_connection::link {
     std::deque<pending> queue;
     std::string out, sending;  // encoded commands not yet written / being written
     bool writing = false;
+    bool answered = false;     // a reply arrived
     bool subscribed = false;   // a subscription was confirmed: "message" arrays are deliveries
     const char* phase = "resolve";  // what a connection attempt is waiting for
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -403,7 +404,20 @@ void redis_connection::fail(link_ptr l, std::string why) {
 }
 
 std::string redis_connection::describe_io_error(const link_ptr& l, const error_code& ec, bool handshake) const {
-    if (ec == net::error::eof || ec == ssl::error::stream_truncated) return "the server closed the connection";
+    const bool dropped = ec == net::error::eof || ec == ssl::error::stream_truncated || ec == net::error::connection_reset ||
+                         ec == net::error::broken_pipe;
+    if (dropped && l->tls_stream && !handshake && !l->answered) {
+        // With TLS 1.3 a server checks the client certificate after the handshake and closes
+        // with an alert; when the first commands were already on their way, a reset can
+        // overtake the alert. Either way: dropped after the handshake, before any reply.
+        const std::string what = ec == net::error::connection_reset ? ec.message() : "closed";
+        if (url_.cert.empty())
+            return fmt::format("TLS: the server dropped the connection before any reply ({}), as one that requires a client "
+                               "certificate does (use --redis-cert and --redis-key)", what);
+        return fmt::format("TLS: the server dropped the connection before any reply ({}): did it refuse the client "
+                           "certificate --redis-cert {}?", what, url_.cert);
+    }
+    if (dropped && ec != net::error::connection_reset) return "the server closed the connection";
     if (!l->tls_stream || ec.category() != net::error::get_ssl_category()) return ec.message();
     if (handshake) {
         const long v = SSL_get_verify_result(l->tls_stream->native_handle());
@@ -477,6 +491,7 @@ void redis_connection::do_read(const link_ptr& l) {
 
 void redis_connection::on_reply(const link_ptr& l, redis_value v) {
     progress_ = std::chrono::steady_clock::now();
+    l->answered = true;
     if (l->subscribed && is_message(v)) {
         if (on_message) on_message(v.elements[1].str, std::move(v.elements[2].str));
         return;
