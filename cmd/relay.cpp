@@ -23,6 +23,7 @@ struct relay_args {
     std::string acl_claim = "topics";
     std::string redis, redis_prefix = "wsx:relay", presence_ttl = "10s", redis_timeout = "2s";
     bool one_connection_per_user = false;
+    std::string redis_cacert, redis_cert, redis_key, redis_password_file;
     listener_args listener;
 };
 }  // namespace
@@ -59,7 +60,7 @@ runner setup_relay(CLI::App& app) {
         ->group(r);
     app.add_option("--redis", a->redis,
                    "Share topics, history, presence and identities with every relay using this Redis: "
-                   "redis://[user:pass@]host:port[/db]")
+                   "redis://[user:pass@]host:port[/db], or rediss://... for TLS")
         ->group(r)->type_name("URL");
     app.add_option("--redis-prefix", a->redis_prefix, "Prefix of the keys and channels the relay uses in Redis")
         ->group(r)->type_name("PREFIX")->capture_default_str();
@@ -67,6 +68,18 @@ runner setup_relay(CLI::App& app) {
                    "With --redis: a command unanswered this long (a frozen Redis) drops the connection; "
                    "the relay serves locally and reconnects")
         ->group(r)->type_name("DURATION")->capture_default_str();
+    app.add_option("--redis-cacert", a->redis_cacert,
+                   "With a rediss:// URL: trust only the CAs in this PEM file to verify the Redis server "
+                   "(default: the system's trusted CAs); the server's name or IP is always checked against the URL's host")
+        ->group(r)->type_name("FILE");
+    app.add_option("--redis-cert", a->redis_cert,
+                   "With a rediss:// URL: present this client certificate (PEM) to Redis (for tls-auth-clients); needs --redis-key")
+        ->group(r)->type_name("FILE");
+    app.add_option("--redis-key", a->redis_key, "The private key (PEM) of --redis-cert")->group(r)->type_name("FILE");
+    app.add_option("--redis-password-file", a->redis_password_file,
+                   "With --redis: the Redis password (AUTH) is this file's one line, kept out of ps (without it: the "
+                   "URL's password, else $WSX_REDIS_PASSWORD); redis://NAME@host then names the ACL user")
+        ->group(r)->type_name("FILE");
     app.add_option("--presence-ttl", a->presence_ttl,
                    "With --redis: an instance that stops refreshing its presence for this long is considered gone")
         ->group(r)->type_name("DURATION")->capture_default_str();
@@ -129,6 +142,28 @@ runner setup_relay(CLI::App& app) {
         // A value that is not a duration has been reported already (and left 0 behind).
         const bool reported = !a->redis_timeout.empty() && !parse_duration(a->redis_timeout);
         if (!reported && ro.redis_timeout.count() <= 0) p.add("--redis-timeout must be more than 0");
+        if (ro.redis) {
+            // TLS files and the password (a file, else the environment) travel with the URL.
+            auto& u = *ro.redis;
+            u.cacert = a->redis_cacert;
+            u.cert = a->redis_cert;
+            u.key = a->redis_key;
+            const bool tls_files = !u.cacert.empty() || !u.cert.empty() || !u.key.empty();
+            if (tls_files && !u.tls) p.add("--redis-cacert, --redis-cert and --redis-key apply to TLS only: use a rediss:// URL");
+            else if (u.tls && !make_redis_tls(u, err)) p.add(err);
+            if (!a->redis_password_file.empty()) {
+                if (!u.password.empty() && !u.name_only)
+                    p.add("--redis-password-file and a password in the --redis URL cannot be combined: give it one way "
+                          "(the file keeps it out of ps)");
+                else if (auto pw = secret_arg(p, "--redis", "", "--redis-password-file", a->redis_password_file); !pw.empty())
+                    use_redis_password(u, std::move(pw));
+            } else if (auto pw = env_secret("WSX_REDIS_PASSWORD"); !pw.empty() && u.password.empty()) {
+                use_redis_password(u, std::move(pw));
+            }
+        } else if (a->redis.empty() && (!a->redis_cacert.empty() || !a->redis_cert.empty() || !a->redis_key.empty() ||
+                                        !a->redis_password_file.empty())) {
+            p.add("--redis-cacert, --redis-cert, --redis-key and --redis-password-file go with --redis");
+        }
 
         apply_listener_options(p, a->listener, o);
         if (p.report("relay")) return static_cast<int>(exit_code::usage);

@@ -206,6 +206,10 @@ _wsx() {
         'wsx relay --redis' | \
         'wsx relay --redis-prefix' | \
         'wsx relay --redis-timeout' | \
+        'wsx relay --redis-cacert' | \
+        'wsx relay --redis-cert' | \
+        'wsx relay --redis-key' | \
+        'wsx relay --redis-password-file' | \
         'wsx relay --presence-ttl' | \
         'wsx relay --max-message-size' | \
         'wsx relay --ping-interval' | \
@@ -351,6 +355,10 @@ _wsx() {
         'wsx bench merge --hgrm') _wsx_files "$cur" ;;
         'wsx relay --slow-consumer') _wsx_words 'drop-oldest close' "$cur" ;;
         'wsx relay --control-path') _wsx_files "$cur" ;;
+        'wsx relay --redis-cacert') _wsx_files "$cur" ;;
+        'wsx relay --redis-cert') _wsx_files "$cur" ;;
+        'wsx relay --redis-key') _wsx_files "$cur" ;;
+        'wsx relay --redis-password-file') _wsx_files "$cur" ;;
         'wsx relay --max-connections-policy') _wsx_words 'refuse evict-oldest' "$cur" ;;
         'wsx relay --tls-cert') _wsx_files "$cur" ;;
         'wsx relay --tls-key') _wsx_files "$cur" ;;
@@ -427,7 +435,7 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --one-connection-per-user --redis --redis-prefix --redis-timeout --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --max-connections-policy --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --one-connection-per-user --redis --redis-prefix --redis-timeout --redis-cacert --redis-cert --redis-key --redis-password-file --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --max-connections-policy --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi

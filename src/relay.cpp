@@ -441,7 +441,8 @@ void relay_hub::redis_went_up() {
                         "messages published on other instances meanwhile were not received here",
                         secs, c_.redis_local_only - local_only_at_down_));
     } else if (!o_.quiet) {
-        log(fmt::format("relay: redis {}:{} connected (instance {})", o_.redis->host, o_.redis->port, instance_));
+        log(fmt::format("relay: redis {}:{} connected ({}instance {})", o_.redis->host, o_.redis->port,
+                        o_.redis->tls ? "tls, " : "", instance_));
     }
     was_down_ = false;
     // Re-register everything this instance holds: the heartbeat key first, so that presence

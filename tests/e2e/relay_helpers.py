@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 
@@ -23,23 +24,67 @@ def redis_ping(port, timeout=0.5):
         return False
 
 
-class RedisServer:
-    """A redis-server on a free loopback port, without persistence."""
+def redis_answers(port, host="127.0.0.1", tls=None, timeout=0.5):
+    """Whether a redis-server answers PING (PONG, or NOAUTH when it wants a password), over TLS
+    when `tls` (RedisServer's TLS settings) is given."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if not tls:
+                raw.sendall(b"PING\r\n")
+                return raw.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+            ctx = ssl.create_default_context(cafile=tls["ca"])
+            ctx.check_hostname = False  # a readiness probe: tests may serve a certificate for another address
+            if tls.get("auth_clients"):
+                ctx.load_cert_chain(tls["client_cert"], tls["client_key"])
+            with ctx.wrap_socket(raw, server_hostname=host) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except (OSError, ssl.SSLError):
+        return False
 
-    def __init__(self, port=None):
+
+class RedisServer:
+    """A redis-server on a free loopback port, without persistence.
+
+    tls: {"cert", "key", "ca"} (and "auth_clients": True with "client_cert", "client_key" to
+    require client certificates) serves TLS only, on the port; password: --requirepass;
+    bind: the loopback address it listens on."""
+
+    def __init__(self, port=None, tls=None, password=None, bind="127.0.0.1"):
         # redis-server cannot listen on port 0 and say which port it got: it is given one found
         # free, which another process may take first. A start that fails on a port of our
         # choosing is retried on a new one; a port the caller asked for (a restart) is kept.
         self.chosen = port is None
         self.port = port or free_port()
         self.proc = None
+        self.tls = tls
+        self.password = password
+        self.bind = bind
+
+    def again(self):
+        """The same server (port, TLS, password) to start anew after this one is gone."""
+        return RedisServer(self.port, tls=self.tls, password=self.password, bind=self.bind)
+
+    def args(self):
+        a = [REDIS_SERVER, "--bind", self.bind, "--save", "", "--appendonly", "no"]
+        if self.tls:
+            a += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
+                  "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"],
+                  "--tls-auth-clients", "yes" if self.tls.get("auth_clients") else "no"]
+        else:
+            a += ["--port", str(self.port)]
+        if self.password:
+            a += ["--requirepass", self.password]
+        return a
 
     def start(self):
         for _ in range(5):
-            self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                          "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_until(lambda: redis_ping(self.port) or self.proc.poll() is not None, 10,
-                       "redis-server to answer PING")
+            self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self.tls or self.password or self.bind != "127.0.0.1":
+                answers = lambda: redis_answers(self.port, self.bind, self.tls)
+            else:
+                answers = lambda: redis_ping(self.port)
+            wait_until(lambda: answers() or self.proc.poll() is not None, 10, "redis-server to answer PING")
             if self.proc.poll() is None:
                 return self
             if not self.chosen:
@@ -54,7 +99,7 @@ class RedisServer:
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://{self.bind}:{self.port}"
 
 
 class JsonClient:
