@@ -51,7 +51,8 @@ constexpr const char* presence_script =
     "return out\n";
 
 // --one-connection-per-user: a claim on an identity gets a number (increasing across every
-// instance) and is announced to all; ARGV[2] and ARGV[3] go around the number.
+// instance) and is announced to all; ARGV[2] and ARGV[3] go around the number. Claims are
+// ordered by the time their connection arrived first, by the number second.
 constexpr const char* claim_script =
     "local n = redis.call('INCR', KEYS[1])\n"
     "redis.call('PUBLISH', ARGV[1], ARGV[2] .. n .. ARGV[3])\n"
@@ -551,10 +552,14 @@ void relay_hub::attach(const std::shared_ptr<relay_subscriber>& s) {
             for (auto it = b; it != e; ++it)
                 if (auto p = it->second.lock(); p && p->exclusive) older.push_back(std::move(p));
             // Posted under the lock: claims reach Redis in the order connections arrived here.
-            if (main_ && o_.redis)
-                net::post(*main_, [this, id = s->identity, conn = s->conn_id, w = std::weak_ptr<relay_subscriber>(s)] {
-                    claim_identity(id, conn, w);
+            if (main_ && o_.redis) {
+                const auto at_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                                   std::chrono::system_clock::now().time_since_epoch())
+                                                                   .count());
+                net::post(*main_, [this, id = s->identity, conn = s->conn_id, at_us, w = std::weak_ptr<relay_subscriber>(s)] {
+                    claim_identity(id, conn, at_us, w);
                 });
+            }
         }
         identities_.emplace(s->identity, s);
     }
@@ -589,19 +594,19 @@ void relay_hub::detach(relay_subscriber& s, const std::set<std::string>& topics)
         });
 }
 
-void relay_hub::claim_identity(const std::string& id, std::uint64_t conn, std::weak_ptr<relay_subscriber> w) {
+void relay_hub::claim_identity(const std::string& id, std::uint64_t conn, std::uint64_t at_us, std::weak_ptr<relay_subscriber> w) {
     auto& c = claims_[id];
     std::erase_if(c.conns, [](const claims::conn& x) { return x.sub.expired(); });
     if (w.expired()) {
         if (c.conns.empty()) claims_.erase(id);
         return;
     }
-    c.conns.push_back({conn, 0, w});
+    c.conns.push_back({conn, at_us, 0, w});
     // Redis unreachable: only the connections of this instance were replaced (in attach).
     if (!cmd_ || !cmd_->connected()) return;
     cmd_->command({"EVAL", claim_script, "1", key("ctl", "seq"), key("ctl", "all"), fmt::format("wsx1-claim\n{}\n", instance_),
-                   "\n" + id},
-                  [this, id, conn](std::optional<redis_value> v) {
+                   fmt::format("\n{}\n{}", at_us, id)},
+                  [this, id, conn, at_us](std::optional<redis_value> v) {
                       if (!v || v->type != redis_value::kind::integer || v->integer <= 0) return;
                       auto it = claims_.find(id);
                       if (it == claims_.end()) return;
@@ -610,15 +615,15 @@ void relay_hub::claim_identity(const std::string& id, std::uint64_t conn, std::w
                           if (x.id != conn) continue;
                           x.number = number;
                           // A newer claim elsewhere arrived before our own number did.
-                          if (number < it->second.latest)
+                          if (claims::order{at_us, number} < it->second.latest)
                               if (auto p = x.sub.lock()) net::post(p->executor, [p] { p->replace(); });
                       }
                   });
 }
 
 void relay_hub::control_received(std::string_view payload) {
-    // "wsx1-claim\n<instance>\n<number>\n<identity>"
-    std::string_view f[3];
+    // "wsx1-claim\n<instance>\n<number>\n<arrival, µs>\n<identity>"
+    std::string_view f[4];
     for (auto& part : f) {
         auto nl = payload.find('\n');
         if (nl == std::string_view::npos) return log("relay: ignored a malformed control message from redis");
@@ -626,14 +631,28 @@ void relay_hub::control_received(std::string_view payload) {
         payload.remove_prefix(nl + 1);
     }
     const auto number = parse_u64(f[2]);
-    if (f[0] != "wsx1-claim" || !number) return log("relay: ignored a malformed control message from redis");
+    const auto at_us = parse_u64(f[3]);
+    if (f[0] != "wsx1-claim" || !number || !at_us) return log("relay: ignored a malformed control message from redis");
+    const claims::order theirs{*at_us, *number};
     if (f[1] == instance_) return;  // ours: the older connections here were replaced already
-    auto it = claims_.find(std::string(payload));
-    if (it == claims_.end()) return;  // no connection of that user here (a claim in flight is newer)
+    const std::string id(payload);
+    auto it = claims_.find(id);
+    if (it == claims_.end()) {
+        // No claim of that user here yet; one may be on its way to the main context, and be
+        // older than this one: its answer from Redis is then compared with what is kept here.
+        std::lock_guard lock(ids_mutex_);
+        auto [b, e] = identities_.equal_range(id);
+        if (std::none_of(b, e, [](const auto& kv) {
+                auto p = kv.second.lock();
+                return p && p->exclusive;
+            }))
+            return;
+        it = claims_.try_emplace(id).first;
+    }
     auto& c = it->second;
-    c.latest = std::max(c.latest, *number);
+    c.latest = std::max(c.latest, theirs);
     for (auto& x : c.conns)
-        if (x.number != 0 && x.number < *number)
+        if (x.number != 0 && claims::order{x.at_us, x.number} < theirs)
             if (auto p = x.sub.lock()) net::post(p->executor, [p] { p->replace(); });
 }
 

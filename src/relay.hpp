@@ -208,7 +208,7 @@ private:
     std::vector<relay_message_ptr> local_history(topic_state& t, const replay_request& r);
     bool deliver_direct_local(const relay_message_ptr& m);
     // --one-connection-per-user across instances (main context only)
-    void claim_identity(const std::string& id, std::uint64_t conn, std::weak_ptr<relay_subscriber> w);
+    void claim_identity(const std::string& id, std::uint64_t conn, std::uint64_t at_us, std::weak_ptr<relay_subscriber> w);
     void control_received(std::string_view payload);
     void forget_claims(const std::string& id);
     // Redis (main context only)
@@ -239,9 +239,13 @@ private:
     /// Main context: per exclusive identity held here, the newest claim seen from any instance
     /// and this instance's connections with the claim number Redis gave them (0: not yet).
     struct claims {
-        std::uint64_t latest = 0;
+        /// Claims are ordered by (when the connection arrived, in µs of wall-clock time; the
+        /// number Redis gave the claim): a claim's trip to Redis may be slower than a newer
+        /// connection's elsewhere, the moment its connection arrived is not.
+        using order = std::pair<std::uint64_t, std::uint64_t>;
+        order latest{0, 0};
         struct conn {
-            std::uint64_t id, number;
+            std::uint64_t id, at_us, number;
             std::weak_ptr<relay_subscriber> sub;
         };
         std::vector<conn> conns;
