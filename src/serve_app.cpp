@@ -278,6 +278,14 @@ struct fork_slot {
 struct conn_activity {
     conn_activity() { touch(); }
     void touch() { last.store(steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
+    /// Activity seen by a look at the counters: it happened after `since` (the previous look).
+    /// A later exact time (a message counted as it arrived) is kept.
+    void touch_after(steady_clock::time_point since) {
+        const auto t = since.time_since_epoch().count();
+        auto cur = last.load(std::memory_order_relaxed);
+        while (cur < t && !last.compare_exchange_weak(cur, t, std::memory_order_relaxed)) {
+        }
+    }
     std::weak_ptr<ws_session> session;  ///< set with the handler (its worker's thread only)
     std::atomic<steady_clock::rep> last{0};
     std::atomic<bool> evicting{false};  ///< chosen once: a second upgrade must pick another
@@ -427,6 +435,7 @@ private:
     // evict-oldest: per worker, its connections' activity (touched on that worker's thread only)
     std::vector<std::vector<std::shared_ptr<conn_activity>>> activity_;
     std::vector<std::unique_ptr<net::steady_timer>> activity_timers_;
+    std::vector<steady_clock::time_point> activity_looked_;  // per worker: its previous look
     // evict-oldest: connections admitted whose handler does not exist yet (under live_mutex_)
     std::unordered_map<std::uint64_t, std::shared_ptr<conn_activity>> admitted_;
     std::atomic<std::uint64_t> next_admission_{1};
@@ -902,6 +911,7 @@ serve_app::serve_app(serve_options o)
     for (std::size_t i = 0; i < o_.threads; ++i) workers_.push_back(std::make_unique<net::io_context>(1));
     if (o_.max_policy == max_connections_policy::evict_oldest) {
         activity_.resize(o_.threads);
+        activity_looked_.assign(o_.threads, steady_clock::now());
         for (auto& w : workers_) activity_timers_.push_back(std::make_unique<net::steady_timer>(*w));
     }
     if (!o_.static_dir.empty()) static_.emplace(o_.static_dir);
@@ -1269,13 +1279,17 @@ bool serve_app::evict_one() {
 
 void serve_app::watch_activity(std::size_t w) {
     auto& list = activity_[w];
-    std::erase_if(list, [](const std::shared_ptr<conn_activity>& a) {
+    // A message sent since the previous look is dated to that look, the earliest it can have
+    // been: the order of connections seen active in the same interval is left to the exact
+    // times of the messages they received (conn_handler::admit).
+    const auto since = std::exchange(activity_looked_[w], steady_clock::now());
+    std::erase_if(list, [since](const std::shared_ptr<conn_activity>& a) {
         auto s = a->session.lock();
         if (!s) return true;
         const auto n = s->stats().messages_in + s->stats().messages_out;
         if (n != a->seen) {
             a->seen = n;
-            a->touch();
+            a->touch_after(since);
         }
         return false;
     });

@@ -39,6 +39,23 @@ class MaxConnectionsPolicyTest(RelayCase):
         self.assertEqual(echo(busy, "y"), (1, b"y"))
         p.wait_for(r'code=1013')  # the access log names the close
 
+    def test_the_order_of_recent_activity_survives_the_servers_look_at_it(self):
+        # The server looks at what connections sent every 100 ms. A look that falls between two
+        # connections' messages must not reorder them: `first` spoke before `second`, so
+        # `first` is the least recently active. The pause is not a wait for anything: the
+        # eviction must be the same whether a look happened in it or not.
+        p, url = self.start_server("--max-connections", "2", "--max-connections-policy", "evict-oldest",
+                                   "--threads", "1")
+        second = self.open(url)
+        first = self.open(url)
+        self.assertEqual(echo(first, "a"), (1, b"a"))
+        self.assertEqual(echo(second, "b"), (1, b"b"))
+        time.sleep(0.25)
+        new = self.open(url)
+        self.assertEqual(first.expect_close(5), (1013, "evicted: connection limit"))
+        self.assertEqual(echo(second, "c"), (1, b"c"))
+        self.assertEqual(echo(new, "d"), (1, b"d"))
+
     def test_receiving_counts_as_activity(self):
         # A relay subscriber that only receives is busy too; the one that never hears anything is idle.
         p, url = self.start_relay("--max-connections", "3", "--max-connections-policy", "evict-oldest",
