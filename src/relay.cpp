@@ -1114,6 +1114,7 @@ private:
         std::size_t size() const { return m ? payload(*m).size() : text.size(); }
         const std::string& payload(const relay_message& msg) const { return raw ? msg.data : msg.json; }
         bool raw = false;
+        std::size_t messages = 1;  // a batch frame holds several
     };
 
     void send_item(const item& i) {
@@ -1142,7 +1143,10 @@ private:
 
     void add_to_batch(const relay_message_ptr& m) {
         pending_.push_back(m);
-        if (pending_.size() >= batch_->max) return flush_batch();
+        pending_bytes_ += protocol() ? m->json.size() : m->data.size();
+        // A batch holds no more than --subscriber-queue: past it, it leaves now, and a client
+        // that does not read meets the slow-consumer policy as it would without batches.
+        if (pending_.size() >= batch_->max || pending_bytes_ >= hub_->options().subscriber_queue) return flush_batch();
         if (pending_.size() > 1) return;
         // The first message of a batch starts its clock.
         if (!batch_timer_) batch_timer_ = std::make_unique<net::steady_timer>(executor);
@@ -1170,16 +1174,19 @@ private:
                 out += dump(m->data);
         }
         out += ']';
+        const auto messages = pending_.size();
         pending_.clear();
+        pending_bytes_ = 0;
         ++hub_->counters().batches;
-        push(nullptr, std::move(out));
+        push(nullptr, std::move(out), messages);
     }
 
     /// Sends at once while the session has room; else queues (bounded) and waits for room.
-    void push(const relay_message_ptr& m, std::string text) {
+    void push(const relay_message_ptr& m, std::string text, std::size_t messages = 1) {
         if (closed_) return;
         item i{m, std::move(text)};
         i.raw = !protocol();
+        i.messages = messages;
         const std::size_t hw = hub_->options().session_high_water;
         if (queue_.empty() && s_->queued_bytes() <= hw) return send_item(i);
         queue_bytes_ += i.size();
@@ -1187,7 +1194,7 @@ private:
         const std::size_t limit = hub_->options().subscriber_queue;
         while (queue_bytes_ > limit && !queue_.empty()) {
             if (hub_->options().slow == slow_policy::close) {
-                hub_->counters().slow_dropped += queue_.size();
+                for (const auto& q : queue_) hub_->counters().slow_dropped += q.messages;
                 ++hub_->counters().slow_closed;
                 queue_.clear();
                 queue_bytes_ = 0;
@@ -1196,8 +1203,8 @@ private:
                 return;
             }
             queue_bytes_ -= queue_.front().size();
+            hub_->counters().slow_dropped += queue_.front().messages;
             queue_.pop_front();
-            ++hub_->counters().slow_dropped;
         }
         if (!waiting_ && !queue_.empty()) {
             waiting_ = true;
@@ -1290,6 +1297,7 @@ private:
     bool closed_ = false;
     std::optional<relay_batch> batch_;
     std::vector<relay_message_ptr> pending_;  // the batch being collected
+    std::size_t pending_bytes_ = 0;           // its payload bytes
     std::unique_ptr<net::steady_timer> batch_timer_;
     std::uint64_t batch_seq_ = 0;  // batches sent: tells a timer whether its batch is still open
 };

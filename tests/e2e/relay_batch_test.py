@@ -132,6 +132,26 @@ class RelayBatchTest(RelayCase):
         self.assertEqual([[e.get("data", e["type"]) for e in f] for f in frames], [["join", "p"], ["q", "r"], ["s", "u"]])
         self.assertEqual(frames[0][0], {"type": "join", "topic": "t", "member": "pub"})
 
+    def test_a_batch_holds_no_more_than_the_subscriber_queue(self):
+        # A subscriber that never reads and asked for big, slow batches: the relay does not keep
+        # its messages in the batch past --subscriber-queue; the slow-consumer policy drops
+        # them, and counts every message of a dropped batch.
+        p, url = self.start_relay("--metrics", "--subscriber-queue", "1MiB")
+        sub = self.raw(url, "/feed?id=sub&batch=10000,1m")
+        pub = self.raw(url, "/feed?id=pub")
+        self.wait_members(url, "feed", 2)
+        before = wsxtest.rss_kib(p.proc.pid)
+        payload = "a" * (128 << 10)
+        for _ in range(1000):
+            pub.send_text(payload)
+        self.wait_delivered(url, 1000)
+        m = wait_until(lambda: (lambda m: m if m.get("wsx_relay_slow_dropped_total", 0) >= 800 else None)(self.metrics(url)),
+                       10, "800 messages dropped for the slow subscriber")
+        self.assertLessEqual(m["wsx_relay_slow_dropped_total"], 1000)
+        if not wsxtest.SANITIZED:
+            self.assertLess(wsxtest.rss_kib(p.proc.pid) - before, 40 * 1024)  # 125 MiB were published
+        self.assertIsNotNone(sub)
+
     def test_bad_batch_values_are_refused_with_the_fix(self):
         p, url = self.start_relay()
         for query, fragment in [("5", "expected N,INTERVAL"), ("0,50ms", "N must be a whole number from 1 to 10000"),
