@@ -524,7 +524,19 @@ bool is_followed_redirect(int status) {
 
 std::optional<endpoint> redirect_target(const endpoint& from, std::string_view location, std::string* error) {
     auto fail = [&](std::string why) -> std::optional<endpoint> {
-        if (error) *error = fmt::format("the Location '{}' {}", escape_for_terminal(location), why);
+        if (error) {
+            // One line: a line break in the Location is shown as \n.
+            auto shown = [](std::string_view text) {
+                std::string out;
+                for (const char c : escape_for_terminal(text)) {
+                    if (c == '\n') out += "\\n";
+                    else if (c == '\t') out += "\\t";
+                    else out += c;
+                }
+                return out;
+            };
+            *error = fmt::format("the Location '{}' {}", shown(location), shown(why));
+        }
         return std::nullopt;
     };
     // Bytes outside ASCII (a UTF-8 path or query) are percent-encoded, as browsers do; a host
@@ -545,6 +557,7 @@ std::optional<endpoint> redirect_target(const endpoint& from, std::string_view l
     boost::urls::url dest(*base);
     if (!dest.resolve(*ref)) return fail("cannot be resolved against " + from.to_string());
     dest.remove_fragment();
+    dest.normalize_path();  // no "." or ".." segments left, whatever the reference was
     std::string scheme(dest.scheme());
     for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (scheme == "http") scheme = "ws";
