@@ -18,6 +18,7 @@
 #include "exit_code.hpp"
 #include "frame_reader.hpp"
 #include "joined_fields.hpp"
+#include "one_line.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 #include "units.hpp"
@@ -524,19 +525,7 @@ bool is_followed_redirect(int status) {
 
 std::optional<endpoint> redirect_target(const endpoint& from, std::string_view location, std::string* error) {
     auto fail = [&](std::string why) -> std::optional<endpoint> {
-        if (error) {
-            // One line: a line break in the Location is shown as \n.
-            auto shown = [](std::string_view text) {
-                std::string out;
-                for (const char c : escape_for_terminal(text)) {
-                    if (c == '\n') out += "\\n";
-                    else if (c == '\t') out += "\\t";
-                    else out += c;
-                }
-                return out;
-            };
-            *error = fmt::format("the Location '{}' {}", shown(location), shown(why));
-        }
+        if (error) *error = fmt::format("the Location '{}' {}", escape_one_line(location), escape_one_line(why));
         return std::nullopt;
     };
     // Bytes outside ASCII (a UTF-8 path or query) are percent-encoded, as browsers do; a host

@@ -14,23 +14,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
-#include "codec.hpp"
+#include "one_line.hpp"
 #include "tls.hpp"
 
 namespace wsx {
-
-namespace {
-/// A piece of a URL in a one-line message: escaped for a terminal, line breaks included.
-std::string shown(std::string_view text) {
-    std::string out;
-    for (const char c : escape_for_terminal(text)) {
-        if (c == '\n') out += "\\n";
-        else if (c == '\t') out += "\\t";
-        else out += c;
-    }
-    return out;
-}
-}  // namespace
 
 std::optional<redis_url> parse_redis_url(const std::string& text, std::string& error) {
     constexpr const char* form = "redis://[user:pass@]host:port[/db], or rediss:// for TLS";
@@ -51,7 +38,7 @@ std::optional<redis_url> parse_redis_url(const std::string& text, std::string& e
         auto ps = u->port();
         auto [ptr, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), p);
         if (ec != std::errc() || ptr != ps.data() + ps.size() || p == 0 || p > 65535) {
-            error = fmt::format("bad port '{}'", shown(ps));
+            error = fmt::format("bad port '{}'", escape_one_line(ps));
             return std::nullopt;
         }
         r.port = static_cast<std::uint16_t>(p);
@@ -73,7 +60,7 @@ std::optional<redis_url> parse_redis_url(const std::string& text, std::string& e
         int n = 0;
         auto [ptr, ec] = std::from_chars(db.data(), db.data() + db.size(), n);
         if (ec != std::errc() || ptr != db.data() + db.size() || n < 0) {
-            error = fmt::format("bad database number '{}'", shown(db));
+            error = fmt::format("bad database number '{}'", escape_one_line(db));
             return std::nullopt;
         }
         r.db = n;

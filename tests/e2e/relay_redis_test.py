@@ -8,7 +8,7 @@ import time
 import unittest
 
 import wsxtest
-from relay_helpers import REDIS_SERVER, RedisServer, RelayCase, wait_until
+from relay_helpers import REDIS_SERVER, RedisServer, RelayCase, link_relays, wait_until
 
 
 @unittest.skipUnless(os.access(REDIS_SERVER, os.X_OK), "redis-server is not installed")
@@ -22,30 +22,8 @@ class RelayRedisTest(RelayCase):
             urls.append(url)
         for url in urls:
             wait_until(lambda: self.metrics(url).get("wsx_relay_redis_up") == 1, 10, "redis connected")
-        self.link(urls)
+        link_relays(self, urls)
         return procs, urls
-
-    def link(self, urls):
-        """Waits until every instance receives what every other one publishes."""
-        probes = [self.json_client(u) for u in urls]
-        for c in probes:
-            c.subscribe("_probe")
-        for i, sender in enumerate(probes):
-            for j, receiver in enumerate(probes):
-                if i == j:
-                    continue
-                tag = f"{i}->{j}"
-
-                def arrived():
-                    sender.send({"op": "publish", "topic": "_probe", "data": tag})
-                    try:
-                        receiver.next(lambda m: m.get("type") == "message" and m.get("data") == tag, timeout=0.2)
-                        return True
-                    except (AssertionError, TimeoutError):
-                        return False
-                wait_until(arrived, 15, f"instance {i} to reach instance {j} through redis")
-        for c in probes:
-            c.ws.sock.close()
 
     def test_two_instances_exactly_once_with_shared_history_presence_and_direct(self):
         redis = self.start_redis()
@@ -139,7 +117,7 @@ class RelayRedisTest(RelayCase):
         wait_until(lambda: self.metrics(u1).get("wsx_relay_redis_up") == 1, 15, "redis connected")
         p2, u2 = self.start_relay("--redis", redis.url, "--metrics")
         wait_until(lambda: self.metrics(u2).get("wsx_relay_redis_up") == 1, 15, "redis connected")
-        self.link([u1, u2])
+        link_relays(self, [u1, u2])
         c = self.json_client(u2, "/?id=c")
         c.send({"op": "publish", "topic": "t", "data": "from the other instance"})
         self.assertEqual(a.messages("t", 1)[0]["data"], "from the other instance")
@@ -189,7 +167,7 @@ class RelayRedisTest(RelayCase):
                 self.addCleanup(again.kill)
             for u in (u1, u2):
                 wait_until(lambda: self.metrics(u).get("wsx_relay_redis_up") == 1, 15, "reconnected")
-            self.link([u1, u2])
+            link_relays(self, [u1, u2])
             after = len(sent)
             wait_until(lambda: len(sent) > after + 200, 10, "traffic after the outage")
         finally:

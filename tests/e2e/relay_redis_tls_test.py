@@ -8,7 +8,7 @@ import subprocess
 import unittest
 
 import wsxtest
-from relay_helpers import REDIS_SERVER, RedisServer, RelayCase, wait_until
+from relay_helpers import REDIS_SERVER, RedisServer, RelayCase, link_relays, wait_until
 from wsxtest import certs
 
 
@@ -32,30 +32,8 @@ class RelayRedisTlsTest(RelayCase):
             p.wait_for(rf"relay: redis 127\.0\.0\.1:{redis.port} connected \(tls, instance [0-9a-f]+\)")
             procs.append(p)
             urls.append(url)
-        self.link(urls)
+        link_relays(self, urls)
         return procs, urls
-
-    def link(self, urls):
-        """Waits until a message published on each instance reaches each other one."""
-        probes = [self.json_client(u) for u in urls]
-        for c in probes:
-            c.subscribe("_probe")
-        for i, sender in enumerate(probes):
-            for j, receiver in enumerate(probes):
-                if i == j:
-                    continue
-                tag = f"{i}->{j}"
-
-                def arrived():
-                    sender.send({"op": "publish", "topic": "_probe", "data": tag})
-                    try:
-                        receiver.next(lambda m: m.get("type") == "message" and m.get("data") == tag, timeout=0.2)
-                        return True
-                    except (AssertionError, TimeoutError):
-                        return False
-                wait_until(arrived, 15, f"instance {i} to reach instance {j} through redis")
-        for c in probes:
-            c.ws.sock.close()
 
     def assert_crosses(self, u_from, u_to, topic, n=20):
         """n messages published on u_from reach a subscriber on u_to once each, in order."""
@@ -175,7 +153,7 @@ class RelayRedisTlsTest(RelayCase):
                          "--metrics"], env=env)
         u2 = p2.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
         p2.wait_for(r"connected \(tls, instance")
-        self.link([u1, u2])
+        link_relays(self, [u1, u2])
         self.assert_crosses(u1, u2, "authed")
         # A wrong password says authentication failed; the relay serves its own clients.
         bad = self.secret_file("bad", "not it", mode=0o644)
@@ -211,7 +189,7 @@ class RelayRedisTlsTest(RelayCase):
         for u in (u1, u2):
             wait_until(lambda: self.metrics(u).get("wsx_relay_redis_up") == 1, 15, "reconnected")
         # Subscriptions were restored: messages cross again, both ways, once each.
-        self.link([u1, u2])
+        link_relays(self, [u1, u2])
         self.assert_crosses(u1, u2, "after")
         self.assert_crosses(u2, u1, "after2")
         self.assertGreaterEqual(self.metrics(u1)["wsx_relay_redis_disconnects_total"], 1)
@@ -229,7 +207,7 @@ class RelayRedisTlsTest(RelayCase):
         os.kill(redis.proc.pid, signal.SIGCONT)
         for p in procs:
             p.wait_for(r"relay: redis reconnected after [\d.]+s", 15)
-        self.link([u1, u2])
+        link_relays(self, [u1, u2])
         self.assert_crosses(u1, u2, "thawed")
 
 
