@@ -45,6 +45,13 @@ class AuthCloseTest(wsxtest.WsxTestCase):
         line = r'^\S+ 127\.0\.0\.1:\d+ "/.*" \S+ in=\S+ out=\S+ code=(\d+)'
         self.assertEqual(sorted(p.wait_for(line).group(1) for _ in range(3)), ["1000", "1008", "1008"])
 
+    def test_a_wrong_mode_is_a_usage_error(self):
+        for cmd in ("serve", "relay"):
+            with self.subTest(cmd=cmd):
+                r = self.wsx(cmd, "127.0.0.1:0", "--token", "s3cret", "--auth-failure", "bogus", timeout=10)
+                self.assertExit(r, 2)
+                self.assertOneError(r, "--auth-failure", "'bogus' is not one of status, close")
+
     def test_default_is_still_an_http_status(self):
         p, url = self.start_server("--token", "s3cret")
         ws = RawWS(url, "/?token=wrong", expect_upgrade=False)
