@@ -37,6 +37,7 @@ struct bench_args {
     bool binary = false;
     std::string publishers = "1", publish_url, settle = "250ms";
     std::vector<std::string> subscribe_messages;
+    bool unbatch = false;
     std::string reply_timeout = "10s", connect_timeout = "10s";
     client_args client;
     std::string json, html, hgrm, compare;
@@ -259,6 +260,10 @@ runner setup_bench(CLI::App& app) {
     app.add_option("--publish-url", a->publish_url, "Where publishers connect (default: the URL)")->group(f)->type_name("URL");
     app.add_option("--subscribe-message", a->subscribe_messages, "Sent by each subscriber once connected (repeatable)")
         ->group(f)->type_name("MSG");
+    app.add_flag("--unbatch", a->unbatch,
+                 "Each frame a subscriber receives is a JSON array of text messages (a relay's ?batch=N,INTERVAL): "
+                 "every element counts as one delivery")
+        ->group(f);
     app.add_option("--settle", a->settle, "Pause between the last subscriber connecting and the first publication")
         ->group(f)->type_name("DURATION")->capture_default_str();
 
@@ -402,13 +407,16 @@ runner setup_bench(CLI::App& app) {
             else if (pu->is_unix() && pu->tls) p.add("--publish-url: wss+unix:// is not supported: use ws+unix://");
         }
         o.subscribe_messages = a->subscribe_messages;
+        o.unbatch = a->unbatch;
         o.settle = duration_arg(p, "--settle", a->settle);
         if (o.scenario == bench_scenario::fanout && o.duration.count() > 0 && o.settle >= o.duration)
             p.add("--settle must be shorter than --duration: publishing starts only after it");
         if (o.scenario == bench_scenario::fanout && o.rate == 0) o.rate = 1000;
         if (o.scenario != bench_scenario::fanout &&
-            (!a->publish_url.empty() || !a->subscribe_messages.empty() || a->publishers != "1"))
-            p.add("--publishers, --publish-url and --subscribe-message need --scenario fanout");
+            (!a->publish_url.empty() || !a->subscribe_messages.empty() || a->publishers != "1" || a->unbatch))
+            p.add("--publishers, --publish-url, --subscribe-message and --unbatch need --scenario fanout");
+        if (a->unbatch && a->binary)
+            p.add("--unbatch reads batches of text messages: drop --binary (a batch holds binary messages as base64 objects)");
 
         apply_client_options(p, a->client, o.client);
         if (o.client.url.is_unix() && !a->client.proxy.empty())

@@ -201,6 +201,7 @@ complete -c wsx -n '__wsx_at wsx bench' -l 'fragment' -x -d 'Send each message a
 complete -c wsx -n '__wsx_at wsx bench' -l 'publishers' -x -d 'Publishing connections (default 1)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'publish-url' -x -d 'Where publishers connect (default: the URL)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'subscribe-message' -x -d 'Sent by each subscriber once connected (repeatable)'
+complete -c wsx -n '__wsx_at wsx bench' -l 'unbatch' -d 'Each frame a subscriber receives is a JSON array of text messages (a relay\'s ?batch=N,INTERVAL): every element counts as one delivery'
 complete -c wsx -n '__wsx_at wsx bench' -l 'settle' -x -d 'Pause between the last subscriber connecting and the first publication (default 250ms)'
 complete -c wsx -n '__wsx_at wsx bench' -s 'H' -l 'header' -x -d 'Extra request header \'Name: value\' (repeatable)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'subprotocol' -x -d 'Offer a subprotocol (repeatable)'

@@ -15,6 +15,7 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "codec.hpp"
 #include "connect_hints.hpp"
@@ -669,7 +670,9 @@ private:
     void on_message(std::string_view payload, std::uint64_t now, std::size_t wire) {
         switch (spec_.role) {
             case conn_role::echo: return on_echo(payload, now, wire);
-            case conn_role::subscriber: return on_delivery(payload, now, wire);
+            case conn_role::subscriber:
+                if (o_.unbatch) return on_batch(payload, now, wire);
+                return on_delivery(payload, now, wire);
             default:
                 // Replies a sink or a broadcast server sends to senders are read and dropped.
                 w_.i_bytes_received += payload.size();
@@ -731,6 +734,63 @@ private:
             gaps_.emplace(it + 1, seq + 1, hi);
         }
         return true;
+    }
+
+    // --unbatch: a frame is a JSON array of strings, each one message. Strings without escapes
+    // (the stamp is hex, the filler plain) are read in place; anything else goes through the
+    // JSON parser. A frame that is not an array of strings is one corrupt delivery.
+    void on_batch(std::string_view frame, std::uint64_t now, std::size_t wire) {
+        if (frame.find('\\') == std::string_view::npos) {
+            std::vector<std::string_view> items;
+            std::size_t i = 0;
+            const auto skip_ws = [&] {
+                while (i < frame.size() && (frame[i] == ' ' || frame[i] == '\n' || frame[i] == '\r' || frame[i] == '\t')) ++i;
+            };
+            skip_ws();
+            bool ok = i < frame.size() && frame[i++] == '[';
+            skip_ws();
+            if (ok && i < frame.size() && frame[i] == ']') ++i;
+            else
+                while (ok) {
+                    skip_ws();
+                    if (i >= frame.size() || frame[i] != '"') {
+                        ok = false;
+                        break;
+                    }
+                    const auto end = frame.find('"', i + 1);
+                    if (end == std::string_view::npos) {
+                        ok = false;
+                        break;
+                    }
+                    items.push_back(frame.substr(i + 1, end - i - 1));
+                    i = end + 1;
+                    skip_ws();
+                    if (i < frame.size() && frame[i] == ',') {
+                        ++i;
+                        continue;
+                    }
+                    ok = i < frame.size() && frame[i++] == ']';
+                    break;
+                }
+            skip_ws();
+            if (!ok || i != frame.size() || items.empty()) {
+                ++received_all_;
+                last_progress_ns_ = now;
+                w_.error("corrupt");
+                return;
+            }
+            for (std::size_t k = 0; k < items.size(); ++k) on_delivery(items[k], now, k == 0 ? wire : 0);
+            return;
+        }
+        const auto j = nlohmann::json::parse(frame, nullptr, false);
+        if (!j.is_array() || j.empty() ||
+            !std::all_of(j.begin(), j.end(), [](const nlohmann::json& e) { return e.is_string(); })) {
+            ++received_all_;
+            last_progress_ns_ = now;
+            w_.error("corrupt");
+            return;
+        }
+        for (std::size_t k = 0; k < j.size(); ++k) on_delivery(j[k].get_ref<const std::string&>(), now, k == 0 ? wire : 0);
     }
 
     void on_delivery(std::string_view payload, std::uint64_t now, std::size_t wire) {

@@ -61,6 +61,9 @@ struct bench_options {
     std::string body;                             ///< bytes that follow the stamp in every message
     bool binary = false;
     std::vector<std::string> subscribe_messages;  ///< fanout: sent by each subscriber after connecting
+    /// fanout: every frame a subscriber receives is a JSON array of text messages (a relay's
+    /// batches, `?batch=N,INTERVAL`); each element counts as one delivery.
+    bool unbatch = false;
     std::chrono::nanoseconds settle = std::chrono::milliseconds(250);  ///< fanout: pause before publishing
     std::chrono::nanoseconds reply_timeout = std::chrono::seconds(10);  ///< unanswered this long: error
     std::uint64_t max_backlog = 16u << 20;        ///< open loop: bytes queued per connection before skipping sends

@@ -145,6 +145,13 @@ def stop(p):
         p.wait(5)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def check_alive(p, what):
     if p.poll() is not None:
         raise BenchError(f"{what} exited ({p.returncode}) during the run")

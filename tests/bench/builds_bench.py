@@ -45,12 +45,6 @@ SCENARIOS = {
 CLIENT_SCENARIOS = {"open"}
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def children_cpu():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -62,12 +56,12 @@ def one_round(server_bin, client_bin, scenario, seconds):
     extra = ["--compress"] if "--compress" in SCENARIOS[scenario] else []
     proc, port = benchlib.start_server(benchlib.pin(0, [server_bin, "serve", "127.0.0.1:0", *extra]), os.path.basename(server_bin))
     try:
-        before, client_before = cpu_seconds(proc.pid), children_cpu()
+        before, client_before = benchlib.cpu_seconds(proc.pid), children_cpu()
         r = subprocess.run(benchlib.pin(1, [client_bin, "bench", f"ws://127.0.0.1:{port}/", "-d", f"{seconds}s",
                                             "--json", "-", *SCENARIOS[scenario]]),
                            capture_output=True, timeout=seconds + 60)
         benchlib.check_alive(proc, "the server")
-        used = cpu_seconds(proc.pid) - before
+        used = benchlib.cpu_seconds(proc.pid) - before
         if scenario in CLIENT_SCENARIOS:
             used = children_cpu() - client_before  # the bench process, reaped by run()
     finally:

@@ -7,6 +7,9 @@ Targets, measured in turns round after round:
   redis2     two `wsx relay --threads 1 --redis ...` instances: the publisher on one, the
              subscribers on the other, so every delivery crosses Redis
   node       tests/bench/node_broadcast_server.js (node `ws`, one thread)
+  embedded-batch, redis2-batch
+             the same, the subscribers asking for batches (`?batch=--batch`, default 100,10ms;
+             `wsx bench --unbatch` counts every message of a batch frame as one delivery)
 Servers (and redis-server) run on CPU 0, the load generator on CPU 1 (taskset).
 
 Scenarios:
@@ -21,8 +24,13 @@ no failed connection, every expected delivery received, and enough whole per-sec
 a rate (throughput). A round that fails is printed as FAILED with the reason, its figure is left
 out (the cell says how many rounds failed, or FAILED when all did), and the script exits 1.
 
+The servers' CPU time (user + system of every relay and redis-server of the target, read from
+/proc before and after the load) per 1,000 deliveries says what a delivery costs the server; the
+batch gain is the ratio of deliveries per server CPU-second with and without batches.
+
 Prints the medians of the rounds and the ratios wsx/node.
-Usage: tests/bench/relay_bench.py [--wsx PATH] [--seconds 4] [--rounds 3] [--subscribers 1000] [--smoke]
+Usage: tests/bench/relay_bench.py [--wsx PATH] [--seconds 4] [--rounds 3] [--subscribers 1000] [--batch 100,10ms]
+                                  [--only embedded,embedded-batch,redis2,redis2-batch,node] [--smoke]
 Needs: node with the npm package `ws` (tests/node_modules), redis-server, taskset; a missing peer: exit 77.
 --smoke: one round, 3 s runs, 50 subscribers, lighter rates: what CTest runs (bench_smoke.relay).
 """
@@ -65,8 +73,11 @@ def start_redis():
     raise BenchError(f"redis-server did not start: {last}")
 
 
-def start_target(kind, wsx):
+def start_target(kind, wsx, batch):
     """Returns (processes, publish_url, subscribe_url)."""
+    if kind.endswith("-batch"):
+        procs, pub, sub = start_target(kind[:-len("-batch")], wsx, batch)
+        return procs, pub, f"{sub}?batch={batch}"
     if kind == "node":
         p, port = benchlib.start_server(benchlib.pin(0, ["node", os.path.join(HERE, "node_broadcast_server.js")]),
                                         "node broadcast server", LISTENING, env=benchlib.node_env())
@@ -100,16 +111,20 @@ def stop(procs):
         benchlib.stop(p)
 
 
-def run_bench(wsx, pub, sub, subscribers, rate, seconds, tmp, label, procs, min_samples):
+def run_bench(wsx, pub, sub, subscribers, rate, seconds, tmp, label, procs, min_samples, unbatch):
     """One `wsx bench -s fanout` run with its own report and log; returns its verified figures."""
     out = os.path.join(tmp, f"{label}.json")
     log = os.path.join(tmp, f"{label}.log")
     cmd = benchlib.pin(1, [wsx, "bench", "-s", "fanout", "-c", str(subscribers), "--publishers", "1",
                            "--publish-url", pub, "--rate", str(rate), "-d", f"{seconds}s", "--threads", "1",
                            "--no-progress", "--settle", f"{min(1000, seconds * 500)}ms", "--json", out, sub])
+    if unbatch:
+        cmd.append("--unbatch")
     # settle < -d, also for -d 1s
+    cpu_before = sum(benchlib.cpu_seconds(p.pid) for p in procs)
     with open(log, "wb") as lf:
         r = subprocess.run(cmd, stdout=lf, stderr=subprocess.STDOUT, timeout=seconds * 10 + 60)
+    server_cpu = sum(benchlib.cpu_seconds(p.pid) for p in procs) - cpu_before
     with open(log, "rb") as lf:
         log_text = lf.read()
     for p in procs:
@@ -140,7 +155,8 @@ def run_bench(wsx, pub, sub, subscribers, rate, seconds, tmp, label, procs, min_
     if lat.get("p50") is None or lat.get("p99") is None:
         raise BenchError("no delivery latency was measured")
     return {"pushed_per_s": statistics.median(per_second) if per_second else None, "deliveries_per_s": m["rate"], "received": m["received"],
-            "expected": m["expected"], "p50_ms": lat["p50"] / 1e6, "p99_ms": lat["p99"] / 1e6}
+            "expected": m["expected"], "p50_ms": lat["p50"] / 1e6, "p99_ms": lat["p99"] / 1e6,
+            "cpu_us_per_1000": server_cpu * 1e9 / m["received"]}
 
 
 def main():
@@ -151,7 +167,8 @@ def main():
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--rate-high", type=int, default=5000)
     ap.add_argument("--rate-low", type=int, default=100)
-    ap.add_argument("--only", default="embedded,redis2,node")
+    ap.add_argument("--batch", default="100,10ms", help="the batch the -batch targets' subscribers ask for (N,INTERVAL)")
+    ap.add_argument("--only", default="embedded,embedded-batch,redis2,redis2-batch,node")
     benchlib.add_common_args(ap)
     a = ap.parse_args()
     if a.smoke:
@@ -159,7 +176,10 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     kinds = a.only.split(",")
-    benchlib.require(node_ws="node" in kinds, redis="redis2" in kinds)
+    unknown = [k for k in kinds if k not in ("embedded", "embedded-batch", "redis2", "redis2-batch", "node")]
+    if unknown:
+        ap.error(f"--only: unknown target(s) {', '.join(unknown)}")
+    benchlib.require(node_ws="node" in kinds, redis=any(k.startswith("redis2") for k in kinds))
     # The series has one entry per second, warm-up included; the first and last are left out.
     min_samples = max(1, a.seconds - 2)
     tmp = tempfile.mkdtemp(prefix="wsx-relay-bench-")
@@ -171,10 +191,10 @@ def main():
                 label = f"round{rnd + 1}-{kind}-{scen}"
 
                 def one():
-                    procs, pub, sub = start_target(kind, a.wsx)
+                    procs, pub, sub = start_target(kind, a.wsx, a.batch)
                     try:
                         return run_bench(a.wsx, pub, sub, a.subscribers, rate, a.seconds, tmp, label, procs,
-                                         min_samples if scen == "throughput" else 0)
+                                         min_samples if scen == "throughput" else 0, kind.endswith("-batch"))
                     finally:
                         stop(procs)
                 r = rounds.run(f"round {rnd + 1} {kind} {scen}", one)
@@ -183,18 +203,25 @@ def main():
                     pushed = f"{r['pushed_per_s']:,.0f}/s" if r["pushed_per_s"] is not None else "-"
                     print(f"round {rnd + 1} {kind:9} {scen:10} rate={rate}/s pushed={pushed} "
                           f"received={r['received']:,}/{r['expected']:,} p50={r['p50_ms']:.2f}ms "
-                          f"p99={r['p99_ms']:.2f}ms", file=sys.stderr, flush=True)
+                          f"p99={r['p99_ms']:.2f}ms server_cpu={r['cpu_us_per_1000']:.0f}us/1000",
+                          file=sys.stderr, flush=True)
     col = lambda xs, k: [x and x[k] for x in xs]  # noqa: E731
     print(f"\nfan-out: 1 publisher, {a.subscribers:,} subscribers, 32-byte text, {a.seconds}s runs; "
           f"medians of {a.rounds} rounds\n")
-    print(f"| target | deliveries/s (offered {a.rate_high * a.subscribers:,}/s) | p50 @ {a.rate_low * a.subscribers:,}/s "
-          f"| p99 @ {a.rate_low * a.subscribers:,}/s |")
-    print("|---|---|---|---|")
+    print(f"| target | deliveries/s (offered {a.rate_high * a.subscribers:,}/s) | server CPU per 1,000 deliveries "
+          f"| p50 @ {a.rate_low * a.subscribers:,}/s | p99 @ {a.rate_low * a.subscribers:,}/s |")
+    print("|---|---|---|---|---|")
     for k in kinds:
         t, lt = results[k]["throughput"], results[k]["latency"]
         print(f"| {k} | {benchlib.figure(col(t, 'pushed_per_s'), lambda v: f'{v:,.0f}', a.rounds)} "
+              f"| {benchlib.figure(col(t, 'cpu_us_per_1000'), lambda v: f'{v:,.0f} µs', a.rounds)} "
               f"| {benchlib.figure(col(lt, 'p50_ms'), lambda v: f'{v:.1f} ms', a.rounds)} "
               f"| {benchlib.figure(col(lt, 'p99_ms'), lambda v: f'{v:.1f} ms', a.rounds)} |")
+    cpu = lambda k: [x["cpu_us_per_1000"] for x in results[k]["throughput"] if x is not None]  # noqa: E731
+    for k in kinds:
+        if k.endswith("-batch") and k[:-len("-batch")] in kinds and cpu(k) and cpu(k[:-len("-batch")]):
+            gain = statistics.median(cpu(k[:-len("-batch")])) / statistics.median(cpu(k))
+            print(f"batch gain ({k[:-len('-batch')]}, ?batch={a.batch}): {gain:.2f}x deliveries per server CPU-second")
     ok = lambda k: [x["pushed_per_s"] for x in results[k]["throughput"] if x is not None]  # noqa: E731
     if "node" in kinds and ok("node") and statistics.median(ok("node")) > 0:
         node = statistics.median(ok("node"))

@@ -117,13 +117,6 @@ def rss_kib(pid):
     return 0
 
 
-def cpu_seconds(pid):
-    """User + system CPU time a process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def scenario_params(scenario, smoke):
     mode, conns, inflight, size, unit = SCENARIOS[scenario]
     if smoke:  # few connections, a light open-loop rate
@@ -137,11 +130,11 @@ def run_load(loadgen, server, port, scenario, seconds, smoke=False):
     """Returns (figure, server CPU microseconds per message or handshake); for latency, (p50, p99).
     Raises BenchError unless the generator did the work without an error (see serve_loadgen.cpp)."""
     mode, conns, inflight, size, unit = scenario_params(scenario, smoke)
-    cpu0 = cpu_seconds(server.pid)
+    cpu0 = benchlib.cpu_seconds(server.pid)
     r = subprocess.run(benchlib.pin(1, [loadgen, "127.0.0.1", str(port), mode, str(conns), str(inflight), str(size),
                                         str(seconds)]),
                        capture_output=True, timeout=seconds * 4 + 120, preexec_fn=raise_nofile)
-    cpu = cpu_seconds(server.pid) - cpu0
+    cpu = benchlib.cpu_seconds(server.pid) - cpu0
     benchlib.check_alive(server, "the server")
     if r.returncode != 0:
         raise BenchError(f"load generator exit {r.returncode}: {benchlib.tail(r.stderr)}")

@@ -51,6 +51,8 @@ class BenchOptions(WsxTestCase):
             (["--find-max-rate"], "--find-max-rate needs --target"),
             (["--target", "p99<1ms"], "--target is for --find-max-rate"),
             (["--publishers", "3"], "need --scenario fanout"),
+            (["--unbatch"], "--publishers, --publish-url, --subscribe-message and --unbatch need --scenario fanout"),
+            (["-s", "fanout", "--unbatch", "--binary"], "--unbatch reads batches of text messages: drop --binary"),
             (["-n", "abc"], "-n/--messages 'abc': give a whole number"),
             (["--payload-file", "/nonexistent/x"], "--payload-file /nonexistent/x: cannot read the file"),
             (["--compare", "/nonexistent/b.json"], "--compare /nonexistent/b.json: cannot read the file"),

@@ -2,11 +2,13 @@
 and fanout (publishers and subscribers on a broadcast server)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_helpers import http_request  # noqa: E402
 from wsxtest import PYTHON, SOURCE_DIR, WSX, WsxTestCase, main, read_line_matching  # noqa: E402
 
 DATA = os.path.join(SOURCE_DIR, "tests", "data", "bench")
@@ -95,6 +97,31 @@ class BenchScenarios(WsxTestCase):
         _, j = self.bench_json(url, "-s", "fanout", "-c", "2", "--rate", "100", "-n", "20", "--reply-timeout", "500ms")
         self.assertEqual(j["messages"]["received"], 0)
         self.assertEqual(j["errors"].get("lost"), 40)
+
+    def test_fanout_unbatch_counts_every_message_of_a_relay_batch(self):
+        p = self.start([WSX, "relay", "127.0.0.1:0", "--metrics"])
+        base = p.wait_for(r"listening on (ws://127\.0\.0\.1:\d+)").group(1)
+        # Batches of up to 10 (or what 20ms collected): 3 subscribers x 300 messages, each counted
+        # once, in order, with its own latency; a payload with a quote and a backslash is
+        # escaped in the batch's JSON and must come back whole.
+        for payload in ("plain", 'q"uo\\te'):
+            with self.subTest(payload=payload):
+                r, j = self.bench_json(f"{base}/t?batch=10,20ms", "-s", "fanout", "-c", "3", "--rate", "300", "-n",
+                                       "300", "--payload", payload, "--unbatch", "--reply-timeout", "3s")
+                self.assertEqual(j["messages"]["expected"], 900)
+                self.assertEqual(j["messages"]["received"], 900)
+                self.assertEqual(j["errors"], {})
+                self.assertEqual(j["latency"]["histogram"]["count"], 900)
+        status, _, body = http_request(base, "/metrics")
+        self.assertEqual(status, 200)
+        batches = int(re.search(r"^wsx_relay_batches_total (\d+)$", body.decode(), re.M).group(1))
+        self.assertGreater(batches, 0)
+        self.assertLess(batches, 1800, "the relay sent batches, not one frame per message")
+        # Without batches, every frame is one message, not an array: each is reported corrupt.
+        _, j = self.bench_json(f"{base}/t", "-s", "fanout", "-c", "2", "--rate", "100", "-n", "20", "--unbatch",
+                               "--reply-timeout", "500ms")
+        self.assertEqual(j["messages"]["received"], 0)
+        self.assertEqual(j["errors"].get("corrupt"), 40)
 
     def test_tls(self):
         _, url = self.start_server("--tls-self-signed", scheme="wss")
