@@ -19,6 +19,7 @@
 #include "frame_reader.hpp"
 #include "joined_fields.hpp"
 #include "one_line.hpp"
+#include "url_reference.hpp"
 #include "permessage_deflate.hpp"
 #include "random_seed.hpp"
 #include "units.hpp"
@@ -535,18 +536,26 @@ std::optional<endpoint> redirect_target(const endpoint& from, std::string_view l
         if (static_cast<unsigned char>(c) < 0x80) encoded += c;
         else encoded += fmt::format("%{:02X}", static_cast<unsigned char>(c));
     }
-    auto ref = boost::urls::parse_uri_reference(encoded);
+    std::string respelt;
+    auto ref = parse_url_reference(encoded, respelt);
     if (!ref) return fail("is not a URL");
     // A unix socket has no URL of its own: a relative reference is resolved against its target
     // and stays on the socket; an absolute one leaves it.
     const std::string base_text =
         from.is_unix() ? "ws://localhost" + from.target : from.to_string();
-    auto base = boost::urls::parse_uri(base_text);
+    std::string base_respelt;
+    auto base = parse_url_reference(base_text, base_respelt);
     if (!base) return fail("cannot be resolved against " + from.to_string());
     boost::urls::url dest(*base);
     if (!dest.resolve(*ref)) return fail("cannot be resolved against " + from.to_string());
     dest.remove_fragment();
-    dest.normalize_path();  // no "." or ".." segments left, whatever the reference was
+    dest.normalize_path();  // no "." or ".." segments left, whatever the reference was,
+    // except the ".." that would climb above the root, which Boost.URL keeps: they go too
+    // (RFC 3986 section 5.2.4), "/../x" is "/x".
+    const auto above_root = [](std::string& target) {
+        while (target == "/.." || target.starts_with("/../") || target.starts_with("/..?")) target.erase(0, 3);
+        if (target.empty() || target.front() != '/') target.insert(0, "/");
+    };
     std::string scheme(dest.scheme());
     for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (scheme == "http") scheme = "ws";
@@ -558,12 +567,14 @@ std::optional<endpoint> redirect_target(const endpoint& from, std::string_view l
         std::string target(dest.encoded_path());
         if (target.empty()) target = "/";
         if (dest.has_query()) target += "?" + std::string(dest.encoded_query());
+        above_root(target);
         to.target = target;
         return to;
     }
     std::string why;
     auto to = parse_ws_url(std::string_view(dest.buffer()), &why);
     if (!to) return fail("is not a usable URL: " + why);
+    above_root(to->target);
     return to;
 }
 

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "codec.hpp"
+#include "url_reference.hpp"
 
 namespace wsx {
 namespace {
@@ -67,6 +68,28 @@ std::string endpoint::to_string() const {
     return fmt::format("{}://{}{}", tls ? "wss" : "ws", host_header(), target);
 }
 
+namespace {
+boost::urls::result<boost::urls::url_view> respell_ipv4_prefix(std::string_view text, std::string& storage) {
+    auto parsed = boost::urls::parse_uri_reference(text);
+    if (!parsed) return parsed;
+    const boost::urls::url_view u = *parsed;
+    if (u.host_type() != boost::urls::host_type::ipv4 || u.encoded_path().empty() || u.encoded_path().front() == '/')
+        return parsed;
+    const auto at = static_cast<std::size_t>(u.encoded_host().data() - text.data());
+    storage = fmt::format("{}%{:02X}{}", text.substr(0, at), static_cast<unsigned char>(text[at]), text.substr(at + 1));
+    return boost::urls::parse_uri_reference(storage);
+}
+}  // namespace
+
+boost::urls::result<boost::urls::url_view> parse_url_reference(std::string_view text, std::string& storage) {
+    auto parsed = respell_ipv4_prefix(text, storage);
+    // After an authority the path is empty or starts with '/': Boost.URL 1.81 also reads a port
+    // only as far as its digits go ("host:7x/" as port 7 and path "x/").
+    if (parsed && parsed->has_authority() && !parsed->encoded_path().empty() && parsed->encoded_path().front() != '/')
+        return boost::urls::grammar::error::invalid;
+    return parsed;
+}
+
 std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) {
     auto fail = [&](std::string msg) -> std::optional<endpoint> {
         if (error) *error = std::move(msg);
@@ -100,21 +123,14 @@ std::optional<endpoint> parse_ws_url(std::string_view text, std::string* error) 
         owned = "ws://" + std::string(text);  // bare host:port, as wscat does
         text = owned;
     }
-    auto parsed = boost::urls::parse_uri_reference(text);
-    if (!parsed) return fail(fmt::format("invalid URL '{}': {}", text, parsed.error().message()));
-    boost::urls::url_view u = *parsed;
-    // Boost.URL 1.81 reads the IPv4 address at the start of a longer host ("10.0.0.1.nip.io",
-    // "1.2.3.4x") as the host and the rest as the path, though the authority runs to the first
-    // '/', '?' or '#' (RFC 3986 section 3.2). Such a host is a name: it is read again with its
-    // first digit escaped, which an IPv4 address cannot hold.
     std::string respelt;
-    if (u.host_type() == boost::urls::host_type::ipv4 && !u.encoded_path().empty() && u.encoded_path().front() != '/') {
-        const auto at = static_cast<std::size_t>(u.encoded_host().data() - text.data());
-        respelt = fmt::format("{}%{:02X}{}", text.substr(0, at), static_cast<unsigned char>(text[at]), text.substr(at + 1));
-        parsed = boost::urls::parse_uri_reference(respelt);
-        if (!parsed) return fail(fmt::format("invalid URL '{}': {}", text, parsed.error().message()));
-        u = *parsed;
-    }
+    auto parsed = parse_url_reference(text, respelt);
+    if (!parsed && parsed.error() == boost::urls::grammar::error::invalid)
+        return fail(fmt::format("invalid URL '{}': the host and port end at the first '/', '?' or '#' "
+                                "(a port is digits only, e.g. ws://127.0.0.1:8080/path)",
+                                escape_for_terminal(text)));
+    if (!parsed) return fail(fmt::format("invalid URL '{}': {}", text, parsed.error().message()));
+    const boost::urls::url_view u = *parsed;
     std::string scheme(u.scheme());
     for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (scheme == "ws") ep.tls = false;

@@ -69,10 +69,22 @@ TEST_CASE("a Location is resolved against the URL that redirected", "[client]") 
     CHECK(target_of("ws://a.test:8080/x/y?q=1", "/ws") == "ws://a.test:8080/ws");
     CHECK(target_of("ws://a.test:8080/x/y?q=1", "z?k=v#frag") == "ws://a.test:8080/x/z?k=v");
     CHECK(target_of("ws://a.test:8080/x/y", "../up") == "ws://a.test:8080/up");
+    CHECK(target_of("ws://a.test:8080/x/y", "../../../up/../z") == "ws://a.test:8080/z");
+    CHECK(target_of("ws://a.test:8080/x/y", "/..") == "ws://a.test:8080/");
+    CHECK(target_of("ws://a.test:8080/x/y", "ws://b.test/../../p?q") == "ws://b.test/p?q");
     CHECK(target_of("ws://a.test:8080/x", "//b.test:9000/p") == "ws://b.test:9000/p");
     CHECK(target_of("wss://a.test/x", "//b.test/p") == "wss://b.test/p");
     CHECK(target_of("ws://a.test/x", "?only=query") == "ws://a.test/x?only=query");
     CHECK(target_of("ws://a.test/", "wss://b.test:8443/s") == "wss://b.test:8443/s");
+}
+
+TEST_CASE("a Location's host that starts like an IPv4 address stays whole", "[client]") {
+    // Found by fuzzing: resolving ws://127.1.1.12ps:7/.. took 127.1.1.12 for the host (port 80),
+    // and "127.1.1.12ps:7.." gave port 7 and a path "..".
+    CHECK(target_of("ws://a.test/", "ws://10.0.0.1.nip.io:7/p") == "ws://10.0.0.1.nip.io:7/p");
+    CHECK(target_of("ws://10.0.0.1.nip.io:7/x/", "y") == "ws://10.0.0.1.nip.io:7/x/y");
+    CHECK(target_of("ws://a.test/", "ws://127.1.1.12ps:7/..") == "ws://127.1.1.12ps:7/");
+    CHECK(target_of("ws://a.test/", "ws://127.1.1.12ps:7..").rfind("error: the Location 'ws://127.1.1.12ps:7..' is not a URL", 0) == 0);
 }
 
 TEST_CASE("http and https in a Location become ws and wss", "[client]") {

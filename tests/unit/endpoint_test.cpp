@@ -113,6 +113,24 @@ TEST_CASE("a host name that starts like an IPv4 address is a name", "[endpoint]"
     CHECK((ep->host == "1.2.3.4" && ep->port == 81 && ep->target == "/a"));
 }
 
+TEST_CASE("a port is digits up to the end of the authority", "[endpoint]") {
+    // Boost.URL reads "7x/" after "host:" as port 7 and path "x/": the connection went to port
+    // 7. The authority runs to the first '/', '?' or '#'; anything else in it is refused.
+    std::string err;
+    for (const char* url : {"ws://127.0.0.1:7x/", "ws://localhost:1..", "ws://10.0.0.1.nip.io:1x", "ws://[::1]x/",
+                            "127.0.0.1:80a"}) {
+        INFO(url);
+        CHECK_FALSE(parse_ws_url(url, &err));
+        CHECK(err.find("the host and port end at the first '/', '?' or '#'") != std::string::npos);
+    }
+    for (const char* url : {"ws://127.0.0.1:7?x", "ws://127.0.0.1:7#x", "ws://127.0.0.1:7", "ws://h:7/"}) {
+        INFO(url);
+        auto ep = parse_ws_url(url, &err);
+        REQUIRE(ep);
+        CHECK(ep->port == 7);
+    }
+}
+
 TEST_CASE("an IPv6 literal is a host", "[endpoint]") {
     // The check that a host holds only host-name characters must not refuse the address of a
     // bracketed IPv6 literal.
