@@ -268,6 +268,12 @@ template <class Layer>
 void session<Layer>::end_with_close(std::uint16_t code, std::string_view reason, close_info info) {
     layer().inject_and_seal(encode_close_frame(code, reason, masks()),
                             [self = self(), info = std::move(info)](error_code ec) mutable {
+                                // The peer's Close came, then a reset (it closed its socket with
+                                // our data unread): its code is the connection's close code
+                                // (RFC 6455 7.1.5), though our answer could not reach it.
+                                if (ec && info.by_peer && !self->failing_ &&
+                                    (ec == net::error::connection_reset || ec == net::error::broken_pipe))
+                                    return self->teardown_and_finish(std::move(info));
                                 if (ec) return self->abort("could not send Close", ec);
                                 if (!self->failing_) return self->teardown_and_finish(std::move(info));
                                 // The cause is reported at once; TCP ends behind our Close. What

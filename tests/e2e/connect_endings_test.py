@@ -15,11 +15,14 @@ Behaviour these tests rely on:
 """
 import os
 import shutil
+import socket
 import subprocess
 import textwrap
+import threading
 import time
 import unittest
 
+import raw_peer
 import wsxtest
 from wsxtest import PYTHON, WSX, LineCollector, WsxTestCase, read_line_matching
 
@@ -46,6 +49,51 @@ class EndingsTest(WsxTestCase):
     @staticmethod
     def closed(log, line):
         log.wait_for_line(line.encode())
+
+    def test_close_then_reset_reports_the_peers_code(self):
+        # A server that sends Close 1008 and closes its socket with the client's data unread:
+        # its system answers with a reset, and the client's Close cannot be sent. The peer's
+        # code is still the connection's close code (RFC 6455 7.1.5), not 1006.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(20)
+        self.addCleanup(listener.close)
+        received = []
+
+        def serve():
+            c, _ = listener.accept()
+            with c:
+                c.settimeout(20)
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        return
+                    req += chunk
+                key = next(l.split(b":", 1)[1].strip() for l in req.split(b"\r\n")
+                           if l.lower().startswith(b"sec-websocket-key:"))
+                c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Accept: " + raw_peer.accept_key(key) + b"\r\n\r\n")
+                got = 0
+                while got < 200_000:  # the client is flooding: the rest stays unread
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        return
+                    got += len(chunk)
+                received.append(got)
+                c.sendall(raw_peer.close_frame(1008, b"policy violated"))
+            # closed with unread data: a reset
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        r = self.wsx("connect", f"ws://127.0.0.1:{listener.getsockname()[1]}/", input=(b"x" * 999 + b"\n") * 20_000,
+                     timeout=30)
+        t.join(5)
+        self.assertTrue(received, "the server never saw the flood")
+        self.assertExit(r, 7)
+        self.assertOneError(r, '1008 "policy violated"')
+        self.assertNotIn("1006", r.stderr.decode())
 
     # --linger ----------------------------------------------------------------
     def test_linger_gets_every_echo_from_python_websockets(self):
