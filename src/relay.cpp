@@ -57,6 +57,16 @@ constexpr const char* durable_publish_script =
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'm', msg, 's', ARGV[6], 'c', ARGV[7], 't', ARGV[8], 'h', ARGV[9])\n"
     "return id\n";
 
+// --durable: the value of PREFIX:epoch, set by the first relay to connect. Another value later
+// means Redis lost its data (restarted without persistence) in between.
+constexpr const char* epoch_script =
+    "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+    "return redis.call('GET', KEYS[1])\n";
+
+// How long a publish read back here is kept to be sent again, should Redis come back without
+// its data: other relays read an entry about when this one does.
+constexpr auto durable_resend_window = std::chrono::seconds(5);
+
 // How long Redis remembers an instance's highest seq: longer than any outage an outbox waits out.
 constexpr const char* durable_seq_ttl_ms = "604800000";  // 7 days
 // Stream entries read per XREAD.
@@ -501,7 +511,14 @@ void relay_hub::redis_went_up() {
         }
     }
     for (auto& [topic, field, id] : entries) cmd_->command({"HSET", key("pres", topic), field, id});
-    if (o_.durable) outbox_pump();  // what was held goes now, in order
+    if (o_.durable) {
+        // What was held goes now, in order, once it is known whether Redis kept its data.
+        cmd_ready_ = false;
+        check_epoch(*cmd_, [this] {
+            cmd_ready_ = true;
+            outbox_pump();
+        });
+    }
 }
 
 void relay_hub::redis_went_down(const std::string& why) {
@@ -1004,7 +1021,7 @@ void relay_hub::outbox_push(std::shared_ptr<relay_message> m, std::size_t cost) 
 void relay_hub::outbox_pump() {
     // Entries go out in order on the one commands connection, so Redis adds them in order. Not
     // before the stream's position is known: an entry added before it would be skipped here.
-    if (stopping_ || !cmd_ || !cmd_->connected() || stream_last_.empty()) return;
+    if (stopping_ || !cmd_ || !cmd_->connected() || !cmd_ready_ || stream_last_.empty()) return;
     while (outbox_sent_ < outbox_.size() && outbox_sent_ < outbox_window) {
         const auto& e = outbox_[outbox_sent_++];
         const auto& m = *e.m;
@@ -1037,14 +1054,18 @@ void relay_hub::outbox_answered(std::uint64_t seq, std::uint64_t generation, std
         return;
     }
     if (outbox_.empty() || outbox_.front().seq != seq) return;  // answered already
-    const auto e = std::move(outbox_.front());
+    auto e = std::move(outbox_.front());
     outbox_.pop_front();
     if (generation == outbox_generation_ && outbox_sent_ > 0) --outbox_sent_;
-    outbox_bytes_ -= e.cost;
-    --outbox_count_;
     if (v->type == redis_value::kind::integer) {
+        // 0: Redis had it already (an answer lost with a connection). It stays counted until
+        // read back: a Redis that loses its data before then gets it again.
         if (v->integer > 0) ++c_.redis_out;
+        unread_.push_back(std::move(e));
+        read_back(stream_seqs_[instance_]);  // the stream may have been faster than the answer
     } else {
+        outbox_bytes_ -= e.cost;
+        --outbox_count_;
         // Sending it again would put it after the ones that followed: it is dropped, and said.
         ++c_.durable_failed;
         log(fmt::format("relay: redis refused a message for topic {} ({}): dropped",
@@ -1053,6 +1074,69 @@ void relay_hub::outbox_answered(std::uint64_t seq, std::uint64_t generation, std
     }
     outbox_pump();
     durable_report();
+}
+
+void relay_hub::read_back(std::uint64_t seq) {
+    const auto now = steady_clock::now();
+    while (!unread_.empty() && unread_.front().seq <= seq) {
+        auto& e = unread_.front();
+        outbox_bytes_ -= e.cost;
+        --outbox_count_;
+        recent_bytes_ += e.cost;
+        recent_.emplace_back(now, std::move(e));
+        unread_.pop_front();
+    }
+    // While Redis is unreachable nothing ages: what was read just before the outage is kept.
+    while (!recent_.empty() && (recent_bytes_ > o_.durable_buffer || (redis_up() && now - recent_.front().first > durable_resend_window))) {
+        recent_bytes_ -= recent_.front().second.cost;
+        recent_.pop_front();
+    }
+}
+
+void relay_hub::check_epoch(redis_connection& link, std::function<void()> then) {
+    link.command({"EVAL", epoch_script, "1", o_.redis_prefix + ":epoch", fmt::format("{}-{}", instance_, wall_ms())},
+                 [this, then = std::move(then)](std::optional<redis_value> v) {
+                     if (stopping_ || !v) return;  // lost: checked again on the next connection
+                     if (v->type == redis_value::kind::string) {
+                         if (epoch_.empty())
+                             epoch_ = v->str;
+                         else if (v->str != epoch_) {
+                             epoch_ = v->str;
+                             data_lost();
+                         }
+                     } else {
+                         log(fmt::format("relay: redis: cannot read {}:epoch ({}): a Redis that lost its data goes unnoticed",
+                                         o_.redis_prefix, v->is_error() ? v->str : "unexpected reply"));
+                     }
+                     then();
+                 });
+}
+
+void relay_hub::data_lost() {
+    // Redis restarted without its data: the stream holds nothing of before, and the per-topic
+    // ids start again above each publisher's floor (gaps against the old ids are not losses).
+    // What this relay published and may not have reached every relay goes to the stream again,
+    // in its order and ahead of what waits; relays that have an entry already skip it by its seq.
+    std::deque<outbox_entry> again;
+    for (auto& [at, e] : recent_) {
+        outbox_bytes_ += e.cost;
+        ++outbox_count_;
+        again.push_back(std::move(e));
+    }
+    const std::size_t resent = recent_.size() + unread_.size();
+    recent_.clear();
+    recent_bytes_ = 0;
+    for (auto& e : unread_) again.push_back(std::move(e));
+    unread_.clear();
+    for (auto& e : outbox_) again.push_back(std::move(e));
+    outbox_ = std::move(again);
+    outbox_sent_ = 0;
+    ++outbox_generation_;
+    redis_seen_.clear();
+    log(fmt::format("relay: redis came back without its data (no persistence?): the last {} messages published here go to the "
+                    "stream again (relays that have them skip them); messages of other relays that this one had not read "
+                    "come again only from relays still running",
+                    resent));
 }
 
 void relay_hub::start_stream(net::io_context& main) {
@@ -1065,6 +1149,12 @@ void relay_hub::start_stream(net::io_context& main) {
 }
 
 void relay_hub::stream_went_up() {
+    // Reading from the last entry seen works on a stream made anew too (its ids are later), but
+    // its ids must not count as gaps: whether Redis kept its data is checked first.
+    check_epoch(*stream_, [this] { stream_position(); });
+}
+
+void relay_hub::stream_position() {
     if (!stream_last_.empty()) {
         // Back after an outage: read on from the last entry seen, so nothing added meanwhile is lost.
         stream_back_at_ms_ = wall_ms();
@@ -1149,6 +1239,7 @@ void relay_hub::stream_entry(const redis_value& e) {
     if (*seq <= last) return;
     last = *seq;
     if (inst == instance_) {
+        read_back(*seq);
         m->origin = conn.value_or(0);  // delivered here only now: one order for every subscriber
     } else {
         ++c_.redis_in;
@@ -1160,7 +1251,7 @@ void relay_hub::stream_entry(const redis_value& e) {
 }
 
 void relay_hub::durable_report() {
-    if (!report_pending_ || !outbox_.empty() || !stream_caught_up_ || !redis_up()) return;
+    if (!report_pending_ || !outbox_.empty() || !unread_.empty() || !stream_caught_up_ || !redis_up()) return;
     report_pending_ = false;
     log(fmt::format("relay: redis reconnected after {:.1f}s; {} messages published here meanwhile were held and are now in "
                     "the stream (delivered here and elsewhere); {} messages published elsewhere meanwhile were read from "

@@ -234,7 +234,11 @@ private:
     void outbox_push(std::shared_ptr<relay_message> m, std::size_t cost);
     void outbox_pump();
     void outbox_answered(std::uint64_t seq, std::uint64_t generation, std::optional<redis_value> v);
+    void read_back(std::uint64_t seq);
+    void check_epoch(redis_connection& link, std::function<void()> then);
+    void data_lost();
     void stream_went_up();
+    void stream_position();
     void stream_read();
     void stream_entry(const redis_value& e);
     void durable_report();
@@ -268,11 +272,18 @@ private:
         bool held;           // published while Redis was unreachable
     };
     std::shared_ptr<redis_connection> stream_;
-    std::deque<outbox_entry> outbox_;
+    std::deque<outbox_entry> outbox_;   // not yet taken by Redis
+    std::deque<outbox_entry> unread_;   // in the stream, not yet read back here
+    /// Read back here lately (kept while Redis is unreachable): sent again if Redis comes back
+    /// without its data, for the relays that had not read them.
+    std::deque<std::pair<steady_clock::time_point, outbox_entry>> recent_;
+    std::size_t recent_bytes_ = 0;
+    std::string epoch_;    // the value of PREFIX:epoch: a new one means Redis lost its data
+    bool cmd_ready_ = false;  // the commands link checked the epoch since it (re)connected
     std::size_t outbox_sent_ = 0;        // entries at the front sent on the current connection
     std::uint64_t outbox_generation_ = 0;  // bumped when a connection's sends are given up
     std::uint64_t next_seq_ = 1;
-    std::atomic<std::size_t> outbox_bytes_{0}, outbox_count_{0};
+    std::atomic<std::size_t> outbox_bytes_{0}, outbox_count_{0};  // outbox_ and unread_
     std::string stream_last_;  // the last stream entry read ("0-0": from the start); empty: not known yet
     bool stream_reading_ = false;
     bool stream_caught_up_ = false;      // the last read returned less than a full batch
