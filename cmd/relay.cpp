@@ -116,6 +116,7 @@ runner setup_relay(CLI::App& app) {
         "  wsx relay 8080                              # clients of ws://127.0.0.1:8080/chat share topic 'chat'\n"
         "  wsx relay 8080 --history 100                # ws://.../chat?history replays the last 100\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379   # one hub across every relay on that Redis\n"
+        "  wsx relay 8080 --redis redis://127.0.0.1:6379 --durable   # a Redis outage delays messages, loses none\n"
         "  wsx relay 8080 --jwt-secret k --acl-claim topics\n"
         "  wsx relay unix:/run/wsx/relay.sock          # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
         "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"

@@ -1119,11 +1119,12 @@ void relay_hub::data_lost() {
     // in its order and ahead of what waits; relays that have an entry already skip it by its seq.
     std::deque<outbox_entry> again;
     for (auto& [at, e] : recent_) {
+        if (at + durable_resend_window < down_since_) continue;  // read well before the outage began
         outbox_bytes_ += e.cost;
         ++outbox_count_;
         again.push_back(std::move(e));
     }
-    const std::size_t resent = recent_.size() + unread_.size();
+    const std::size_t resent = again.size() + unread_.size();
     recent_.clear();
     recent_bytes_ = 0;
     for (auto& e : unread_) again.push_back(std::move(e));
