@@ -175,6 +175,38 @@ class RelayDurableTest(RelayCase):
         pub.send({"op": "publish", "topic": "t", "data": "now it fits"})
         self.assertEqual(sub.messages("t", 1)[0]["data"], "now it fits")
 
+    def test_a_relay_further_behind_than_maxlen_counts_and_logs_what_it_missed(self):
+        redis = self.start_redis()
+        (pa, ua), (pb, ub) = [self.start_durable(redis, "--durable-maxlen", "10") for _ in range(2)]
+        for u in (ua, ub):
+            wait_until(lambda: self.metrics(u).get("wsx_relay_redis_up") == 1, 10, "redis connected")
+        link_relays(self, [ua, ub])
+        sub = self.json_client(ua, "/?id=behind")
+        sub.subscribe("t")
+        pub = self.raw(ub, "/t?id=pub")
+        wait_until(lambda: len(sub.presence("t")) == 2, 10, "2 members")
+        base = self.metrics(ub)["wsx_relay_redis_out_total"]
+        # The reading relay stands still (its connections stay open) while the other publishes
+        # far more than the stream keeps.
+        pa.freeze()
+        self.addCleanup(lambda: pa.proc.poll() is None and os.kill(pa.proc.pid, 18))  # SIGCONT
+        n = 1000
+        for i in range(n):
+            pub.send_text(f"m{i}")
+        wait_until(lambda: self.metrics(ub)["wsx_relay_redis_out_total"] >= base + n, 10, "all in the stream")
+        os.kill(pa.proc.pid, 18)  # SIGCONT
+        pub.send_text("end")
+        got = [m["data"] for m in self.collect(sub, "t", {"end"})][:-1]
+        self.assertLess(len(got), n, "the stream kept everything: nothing was trimmed")
+        # In order, none twice, up to the newest (the first may have been on its way before the trim).
+        idx = [int(d[1:]) for d in got]
+        self.assertEqual(idx, sorted(set(idx)))
+        self.assertEqual(idx[-1], n - 1)
+        self.assertEqual(self.metrics(ua)["wsx_relay_redis_missed_total"], n - len(got))
+        pa.stop()
+        self.assertRegex(pa.rest_of_stderr(), rf'relay: topic "t": {n - len(got)} messages published through redis did not '
+                                              rf'arrive here')
+
     def test_durable_needs_redis(self):
         r = self.wsx("relay", "127.0.0.1:0", "--durable")
         self.assertExit(r, 2)
