@@ -483,6 +483,7 @@ void relay_hub::redis_went_up() {
     if (was_down_ && o_.durable) {
         // Said once the held publishes are in the stream and the stream is read up to its end.
         report_pending_ = true;
+        report_seq_ = next_seq_ - 1;
         report_down_secs_ = std::chrono::duration<double>(steady_clock::now() - down_since_).count();
         stream_caught_up_ = false;
     } else if (was_down_) {
@@ -1252,7 +1253,9 @@ void relay_hub::stream_entry(const redis_value& e) {
 }
 
 void relay_hub::durable_report() {
-    if (!report_pending_ || !outbox_.empty() || !unread_.empty() || !stream_caught_up_ || !redis_up()) return;
+    // Held ones still waiting: in the outbox, or in the stream and not read back yet (both in seq order).
+    const auto waiting = [this](const std::deque<outbox_entry>& q) { return !q.empty() && q.front().seq <= report_seq_; };
+    if (!report_pending_ || waiting(outbox_) || waiting(unread_) || !stream_caught_up_ || !redis_up()) return;
     report_pending_ = false;
     log(fmt::format("relay: redis reconnected after {:.1f}s; {} messages published here meanwhile were held and are now in "
                     "the stream (delivered here and elsewhere); {} messages published elsewhere meanwhile were read from "

@@ -290,7 +290,8 @@ private:
     std::uint64_t stream_back_at_ms_ = 0;  // wall clock when the stream link came back after an outage
     std::unique_ptr<net::steady_timer> stream_retry_;
     std::unordered_map<std::string, std::uint64_t> stream_seqs_;  // per instance: the highest seq read
-    bool report_pending_ = false;        // a reconnect to report once the outbox and the stream are through
+    bool report_pending_ = false;        // a reconnect to report once the held publishes are read back
+    std::uint64_t report_seq_ = 0;       // the last publish held when Redis came back
     double report_down_secs_ = 0;
     std::uint64_t held_at_down_ = 0, replayed_at_down_ = 0;
     bool stopping_ = false;
