@@ -5,6 +5,7 @@ on both relays exactly once, in publish order, with one id per message, increasi
 ?since=ID resumes from the shared history on the other relay. A full outbox is refused the
 documented way, and --durable without --redis is a usage error."""
 import os
+import signal
 import threading
 import time
 import unittest
@@ -43,7 +44,12 @@ class RelayDurableTest(RelayCase):
         # traffic, so that some entries are in flight when Redis dies.
         self.outage(RedisServer(), pacing=0.0002, same_ids=False)
 
-    def outage(self, redis, pacing, same_ids=True):
+    def test_redis_frozen_under_traffic_loses_nothing_and_adds_nothing_twice(self):
+        # Stopped, not gone: publishes whose answers the relays gave up on are sent again once
+        # it wakes up, and Redis, which had taken them, does not add them twice.
+        self.outage(RedisServer(), pacing=0.002, freeze=True)
+
+    def outage(self, redis, pacing, same_ids=True, freeze=False):
         redis.start()
         self.addCleanup(redis.kill)
         (p1, u1), (p2, u2) = self.start_durable(redis, "--history", "100000"), self.start_durable(redis, "--history", "100000")
@@ -70,7 +76,11 @@ class RelayDurableTest(RelayCase):
             t.start()
         try:
             wait_until(lambda: min(sent.values()) > 200, 10, "traffic")
-            redis.kill()
+            if freeze:
+                os.kill(redis.proc.pid, signal.SIGSTOP)
+                self.addCleanup(lambda: redis.proc.poll() is None and os.kill(redis.proc.pid, signal.SIGCONT))
+            else:
+                redis.kill()
             for u in (u1, u2):
                 wait_until(lambda: self.metrics(u).get("wsx_relay_redis_up") == 0, 10, "the outage noticed")
             # Down for a while under traffic: each relay holds its own publishes.
@@ -80,8 +90,11 @@ class RelayDurableTest(RelayCase):
             wait_until(lambda: time.monotonic() - started >= 3, 5, "3 s of outage")
             held = [self.metrics(u)["wsx_relay_durable_pending"] for u in (u1, u2)]
             self.assertTrue(all(h > 0 for h in held), held)
-            again = redis.again().start()
-            self.addCleanup(again.kill)
+            if freeze:
+                os.kill(redis.proc.pid, signal.SIGCONT)
+            else:
+                again = redis.again().start()
+                self.addCleanup(again.kill)
             for u in (u1, u2):
                 wait_until(lambda: self.metrics(u).get("wsx_relay_redis_up") == 1, 15, "reconnected")
             after = dict(sent)
@@ -129,6 +142,8 @@ class RelayDurableTest(RelayCase):
         p1.stop()
         log = p1.rest_of_stderr()
         self.assertIn("redis connection lost", log)
+        if freeze:
+            self.assertIn("no reply within 500ms", log)
         self.assertIn("holding publishes", log)
         if not same_ids:
             self.assertIn("redis came back without its data (no persistence?)", log)
