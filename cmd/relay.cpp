@@ -23,6 +23,8 @@ struct relay_args {
     std::string acl_claim = "topics";
     std::string redis, redis_prefix = "wsx:relay", presence_ttl = "10s", redis_timeout = "2s";
     bool one_connection_per_user = false;
+    bool durable = false;
+    std::string durable_maxlen, durable_buffer = "8MiB";
     std::string redis_cacert, redis_cert, redis_key, redis_password_file;
     listener_args listener;
 };
@@ -68,6 +70,20 @@ runner setup_relay(CLI::App& app) {
                    "With --redis: a command unanswered this long (a frozen Redis) drops the connection; "
                    "the relay serves locally and reconnects")
         ->group(r)->type_name("DURATION")->capture_default_str();
+    app.add_flag("--durable", a->durable,
+                 "With --redis: messages between relays go through a Redis Stream that each relay reads on from the last "
+                 "entry it saw, so a relay that loses Redis for a while delivers, once back, everything published "
+                 "meanwhile, in order and once; its own publishes wait in an outbox (--durable-buffer) until Redis takes "
+                 "them. Every relay sharing the Redis and --redis-prefix needs it")
+        ->group(r);
+    app.add_option("--durable-maxlen", a->durable_maxlen,
+                   "With --durable: stream entries Redis keeps (about; default 100000). A relay further behind than that "
+                   "loses the oldest: counted in wsx_relay_redis_missed_total and logged")
+        ->group(r)->type_name("N");
+    auto* durable_buffer = app.add_option("--durable-buffer", a->durable_buffer,
+                   "With --durable: bytes of publishes a relay holds for Redis (unreachable or slow); beyond it a publish "
+                   "is refused (protocol clients get an error, raw publishers are closed with 1013)")
+        ->group(r)->type_name("SIZE")->capture_default_str();
     app.add_option("--redis-cacert", a->redis_cacert,
                    "With a rediss:// URL: trust only the CAs in this PEM file to verify the Redis server "
                    "(default: the system's trusted CAs); the server's name or IP is always checked against the URL's host")
@@ -100,6 +116,7 @@ runner setup_relay(CLI::App& app) {
         "  wsx relay 8080                              # clients of ws://127.0.0.1:8080/chat share topic 'chat'\n"
         "  wsx relay 8080 --history 100                # ws://.../chat?history replays the last 100\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379   # one hub across every relay on that Redis\n"
+        "  wsx relay 8080 --redis redis://127.0.0.1:6379 --durable   # a Redis outage delays messages, loses none\n"
         "  wsx relay 8080 --jwt-secret k --acl-claim topics\n"
         "  wsx relay unix:/run/wsx/relay.sock          # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
         "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"
@@ -111,7 +128,7 @@ runner setup_relay(CLI::App& app) {
         "(see the README). Prints 'listening on ws://HOST:PORT' (ws+unix://PATH:/ for unix:PATH) on stderr\n"
         "once ready.");
 
-    return [a, sql]() -> int {
+    return [a, sql, durable_buffer]() -> int {
         problems p;
         serve_options o;
         std::string err;
@@ -164,6 +181,17 @@ runner setup_relay(CLI::App& app) {
                                         !a->redis_password_file.empty())) {
             p.add("--redis-cacert, --redis-cert, --redis-key and --redis-password-file go with --redis");
         }
+
+        ro.durable = a->durable;
+        ro.durable_maxlen = count_arg(p, "--durable-maxlen", a->durable_maxlen, 1, 1'000'000'000, "100000");
+        if (a->durable_maxlen.empty()) ro.durable_maxlen = 100000;
+        ro.durable_buffer = size_arg(p, "--durable-buffer", a->durable_buffer);
+        if (ro.durable_buffer == 0 && !a->durable_buffer.empty() && parse_size(a->durable_buffer))
+            p.add("--durable-buffer must be more than 0 bytes");
+        if (a->durable && a->redis.empty())
+            p.add("--durable needs --redis URL: the stream it reads lives in Redis (add --redis, or drop --durable)");
+        if (!a->durable && (!a->durable_maxlen.empty() || durable_buffer->count() > 0))
+            p.add("--durable-maxlen and --durable-buffer go with --durable");
 
         apply_listener_options(p, a->listener, o);
         if (p.report("relay")) return static_cast<int>(exit_code::usage);

@@ -39,6 +39,46 @@ constexpr const char* publish_script =
     "redis.call('PUBLISH', ARGV[4], msg)\n"
     "return id\n";
 
+// --durable: the same step, but the message goes to the stream (approximately capped at ARGV[5]
+// entries) instead of the channel, and only once per (instance, seq): KEYS[4] holds the highest
+// seq of this instance Redis has taken, so an entry sent again after a lost reply is not added
+// twice (0 is returned for it). The entry's other fields: s the seq, c the publishing
+// connection, t when it was published (ms), h 1 if it was held while Redis was unreachable.
+constexpr const char* durable_publish_script =
+    "local seq = tonumber(ARGV[6])\n"
+    "if seq <= tonumber(redis.call('GET', KEYS[4]) or '0') then return 0 end\n"
+    "redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[10])\n"
+    "local id = redis.call('INCR', KEYS[1])\n"
+    "local floor = tonumber(ARGV[4])\n"
+    "if id <= floor then id = floor + 1 redis.call('SET', KEYS[1], id) end\n"
+    "local msg = ARGV[1] .. id .. ARGV[2]\n"
+    "local n = tonumber(ARGV[3])\n"
+    "if n > 0 then redis.call('RPUSH', KEYS[2], msg) redis.call('LTRIM', KEYS[2], -n, -1) end\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'm', msg, 's', ARGV[6], 'c', ARGV[7], 't', ARGV[8], 'h', ARGV[9])\n"
+    "return id\n";
+
+// --durable: the value of PREFIX:epoch, set by the first relay to connect. Another value later
+// means Redis lost its data (restarted without persistence) in between.
+constexpr const char* epoch_script =
+    "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+    "return redis.call('GET', KEYS[1])\n";
+
+// How long a publish read back here is kept to be sent again, should Redis come back without
+// its data: other relays read an entry about when this one does.
+constexpr auto durable_resend_window = std::chrono::seconds(5);
+
+// How long Redis remembers an instance's highest seq: longer than any outage an outbox waits out.
+constexpr const char* durable_seq_ttl_ms = "604800000";  // 7 days
+// Stream entries read per XREAD.
+constexpr std::size_t stream_batch = 1000;
+// Outbox entries sent to Redis before their answers (the rest waits in the outbox).
+constexpr std::size_t outbox_window = 256;
+
+std::uint64_t wall_ms() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
 // Presence: entries of instances whose heartbeat key expired are removed as they are found.
 constexpr const char* presence_script =
     "local out = {}\n"
@@ -389,6 +429,7 @@ void relay_hub::start(net::io_context& main) {
     sub_->on_message = [this](const std::string& channel, std::string payload) { redis_received(channel, std::move(payload)); };
     cmd_->start();
     sub_->start();
+    if (o_.durable) start_stream(main);
     heartbeat_timer_ = std::make_unique<net::steady_timer>(main);
     heartbeat();
     // Startup is not held up by an unreachable Redis: say so once, keep serving locally.
@@ -398,15 +439,21 @@ void relay_hub::start(net::io_context& main) {
             was_down_ = true;
             down_since_ = steady_clock::now();
             local_only_at_down_ = c_.redis_local_only;
-            log(fmt::format("relay: redis {}:{} unreachable ({}): serving local subscribers only, retrying", o_.redis->host,
-                            o_.redis->port, cmd_->last_error().empty() ? "no answer" : cmd_->last_error()));
+            held_at_down_ = c_.durable_held;
+            replayed_at_down_ = c_.redis_replayed;
+            log(fmt::format("relay: redis {}:{} unreachable ({}): {}, retrying", o_.redis->host, o_.redis->port,
+                            cmd_->last_error().empty() ? "no answer" : cmd_->last_error(),
+                            o_.durable ? "holding publishes until it answers" : "serving local subscribers only"));
         }
     });
 }
 
 void relay_hub::stop() {
     // Timers and connections go now: the io_context they use may not outlive this hub.
+    stopping_ = true;  // the answers the connections give up as they stop are not acted on
     heartbeat_timer_.reset();
+    stream_retry_.reset();
+    if (stream_) stream_->stop();
     if (cmd_) cmd_->stop();
     if (sub_) sub_->stop();
     redis_up_ = false;
@@ -433,7 +480,13 @@ void relay_hub::heartbeat() {
 
 void relay_hub::redis_went_up() {
     redis_up_ = true;
-    if (was_down_) {
+    if (was_down_ && o_.durable) {
+        // Said once the held publishes are in the stream and the stream is read up to its end.
+        report_pending_ = true;
+        report_seq_ = next_seq_ - 1;
+        report_down_secs_ = std::chrono::duration<double>(steady_clock::now() - down_since_).count();
+        stream_caught_up_ = false;
+    } else if (was_down_) {
         const auto secs = std::chrono::duration<double>(steady_clock::now() - down_since_).count();
         // Unconfirmed: Redis did not answer. When it was gone they stayed here; when it was only
         // frozen, it may still have passed them on once it woke up.
@@ -459,6 +512,14 @@ void relay_hub::redis_went_up() {
         }
     }
     for (auto& [topic, field, id] : entries) cmd_->command({"HSET", key("pres", topic), field, id});
+    if (o_.durable) {
+        // What was held goes now, in order, once it is known whether Redis kept its data.
+        cmd_ready_ = false;
+        check_epoch(*cmd_, [this] {
+            cmd_ready_ = true;
+            outbox_pump();
+        });
+    }
 }
 
 void relay_hub::redis_went_down(const std::string& why) {
@@ -468,7 +529,12 @@ void relay_hub::redis_went_down(const std::string& why) {
         was_down_ = true;
         down_since_ = steady_clock::now();
         local_only_at_down_ = c_.redis_local_only;
-        log(fmt::format("relay: redis connection lost ({}): serving local subscribers only, reconnecting", why));
+        held_at_down_ = c_.durable_held;
+        replayed_at_down_ = c_.redis_replayed;
+        log(fmt::format("relay: redis connection lost ({}): {}, reconnecting", why,
+                        o_.durable ? fmt::format("holding publishes (up to --durable-buffer {}) until it is back",
+                                                 format_bytes(o_.durable_buffer))
+                                   : std::string("serving local subscribers only")));
     }
 }
 
@@ -759,15 +825,19 @@ void relay_hub::publish_local(std::shared_ptr<relay_message> m) {
     }
 }
 
-void relay_hub::publish(const std::string& topic, const relay_subscriber& from, std::string data, bool binary) {
+bool relay_hub::publish(const std::string& topic, const relay_subscriber& from, std::string data, bool binary) {
     auto m = std::make_shared<relay_message>();
     m->topic = topic;
     m->from = from.identity;
     m->data = std::move(data);
     m->binary = binary;
     m->origin = from.conn_id;
+    if (o_.durable && o_.redis && main_) return publish_durable(std::move(m));
     ++c_.published;
-    if (!o_.redis || !main_) return publish_local(std::move(m));
+    if (!o_.redis || !main_) {
+        publish_local(std::move(m));
+        return true;
+    }
     net::post(*main_, [this, m]() mutable {
         if (!cmd_->connected()) {
             ++c_.redis_local_only;
@@ -793,6 +863,7 @@ void relay_hub::publish(const std::string& topic, const relay_subscriber& from, 
                           publish_local(std::move(m));
                       });
     });
+    return true;
 }
 
 void relay_hub::publish_event(relay_message::kind k, const std::string& topic, const std::string& member, std::uint64_t origin) {
@@ -922,6 +993,276 @@ void relay_hub::track_sequence(const std::string& topic, std::uint64_t id) {
                     nlohmann::json(topic).dump(-1, ' ', false, json::error_handler_t::replace), missed, from, id - 1));
 }
 
+// --durable: the outbox and the stream ------------------------------------------------------
+
+bool relay_hub::publish_durable(std::shared_ptr<relay_message> m) {
+    // Any thread. The outbox is bounded in bytes; a message larger than the whole buffer still
+    // goes when nothing else is held.
+    const std::size_t cost = m->data.size() + m->topic.size() + m->from.size() + 64;
+    const std::size_t before = outbox_bytes_.fetch_add(cost);
+    if (before != 0 && before + cost > o_.durable_buffer) {
+        outbox_bytes_.fetch_sub(cost);
+        ++c_.durable_refused;
+        return false;
+    }
+    ++c_.published;
+    ++outbox_count_;
+    net::post(*main_, [this, m = std::move(m), cost]() mutable { outbox_push(std::move(m), cost); });
+    return true;
+}
+
+void relay_hub::outbox_push(std::shared_ptr<relay_message> m, std::size_t cost) {
+    if (stopping_) return;
+    const bool held = !cmd_->connected() || stream_last_.empty();
+    if (held) ++c_.durable_held;
+    outbox_.push_back({next_seq_++, std::move(m), cost, wall_ms(), held});
+    outbox_pump();
+}
+
+void relay_hub::outbox_pump() {
+    // Entries go out in order on the one commands connection, so Redis adds them in order. Not
+    // before the stream's position is known: an entry added before it would be skipped here.
+    if (stopping_ || !cmd_ || !cmd_->connected() || !cmd_ready_ || stream_last_.empty()) return;
+    while (outbox_sent_ < outbox_.size() && outbox_sent_ < outbox_window) {
+        const auto& e = outbox_[outbox_sent_++];
+        const auto& m = *e.m;
+        std::uint64_t floor = 0;
+        if (auto t = topic(m.topic, false)) {
+            std::lock_guard lock(t->m);
+            floor = t->last_id;
+        }
+        const std::string prefix = fmt::format("wsx1\n{}\nd\n{}\n", instance_, m.topic);
+        const std::string suffix = fmt::format("\n{}\n{}\n", m.from, m.binary ? 'b' : 't') + m.data;
+        cmd_->command({"EVAL", durable_publish_script, "4", key("id", m.topic), key("hist", m.topic), o_.redis_prefix + ":stream",
+                       key("dseq", instance_), prefix, suffix, std::to_string(o_.history), std::to_string(floor),
+                       std::to_string(o_.durable_maxlen), std::to_string(e.seq), std::to_string(m.origin),
+                       std::to_string(e.at_ms), e.held ? "1" : "0", durable_seq_ttl_ms},
+                      [this, seq = e.seq, generation = outbox_generation_](std::optional<redis_value> v) {
+                          outbox_answered(seq, generation, std::move(v));
+                      });
+    }
+}
+
+void relay_hub::outbox_answered(std::uint64_t seq, std::uint64_t generation, std::optional<redis_value> v) {
+    if (stopping_) return;
+    if (!v) {
+        // The connection was lost: everything sent on it goes again, in order, once it is back
+        // (Redis skips what it had already taken).
+        if (generation == outbox_generation_) {
+            ++outbox_generation_;
+            outbox_sent_ = 0;
+        }
+        return;
+    }
+    if (outbox_.empty() || outbox_.front().seq != seq) return;  // answered already
+    auto e = std::move(outbox_.front());
+    outbox_.pop_front();
+    if (generation == outbox_generation_ && outbox_sent_ > 0) --outbox_sent_;
+    if (v->type == redis_value::kind::integer) {
+        // 0: Redis had it already (an answer lost with a connection). It stays counted until
+        // read back: a Redis that loses its data before then gets it again.
+        if (v->integer > 0) ++c_.redis_out;
+        unread_.push_back(std::move(e));
+        read_back(stream_seqs_[instance_]);  // the stream may have been faster than the answer
+    } else {
+        outbox_bytes_ -= e.cost;
+        --outbox_count_;
+        // Sending it again would put it after the ones that followed: it is dropped, and said.
+        ++c_.durable_failed;
+        log(fmt::format("relay: redis refused a message for topic {} ({}): dropped",
+                        nlohmann::json(e.m->topic).dump(-1, ' ', false, json::error_handler_t::replace),
+                        v->is_error() ? v->str : "unexpected reply"));
+    }
+    outbox_pump();
+    durable_report();
+}
+
+void relay_hub::read_back(std::uint64_t seq) {
+    const auto now = steady_clock::now();
+    while (!unread_.empty() && unread_.front().seq <= seq) {
+        auto& e = unread_.front();
+        outbox_bytes_ -= e.cost;
+        --outbox_count_;
+        recent_bytes_ += e.cost;
+        recent_.emplace_back(now, std::move(e));
+        unread_.pop_front();
+    }
+    // While Redis is unreachable nothing ages: what was read just before the outage is kept.
+    while (!recent_.empty() && (recent_bytes_ > o_.durable_buffer || (redis_up() && now - recent_.front().first > durable_resend_window))) {
+        recent_bytes_ -= recent_.front().second.cost;
+        recent_.pop_front();
+    }
+}
+
+void relay_hub::check_epoch(redis_connection& link, std::function<void()> then) {
+    link.command({"EVAL", epoch_script, "1", o_.redis_prefix + ":epoch", fmt::format("{}-{}", instance_, wall_ms())},
+                 [this, then = std::move(then)](std::optional<redis_value> v) {
+                     if (stopping_ || !v) return;  // lost: checked again on the next connection
+                     if (v->type == redis_value::kind::string) {
+                         if (epoch_.empty())
+                             epoch_ = v->str;
+                         else if (v->str != epoch_) {
+                             epoch_ = v->str;
+                             data_lost();
+                         }
+                     } else {
+                         log(fmt::format("relay: redis: cannot read {}:epoch ({}): a Redis that lost its data goes unnoticed",
+                                         o_.redis_prefix, v->is_error() ? v->str : "unexpected reply"));
+                     }
+                     then();
+                 });
+}
+
+void relay_hub::data_lost() {
+    // Redis restarted without its data: the stream holds nothing of before, and the per-topic
+    // ids start again above each publisher's floor (gaps against the old ids are not losses).
+    // What this relay published and may not have reached every relay goes to the stream again,
+    // in its order and ahead of what waits; relays that have an entry already skip it by its seq.
+    std::deque<outbox_entry> again;
+    for (auto& [at, e] : recent_) {
+        if (at + durable_resend_window < down_since_) continue;  // read well before the outage began
+        outbox_bytes_ += e.cost;
+        ++outbox_count_;
+        again.push_back(std::move(e));
+    }
+    const std::size_t resent = again.size() + unread_.size();
+    recent_.clear();
+    recent_bytes_ = 0;
+    for (auto& e : unread_) again.push_back(std::move(e));
+    unread_.clear();
+    for (auto& e : outbox_) again.push_back(std::move(e));
+    outbox_ = std::move(again);
+    outbox_sent_ = 0;
+    ++outbox_generation_;
+    redis_seen_.clear();
+    log(fmt::format("relay: redis came back without its data (no persistence?): the last {} messages published here go to the "
+                    "stream again (relays that have them skip them); messages of other relays that this one had not read "
+                    "come again only from relays still running",
+                    resent));
+}
+
+void relay_hub::start_stream(net::io_context& main) {
+    stream_ = std::make_shared<redis_connection>(main, *o_.redis, "stream");
+    stream_->set_timeout(o_.redis_timeout);
+    stream_->on_up = [this] { stream_went_up(); };
+    stream_->on_down = [this](const std::string&) { stream_caught_up_ = false; };
+    stream_retry_ = std::make_unique<net::steady_timer>(main);
+    stream_->start();
+}
+
+void relay_hub::stream_went_up() {
+    // Reading from the last entry seen works on a stream made anew too (its ids are later), but
+    // its ids must not count as gaps: whether Redis kept its data is checked first.
+    check_epoch(*stream_, [this] { stream_position(); });
+}
+
+void relay_hub::stream_position() {
+    if (!stream_last_.empty()) {
+        // Back after an outage: read on from the last entry seen, so nothing added meanwhile is lost.
+        stream_back_at_ms_ = wall_ms();
+        return stream_read();
+    }
+    // The first connection starts at the stream's end.
+    stream_->command({"XREVRANGE", o_.redis_prefix + ":stream", "+", "-", "COUNT", "1"}, [this](std::optional<redis_value> v) {
+        if (stopping_ || !v || !stream_last_.empty()) return;  // lost again: the next connection asks again
+        if (v->type != redis_value::kind::array) {
+            log(fmt::format("relay: redis: cannot read the stream {}:stream ({}): reading it from its start",
+                            o_.redis_prefix, v->is_error() ? v->str : "unexpected reply"));
+            stream_last_ = "0-0";
+        } else if (v->elements.empty() || v->elements[0].elements.empty()) {
+            stream_last_ = "0-0";
+        } else {
+            stream_last_ = v->elements[0].elements[0].str;
+        }
+        outbox_pump();
+        stream_read();
+    });
+}
+
+void relay_hub::stream_read() {
+    if (stopping_ || stream_reading_ || !stream_->connected() || stream_last_.empty()) return;
+    stream_reading_ = true;
+    // The block stays well under --redis-timeout: the watchdog takes a longer wait for a dead link.
+    const auto block = std::clamp<std::int64_t>(o_.redis_timeout.count() / 2, 10, 1000);
+    stream_->command({"XREAD", "COUNT", std::to_string(stream_batch), "BLOCK", std::to_string(block), "STREAMS",
+                      o_.redis_prefix + ":stream", stream_last_},
+                     [this](std::optional<redis_value> v) {
+                         stream_reading_ = false;
+                         if (stopping_ || !v) return;  // lost: read on when the link is back
+                         if (v->is_error()) {
+                             log(fmt::format("relay: redis: reading the stream failed ({}): retrying in 1s", v->str));
+                             stream_retry_->expires_after(std::chrono::seconds(1));
+                             stream_retry_->async_wait([this](error_code ec) {
+                                 if (!ec) stream_read();
+                             });
+                             return;
+                         }
+                         std::size_t n = 0;
+                         // [[key, [[id, [field, value, ...]], ...]]], or nil when the block ran out.
+                         if (v->type == redis_value::kind::array)
+                             for (const auto& s : v->elements)
+                                 if (s.elements.size() == 2)
+                                     for (const auto& e : s.elements[1].elements) {
+                                         stream_entry(e);
+                                         ++n;
+                                     }
+                         if (n < stream_batch) {
+                             stream_caught_up_ = true;
+                             durable_report();
+                         }
+                         stream_read();
+                     });
+}
+
+void relay_hub::stream_entry(const redis_value& e) {
+    if (e.elements.size() != 2) return log("relay: ignored a malformed stream entry from redis");
+    stream_last_ = e.elements[0].str;
+    const auto& f = e.elements[1].elements;
+    std::string_view wire;
+    std::optional<std::uint64_t> seq, conn, at_ms;
+    bool held = false;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
+        const auto& k = f[i].str;
+        const auto& v = f[i + 1].str;
+        if (k == "m") wire = v;
+        else if (k == "s") seq = parse_u64(v);
+        else if (k == "c") conn = parse_u64(v);
+        else if (k == "t") at_ms = parse_u64(v);
+        else if (k == "h") held = v == "1";
+    }
+    std::string inst;
+    auto m = relay_wire_decode(wire, inst);
+    if (!m || m->type != relay_message::kind::data || !seq)
+        return log("relay: ignored a malformed stream entry from redis");
+    track_sequence(m->topic, m->id);
+    // An instance's entries are added in its seq order: one seen again (sent twice to a Redis
+    // that lost its data in between) is not delivered twice.
+    auto& last = stream_seqs_[inst];
+    if (*seq <= last) return;
+    last = *seq;
+    if (inst == instance_) {
+        read_back(*seq);
+        m->origin = conn.value_or(0);  // delivered here only now: one order for every subscriber
+    } else {
+        ++c_.redis_in;
+        // What pub/sub would have lost: held by its publisher while Redis was unreachable, or
+        // published before this instance's link came back.
+        if (held || (stream_back_at_ms_ != 0 && at_ms && *at_ms < stream_back_at_ms_)) ++c_.redis_replayed;
+    }
+    publish_local(std::make_shared<relay_message>(std::move(*m)));
+}
+
+void relay_hub::durable_report() {
+    // Held ones still waiting: in the outbox, or in the stream and not read back yet (both in seq order).
+    const auto waiting = [this](const std::deque<outbox_entry>& q) { return !q.empty() && q.front().seq <= report_seq_; };
+    if (!report_pending_ || waiting(outbox_) || waiting(unread_) || !stream_caught_up_ || !redis_up()) return;
+    report_pending_ = false;
+    log(fmt::format("relay: redis reconnected after {:.1f}s; {} messages published here meanwhile were held and are now in "
+                    "the stream (delivered here and elsewhere); {} messages published elsewhere meanwhile were read from "
+                    "the stream and delivered here so far",
+                    report_down_secs_, c_.durable_held - held_at_down_, c_.redis_replayed - replayed_at_down_));
+}
+
 void relay_hub::render_metrics(std::string& out) {
     auto metric = [&](const char* name, const char* type, const char* help, auto value) {
         out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
@@ -952,6 +1293,20 @@ void relay_hub::render_metrics(std::string& out) {
         metric("wsx_relay_redis_disconnects_total", "counter", "Times the Redis connection was lost.", c_.redis_disconnects.load());
         metric("wsx_relay_redis_missed_total", "counter",
                "Messages published through Redis that never arrived here (gaps in a topic's ids).", c_.redis_missed.load());
+        if (o_.durable) {
+            metric("wsx_relay_redis_replayed_total", "counter",
+                   "Messages of other instances read from the stream after an outage (what pub/sub would have lost).",
+                   c_.redis_replayed.load());
+            metric("wsx_relay_durable_pending", "gauge", "Publishes held or on their way to Redis (the outbox).", outbox_count_.load());
+            metric("wsx_relay_durable_pending_bytes", "gauge", "Bytes of the outbox, counted against --durable-buffer.",
+                   outbox_bytes_.load());
+            metric("wsx_relay_durable_held_total", "counter", "Publishes held here while Redis was unreachable.",
+                   c_.durable_held.load());
+            metric("wsx_relay_durable_refused_total", "counter", "Publishes refused because the outbox was full.",
+                   c_.durable_refused.load());
+            metric("wsx_relay_durable_failed_total", "counter", "Publishes Redis refused with an error (dropped, logged).",
+                   c_.durable_failed.load());
+        }
     }
 }
 
@@ -962,6 +1317,9 @@ std::string relay_hub::summary() {
         s += fmt::format(" redis_out={} redis_in={} redis_local_only={} redis_missed={} redis_disconnects={}",
                          c_.redis_out.load(), c_.redis_in.load(), c_.redis_local_only.load(), c_.redis_missed.load(),
                          c_.redis_disconnects.load());
+    if (o_.durable)
+        s += fmt::format(" redis_replayed={} durable_held={} durable_refused={} durable_pending={}", c_.redis_replayed.load(),
+                         c_.durable_held.load(), c_.durable_refused.load(), outbox_count_.load());
     return s;
 }
 
@@ -1004,7 +1362,12 @@ public:
                 s_->close(1008, "not allowed to publish to this topic");
                 return;
             }
-            hub_->publish(raw_topic_, *this, std::move(payload), binary);
+            if (!hub_->publish(raw_topic_, *this, std::move(payload), binary)) {
+                // --durable with a full outbox: what is queued for this client leaves first.
+                flush_held();
+                closed_ = true;
+                s_->close(1013, "redis unreachable: publish buffer full, retry later");
+            }
             return;
         }
         auto parsed = parse_relay_request(payload, binary, acl_);
@@ -1016,7 +1379,10 @@ public:
         try {
             if (r.op == "subscribe") return op_subscribe(r);
             if (r.op == "unsubscribe") return op_unsubscribe(r);
-            if (r.op == "publish") return hub_->publish(r.topic, *this, std::move(r.data), r.binary);
+            if (r.op == "publish") {
+                if (!hub_->publish(r.topic, *this, std::move(r.data), r.binary)) refuse_publish(r.topic);
+                return;
+            }
             if (r.op == "presence") return op_presence(r);
             if (r.op == "send") return op_send(r);
             if (r.op == "batch") return op_batch(r);
@@ -1234,6 +1600,16 @@ private:
         if (!op.empty()) j["op"] = op;
         if (!topic.empty()) j["topic"] = topic;
         reply(j);
+    }
+
+    /// --durable with a full outbox: said to the client, which may retry later (not a protocol error).
+    void refuse_publish(const std::string& topic) {
+        reply({{"type", "error"},
+               {"op", "publish"},
+               {"topic", topic},
+               {"error", fmt::format("publish refused: this relay already holds --durable-buffer ({}) of messages not yet "
+                                     "accepted by Redis (unreachable or slow); retry later",
+                                     format_bytes(hub_->options().durable_buffer))}});
     }
 
     void op_subscribe(const relay_request& r) {

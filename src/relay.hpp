@@ -62,6 +62,11 @@ struct relay_options {
     /// An authenticated user holds one connection at a time: a new one closes the older ones (on
     /// every instance sharing the Redis) with 4001 "replaced".
     bool one_connection_per_user = false;
+    /// Data messages between instances go through a Redis Stream (each instance reads on from
+    /// the last entry it saw) instead of pub/sub: an outage delays them instead of losing them.
+    bool durable = false;
+    std::size_t durable_maxlen = 100000;    ///< durable: stream entries Redis keeps (about)
+    std::size_t durable_buffer = 8u << 20;  ///< durable: bytes of publishes held for Redis at most
     bool quiet = false;
     std::function<void(const std::string&)> log;     ///< log lines (stderr); null: silent
 };
@@ -158,6 +163,10 @@ struct relay_counters {
         acl_refusals{0}, direct_sent{0}, direct_failed{0};
     std::atomic<std::uint64_t> redis_out{0}, redis_in{0}, redis_local_only{0}, redis_disconnects{0}, redis_missed{0};
     std::atomic<std::uint64_t> replaced{0}, batches{0};
+    /// --durable: read from the stream after an outage (published while this instance or its
+    /// origin could not reach Redis), held here while Redis was unreachable, refused because the
+    /// outbox was full, refused by Redis (an error reply: dropped).
+    std::atomic<std::uint64_t> redis_replayed{0}, durable_held{0}, durable_refused{0}, durable_failed{0};
     std::atomic<std::int64_t> subscribers{0};
 };
 
@@ -183,7 +192,8 @@ public:
     /// Adds `s` to `topic`; with `replay`, s->replay_done follows with the history.
     void subscribe(const std::string& topic, const std::shared_ptr<relay_subscriber>& s, std::optional<replay_request> replay);
     void unsubscribe(const std::string& topic, relay_subscriber& s);
-    void publish(const std::string& topic, const relay_subscriber& from, std::string data, bool binary);
+    /// False when refused: --durable and the outbox already holds --durable-buffer bytes.
+    bool publish(const std::string& topic, const relay_subscriber& from, std::string data, bool binary);
     /// Identities subscribed to `topic` (all instances). `done` runs on an arbitrary thread.
     void presence(const std::string& topic, std::function<void(std::vector<std::string>)> done);
     /// Sends to every connection holding identity `to`; done("") on success, else why not.
@@ -218,6 +228,20 @@ private:
     void heartbeat();
     void track_sequence(const std::string& topic, std::uint64_t id);
     std::string key(std::string_view kind, std::string_view name) const;
+    // --durable (main context only, except publish_durable)
+    bool publish_durable(std::shared_ptr<relay_message> m);
+    void start_stream(net::io_context& main);
+    void outbox_push(std::shared_ptr<relay_message> m, std::size_t cost);
+    void outbox_pump();
+    void outbox_answered(std::uint64_t seq, std::uint64_t generation, std::optional<redis_value> v);
+    void read_back(std::uint64_t seq);
+    void check_epoch(redis_connection& link, std::function<void()> then);
+    void data_lost();
+    void stream_went_up();
+    void stream_position();
+    void stream_read();
+    void stream_entry(const redis_value& e);
+    void durable_report();
 
     relay_options o_;
     std::string instance_;
@@ -236,6 +260,41 @@ private:
     std::uint64_t local_only_at_down_ = 0;
     bool was_down_ = false;
     std::unordered_map<std::string, std::uint64_t> redis_seen_;  // main context: last id per topic
+
+    // --durable. Publishes wait in the outbox (main context) until Redis has added them to the
+    // stream; they reach subscribers, here as everywhere, when read back from the stream, so
+    // every subscriber of a topic sees one order and one id per message.
+    struct outbox_entry {
+        std::uint64_t seq;  // per instance, increasing: Redis adds an entry once however often it is sent
+        std::shared_ptr<relay_message> m;
+        std::size_t cost;    // bytes counted against --durable-buffer
+        std::uint64_t at_ms; // wall clock when published
+        bool held;           // published while Redis was unreachable
+    };
+    std::shared_ptr<redis_connection> stream_;
+    std::deque<outbox_entry> outbox_;   // not yet taken by Redis
+    std::deque<outbox_entry> unread_;   // in the stream, not yet read back here
+    /// Read back here lately (kept while Redis is unreachable): sent again if Redis comes back
+    /// without its data, for the relays that had not read them.
+    std::deque<std::pair<steady_clock::time_point, outbox_entry>> recent_;
+    std::size_t recent_bytes_ = 0;
+    std::string epoch_;    // the value of PREFIX:epoch: a new one means Redis lost its data
+    bool cmd_ready_ = false;  // the commands link checked the epoch since it (re)connected
+    std::size_t outbox_sent_ = 0;        // entries at the front sent on the current connection
+    std::uint64_t outbox_generation_ = 0;  // bumped when a connection's sends are given up
+    std::uint64_t next_seq_ = 1;
+    std::atomic<std::size_t> outbox_bytes_{0}, outbox_count_{0};  // outbox_ and unread_
+    std::string stream_last_;  // the last stream entry read ("0-0": from the start); empty: not known yet
+    bool stream_reading_ = false;
+    bool stream_caught_up_ = false;      // the last read returned less than a full batch
+    std::uint64_t stream_back_at_ms_ = 0;  // wall clock when the stream link came back after an outage
+    std::unique_ptr<net::steady_timer> stream_retry_;
+    std::unordered_map<std::string, std::uint64_t> stream_seqs_;  // per instance: the highest seq read
+    bool report_pending_ = false;        // a reconnect to report once the held publishes are read back
+    std::uint64_t report_seq_ = 0;       // the last publish held when Redis came back
+    double report_down_secs_ = 0;
+    std::uint64_t held_at_down_ = 0, replayed_at_down_ = 0;
+    bool stopping_ = false;
     /// Main context: per exclusive identity held here, the newest claim seen from any instance
     /// and this instance's connections with the claim number Redis gave them (0: not yet).
     struct claims {

@@ -234,3 +234,20 @@ def link_relays(case, urls, path="/", timeout=15):
             wait_until(arrived, timeout, f"relay {i} to reach relay {j} through redis")
     for c in probes:
         c.ws.sock.close()
+
+
+class PersistentRedisServer(RedisServer):
+    """A RedisServer that keeps its data in `directory` (append-only file, fsync on every write):
+    killed and started again (again()), it comes back with everything it had acknowledged."""
+
+    def __init__(self, directory, port=None, **kw):
+        super().__init__(port, **kw)
+        self.directory = directory
+
+    def again(self):
+        return PersistentRedisServer(self.directory, self.port, tls=self.tls, password=self.password, bind=self.bind)
+
+    def args(self):
+        a = super().args()
+        a[a.index("--appendonly") + 1] = "yes"
+        return a + ["--appendfsync", "always", "--dir", self.directory]
