@@ -206,6 +206,8 @@ _wsx() {
         'wsx relay --redis' | \
         'wsx relay --redis-prefix' | \
         'wsx relay --redis-timeout' | \
+        'wsx relay --durable-maxlen' | \
+        'wsx relay --durable-buffer' | \
         'wsx relay --redis-cacert' | \
         'wsx relay --redis-cert' | \
         'wsx relay --redis-key' | \
@@ -435,7 +437,7 @@ _wsx() {
         ;;
     'wsx relay')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --one-connection-per-user --redis --redis-prefix --redis-timeout --redis-cacert --redis-cert --redis-key --redis-password-file --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --max-connections-policy --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
+            _wsx_words '-h --help --echo-self --history --subscriber-queue --slow-consumer --control-path --acl-claim --one-connection-per-user --redis --redis-prefix --redis-timeout --durable --durable-maxlen --durable-buffer --redis-cacert --redis-cert --redis-key --redis-password-file --presence-ttl --max-message-size --compress --ping-interval --ping-timeout --idle-timeout --max-connections --max-connections-policy --send-queue-limit --handshake-timeout --header --threads --tls-cert --tls-key --tls-key-passphrase-file --tls-self-signed --client-ca --token --token-file --jwt-secret --jwt-secret-file --jwt-public-key --jwt-alg --jwt-leeway --basic-auth --basic-auth-file --origin --auth-failure --rate-limit --rate-limit-policy --connect-rate-limit --unix-mode --announce-json --metrics --log-format -q --quiet --drain-timeout' "$cur"
         elif ((npos == 0)); then
             COMPREPLY=()
         fi
