@@ -7,6 +7,9 @@ Targets, measured in turns round after round:
   redis2     two `wsx relay --threads 1 --redis ...` instances: the publisher on one, the
              subscribers on the other, so every delivery crosses Redis
   node       tests/bench/node_broadcast_server.js (node `ws`, one thread)
+  redis2-durable
+             the Redis pair with `--durable`: deliveries between the instances go through a Redis
+             Stream (XADD, then XREAD by the other instance) instead of pub/sub
   embedded-batch, redis2-batch
              the same, the subscribers asking for batches (`?batch=--batch`, default 100,10ms;
              `wsx bench --unbatch` counts every message of a batch frame as one delivery)
@@ -30,7 +33,7 @@ batch gain is the ratio of deliveries per server CPU-second with and without bat
 
 Prints the medians of the rounds and the ratios wsx/node.
 Usage: tests/bench/relay_bench.py [--wsx PATH] [--seconds 4] [--rounds 3] [--subscribers 1000] [--batch 100,10ms]
-                                  [--only embedded,embedded-batch,redis2,redis2-batch,node] [--smoke]
+                                  [--only embedded,embedded-batch,redis2,redis2-batch,redis2-durable,node] [--smoke]
 Needs: node with the npm package `ws` (tests/node_modules), redis-server, taskset; a missing peer: exit 77.
 --smoke: one round, 3 s runs, 50 subscribers, lighter rates: what CTest runs (bench_smoke.relay).
 """
@@ -78,6 +81,8 @@ def start_target(kind, wsx, batch):
     if kind.endswith("-batch"):
         procs, pub, sub = start_target(kind[:-len("-batch")], wsx, batch)
         return procs, pub, f"{sub}?batch={batch}"
+    if kind == "redis2-durable":
+        return start_redis_pair(wsx, ["--durable"])
     if kind == "node":
         p, port = benchlib.start_server(benchlib.pin(0, ["node", os.path.join(HERE, "node_broadcast_server.js")]),
                                         "node broadcast server", LISTENING, env=benchlib.node_env())
@@ -86,6 +91,11 @@ def start_target(kind, wsx, batch):
         p, port = benchlib.start_server(benchlib.pin(0, [wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q"]),
                                         "wsx relay", LISTENING)
         return [p], f"ws://127.0.0.1:{port}/bench", f"ws://127.0.0.1:{port}/bench"
+    return start_redis_pair(wsx, [])
+
+
+def start_redis_pair(wsx, extra):
+    """redis-server and two `wsx relay --redis` instances; returns (processes, publish_url, subscribe_url)."""
     procs, urls = [], []
     try:
         r, rport = start_redis()
@@ -93,7 +103,7 @@ def start_target(kind, wsx, batch):
         for _ in range(2):
             p, port = benchlib.start_server(
                 benchlib.pin(0, [wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q", "--redis",
-                                 f"redis://127.0.0.1:{rport}"]), "wsx relay --redis", LISTENING)
+                                 f"redis://127.0.0.1:{rport}", *extra]), "wsx relay --redis", LISTENING)
             procs.append(p)
             urls.append(f"ws://127.0.0.1:{port}/bench")
     except BaseException:
@@ -168,7 +178,7 @@ def main():
     ap.add_argument("--rate-high", type=int, default=5000)
     ap.add_argument("--rate-low", type=int, default=100)
     ap.add_argument("--batch", default="100,10ms", help="the batch the -batch targets' subscribers ask for (N,INTERVAL)")
-    ap.add_argument("--only", default="embedded,embedded-batch,redis2,redis2-batch,node")
+    ap.add_argument("--only", default="embedded,embedded-batch,redis2,redis2-batch,redis2-durable,node")
     benchlib.add_common_args(ap)
     a = ap.parse_args()
     if a.smoke:
@@ -176,7 +186,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     kinds = a.only.split(",")
-    unknown = [k for k in kinds if k not in ("embedded", "embedded-batch", "redis2", "redis2-batch", "node")]
+    unknown = [k for k in kinds if k not in ("embedded", "embedded-batch", "redis2", "redis2-batch", "redis2-durable", "node")]
     if unknown:
         ap.error(f"--only: unknown target(s) {', '.join(unknown)}")
     benchlib.require(node_ws="node" in kinds, redis=any(k.startswith("redis2") for k in kinds))
