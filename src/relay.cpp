@@ -170,6 +170,13 @@ std::optional<relay_message> relay_wire_decode(std::string_view w, std::string& 
     return m;
 }
 
+const std::string& relay_message::raw_batch_element() const {
+    std::call_once(raw_batch_.once, [this] {
+        raw_batch_.text = binary ? dump({{"data", base64_encode(data)}, {"binary", true}}) : dump(data);
+    });
+    return raw_batch_.text;
+}
+
 std::optional<relay_batch> parse_relay_batch(std::string_view text, std::string& error) {
     const auto comma = text.find(',');
     if (comma == std::string_view::npos) {
@@ -1534,10 +1541,8 @@ private:
             if (out.size() > 1) out += ',';
             if (protocol())
                 out += m->json;
-            else if (m->binary)
-                out += dump({{"data", base64_encode(m->data)}, {"binary", true}});
             else
-                out += dump(m->data);
+                out += m->raw_batch_element();
         }
         out += ']';
         const auto messages = pending_.size();

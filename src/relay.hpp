@@ -82,6 +82,21 @@ struct relay_message {
     bool binary = false;
     std::uint64_t origin = 0;  ///< the publishing connection on this instance; 0 from elsewhere
     std::string json;          ///< the envelope protocol clients receive, encoded once
+
+    /// What a raw client's batch holds for this message (a JSON string, or
+    /// {"data":BASE64,"binary":true}): encoded once, by the first batch that needs it, for
+    /// every batching subscriber.
+    const std::string& raw_batch_element() const;
+
+private:
+    struct lazy_text {
+        std::once_flag once;
+        std::string text;
+        lazy_text() = default;
+        lazy_text(const lazy_text&) {}  // a copy is another message: encoded again when needed
+        lazy_text& operator=(const lazy_text&) { return *this; }
+    };
+    mutable lazy_text raw_batch_;
 };
 using relay_message_ptr = std::shared_ptr<const relay_message>;
 
