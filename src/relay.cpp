@@ -1142,6 +1142,9 @@ void relay_hub::data_lost() {
     outbox_sent_ = 0;
     ++outbox_generation_;
     redis_seen_.clear();
+    // The new stream's ids may be below the last one read here (its clock behind the old
+    // one's): it is read from its start, and what is there twice is skipped by its seq.
+    stream_last_ = "0-0";
     log(fmt::format("relay: redis came back without its data (no persistence?): the last {} messages published here go to the "
                     "stream again (relays that have them skip them); messages of other relays that this one had not read "
                     "come again only from relays still running",
@@ -1152,7 +1155,13 @@ void relay_hub::start_stream(net::io_context& main) {
     stream_ = std::make_shared<redis_connection>(main, *o_.redis, "stream");
     stream_->set_timeout(o_.redis_timeout);
     stream_->on_up = [this] { stream_went_up(); };
-    stream_->on_down = [this](const std::string&) { stream_caught_up_ = false; };
+    stream_->on_down = [this](const std::string& why) {
+        stream_caught_up_ = false;
+        // The commands connection may still be up: say that delivery between relays waits.
+        if (cmd_ && cmd_->connected())
+            log(fmt::format("relay: redis stream connection lost ({}): messages wait in the stream until it is back, "
+                            "reconnecting", why));
+    };
     stream_retry_ = std::make_unique<net::steady_timer>(main);
     stream_->start();
 }
@@ -1222,7 +1231,8 @@ void relay_hub::stream_read() {
 }
 
 void relay_hub::stream_entry(const redis_value& e) {
-    if (e.elements.size() != 2) return log("relay: ignored a malformed stream entry from redis");
+    if (e.elements.size() != 2 || e.elements[0].type != redis_value::kind::string || e.elements[0].str.empty())
+        return log("relay: ignored a malformed stream entry from redis");
     stream_last_ = e.elements[0].str;
     const auto& f = e.elements[1].elements;
     std::string_view wire;
@@ -1433,6 +1443,13 @@ public:
                 it->second.push_back(m);
                 return true;
             }
+            // After a replay: a message the history already gave (with --durable the history
+            // runs ahead of what this instance has read back from the stream) is not given
+            // again. A topic's ids arrive in order, so the first newer one ends the check.
+            if (auto it = replayed_to_.find(m->topic); it != replayed_to_.end()) {
+                if (m->id <= it->second) return false;
+                replayed_to_.erase(it);
+            }
         } else if (m->type != relay_message::kind::direct) {
             // Presence events are for protocol clients only, and not about themselves.
             if (!protocol() || m->origin == conn_id) return false;
@@ -1448,12 +1465,18 @@ public:
         replaying_.erase(it);
         std::uint64_t seen = replay_since_.count(topic) ? replay_since_[topic] : 0;
         replay_since_.erase(topic);
+        std::uint64_t given = 0;
         for (const auto& m : history) {
             seen = std::max(seen, m->id);
+            given = std::max(given, m->id);
             enqueue(m, {});
         }
         for (const auto& m : live)
-            if (m->id > seen) enqueue(m, {});
+            if (m->id > seen) {
+                enqueue(m, {});
+                seen = given = m->id;
+            }
+        if (given > 0) replayed_to_[topic] = given;
     }
 
     void set_since(const std::string& topic, std::uint64_t since) { replay_since_[topic] = since; }
@@ -1631,6 +1654,7 @@ private:
     void op_unsubscribe(const relay_request& r) {
         if (!topics_.erase(r.topic)) return error("not subscribed", "unsubscribe", r.topic);
         replaying_.erase(r.topic);
+        replayed_to_.erase(r.topic);
         hub_->unsubscribe(r.topic, *this);
         reply({{"type", "unsubscribed"}, {"topic", r.topic}});
     }
@@ -1672,6 +1696,7 @@ private:
     std::set<std::string> topics_;
     std::unordered_map<std::string, std::vector<relay_message_ptr>> replaying_;
     std::unordered_map<std::string, std::uint64_t> replay_since_;
+    std::unordered_map<std::string, std::uint64_t> replayed_to_;  // topic: the last id a replay gave
     std::deque<item> queue_;
     std::size_t queue_bytes_ = 0;
     bool waiting_ = false;

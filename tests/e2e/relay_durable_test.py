@@ -190,6 +190,46 @@ class RelayDurableTest(RelayCase):
         pub.send({"op": "publish", "topic": "t", "data": "now it fits"})
         self.assertEqual(sub.messages("t", 1)[0]["data"], "now it fits")
 
+    def test_since_while_publishing_gives_each_message_once_in_order(self):
+        # The shared history is written as a message enters the stream, before this relay reads
+        # it back: a replay runs ahead of the live messages, which must not come a second time.
+        redis = self.start_redis()
+        p, u = self.start_durable(redis, "--history", "100000")
+        wait_until(lambda: self.metrics(u)["wsx_relay_redis_up"] == 1, 10, "Redis is up")
+        sent, stop = [0, 0], threading.Event()
+        pubs = [self.raw(u, f"/t?id=pub{k}") for k in range(2)]
+
+        def publish(k):
+            # Until every subscriber is in (bounded: 200,000 messages at most).
+            for i in range(200_000):
+                if stop.is_set():
+                    return
+                pubs[k].send_text(f"p{k}-{i}")
+                sent[k] = i + 1
+
+        threads = [threading.Thread(target=publish, args=(k,), daemon=True) for k in range(2)]
+        for t in threads:
+            t.start()
+        subs = []
+        for at in range(300, 3300, 300):
+            wait_until(lambda: sum(sent) >= at, 30, f"{at} messages sent")
+            c = self.json_client(u, f"/?id=sub{at}")
+            c.send({"op": "subscribe", "topic": "t", "since": 0})
+            subs.append(c)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        for k in range(2):  # each publisher's last: what it sent before has come by then
+            pubs[k].send_text(f"end{k}")
+        total = sum(sent) + 2
+        for c in subs:
+            got = self.collect(c, "t", {"end0", "end1"})
+            for k in range(2):
+                mine = [m["data"] for m in got if m["data"].startswith(f"p{k}-")]
+                self.assertEqual(mine, [f"p{k}-{i}" for i in range(sent[k])])
+            ids = [m["id"] for m in got]
+            self.assertEqual(ids, list(range(1, total + 1)), "each message once, in id order")
+
     def test_a_relay_further_behind_than_maxlen_counts_and_logs_what_it_missed(self):
         redis = self.start_redis()
         (pa, ua), (pb, ub) = [self.start_durable(redis, "--durable-maxlen", "10") for _ in range(2)]
