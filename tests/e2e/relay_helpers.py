@@ -234,3 +234,82 @@ def link_relays(case, urls, path="/", timeout=15):
             wait_until(arrived, timeout, f"relay {i} to reach relay {j} through redis")
     for c in probes:
         c.ws.sock.close()
+
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def redis_cli(port, *args, timeout=5):
+    """Runs `redis-cli -p PORT ARGS...` against a loopback server; returns its output lines."""
+    r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True, text=True,
+                       timeout=timeout)
+    return r.stdout.splitlines()
+
+
+class RedisReplica(RedisServer):
+    """A redis-server replicating `master_port` (--replicaof), on a free loopback port."""
+
+    def __init__(self, master_port, port=None):
+        super().__init__(port)
+        self.master_port = master_port
+
+    def args(self):
+        return super().args() + ["--replicaof", "127.0.0.1", str(self.master_port)]
+
+    def synced(self):
+        return "master_link_status:up" in redis_cli(self.port, "INFO", "replication")
+
+
+class SentinelServer:
+    """A Redis Sentinel (redis-server --sentinel, which is what redis-sentinel runs) on a free
+    loopback port, monitoring `master_port` as `name` with quorum 1 and short timeouts. Its
+    config file (which it rewrites) lives in `directory`."""
+
+    def __init__(self, master_port, directory, name="mymaster", down_after_ms=1000, failover_timeout_ms=5000):
+        self.master_port = master_port
+        self.directory = directory
+        self.name = name
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.port = free_port()
+        self.proc = None
+
+    def config(self):
+        return "\n".join([
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f"dir {self.directory}",
+            f"sentinel monitor {self.name} 127.0.0.1 {self.master_port} 1",
+            f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {self.name} 1",
+            ""])
+
+    def start(self):
+        for _ in range(5):
+            path = f"{self.directory}/sentinel-{self.port}.conf"
+            with open(path, "w") as f:
+                f.write(self.config())
+            self.proc = subprocess.Popen([REDIS_SERVER, path, "--sentinel"], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            wait_until(lambda: redis_ping(self.port) or self.proc.poll() is not None, 10, "redis sentinel to answer PING")
+            if self.proc.poll() is None:
+                return self
+            self.port = free_port()
+        raise AssertionError("redis sentinel did not start on any of 5 ports")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def master(self):
+        """The master's "host:port" as the sentinel gives it ("" when it does not know)."""
+        out = redis_cli(self.port, "SENTINEL", "get-master-addr-by-name", self.name)
+        return ":".join(out) if len(out) == 2 else ""
+
+    def knows_replica(self, port):
+        return any(line == str(port) for line in redis_cli(self.port, "SENTINEL", "replicas", self.name))
+
+    def url(self, name=None):
+        return f"redis+sentinel://127.0.0.1:{self.port}/{name or self.name}"
