@@ -1,5 +1,6 @@
 #include "redis.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -130,7 +131,13 @@ std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, std
         if (host.empty())
             return fail(item.empty() ? std::string("empty entry in the sentinel list")
                                      : fmt::format("no host in sentinel address '{}'", escape_one_line(item)));
-        if (host.find_first_of("/?#@[] \t") != std::string_view::npos)
+        // A name or an IPv4 address; an IPv6 address (with its zone) in brackets.
+        const bool bracketed = host.data() != item.data();
+        const auto allowed = [&](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_' ||
+                   (bracketed && (c == ':' || c == '%'));
+        };
+        if (!std::all_of(host.begin(), host.end(), allowed))
             return fail(fmt::format("bad sentinel host '{}'", escape_one_line(host)));
         if (!port.empty() && !parse_port(port, n.port, error)) return fail(error);
         n.host = std::string(host);
@@ -144,6 +151,8 @@ std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, std
     auto name = percent_decoded(path.substr(0, name_end));
     if (!name) return fail("bad %-escape in the master name");
     if (name->empty()) return fail("missing master name after the sentinel list");
+    if (std::any_of(name->begin(), name->end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+        return fail(fmt::format("bad master name '{}'", escape_one_line(*name)));
     r.master_name = std::move(*name);
     if (name_end != std::string_view::npos) {
         const auto db = path.substr(name_end + 1);
