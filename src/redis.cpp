@@ -635,6 +635,10 @@ void redis_connection::sentinel_answer(link_ptr l, std::optional<redis_node> mas
     if (l != probe_) return;
     probe_.reset();
     l->close();
+    // Its question's handler holds the link: dropped here, or the two would keep each other.
+    const auto unanswered = std::move(l->queue);
+    l->queue.clear();
+    if (stopped_) return;
     const auto asked = format_node(l->host, l->port);
     if (l->watch) {
         // The check made while connected: a sentinel that does not answer says nothing about

@@ -246,15 +246,19 @@ def redis_cli(port, *args, timeout=5):
     return r.stdout.splitlines()
 
 
-class RedisReplica(RedisServer):
-    """A redis-server replicating `master_port` (--replicaof), on a free loopback port."""
+class RedisNode(RedisServer):
+    """A redis-server on a free loopback port that keeps its files (a replica's copy of the
+    data) in `directory`, replicating `master_port` (--replicaof) when given: a master too may
+    become a replica, after a failover."""
 
-    def __init__(self, master_port, port=None):
+    def __init__(self, master_port, directory, port=None):
         super().__init__(port)
         self.master_port = master_port
+        self.directory = directory
 
     def args(self):
-        return super().args() + ["--replicaof", "127.0.0.1", str(self.master_port)]
+        a = super().args() + ["--dir", self.directory, "--dbfilename", f"dump-{self.port}.rdb"]
+        return a + (["--replicaof", "127.0.0.1", str(self.master_port)] if self.master_port else [])
 
     def synced(self):
         return "master_link_status:up" in redis_cli(self.port, "INFO", "replication")

@@ -8,7 +8,7 @@ import re
 import unittest
 
 import wsxtest
-from relay_helpers import (REDIS_CLI, REDIS_SERVER, RedisReplica, RelayCase, SentinelServer,
+from relay_helpers import (REDIS_CLI, REDIS_SERVER, RedisNode, RelayCase, SentinelServer,
                            link_relays, redis_cli, wait_until)
 
 HAVE_REDIS = os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_CLI, os.X_OK)
@@ -18,8 +18,9 @@ HAVE_REDIS = os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_CLI, os.X_OK)
 class RelayRedisSentinelTest(RelayCase):
     def start_group(self):
         """A master, its replica (in sync) and a sentinel that knows both."""
-        master = self.start_redis()
-        replica = RedisReplica(master.port).start()
+        master = RedisNode(None, self.tmp).start()
+        self.addCleanup(master.kill)
+        replica = RedisNode(master.port, self.tmp).start()
         self.addCleanup(replica.kill)
         wait_until(replica.synced, 15, "the replica to sync with the master")
         sentinel = SentinelServer(master.port, self.tmp).start()
