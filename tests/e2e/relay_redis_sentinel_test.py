@@ -8,6 +8,7 @@ import re
 import unittest
 
 import wsxtest
+from wsxtest import certs
 from relay_helpers import (REDIS_CLI, REDIS_SERVER, RedisNode, RelayCase, SentinelServer,
                            link_relays, redis_cli, wait_until)
 
@@ -124,6 +125,28 @@ class RelayRedisSentinelTest(RelayCase):
         a.subscribe("t")
         self.json_client(u).send({"op": "publish", "topic": "t", "data": "local"})
         self.assertEqual(a.messages("t", 1)[0]["data"], "local")
+
+
+@unittest.skipUnless(HAVE_REDIS, "redis-server and redis-cli are not installed")
+class RelayRedisSentinelTlsTest(RelayCase):
+    def test_rediss_sentinel_speaks_tls_to_the_sentinel_and_the_master(self):
+        c = certs()
+        tls = {"cert": c["server"], "key": c["server_key"], "ca": c["ca"]}
+        master = RedisNode(None, self.tmp, tls=tls).start()
+        self.addCleanup(master.kill)
+        sentinel = SentinelServer(master.port, self.tmp, tls=tls).start()
+        self.addCleanup(sentinel.kill)
+        wait_until(lambda: sentinel.master() == f"127.0.0.1:{master.port}", 15, "the sentinel to know the master")
+        p, u = self.start_relay("--redis", sentinel.url(), "--redis-cacert", c["ca"], "--metrics")
+        p.wait_for(rf"relay: redis 127\.0\.0\.1:{master.port} connected \(master 'mymaster' via sentinel "
+                   rf"127\.0\.0\.1:{sentinel.port}, tls, instance ")
+        self.assertEqual(self.node(u), f"127.0.0.1:{master.port}")
+        # The sentinel's certificate is checked too: without the test CA, it is not trusted.
+        p2, _ = self.start_relay("--redis", sentinel.url())
+        p2.wait_for(rf"relay: redis master 'mymaster' via sentinel 127\.0\.0\.1:{sentinel.port} unreachable \(sentinel "
+                    rf"127\.0\.0\.1:{sentinel.port}: TLS certificate not verified by the system's trusted CAs", 10)
+
+    node = RelayRedisSentinelTest.node
 
 
 class RelaySentinelUrlTest(RelayCase):
