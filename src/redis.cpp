@@ -649,7 +649,7 @@ void redis_connection::sentinel_answer(link_ptr l, std::optional<redis_node> mas
         }
         const auto now = format_node(master->host, master->port);
         if (up_ && link_ && now != node())
-            fail(link_, fmt::format("sentinel {} says master '{}' is now at {}", asked, url_.master_name, now));
+            fail(link_, fmt::format("sentinel {} says master '{}' is now at {}", asked, escape_one_line(url_.master_name), now));
         return;
     }
     if (master) return connect_to(*master);
