@@ -112,6 +112,17 @@ class RelayRedisSentinelTest(RelayCase):
             pub.send({"op": "publish", "topic": "t", "data": f"m{i}"})
         self.assertEqual([m["data"] for m in sub.messages("t", 10)], [f"m{i}" for i in range(10)])
 
+    def test_a_read_only_master_is_left_on_its_first_refused_write(self):
+        # The master turns replica behind the sentinel's back: the next write is refused with
+        # READONLY, and the relay drops that connection at once to ask the sentinels again.
+        master, replica, sentinel = self.start_group()
+        p, u = self.start_relay("--redis", sentinel.url(), "--metrics")
+        wait_until(lambda: self.node(u) == f"127.0.0.1:{master.port}", 15, "the relay to connect to the master")
+        self.assertEqual(redis_cli(master.port, "REPLICAOF", "127.0.0.1", str(replica.port)), ["OK"])
+        self.raw(u, "/t?id=pub").send_text("refused")
+        p.wait_for(rf"relay: redis connection lost \(master 'mymaster' at 127\.0\.0\.1:{master.port}: the server is "
+                   r"read-only now \(READONLY You can't write against a read only replica\.", 10)
+
     def test_an_unknown_master_name_is_reported(self):
         _, _, sentinel = self.start_group()
         p, u = self.start_relay("--redis", sentinel.url("nosuch"), "--metrics")
