@@ -430,6 +430,9 @@ void relay_hub::start(net::io_context& main) {
     cmd_->set_timeout(o_.redis_timeout);
     cmd_->on_up = [this] { redis_went_up(); };
     cmd_->on_down = [this](const std::string& why) { redis_went_down(why); };
+    cmd_->on_failover = [this](const std::string& from, const std::string& to) {
+        log(fmt::format("relay: redis failover: master '{}' moved from {} to {}", o_.redis->master_name, from, to));
+    };
     sub_->subscribe(key("msg", "all"));
     sub_->subscribe(key("inst", instance_));
     if (o_.one_connection_per_user) sub_->subscribe(key("ctl", "all"));
@@ -448,7 +451,10 @@ void relay_hub::start(net::io_context& main) {
             local_only_at_down_ = c_.redis_local_only;
             held_at_down_ = c_.durable_held;
             replayed_at_down_ = c_.redis_replayed;
-            log(fmt::format("relay: redis {}:{} unreachable ({}): {}, retrying", o_.redis->host, o_.redis->port,
+            const auto where = o_.redis->sentinel()
+                                   ? fmt::format("master '{}' via sentinel {}", o_.redis->master_name, format_sentinels(*o_.redis))
+                                   : fmt::format("{}:{}", o_.redis->host, o_.redis->port);
+            log(fmt::format("relay: redis {} unreachable ({}): {}, retrying", where,
                             cmd_->last_error().empty() ? "no answer" : cmd_->last_error(),
                             o_.durable ? "holding publishes until it answers" : "serving local subscribers only"));
         }
@@ -502,8 +508,10 @@ void relay_hub::redis_went_up() {
                         "messages published on other instances meanwhile were not received here",
                         secs, c_.redis_local_only - local_only_at_down_));
     } else if (!o_.quiet) {
-        log(fmt::format("relay: redis {}:{} connected ({}instance {})", o_.redis->host, o_.redis->port,
-                        o_.redis->tls ? "tls, " : "", instance_));
+        const auto via = o_.redis->sentinel()
+                             ? fmt::format("master '{}' via sentinel {}, ", o_.redis->master_name, format_sentinels(*o_.redis))
+                             : std::string();
+        log(fmt::format("relay: redis {} connected ({}{}instance {})", cmd_->node(), via, o_.redis->tls ? "tls, " : "", instance_));
     }
     was_down_ = false;
     // Re-register everything this instance holds: the heartbeat key first, so that presence
@@ -1324,6 +1332,12 @@ void relay_hub::render_metrics(std::string& out) {
             metric("wsx_relay_durable_failed_total", "counter", "Publishes Redis refused with an error (dropped, logged).",
                    c_.durable_failed.load());
         }
+        metric("wsx_relay_redis_failovers_total", "counter",
+               "Times the Redis master was found at a new address (redis+sentinel://).", cmd_ ? cmd_->failovers() : 0);
+        out += "# HELP wsx_relay_redis_node The Redis server connected to (the master, with sentinels).\n"
+               "# TYPE wsx_relay_redis_node gauge\n";
+        if (const auto node = cmd_ ? cmd_->node() : std::string(); !node.empty())
+            out += fmt::format("wsx_relay_redis_node{{node=\"{}\"}} 1\n", node);
     }
 }
 

@@ -251,3 +251,98 @@ class PersistentRedisServer(RedisServer):
         a = super().args()
         a[a.index("--appendonly") + 1] = "yes"
         return a + ["--appendfsync", "always", "--dir", self.directory]
+
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def redis_cli(port, *args, timeout=5, tls=None):
+    """Runs `redis-cli -p PORT ARGS...` against a loopback server (over TLS with `tls`, TLS
+    settings as RedisServer takes them); returns its output lines."""
+    opts = ["--tls", "--cacert", tls["ca"]] if tls else []
+    r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *opts, *args], capture_output=True, text=True,
+                       timeout=timeout)
+    return r.stdout.splitlines()
+
+
+class RedisNode(RedisServer):
+    """A redis-server on a free loopback port that keeps its files (a replica's copy of the
+    data) in `directory`, replicating `master_port` (--replicaof) when given: a master too may
+    become a replica, after a failover."""
+
+    def __init__(self, master_port, directory, port=None, tls=None):
+        super().__init__(port, tls=tls)
+        self.master_port = master_port
+        self.directory = directory
+
+    def args(self):
+        a = super().args() + ["--dir", self.directory, "--dbfilename", f"dump-{self.port}.rdb"]
+        if self.tls:
+            a += ["--tls-replication", "yes"]
+        return a + (["--replicaof", "127.0.0.1", str(self.master_port)] if self.master_port else [])
+
+    def synced(self):
+        return "master_link_status:up" in redis_cli(self.port, "INFO", "replication", tls=self.tls)
+
+
+class SentinelServer:
+    """A Redis Sentinel (redis-server --sentinel, which is what redis-sentinel runs) on a free
+    loopback port, monitoring `master_port` as `name` with quorum 1 and short timeouts. Its
+    config file (which it rewrites) lives in `directory`. tls (RedisServer's TLS settings): it
+    serves TLS only and speaks TLS to the servers it monitors."""
+
+    def __init__(self, master_port, directory, name="mymaster", down_after_ms=1000, failover_timeout_ms=5000, tls=None):
+        self.tls = tls
+        self.master_port = master_port
+        self.directory = directory
+        self.name = name
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.port = free_port()
+        self.proc = None
+
+    def config(self):
+        if self.tls:
+            listen = ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.tls['cert']}",
+                      f"tls-key-file {self.tls['key']}", f"tls-ca-cert-file {self.tls['ca']}", "tls-auth-clients no",
+                      "tls-replication yes"]
+        else:
+            listen = [f"port {self.port}"]
+        return "\n".join(listen + [
+            "bind 127.0.0.1",
+            f"dir {self.directory}",
+            f"sentinel monitor {self.name} 127.0.0.1 {self.master_port} 1",
+            f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {self.name} 1",
+            ""])
+
+    def start(self):
+        for _ in range(5):
+            path = f"{self.directory}/sentinel-{self.port}.conf"
+            with open(path, "w") as f:
+                f.write(self.config())
+            self.proc = subprocess.Popen([REDIS_SERVER, path, "--sentinel"], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            wait_until(lambda: redis_answers(self.port, tls=self.tls) or self.proc.poll() is not None, 10,
+                       "redis sentinel to answer PING")
+            if self.proc.poll() is None:
+                return self
+            self.port = free_port()
+        raise AssertionError("redis sentinel did not start on any of 5 ports")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def master(self):
+        """The master's "host:port" as the sentinel gives it ("" when it does not know)."""
+        out = redis_cli(self.port, "SENTINEL", "get-master-addr-by-name", self.name, tls=self.tls)
+        return ":".join(out) if len(out) == 2 else ""
+
+    def knows_replica(self, port):
+        return any(line == str(port) for line in redis_cli(self.port, "SENTINEL", "replicas", self.name, tls=self.tls))
+
+    def url(self, name=None):
+        return f"{'rediss' if self.tls else 'redis'}+sentinel://127.0.0.1:{self.port}/{name or self.name}"

@@ -114,3 +114,176 @@ TEST_CASE("a stream that is not RESP is an error, and stays one", "[redis]") {
     r.feed("+OK\r\n");
     CHECK(r.next(v) == redis_reply_reader::result::error);
 }
+
+TEST_CASE("redis+sentinel:// URLs list the sentinels and name the master", "[redis]") {
+    std::string err;
+    auto u = parse_redis_url("redis+sentinel://127.0.0.1:26379,sentinel-2:26380,[::1]:26381,s4/mymaster/3", err);
+    REQUIRE(u);
+    CHECK(u->sentinel());
+    CHECK_FALSE(u->tls);
+    REQUIRE(u->sentinels.size() == 4);
+    CHECK(u->sentinels[0].host == "127.0.0.1");
+    CHECK(u->sentinels[0].port == 26379);
+    CHECK(u->sentinels[1].host == "sentinel-2");
+    CHECK(u->sentinels[1].port == 26380);
+    CHECK(u->sentinels[2].host == "::1");
+    CHECK(u->sentinels[2].port == 26381);
+    CHECK(u->sentinels[3].host == "s4");
+    CHECK(u->sentinels[3].port == 26379);  // the sentinel's default port
+    CHECK(u->master_name == "mymaster");
+    CHECK(u->db == 3);
+    CHECK(u->host == "127.0.0.1");  // the first sentinel's
+    CHECK(u->port == 26379);
+    CHECK(format_sentinels(*u) == "127.0.0.1:26379,sentinel-2:26380,[::1]:26381,s4:26379");
+
+    auto t = parse_redis_url("rediss+sentinel://alice:p%40ss@h:1/m%20x", err);
+    REQUIRE(t);
+    CHECK(t->tls);
+    CHECK(t->user == "alice");
+    CHECK(t->password == "p@ss");
+    CHECK(t->master_name == "m x");
+    CHECK(t->db == 0);
+    // A name alone is the password, as in redis://; a password from elsewhere makes it the user.
+    auto n = parse_redis_url("redis+sentinel://secret@h:1/m/", err);
+    REQUIRE(n);
+    CHECK(n->name_only);
+    CHECK(n->password == "secret");
+    use_redis_password(*n, "pw");
+    CHECK(n->user == "secret");
+    CHECK(n->password == "pw");
+
+    // redis:// is still the plain form.
+    auto plain = parse_redis_url("redis://127.0.0.1:6379", err);
+    REQUIRE(plain);
+    CHECK_FALSE(plain->sentinel());
+    CHECK(plain->master_name.empty());
+}
+
+TEST_CASE("a bad redis+sentinel:// URL is refused in one line saying what is wrong", "[redis]") {
+    const std::pair<const char*, const char*> bad[] = {
+        {"redis+sentinel://127.0.0.1:26379", "missing master name"},
+        {"redis+sentinel://127.0.0.1:26379/", "missing master name"},
+        {"redis+sentinel://127.0.0.1:26379//2", "missing master name"},
+        {"redis+sentinel:///mymaster", "the host list is empty"},
+        {"redis+sentinel://user:pw@/mymaster", "the host list is empty"},
+        {"redis+sentinel://a:1,,b:2/mymaster", "empty entry in the sentinel list"},
+        {"redis+sentinel://a:1,/mymaster", "empty entry in the sentinel list"},
+        {"redis+sentinel://:26379/mymaster", "no host in sentinel address ':26379'"},
+        {"redis+sentinel://a:0/mymaster", "bad port '0'"},
+        {"redis+sentinel://a:99999/mymaster", "bad port '99999'"},
+        {"redis+sentinel://a:x/mymaster", "bad port 'x'"},
+        {"redis+sentinel://a:/mymaster", "bad port ''"},
+        {"redis+sentinel://[::1/mymaster", "bad sentinel address"},
+        {"redis+sentinel://a:1/mymaster/x", "bad database number 'x'"},
+        {"redis+sentinel://a:1/mymaster/-1", "bad database number '-1'"},
+        {"redis+sentinel://a:1/my%zzmaster", "bad %-escape in the master name"},
+        {"redis+sentinel://a:1/mymaster?x=1", "no query or fragment"},
+        {"redis+sentinel://a\nb:1/mymaster", "bad sentinel host 'a\\nb'"},
+        {"redis+sentinel://::1:26379/mymaster", "bad sentinel host '::1'"},
+        {"redis+sentinel://h\xc3\xa9:1/mymaster", "bad sentinel host"},
+        {"redis+sentinel://a:1/my%0Amaster", "bad master name 'my\\nmaster'"},
+    };
+    for (const auto& [url, what] : bad) {
+        INFO(url);
+        std::string err;
+        CHECK_FALSE(parse_redis_url(url, err));
+        CHECK(err.find(what) != std::string::npos);
+        CHECK(err.find("redis+sentinel://[user:pass@]host:port[,host:port...]/MASTERNAME[/db]") != std::string::npos);
+        CHECK(err.find('\n') == std::string::npos);
+    }
+    std::string err;
+    CHECK_FALSE(parse_redis_url("sentinel://a:1/m", err));
+    CHECK(err.find("redis+sentinel://") != std::string::npos);
+}
+
+namespace {
+// Feeds `chunks` one after the other; the replies read, then how the stream ended.
+std::pair<std::vector<redis_value>, redis_reply_reader::result> read_chunks(redis_reply_reader& r,
+                                                                            const std::vector<std::string>& chunks) {
+    std::vector<redis_value> out;
+    for (const auto& c : chunks) {
+        r.feed(c);
+        for (;;) {
+            redis_value v;
+            const auto res = r.next(v);
+            if (res != redis_reply_reader::result::reply) {
+                if (res == redis_reply_reader::result::error) return {out, res};
+                break;
+            }
+            out.push_back(std::move(v));
+        }
+    }
+    return {out, redis_reply_reader::result::more};
+}
+}  // namespace
+
+TEST_CASE("a reply declaring a huge array or bulk string is refused before it is allocated", "[redis]") {
+    SECTION("a count past the bound, whole or cut anywhere, after a good reply") {
+        const std::string s = "+OK\r\n*9999999999\r\n";
+        for (std::size_t cut = 0; cut <= s.size(); ++cut) {
+            INFO(cut);
+            redis_reply_reader r;
+            auto [v, res] = read_chunks(r, {s.substr(0, cut), s.substr(cut)});
+            REQUIRE(v.size() == 1);
+            CHECK(v[0].str == "OK");
+            CHECK(res == redis_reply_reader::result::error);
+            CHECK(r.error().find("more than 1048576 elements") != std::string::npos);
+            // It stays refused.
+            r.feed("+OK\r\n");
+            redis_value again;
+            CHECK(r.next(again) == redis_reply_reader::result::error);
+        }
+    }
+    SECTION("one byte at a time") {
+        const std::string s = "*1\r\n$5\r\nhello\r\n$999999999999\r\n";
+        redis_reply_reader r;
+        std::vector<std::string> bytes;
+        for (char c : s) bytes.emplace_back(1, c);
+        auto [v, res] = read_chunks(r, bytes);
+        REQUIRE(v.size() == 1);
+        CHECK(v[0].elements.at(0).str == "hello");
+        CHECK(res == redis_reply_reader::result::error);
+        CHECK(r.error().find("bulk string") != std::string::npos);
+    }
+    SECTION("nested arrays count together, maps count twice") {
+        redis_reply_reader r;
+        // 2 + 2 * 600000 elements in one reply: each header is within the bound, all together are not.
+        auto [v, res] = read_chunks(r, {"*2\r\n*600000\r\n" + std::string(600000 * 4, 'x')});
+        CHECK(v.empty());
+        // The first 600000 elements are garbage to hiredis: it refuses the stream first.
+        CHECK(res == redis_reply_reader::result::error);
+        redis_reply_reader r2;
+        std::string elements;
+        for (int i = 0; i < 600000; ++i) elements += ":1\r\n";
+        auto [v2, res2] = read_chunks(r2, {"*2\r\n*600000\r\n" + elements + "*600000\r\n"});
+        CHECK(v2.empty());
+        CHECK(res2 == redis_reply_reader::result::error);
+        CHECK(r2.error().find("more than 1048576 elements") != std::string::npos);
+        // RESP3 maps: hiredis 0.14 refuses the type; were it to read them, 2 elements per entry.
+        redis_reply_reader r3;
+        auto [v3, res3] = read_chunks(r3, {"%600000\r\n"});
+        CHECK(res3 == redis_reply_reader::result::error);
+    }
+    SECTION("the bound is per reply: replies just within it, one after the other, are read") {
+        std::string big = "*1048576\r\n";
+        for (int i = 0; i < 1048576; ++i) big += ":7\r\n";
+        redis_reply_reader r;
+        auto [v, res] = read_chunks(r, {big, big.substr(0, 100), big.substr(100)});
+        REQUIRE(v.size() == 2);
+        CHECK(v[0].elements.size() == 1048576);
+        CHECK(v[1].elements.back().integer == 7);
+        CHECK(res == redis_reply_reader::result::more);
+    }
+    SECTION("bulk payloads that look like headers are payload") {
+        redis_reply_reader r;
+        auto [v, res] = read_chunks(r, {"$13\r\n*9999999999\r\n\r\n", "+after\r\n", "$-1\r\n*-1\r\n*0\r\n:5\r\n"});
+        REQUIRE(v.size() == 6);
+        CHECK(v[0].str == "*9999999999\r\n");
+        CHECK(v[1].str == "after");
+        CHECK(v[2].type == redis_value::kind::nil);
+        CHECK(v[3].type == redis_value::kind::nil);
+        CHECK((v[4].type == redis_value::kind::array && v[4].elements.empty()));
+        CHECK(v[5].integer == 5);
+        CHECK(res == redis_reply_reader::result::more);
+    }
+}
