@@ -63,8 +63,9 @@ runner setup_relay(CLI::App& app) {
     app.add_option("--redis", a->redis,
                    "Share topics, history, presence and identities with every relay using this Redis: "
                    "redis://[user:pass@]host:port[/db], or rediss://... for TLS; or "
-                   "redis+sentinel://[user:pass@]host:port[,host:port...]/MASTERNAME[/db] (rediss+sentinel:// for TLS) to "
-                   "find the master through Redis Sentinel and follow its failovers (sentinels are asked without AUTH)")
+                   "redis+sentinel://host:port[,host:port...]/MASTER (user:pass@ and /db as above; rediss+sentinel:// "
+                   "for TLS) to find the master through Redis Sentinel and follow its failovers (sentinels are asked "
+                   "without AUTH)")
         ->group(r)->type_name("URL");
     app.add_option("--redis-prefix", a->redis_prefix, "Prefix of the keys and channels the relay uses in Redis")
         ->group(r)->type_name("PREFIX")->capture_default_str();
