@@ -17,6 +17,7 @@
 
 #include "one_line.hpp"
 #include "tls.hpp"
+#include "url_reference.hpp"
 
 namespace wsx {
 
@@ -172,7 +173,12 @@ std::optional<redis_url> parse_redis_url(const std::string& text, std::string& e
             }))
             return parse_sentinel_url(std::string_view(text).substr(scheme.size()), scheme[5] == 's', error);
     }
-    auto u = boost::urls::parse_uri(text);
+    std::string respelt;
+    auto u = parse_url_reference(text, respelt);
+    if (!u && u.error() == boost::urls::grammar::error::invalid) {
+        error = fmt::format("the host and port end at the first '/' (a port is digits only; use {})", form);
+        return std::nullopt;
+    }
     if (!u) {
         error = fmt::format("not a URL (use {})", form);
         return std::nullopt;

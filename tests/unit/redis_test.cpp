@@ -40,6 +40,20 @@ TEST_CASE("rediss:// URLs and passwords from elsewhere", "[redis]") {
     CHECK(name->password == "pw");
 }
 
+TEST_CASE("a redis:// URL's host and port are read whole", "[redis]") {
+    // Boost.URL alone reads "6379x" as port 6379 and "x" as the path (the database), and the
+    // IPv4 address at the start of "10.0.0.1.nip.io" as the host.
+    std::string err;
+    auto u = parse_redis_url("redis://10.0.0.1.nip.io:6380/2", err);
+    REQUIRE(u);
+    CHECK((u->host == "10.0.0.1.nip.io" && u->port == 6380 && u->db == 2));
+    for (const char* bad : {"redis://127.0.0.1:6379x", "redis://127.0.0.1:6379x/1", "rediss://h:1.2"}) {
+        INFO(bad);
+        CHECK_FALSE(parse_redis_url(bad, err));
+        CHECK(err.find("the host and port end at the first '/'") == 0);
+    }
+}
+
 TEST_CASE("commands are encoded as RESP arrays of bulk strings", "[redis]") {
     CHECK(redis_encode({"PING"}) == "*1\r\n$4\r\nPING\r\n");
     const std::string binary("a\0\r\nb", 5);
