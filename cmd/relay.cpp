@@ -89,7 +89,8 @@ runner setup_relay(CLI::App& app) {
         ->group(r)->type_name("SIZE")->capture_default_str();
     app.add_option("--redis-cacert", a->redis_cacert,
                    "With a rediss:// URL: trust only the CAs in this PEM file to verify the Redis server "
-                   "(default: the system's trusted CAs); the server's name or IP is always checked against the URL's host")
+                   "(default: the system's trusted CAs); the server's name or IP is always checked against the host "
+                   "connected to (the URL's; with sentinels, each sentinel's and the master's they name)")
         ->group(r)->type_name("FILE");
     app.add_option("--redis-cert", a->redis_cert,
                    "With a rediss:// URL: present this client certificate (PEM) to Redis (for tls-auth-clients); needs --redis-key")
