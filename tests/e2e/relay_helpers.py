@@ -258,10 +258,15 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 def redis_cli(port, *args, timeout=5, tls=None):
     """Runs `redis-cli -p PORT ARGS...` against a loopback server (over TLS with `tls`, TLS
-    settings as RedisServer takes them); returns its output lines."""
+    settings as RedisServer takes them); returns its output lines, none when it got no answer
+    within `timeout` (a server busy loading or syncing, a loaded machine): callers poll with a
+    deadline of their own."""
     opts = ["--tls", "--cacert", tls["ca"]] if tls else []
-    r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *opts, *args], capture_output=True, text=True,
-                       timeout=timeout)
+    try:
+        r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *opts, *args], capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return []
     return r.stdout.splitlines()
 
 
