@@ -112,6 +112,10 @@ class BenchScenarios(WsxTestCase):
                 self.assertEqual(j["messages"]["received"], 900)
                 self.assertEqual(j["errors"], {})
                 self.assertEqual(j["latency"]["histogram"]["count"], 900)
+                # A frame's header counts once, with its first message, not once per message.
+                m = j["messages"]
+                self.assertGreater(m["wire_bytes_received"], m["bytes_received"])
+                self.assertLess(m["wire_bytes_received"], 1.5 * m["bytes_received"], "wire bytes counted once per frame")
         status, _, body = http_request(base, "/metrics")
         self.assertEqual(status, 200)
         batches = int(re.search(r"^wsx_relay_batches_total (\d+)$", body.decode(), re.M).group(1))

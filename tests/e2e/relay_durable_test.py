@@ -11,7 +11,8 @@ import time
 import unittest
 
 import wsxtest
-from relay_helpers import REDIS_SERVER, PersistentRedisServer, RedisServer, RelayCase, link_relays, wait_until
+from relay_helpers import (REDIS_SERVER, PersistentRedisServer, RedisServer, RelayCase, link_relays, stream_publishes,
+                           wait_until)
 from wsxtest import WSX
 
 
@@ -29,7 +30,10 @@ class RelayDurableTest(RelayCase):
         while left:
             remaining = deadline - time.monotonic()
             self.assertGreater(remaining, 0, f"markers {left} not received; got {len(got)} messages")
-            m = client.next(lambda m: m.get("type") == "message" and m.get("topic") == topic, remaining)
+            try:
+                m = client.next(lambda m: m.get("type") == "message" and m.get("topic") == topic, remaining)
+            except TimeoutError:
+                self.fail(f"markers {left} not received; got {len(got)} messages, the last {got[-3:]}")
             got.append(m)
             left.discard(m["data"])
         return got
@@ -103,6 +107,7 @@ class RelayDurableTest(RelayCase):
             stop.set()
             for t in threads:
                 t.join(5)
+        self.assertFalse(any(t.is_alive() for t in threads), "a publisher is stuck sending")
         for name, ws in pubs.items():
             ws.send_text(f"end-{name}")
         want = {n: [f"{n}{i}" for i in range(sent[n])] + [f"end-{n}"] for n in sent}
@@ -115,6 +120,13 @@ class RelayDurableTest(RelayCase):
             ids = [m["id"] for m in got]
             self.assertEqual(ids, sorted(set(ids)), "ids increase per topic")
             seen_ids.append({m["data"]: m["id"] for m in got})
+        # Redis itself added each publish once (the relays' own skipping would hide a twice-added
+        # entry from subscribers): no (instance, seq) twice, each instance's seqs increasing.
+        entries = stream_publishes(redis.port if freeze else again.port)
+        self.assertEqual(len(entries), len(set(entries)), "an entry added twice to the stream")
+        for inst in {i for i, _ in entries}:
+            seqs = [q for i, q in entries if i == inst]
+            self.assertEqual(seqs, sorted(seqs))
         if same_ids:
             # One id per message, the same on both relays.
             self.assertEqual(seen_ids[0], seen_ids[1])
@@ -180,6 +192,7 @@ class RelayDurableTest(RelayCase):
         self.assertEqual(raw.expect_close(), (1013, "redis unreachable: publish buffer full, retry later"))
         self.assertEqual(self.metrics(u)["wsx_relay_durable_refused_total"], 2)
         # Nothing was delivered yet, not even here: held messages go out once Redis has them.
+        sub.presence("t")  # a round trip after every publish: what was delivered is read by now
         self.assertEqual([m for m in sub.pending if m.get("type") == "message"], [])
         redis.start()
         self.addCleanup(redis.kill)
@@ -219,6 +232,7 @@ class RelayDurableTest(RelayCase):
         stop.set()
         for t in threads:
             t.join(30)
+        self.assertFalse(any(t.is_alive() for t in threads), "a publisher is stuck sending")
         for k in range(2):  # each publisher's last: what it sent before has come by then
             pubs[k].send_text(f"end{k}")
         total = sum(sent) + 2
@@ -261,6 +275,39 @@ class RelayDurableTest(RelayCase):
         pa.stop()
         self.assertRegex(pa.rest_of_stderr(), rf'relay: topic "t": {n - len(got)} messages published through redis did not '
                                               rf'arrive here')
+
+    def test_a_relay_behind_gets_again_what_redis_lost_of_another_relays_publishes(self):
+        # Relay B stands still while relay A publishes and reads its own entries back; Redis then
+        # restarts without its data, so B can get them only from A sending them again.
+        redis = RedisServer()
+        redis.start()
+        self.addCleanup(redis.kill)
+        (pa, ua), (pb, ub) = [self.start_durable(redis) for _ in range(2)]
+        for u in (ua, ub):
+            wait_until(lambda: self.metrics(u).get("wsx_relay_redis_up") == 1, 10, "redis connected")
+        link_relays(self, [ua, ub])
+        behind, mine = self.json_client(ub, "/?id=behind"), self.json_client(ua, "/?id=mine")
+        for c in (behind, mine):
+            c.subscribe("t")
+        pub = self.raw(ua, "/t?id=pub")
+        wait_until(lambda: len(mine.presence("t")) == 3, 10, "3 members")
+        pb.freeze()
+        self.addCleanup(lambda: pb.proc.poll() is None and os.kill(pb.proc.pid, signal.SIGCONT))
+        want = [f"m{i}" for i in range(50)]
+        for d in want:
+            pub.send_text(d)
+        # Delivered on A: read back from the stream, no longer in A's outbox.
+        self.assertEqual([m["data"] for m in mine.messages("t", 50)], want)
+        redis.kill()
+        again = redis.again().start()
+        self.addCleanup(again.kill)
+        os.kill(pb.proc.pid, signal.SIGCONT)
+        self.assertEqual([m["data"] for m in behind.messages("t", 50, timeout=20)], want)
+        pub.send_text("end")
+        for c in (behind, mine):
+            self.assertEqual(c.messages("t", 1)[0]["data"], "end")  # and nothing twice
+        pa.stop()
+        self.assertIn("redis came back without its data (no persistence?)", pa.rest_of_stderr())
 
     def test_durable_needs_redis(self):
         r = self.wsx("relay", "127.0.0.1:0", "--durable")

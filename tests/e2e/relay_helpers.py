@@ -351,3 +351,36 @@ class SentinelServer:
 
     def url(self, name=None):
         return f"{'rediss' if self.tls else 'redis'}+sentinel://127.0.0.1:{self.port}/{name or self.name}"
+
+
+def _read_resp(f):
+    line = f.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind in (b"+", b"-"):
+        return rest.decode()
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read_resp(f) for _ in range(n)]
+    raise AssertionError(f"not a RESP reply: {line!r}")
+
+
+def redis_command(port, *args, timeout=10):
+    """One command to a loopback Redis, binary-safe (redis-cli's output is not); its reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"".join([f"*{len(args)}\r\n".encode()] +
+                           [f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args]))
+        return _read_resp(s.makefile("rb"))
+
+
+def stream_publishes(port, prefix="wsx:relay"):
+    """(instance, seq) of every entry of a --durable relay's stream, in stream order."""
+    out = []
+    for _id, fields in redis_command(port, "XRANGE", f"{prefix}:stream", "-", "+"):
+        f = dict(zip(fields[::2], fields[1::2]))
+        out.append((f[b"m"].split(b"\n")[1], int(f[b"s"])))
+    return out

@@ -87,6 +87,18 @@ TEST_CASE("a Location's host that starts like an IPv4 address stays whole", "[cl
     CHECK(target_of("ws://a.test/", "ws://127.1.1.12ps:7..").rfind("error: the Location 'ws://127.1.1.12ps:7..' is not a URL", 0) == 0);
 }
 
+TEST_CASE("a relative Location from a unix socket cannot climb above the root", "[client]") {
+    const auto from = url_of("ws+unix:///tmp/s.sock:/a/b");
+    std::string err;
+    for (const char* loc : {"../../x", "/../x", "../../../x?y=1"}) {
+        INFO(loc);
+        auto to = redirect_target(from, loc, &err);
+        REQUIRE(to);
+        CHECK(to->unix_path == "/tmp/s.sock");
+        CHECK(to->target.rfind("/x", 0) == 0);
+    }
+}
+
 TEST_CASE("http and https in a Location become ws and wss", "[client]") {
     CHECK(target_of("ws://a.test/", "http://b.test/p") == "ws://b.test/p");
     CHECK(target_of("ws://a.test/", "HTTPS://b.test/p") == "wss://b.test/p");
