@@ -71,14 +71,9 @@ class EndingsTest(WsxTestCase):
             c, _ = listener.accept()
             with c:
                 c.settimeout(20)
-                req = b""
-                while b"\r\n\r\n" not in req:
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        return
-                    req += chunk
-                key = next(l.split(b":", 1)[1].strip() for l in req.split(b"\r\n")
-                           if l.lower().startswith(b"sec-websocket-key:"))
+                key = raw_peer.read_upgrade_key(c)
+                if key is None:
+                    return
                 c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                           b"Sec-WebSocket-Accept: " + raw_peer.accept_key(key) + b"\r\n\r\n")
                 got = 0

@@ -3,16 +3,13 @@
 own bounds (--wait after stdin ends, --idle-timeout) end the run, with exit 8 and a line that
 names the option, instead of hanging."""
 
-import base64
-import hashlib
 import socket
 import threading
 import time
 import unittest
 
+import raw_peer
 import wsxtest
-
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class FrozenServer:
@@ -34,15 +31,8 @@ class FrozenServer:
             while True:
                 c, _ = self.listener.accept()
                 self.conns.append(c)
-                req = b""
-                while b"\r\n\r\n" not in req:
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        break
-                    req += chunk
-                key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n")
-                       if l.lower().startswith(b"sec-websocket-key:")][0]
-                accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+                key = raw_peer.read_upgrade_key(c) or b""
+                accept = raw_peer.accept_key(key)
                 c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                           b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         except OSError:

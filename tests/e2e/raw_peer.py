@@ -172,6 +172,19 @@ def frame_heads(data):
     return [(b, n) for b, n, _ in whole_frames(data)]
 
 
+def read_upgrade_key(sock):
+    """Reads an upgrade request from `sock` (its timeout bounds each read); returns its
+    Sec-WebSocket-Key, or None when the peer ended first or sent none."""
+    req = b""
+    while b"\r\n\r\n" not in req:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        req += chunk
+    keys = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")]
+    return keys[0] if keys else None
+
+
 def accept_key(key):
     return base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
 
