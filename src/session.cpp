@@ -475,8 +475,13 @@ void session<Layer>::want_writable() {
     }
     layer().notify_below(opts_.send_queue_limit / 2, [self = self()](error_code ec) {
         if (self->finished()) return;
-        // The queue will never drain: the peer is gone. Reading may be paused meanwhile (a
-        // bridge waits for this side before it reads on), so no read would notice: end here.
+        // The queue will never drain: the peer is gone. A peer that reset the connection may
+        // have sent its Close first: while a read is under way it gets that Close (bytes that
+        // came before a reset stay readable), then the reset, and ends the session with them.
+        // Reading may be paused instead (a bridge waits for this side before it reads on), so
+        // no read would notice: then it ends here.
+        const bool reset = ec == net::error::connection_reset || ec == net::error::broken_pipe;
+        if (ec && reset && !self->read_stopped_ && !self->read_paused_ && !self->read_parked_) return;
         if (ec) return self->abort("could not send: " + ec.message(), ec);
         if (self->events_) self->events_->on_writable();
     });

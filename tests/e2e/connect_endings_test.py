@@ -13,10 +13,13 @@ Behaviour these tests rely on:
 - once -n/--expect/a script is satisfied, a Close the server does not answer within --wait is a
   warning on stderr and exit 0; without such a goal it stays exit 8.
 """
+import fcntl
 import os
 import shutil
 import socket
+import struct
 import subprocess
+import termios
 import textwrap
 import threading
 import time
@@ -84,6 +87,13 @@ class EndingsTest(WsxTestCase):
                     got += len(chunk)
                 received.append(got)
                 c.sendall(raw_peer.close_frame(1008, b"policy violated"))
+                # Closing with unread data sends a reset at once and drops what is still unsent:
+                # the Close must have left first (acknowledged: nothing left in the send queue).
+                deadline = time.monotonic() + 10
+                while fcntl.ioctl(c.fileno(), termios.TIOCOUTQ, struct.pack("i", 0)) != struct.pack("i", 0):
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(0.001)
             # closed with unread data: a reset
 
         t = threading.Thread(target=serve, daemon=True)
