@@ -137,9 +137,17 @@ std::string relay_envelope(const relay_message& m) {
     return dump(j);
 }
 
+namespace {
+// The wire form up to the id and after it: a publishing script puts the id it assigns between.
+std::pair<std::string, std::string> relay_wire_around_id(const relay_message& m, const std::string& instance) {
+    return {fmt::format("wsx1\n{}\n{}\n{}\n", instance, kind_char(m.type), m.topic),
+            fmt::format("\n{}\n{}\n", m.from, m.binary ? 'b' : 't') + m.data};
+}
+}  // namespace
+
 std::string relay_wire_encode(const relay_message& m, const std::string& instance) {
-    return fmt::format("wsx1\n{}\n{}\n{}\n{}\n{}\n{}\n{}", instance, kind_char(m.type), m.topic, m.id, m.from,
-                       m.binary ? 'b' : 't', m.data);
+    auto [prefix, suffix] = relay_wire_around_id(m, instance);
+    return prefix + std::to_string(m.id) + suffix;
 }
 
 std::optional<relay_message> relay_wire_decode(std::string_view w, std::string& instance) {
@@ -863,8 +871,7 @@ bool relay_hub::publish(const std::string& topic, const relay_subscriber& from, 
             std::lock_guard lock(t->m);
             floor = t->last_id;
         }
-        const std::string prefix = fmt::format("wsx1\n{}\nd\n{}\n", instance_, m->topic);
-        const std::string suffix = fmt::format("\n{}\n{}\n", m->from, m->binary ? 'b' : 't') + m->data;
+        const auto [prefix, suffix] = relay_wire_around_id(*m, instance_);
         cmd_->command({"EVAL", publish_script, "2", key("id", m->topic), key("hist", m->topic), prefix, suffix,
                        std::to_string(o_.history), key("msg", "all"), std::to_string(floor)},
                       [this, m](std::optional<redis_value> v) mutable {
@@ -1046,8 +1053,7 @@ void relay_hub::outbox_pump() {
             std::lock_guard lock(t->m);
             floor = t->last_id;
         }
-        const std::string prefix = fmt::format("wsx1\n{}\nd\n{}\n", instance_, m.topic);
-        const std::string suffix = fmt::format("\n{}\n{}\n", m.from, m.binary ? 'b' : 't') + m.data;
+        const auto [prefix, suffix] = relay_wire_around_id(m, instance_);
         cmd_->command({"EVAL", durable_publish_script, "4", key("id", m.topic), key("hist", m.topic), o_.redis_prefix + ":stream",
                        key("dseq", instance_), prefix, suffix, std::to_string(o_.history), std::to_string(floor),
                        std::to_string(o_.durable_maxlen), std::to_string(e.seq), std::to_string(m.origin),
