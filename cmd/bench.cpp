@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "bench.hpp"
 #include "bench_report.hpp"
@@ -43,6 +44,7 @@ struct bench_args {
     std::string json, html, hgrm, compare;
     std::vector<std::string> fail_if, targets;
     bool find_max = false, no_progress = false;
+    bool allow_corrupt = false;
     // merge
     std::vector<std::string> merge_inputs;
 };
@@ -159,6 +161,20 @@ int report(const bench_args& a, const bench_result& r, const std::vector<thresho
             ++missed;
         }
     }
+    // Answers that are not what was sent are a broken server, whatever the load: exit 9 unless
+    // the run is meant to count them (a fault-injecting proxy in the path).
+    if (!a.allow_corrupt) {
+        std::vector<std::string> bad;
+        for (const char* kind : {"corrupt", "duplicate"})
+            if (auto it = r.errors.find(kind); it != r.errors.end() && it->second > 0)
+                bad.push_back(fmt::format("{} {}", it->second, kind));
+        if (!bad.empty()) {
+            std::cerr << fmt::format("wsx: error: answers that are not what was sent: {} (--allow-corrupt to count "
+                                     "them without failing)\n",
+                                     fmt::join(bad, ", "));
+            ++missed;
+        }
+    }
     if (r.interrupted && !merged) return static_cast<int>(exit_code::interrupted);
     if (missed) return static_cast<int>(exit_code::expectation);
     if (!ok) return static_cast<int>(exit_code::failure);
@@ -184,6 +200,7 @@ runner setup_merge(CLI::App& app, std::shared_ptr<bench_args> a) {
     app.add_option("--html", a->html, "Write the merged HTML report")->type_name("FILE");
     app.add_option("--hgrm", a->hgrm, "Write the merged latency distribution (HdrHistogram .hgrm, microseconds)")->type_name("FILE");
     app.add_option("--fail-if", a->fail_if, "Exit 9 when this holds for the merged result (repeatable)")->type_name("EXPR");
+    app.add_flag("--allow-corrupt", a->allow_corrupt, "Exit 0 even when the runs counted corrupt or duplicated answers");
     app.footer("Merges runs made at the same time on several machines: histograms add up exactly, so the\n"
                "merged percentiles are those of all samples together.");
     return [a]() -> int {
@@ -278,6 +295,10 @@ runner setup_bench(CLI::App& app) {
     app.add_option("--fail-if", a->fail_if,
                    "Exit 9 when this holds, e.g. p99>20ms, errors>0, rate<50k, connect_fail>1% (repeatable)")
         ->group(r)->type_name("EXPR");
+    app.add_flag("--allow-corrupt", a->allow_corrupt,
+                 "Exit 0 even when echoes or deliveries were corrupt or duplicated (counted either way; without "
+                 "this they exit 9)")
+        ->group(r);
     app.add_flag("--no-progress", a->no_progress, "No live progress line on a terminal")->group(r);
 
     const char* s = "Rate search";
@@ -317,8 +338,8 @@ runner setup_bench(CLI::App& app) {
         "bytes_sent, bytes_received, p50, p99, max, histogram), find_max_rate, warnings. Times in ns.\n"
         "\nExit status: 0 ok, 1 other failure (e.g. a report file could not be written), 2 usage,\n"
         "3 resolve, 4 connect, 5 TLS, 6 upgrade rejected or, with --compress, permessage-deflate declined\n"
-        "(when no connection could be made), 8 timeout, 9 a --fail-if threshold held (or no rate met\n"
-        "--target), 130 interrupted (bench merge never exits 130: it says when an input was).");
+        "(when no connection could be made), 8 timeout, 9 a --fail-if threshold held, an answer was corrupt\n"
+        "or duplicated (unless --allow-corrupt), or no rate met --target, 130 interrupted (bench merge never exits 130: it says when an input was).");
 
     CLI::App* merge = app.add_subcommand("merge", "Merge JSON results of several runs into one report");
     runner merge_run = setup_merge(*merge, a);

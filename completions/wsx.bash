@@ -423,14 +423,14 @@ _wsx() {
         ;;
     'wsx bench')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --fragment --publishers --publish-url --subscribe-message --unbatch --settle -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni -L --location --max-redirs --allow-insecure-redirect --json --html --hgrm --compare --fail-if --no-progress --find-max-rate --target' "$cur"
+            _wsx_words '-h --help -s --scenario -c --connections --connect-rate -d --duration -n --messages --warmup --threads --in-flight --rate --rate-per-conn --reply-timeout --size --payload --payload-file -b --binary --fragment --publishers --publish-url --subscribe-message --unbatch --settle -H --header --subprotocol --origin --host --cookie --auth --auth-file --token --token-file --token-query --proxy --compress --compress-window-bits --compress-no-context-takeover --connect-timeout --cacert --cert --key --key-passphrase-file -k --insecure --sni -L --location --max-redirs --allow-insecure-redirect --json --html --hgrm --compare --fail-if --allow-corrupt --no-progress --find-max-rate --target' "$cur"
         elif ((npos == 0)); then
             _wsx_words 'merge' "$cur"
         fi
         ;;
     'wsx bench merge')
         if [[ $cur == -* ]] && ((!endopts)); then
-            _wsx_words '-h --help --json --html --hgrm --fail-if' "$cur"
+            _wsx_words '-h --help --json --html --hgrm --fail-if --allow-corrupt' "$cur"
         elif ((npos >= 0)); then
             _wsx_files "$cur"
         fi

@@ -232,6 +232,7 @@ complete -c wsx -n '__wsx_at wsx bench' -l 'html' -r -F -d 'Write a self-contain
 complete -c wsx -n '__wsx_at wsx bench' -l 'hgrm' -r -F -d 'Write the latency distribution in HdrHistogram\'s .hgrm format (microseconds)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'compare' -r -F -d 'Print the change of every figure against a JSON result'
 complete -c wsx -n '__wsx_at wsx bench' -l 'fail-if' -x -d 'Exit 9 when this holds, e.g. p99>20ms, errors>0, rate<50k, connect_fail>1% (repeatable)'
+complete -c wsx -n '__wsx_at wsx bench' -l 'allow-corrupt' -d 'Exit 0 even when echoes or deliveries were corrupt or duplicated (counted either way; without this they exit 9)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'no-progress' -d 'No live progress line on a terminal'
 complete -c wsx -n '__wsx_at wsx bench' -l 'find-max-rate' -d 'Search the highest open-loop rate meeting --target (starts at --rate)'
 complete -c wsx -n '__wsx_at wsx bench' -l 'target' -x -d 'Condition each rate must meet, e.g. \'p99<10ms\' (repeatable)'
@@ -242,6 +243,7 @@ complete -c wsx -n '__wsx_at wsx bench merge' -l 'json' -r -F -d 'Write the merg
 complete -c wsx -n '__wsx_at wsx bench merge' -l 'html' -r -F -d 'Write the merged HTML report'
 complete -c wsx -n '__wsx_at wsx bench merge' -l 'hgrm' -r -F -d 'Write the merged latency distribution (HdrHistogram .hgrm, microseconds)'
 complete -c wsx -n '__wsx_at wsx bench merge' -l 'fail-if' -x -d 'Exit 9 when this holds for the merged result (repeatable)'
+complete -c wsx -n '__wsx_at wsx bench merge' -l 'allow-corrupt' -d 'Exit 0 even when the runs counted corrupt or duplicated answers'
 complete -c wsx -n '__wsx_at wsx bench merge' -F
 
 # wsx relay

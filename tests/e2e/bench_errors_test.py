@@ -47,7 +47,14 @@ class BenchErrorsTest(wsxtest.WsxTestCase):
 
     def test_duplicate(self):
         # Every echo comes twice: the second copy of each of the 10 answers nothing.
-        r, j, _ = self.bench(self.peer("--twice"), "-c", "1", "-n", "10")
+        # A duplicated answer is a broken server: exit 9 with one line saying so, unless the run
+        # is meant to count them (--allow-corrupt), which exits 0 with the same figures.
+        url = self.peer("--twice")
+        r, j, _ = self.bench(url, "-c", "1", "-n", "10", code=9)
+        self.assertOneError(r, "answers that are not what was sent: 10 duplicate", "--allow-corrupt")
+        allowed, j2, _ = self.bench(url, "-c", "1", "-n", "10", "--allow-corrupt")
+        self.assertEqual(self.error_lines(allowed), [])
+        self.assertEqual(j2["errors"], {"duplicate": 10})
         self.assertEqual(j["errors"], {"duplicate": 10})
         self.assertEqual((j["messages"]["sent"], j["messages"]["received"]), (10, 10))
         self.assertEqual(j["latency"]["histogram"]["count"], 10, "a duplicate is not measured")

@@ -231,7 +231,7 @@ class BenchFaults(WsxTestCase):
         url = self.serve(faulty_echo(fault, 3))
         r, j, _ = self.run_bench(url, "-c", "1", "-n", "20", "--in-flight", "4", "--size", "64",
                                  "--reply-timeout", "500ms")
-        self.assertExit(r, 0)
+        self.assertExit(r, 9 if fault == "corrupt" else 0)
         return r, j
 
     def test_two_swapped_echoes_are_one_out_of_order(self):
@@ -243,7 +243,8 @@ class BenchFaults(WsxTestCase):
         self.assertRegex(r.stdout.decode(), r"\n  out_of_order +1\n")
 
     def test_one_corrupt_echo_is_corrupt_only(self):
-        _, j = self.echo_run("corrupt")
+        r, j = self.echo_run("corrupt")
+        self.assertOneError(r, "answers that are not what was sent: 1 corrupt")
         self.assertEqual(j["errors"], {"corrupt": 1})
         self.assertEqual(j["messages"]["received"], 19)
 

@@ -123,7 +123,7 @@ class BenchScenarios(WsxTestCase):
         self.assertLess(batches, 1800, "the relay sent batches, not one frame per message")
         # Without batches, every frame is one message, not an array: each is reported corrupt.
         _, j = self.bench_json(f"{base}/t", "-s", "fanout", "-c", "2", "--rate", "100", "-n", "20", "--unbatch",
-                               "--reply-timeout", "500ms")
+                               "--reply-timeout", "500ms", code=9)
         self.assertEqual(j["messages"]["received"], 0)
         self.assertEqual(j["errors"].get("corrupt"), 40)
 
