@@ -320,7 +320,11 @@ int connect_app::run() {
         deadline_.async_wait([self, timeout](error_code ec) {
             if (ec || self->finished_) return;
             std::string what = fmt::format("timed out after {} (--timeout)", format_duration(timeout));
-            if (!self->goal_reached() && self->goal_set()) what += " " + self->goal_status();
+            // Still opening: no message could have come yet, so say where it stuck instead.
+            if (!self->session_)
+                what += " while opening the connection: TCP, TLS or the upgrade got no answer";
+            else if (!self->goal_reached() && self->goal_set())
+                what += " " + self->goal_status();
             self->finish(exit_code::timeout, what);
         });
     }

@@ -250,6 +250,19 @@ class ExitCodeTest(WsxTestCase):
         self.assertExit(r, 8)
         self.assertOneError(r, "timed out", "300ms", f"127.0.0.1:{port}")
 
+    def test_8_overall_timeout_while_opening_says_so(self):
+        # --timeout before the upgrade is answered: the error says the connection was still
+        # opening, not that message 1 of 1 never came.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        self.addCleanup(s.close)
+        r = self.wsx_open_stdin("connect", f"ws://127.0.0.1:{s.getsockname()[1]}/", "-n", "1", "--timeout", "300ms",
+                                timeout=15)
+        self.assertExit(r, 8)
+        line = self.assertOneError(r, "timed out after 300ms (--timeout) while opening the connection")
+        self.assertNotIn("message 1 of 1", line)
+
     def test_8_expect_timeout(self):
         _, url = self.start_server()
         r = self.wsx_open_stdin("connect", url, "--send", "hello", "--expect", "^bye$", "--timeout", "500ms", timeout=15)
