@@ -536,9 +536,14 @@ private:
         const auto local = acceptor_.local_endpoint();
         const std::string url = fmt::format("tcp://{}", format_host_port(local.address().to_string(), local.port()));
         if (o_.serve.announce_json)
-            std::cerr << nlohmann::json{{event_key::type, "listening"}, {"url", url},           {"tls", false},
-                                        {"threads", 1},         {"pid", ::getpid()},  {"address", local.address().to_string()},
-                                        {"port", local.port()}}
+            std::cerr << nlohmann::ordered_json{{event_key::ts, rfc3339_now()},
+                                                {event_key::type, "listening"},
+                                                {"url", url},
+                                                {"tls", false},
+                                                {"threads", 1},
+                                                {"pid", ::getpid()},
+                                                {"address", local.address().to_string()},
+                                                {"port", local.port()}}
                              .dump()
                       << '\n';
         else

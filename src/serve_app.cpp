@@ -179,9 +179,11 @@ namespace {
 /// format_log_event with more fields for the JSON object (a "message" among them replaces `text`).
 std::string log_event_line(log_format format, std::string_view event, const std::string& text, nlohmann::json fields) {
     if (format != log_format::json) return text;
-    nlohmann::json j = {{event_key::ts, rfc3339_now()}, {event_key::type, event}};
-    if (!fields.contains("message")) fields["message"] = text;
-    j.update(fields);
+    // In the order a reader looks for them: when, what, the details, the message.
+    nlohmann::ordered_json j = {{event_key::ts, rfc3339_now()}, {event_key::type, event}};
+    for (const auto& [k, v] : fields.items())
+        if (k != "message") j[k] = v;
+    j["message"] = fields.contains("message") ? fields["message"] : nlohmann::json(text);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 }  // namespace
@@ -229,7 +231,7 @@ std::string format_access_entry(log_format format, const access_entry& e) {
     const std::string error = info.clean ? std::string() : info.what;
     auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
     if (format == log_format::json) {
-        nlohmann::json j = {{event_key::ts, rfc3339_now()}, {event_key::type, "close"}, {"peer", e.peer}};
+        nlohmann::ordered_json j = {{event_key::ts, rfc3339_now()}, {event_key::type, "close"}, {"peer", e.peer}};
         if (e.path) j["path"] = redact_target(*e.path);
         if (!e.backend.empty()) j["backend"] = e.backend;
         j["duration_ms"] = std::chrono::duration<double, std::milli>(e.duration).count();
@@ -1323,7 +1325,8 @@ void serve_app::finish() {
 
 void serve_app::announce(const std::string& fingerprint) {
     if (o_.announce_json) {
-        nlohmann::json j = {{event_key::type, "listening"},
+        nlohmann::ordered_json j = {{event_key::ts, rfc3339_now()},
+                                    {event_key::type, "listening"},
                             {"url", server_->url()},
                             {"tls", o_.use_tls},
                             {"threads", o_.threads},

@@ -261,6 +261,8 @@ class LimitsTest(wsxtest.WsxTestCase):
         p = self.start([wsxtest.WSX, "serve", "127.0.0.1:0", "--announce-json"])
         line = p.wait_for(r"^\{.*\}$").group(0)
         j = json.loads(line)
+        self.assertEqual(list(j)[:3], ["ts", "type", "url"], line)
+        self.assertRegex(j["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
         self.assertEqual(j["type"], "listening")
         self.assertEqual(j["url"], f"ws://127.0.0.1:{j['port']}")
         self.assertEqual(j["tls"], False)

@@ -109,6 +109,7 @@ class ShutdownTest(wsxtest.WsxTestCase):
         line = p.wait_for(r'"type":"close"').string
         j = json.loads(line)
         self.assertEqual((j["path"], j["messages_in"], j["bytes_in"], j["messages_out"], j["code"]), ("/j", 1, 3, 1, 1006))
+        self.assertEqual(list(j)[:4], ["ts", "type", "peer", "path"], line)
         self.assertIn("error", j)
 
     def test_access_log_hides_credentials(self):
@@ -150,7 +151,10 @@ class ShutdownTest(wsxtest.WsxTestCase):
         shutdown = [e for e in events if e["type"] == "shutdown"]
         self.assertEqual(len(shutdown), 1, lines)
         self.assertIn("terminated", shutdown[0]["message"])
-        self.assertTrue(all("ts" in e for e in events))
+        # Every line starts with when and what; a notice ends with its message.
+        self.assertTrue(all(list(e)[:2] == ["ts", "type"] for e in events), lines)
+        self.assertEqual(list(stderr[0])[-1], "message")
+        self.assertEqual(list(shutdown[0])[-1], "message")
 
     def test_quiet(self):
         p, url = self.start_server("-q")
