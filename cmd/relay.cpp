@@ -65,7 +65,8 @@ runner setup_relay(CLI::App& app) {
                    "redis://[user:pass@]host:port[/db], or rediss://... for TLS; or "
                    "redis+sentinel://host:port[,host:port...]/MASTER (user:pass@ and /db as above; rediss+sentinel:// "
                    "for TLS) to find the master through Redis Sentinel and follow its failovers (sentinels are asked "
-                   "without AUTH)")
+                   "without AUTH); or redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS) for a Redis "
+                   "Cluster: each topic on its own shard channel (SPUBLISH/SSUBSCRIBE), slot moves followed")
         ->group(r)->type_name("URL");
     app.add_option("--redis-prefix", a->redis_prefix, "Prefix of the keys and channels the relay uses in Redis")
         ->group(r)->type_name("PREFIX")->capture_default_str();
@@ -194,6 +195,12 @@ runner setup_relay(CLI::App& app) {
             p.add("--durable-buffer must be more than 0 bytes");
         if (a->durable && a->redis.empty())
             p.add("--durable needs --redis URL: the stream it reads lives in Redis (add --redis, or drop --durable)");
+        if (a->durable && ro.redis && ro.redis->cluster())
+            p.add("--durable needs a redis:// or redis+sentinel:// URL: it is not available with a Redis Cluster (drop "
+                  "--durable, or point --redis at one Redis)");
+        if (ro.redis && ro.redis->cluster() && ro.redis_prefix.find_first_of("{}") != std::string::npos)
+            p.add(fmt::format("--redis-prefix '{}': no '{{' or '}}' with a redis+cluster:// URL (they would decide which "
+                              "slot a key is in)", ro.redis_prefix));
         if (!a->durable && (!a->durable_maxlen.empty() || durable_buffer->count() > 0))
             p.add("--durable-maxlen and --durable-buffer go with --durable");
 

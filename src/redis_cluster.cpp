@@ -295,11 +295,14 @@ void redis_cluster::apply(const std::vector<redis_slot_range>& ranges) {
         const auto index = static_cast<std::uint16_t>(std::find(masters.begin(), masters.end(), addr) - masters.begin() + 1);
         for (std::size_t s = r.first; s <= r.last; ++s) slots[s] = index;
     }
+    // Compared with the last layout read, not with slots_: a MOVED may have updated it already.
     std::size_t moved = 0;
     if (known_)
-        for (std::size_t s = 0; s < redis_cluster_slots; ++s)
-            if (owner(static_cast<std::uint16_t>(s)) != (slots[s] ? masters[slots[s] - 1] : std::string())) ++moved;
-    const bool changed = !known_ || moved > 0 || masters != masters_;
+        for (std::size_t s = 0; s < redis_cluster_slots; ++s) {
+            const auto i = layout_slots_[s];
+            if ((i ? layout_masters_[i - 1] : std::string()) != (slots[s] ? masters[slots[s] - 1] : std::string())) ++moved;
+        }
+    const bool changed = !known_ || moved > 0 || masters != layout_masters_;
     std::string list;
     for (const auto& m : masters) list += (list.empty() ? "" : ", ") + m;
     if (changed && on_log) {
@@ -307,8 +310,8 @@ void redis_cluster::apply(const std::vector<redis_slot_range>& ranges) {
         on_log(known_ ? fmt::format("redis cluster: layout changed, {} slot{} moved: {}", moved, moved == 1 ? "" : "s", what)
                       : fmt::format("redis cluster: {}", what));
     }
-    slots_ = slots;
-    masters_ = std::move(masters);
+    slots_ = layout_slots_ = slots;
+    masters_ = layout_masters_ = std::move(masters);
     known_ = true;
     // Connections to nodes that are no longer masters go; their commands are retried elsewhere.
     std::vector<node> gone;

@@ -105,6 +105,9 @@ private:
     std::map<std::string, node> nodes_;      // "host:port" → its connections (masters only)
     std::vector<std::string> masters_;       // index → "host:port"
     std::array<std::uint16_t, redis_cluster_slots> slots_{};  // slot → index in masters_ (+1; 0: nobody)
+    // The last layout read (slots_ and masters_ also follow MOVED replies).
+    std::vector<std::string> layout_masters_;
+    std::array<std::uint16_t, redis_cluster_slots> layout_slots_{};
     std::map<std::string, std::string> channels_;  // wanted shard channel → the node it is subscribed on
     struct held {
         std::vector<op_ptr> list;  // in the order given
