@@ -1126,7 +1126,38 @@ void relay_hub::channel_ready(const std::string& channel) {
     auto it = channel_topics_.find(channel);
     if (it == channel_topics_.end()) return;
     auto o = order_.find(it->second);
-    if (o != order_.end() && o->second.seen != 0) fill_gap(it->second);
+    if (o == order_.end()) return;
+    if (o->second.based) return fill_gap(it->second);
+    // Subscribed afresh: where the topic's ids stand now is asked of its master (after the
+    // subscription there, so every later id comes on the channel); messages wait meanwhile.
+    cluster_->command({"GET", tkey("id", it->second)}, 1, [this, name = it->second](std::optional<redis_value> v) {
+        auto it = order_.find(name);
+        if (stopping_ || it == order_.end() || it->second.based) return;
+        std::uint64_t now = 0;
+        if (v && v->type == redis_value::kind::string) now = parse_u64(v->str).value_or(0);
+        set_base(name, it->second, now);
+    });
+}
+
+// The ids up to `base` were published before the channel was subscribed here: from now on, a
+// topic's messages are delivered in id order after it.
+void relay_hub::set_base(const std::string& name, topic_order& o, std::uint64_t base) {
+    // The channel gives ids in order: the first one held from it is the first published since.
+    for (const auto& [id, m] : o.held)
+        if (m->origin == 0) {
+            base = std::min(base, id - 1);
+            break;
+        }
+    // Publishes from here the channel did not carry (before it was subscribed) go first.
+    while (!o.held.empty() && o.held.begin()->first <= base) {
+        auto m = std::move(o.held.begin()->second);
+        o.held.erase(o.held.begin());
+        publish_local(std::move(m));
+    }
+    o.based = true;
+    o.seen = base;
+    flush_order(name, o);
+    if (!o.held.empty()) fill_gap(name);
 }
 
 // A data message with its id, from the topic's channel or the answer to a publish from here:
@@ -1136,13 +1167,22 @@ void relay_hub::cluster_deliver(std::shared_ptr<relay_message> m) {
     auto it = order_.find(m->topic);
     if (it == order_.end()) return publish_local(std::move(m));  // no subscriber here: the local history only
     auto& o = it->second;
-    if (o.seen == 0 && o.held.empty()) {
-        o.seen = m->id;
-        return publish_local(std::move(m));
+    if (!o.based) {
+        // Waiting for the channel: held, for a while at most.
+        if (o.held.empty()) {
+            auto t = std::make_shared<net::steady_timer>(*main_, std::chrono::seconds(2));
+            t->async_wait([this, t, name = m->topic](error_code ec) {
+                auto it = order_.find(name);
+                if (ec || stopping_ || it == order_.end() || it->second.based || it->second.held.empty()) return;
+                set_base(name, it->second, it->second.held.begin()->first - 1);
+            });
+        }
+        o.held.emplace(m->id, std::move(m));
+        return;
     }
     if (m->id <= o.seen || o.held.count(m->id)) return;  // had it already
+    const auto topic = m->topic;
     o.held.emplace(m->id, std::move(m));
-    const auto topic = o.held.begin()->second->topic;
     flush_order(topic, o);
     if (!o.held.empty()) fill_gap(topic);
 }

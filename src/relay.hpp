@@ -255,7 +255,8 @@ private:
     void redis_command(std::vector<std::string> args, std::size_t key_arg, redis_connection::reply_handler done = {});
     // Redis Cluster (main context only)
     struct topic_order {
-        std::uint64_t seen = 0;  // the last id delivered here (0: none yet)
+        bool based = false;      // seen is known (the channel was subscribed and the id asked)
+        std::uint64_t seen = 0;  // the last id delivered here
         std::map<std::uint64_t, std::shared_ptr<relay_message>> held;  // arrived ahead of missing ones
         bool filling = false, refill = false;
         int tries = 0;  // history reads that did not fill the gap
@@ -264,6 +265,7 @@ private:
     void channel_ready(const std::string& channel);
     void cluster_deliver(std::shared_ptr<relay_message> m);
     void flush_order(const std::string& topic, topic_order& o);
+    void set_base(const std::string& name, topic_order& o, std::uint64_t base);
     void fill_gap(const std::string& name);
     void cluster_presence(const std::string& name, std::function<void(std::vector<std::string>)> done,
                           std::function<std::vector<std::string>()> local,
