@@ -370,12 +370,11 @@ std::size_t redis_cluster::node_count() const {
 // Commands ---------------------------------------------------------------------------------
 
 void redis_cluster::command(std::vector<std::string> args, std::size_t key, reply_handler done) {
-    static std::uint64_t next_seq = 0;
     auto o = std::make_shared<op>();
     o->slot = key < args.size() ? redis_key_slot(args[key]) : 0;
     o->args = std::move(args);
     o->done = std::move(done);
-    o->seq = ++next_seq;
+    o->seq = ++next_seq_;
     if (stopped_) return finish(o, std::nullopt);
     // While a command of this slot waits for a retry, the later ones wait behind it: the
     // commands of a slot run in the order they were given.

@@ -115,6 +115,7 @@ private:
         bool timer = false;        // the next try is scheduled
     };
     std::map<std::uint16_t, held> serial_;  // slot → commands held while one of them is retried
+    std::uint64_t next_seq_ = 0;  // commands given, in order
     std::map<std::string, int> quick_moves_;  // shard channel → times placed again since confirmed
     std::shared_ptr<redis_connection> probe_;
     std::size_t probe_seed_ = 0;

@@ -179,6 +179,29 @@ class RelayRedisClusterTest(RelayCase):
         for m in total:
             self.assertEqual(m["wsx_relay_redis_missed_total"], 0)
 
+    def test_one_connection_per_user_across_relays(self):
+        cluster = self.start_cluster()
+        secret = "k3y"
+
+        def token(sub):
+            return wsxtest.jwt_hs256(secret, {"exp": int(time.time()) + 600, "sub": sub})
+
+        urls = []
+        for seed in (0, 2):
+            _, url = self.start_relay("--redis", cluster.url(seed), "--metrics", "--jwt-secret", secret,
+                                      "--one-connection-per-user")
+            urls.append(url)
+        for url in urls:
+            wait_until(lambda url=url: self.metrics(url).get("wsx_relay_redis_up") == 1, 15, "redis cluster connected")
+        # The claims travel on one shard channel, on the master of its slot.
+        ctl = f"{PREFIX}:ctl:{{all}}"
+        owner = cluster.owner(cluster.keyslot(ctl))
+        wait_until(lambda: redis_command(owner, "PUBSUB", "SHARDNUMSUB", ctl)[1] == 2, 10, "both relays on the control channel")
+        first = self.json_client(urls[0], f"/?token={token('alice')}")
+        self.json_client(urls[1], f"/?token={token('alice')}")
+        self.assertEqual(first.ws.expect_close(5), (4001, "replaced"))
+        self.assertEqual(self.metrics(urls[0])["wsx_relay_replaced_total"], 1)
+
 
 class RelayClusterUrlTest(RelayCase):
     def test_a_bad_cluster_url_is_a_usage_error_in_one_line(self):
