@@ -78,7 +78,8 @@ runner setup_relay(CLI::App& app) {
                  "With --redis: messages between relays go through a Redis Stream that each relay reads on from the last "
                  "entry it saw, so a relay that loses Redis for a while delivers, once back, everything published "
                  "meanwhile, in order and once; its own publishes wait in an outbox (--durable-buffer) until Redis takes "
-                 "them. Every relay sharing the Redis and --redis-prefix needs it")
+                 "them. Every relay sharing the Redis and --redis-prefix needs it. Needs a redis:// or redis+sentinel:// "
+                 "URL (not a Redis Cluster)")
         ->group(r);
     app.add_option("--durable-maxlen", a->durable_maxlen,
                    "With --durable: stream entries Redis keeps (about; default 100000). A relay further behind than that "
@@ -122,6 +123,7 @@ runner setup_relay(CLI::App& app) {
         "  wsx relay 8080 --history 100                # ws://.../chat?history replays the last 100\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379   # one hub across every relay on that Redis\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379 --durable   # a Redis outage delays messages, loses none\n"
+        "  wsx relay 8080 --redis redis+cluster://10.0.0.5:6379,10.0.0.6:6379   # Redis Cluster: a channel per topic\n"
         "  wsx relay 8080 --jwt-secret k --acl-claim topics\n"
         "  wsx relay unix:/run/wsx/relay.sock          # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
         "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"
