@@ -338,11 +338,21 @@ void redis_cluster::apply(const std::vector<redis_slot_range>& ranges) {
 void redis_cluster::check_up() {
     bool all = known_ && !masters_.empty();
     std::vector<std::string> up;
+    std::string why;  // the first master not reached, and why
     for (const auto& m : masters_) {
         auto it = nodes_.find(m);
-        if (it != nodes_.end() && it->second.cmd && it->second.cmd->connected()) up.push_back(m);
-        else all = false;
+        if (it != nodes_.end() && it->second.cmd && it->second.cmd->connected()) {
+            up.push_back(m);
+            continue;
+        }
+        all = false;
+        if (why.empty())
+            why = fmt::format("master {} unreachable{}", m,
+                              it != nodes_.end() && it->second.cmd && !it->second.cmd->last_error().empty()
+                                  ? " (" + it->second.cmd->last_error() + ")"
+                                  : std::string());
     }
+    if (!why.empty()) last_error_ = why;
     {
         std::lock_guard lock(nodes_mutex_);
         up_nodes_ = std::move(up);
@@ -353,7 +363,7 @@ void redis_cluster::check_up() {
     if (all) {
         if (on_up) on_up();
     } else if (on_down) {
-        on_down(last_error_.empty() ? std::string("a master is unreachable") : last_error_);
+        on_down(last_error_.empty() ? std::string("the layout is not known") : last_error_);
     }
 }
 

@@ -110,6 +110,25 @@ class RelayRedisClusterTest(RelayCase):
             self.assertEqual(m["wsx_relay_redis_cluster_nodes"], 3)
             self.assertEqual(sum(1 for k in m if k.startswith("wsx_relay_redis_node{")), 3)
             self.assertEqual(m["wsx_relay_redis_missed_total"], 0)
+        # Braces and % in a topic are escaped in its hash tag: its keys and channel share a slot,
+        # and it stays apart from the topic its escaped form would otherwise be.
+        odd, lookalike = "we{ird}%", "we%7Bird%7D%25"
+        for s in subs:
+            s.subscribe(odd)
+            s.subscribe(lookalike)
+        tag = "{we%7Bird%7D%25}"
+        odd_owner = cluster.owner(cluster.keyslot(f"{PREFIX}:msg:{tag}"))
+        wait_until(lambda: redis_command(odd_owner, "PUBSUB", "SHARDNUMSUB", f"{PREFIX}:msg:{tag}")[1] == 2, 10,
+                   "both relays on the odd topic's channel")
+        pubs[0].send({"op": "publish", "topic": odd, "data": "odd"})
+        for s in subs:
+            self.assertEqual([m["data"] for m in s.messages(odd, 1)], ["odd"])
+        self.assertEqual(redis_command(odd_owner, "LRANGE", f"{PREFIX}:hist:{tag}", "0", "-1")[0].split(b"\n")[3],
+                         odd.encode())
+        pubs[1].send({"op": "publish", "topic": lookalike, "data": "lookalike"})
+        for s in subs:
+            self.assertEqual([m["data"] for m in s.messages(lookalike, 1)], ["lookalike"])
+            self.assertFalse([m for m in s.pending if m.get("topic") == odd and m.get("type") == "message"])
         # The last subscriber of a topic leaving a relay: that relay leaves its shard channel.
         subs[0].send({"op": "unsubscribe", "topic": names[0]})
         port0 = [p for p, t in topics.items() if t == names[0]][0]
