@@ -395,16 +395,26 @@ class RedisCluster:
         self.directory = directory
         self.nodes = [RedisServer() for _ in range(masters)]
 
+    def clustered(self, n):
+        """`n` (a RedisServer) started with cluster mode, its cluster config file in the directory."""
+        base = n.args
+
+        def args():
+            return base() + ["--cluster-enabled", "yes", "--cluster-config-file",
+                             f"{self.directory}/nodes-{n.port}.conf", "--cluster-node-timeout", "5000",
+                             "--dir", self.directory]
+        n.args = args
+        return n
+
+    def restart(self, i):
+        """Kills node `i` and starts it again on its port with its cluster config (its data is
+        gone: no persistence)."""
+        self.nodes[i].kill()
+        self.nodes[i] = self.clustered(self.nodes[i].again()).start()
+
     def start(self):
         for n in self.nodes:
-            base = n.args
-
-            def args(base=base, n=n):
-                return base() + ["--cluster-enabled", "yes", "--cluster-config-file",
-                                 f"{self.directory}/nodes-{n.port}.conf", "--cluster-node-timeout", "5000",
-                                 "--dir", self.directory]
-            n.args = args
-            n.start()
+            self.clustered(n).start()
         out = subprocess.run([REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
                               "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
         if out.returncode != 0:

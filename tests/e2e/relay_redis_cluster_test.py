@@ -3,15 +3,15 @@ processes started here on loopback ports, joined with redis-cli --cluster create
 goes through its own shard channel on the master of its slot (SPUBLISH/SSUBSCRIBE, never classic
 PUBLISH); two relays seeded with different nodes deliver every message once and in order; a slot
 moved to another master during traffic loses and duplicates nothing when --history covers the
-gap, and the relays say so in their log and metrics. Bad cluster URLs and --durable with one are
-usage errors."""
+gap, and the relays say so in their log and metrics; a master restarted is reconnected to and its
+topics flow again. Bad cluster URLs and --durable with one are usage errors."""
 import os
 import threading
 import time
 import unittest
 
 import wsxtest
-from relay_helpers import (REDIS_CLI, REDIS_SERVER, RedisCluster, RelayCase, link_relays, redis_command,
+from relay_helpers import (REDIS_CLI, REDIS_SERVER, RedisCluster, RelayCase, link_relays, redis_cli, redis_command,
                            wait_until)
 
 HAVE_REDIS = os.access(REDIS_SERVER, os.X_OK) and os.access(REDIS_CLI, os.X_OK)
@@ -197,6 +197,37 @@ class RelayRedisClusterTest(RelayCase):
         self.assertGreater(redirections, 0)
         for m in total:
             self.assertEqual(m["wsx_relay_redis_missed_total"], 0)
+
+    def test_a_master_restarted_is_reconnected_and_its_topics_flow_again(self):
+        cluster = self.start_cluster()
+        procs, (u1, u2) = self.start_relays(cluster, "--history", "100")
+        port = cluster.ports[1]
+        topic = self.topics_on_each_master(cluster)[port]
+        subs = [self.json_client(u, f"/?id=sub{k}") for k, u in enumerate((u1, u2))]
+        for s in subs:
+            s.subscribe(topic)
+        wait_until(lambda: self.shard_subscribers(port, topic) == 2, 10, "both relays on the shard channel")
+        pub = self.json_client(u1, "/?id=pub")
+        pub.send({"op": "publish", "topic": topic, "data": "before"})
+        before = [s.messages(topic, 1)[0] for s in subs]
+        self.assertEqual([m["data"] for m in before], ["before", "before"])
+        cluster.restart(1)
+        for p in procs:
+            p.wait_for(rf"relay: redis connection lost \(master 127\.0\.0\.1:{port} unreachable", 15)
+        for n in cluster.ports:
+            wait_until(lambda n=n: "cluster_state:ok" in " ".join(redis_cli(n, "CLUSTER", "INFO")), 30,
+                       f"cluster_state:ok on {n}")
+        for u in (u1, u2):
+            wait_until(lambda u=u: self.metrics(u).get("wsx_relay_redis_up") == 1, 15, "redis cluster connected again")
+        for p in procs:
+            p.wait_for(r"relay: redis reconnected after \d+\.\d+s", 15)
+        # The restarted master has the relays' subscriptions again, and ids go on from the last.
+        wait_until(lambda: self.shard_subscribers(port, topic) == 2, 15, "both relays back on the shard channel")
+        pub.send({"op": "publish", "topic": topic, "data": "after"})
+        for s, b in zip(subs, before):
+            m = s.messages(topic, 1)[0]
+            self.assertEqual(m["data"], "after")
+            self.assertEqual(m["id"], b["id"] + 1)
 
     def test_one_connection_per_user_across_relays(self):
         cluster = self.start_cluster()
