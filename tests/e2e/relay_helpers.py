@@ -391,20 +391,40 @@ class RedisCluster:
     their files in `directory`, joined by `redis-cli --cluster create` without replicas; start()
     waits (bounded) until every node says cluster_state:ok."""
 
-    def __init__(self, directory, masters=3):
+    def __init__(self, directory, masters=3, tls=None, password=None):
         self.directory = directory
-        self.nodes = [RedisServer() for _ in range(masters)]
+        self.tls = tls
+        self.password = password
+        self.nodes = [RedisServer(tls=tls, password=password) for _ in range(masters)]
 
     def clustered(self, n):
         """`n` (a RedisServer) started with cluster mode, its cluster config file in the directory."""
         base = n.args
 
         def args():
+            extra = ["--tls-cluster", "yes"] if self.tls else []
+            if self.password:
+                extra += ["--masterauth", self.password]
             return base() + ["--cluster-enabled", "yes", "--cluster-config-file",
                              f"{self.directory}/nodes-{n.port}.conf", "--cluster-node-timeout", "5000",
-                             "--dir", self.directory]
+                             "--dir", self.directory, *extra]
         n.args = args
         return n
+
+    def cli(self, *args, timeout=60):
+        """redis-cli with the cluster's TLS and password; its CompletedProcess (text), or None on
+        a timeout."""
+        import os
+        opts = ["--tls", "--cacert", self.tls["ca"]] if self.tls else []
+        env = dict(os.environ, REDISCLI_AUTH=self.password) if self.password else None
+        try:
+            return subprocess.run([REDIS_CLI, *opts, *args], capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def info(self, port):
+        r = self.cli("-h", "127.0.0.1", "-p", str(port), "CLUSTER", "INFO", timeout=5)
+        return r.stdout if r else ""
 
     def restart(self, i):
         """Kills node `i` and starts it again on its port with its cluster config (its data is
@@ -415,16 +435,14 @@ class RedisCluster:
     def start(self):
         for n in self.nodes:
             self.clustered(n).start()
-        out = subprocess.run([REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
-                              "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise AssertionError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
+        out = self.cli("--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes], "--cluster-replicas", "0",
+                       "--cluster-yes")
+        if not out or out.returncode != 0:
+            raise AssertionError(f"redis-cli --cluster create failed: {out and out.stdout + out.stderr}")
+        # Every node says the cluster is whole, and knows every other one.
         for n in self.nodes:
-            wait_until(lambda n=n: "cluster_state:ok" in redis_cli(n.port, "CLUSTER", "INFO"), 30,
-                       f"cluster_state:ok on {n.port}")
-        # Every node knows every other one's slots.
-        wait_until(lambda: all(len(self.slots(n.port)) == len(self.nodes) for n in self.nodes), 30,
-                   "every node to know the whole layout")
+            wait_until(lambda n=n: "cluster_state:ok" in self.info(n.port) and
+                       f"cluster_known_nodes:{len(self.nodes)}" in self.info(n.port), 30, f"cluster_state:ok on {n.port}")
         return self
 
     def kill(self):
@@ -436,9 +454,10 @@ class RedisCluster:
         return [n.port for n in self.nodes]
 
     def url(self, *indexes):
-        """redis+cluster:// with the nodes at `indexes` (all when none) as seeds."""
+        """redis+cluster:// (rediss+cluster:// with TLS) with the nodes at `indexes` (all when
+        none) as seeds."""
         seeds = [self.nodes[i] for i in indexes] if indexes else self.nodes
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in seeds)
+        return f"{'rediss' if self.tls else 'redis'}+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in seeds)
 
     def slots(self, port):
         """{(first, last): master port} as node `port` sees the layout."""

@@ -11,6 +11,7 @@ import time
 import unittest
 
 import wsxtest
+from wsxtest import certs
 from relay_helpers import (REDIS_CLI, REDIS_SERVER, RedisCluster, RelayCase, link_relays, redis_cli, redis_command,
                            wait_until)
 
@@ -251,6 +252,44 @@ class RelayRedisClusterTest(RelayCase):
         self.json_client(urls[1], f"/?token={token('alice')}")
         self.assertEqual(first.ws.expect_close(5), (4001, "replaced"))
         self.assertEqual(self.metrics(urls[0])["wsx_relay_replaced_total"], 1)
+
+    def test_tls_and_a_password(self):
+        c = certs()
+        tls = {"cert": c["server"], "key": c["server_key"], "ca": c["ca"]}
+        cluster = RedisCluster(self.tmp, tls=tls, password="s3cret").start()
+        self.addCleanup(cluster.kill)
+        self.assertTrue(cluster.url().startswith("rediss+cluster://"))
+        urls = []
+        for seed in (0, 2):
+            p, url = self.start_relay("--redis", cluster.url(seed).replace("://", "://:s3cret@"), "--redis-cacert", c["ca"],
+                                      "--metrics")
+            p.wait_for(r"relay: redis cluster connected \(3 masters, tls, instance [0-9a-f]+\)", 15)
+            urls.append(url)
+        link_relays(self, urls)
+        sub = self.json_client(urls[1])
+        sub.subscribe("secure")
+        pub = self.json_client(urls[0])
+        wait_until(lambda: self.metrics(urls[1]).get("wsx_relay_redis_up") == 1, 10, "connected")
+        # Once the subscriber's relay holds the channel (its first message arrives), the rest follows in order.
+        wait_until(lambda: self._probe(pub, sub, "secure"), 10, "the channel to carry messages")
+        # Late probes arrive before a marker published after them: then nothing else is pending.
+        pub.send({"op": "publish", "topic": "secure", "data": "ready"})
+        sub.next(lambda m: m.get("type") == "message" and m.get("data") == "ready")
+        sub.pending.clear()
+        for i in range(20):
+            pub.send({"op": "publish", "topic": "secure", "data": f"m{i}"})
+        self.check_delivery(sub.messages("secure", 20), [f"m{i}" for i in range(20)])
+        # Without the password the relay says why it cannot use the cluster.
+        p, _ = self.start_relay("--redis", cluster.url(1), "--redis-cacert", c["ca"])
+        p.wait_for(r"relay: redis cluster .* unreachable \(.*(NOAUTH|authentication required)", 15)
+
+    def _probe(self, pub, sub, topic):
+        pub.send({"op": "publish", "topic": topic, "data": "probe"})
+        try:
+            sub.next(lambda m: m.get("type") == "message" and m.get("data") == "probe", timeout=0.3)
+            return True
+        except (AssertionError, TimeoutError):
+            return False
 
 
 class RelayClusterUrlTest(RelayCase):
