@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <deque>
 
 #include <fmt/format.h>
 
@@ -406,14 +405,14 @@ void redis_cluster::dispatch(const op_ptr& o) {
     auto& n = ensure(addr);
     if (!n.cmd->connected()) return retry_later(o);
     if (o->ask) n.cmd->command({"ASKING"});
-    n.cmd->command(o->args, [w = weak_from_this(), o, addr](std::optional<redis_value> v) {
+    n.cmd->command(o->args, [w = weak_from_this(), o](std::optional<redis_value> v) {
         auto self = w.lock();
         if (!self) return;
-        self->answered(o, addr, std::move(v));
+        self->answered(o, std::move(v));
     });
 }
 
-void redis_cluster::answered(const op_ptr& o, const std::string& addr, std::optional<redis_value> v) {
+void redis_cluster::answered(const op_ptr& o, std::optional<redis_value> v) {
     if (stopped_) return finish(o, std::nullopt);
     if (!v) {
         // The node's connection was lost: its slots may have a new master.
@@ -447,7 +446,6 @@ void redis_cluster::answered(const op_ptr& o, const std::string& addr, std::opti
             return retry_later(o);
         }
     }
-    (void)addr;
     finish(o, std::move(v));
 }
 

@@ -89,7 +89,7 @@ private:
     void apply(const std::vector<redis_slot_range>& ranges);
     node& ensure(const std::string& addr);
     void dispatch(const op_ptr& o);
-    void answered(const op_ptr& o, const std::string& addr, std::optional<redis_value> v);
+    void answered(const op_ptr& o, std::optional<redis_value> v);
     void retry_later(const op_ptr& o);
     void arm_serial(std::uint16_t slot, std::chrono::milliseconds delay);
     void finish(const op_ptr& o, std::optional<redis_value> v);

@@ -1156,7 +1156,7 @@ void relay_hub::set_base(const std::string& name, topic_order& o, std::uint64_t 
     }
     o.based = true;
     o.seen = base;
-    flush_order(name, o);
+    flush_order(o);
     if (!o.held.empty()) fill_gap(name);
 }
 
@@ -1183,12 +1183,11 @@ void relay_hub::cluster_deliver(std::shared_ptr<relay_message> m) {
     if (m->id <= o.seen || o.held.count(m->id)) return;  // had it already
     const auto topic = m->topic;
     o.held.emplace(m->id, std::move(m));
-    flush_order(topic, o);
+    flush_order(o);
     if (!o.held.empty()) fill_gap(topic);
 }
 
-void relay_hub::flush_order(const std::string& topic, topic_order& o) {
-    (void)topic;
+void relay_hub::flush_order(topic_order& o) {
     while (!o.held.empty() && o.held.begin()->first <= o.seen + 1) {
         auto m = std::move(o.held.begin()->second);
         o.held.erase(o.held.begin());
@@ -1222,7 +1221,7 @@ void relay_hub::fill_gap(const std::string& name) {
                 o.held.emplace(id, std::make_shared<relay_message>(std::move(*m)));
             }
         const auto before = o.seen;
-        flush_order(name, o);
+        flush_order(o);
         if (o.seen > before && o.held.empty() && !o.refill)
             log(fmt::format("relay: topic {}: ids {}..{} read from the history (not received on its channel)",
                             nlohmann::json(name).dump(-1, ' ', false, json::error_handler_t::replace), before + 1, o.seen));
@@ -1237,7 +1236,7 @@ void relay_hub::fill_gap(const std::string& name) {
                                 nlohmann::json(name).dump(-1, ' ', false, json::error_handler_t::replace), missed, o.seen + 1,
                                 first - 1));
                 o.seen = first - 1;
-                flush_order(name, o);
+                flush_order(o);
             } else {
                 o.refill = true;
             }

@@ -264,7 +264,7 @@ private:
     void sync_channel(const std::string& name);
     void channel_ready(const std::string& channel);
     void cluster_deliver(std::shared_ptr<relay_message> m);
-    void flush_order(const std::string& topic, topic_order& o);
+    void flush_order(topic_order& o);
     void set_base(const std::string& name, topic_order& o, std::uint64_t base);
     void fill_gap(const std::string& name);
     void cluster_presence(const std::string& name, std::function<void(std::vector<std::string>)> done,
