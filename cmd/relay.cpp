@@ -65,7 +65,8 @@ runner setup_relay(CLI::App& app) {
                    "redis://[user:pass@]host:port[/db], or rediss://... for TLS; or "
                    "redis+sentinel://host:port[,host:port...]/MASTER (user:pass@ and /db as above; rediss+sentinel:// "
                    "for TLS) to find the master through Redis Sentinel and follow its failovers (sentinels are asked "
-                   "without AUTH)")
+                   "without AUTH); or redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS) for a Redis "
+                   "Cluster: each topic on its own shard channel (SPUBLISH/SSUBSCRIBE), slot moves followed")
         ->group(r)->type_name("URL");
     app.add_option("--redis-prefix", a->redis_prefix, "Prefix of the keys and channels the relay uses in Redis")
         ->group(r)->type_name("PREFIX")->capture_default_str();
@@ -77,7 +78,8 @@ runner setup_relay(CLI::App& app) {
                  "With --redis: messages between relays go through a Redis Stream that each relay reads on from the last "
                  "entry it saw, so a relay that loses Redis for a while delivers, once back, everything published "
                  "meanwhile, in order and once; its own publishes wait in an outbox (--durable-buffer) until Redis takes "
-                 "them. Every relay sharing the Redis and --redis-prefix needs it")
+                 "them. Every relay sharing the Redis and --redis-prefix needs it. Needs a redis:// or redis+sentinel:// "
+                 "URL (not a Redis Cluster)")
         ->group(r);
     app.add_option("--durable-maxlen", a->durable_maxlen,
                    "With --durable: stream entries Redis keeps (about; default 100000). A relay further behind than that "
@@ -121,6 +123,7 @@ runner setup_relay(CLI::App& app) {
         "  wsx relay 8080 --history 100                # ws://.../chat?history replays the last 100\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379   # one hub across every relay on that Redis\n"
         "  wsx relay 8080 --redis redis://127.0.0.1:6379 --durable   # a Redis outage delays messages, loses none\n"
+        "  wsx relay 8080 --redis redis+cluster://10.0.0.5:6379,10.0.0.6:6379   # Redis Cluster: a channel per topic\n"
         "  wsx relay 8080 --jwt-secret k --acl-claim topics\n"
         "  wsx relay unix:/run/wsx/relay.sock          # clients of ws+unix:///run/wsx/relay.sock:/chat\n"
         "\nA client of ws://HOST:PORT/TOPIC publishes every message it sends to TOPIC and receives\n"
@@ -194,6 +197,12 @@ runner setup_relay(CLI::App& app) {
             p.add("--durable-buffer must be more than 0 bytes");
         if (a->durable && a->redis.empty())
             p.add("--durable needs --redis URL: the stream it reads lives in Redis (add --redis, or drop --durable)");
+        if (a->durable && ro.redis && ro.redis->cluster())
+            p.add("--durable needs a redis:// or redis+sentinel:// URL: it is not available with a Redis Cluster (drop "
+                  "--durable, or point --redis at one Redis)");
+        if (ro.redis && ro.redis->cluster() && ro.redis_prefix.find_first_of("{}") != std::string::npos)
+            p.add(fmt::format("--redis-prefix '{}': no '{{' or '}}' with a redis+cluster:// URL (they would decide which "
+                              "slot a key is in)", ro.redis_prefix));
         if (!a->durable && (!a->durable_maxlen.empty() || durable_buffer->count() > 0))
             p.add("--durable-maxlen and --durable-buffer go with --durable");
 

@@ -25,7 +25,7 @@ std::string format_node(const std::string& host, std::uint16_t port) { return fm
 
 std::string format_sentinels(const redis_url& url) {
     std::string out;
-    for (const auto& s : url.sentinels) {
+    for (const auto& s : url.cluster() ? url.cluster_nodes : url.sentinels) {
         if (!out.empty()) out += ',';
         out += s.host.find(':') != std::string::npos ? fmt::format("[{}]:{}", s.host, s.port) : format_node(s.host, s.port);
     }
@@ -34,6 +34,7 @@ std::string format_sentinels(const redis_url& url) {
 
 namespace {
 constexpr const char* sentinel_form = "redis+sentinel://[user:pass@]host:port[,host:port...]/MASTERNAME[/db]";
+constexpr const char* cluster_form = "redis+cluster://[user:pass@]host:port[,host:port...]";
 
 int hex_digit(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -81,13 +82,15 @@ bool parse_db(std::string_view db, int& out, std::string& error) {
     return true;
 }
 
-// redis+sentinel://[user:pass@]host:port[,host:port...]/MASTERNAME[/db]: not a URL a generic
-// parser takes (a list of hosts), so read here.
-std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, std::string& error) {
+// redis+sentinel://[user:pass@]host:port[,host:port...]/MASTERNAME[/db] and
+// redis+cluster://[user:pass@]host:port[,host:port...][/]: not URLs a generic parser takes (a
+// list of hosts), so read here.
+std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, bool cluster, std::string& error) {
     const auto fail = [&](std::string what) {
-        error = fmt::format("{} (use {})", what, sentinel_form);
+        error = fmt::format("{} (use {})", what, cluster ? cluster_form : sentinel_form);
         return std::nullopt;
     };
+    const std::string_view what = cluster ? "cluster node" : "sentinel";
     redis_url r;
     r.tls = tls;
     const auto slash = text.find('/');
@@ -108,19 +111,19 @@ std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, std
             r.name_only = true;
         }
     }
-    if (authority.empty()) return fail("no sentinel given: the host list is empty");
+    if (authority.empty()) return fail(fmt::format("no {} given: the host list is empty", what));
     for (std::size_t from = 0;;) {
         const auto comma = authority.find(',', from);
         std::string_view item = authority.substr(from, comma == std::string_view::npos ? comma : comma - from);
-        redis_node n{.host = "", .port = 26379};
+        redis_node n{.host = "", .port = static_cast<std::uint16_t>(cluster ? 6379 : 26379)};
         std::string_view host = item, port;
         if (!item.empty() && item.front() == '[') {
             const auto close = item.find(']');
-            if (close == std::string_view::npos) return fail(fmt::format("bad sentinel address '{}'", escape_one_line(item)));
+            if (close == std::string_view::npos) return fail(fmt::format("bad {} address '{}'", what, escape_one_line(item)));
             host = item.substr(1, close - 1);
             const auto rest = item.substr(close + 1);
             if (!rest.empty()) {
-                if (rest.front() != ':') return fail(fmt::format("bad sentinel address '{}'", escape_one_line(item)));
+                if (rest.front() != ':') return fail(fmt::format("bad {} address '{}'", what, escape_one_line(item)));
                 port = rest.substr(1);
                 if (port.empty()) return fail(fmt::format("bad port '' in '{}'", escape_one_line(item)));
             }
@@ -130,8 +133,8 @@ std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, std
             if (port.empty()) return fail(fmt::format("bad port '' in '{}'", escape_one_line(item)));
         }
         if (host.empty())
-            return fail(item.empty() ? std::string("empty entry in the sentinel list")
-                                     : fmt::format("no host in sentinel address '{}'", escape_one_line(item)));
+            return fail(item.empty() ? fmt::format("empty entry in the {} list", what)
+                                     : fmt::format("no host in {} address '{}'", what, escape_one_line(item)));
         // A name or an IPv4 address; an IPv6 address (with its zone) in brackets.
         const bool bracketed = host.data() != item.data();
         const auto allowed = [&](char c) {
@@ -139,15 +142,28 @@ std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, std
                    (bracketed && (c == ':' || c == '%'));
         };
         if (!std::all_of(host.begin(), host.end(), allowed))
-            return fail(fmt::format("bad sentinel host '{}'", escape_one_line(host)));
+            return fail(fmt::format("bad {} host '{}'", what, escape_one_line(host)));
         if (!port.empty() && !parse_port(port, n.port, error)) return fail(error);
         n.host = std::string(host);
         r.sentinels.push_back(std::move(n));
         if (comma == std::string_view::npos) break;
         from = comma + 1;
     }
-    if (r.sentinels.size() > 64) return fail("more than 64 sentinels");
+    if (r.sentinels.size() > 64) return fail(fmt::format("more than 64 {}s", what));
     if (path.find_first_of("?#") != std::string_view::npos) return fail("no query or fragment goes in the URL");
+    if (cluster) {
+        // A cluster has database 0 only.
+        if (!path.empty() && path != "0") {
+            int db = 0;
+            if (!parse_db(path, db, error)) return fail(error);
+            return fail(fmt::format("database {} asked for: a Redis Cluster has database 0 only (leave /{} out)", db, db));
+        }
+        r.cluster_nodes = std::move(r.sentinels);
+        r.sentinels.clear();
+        r.host = r.cluster_nodes.front().host;
+        r.port = r.cluster_nodes.front().port;
+        return r;
+    }
     const auto name_end = path.find('/');
     auto name = percent_decoded(path.substr(0, name_end));
     if (!name) return fail("bad %-escape in the master name");
@@ -166,12 +182,13 @@ std::optional<redis_url> parse_sentinel_url(std::string_view text, bool tls, std
 }  // namespace
 
 std::optional<redis_url> parse_redis_url(const std::string& text, std::string& error) {
-    constexpr const char* form = "redis://[user:pass@]host:port[/db], rediss:// for TLS, or redis+sentinel://...";
-    for (const std::string_view scheme : {"redis+sentinel://", "rediss+sentinel://"}) {
+    constexpr const char* form = "redis://[user:pass@]host:port[/db], rediss:// for TLS, redis+sentinel://... or redis+cluster://...";
+    for (const std::string_view scheme : {"redis+sentinel://", "rediss+sentinel://", "redis+cluster://", "rediss+cluster://"}) {
         if (text.size() >= scheme.size() && std::equal(scheme.begin(), scheme.end(), text.begin(), [](char a, char b) {
                 return a == (b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : b);
             }))
-            return parse_sentinel_url(std::string_view(text).substr(scheme.size()), scheme[5] == 's', error);
+            return parse_sentinel_url(std::string_view(text).substr(scheme.size()), scheme[5] == 's',
+                                      scheme.find("cluster") != std::string_view::npos, error);
     }
     std::string respelt;
     auto u = parse_url_reference(text, respelt);
@@ -184,7 +201,7 @@ std::optional<redis_url> parse_redis_url(const std::string& text, std::string& e
         return std::nullopt;
     }
     if (u->scheme() != "redis" && u->scheme() != "rediss") {
-        error = fmt::format("only redis://, rediss:// and redis+sentinel:// URLs are supported (use {})", form);
+        error = fmt::format("only redis://, rediss://, redis+sentinel:// and redis+cluster:// URLs are supported (use {})", form);
         return std::nullopt;
     }
     redis_url r;
@@ -318,10 +335,16 @@ redis_value convert(const redisReply* r) {
     return v;
 }
 
-// A pub/sub delivery: ["message", channel, payload].
+// A pub/sub delivery: ["message", channel, payload], or ["smessage", ...] from a shard channel.
 bool is_message(const redis_value& v) {
     return v.type == redis_value::kind::array && v.elements.size() >= 3 &&
-           v.elements[0].type == redis_value::kind::string && v.elements[0].str == "message";
+           v.elements[0].type == redis_value::kind::string && (v.elements[0].str == "message" || v.elements[0].str == "smessage");
+}
+
+// ["KIND", channel, count]: a (un)subscription's confirmation or a server's notice.
+bool is_push(const redis_value& v, std::string_view kind) {
+    return v.type == redis_value::kind::array && v.elements.size() >= 2 && v.elements[0].type == redis_value::kind::string &&
+           v.elements[0].str == kind;
 }
 }  // namespace
 
@@ -517,7 +540,9 @@ struct redis_connection::link {
     // A command waiting for its reply. A SUBSCRIBE is answered by one confirmation per channel.
     struct pending {
         reply_handler done;
-        std::size_t confirmations = 0;  // > 0: a SUBSCRIBE
+        std::size_t confirmations = 0;  // > 0: a SUBSCRIBE, SSUBSCRIBE or SUNSUBSCRIBE
+        enum class sub { none, ssubscribe, sunsubscribe } shard = sub::none;
+        std::string channel;  // of an SSUBSCRIBE or SUNSUBSCRIBE
     };
 
     tcp::resolver resolver;
@@ -598,6 +623,8 @@ void redis_connection::stop() {
     watchdog_.reset();
     watch_timer_.reset();
     on_message = nullptr;
+    on_ssubscribed = nullptr;
+    on_sunsubscribed = nullptr;
     on_up = nullptr;
     on_down = nullptr;
     on_failover = nullptr;
@@ -803,6 +830,8 @@ void redis_connection::session_ready(const link_ptr& l) {
         args.insert(args.end(), channels_.begin(), channels_.end());
         send(l, redis_encode(args), {}, channels_.size());
     }
+    // One SSUBSCRIBE per shard channel: channels of different slots cannot share one.
+    for (const auto& c : schannels_) send_shard(l, "SSUBSCRIBE", c);
     if (url_.sentinel()) {
         watch_master();
         if (!before.empty() && before != now) {
@@ -891,7 +920,7 @@ std::string redis_connection::describe_io_error(const link_ptr& l, const error_c
 
 void redis_connection::send(const link_ptr& l, std::string bytes, reply_handler done, std::size_t subscribes) {
     if (l->queue.empty()) progress_ = std::chrono::steady_clock::now();
-    l->queue.push_back({std::move(done), subscribes});
+    l->queue.push_back({.done = std::move(done), .confirmations = subscribes, .shard = link::pending::sub::none, .channel = {}});
     l->out += bytes;
     if (l->writing) return;
     // Commands issued in the same turn of the event loop leave in one write.
@@ -943,8 +972,39 @@ void redis_connection::on_reply(const link_ptr& l, redis_value v) {
         if (on_message) on_message(v.elements[1].str, std::move(v.elements[2].str));
         return;
     }
+    using shard = link::pending::sub;
+    if (l->subscribed && is_push(v, "sunsubscribe")) {
+        const auto& channel = v.elements[1].str;
+        if (l->queue.empty() || l->queue.front().shard != shard::sunsubscribe || l->queue.front().channel != channel) {
+            // Not asked for: the channel's slot left this node.
+            const auto it = std::find(schannels_.begin(), schannels_.end(), channel);
+            if (it != schannels_.end()) {
+                schannels_.erase(it);
+                if (on_sunsubscribed) on_sunsubscribed(channel, {});
+            }
+            return;
+        }
+    }
     if (l->queue.empty()) return;  // nothing asked for it
     auto& front = l->queue.front();
+    if (front.shard != shard::none) {
+        auto p = std::move(front);
+        l->queue.pop_front();
+        if (v.is_error()) {
+            last_error_ = (p.shard == shard::ssubscribe ? "SSUBSCRIBE: " : "SUNSUBSCRIBE: ") + v.str;
+            const auto it = std::find(schannels_.begin(), schannels_.end(), p.channel);
+            if (p.shard == shard::ssubscribe && it != schannels_.end()) {
+                schannels_.erase(it);
+                if (on_sunsubscribed) on_sunsubscribed(p.channel, v.str);
+            }
+            return;
+        }
+        l->subscribed = true;
+        if (p.shard == shard::ssubscribe && on_ssubscribed &&
+            std::find(schannels_.begin(), schannels_.end(), p.channel) != schannels_.end())
+            on_ssubscribed(p.channel);
+        return;
+    }
     if (front.confirmations > 0) {
         if (v.is_error()) {
             last_error_ = "SUBSCRIBE: " + v.str;
@@ -977,6 +1037,36 @@ void redis_connection::command(const std::vector<std::string>& args, reply_handl
 void redis_connection::subscribe(std::string channel) {
     channels_.push_back(std::move(channel));
     if (link_ && up_) send(link_, redis_encode({"SUBSCRIBE", channels_.back()}), {}, 1);
+}
+
+void redis_connection::send_shard(const link_ptr& l, const char* verb, const std::string& channel) {
+    if (l->queue.empty()) progress_ = std::chrono::steady_clock::now();
+    link::pending p{.done = {}, .confirmations = 1,
+                    .shard = verb[1] == 'S' ? link::pending::sub::ssubscribe : link::pending::sub::sunsubscribe, .channel = channel};
+    l->queue.push_back(std::move(p));
+    l->out += redis_encode({verb, channel});
+    if (l->writing) return;
+    l->writing = true;
+    net::post(ioc_, [w = weak_from_this(), l] {
+        if (auto self = w.lock(); self && self->current(l)) self->do_write(l);
+    });
+}
+
+void redis_connection::ssubscribe(std::string channel) {
+    if (ssubscribed(channel)) return;
+    schannels_.push_back(std::move(channel));
+    if (link_ && up_) send_shard(link_, "SSUBSCRIBE", schannels_.back());
+}
+
+void redis_connection::sunsubscribe(const std::string& channel) {
+    const auto it = std::find(schannels_.begin(), schannels_.end(), channel);
+    if (it == schannels_.end()) return;
+    schannels_.erase(it);
+    if (link_ && up_) send_shard(link_, "SUNSUBSCRIBE", channel);
+}
+
+bool redis_connection::ssubscribed(const std::string& channel) const {
+    return std::find(schannels_.begin(), schannels_.end(), channel) != schannels_.end();
 }
 
 }  // namespace wsx

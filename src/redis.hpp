@@ -31,7 +31,9 @@ std::string format_node(const std::string& host, std::uint16_t port);
 
 /// `redis://[user:pass@]host:port[/db]`, or `rediss://...` for TLS; or
 /// `redis+sentinel://[user:pass@]host:port[,host:port...]/MASTERNAME[/db]` (`rediss+sentinel://`
-/// for TLS to the sentinels and the master alike): the master's address is asked of the sentinels.
+/// for TLS to the sentinels and the master alike): the master's address is asked of the sentinels;
+/// or `redis+cluster://[user:pass@]host:port[,host:port...][/]` (`rediss+cluster://`): a Redis
+/// Cluster whose layout is asked of these nodes.
 struct redis_url {
     std::string host = "127.0.0.1";
     std::uint16_t port = 6379;
@@ -47,14 +49,20 @@ struct redis_url {
     /// They are contacted without AUTH; user and password are the master's.
     std::vector<redis_node> sentinels;
     std::string master_name;  ///< redis+sentinel://: the name the sentinels monitor the master by
+    /// redis+cluster://: the seed nodes the cluster's layout is first asked of (host and port are
+    /// the first one's). Database 0 only.
+    std::vector<redis_node> cluster_nodes;
 
     bool sentinel() const noexcept { return !sentinels.empty(); }
+    bool cluster() const noexcept { return !cluster_nodes.empty(); }
 };
 
-/// The sentinels of a redis+sentinel:// URL, as the URL lists them ("h1:p1,h2:p2").
+/// The sentinels of a redis+sentinel:// URL, or the seed nodes of a redis+cluster:// URL, as the
+/// URL lists them ("h1:p1,h2:p2").
 std::string format_sentinels(const redis_url& url);
 
-/// Parses a redis://, rediss://, redis+sentinel:// or rediss+sentinel:// URL; nullopt with `error` set when it is not one.
+/// Parses a redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or
+/// rediss+cluster:// URL; nullopt with `error` set when it is not one.
 std::optional<redis_url> parse_redis_url(const std::string& text, std::string& error);
 
 /// A password that does not come from the URL (a file, the environment). A URL with a password
@@ -132,7 +140,19 @@ public:
 
     /// Subscriber mode: channels to (re)subscribe on every connect; messages go to `on_message`.
     void subscribe(std::string channel);
+    /// Shard channels (Redis Cluster): SSUBSCRIBE on every connect, one command per channel;
+    /// their messages go to `on_message` too.
+    void ssubscribe(std::string channel);
+    /// SUNSUBSCRIBE, and no longer on reconnects.
+    void sunsubscribe(const std::string& channel);
+    bool ssubscribed(const std::string& channel) const;
     std::function<void(const std::string& channel, std::string payload)> on_message;
+    /// A shard channel's SSUBSCRIBE was confirmed (after each connect too).
+    std::function<void(const std::string& channel)> on_ssubscribed;
+    /// A shard channel this connection no longer holds though nobody asked: the server dropped
+    /// it (its slot moved to another node: `why` empty) or refused it (`why` is the error, e.g.
+    /// MOVED). It is not subscribed again on reconnects.
+    std::function<void(const std::string& channel, const std::string& why)> on_sunsubscribed;
     /// The connection is ready (after a connect or a reconnect).
     std::function<void()> on_up;
     /// The connection went away (it will be retried); `why` says what happened.
@@ -174,6 +194,7 @@ private:
     void start_master_session(const link_ptr& l);
     void session_ready(const link_ptr& l);
     void send(const link_ptr& l, std::string bytes, reply_handler done, std::size_t subscribes = 0);
+    void send_shard(const link_ptr& l, const char* verb, const std::string& channel);
     void do_write(const link_ptr& l);
     void do_read(const link_ptr& l);
     void on_reply(const link_ptr& l, redis_value v);
@@ -190,6 +211,7 @@ private:
     link_ptr link_;     // the current connection attempt or connection
     link_ptr probe_;    // sentinels: the question to a sentinel in flight
     std::vector<std::string> channels_;
+    std::vector<std::string> schannels_;  // shard channels
     // Timers are released in stop(), while the io_context still exists.
     std::unique_ptr<net::steady_timer> retry_timer_, watchdog_, watch_timer_;
     std::chrono::milliseconds timeout_{0};

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec.hpp"
+#include "redis_cluster.hpp"
 #include "random_seed.hpp"
 #include "units.hpp"
 
@@ -37,6 +38,18 @@ constexpr const char* publish_script =
     "local n = tonumber(ARGV[3])\n"
     "if n > 0 then redis.call('RPUSH', KEYS[2], msg) redis.call('LTRIM', KEYS[2], -n, -1) end\n"
     "redis.call('PUBLISH', ARGV[4], msg)\n"
+    "return id\n";
+
+// The same with a Redis Cluster: the topic's own shard channel (ARGV[4], in the slot of the
+// keys), SPUBLISH.
+constexpr const char* publish_script_cluster =
+    "local id = redis.call('INCR', KEYS[1])\n"
+    "local floor = tonumber(ARGV[5])\n"
+    "if id <= floor then id = floor + 1 redis.call('SET', KEYS[1], id) end\n"
+    "local msg = ARGV[1] .. id .. ARGV[2]\n"
+    "local n = tonumber(ARGV[3])\n"
+    "if n > 0 then redis.call('RPUSH', KEYS[2], msg) redis.call('LTRIM', KEYS[2], -n, -1) end\n"
+    "redis.call('SPUBLISH', ARGV[4], msg)\n"
     "return id\n";
 
 // --durable: the same step, but the message goes to the stream (approximately capped at ARGV[5]
@@ -96,6 +109,11 @@ constexpr const char* presence_script =
 constexpr const char* claim_script =
     "local n = redis.call('INCR', KEYS[1])\n"
     "redis.call('PUBLISH', ARGV[1], ARGV[2] .. n .. ARGV[3])\n"
+    "return n\n";
+
+constexpr const char* claim_script_cluster =
+    "local n = redis.call('INCR', KEYS[1])\n"
+    "redis.call('SPUBLISH', ARGV[1], ARGV[2] .. n .. ARGV[3])\n"
     "return n\n";
 
 // Forget an identity only if this instance still holds it.
@@ -428,11 +446,62 @@ std::string relay_hub::key(std::string_view kind, std::string_view name) const {
     return fmt::format("{}:{}:{}", o_.redis_prefix, kind, name);
 }
 
+// With a cluster a topic's keys and channel share a hash tag, so they are in one slot. The
+// topic is escaped (% { } as %XX) so that no brace ends the tag early and distinct topics stay
+// distinct.
+std::string relay_hub::tkey(std::string_view kind, std::string_view topic) const {
+    if (!cluster_) return key(kind, topic);
+    std::string tag;
+    for (const char c : topic) {
+        if (c == '%' || c == '{' || c == '}') tag += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+        else tag += c;
+    }
+    return fmt::format("{}:{}:{{{}}}", o_.redis_prefix, kind, tag);
+}
+
+bool relay_hub::redis_ready() const { return cluster_ ? cluster_->connected() : cmd_ && cmd_->connected(); }
+
+void relay_hub::redis_command(std::vector<std::string> args, std::size_t key_arg, redis_connection::reply_handler done) {
+    if (cluster_) return cluster_->command(std::move(args), key_arg, std::move(done));
+    cmd_->command(args, std::move(done));
+}
+
+std::string relay_hub::inst_channel(std::string_view instance) const {
+    return cluster_ ? fmt::format("{}:inst:{{{}}}", o_.redis_prefix, instance) : key("inst", instance);
+}
+
+std::string relay_hub::ctl_channel() const { return cluster_ ? o_.redis_prefix + ":ctl:{all}" : key("ctl", "all"); }
+
 bool relay_hub::redis_up() const { return redis_up_.load(std::memory_order_relaxed); }
 
 void relay_hub::start(net::io_context& main) {
     main_ = &main;
     if (!o_.redis) return;
+    if (o_.redis->cluster()) {
+        cluster_ = std::make_shared<redis_cluster>(main, *o_.redis, "cluster");
+        cluster_->set_timeout(o_.redis_timeout);
+        cluster_->on_up = [this] { redis_went_up(); };
+        cluster_->on_down = [this](const std::string& why) { redis_went_down(why); };
+        cluster_->on_log = [this](const std::string& line) { log("relay: " + line); };
+        cluster_->on_message = [this](const std::string& channel, std::string payload) { redis_received(channel, std::move(payload)); };
+        cluster_->on_ssubscribed = [this](const std::string& channel) { channel_ready(channel); };
+        cluster_->ssubscribe(inst_channel(instance_));
+        if (o_.one_connection_per_user) cluster_->ssubscribe(ctl_channel());
+        cluster_->start();
+        heartbeat_timer_ = std::make_unique<net::steady_timer>(main);
+        heartbeat();
+        auto warn = std::make_shared<net::steady_timer>(main, std::chrono::seconds(2));
+        warn->async_wait([this, warn](error_code ec) {
+            if (!ec && cluster_ && !cluster_->connected() && !was_down_) {
+                was_down_ = true;
+                down_since_ = steady_clock::now();
+                local_only_at_down_ = c_.redis_local_only;
+                log(fmt::format("relay: redis cluster {} unreachable ({}): serving local subscribers only, retrying",
+                                format_sentinels(*o_.redis), cluster_->last_error().empty() ? "no answer" : cluster_->last_error()));
+            }
+        });
+        return;
+    }
     cmd_ = std::make_shared<redis_connection>(main, *o_.redis, "commands");
     sub_ = std::make_shared<redis_connection>(main, *o_.redis, "subscriber");
     cmd_->set_timeout(o_.redis_timeout);
@@ -477,21 +546,22 @@ void relay_hub::stop() {
     if (stream_) stream_->stop();
     if (cmd_) cmd_->stop();
     if (sub_) sub_->stop();
+    if (cluster_) cluster_->stop();
     redis_up_ = false;
 }
 
 void relay_hub::heartbeat() {
     if (!heartbeat_timer_) return;
-    if (cmd_ && cmd_->connected()) {
+    if (redis_ready()) {
         const auto ttl = std::to_string(o_.presence_ttl.count());
-        cmd_->command({"SET", key("alive", instance_), "1", "PX", ttl});
+        redis_command({"SET", key("alive", instance_), "1", "PX", ttl}, 1);
         std::vector<std::string> ids;
         {
             std::lock_guard lock(ids_mutex_);
             for (auto& [id, w] : identities_)
                 if (ids.empty() || ids.back() != id) ids.push_back(id);
         }
-        for (const auto& id : ids) cmd_->command({"SET", key("user", id), instance_, "PX", ttl});
+        for (const auto& id : ids) redis_command({"SET", key("user", id), instance_, "PX", ttl}, 1);
     }
     heartbeat_timer_->expires_after(o_.presence_ttl / 3);
     heartbeat_timer_->async_wait([this](error_code ec) {
@@ -515,6 +585,9 @@ void relay_hub::redis_went_up() {
                         "local subscribers without reaching other instances through Redis (or unconfirmed); "
                         "messages published on other instances meanwhile were not received here",
                         secs, c_.redis_local_only - local_only_at_down_));
+    } else if (!o_.quiet && cluster_) {
+        log(fmt::format("relay: redis cluster connected ({} masters, {}instance {})", cluster_->node_count(),
+                        o_.redis->tls ? "tls, " : "", instance_));
     } else if (!o_.quiet) {
         const auto via = o_.redis->sentinel()
                              ? fmt::format("master '{}' via sentinel {}, ", o_.redis->master_name, format_sentinels(*o_.redis))
@@ -534,7 +607,7 @@ void relay_hub::redis_went_up() {
             for (auto& s : t->subs) entries.emplace_back(name, fmt::format("{}/{}", instance_, s->conn_id), s->identity);
         }
     }
-    for (auto& [topic, field, id] : entries) cmd_->command({"HSET", key("pres", topic), field, id});
+    for (auto& [topic, field, id] : entries) redis_command({"HSET", tkey("pres", topic), field, id}, 1);
     if (o_.durable) {
         // What was held goes now, in order, once it is known whether Redis kept its data.
         cmd_ready_ = false;
@@ -655,8 +728,7 @@ void relay_hub::attach(const std::shared_ptr<relay_subscriber>& s) {
     for (auto& p : older) net::post(p->executor, [p] { p->replace(); });
     if (main_ && o_.redis)
         net::post(*main_, [this, id = s->identity] {
-            if (cmd_->connected())
-                cmd_->command({"SET", key("user", id), instance_, "PX", std::to_string(o_.presence_ttl.count())});
+            if (redis_ready()) redis_command({"SET", key("user", id), instance_, "PX", std::to_string(o_.presence_ttl.count())}, 1);
         });
 }
 
@@ -679,7 +751,7 @@ void relay_hub::detach(relay_subscriber& s, const std::set<std::string>& topics)
     if (last && main_ && o_.redis)
         net::post(*main_, [this, id = s.identity, exclusive = s.exclusive] {
             if (exclusive) forget_claims(id);
-            if (cmd_->connected()) cmd_->command({"EVAL", forget_script, "1", key("user", id), instance_});
+            if (redis_ready()) redis_command({"EVAL", forget_script, "1", key("user", id), instance_}, 3);
         });
 }
 
@@ -692,9 +764,10 @@ void relay_hub::claim_identity(const std::string& id, std::uint64_t conn, std::u
     }
     c.conns.push_back({conn, at_us, 0, w});
     // Redis unreachable: only the connections of this instance were replaced (in attach).
-    if (!cmd_ || !cmd_->connected()) return;
-    cmd_->command({"EVAL", claim_script, "1", key("ctl", "seq"), key("ctl", "all"), fmt::format("wsx1-claim\n{}\n", instance_),
-                   fmt::format("\n{}\n{}", at_us, id)},
+    if (!redis_ready()) return;
+    redis_command({"EVAL", cluster_ ? claim_script_cluster : claim_script, "1", cluster_ ? ctl_channel() + ":seq" : key("ctl", "seq"),
+                   ctl_channel(), fmt::format("wsx1-claim\n{}\n", instance_), fmt::format("\n{}\n{}", at_us, id)},
+                  3,
                   [this, id, conn, at_us](std::optional<redis_value> v) {
                       if (!v || v->type != redis_value::kind::integer || v->integer <= 0) return;
                       auto it = claims_.find(id);
@@ -770,13 +843,14 @@ void relay_hub::subscribe(const std::string& name, const std::shared_ptr<relay_s
     // The presence entry first: whoever sees the join event finds the member in a query.
     if (main_ && o_.redis) {
         net::post(*main_, [this, name, field = fmt::format("{}/{}", instance_, s->conn_id), id = s->identity] {
-            if (cmd_->connected()) cmd_->command({"HSET", key("pres", name), field, id});
+            sync_channel(name);
+            if (redis_ready()) redis_command({"HSET", tkey("pres", name), field, id}, 1);
         });
     }
     publish_event(relay_message::kind::join, name, s->identity, s->conn_id);
     if (from_redis) {
         net::post(*main_, [this, t, name, s, r = *replay] {
-            cmd_->command({"LRANGE", key("hist", name), "0", "-1"}, [this, t, name, s, r](std::optional<redis_value> v) {
+            redis_command({"LRANGE", tkey("hist", name), "0", "-1"}, 1, [this, t, name, s, r](std::optional<redis_value> v) {
                 std::vector<relay_message_ptr> h;
                 if (v && v->type == redis_value::kind::array) {
                     for (const auto& e : v->elements) {
@@ -819,7 +893,8 @@ void relay_hub::unsubscribe(const std::string& name, relay_subscriber& s) {
     --c_.subscribers;
     if (main_ && o_.redis)
         net::post(*main_, [this, name, field = fmt::format("{}/{}", instance_, s.conn_id)] {
-            if (cmd_->connected()) cmd_->command({"HDEL", key("pres", name), field});
+            sync_channel(name);
+            if (redis_ready()) redis_command({"HDEL", tkey("pres", name), field}, 1);
         });
     publish_event(relay_message::kind::leave, name, s.identity, s.conn_id);
 }
@@ -862,7 +937,7 @@ bool relay_hub::publish(const std::string& topic, const relay_subscriber& from, 
         return true;
     }
     net::post(*main_, [this, m]() mutable {
-        if (!cmd_->connected()) {
+        if (!redis_ready()) {
             ++c_.redis_local_only;
             return publish_local(std::move(m));
         }
@@ -872,12 +947,16 @@ bool relay_hub::publish(const std::string& topic, const relay_subscriber& from, 
             floor = t->last_id;
         }
         const auto [prefix, suffix] = relay_wire_around_id(*m, instance_);
-        cmd_->command({"EVAL", publish_script, "2", key("id", m->topic), key("hist", m->topic), prefix, suffix,
-                       std::to_string(o_.history), key("msg", "all"), std::to_string(floor)},
+        redis_command({"EVAL", cluster_ ? publish_script_cluster : publish_script, "2", tkey("id", m->topic), tkey("hist", m->topic),
+                       prefix, suffix, std::to_string(o_.history), cluster_ ? tkey("msg", m->topic) : key("msg", "all"),
+                       std::to_string(floor)},
+                      3,
                       [this, m](std::optional<redis_value> v) mutable {
                           if (v && v->type == redis_value::kind::integer) {
                               m->id = static_cast<std::uint64_t>(v->integer);
                               ++c_.redis_out;
+                              // With a cluster, a topic's messages reach subscribers here in id order.
+                              if (cluster_) return cluster_deliver(std::move(m));
                           } else {
                               if (v && v->is_error()) log("relay: redis publish failed: " + v->str);
                               ++c_.redis_local_only;
@@ -895,8 +974,10 @@ void relay_hub::publish_event(relay_message::kind k, const std::string& topic, c
     m->topic = topic;
     m->from = member;
     if (main_ && o_.redis)
-        net::post(*main_, [this, wire = relay_wire_encode(*m, instance_)] {
-            if (cmd_->connected()) cmd_->command({"PUBLISH", key("msg", "all"), wire});
+        net::post(*main_, [this, topic, wire = relay_wire_encode(*m, instance_)] {
+            if (!redis_ready()) return;
+            if (cluster_) cluster_->command({"SPUBLISH", tkey("msg", topic), wire}, 1);
+            else cmd_->command({"PUBLISH", key("msg", "all"), wire});
         });
     publish_local(std::move(m));
 }
@@ -916,6 +997,7 @@ void relay_hub::presence(const std::string& name, std::function<void(std::vector
         done(std::move(ids));
     };
     if (!o_.redis || !main_ || !redis_up()) return finish(local(), done);
+    if (cluster_) return net::post(*main_, [this, name, done = std::move(done), local, finish] { cluster_presence(name, done, local, finish); });
     net::post(*main_, [this, name, done = std::move(done), local, finish] {
         cmd_->command({"EVAL", presence_script, "1", key("pres", name), o_.redis_prefix + ":alive:"},
                       [done, local, finish](std::optional<redis_value> v) {
@@ -959,10 +1041,10 @@ void relay_hub::send_direct(const relay_subscriber& from, const std::string& to,
     if (!o_.redis || !main_) return fail(done, "");
     if (!redis_up()) return fail(done, " on this instance (Redis is unreachable)");
     net::post(*main_, [this, m, to, done = std::move(done), fail] {
-        cmd_->command({"GET", key("user", to)}, [this, m, done, fail](std::optional<redis_value> v) {
+        redis_command({"GET", key("user", to)}, 1, [this, m, done, fail](std::optional<redis_value> v) {
             if (!v) return fail(done, " on this instance (Redis is unreachable)");
             if (v->type != redis_value::kind::string) return fail(done, "");
-            cmd_->command({"PUBLISH", key("inst", v->str), relay_wire_encode(*m, instance_)},
+            redis_command({cluster_ ? "SPUBLISH" : "PUBLISH", inst_channel(v->str), relay_wire_encode(*m, instance_)}, 1,
                           [this, done, fail](std::optional<redis_value> n) {
                               if (n && n->type == redis_value::kind::integer && n->integer > 0) {
                                   ++c_.direct_sent;
@@ -976,17 +1058,18 @@ void relay_hub::send_direct(const relay_subscriber& from, const std::string& to,
 }
 
 void relay_hub::redis_received(const std::string& channel, std::string payload) {
-    if (o_.one_connection_per_user && channel == key("ctl", "all")) return control_received(payload);
+    if (o_.one_connection_per_user && channel == ctl_channel()) return control_received(payload);
     std::string inst;
     auto m = relay_wire_decode(payload, inst);
     if (!m) {
         log("relay: ignored a malformed message from redis");
         return;
     }
-    if (m->type == relay_message::kind::data) track_sequence(m->topic, m->id);
+    if (m->type == relay_message::kind::data && !cluster_) track_sequence(m->topic, m->id);
     if (inst == instance_) return;  // our own, already delivered here
     ++c_.redis_in;
     auto p = std::make_shared<relay_message>(std::move(*m));
+    if (cluster_ && p->type == relay_message::kind::data) return cluster_deliver(std::move(p));
     if (p->type == relay_message::kind::direct) {
         p->json = relay_envelope(*p);
         deliver_direct_local(p);
@@ -1013,6 +1096,195 @@ void relay_hub::track_sequence(const std::string& topic, std::uint64_t id) {
     c_.redis_missed += missed;
     log(fmt::format("relay: topic {}: {} messages published through redis did not arrive here (ids {}..{})",
                     nlohmann::json(topic).dump(-1, ' ', false, json::error_handler_t::replace), missed, from, id - 1));
+}
+
+// Redis Cluster: shard channels and in-order delivery ----------------------------------------
+
+// A topic's shard channel is subscribed while the topic has subscribers here.
+void relay_hub::sync_channel(const std::string& name) {
+    if (!cluster_) return;
+    bool wanted = false;
+    if (auto t = topic(name, false)) {
+        std::lock_guard lock(t->m);
+        wanted = !t->subs.empty();
+    }
+    const auto channel = tkey("msg", name);
+    if (wanted && !order_.count(name)) {
+        order_.try_emplace(name);
+        channel_topics_[channel] = name;
+        cluster_->ssubscribe(channel);
+    } else if (!wanted && order_.count(name)) {
+        order_.erase(name);
+        channel_topics_.erase(channel);
+        cluster_->sunsubscribe(channel);
+    }
+}
+
+// A topic's shard channel was (re)subscribed, on the slot's master: what was published while it
+// was not is read from the history.
+void relay_hub::channel_ready(const std::string& channel) {
+    auto it = channel_topics_.find(channel);
+    if (it == channel_topics_.end()) return;
+    auto o = order_.find(it->second);
+    if (o == order_.end()) return;
+    if (o->second.based) return fill_gap(it->second);
+    // Subscribed afresh: where the topic's ids stand now is asked of its master (after the
+    // subscription there, so every later id comes on the channel); messages wait meanwhile.
+    cluster_->command({"GET", tkey("id", it->second)}, 1, [this, name = it->second](std::optional<redis_value> v) {
+        auto it = order_.find(name);
+        if (stopping_ || it == order_.end() || it->second.based) return;
+        std::uint64_t now = 0;
+        if (v && v->type == redis_value::kind::string) now = parse_u64(v->str).value_or(0);
+        set_base(name, it->second, now);
+    });
+}
+
+// The ids up to `base` were published before the channel was subscribed here: from now on, a
+// topic's messages are delivered in id order after it.
+void relay_hub::set_base(const std::string& name, topic_order& o, std::uint64_t base) {
+    // The channel gives ids in order: the first one held from it is the first published since.
+    for (const auto& [id, m] : o.held)
+        if (m->origin == 0) {
+            base = std::min(base, id - 1);
+            break;
+        }
+    // Publishes from here the channel did not carry (before it was subscribed) go first.
+    while (!o.held.empty() && o.held.begin()->first <= base) {
+        auto m = std::move(o.held.begin()->second);
+        o.held.erase(o.held.begin());
+        publish_local(std::move(m));
+    }
+    o.based = true;
+    o.seen = base;
+    flush_order(o);
+    if (!o.held.empty()) fill_gap(name);
+}
+
+// A data message with its id, from the topic's channel or the answer to a publish from here:
+// delivered once, in id order. One ahead of the next expected id waits while the history is
+// read for the ones between.
+void relay_hub::cluster_deliver(std::shared_ptr<relay_message> m) {
+    auto it = order_.find(m->topic);
+    if (it == order_.end()) return publish_local(std::move(m));  // no subscriber here: the local history only
+    auto& o = it->second;
+    if (!o.based) {
+        // Waiting for the channel: held, for a while at most.
+        if (o.held.empty()) {
+            auto t = std::make_shared<net::steady_timer>(*main_, std::chrono::seconds(2));
+            t->async_wait([this, t, name = m->topic](error_code ec) {
+                auto it = order_.find(name);
+                if (ec || stopping_ || it == order_.end() || it->second.based || it->second.held.empty()) return;
+                set_base(name, it->second, it->second.held.begin()->first - 1);
+            });
+        }
+        o.held.emplace(m->id, std::move(m));
+        return;
+    }
+    if (m->id <= o.seen || o.held.count(m->id)) return;  // had it already
+    const auto topic = m->topic;
+    o.held.emplace(m->id, std::move(m));
+    flush_order(o);
+    if (!o.held.empty()) fill_gap(topic);
+}
+
+void relay_hub::flush_order(topic_order& o) {
+    while (!o.held.empty() && o.held.begin()->first <= o.seen + 1) {
+        auto m = std::move(o.held.begin()->second);
+        o.held.erase(o.held.begin());
+        if (m->id <= o.seen) continue;
+        o.seen = m->id;
+        publish_local(std::move(m));
+    }
+    if (o.held.empty()) o.tries = 0;
+}
+
+void relay_hub::fill_gap(const std::string& name) {
+    auto it = order_.find(name);
+    if (it == order_.end() || !cluster_) return;
+    if (it->second.filling) {
+        it->second.refill = true;
+        return;
+    }
+    it->second.filling = true;
+    cluster_->command({"LRANGE", tkey("hist", name), "0", "-1"}, 1, [this, name](std::optional<redis_value> v) {
+        auto it = order_.find(name);
+        if (stopping_ || it == order_.end()) return;
+        auto& o = it->second;
+        o.filling = false;
+        if (v && v->type == redis_value::kind::array)
+            for (const auto& e : v->elements) {
+                std::string inst;
+                auto m = relay_wire_decode(e.str, inst);
+                if (!m || m->type != relay_message::kind::data || m->id <= o.seen || o.held.count(m->id)) continue;
+                if (inst != instance_) ++c_.redis_in;
+                const auto id = m->id;
+                o.held.emplace(id, std::make_shared<relay_message>(std::move(*m)));
+            }
+        const auto before = o.seen;
+        flush_order(o);
+        if (o.seen > before && o.held.empty() && !o.refill)
+            log(fmt::format("relay: topic {}: ids {}..{} read from the history (not received on its channel)",
+                            nlohmann::json(name).dump(-1, ' ', false, json::error_handler_t::replace), before + 1, o.seen));
+        if (!o.held.empty()) {
+            // The history does not hold the ones missing (gone from it, or --history 0): after a
+            // few looks (one may still be on its way), they are counted lost and skipped.
+            if (++o.tries >= 3) {
+                const auto first = o.held.begin()->first;
+                const auto missed = first - o.seen - 1;
+                c_.redis_missed += missed;
+                log(fmt::format("relay: topic {}: {} messages published through redis did not arrive here (ids {}..{})",
+                                nlohmann::json(name).dump(-1, ' ', false, json::error_handler_t::replace), missed, o.seen + 1,
+                                first - 1));
+                o.seen = first - 1;
+                flush_order(o);
+            } else {
+                o.refill = true;
+            }
+        }
+        if (std::exchange(o.refill, false) && !o.held.empty()) {
+            auto t = std::make_shared<net::steady_timer>(*main_, std::chrono::milliseconds(50));
+            t->async_wait([this, t, name](error_code ec) {
+                if (!ec && !stopping_) fill_gap(name);
+            });
+        }
+    });
+}
+
+// Presence without a script: the hash, then each instance's heartbeat key (in other slots).
+void relay_hub::cluster_presence(const std::string& name, std::function<void(std::vector<std::string>)> done,
+                                 std::function<std::vector<std::string>()> local,
+                                 std::function<void(std::vector<std::string>, const std::function<void(std::vector<std::string>)>&)> finish) {
+    cluster_->command({"HGETALL", tkey("pres", name)}, 1, [this, name, done, local, finish](std::optional<redis_value> v) {
+        if (!v || v->type != redis_value::kind::array) return finish(local(), done);
+        struct entry {
+            std::string field, id;
+        };
+        std::map<std::string, std::vector<entry>> by_instance;
+        for (std::size_t i = 0; i + 1 < v->elements.size(); i += 2) {
+            const auto& field = v->elements[i].str;
+            const auto slash = field.find('/');
+            by_instance[slash == std::string::npos ? std::string() : field.substr(0, slash)].push_back({field, v->elements[i + 1].str});
+        }
+        if (by_instance.empty()) return finish({}, done);
+        struct state {
+            std::size_t left;
+            std::vector<std::string> ids;
+        };
+        auto st = std::make_shared<state>(state{by_instance.size(), {}});
+        for (auto& [inst, entries] : by_instance) {
+            auto check = [this, name, st, entries, done, finish](std::optional<redis_value> e) {
+                const bool alive = e && e->type == redis_value::kind::integer && e->integer == 1;
+                if (alive) {
+                    for (const auto& x : entries) st->ids.push_back(x.id);
+                } else if (e) {
+                    for (const auto& x : entries) cluster_->command({"HDEL", tkey("pres", name), x.field}, 1);
+                }
+                if (--st->left == 0) finish(std::move(st->ids), done);
+            };
+            if (inst.empty()) check(redis_value{});
+            else cluster_->command({"EXISTS", key("alive", inst)}, 1, check);
+        }
+    });
 }
 
 // --durable: the outbox and the stream ------------------------------------------------------
@@ -1340,10 +1612,19 @@ void relay_hub::render_metrics(std::string& out) {
         }
         metric("wsx_relay_redis_failovers_total", "counter",
                "Times the Redis master was found at a new address (redis+sentinel://).", cmd_ ? cmd_->failovers() : 0);
-        out += "# HELP wsx_relay_redis_node The Redis server connected to (the master, with sentinels).\n"
+        out += "# HELP wsx_relay_redis_node The Redis server connected to (the master, with sentinels; each master "
+               "connected to, with a cluster).\n"
                "# TYPE wsx_relay_redis_node gauge\n";
         if (const auto node = cmd_ ? cmd_->node() : std::string(); !node.empty())
             out += fmt::format("wsx_relay_redis_node{{node=\"{}\"}} 1\n", node);
+        if (cluster_) {
+            for (const auto& node : cluster_->connected_nodes()) out += fmt::format("wsx_relay_redis_node{{node=\"{}\"}} 1\n", node);
+            metric("wsx_relay_redis_cluster_nodes", "gauge", "Masters of the Redis Cluster (redis+cluster://).", cluster_->node_count());
+            out += "# HELP wsx_relay_redis_redirections_total Redis Cluster redirections followed (a slot moved, or moving).\n"
+                   "# TYPE wsx_relay_redis_redirections_total counter\n";
+            out += fmt::format("wsx_relay_redis_redirections_total{{kind=\"moved\"}} {}\n", cluster_->moved());
+            out += fmt::format("wsx_relay_redis_redirections_total{{kind=\"ask\"}} {}\n", cluster_->asked());
+        }
     }
 }
 

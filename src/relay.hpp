@@ -20,7 +20,11 @@
 #include "redis.hpp"
 #include "serve_app.hpp"
 
+#include <map>
+
 namespace wsx {
+
+class redis_cluster;
 
 /// The subprotocol that selects the JSON protocol.
 inline constexpr const char* relay_subprotocol = "wsx.relay.v1";
@@ -243,6 +247,29 @@ private:
     void heartbeat();
     void track_sequence(const std::string& topic, std::uint64_t id);
     std::string key(std::string_view kind, std::string_view name) const;
+    std::string tkey(std::string_view kind, std::string_view topic) const;  // a topic's key (hash-tagged with a cluster)
+    std::string inst_channel(std::string_view instance) const;
+    std::string ctl_channel() const;
+    bool redis_ready() const;  // the commands connection (or the cluster) is up
+    /// To the one Redis, or the cluster's master of the slot of args[key_arg].
+    void redis_command(std::vector<std::string> args, std::size_t key_arg, redis_connection::reply_handler done = {});
+    // Redis Cluster (main context only)
+    struct topic_order {
+        bool based = false;      // seen is known (the channel was subscribed and the id asked)
+        std::uint64_t seen = 0;  // the last id delivered here
+        std::map<std::uint64_t, std::shared_ptr<relay_message>> held;  // arrived ahead of missing ones
+        bool filling = false, refill = false;
+        int tries = 0;  // history reads that did not fill the gap
+    };
+    void sync_channel(const std::string& name);
+    void channel_ready(const std::string& channel);
+    void cluster_deliver(std::shared_ptr<relay_message> m);
+    void flush_order(topic_order& o);
+    void set_base(const std::string& name, topic_order& o, std::uint64_t base);
+    void fill_gap(const std::string& name);
+    void cluster_presence(const std::string& name, std::function<void(std::vector<std::string>)> done,
+                          std::function<std::vector<std::string>()> local,
+                          std::function<void(std::vector<std::string>, const std::function<void(std::vector<std::string>)>&)> finish);
     // --durable (main context only, except publish_durable)
     bool publish_durable(std::shared_ptr<relay_message> m);
     void start_stream(net::io_context& main);
@@ -269,6 +296,9 @@ private:
 
     net::io_context* main_ = nullptr;
     std::shared_ptr<redis_connection> cmd_, sub_;
+    std::shared_ptr<redis_cluster> cluster_;  // redis+cluster://, instead of cmd_ and sub_
+    std::unordered_map<std::string, topic_order> order_;  // topics whose shard channel is subscribed
+    std::unordered_map<std::string, std::string> channel_topics_;  // shard channel → topic
     std::unique_ptr<net::steady_timer> heartbeat_timer_;
     std::atomic<bool> redis_up_{false};
     steady_clock::time_point down_since_{};

@@ -6,6 +6,8 @@ Targets, measured in turns round after round:
   embedded   one `wsx relay --threads 1`
   redis2     two `wsx relay --threads 1 --redis ...` instances: the publisher on one, the
              subscribers on the other, so every delivery crosses Redis
+  cluster2   the same pair over a Redis Cluster of three masters (`--redis redis+cluster://...`):
+             the topic's shard channel on its master (SPUBLISH/SSUBSCRIBE)
   node       tests/bench/node_broadcast_server.js (node `ws`, one thread)
   redis2-durable
              the Redis pair with `--durable`: deliveries between the instances go through a Redis
@@ -33,8 +35,9 @@ batch gain is the ratio of deliveries per server CPU-second with and without bat
 
 Prints the medians of the rounds and the ratios wsx/node.
 Usage: tests/bench/relay_bench.py [--wsx PATH] [--seconds 4] [--rounds 3] [--subscribers 1000] [--batch 100,10ms]
-                                  [--only embedded,embedded-batch,redis2,redis2-batch,redis2-durable,node] [--smoke]
-Needs: node with the npm package `ws` (tests/node_modules), redis-server, taskset; a missing peer: exit 77.
+                                  [--only embedded,embedded-batch,redis2,redis2-batch,redis2-durable,cluster2,node] [--smoke]
+Needs: node with the npm package `ws` (tests/node_modules), redis-server (and redis-cli for cluster2), taskset;
+a missing peer: exit 77.
 --smoke: one round, 3 s runs, 50 subscribers, lighter rates: what CTest runs (bench_smoke.relay).
 """
 import argparse
@@ -76,13 +79,55 @@ def start_redis():
     raise BenchError(f"redis-server did not start: {last}")
 
 
-def start_target(kind, wsx, batch):
+def start_redis_cluster(tmp, masters=3):
+    """`masters` redis-server processes with --cluster-enabled, joined by redis-cli --cluster
+    create (no replicas); returns (processes, ports) once every node says cluster_state:ok."""
+    procs, ports = [], []
+    try:
+        for _ in range(masters):
+            for _ in range(8):
+                port = random.randrange(20000, 60000)
+                r = subprocess.Popen(benchlib.pin(0, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                                      "--appendonly", "no", "--cluster-enabled", "yes",
+                                                      "--cluster-config-file", os.path.join(tmp, f"nodes-{port}.conf"),
+                                                      "--dir", tmp]),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                try:
+                    benchlib.read_line(r, r.stdout, r"Ready to accept connections", 10, "redis-server")
+                    benchlib.drain(r.stdout)
+                    procs.append(r)
+                    ports.append(port)
+                    break
+                except BenchError:
+                    benchlib.stop(r)
+            else:
+                raise BenchError("a cluster redis-server did not start")
+        c = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports], "--cluster-replicas", "0",
+                            "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        if c.returncode != 0:
+            raise BenchError(f"redis-cli --cluster create failed: {benchlib.tail((c.stdout + c.stderr).encode())}")
+        deadline = time.monotonic() + 30
+        for p in ports:
+            while b"cluster_state:ok" not in subprocess.run(["redis-cli", "-p", str(p), "CLUSTER", "INFO"],
+                                                            capture_output=True, timeout=10).stdout:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"redis cluster node {p}: no cluster_state:ok within 30s")
+                time.sleep(0.1)
+    except BaseException:
+        stop(procs)
+        raise
+    return procs, ports
+
+
+def start_target(kind, wsx, batch, tmp=None):
     """Returns (processes, publish_url, subscribe_url)."""
     if kind.endswith("-batch"):
-        procs, pub, sub = start_target(kind[:-len("-batch")], wsx, batch)
+        procs, pub, sub = start_target(kind[:-len("-batch")], wsx, batch, tmp)
         return procs, pub, f"{sub}?batch={batch}"
     if kind == "redis2-durable":
         return start_redis_pair(wsx, ["--durable"])
+    if kind == "cluster2":
+        return start_redis_pair(wsx, [], cluster_dir=tempfile.mkdtemp(prefix="cluster-", dir=tmp))
     if kind == "node":
         p, port = benchlib.start_server(benchlib.pin(0, ["node", os.path.join(HERE, "node_broadcast_server.js")]),
                                         "node broadcast server", LISTENING, env=benchlib.node_env())
@@ -94,16 +139,24 @@ def start_target(kind, wsx, batch):
     return start_redis_pair(wsx, [])
 
 
-def start_redis_pair(wsx, extra):
-    """redis-server and two `wsx relay --redis` instances; returns (processes, publish_url, subscribe_url)."""
+def start_redis_pair(wsx, extra, cluster_dir=None):
+    """redis-server (a cluster of three with `cluster_dir`) and two `wsx relay --redis` instances;
+    returns (processes, publish_url, subscribe_url)."""
     procs, urls = [], []
     try:
-        r, rport = start_redis()
-        procs.append(r)
-        for _ in range(2):
+        if cluster_dir:
+            rs, rports = start_redis_cluster(cluster_dir)
+            procs += rs
+            # Each relay seeded with another node.
+            seeds = [f"redis+cluster://127.0.0.1:{rports[0]}", f"redis+cluster://127.0.0.1:{rports[-1]}"]
+        else:
+            r, rport = start_redis()
+            procs.append(r)
+            seeds = [f"redis://127.0.0.1:{rport}"] * 2
+        for seed in seeds:
             p, port = benchlib.start_server(
-                benchlib.pin(0, [wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q", "--redis",
-                                 f"redis://127.0.0.1:{rport}", *extra]), "wsx relay --redis", LISTENING)
+                benchlib.pin(0, [wsx, "relay", "127.0.0.1:0", "--threads", "1", "-q", "--redis", seed, *extra]),
+                "wsx relay --redis", LISTENING)
             procs.append(p)
             urls.append(f"ws://127.0.0.1:{port}/bench")
     except BaseException:
@@ -178,7 +231,7 @@ def main():
     ap.add_argument("--rate-high", type=int, default=5000)
     ap.add_argument("--rate-low", type=int, default=100)
     ap.add_argument("--batch", default="100,10ms", help="the batch the -batch targets' subscribers ask for (N,INTERVAL)")
-    ap.add_argument("--only", default="embedded,embedded-batch,redis2,redis2-batch,redis2-durable,node")
+    ap.add_argument("--only", default="embedded,embedded-batch,redis2,redis2-batch,redis2-durable,cluster2,node")
     benchlib.add_common_args(ap)
     a = ap.parse_args()
     if a.smoke:
@@ -186,10 +239,12 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     kinds = a.only.split(",")
-    unknown = [k for k in kinds if k not in ("embedded", "embedded-batch", "redis2", "redis2-batch", "redis2-durable", "node")]
+    unknown = [k for k in kinds if k not in ("embedded", "embedded-batch", "redis2", "redis2-batch", "redis2-durable", "cluster2",
+                                             "node")]
     if unknown:
         ap.error(f"--only: unknown target(s) {', '.join(unknown)}")
-    benchlib.require(node_ws="node" in kinds, redis=any(k.startswith("redis2") for k in kinds))
+    benchlib.require(node_ws="node" in kinds, redis=any(k.startswith(("redis2", "cluster2")) for k in kinds),
+                     tools=("redis-cli",) if "cluster2" in kinds else ())
     # The series has one entry per second, warm-up included; the first and last are left out.
     min_samples = max(1, a.seconds - 2)
     tmp = tempfile.mkdtemp(prefix="wsx-relay-bench-")
@@ -201,7 +256,7 @@ def main():
                 label = f"round{rnd + 1}-{kind}-{scen}"
 
                 def one():
-                    procs, pub, sub = start_target(kind, a.wsx, a.batch)
+                    procs, pub, sub = start_target(kind, a.wsx, a.batch, tmp)
                     try:
                         return run_bench(a.wsx, pub, sub, a.subscribers, rate, a.seconds, tmp, label, procs,
                                          min_samples if scen == "throughput" else 0, kind.endswith("-batch"))

@@ -384,3 +384,120 @@ def stream_publishes(port, prefix="wsx:relay"):
         f = dict(zip(fields[::2], fields[1::2]))
         out.append((f[b"m"].split(b"\n")[1], int(f[b"s"])))
     return out
+
+
+class RedisCluster:
+    """Three (or `masters`) redis-server processes with --cluster-enabled on free loopback ports,
+    their files in `directory`, joined by `redis-cli --cluster create` without replicas; start()
+    waits (bounded) until every node says cluster_state:ok."""
+
+    def __init__(self, directory, masters=3, tls=None, password=None):
+        self.directory = directory
+        self.tls = tls
+        self.password = password
+        self.nodes = [RedisServer(tls=tls, password=password) for _ in range(masters)]
+
+    def clustered(self, n):
+        """`n` (a RedisServer) started with cluster mode, its cluster config file in the directory."""
+        base = n.args
+
+        def args():
+            extra = ["--tls-cluster", "yes"] if self.tls else []
+            if self.password:
+                extra += ["--masterauth", self.password]
+            return base() + ["--cluster-enabled", "yes", "--cluster-config-file",
+                             f"{self.directory}/nodes-{n.port}.conf", "--cluster-node-timeout", "5000",
+                             "--dir", self.directory, *extra]
+        n.args = args
+        return n
+
+    def cli(self, *args, timeout=60):
+        """redis-cli with the cluster's TLS and password; its CompletedProcess (text), or None on
+        a timeout."""
+        import os
+        opts = ["--tls", "--cacert", self.tls["ca"]] if self.tls else []
+        env = dict(os.environ, REDISCLI_AUTH=self.password) if self.password else None
+        try:
+            return subprocess.run([REDIS_CLI, *opts, *args], capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def info(self, port):
+        r = self.cli("-h", "127.0.0.1", "-p", str(port), "CLUSTER", "INFO", timeout=5)
+        return r.stdout if r else ""
+
+    def restart(self, i):
+        """Kills node `i` and starts it again on its port with its cluster config (its data is
+        gone: no persistence)."""
+        self.nodes[i].kill()
+        self.nodes[i] = self.clustered(self.nodes[i].again()).start()
+
+    def start(self):
+        for n in self.nodes:
+            self.clustered(n).start()
+        out = self.cli("--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes], "--cluster-replicas", "0",
+                       "--cluster-yes")
+        if not out or out.returncode != 0:
+            raise AssertionError(f"redis-cli --cluster create failed: {out and out.stdout + out.stderr}")
+        # Every node says the cluster is whole, and knows every other one.
+        for n in self.nodes:
+            wait_until(lambda n=n: "cluster_state:ok" in self.info(n.port) and
+                       f"cluster_known_nodes:{len(self.nodes)}" in self.info(n.port), 30, f"cluster_state:ok on {n.port}")
+        return self
+
+    def kill(self):
+        for n in self.nodes:
+            n.kill()
+
+    @property
+    def ports(self):
+        return [n.port for n in self.nodes]
+
+    def url(self, *indexes):
+        """redis+cluster:// (rediss+cluster:// with TLS) with the nodes at `indexes` (all when
+        none) as seeds."""
+        seeds = [self.nodes[i] for i in indexes] if indexes else self.nodes
+        return f"{'rediss' if self.tls else 'redis'}+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in seeds)
+
+    def slots(self, port):
+        """{(first, last): master port} as node `port` sees the layout."""
+        out = {}
+        for r in redis_command(port, "CLUSTER", "SLOTS") or []:
+            out[(r[0], r[1])] = r[2][1]
+        return out
+
+    def keyslot(self, key):
+        return redis_command(self.nodes[0].port, "CLUSTER", "KEYSLOT", key)
+
+    def owner(self, slot, port=None):
+        """The port of the master holding `slot` (as node `port`, or the first node, sees it)."""
+        for (first, last), p in self.slots(port or self.nodes[0].port).items():
+            if first <= slot <= last:
+                return p
+        return None
+
+    def node_id(self, port):
+        return redis_command(port, "CLUSTER", "MYID").decode()
+
+    def move_slot(self, slot, to_port, between=None, batch=10):
+        """Moves `slot` and its keys to `to_port` as redis-cli --cluster reshard does: IMPORTING on
+        the target, MIGRATING on the source, MIGRATE of its keys, then SETSLOT NODE on the target,
+        the source and the others. `between` (if given) runs after the keys moved, before the
+        slot is handed over: clients are being sent to the target with -ASK meanwhile."""
+        src = self.owner(slot)
+        if src == to_port:
+            return
+        src_id, dst_id = self.node_id(src), self.node_id(to_port)
+        assert redis_command(to_port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id) == "OK"
+        assert redis_command(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id) == "OK"
+        for _ in range(100000):
+            keys = redis_command(src, "CLUSTER", "GETKEYSINSLOT", str(slot), str(batch))
+            if not keys:
+                break
+            r = redis_command(src, "MIGRATE", "127.0.0.1", str(to_port), "", "0", "5000", "KEYS",
+                              *[k.decode() for k in keys])
+            assert r in ("OK", "NOKEY"), r
+        if between:
+            between()
+        for p in [to_port, src] + [q for q in self.ports if q not in (src, to_port)]:
+            assert redis_command(p, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id) == "OK"

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "redis.hpp"
+#include "redis_cluster.hpp"
 
 using namespace wsx;
 
@@ -208,6 +209,125 @@ TEST_CASE("a bad redis+sentinel:// URL is refused in one line saying what is wro
     std::string err;
     CHECK_FALSE(parse_redis_url("sentinel://a:1/m", err));
     CHECK(err.find("redis+sentinel://") != std::string::npos);
+}
+
+TEST_CASE("redis+cluster:// URLs list the seed nodes", "[redis]") {
+    std::string err;
+    auto u = parse_redis_url("redis+cluster://127.0.0.1:7000,node-2:7001,[::1]:7002,n4", err);
+    REQUIRE(u);
+    CHECK(u->cluster());
+    CHECK_FALSE(u->sentinel());
+    CHECK_FALSE(u->tls);
+    REQUIRE(u->cluster_nodes.size() == 4);
+    CHECK(u->cluster_nodes[1].host == "node-2");
+    CHECK(u->cluster_nodes[1].port == 7001);
+    CHECK(u->cluster_nodes[2].host == "::1");
+    CHECK(u->cluster_nodes[3].port == 6379);  // Redis's default port
+    CHECK(u->host == "127.0.0.1");
+    CHECK(u->port == 7000);
+    CHECK(u->db == 0);
+    CHECK(format_sentinels(*u) == "127.0.0.1:7000,node-2:7001,[::1]:7002,n4:6379");
+
+    auto t = parse_redis_url("rediss+cluster://alice:p%40ss@h:1/", err);
+    REQUIRE(t);
+    CHECK(t->tls);
+    CHECK(t->cluster());
+    CHECK(t->user == "alice");
+    CHECK(t->password == "p@ss");
+    auto n = parse_redis_url("REDIS+CLUSTER://secret@h:1/0", err);
+    REQUIRE(n);
+    CHECK(n->name_only);
+    CHECK(n->password == "secret");
+    use_redis_password(*n, "pw");
+    CHECK(n->user == "secret");
+    CHECK(n->password == "pw");
+    CHECK_FALSE(parse_redis_url("redis://h:1", err)->cluster());
+}
+
+TEST_CASE("a bad redis+cluster:// URL is refused in one line saying what is wrong", "[redis]") {
+    const std::pair<const char*, const char*> bad[] = {
+        {"redis+cluster://", "the host list is empty"},
+        {"redis+cluster:///", "the host list is empty"},
+        {"redis+cluster://a:1,,b:2", "empty entry in the cluster node list"},
+        {"redis+cluster://:7000", "no host in cluster node address ':7000'"},
+        {"redis+cluster://a:0", "bad port '0'"},
+        {"redis+cluster://a:x", "bad port 'x'"},
+        {"redis+cluster://[::1", "bad cluster node address"},
+        {"redis+cluster://a\nb:1", "bad cluster node host"},
+        {"redis+cluster://a:1/3", "a Redis Cluster has database 0 only"},
+        {"redis+cluster://a:1/x", "bad database number 'x'"},
+        {"redis+cluster://a:1/?x=1", "no query or fragment"},
+    };
+    for (const auto& [url, what] : bad) {
+        INFO(url);
+        std::string err;
+        CHECK_FALSE(parse_redis_url(url, err));
+        CHECK(err.find(what) != std::string::npos);
+        CHECK(err.find("redis+cluster://[user:pass@]host:port[,host:port...]") != std::string::npos);
+        CHECK(err.find('\n') == std::string::npos);
+    }
+    std::string err;
+    CHECK_FALSE(parse_redis_url("cluster://a:1", err));
+    CHECK(err.find("redis+cluster://") != std::string::npos);
+}
+
+TEST_CASE("a key's cluster slot is CRC16 of its hash tag, as CLUSTER KEYSLOT gives it", "[redis]") {
+    // Values from redis-cli CLUSTER KEYSLOT (Redis 7.0).
+    CHECK(redis_key_slot("123456789") == 12739);
+    CHECK(redis_key_slot("foo") == 12182);
+    CHECK(redis_key_slot("") == 0);
+    CHECK(redis_key_slot("{user1000}.following") == 3443);
+    CHECK(redis_key_slot("{user1000}.followers") == 3443);
+    CHECK(redis_key_slot("a{}b") == 13694);       // an empty tag: the whole key
+    CHECK(redis_key_slot("{}") == 15257);
+    CHECK(redis_key_slot("x{y}z{w}") == 12222);   // the first tag only
+    CHECK(redis_key_slot("abc{") == 3048);        // no closing brace: the whole key
+    CHECK(redis_key_slot("a}b{c}") == 7365);
+    CHECK(redis_key_slot("wsx:relay:msg:{news}") == 5161);
+    CHECK(redis_key_slot("wsx:relay:id:{news}") == redis_key_slot("wsx:relay:hist:{news}"));
+}
+
+TEST_CASE("a CLUSTER SLOTS reply gives the slot ranges and their masters", "[redis]") {
+    const auto integer = [](long long i) {
+        redis_value v;
+        v.type = redis_value::kind::integer;
+        v.integer = i;
+        return v;
+    };
+    const auto string = [](std::string s) {
+        redis_value v;
+        v.type = redis_value::kind::string;
+        v.str = std::move(s);
+        return v;
+    };
+    const auto array = [](std::vector<redis_value> e) {
+        redis_value v;
+        v.type = redis_value::kind::array;
+        v.elements = std::move(e);
+        return v;
+    };
+    const auto reply = array({array({integer(0), integer(5460), array({string("127.0.0.1"), integer(7000), string("id1")}),
+                                     array({string("127.0.0.1"), integer(7003), string("id4")})}),
+                              array({integer(5461), integer(16383), array({string("10.0.0.2"), integer(7001), string("id2")})})});
+    std::string err;
+    auto r = parse_cluster_slots(reply, err);
+    REQUIRE(r);
+    REQUIRE(r->size() == 2);
+    CHECK((*r)[0].first == 0);
+    CHECK((*r)[0].last == 5460);
+    CHECK((*r)[0].master.host == "127.0.0.1");
+    CHECK((*r)[0].master.port == 7000);
+    CHECK((*r)[1].master.host == "10.0.0.2");
+
+    redis_value e;
+    e.type = redis_value::kind::error;
+    e.str = "ERR This instance has cluster support disabled";
+    CHECK_FALSE(parse_cluster_slots(e, err));
+    CHECK(err.find("cluster support disabled") != std::string::npos);
+    CHECK_FALSE(parse_cluster_slots(array({array({integer(5), integer(2), array({string("h"), integer(1)})})}), err));
+    CHECK_FALSE(parse_cluster_slots(array({array({integer(0), integer(16384), array({string("h"), integer(1)})})}), err));
+    CHECK_FALSE(parse_cluster_slots(array({array({integer(0), integer(1), array({string("h\nx"), integer(1)})})}), err));
+    CHECK_FALSE(parse_cluster_slots(string("x"), err));
 }
 
 namespace {
