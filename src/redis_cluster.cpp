@@ -25,8 +25,13 @@ constexpr int max_attempts = 10;
 constexpr auto retry_delay = std::chrono::milliseconds(100);
 // The layout is asked again this often, whatever happens.
 constexpr auto refresh_every = std::chrono::seconds(5);
-// A shard channel moved or refused this many times in a row waits for the next tick.
+// A shard channel moved this many times in a row waits for the next tick.
 constexpr int max_quick_moves = 3;
+// The layout is asked at most this often: a refusal or redirection that repeats cannot make a
+// loop of layout questions.
+constexpr auto refresh_gap = std::chrono::milliseconds(250);
+// A layout with more masters than this is refused (one connection each).
+constexpr std::size_t max_masters = 1000;
 
 // "MOVED 3999 127.0.0.1:6381" / "ASK ...": the slot and the node.
 bool parse_redirect(const std::string& e, std::string_view verb, std::uint16_t& slot, std::string& addr) {
@@ -73,6 +78,10 @@ std::optional<std::vector<redis_slot_range>> parse_cluster_slots(const redis_val
         error = "CLUSTER SLOTS: not an array (not a cluster node?)";
         return std::nullopt;
     }
+    if (v.elements.size() > redis_cluster_slots) {
+        error = "CLUSTER SLOTS: more ranges than slots";
+        return std::nullopt;
+    }
     std::vector<redis_slot_range> out;
     for (const auto& e : v.elements) {
         if (e.type != redis_value::kind::array || e.elements.size() < 3 || e.elements[0].type != redis_value::kind::integer ||
@@ -91,6 +100,28 @@ std::optional<std::vector<redis_slot_range>> parse_cluster_slots(const redis_val
         }
         out.push_back({static_cast<std::uint16_t>(first), static_cast<std::uint16_t>(last),
                        redis_node{.host = host, .port = static_cast<std::uint16_t>(port)}});
+    }
+    // A node that has not joined (or was reset) answers no ranges; ranges that overlap or name
+    // more masters than a cluster has are not a layout to follow.
+    std::vector<bool> taken(redis_cluster_slots);
+    std::set<std::pair<std::string, std::uint16_t>> masters;
+    for (const auto& r : out) {
+        for (std::size_t s = r.first; s <= r.last; ++s) {
+            if (taken[s]) {
+                error = fmt::format("CLUSTER SLOTS: slot {} is given twice", s);
+                return std::nullopt;
+            }
+            taken[s] = true;
+        }
+        masters.emplace(r.master.host, r.master.port);
+        if (masters.size() > max_masters) {
+            error = fmt::format("CLUSTER SLOTS: more than {} masters", max_masters);
+            return std::nullopt;
+        }
+    }
+    if (out.empty()) {
+        error = "CLUSTER SLOTS: no slot is served (a node not joined to a cluster yet?)";
+        return std::nullopt;
     }
     return out;
 }
@@ -180,10 +211,27 @@ void redis_cluster::refresh() {
         again_ = true;
         return;
     }
+    const auto now = std::chrono::steady_clock::now();
+    if (known_ && now - last_refresh_ < refresh_gap) {
+        if (std::exchange(refresh_armed_, true)) return;
+        auto t = std::make_shared<net::steady_timer>(ioc_, last_refresh_ + refresh_gap);
+        t->async_wait([w = weak_from_this(), t](error_code ec) {
+            auto self = w.lock();
+            if (ec || !self || self->stopped_) return;
+            self->refresh_armed_ = false;
+            self->refresh();
+        });
+        return;
+    }
     refreshing_ = true;
-    last_refresh_ = std::chrono::steady_clock::now();
-    for (auto& [addr, n] : nodes_) {
-        if (!n.cmd || !n.cmd->connected()) continue;
+    last_refresh_ = now;
+    // Each time another master is asked: one whose view lags does not decide every layout.
+    std::vector<std::string> ready;
+    for (auto& [addr, n] : nodes_)
+        if (n.cmd && n.cmd->connected()) ready.push_back(addr);
+    if (!ready.empty()) {
+        const auto& addr = ready[refresh_turn_++ % ready.size()];
+        auto& n = nodes_[addr];
         n.cmd->command({"CLUSTER", "SLOTS"}, [w = weak_from_this(), addr = addr](std::optional<redis_value> v) {
             auto self = w.lock();
             if (!self || self->stopped_) return;
@@ -396,7 +444,23 @@ void redis_cluster::command(std::vector<std::string> args, std::size_t key, repl
 }
 
 void redis_cluster::dispatch(const op_ptr& o) {
-    if (stopped_ || ++o->attempts > max_attempts) return finish(o, std::nullopt);
+    if (stopped_) return finish(o, std::nullopt);
+    if (++o->attempts > max_attempts) {
+        // Given up: the commands of its slot held behind it give up too, rather than each
+        // waiting out its own tries one after the other while more arrive.
+        if (o->head)
+            if (auto it = serial_.find(o->slot); it != serial_.end()) {
+                auto held = std::move(it->second.list);
+                it->second.list.clear();
+                for (auto& h : held) {
+                    h->head = false;
+                    if (h->done) std::exchange(h->done, nullptr)(std::nullopt);
+                }
+            }
+        if (on_log) on_log(fmt::format("redis cluster: a command for slot {} got no usable answer after {} tries{}", o->slot,
+                                       max_attempts, last_error_.empty() ? "" : " (" + last_error_ + ")"));
+        return finish(o, std::nullopt);
+    }
     const auto addr = o->ask ? *o->ask : owner(o->slot);
     if (addr.empty()) {
         refresh();
@@ -415,9 +479,11 @@ void redis_cluster::dispatch(const op_ptr& o) {
 void redis_cluster::answered(const op_ptr& o, std::optional<redis_value> v) {
     if (stopped_) return finish(o, std::nullopt);
     if (!v) {
-        // The node's connection was lost: its slots may have a new master.
+        // The node's connection was lost (or its answer was too late): its slots may have a new
+        // master. The command may have run there, so it is not sent again (a publish would be
+        // delivered twice); the caller sees it unanswered, as with a single Redis.
         refresh();
-        return retry_later(o);
+        return finish(o, std::nullopt);
     }
     if (v->is_error()) {
         std::uint16_t slot = 0;
@@ -436,7 +502,10 @@ void redis_cluster::answered(const op_ptr& o, std::optional<redis_value> v) {
         }
         if (parse_redirect(v->str, "ASK", slot, to)) {
             asked_.fetch_add(1, std::memory_order_relaxed);
-            if (o->ask) return retry_later(o);  // asked once already: try the owner again later
+            if (o->ask) {  // asked once already: try the owner again later
+                o->ask.reset();
+                return retry_later(o);
+            }
             o->ask = to;
             if (o->head || !serial_.count(o->slot)) return dispatch(o);
             return retry_later(o);
@@ -528,6 +597,7 @@ void redis_cluster::place(const std::string& channel) {
         std::uint16_t port = 0;
         split_addr(want, host, port);
         n.sub = std::make_shared<redis_connection>(ioc_, node_url(host, port), name_ + " subscriber");
+        n.sub->set_timeout(timeout_);  // an unanswered SSUBSCRIBE drops the link, and it is made again
         n.sub->on_message = [w = weak_from_this()](const std::string& channel, std::string payload) {
             auto self = w.lock();
             if (self && self->on_message) self->on_message(channel, std::move(payload));
@@ -552,14 +622,19 @@ void redis_cluster::place(const std::string& channel) {
                 if (it == self->masters_.end()) it = self->masters_.insert(self->masters_.end(), to);
                 self->slots_[slot] = static_cast<std::uint16_t>(it - self->masters_.begin() + 1);
             }
-            if (self->on_log)
+            const bool moved = why.empty() || why.rfind("MOVED ", 0) == 0;
+            const int times = ++self->quick_moves_[channel];
+            // A refusal (ACL, an error) is said once until the channel is subscribed again, and
+            // tried again at the next tick: asking again at once would only be refused again.
+            if (self->on_log && (moved || times == 1))
                 self->on_log(why.empty() ? fmt::format("redis cluster: {} dropped shard channel {} (its slot moved)", addr,
                                                        escape_one_line(channel))
                                          : fmt::format("redis cluster: {} refused shard channel {}: {}", addr,
                                                        escape_one_line(channel), escape_one_line(why)));
+            if (!moved) return;
             self->refresh();
             // Placed again at once a few times; then by the next tick.
-            if (++self->quick_moves_[channel] <= max_quick_moves) self->place(channel);
+            if (times <= max_quick_moves) self->place(channel);
         };
         n.sub->start();
     }

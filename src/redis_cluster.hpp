@@ -122,6 +122,8 @@ private:
     std::unique_ptr<net::steady_timer> tick_, probe_timer_;
     std::chrono::steady_clock::time_point last_refresh_{};
     bool refreshing_ = false, again_ = false, up_ = false, stopped_ = true, known_ = false;
+    bool refresh_armed_ = false;    // a refresh waits for refresh_gap to pass
+    std::size_t refresh_turn_ = 0;  // which connected master the next refresh asks
     std::string last_error_;
     std::atomic<std::uint64_t> moved_{0}, asked_{0};
     mutable std::mutex nodes_mutex_;

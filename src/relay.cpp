@@ -1133,8 +1133,15 @@ void relay_hub::channel_ready(const std::string& channel) {
     cluster_->command({"GET", tkey("id", it->second)}, 1, [this, name = it->second](std::optional<redis_value> v) {
         auto it = order_.find(name);
         if (stopping_ || it == order_.end() || it->second.based) return;
+        // No answer or an error: not "nothing published yet", which would replay the whole
+        // history as new; the first id to arrive sets the start instead (see the timer).
+        if (!v || (v->type != redis_value::kind::string && v->type != redis_value::kind::nil)) return;
         std::uint64_t now = 0;
-        if (v && v->type == redis_value::kind::string) now = parse_u64(v->str).value_or(0);
+        if (v->type == redis_value::kind::string) {
+            auto parsed = parse_u64(v->str);
+            if (!parsed) return;
+            now = *parsed;
+        }
         set_base(name, it->second, now);
     });
 }

@@ -6,6 +6,7 @@ moved to another master during traffic loses and duplicates nothing when --histo
 gap, and the relays say so in their log and metrics; a master restarted is reconnected to and its
 topics flow again. Bad cluster URLs and --durable with one are usage errors."""
 import os
+import re
 import threading
 import time
 import unittest
@@ -282,6 +283,39 @@ class RelayRedisClusterTest(RelayCase):
         # Without the password the relay says why it cannot use the cluster.
         p, _ = self.start_relay("--redis", cluster.url(1), "--redis-cacert", c["ca"])
         p.wait_for(r"relay: redis cluster .* unreachable \(.*(NOAUTH|authentication required)", 15)
+
+    def test_a_refused_shard_channel_is_said_once_and_retried_calmly(self):
+        # A user with keys and commands but no channels (Redis 7's default for new ACL users):
+        # every SSUBSCRIBE is refused with NOPERM. The relay says so once per channel and tries
+        # again at its own pace: no loop of layout questions and refusals (it made thousands a
+        # second), and it still stops on SIGTERM.
+        cluster = self.start_cluster()
+        for port in cluster.ports:
+            self.assertEqual(redis_command(port, "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "resetchannels", "+@all"), "OK")
+        url = cluster.url(0).replace("://", "://nochan:pw@")
+        p, relay = self.start_relay("--redis", url, "--metrics")
+        wait_until(lambda: self.metrics(relay).get("wsx_relay_redis_up") == 1, 15, "redis cluster connected")
+        sub = self.json_client(relay)
+        sub.subscribe("quiet")
+        p.wait_for(r"refused shard channel .*quiet.*NOPERM", 10)
+        before = self.layout_questions(cluster)
+        t0 = time.monotonic()
+        # Three seconds: the tick places the channel again every second.
+        wait_until(lambda: time.monotonic() - t0 > 3, 5, "three seconds")
+        asked = self.layout_questions(cluster) - before
+        self.assertLess(asked, 30, f"{asked} CLUSTER SLOTS in about 3 s")
+        self.assertEqual(p.stop(timeout=15), 0)  # the subscriber is closed first (up to 5 s)
+        log = p.rest_of_stderr()
+        refusals = [l for l in log.splitlines() if "refused shard channel" in l and "quiet" in l]
+        self.assertEqual(len(refusals), 1, f"said once, not at every try: {log}")
+
+    def layout_questions(self, cluster):
+        total = 0
+        for port in cluster.ports:
+            info = redis_command(port, "INFO", "commandstats")
+            m = re.search(r"cmdstat_cluster\|slots:calls=(\d+)", info.decode() if isinstance(info, bytes) else info)
+            total += int(m.group(1)) if m else 0
+        return total
 
     def _probe(self, pub, sub, topic):
         pub.send({"op": "publish", "topic": topic, "data": "probe"})

@@ -328,6 +328,22 @@ TEST_CASE("a CLUSTER SLOTS reply gives the slot ranges and their masters", "[red
     CHECK_FALSE(parse_cluster_slots(array({array({integer(0), integer(16384), array({string("h"), integer(1)})})}), err));
     CHECK_FALSE(parse_cluster_slots(array({array({integer(0), integer(1), array({string("h\nx"), integer(1)})})}), err));
     CHECK_FALSE(parse_cluster_slots(string("x"), err));
+
+    // Not a layout to follow: a node that serves no slot (not joined yet, or reset), a slot
+    // given twice, more masters than a cluster has.
+    CHECK_FALSE(parse_cluster_slots(array({}), err));
+    CHECK(err.find("no slot is served") != std::string::npos);
+    CHECK_FALSE(parse_cluster_slots(array({array({integer(0), integer(10), array({string("a"), integer(1)})}),
+                                           array({integer(10), integer(20), array({string("b"), integer(2)})})}),
+                                    err));
+    CHECK(err.find("slot 10 is given twice") != std::string::npos);
+    redis_value many = array({});
+    for (int i = 0; i < 1001; ++i)
+        many.elements.push_back(array({integer(i), integer(i), array({string("h"), integer(1000 + i)})}));
+    CHECK_FALSE(parse_cluster_slots(many, err));
+    CHECK(err.find("more than 1000 masters") != std::string::npos);
+    many.elements.pop_back();
+    CHECK(parse_cluster_slots(many, err));
 }
 
 namespace {
