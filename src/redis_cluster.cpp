@@ -19,8 +19,9 @@ std::uint16_t crc16_xmodem(std::string_view s) {
     return crc;
 }
 
-// A command is tried this many times at most (sends, redirections followed, waits for a node).
-constexpr int max_attempts = 10;
+// A command is tried this many times at most (sends, redirections followed, waits for a node):
+// 3 s of retry_delay, longer than a connection's reconnect backoff (2 s at most).
+constexpr int max_attempts = 30;
 // Between tries of a command that found no usable node, or a slot being migrated (TRYAGAIN).
 constexpr auto retry_delay = std::chrono::milliseconds(100);
 // The layout is asked again this often, whatever happens.

@@ -1127,7 +1127,14 @@ void relay_hub::channel_ready(const std::string& channel) {
     if (it == channel_topics_.end()) return;
     auto o = order_.find(it->second);
     if (o == order_.end()) return;
-    if (o->second.based) return fill_gap(it->second);
+    if (o->second.based) {
+        // Subscribed again (a reconnect, a slot move): what was missed meanwhile is read from the
+        // history, unless the topic's ids went back (its master restarted without its data):
+        // then delivery goes on from where they stand, or every id up to the old ones would be
+        // taken for one already delivered. Messages wait until that is known.
+        o->second.based = false;
+        return recheck_base(it->second, 0);
+    }
     // Subscribed afresh: where the topic's ids stand now is asked of its master (after the
     // subscription there, so every later id comes on the channel); messages wait meanwhile.
     cluster_->command({"GET", tkey("id", it->second)}, 1, [this, name = it->second](std::optional<redis_value> v) {
@@ -1143,6 +1150,34 @@ void relay_hub::channel_ready(const std::string& channel) {
             now = *parsed;
         }
         set_base(name, it->second, now);
+    });
+}
+
+void relay_hub::recheck_base(const std::string& name, int tries) {
+    cluster_->command({"GET", tkey("id", name)}, 1, [this, name, tries](std::optional<redis_value> v) {
+        auto it = order_.find(name);
+        if (stopping_ || it == order_.end() || it->second.based) return;
+        auto& o = it->second;
+        if (!v && tries < 5) {
+            // Its master's command link is not back yet: asked again in a while.
+            auto t = std::make_shared<net::steady_timer>(*main_, std::chrono::milliseconds(500));
+            t->async_wait([this, t, name, tries](error_code ec) {
+                if (!ec && !stopping_) recheck_base(name, tries + 1);
+            });
+            return;
+        }
+        std::optional<std::uint64_t> now;
+        if (v && v->type == redis_value::kind::nil) now = 0;
+        else if (v && v->type == redis_value::kind::string) now = parse_u64(v->str);
+        if (now && *now < o.seen) {
+            log(fmt::format("relay: topic {}: ids went back from {} to {} (its redis master lost them); delivery goes on "
+                            "from there",
+                            nlohmann::json(name).dump(-1, ' ', false, json::error_handler_t::replace), o.seen, *now));
+            return set_base(name, o, *now);
+        }
+        o.based = true;
+        flush_order(o);
+        fill_gap(name);
     });
 }
 

@@ -266,6 +266,9 @@ private:
     void cluster_deliver(std::shared_ptr<relay_message> m);
     void flush_order(topic_order& o);
     void set_base(const std::string& name, topic_order& o, std::uint64_t base);
+    /// Subscribed again: the topic's ids asked of its master (`tries` times so far) to tell a
+    /// gap from ids that went back.
+    void recheck_base(const std::string& name, int tries);
     void fill_gap(const std::string& name);
     void cluster_presence(const std::string& name, std::function<void(std::vector<std::string>)> done,
                           std::function<std::vector<std::string>()> local,

@@ -231,6 +231,43 @@ class RelayRedisClusterTest(RelayCase):
             self.assertEqual(m["data"], "after")
             self.assertEqual(m["id"], b["id"] + 1)
 
+    def test_ids_that_went_back_after_a_restart_are_delivered(self):
+        # The master restarts without its data: the topic's id counter starts again at 1. A relay
+        # with no subscriber of its own (it knows no earlier id) publishes: its messages get ids
+        # the subscribers' relays delivered before the restart, and must still be delivered.
+        cluster = self.start_cluster()
+        procs, (u1, u2) = self.start_relays(cluster, "--history", "100")
+        p3, u3 = self.start_relay("--redis", cluster.url(1), "--metrics", "--history", "100")
+        wait_until(lambda: self.metrics(u3).get("wsx_relay_redis_up") == 1, 15, "third relay connected")
+        port = cluster.ports[1]
+        topic = self.topics_on_each_master(cluster)[port]
+        subs = [self.json_client(u, f"/?id=sub{k}") for k, u in enumerate((u1, u2))]
+        for s in subs:
+            s.subscribe(topic)
+        wait_until(lambda: self.shard_subscribers(port, topic) == 2, 10, "both relays on the shard channel")
+        pub = self.json_client(u1, "/?id=pub")
+        for i in range(5):
+            pub.send({"op": "publish", "topic": topic, "data": f"before{i}"})
+        for s in subs:
+            self.assertEqual([m["data"] for m in s.messages(topic, 5)], [f"before{i}" for i in range(5)])
+        cluster.restart(1)
+        for n in cluster.ports:
+            wait_until(lambda n=n: "cluster_state:ok" in " ".join(redis_cli(n, "CLUSTER", "INFO")), 30,
+                       f"cluster_state:ok on {n}")
+        for u in (u1, u2, u3):
+            wait_until(lambda u=u: self.metrics(u).get("wsx_relay_redis_up") == 1, 15, "redis cluster connected again")
+        wait_until(lambda: self.shard_subscribers(port, topic) == 2, 15, "both relays back on the shard channel")
+        for p in procs:
+            p.wait_for(r"relay: topic .*: ids went back from 5 to 0", 15)
+        other = self.json_client(u3, "/?id=other")
+        other.send({"op": "publish", "topic": topic, "data": "after0"})
+        for s in subs:
+            self.assertEqual(s.messages(topic, 1)[0]["data"], "after0")
+        pub.send({"op": "publish", "topic": topic, "data": "after1"})
+        for s in subs:
+            m = s.messages(topic, 1)[0]
+            self.assertEqual(m["data"], "after1")
+
     def test_one_connection_per_user_across_relays(self):
         cluster = self.start_cluster()
         secret = "k3y"
