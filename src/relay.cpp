@@ -1313,8 +1313,9 @@ void relay_hub::cluster_presence(const std::string& name, std::function<void(std
             std::vector<std::string> ids;
         };
         auto st = std::make_shared<state>(state{by_instance.size(), {}});
-        for (auto& [inst, entries] : by_instance) {
-            auto check = [this, name, st, entries, done, finish](std::optional<redis_value> e) {
+        for (auto& by : by_instance) {
+            const auto& inst = by.first;
+            auto check = [this, name, st, entries = by.second, done, finish](std::optional<redis_value> e) {
                 const bool alive = e && e->type == redis_value::kind::integer && e->integer == 1;
                 if (alive) {
                     for (const auto& x : entries) st->ids.push_back(x.id);

@@ -1,6 +1,7 @@
 // What a Redis server (or anything answering on its port) sends the relay: RESP replies read by
 // redis_reply_reader (hiredis's reader behind a guard on aggregate counts and bulk lengths,
-// copied out into redis_value), and redis://, rediss:// and redis+sentinel:// URLs.
+// copied out into redis_value), the cluster layout read from a reply (CLUSTER SLOTS), key slots,
+// and redis://, rediss://, redis+sentinel:// and redis+cluster:// URLs.
 //
 // Input: one byte of options, then the bytes. Bit 0 set: the bytes are a URL for
 // parse_redis_url (it either parses, with a port, or says why); else a reply stream.
@@ -18,6 +19,7 @@
 
 #include "fuzz_support.hpp"
 #include "redis.hpp"
+#include "redis_cluster.hpp"
 
 namespace {
 
@@ -36,6 +38,27 @@ std::string describe(const redis_value& v) {
         for (const auto& e : v.elements) out += describe(e) + ",";
         return out + "]";
     default: return out + fmt::format("{}/{}", v.str.size(), v.str);
+    }
+}
+
+/// A reply read as a cluster layout: either a layout a relay can follow (slots in range, each
+/// given once, every master with an address) or refused with a clean reason.
+void check_layout(const redis_value& v) {
+    std::string error;
+    const auto ranges = parse_cluster_slots(v, error);
+    if (!ranges) {
+        check(!error.empty() && fuzz::terminal_safe(error), "a refused layout without a clean reason: " + error);
+        return;
+    }
+    check(!ranges->empty(), "a layout that serves no slot");
+    std::vector<bool> taken(redis_cluster_slots);
+    for (const auto& r : *ranges) {
+        check(r.first <= r.last && r.last < redis_cluster_slots, "a slot range out of bounds");
+        check(r.master.port != 0 && fuzz::terminal_safe(r.master.host), "a master without a clean address");
+        for (std::size_t s = r.first; s <= r.last; ++s) {
+            check(!taken[s], "a slot given twice");
+            taken[s] = true;
+        }
     }
 }
 
@@ -59,6 +82,7 @@ std::string read_all(std::string_view bytes, std::uint32_t seed) {
             redis_value v;
             const auto r = reader.next(v);
             if (r == redis_reply_reader::result::reply) {
+                if (seed == 0) check_layout(v);
                 out += describe(v) + "\n";
                 check(++replies < 100000, "endless replies");
                 continue;
@@ -93,8 +117,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check(url->host == url->sentinels.front().host && url->port == url->sentinels.front().port,
                   "host and port are not the first sentinel's");
         }
+        if (url && url->cluster()) {
+            check(url->db == 0, "a cluster URL with a database other than 0");
+            for (const auto& n : url->cluster_nodes)
+                check(n.port != 0 && !n.host.empty() && fuzz::terminal_safe(n.host), "a cluster seed without host or port");
+        }
         return 0;
     }
+    // A key's slot is in range, and a key with a hash tag is where its tag is.
+    const std::string key(bytes);
+    check(redis_key_slot(key) < redis_cluster_slots, "a slot out of range");
+    if (key.find_first_of("{}") == std::string::npos && !key.empty())
+        check(redis_key_slot("a{" + key + "}b") == redis_key_slot(key), "a hash tag not used for the slot");
     // Counts of any size are fed: the reader refuses those past its bound before hiredis
     // allocates for them, however the header is cut.
     const auto whole = read_all(bytes, 0);
