@@ -112,6 +112,9 @@ class RelayRedisClusterTest(RelayCase):
             self.assertEqual(m["wsx_relay_redis_cluster_nodes"], 3)
             self.assertEqual(sum(1 for k in m if k.startswith("wsx_relay_redis_node{")), 3)
             self.assertEqual(m["wsx_relay_redis_missed_total"], 0)
+            # Every command went to its slot's master at once: no redirection in a steady layout.
+            for kind in ("moved", "ask"):
+                self.assertEqual(m.get(f'wsx_relay_redis_redirections_total{{kind="{kind}"}}'), 0, kind)
         # Braces and % in a topic are escaped in its hash tag: its keys and channel share a slot,
         # and it stays apart from the topic its escaped form would otherwise be.
         odd, lookalike = "we{ird}%", "we%7Bird%7D%25"
